@@ -1,0 +1,8 @@
+"""Local development and the README's run command: embedded defaults, DEBUG on by default."""
+
+from config.env import env
+
+from .base import *  # noqa: F403
+
+DEBUG = env.bool("DEBUG", default=True)
+WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=True)

@@ -1,0 +1,60 @@
+"""The one error base class. Apps raise subclasses; `core.exceptions` renders them as
+`{"error": {"code", "message", "details"}}` with the status of SPEC section 5."""
+
+from typing import Any
+
+
+class CofferError(Exception):
+    code = "VALIDATION_ERROR"
+    status = 400
+    default_message = "The request is not valid."
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None):
+        self.message = message or self.default_message
+        self.details = details or {}
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class ValidationFailed(CofferError):
+    code, status = "VALIDATION_ERROR", 400
+
+
+class AuthenticationFailed(CofferError):
+    code, status = "AUTHENTICATION_FAILED", 401
+    default_message = "Authentication credentials were missing or not valid."
+
+
+class PermissionDenied(CofferError):
+    code, status = "PERMISSION_DENIED", 403
+    default_message = "You are not allowed to do this."
+
+
+class NotFound(CofferError):
+    code, status = "NOT_FOUND", 404
+    default_message = "Not found."
+
+
+class InvalidState(CofferError):
+    code, status = "INVALID_STATE", 409
+    default_message = "This transition is not allowed from the current state."
+
+
+class RateLimited(CofferError):
+    code, status = "RATE_LIMITED", 429
+    default_message = "Too many requests."
+
+
+class IdempotencyKeyRequired(CofferError):
+    code, status = "IDEMPOTENCY_KEY_REQUIRED", 400
+    default_message = "This request moves money: send an Idempotency-Key header."
+
+
+class IdempotencyKeyReused(CofferError):
+    code, status = "IDEMPOTENCY_KEY_REUSED", 422
+    default_message = "This Idempotency-Key was used with a different request."
+
+
+class IdempotencyKeyInProgress(CofferError):
+    code, status = "IDEMPOTENCY_KEY_IN_PROGRESS", 409
+    default_message = "A request with this Idempotency-Key is still being processed."

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class PayordersConfig(AppConfig):
+    name = "payorders"
+    verbose_name = "Pay orders"

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole suite. In CI (.ci/run) DATABASE_URL and REDIS_URL point at PostgreSQL and Redis;
+# without them the suite runs on SQLite and skips, with a reason, what needs PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+export DJANGO_SETTINGS_MODULE=config.settings.test
+if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi
+echo "database: ${DATABASE_URL:-sqlite (DATABASE_URL not set)}; cache: ${REDIS_URL:-local memory (REDIS_URL not set)}"
+exec $BIN/python -m pytest "$@"

@@ -1,0 +1,37 @@
+"""Shared fixtures. The suite runs on PostgreSQL + Redis in CI; on SQLite (a laptop) tests marked
+`postgres` are skipped with their reason."""
+
+import pytest
+from django.core.cache import cache
+from django.db import connection
+from rest_framework.test import APIClient
+
+POSTGRES_REASON = "needs PostgreSQL (row locks, triggers, real concurrency): set DATABASE_URL"
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+
+    if settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        return
+    skip_pg = pytest.mark.skip(reason=POSTGRES_REASON)
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip_pg)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
