@@ -6,6 +6,7 @@ from core import views as core_views
 
 api_v1 = [
     path("", include("accounts.urls")),
+    path("", include("accounts.org_urls")),
     path("", include("compliance.urls")),
     path("", include("ledger.urls")),
     path("", include("wallets.urls")),

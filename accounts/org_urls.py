@@ -1,0 +1,3 @@
+"""Organization endpoints (API keys, customers, webhooks)."""
+
+urlpatterns: list = []
