@@ -1,0 +1,346 @@
+"""Idempotent money-moving requests (SPEC 5 "Idempotency", invariant 6: one request, one effect).
+
+Use it on every endpoint that moves money:
+
+    class DepositCreateApi(APIView):
+        @idempotent(endpoint="deposits.create")
+        def post(self, request): ...
+
+(function views: put `@idempotent(...)` under `@api_view`). DRF has already authenticated,
+checked permissions and throttled the request when the wrapper runs.
+
+Protocol
+- Header `Idempotency-Key` (or the seed's `X-Idempotency-Key`): 1-255 printable ASCII
+  characters. Missing -> 400 IDEMPOTENCY_KEY_REQUIRED; malformed -> 400 VALIDATION_ERROR.
+- A key is scoped to the caller (`caller_scope`: the organization for API-key callers, else the
+  user) and to the endpoint name, so two callers, or one caller on two endpoints, never collide.
+- Fingerprint: SHA-256 over method, path, sorted query parameters and the canonical JSON of the
+  parsed body (keys sorted). Decision on numbers: JSON numbers compare by value (`100.5`, `100.50`
+  and `1.005e2`... are one number; an int `100` equals `100.0`), strings compare exactly, and a
+  number never equals a string (`100.5` != `"100.50"`). A retry is the same client re-sending the
+  same request, so it sends the same representation; being strict can only turn a doubtful case
+  into a 422, never into a wrong replay.
+- Same key, same fingerprint, finished -> the stored status and body, byte for byte, with
+  `Idempotency-Replayed: true`. Same key, other fingerprint -> 422 IDEMPOTENCY_KEY_REUSED.
+  Same key while the first request runs -> 409 IDEMPOTENCY_KEY_IN_PROGRESS.
+
+Guarantees
+- The handler runs inside ONE `transaction.atomic(durable=True)` together with the insert of the
+  `IdempotencyRecord` holding its response: money and record commit together or not at all. So a
+  crash anywhere before the commit leaves neither; after it, the retry gets the replay.
+  Services called from an idempotent handler must therefore not open durable blocks themselves.
+- A `CofferError` (or any DRF/Django error that renders as a 4xx) raised by the handler is an
+  outcome, not a crash: it is rendered with the error envelope, stored and COMMITTED with whatever
+  the handler wrote before raising (e.g. a failed ledger transaction recorded next to
+  422 INSUFFICIENT_FUNDS), and replayed like a success. Services are atomic, so their own partial
+  work has already rolled back to their savepoint when they raise.
+- 5xx responses and any other exception roll the whole block back and store nothing: the retry runs
+  the request again.
+- Concurrency. Redis is only the fast path: `cache.add(lock)` lets the first request through and
+  answers the others 409 without touching the database. The database is the guard: on PostgreSQL
+  the block takes `pg_try_advisory_xact_lock(<64 bits of SHA-256(scope, endpoint, key)>)` (64
+  bits rather than `hashtext`'s 32 so unrelated keys practically never share a lock); not getting
+  it means the key is running elsewhere -> 409. Holding it, a committed record is looked up (READ
+  COMMITTED sees anything committed before the lock was granted). On SQLite every write
+  transaction is IMMEDIATE, so writers are serialised already. Last line: the UNIQUE constraint
+  (scope, endpoint, key); if the insert loses to a concurrent commit, everything this request did
+  is rolled back and the winner's record is replayed. Flushing Redis therefore never allows a
+  double effect, it only makes the losers of a race reach the database before getting their 409.
+- Records live IDEMPOTENCY_KEY_TTL_HOURS (default 48, never less than 24) and are purged by the
+  beat task `core.tasks.purge_idempotency_records`. An expired record no longer counts.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import IntegrityError, connection, transaction
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.utils import timezone
+from django_fsm import TransitionNotAllowed
+from rest_framework.exceptions import APIException
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core.errors import (
+    AuthenticationFailed,
+    CofferError,
+    IdempotencyKeyInProgress,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    ValidationFailed,
+)
+from core.exceptions import api_exception_handler
+from core.models import IdempotencyRecord
+
+logger = logging.getLogger("coffer.idempotency")
+
+HEADER = "Idempotency-Key"
+LEGACY_HEADER = "X-Idempotency-Key"
+REPLAYED_HEADER = "Idempotency-Replayed"
+KEY_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
+STORED_HEADERS = ("Location",)
+MIN_TTL_HOURS = 24
+
+# Errors that the API renders as a client error: outcomes to store and commit, not crashes.
+_CLIENT_ERRORS = (CofferError, APIException, Http404, DjangoPermissionDenied, TransitionNotAllowed)
+
+
+# --- Who is asking ---------------------------------------------------------------------------------
+def caller_scope(request: Request | HttpRequest) -> str:
+    """The namespace of a caller's idempotency keys: 'org:<id>' for organization (API-key)
+    callers, 'user:<id>' for users. Organization authentication sets `request.organization`, or
+    authenticates as a principal (`request.user` / `request.auth`) that has `.organization`."""
+    organization = getattr(request, "organization", None)
+    user = getattr(request, "user", None)
+    if organization is None and user is not None and not isinstance(user, get_user_model()):
+        organization = getattr(user, "organization", None)
+    if organization is None:
+        organization = getattr(getattr(request, "auth", None), "organization", None)
+    if organization is not None:
+        return f"org:{organization.pk}"
+    if user is not None and getattr(user, "is_authenticated", False) and getattr(user, "pk", None) is not None:
+        return f"user:{user.pk}"
+    raise AuthenticationFailed("Idempotent requests need an authenticated caller.")
+
+
+def idempotency_key_from(request) -> str:
+    raw = request.headers.get(HEADER)
+    if raw is None:
+        raw = request.headers.get(LEGACY_HEADER)
+    if raw is None or raw.strip() == "":
+        raise IdempotencyKeyRequired()
+    key = raw.strip()
+    if not KEY_PATTERN.match(key):
+        raise ValidationFailed(
+            f"{HEADER} must be 1 to 255 printable ASCII characters.",
+            details={"fields": {HEADER: ["Must be 1 to 255 printable ASCII characters."]}},
+        )
+    return key
+
+
+# --- What is asked ----------------------------------------------------------------------------------
+def _canonical(value: Any) -> str:
+    if isinstance(value, QueryDict):
+        value = {k: v if len(v) != 1 else v[0] for k, v in value.lists()}
+    if isinstance(value, dict):
+        items = sorted((str(k), v) for k, v in value.items())
+        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + _canonical(v) for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, (int, Decimal)):
+        number = Decimal(value)
+        if not number.is_finite():
+            return json.dumps(str(number)) + "#n"
+        if number == 0:
+            return "0"
+        return format(number.normalize(), "f")
+    if isinstance(value, float):  # our parser never produces floats; be exact about what we got
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(str(value), ensure_ascii=False)  # uploaded files and other exotic values
+
+
+def canonical_body(data: Any) -> str:
+    return _canonical(data)
+
+
+def request_fingerprint(*, method: str, path: str, query: Any = None, data: Any = None) -> str:
+    parts = [method.upper(), path, _canonical(query or {}), _canonical(data if data is not None else {})]
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def _lock_digest(scope: str, endpoint: str, key: str) -> bytes:
+    return hashlib.sha256(f"{scope}\x00{endpoint}\x00{key}".encode()).digest()
+
+
+def _advisory_lock_id(scope: str, endpoint: str, key: str) -> int:
+    return int.from_bytes(_lock_digest(scope, endpoint, key)[:8], "big", signed=True)
+
+
+def _cache_lock_key(scope: str, endpoint: str, key: str) -> str:
+    return "idem:lock:" + _lock_digest(scope, endpoint, key).hex()
+
+
+# --- Stored outcomes --------------------------------------------------------------------------------
+def ttl_hours() -> int:
+    return max(int(getattr(settings, "IDEMPOTENCY_KEY_TTL_HOURS", 48)), MIN_TTL_HOURS)
+
+
+def _lock_seconds() -> int:
+    return int(getattr(settings, "IDEMPOTENCY_LOCK_SECONDS", 60))
+
+
+def idempotency_record_get(*, scope: str, endpoint: str, key: str, now: datetime | None = None) -> IdempotencyRecord | None:
+    """The live (unexpired) record for a key, if one is committed."""
+    now = now or timezone.now()
+    return IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key, expires_at__gt=now).first()
+
+
+def idempotency_records_purge(*, now: datetime | None = None, batch_size: int = 5000) -> int:
+    """Delete expired records in batches; returns how many went."""
+    now = now or timezone.now()
+    deleted = 0
+    while True:
+        ids = list(IdempotencyRecord.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        deleted += IdempotencyRecord.objects.filter(pk__in=ids, expires_at__lte=now).delete()[0]
+
+
+def _replay(record: IdempotencyRecord, fingerprint: str) -> HttpResponse:
+    if record.fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            details={"idempotency_key": record.key, "original_request": {"method": record.method, "path": record.path}}
+        )
+    response = HttpResponse(record.response_body, status=record.response_status, content_type="application/json")
+    for name, value in (record.response_headers or {}).items():
+        response[name] = value
+    response[REPLAYED_HEADER] = "true"
+    return response
+
+
+class _LostRace(Exception):
+    """The record insert hit the unique constraint: another request with this key committed."""
+
+
+class _ServerError(Exception):
+    def __init__(self, response):
+        self.response = response
+
+
+def _render_client_error(exc: Exception, view, request) -> Response | None:
+    if not isinstance(exc, _CLIENT_ERRORS):
+        return None
+    response = api_exception_handler(exc, {"view": view, "request": request})
+    if response is None or response.status_code >= 500:
+        return None
+    return response
+
+
+def _response_body(response) -> str:
+    if isinstance(response, Response):
+        return JSONRenderer().render(response.data).decode("utf-8")
+    return response.content.decode(response.charset or "utf-8")
+
+
+def idempotent_execute(*, request, endpoint: str, handler: Callable[[], Any], view=None):
+    """Run `handler()` at most once per (caller, endpoint, key); see the module docstring."""
+    key = idempotency_key_from(request)
+    scope = caller_scope(request)
+    data = request.data if isinstance(request, Request) else request.POST
+    query = request.query_params if isinstance(request, Request) else request.GET
+    fingerprint = request_fingerprint(method=request.method, path=request.path, query=query, data=data)
+
+    lock_key = _cache_lock_key(scope, endpoint, key)
+    token = uuid.uuid4().hex
+    have_cache_lock = False
+    try:
+        have_cache_lock = bool(cache.add(lock_key, token, timeout=_lock_seconds()))
+        cache_ok = True
+    except Exception as exc:  # Redis down: the database alone still guards
+        logger.warning("idempotency: cache unavailable (%s); relying on the database", exc)
+        cache_ok = False
+    try:
+        if cache_ok and not have_cache_lock:
+            record = idempotency_record_get(scope=scope, endpoint=endpoint, key=key)
+            if record is None:
+                raise IdempotencyKeyInProgress(details={"idempotency_key": key})
+            return _replay(record, fingerprint)
+        return _execute_guarded(
+            request=request, view=view, endpoint=endpoint, handler=handler, scope=scope, key=key, fingerprint=fingerprint
+        )
+    finally:
+        if have_cache_lock:
+            try:
+                if cache.get(lock_key) == token:
+                    cache.delete(lock_key)
+            except Exception as exc:
+                logger.warning("idempotency: could not release cache lock (%s); it expires by itself", exc)
+
+
+def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprint):
+    try:
+        with transaction.atomic(durable=True):
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_advisory_lock_id(scope, endpoint, key)])
+                    if not cursor.fetchone()[0]:
+                        raise IdempotencyKeyInProgress(details={"idempotency_key": key})
+            now = timezone.now()
+            existing = IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key).first()
+            if existing is not None:
+                if existing.expires_at > now:
+                    return _replay(existing, fingerprint)
+                existing.delete()  # expired: the key is free again
+
+            try:
+                response = handler()
+            except Exception as exc:
+                response = _render_client_error(exc, view, request)
+                if response is None:
+                    raise
+            if response.status_code >= 500:
+                raise _ServerError(response)
+
+            headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
+            try:
+                with transaction.atomic():
+                    IdempotencyRecord.objects.create(
+                        scope=scope,
+                        endpoint=endpoint,
+                        key=key,
+                        fingerprint=fingerprint,
+                        method=request.method,
+                        path=request.path[:500],
+                        response_status=response.status_code,
+                        response_body=_response_body(response),
+                        response_headers=headers,
+                        expires_at=now + timedelta(hours=ttl_hours()),
+                    )
+            except IntegrityError as exc:
+                raise _LostRace() from exc
+            return response
+    except _ServerError as exc:
+        return exc.response
+    except _LostRace:
+        logger.warning("idempotency: lost the race for %s %s; replaying the winner", endpoint, key)
+        record = idempotency_record_get(scope=scope, endpoint=endpoint, key=key)
+        if record is None:  # the winner's record expired in between: vanishingly unlikely
+            raise IdempotencyKeyInProgress(details={"idempotency_key": key}) from None
+        return _replay(record, fingerprint)
+
+
+def idempotent(*, endpoint: str):
+    """Decorator for an APIView handler method (`def post(self, request, ...)`) or a function
+    view taking `request` first. See the module docstring."""
+
+    def decorator(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            if args and isinstance(args[0], (Request, HttpRequest)):
+                view, request = None, args[0]
+            else:
+                view, request = args[0], args[1]
+            return idempotent_execute(request=request, endpoint=endpoint, handler=lambda: func(*args, **kwargs), view=view)
+
+        wrapper.idempotent_endpoint = endpoint
+        return wrapper
+
+    return decorator
+

@@ -1,0 +1,83 @@
+"""Plumbing tables every app shares.
+
+`IdempotencyRecord`
+    The stored outcome of a money-moving request (SPEC 5, invariant 6). One row per
+    (caller scope, endpoint, key); the UNIQUE constraint on that triple is the final guard against
+    running a request twice, whatever Redis says. The row is written in the same database
+    transaction as the money the request moved, so either both exist or neither does. Only 2xx and
+    4xx outcomes are stored; a 5xx rolls everything back and the client may retry.
+
+`OutboxMessage`
+    A side effect that leaves the database (webhook, payout, email), written in the transaction
+    that caused it and dispatched after commit by `core.tasks.dispatch_outbox`, or later by the
+    `core.tasks.sweep_outbox` beat task if the broker was down at commit time. A message is
+    dispatched at most once successfully (the row lock + `dispatched_at`), but a handler can see
+    it again after a failure or a crash, so every handler must be idempotent.
+"""
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+
+
+class IdempotencyRecord(models.Model):
+    scope = models.CharField(max_length=100, help_text="The caller: 'user:<id>' or 'org:<id>'.")
+    endpoint = models.CharField(max_length=100, help_text="Logical endpoint name, e.g. 'deposits.create'.")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of method, path and canonical body.")
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.TextField(help_text="The response body exactly as first sent (JSON).")
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "endpoint", "key"], name="idempotency_record_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.endpoint} {self.key} -> {self.response_status}"
+
+
+class OutboxMessage(models.Model):
+    topic = models.CharField(max_length=200, db_index=True)
+    payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="outbox_messages"
+    )
+    # Optional de-duplication key: a second emit with the same (topic, key) returns the first row.
+    key = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_attempt_at = models.DateTimeField(help_text="When the sweeper may (re)try it.")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="Gave up after the maximum attempts.")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["topic", "key"], condition=~Q(key=""), name="outbox_message_unique_key"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(dispatched_at__isnull=True, failed_at__isnull=True),
+                name="outbox_message_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic} #{self.pk}"
+
+    @property
+    def state(self) -> str:
+        if self.dispatched_at:
+            return "dispatched"
+        if self.failed_at:
+            return "failed"
+        return "pending"

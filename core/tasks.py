@@ -1,0 +1,44 @@
+"""Celery tasks for the shared plumbing, and their beat entries.
+
+- `dispatch_outbox(message_id)`: enqueued after commit by `core.outbox.outbox_emit`.
+- `sweep_outbox()`: every OUTBOX_SWEEP_SECONDS (10 s): dispatches due, undispatched outbox rows,
+  so a broker outage at commit time or a failed handler only delays a message.
+- `purge_idempotency_records()`: hourly, deletes idempotency records past their expiry
+  (kept IDEMPOTENCY_KEY_TTL_HOURS, never less than 24 h).
+
+Every task is safe to run twice or concurrently: dispatch locks the row (SKIP LOCKED) and checks
+`dispatched_at`; the purge only deletes expired rows.
+"""
+
+from django.conf import settings
+
+from config.celery import app
+from core.idempotency import idempotency_records_purge
+from core.outbox import outbox_dispatch, outbox_sweep
+
+
+@app.task(name="core.tasks.dispatch_outbox", ignore_result=True)
+def dispatch_outbox(message_id: int) -> str:
+    return outbox_dispatch(message_id=message_id)
+
+
+@app.task(name="core.tasks.sweep_outbox", ignore_result=True)
+def sweep_outbox() -> dict[str, int]:
+    return outbox_sweep()
+
+
+@app.task(name="core.tasks.purge_idempotency_records", ignore_result=True)
+def purge_idempotency_records() -> int:
+    return idempotency_records_purge()
+
+
+app.conf.beat_schedule["core.sweep_outbox"] = {
+    "task": "core.tasks.sweep_outbox",
+    "schedule": float(getattr(settings, "OUTBOX_SWEEP_SECONDS", 10)),
+    "options": {"expires": 30},
+}
+app.conf.beat_schedule["core.purge_idempotency_records"] = {
+    "task": "core.tasks.purge_idempotency_records",
+    "schedule": 3600.0,
+    "options": {"expires": 1800},
+}
