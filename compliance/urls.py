@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from compliance.apis import AuditEventListApi, AuditVerifyApi
+
+urlpatterns = [
+    path("audit-logs", AuditEventListApi.as_view(), name="audit-log-list"),
+    path("audit-logs/verify", AuditVerifyApi.as_view(), name="audit-log-verify"),
+]

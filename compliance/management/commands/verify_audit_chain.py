@@ -1,0 +1,17 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from compliance.services import audit_verify
+
+
+class Command(BaseCommand):
+    help = "Verify the hash-chained audit log; exit 1 and name the first invalid event when broken."
+
+    def handle(self, *args, **options):
+        result = audit_verify()
+        if result["valid"]:
+            self.stdout.write(
+                self.style.SUCCESS(f"Audit chain valid: {result['checked']} events checked, head {result['head_hash'] or '(empty)'}")
+            )
+            return
+        self.stdout.write(f"Audit chain BROKEN: first invalid event id {result['first_invalid_id']} ({result['checked']} events checked)")
+        raise CommandError(f"audit chain broken at event {result['first_invalid_id']}", returncode=1)
