@@ -1,0 +1,78 @@
+"""Throttles (SPEC 5): `auth` on signup and token, per client address AND per account; `money`
+per caller on money movement. 429 RATE_LIMITED with Retry-After comes from the envelope handler.
+
+Rates are read from `REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]` on every request (DRF's own
+`SimpleRateThrottle` freezes them when the class is imported), so an `override_settings` in a
+test, or a settings change, takes effect at once.
+
+The client address is REMOTE_ADDR unless `REST_FRAMEWORK["NUM_PROXIES"]` says how many proxies
+sit in front: DRF's default trusts a client-supplied X-Forwarded-For, which would let anyone
+dodge the per-address limit by inventing one.
+"""
+
+import hashlib
+
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+
+class _RuntimeRateThrottle(SimpleRateThrottle):
+    def get_rate(self):
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def get_ident(self, request):
+        if api_settings.NUM_PROXIES is None:
+            return request.META.get("REMOTE_ADDR", "")
+        return super().get_ident(request)
+
+
+class AuthAddressThrottle(_RuntimeRateThrottle):
+    """`auth` scope, per client address."""
+
+    scope = "auth"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": f"{self.scope}-addr", "ident": self.get_ident(request)}
+
+
+class AuthAccountThrottle(_RuntimeRateThrottle):
+    """`auth` scope, per account: the email (or API key id) the request is about, whichever
+    address it comes from."""
+
+    scope = "auth"
+    account_fields = ("username", "email", "client_id")
+
+    def get_cache_key(self, request, view):
+        try:
+            data = request.data
+        except Exception:  # an unparseable body is refused by the view itself
+            return None
+        account = ""
+        if hasattr(data, "get"):
+            for name in self.account_fields:
+                value = data.get(name)
+                if isinstance(value, str) and value.strip():
+                    account = value.strip().lower()
+                    break
+        if not account:
+            return None
+        digest = hashlib.sha256(account.encode()).hexdigest()[:32]
+        return self.cache_format % {"scope": f"{self.scope}-account", "ident": digest}
+
+
+class MoneyThrottle(_RuntimeRateThrottle):
+    """`money` scope, per caller: the organization for API-key callers, else the user."""
+
+    scope = "money"
+
+    def get_cache_key(self, request, view):
+        organization_id = getattr(getattr(request, "organization", None), "pk", None)
+        if organization_id is None:
+            organization_id = getattr(request.auth, "organization_id", None)
+        if organization_id is not None:
+            ident = f"org-{organization_id}"
+        elif request.user and request.user.is_authenticated:
+            ident = f"user-{request.user.pk}"
+        else:
+            ident = f"addr-{self.get_ident(request)}"
+        return self.cache_format % {"scope": self.scope, "ident": ident}
