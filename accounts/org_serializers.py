@@ -1,0 +1,140 @@
+"""Input and output serializers of the organization API (keys, customers, webhooks).
+Names are unique across the project so drf-spectacular's components stay distinct."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.models import ApiKey, Customer, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+
+class OrgErrorDetailOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class OrgErrorOutput(serializers.Serializer):
+    error = OrgErrorDetailOutput()
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+
+class ApiKeyCreateInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+
+
+class ApiKeyOutput(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ["key_id", "name", "secret_prefix", "created_at", "last_used_at", "revoked_at"]
+
+
+class ApiKeyCreatedOutput(ApiKeyOutput):
+    secret = serializers.CharField(help_text="Shown once, now. Store it: Coffer keeps only a hash and an encrypted copy.")
+
+    class Meta(ApiKeyOutput.Meta):
+        fields = [*ApiKeyOutput.Meta.fields, "secret"]
+
+
+# --- Customers -------------------------------------------------------------------------------------
+
+
+class CustomerUpsertInput(serializers.Serializer):
+    name = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    kyc_level = serializers.ChoiceField(choices=Customer.KycLevel.choices, required=False)
+    metadata = serializers.DictField(required=False, help_text="Free-form JSON object, yours to keep (at most 16 KB).")
+
+    def validate_metadata(self, value: dict) -> dict:
+        import json
+
+        if len(json.dumps(value, default=str)) > 16384:
+            raise serializers.ValidationError("At most 16 KB of metadata.")
+        return value
+
+
+class CustomerWalletOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    currency = serializers.CharField(source="asset.code")
+    label = serializers.CharField()
+    status = serializers.CharField()
+    balance = serializers.SerializerMethodField()
+    available_balance = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_balance(self, wallet) -> str:
+        return wallet.asset.format(wallet.balance)
+
+    def get_available_balance(self, wallet) -> str:
+        return wallet.asset.format(wallet.available_balance)
+
+
+class CustomerOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = ["external_id", "name", "email", "kyc_level", "metadata", "created_at", "updated_at"]
+
+
+class CustomerDetailOutput(CustomerOutput):
+    wallets = serializers.SerializerMethodField()
+
+    class Meta(CustomerOutput.Meta):
+        fields = [*CustomerOutput.Meta.fields, "wallets"]
+
+    @extend_schema_field(CustomerWalletOutput(many=True))
+    def get_wallets(self, customer):
+        from accounts.org_selectors import customer_wallets
+
+        return CustomerWalletOutput(customer_wallets(customer=customer), many=True).data
+
+
+# --- Webhooks ------------------------------------------------------------------------------------
+
+
+class WebhookEndpointCreateInput(serializers.Serializer):
+    url = serializers.URLField(max_length=2000)
+    events = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False, max_length=100,
+                                   help_text='Event names (e.g. "transaction.completed"), "<namespace>.*", or ["*"] for all.')
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class WebhookEndpointOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "events", "description", "is_enabled", "created_at", "updated_at", "disabled_at"]
+
+
+class WebhookEndpointCreatedOutput(WebhookEndpointOutput):
+    secret = serializers.CharField(help_text="Standard Webhooks signing secret (whsec_...). Shown once, now.")
+
+    class Meta(WebhookEndpointOutput.Meta):
+        fields = [*WebhookEndpointOutput.Meta.fields, "secret"]
+
+
+class WebhookAttemptOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = ["attempted_at", "url", "status_code", "duration_ms", "response_excerpt", "error", "succeeded"]
+
+
+class WebhookDeliveryOutput(serializers.ModelSerializer):
+    webhook_id = serializers.CharField(read_only=True, help_text="The `webhook-id` header of every attempt.")
+    endpoint_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id", "webhook_id", "endpoint_id", "event_id", "event_type", "status", "attempt_count",
+            "next_attempt_at", "last_attempt_at", "last_status_code", "last_error", "delivered_at",
+            "created_at", "payload",
+        ]
+
+
+class WebhookDeliveryDetailOutput(WebhookDeliveryOutput):
+    attempts = WebhookAttemptOutput(many=True, read_only=True)
+
+    class Meta(WebhookDeliveryOutput.Meta):
+        fields = [*WebhookDeliveryOutput.Meta.fields, "attempts"]

@@ -1,0 +1,305 @@
+"""Services for organizations' API access: API keys, customers by external id, webhook endpoints.
+
+These are the only writers of ApiKey, organization Customers, WebhookEndpoint and (with
+`accounts.webhooks`) WebhookDelivery rows. Every key creation and revocation lands in the audit
+chain in the same database transaction as the change.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.text import slugify
+
+from accounts.crypto import encrypt_secret, lookup_hash
+from accounts.models import ApiKey, Customer, Membership, Organization, User, WebhookDelivery, WebhookEndpoint
+from core.errors import InvalidState, NotFound, ValidationFailed
+
+API_KEY_ID_PREFIX = "key_"
+API_KEY_SECRET_PREFIX = "sk_"
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def audit(*, actor: User | None = None, action: str, target=None, data: dict | None = None) -> None:
+    # Imported here: compliance depends on accounts, not the other way round.
+    from compliance.services import audit_record
+
+    audit_record(actor=actor, action=action, target=target, data=data or {})
+
+
+def principal_audit_data(principal) -> dict[str, Any]:
+    """What an audit event says about a caller that is an API key rather than a user."""
+    api_key = getattr(principal, "api_key", None)
+    return {"api_key_id": api_key.key_id} if api_key is not None else {}
+
+
+def actor_user(principal) -> User | None:
+    return principal if isinstance(principal, User) else None
+
+
+# --- API keys -----------------------------------------------------------------------------------
+
+
+def _new_key_id() -> str:
+    return API_KEY_ID_PREFIX + secrets.token_hex(12)
+
+
+def _new_secret() -> str:
+    return API_KEY_SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+@transaction.atomic
+def api_key_create(*, organization: Organization, name: str, actor=None) -> tuple[ApiKey, str]:
+    """A new key for the organization. Returns the key and its secret: the only time the secret
+    exists in plain text outside the caller's hands."""
+    secret = _new_secret()
+    api_key = ApiKey.objects.create(
+        organization=organization,
+        key_id=_new_key_id(),
+        name=name,
+        secret_hash=lookup_hash(secret),
+        secret_encrypted=encrypt_secret(secret),
+        secret_prefix=secret[:7],
+        created_by=actor_user(actor),
+    )
+    audit(
+        actor=actor_user(actor),
+        action="api_key.created",
+        target=api_key,
+        data={"organization_id": organization.pk, "key_id": api_key.key_id, "name": name, **principal_audit_data(actor)},
+    )
+    return api_key, secret
+
+
+@transaction.atomic
+def api_key_revoke(*, organization: Organization, key_id: str, actor=None) -> ApiKey:
+    api_key = ApiKey.objects.select_for_update().filter(organization=organization, key_id=key_id).first()
+    if api_key is None:
+        raise NotFound("No such API key.")
+    if api_key.revoked_at is not None:
+        raise InvalidState("This API key is already revoked.")
+    api_key.revoked_at = timezone.now()
+    api_key.save(update_fields=["revoked_at"])
+    audit(
+        actor=actor_user(actor),
+        action="api_key.revoked",
+        target=api_key,
+        data={"organization_id": organization.pk, "key_id": api_key.key_id, **principal_audit_data(actor)},
+    )
+    return api_key
+
+
+def api_key_mark_used(*, api_key: ApiKey) -> None:
+    """Record use at most once a minute per key: one conditional UPDATE, and none at all while
+    the stored value is fresh, so a busy integration does not turn every request into a write."""
+    now = timezone.now()
+    if api_key.last_used_at is not None and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    ApiKey.objects.filter(pk=api_key.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    ).update(last_used_at=now)
+    api_key.last_used_at = now
+
+
+def api_key_auth_failed(*, scheme: str, reason: str, key_id: str = "", api_key: ApiKey | None = None, client_ip: str = "") -> None:
+    """An authentication failure lands in the audit chain (never with the presented secret)."""
+    with transaction.atomic():
+        audit(
+            action="api_key.auth_failed",
+            target=api_key,
+            data={"scheme": scheme, "reason": reason, "key_id": key_id[:80], "client_ip": client_ip},
+        )
+
+
+# --- Organizations (management command, demo data) ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrganizationCreated:
+    organization: Organization
+    owner: User
+    owner_created: bool
+    api_key: ApiKey
+    secret: str
+
+
+def _unique_slug(name: str) -> str:
+    base = (slugify(name) or "org")[:60]
+    slug, n = base, 1
+    while Organization.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+@transaction.atomic
+def organization_create(*, name: str, owner_email: str) -> OrganizationCreated:
+    name = name.strip()
+    if not name:
+        raise ValidationFailed("An organization needs a name.", details={"name": ["This field may not be blank."]})
+    email = User.objects.normalize_email(owner_email.strip()).lower()
+    owner = User.objects.filter(email__iexact=email).first()
+    owner_created = owner is None
+    if owner is None:
+        owner = User.objects.create_user(email=email, password=None)  # unusable password
+    organization = Organization.objects.create(name=name, slug=_unique_slug(name))
+    Membership.objects.create(organization=organization, user=owner, role=Membership.Role.OWNER)
+    audit(actor=owner, action="organization.created", target=organization, data={"name": name, "owner_id": owner.pk})
+    api_key, secret = api_key_create(organization=organization, name="default", actor=owner)
+    return OrganizationCreated(organization, owner, owner_created, api_key, secret)
+
+
+# --- Customers by external id -------------------------------------------------------------------
+
+CUSTOMER_FIELDS = ("name", "email", "kyc_level", "metadata")
+
+
+def customer_upsert(*, organization: Organization, external_id: str, data: dict[str, Any], actor=None) -> tuple[Customer, bool]:
+    """Insert or update the organization's customer `external_id`; returns (customer, created).
+
+    Safe under races: the row is locked when it exists; when two requests insert at once the
+    unique (organization, external_id) constraint lets one win, and the loser's savepoint rolls
+    back and it updates the winner's row instead."""
+    fields = {k: v for k, v in data.items() if k in CUSTOMER_FIELDS}
+    with transaction.atomic():
+        for _ in range(3):
+            customer = Customer.objects.select_for_update().filter(organization=organization, external_id=external_id).first()
+            if customer is None:
+                try:
+                    with transaction.atomic():
+                        customer = Customer.objects.create(organization=organization, external_id=external_id, **fields)
+                except IntegrityError:
+                    continue  # someone inserted it first: lock and update theirs
+                audit(
+                    actor=actor_user(actor),
+                    action="customer.created",
+                    target=customer,
+                    data={"external_id": external_id, "kyc_level": customer.kyc_level, **principal_audit_data(actor)},
+                )
+                return customer, True
+            changed = [k for k, v in fields.items() if getattr(customer, k) != v]
+            if changed:
+                before = {k: getattr(customer, k) for k in changed if k != "metadata"}
+                for k in changed:
+                    setattr(customer, k, fields[k])
+                customer.save(update_fields=[*changed, "updated_at"])
+                audit(
+                    actor=actor_user(actor),
+                    action="customer.updated",
+                    target=customer,
+                    data={"external_id": external_id, "changed": changed, "before": before, **principal_audit_data(actor)},
+                )
+            return customer, False
+    raise IntegrityError("customer upsert kept losing races")  # pragma: no cover - needs a delete racing an insert
+
+
+# --- Webhook endpoints --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def webhook_endpoint_create(*, organization: Organization, url: str, events: list[str], description: str = "", actor=None) -> tuple[WebhookEndpoint, str]:
+    from accounts.webhooks import new_webhook_secret, normalize_event_patterns, webhook_url_check
+
+    webhook_url_check(url)
+    patterns = normalize_event_patterns(events)
+    secret = new_webhook_secret()
+    endpoint = WebhookEndpoint.objects.create(
+        organization=organization,
+        url=url,
+        events=patterns,
+        description=description,
+        secret_encrypted=encrypt_secret(secret),
+        created_by=actor_user(actor),
+    )
+    audit(
+        actor=actor_user(actor),
+        action="webhook_endpoint.created",
+        target=endpoint,
+        data={"url": url, "events": patterns, **principal_audit_data(actor)},
+    )
+    return endpoint, secret
+
+
+def _endpoint_for_update(organization: Organization, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = (
+        WebhookEndpoint.objects.select_for_update()
+        .filter(organization=organization, pk=endpoint_id, deleted_at__isnull=True)
+        .first()
+    )
+    if endpoint is None:
+        raise NotFound("No such webhook endpoint.")
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_disable(*, organization: Organization, endpoint_id: int, actor=None) -> WebhookEndpoint:
+    endpoint = _endpoint_for_update(organization, endpoint_id)
+    if endpoint.is_enabled:
+        endpoint.is_enabled = False
+        endpoint.disabled_at = timezone.now()
+        endpoint.save(update_fields=["is_enabled", "disabled_at", "updated_at"])
+        audit(actor=actor_user(actor), action="webhook_endpoint.disabled", target=endpoint, data=principal_audit_data(actor))
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_enable(*, organization: Organization, endpoint_id: int, actor=None) -> WebhookEndpoint:
+    from accounts.webhooks import webhook_url_check
+
+    endpoint = _endpoint_for_update(organization, endpoint_id)
+    if not endpoint.is_enabled:
+        webhook_url_check(endpoint.url)
+        endpoint.is_enabled = True
+        endpoint.disabled_at = None
+        endpoint.save(update_fields=["is_enabled", "disabled_at", "updated_at"])
+        audit(actor=actor_user(actor), action="webhook_endpoint.enabled", target=endpoint, data=principal_audit_data(actor))
+    return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_delete(*, organization: Organization, endpoint_id: int, actor=None) -> None:
+    """Hides the endpoint for good; its deliveries stay as history and pending ones stop."""
+    endpoint = _endpoint_for_update(organization, endpoint_id)
+    now = timezone.now()
+    endpoint.is_enabled = False
+    endpoint.deleted_at = now
+    endpoint.disabled_at = endpoint.disabled_at or now
+    endpoint.save(update_fields=["is_enabled", "deleted_at", "disabled_at", "updated_at"])
+    WebhookDelivery.objects.filter(endpoint=endpoint, status=WebhookDelivery.Status.PENDING).update(
+        status=WebhookDelivery.Status.FAILED, next_attempt_at=None, last_error="endpoint deleted", updated_at=now
+    )
+    audit(actor=actor_user(actor), action="webhook_endpoint.deleted", target=endpoint, data=principal_audit_data(actor))
+
+
+@transaction.atomic
+def webhook_delivery_redeliver(*, organization: Organization, delivery_id, actor=None) -> WebhookDelivery:
+    """Queue one more round of attempts for a delivered or failed event (same webhook-id, so the
+    receiver can deduplicate)."""
+    from accounts.webhooks import enqueue_delivery_on_commit
+
+    delivery = (
+        WebhookDelivery.objects.select_for_update(of=("self",))
+        .select_related("endpoint")
+        .filter(organization=organization, pk=delivery_id)
+        .first()
+    )
+    if delivery is None:
+        raise NotFound("No such webhook delivery.")
+    endpoint = delivery.endpoint
+    if endpoint.deleted_at is not None or not endpoint.is_enabled:
+        raise InvalidState("The delivery's endpoint is disabled or deleted.")
+    if delivery.status == WebhookDelivery.Status.PENDING:
+        raise InvalidState("This delivery is already pending.")
+    delivery.status = WebhookDelivery.Status.PENDING
+    delivery.attempt_count = 0
+    delivery.next_attempt_at = timezone.now()
+    delivery.save(update_fields=["status", "attempt_count", "next_attempt_at", "updated_at"])
+    audit(actor=actor_user(actor), action="webhook_delivery.redelivered", target=delivery, data={"event_id": delivery.event_id, **principal_audit_data(actor)})
+    enqueue_delivery_on_commit(delivery.pk)
+    return delivery
