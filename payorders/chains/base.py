@@ -1,0 +1,166 @@
+"""The chain provider interface that pay orders use to see payments on chain.
+
+Invariants:
+- Amounts are `Decimal` in the asset's major units (BTC, ETH, USDC), converted from integer base
+  units exactly (`from_base_units`), never through a float.
+- A transaction can carry several transfers (a native value transfer and ERC-20 `Transfer` logs);
+  `get_transaction` returns all of them that move a known asset, or None when the chain does not
+  know the hash.
+- `confirmations` is 0 while a transaction is pending, 1 once it is in the head block, and grows
+  by one with each block after it.
+- A provider that cannot answer raises `ChainUnavailable` (503): callers retry later, they never
+  conclude that a payment is missing from an unreachable node.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, localcontext
+
+from django.conf import settings
+
+from core.errors import CofferError, NotFound, ValidationFailed
+
+
+class ChainUnavailable(CofferError):
+    code, status = "CHAIN_UNAVAILABLE", 503
+    default_message = "The blockchain node cannot be reached right now; try again shortly."
+
+
+class TransactionNotFound(NotFound):
+    default_message = "No such transaction on this chain."
+
+
+class UnsupportedAsset(ValidationFailed):
+    default_message = "This asset is not supported on this chain."
+
+
+class TransferStatus:
+    PENDING = "pending"  # not in a block yet
+    SUCCEEDED = "succeeded"  # in a block and executed
+    FAILED = "failed"  # in a block but reverted: nothing moved
+
+
+@dataclass(frozen=True)
+class ChainAsset:
+    symbol: str
+    chain: str
+    decimals: int
+    native: bool
+
+
+# The assets pay orders accept and the chain each lives on. Token contract addresses come from
+# settings.EVM_TOKENS (they differ between mainnet, testnets and a local node).
+CHAIN_ASSETS: dict[str, ChainAsset] = {
+    "BTC": ChainAsset("BTC", "bitcoin", 8, True),
+    "ETH": ChainAsset("ETH", "ethereum", 18, True),
+    "USDC": ChainAsset("USDC", "ethereum", 6, False),
+}
+CHAINS = ("bitcoin", "ethereum")
+
+
+def chain_asset(symbol: object) -> ChainAsset:
+    code = symbol.strip().upper() if isinstance(symbol, str) else ""
+    try:
+        return CHAIN_ASSETS[code]
+    except KeyError:
+        raise UnsupportedAsset(
+            f"{symbol!s} is not a supported crypto asset.",
+            details={"field": "currency", "supported": sorted(CHAIN_ASSETS)},
+        ) from None
+
+
+@dataclass(frozen=True)
+class ChainTransfer:
+    tx_hash: str
+    chain: str
+    asset: str
+    from_address: str
+    to_address: str
+    amount: Decimal
+    block_number: int | None
+    confirmations: int
+    status: str
+    log_index: int | None = None  # position of the ERC-20 log in its block; None for native value
+
+
+TX_HASH_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+def normalize_tx_hash(tx_hash: object) -> str:
+    if not isinstance(tx_hash, str) or not TX_HASH_RE.match(tx_hash.strip()):
+        raise ValidationFailed(
+            "tx_hash must be 0x followed by 64 hexadecimal digits.", details={"field": "tx_hash"}
+        )
+    return tx_hash.strip().lower()
+
+
+def from_base_units(value: int, decimals: int) -> Decimal:
+    """Integer base units (satoshi, wei, token units) -> Decimal major units, exactly."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("base units must be an int")
+    with localcontext() as ctx:
+        ctx.prec = 100
+        return Decimal(value).scaleb(-decimals)
+
+
+def to_base_units(amount: Decimal, decimals: int, *, field: str = "amount") -> int:
+    """Decimal major units -> integer base units; refuses more decimals than the asset has."""
+    if not isinstance(amount, Decimal) or not amount.is_finite():
+        raise ValidationFailed(f"{field} must be a finite decimal.", details={"field": field})
+    with localcontext() as ctx:
+        ctx.prec = 100
+        scaled = amount.scaleb(decimals)
+        if scaled != scaled.to_integral_value():
+            raise ValidationFailed(
+                f"{field} has more than {decimals} decimal places.", details={"field": field}
+            )
+        return int(scaled)
+
+
+def confirmations_required(chain: str) -> int:
+    try:
+        return int(settings.CHAIN_CONFIRMATIONS[chain])
+    except KeyError:
+        raise UnsupportedAsset(f"No confirmation threshold for chain {chain!r}.", details={"chain": chain}) from None
+
+
+class ChainProvider:
+    """One chain as seen through one provider. Implementations: sandbox.SandboxChainProvider,
+    evm.EvmChainProvider."""
+
+    name = "abstract"
+
+    def __init__(self, chain: str):
+        self.chain = chain
+
+    def get_transaction(self, tx_hash: str) -> list[ChainTransfer] | None:
+        raise NotImplementedError
+
+    def get_confirmations(self, tx_hash: str) -> int:
+        """Confirmations of a transaction; TransactionNotFound when the chain does not know it."""
+        raise NotImplementedError
+
+    def transfers_to(self, address: str, asset: str, from_block: int = 0) -> list[ChainTransfer]:
+        raise NotImplementedError
+
+    def get_balance(self, address: str, asset: str) -> Decimal:
+        raise NotImplementedError
+
+    def current_block(self) -> int:
+        raise NotImplementedError
+
+    def confirmations_required(self, chain: str | None = None) -> int:
+        return confirmations_required(chain or self.chain)
+
+    def supported_assets(self) -> list[str]:
+        return sorted(s for s, a in CHAIN_ASSETS.items() if a.chain == self.chain)
+
+    def _asset(self, asset: str) -> ChainAsset:
+        spec = chain_asset(asset)
+        if spec.chain != self.chain:
+            raise UnsupportedAsset(
+                f"{spec.symbol} does not live on {self.chain}.", details={"asset": spec.symbol, "chain": self.chain}
+            )
+        return spec
