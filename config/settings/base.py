@@ -221,6 +221,20 @@ CHAIN_PROVIDER = env("CHAIN_PROVIDER", default="sandbox")
 EVM_RPC_URL = env("EVM_RPC_URL", default="")
 PRICE_PROVIDER = env("PRICE_PROVIDER", default="sandbox")
 PRICE_FEED_URL = env("PRICE_FEED_URL", default="")
+# Confirmations before a payment counts, per chain; the sandbox mines on demand, so it needs few.
+CHAIN_CONFIRMATIONS = {"bitcoin": 2, "ethereum": 12, "sandbox": 3, **env.json("CHAIN_CONFIRMATIONS", default={})}
+EVM_CHAIN_ID = env.int("EVM_CHAIN_ID", default=1)
+# ERC-20 tokens the EVM provider knows, by asset: {"USDC": {"address": "0x...", "decimals": 6}}.
+EVM_TOKENS = env.json(
+    "EVM_TOKENS", default={"USDC": {"address": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "decimals": 6}}
+)
+EVM_RPC_TIMEOUT = env.float("EVM_RPC_TIMEOUT", default=10.0)
+EVM_RPC_RETRIES = env.int("EVM_RPC_RETRIES", default=2)
+EVM_SCAN_MAX_BLOCKS = env.int("EVM_SCAN_MAX_BLOCKS", default=2000)
+PRICE_FEED_TIMEOUT = env.float("PRICE_FEED_TIMEOUT", default=5.0)
+PRICE_CACHE_SECONDS = env.int("PRICE_CACHE_SECONDS", default=30)
+PRICE_MAX_AGE_SECONDS = env.int("PRICE_MAX_AGE_SECONDS", default=600)
+PRICE_SPREAD = Decimal(env("PRICE_SPREAD", default="0.0025"))
 WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=False)
 # Key used to encrypt secrets at rest (API key secrets, webhook secrets). Derived from
 # SECRET_KEY when not given, so local runs work; production should set its own.
