@@ -1,0 +1,126 @@
+"""Exact money at the edges (SPEC 4.1, STYLE 5).
+
+`parse_amount` is the one place request input becomes a `Decimal` for an asset. It refuses
+rather than rounds: a float (the value already lost its exactness), a bool, zero, a negative,
+more decimals than the asset's exponent, NaN/Infinity, exponent notation ("1e3"), empty or
+whitespace-only text, anything that is not a plain decimal number, and more than
+`MAX_INTEGER_DIGITS` integer digits (the ledger stores NUMERIC(38, 18): 20 integer digits).
+Every refusal is a `ValidationFailed` (400 VALIDATION_ERROR) naming the field.
+
+Trailing zeros are judged by value: "1.000" is one dollar, not "three decimals", because it is
+exactly representable in the asset; "1.001" is refused for a 2-decimal asset.
+
+`format_amount` renders a stored amount at the asset's exponent, never in exponent notation.
+
+Arithmetic runs in `MONEY_CONTEXT` (60 significant digits): Python's default context keeps 28,
+which would silently round a 38-digit NUMERIC(38, 18) value.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Context, Decimal, InvalidOperation, localcontext
+
+from core.errors import ValidationFailed
+
+MAX_EXPONENT = 18
+MAX_INTEGER_DIGITS = 20
+MONEY_CONTEXT = Context(prec=60)
+
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_SIGNED_DECIMAL = re.compile(r"[+-][0-9]+(?:\.[0-9]+)?")
+_EXPONENT_NOTATION = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+")
+
+
+def quantum(exponent: int) -> Decimal:
+    """The smallest unit of an asset with `exponent` minor-unit digits, e.g. Decimal("0.01")."""
+    return Decimal(1).scaleb(-exponent)
+
+
+def _fail(field: str, message: str) -> ValidationFailed:
+    return ValidationFailed(f"{field}: {message}", details={"fields": {field: [message]}})
+
+
+def _check_exponent(exponent: int) -> None:
+    if isinstance(exponent, bool) or not isinstance(exponent, int) or not 0 <= exponent <= MAX_EXPONENT:
+        raise ValueError(f"exponent must be an int in 0..{MAX_EXPONENT}, got {exponent!r}")
+
+
+def _from_text(text: str, field: str) -> Decimal:
+    stripped = text.strip()
+    if not stripped:
+        raise _fail(field, "An amount is required.")
+    if _EXPONENT_NOTATION.fullmatch(stripped):
+        raise _fail(field, "Write the amount as a plain decimal number, without exponent notation.")
+    if _SIGNED_DECIMAL.fullmatch(stripped):
+        if Decimal(stripped) == 0:
+            raise _fail(field, "The amount must be greater than zero.")
+        if stripped[0] == "-":
+            raise _fail(field, "The amount must be positive.")
+        raise _fail(field, "Write the amount without a sign.")
+    if not _PLAIN_DECIMAL.fullmatch(stripped):
+        lowered = stripped.lower().lstrip("+-")
+        if lowered in {"nan", "snan", "inf", "infinity"}:
+            raise _fail(field, "The amount must be a finite number.")
+        raise _fail(field, "The amount must be a decimal number such as \"10.50\".")
+    integer_part = stripped.split(".", 1)[0].lstrip("0")
+    if len(integer_part) > MAX_INTEGER_DIGITS:
+        raise _fail(field, f"The amount is too large (at most {MAX_INTEGER_DIGITS} integer digits).")
+    return Decimal(stripped)
+
+
+def parse_amount(value: object, *, exponent: int, field: str = "amount") -> Decimal:
+    """Turn request input into an exact positive `Decimal` quantized to `exponent` decimals.
+
+    Accepts `str`, `int` and `Decimal` (JSON numbers arrive as `Decimal` from
+    `core.parsers.DecimalJSONParser`). Raises `ValidationFailed` naming `field` otherwise."""
+    _check_exponent(exponent)
+    if isinstance(value, bool):
+        raise _fail(field, "The amount must be a number, not a boolean.")
+    if isinstance(value, float):
+        raise _fail(field, "Send the amount as a decimal string (for example \"10.50\"); floating-point numbers are not exact.")
+    if isinstance(value, str):
+        amount = _from_text(value, field)
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise _fail(field, "The amount must be a finite number.")
+        if value.as_tuple().exponent > 0:  # type: ignore[operator]  # Decimal("1E+3"): exponent notation
+            raise _fail(field, "Write the amount as a plain decimal number, without exponent notation.")
+        amount = value
+    elif value is None:
+        raise _fail(field, "An amount is required.")
+    else:
+        raise _fail(field, "The amount must be a decimal number such as \"10.50\".")
+
+    if amount.is_signed() and amount != 0:
+        raise _fail(field, "The amount must be positive.")
+    if amount == 0:
+        raise _fail(field, "The amount must be greater than zero.")
+    if amount.adjusted() >= MAX_INTEGER_DIGITS:
+        raise _fail(field, f"The amount is too large (at most {MAX_INTEGER_DIGITS} integer digits).")
+    with localcontext(MONEY_CONTEXT):
+        try:
+            quantized = amount.quantize(quantum(exponent))
+        except InvalidOperation:  # pragma: no cover - prec 60 covers 20 + 18 digits
+            raise _fail(field, "The amount is too large.") from None
+        if quantized != amount:
+            noun = "decimal" if exponent == 1 else "decimals"
+            raise _fail(field, f"This asset allows at most {exponent} {noun}.")
+    return quantized
+
+
+def format_amount(amount: Decimal, exponent: int) -> str:
+    """Render `amount` at `exponent` decimals as a plain string ("1000.50", never "1.0005E+3").
+
+    Stored amounts never carry more decimals than their asset; if one did, this rounds half-even
+    for display only."""
+    _check_exponent(exponent)
+    if isinstance(amount, (float, bool)) or not isinstance(amount, (Decimal, int)):
+        raise TypeError(f"format_amount takes a Decimal, got {type(amount).__name__}")
+    with localcontext(MONEY_CONTEXT):
+        quantized = Decimal(amount).quantize(quantum(exponent))
+    if quantized == 0:
+        quantized = abs(quantized)  # never "-0.00"
+    return format(quantized, "f")

@@ -1,0 +1,148 @@
+"""The ledger invariant checker (SPEC 4, invariants 2-4), over the whole database.
+
+`ledger_check()` returns a list of human-readable breaches (empty when the ledger is sound):
+
+* per asset, the sum of all wallet balances (issuance accounts included) is zero;
+* per transaction and asset, its entries net to zero (credits == debits);
+* every wallet's balance equals sum(credits) - sum(debits) of its entries;
+* every entry's `balance_after` equals the previous entry's (by id, per wallet; zero before
+  the first) plus its amount for a credit, minus it for a debit;
+* no customer or system wallet is negative or below its holds, and no `held` is negative;
+* every wallet's `held` equals the sum of its holds in status `held`;
+* only completed or reversed transactions carry entries.
+
+On PostgreSQL each check is one set-based query (GROUP BY / window `LAG`), so the whole run is
+a handful of sequential scans and scales to millions of entries without loading them into
+Python. SQLite stores NUMERIC as floating point, so summing there in SQL would not be exact:
+on SQLite the same checks run in Python over Decimal values (fine for a development database).
+Each check reports at most `limit` rows.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from decimal import Decimal
+
+from django.db import connection
+
+from ledger.models import Entry, Hold, Transaction, Wallet
+
+_PG_CHECKS: list[tuple[str, str]] = [
+    (
+        "asset {0}: the sum of wallet balances is {1}, not 0",
+        "SELECT asset_id, sum(balance) FROM ledger_wallet GROUP BY asset_id HAVING sum(balance) <> 0 ORDER BY 1 LIMIT %s",
+    ),
+    (
+        "transaction {0}: entries in asset {1} net to {2}, not 0",
+        "SELECT e.transaction_id, w.asset_id,"
+        " sum(CASE WHEN e.direction = 'credit' THEN e.amount ELSE -e.amount END)"
+        " FROM ledger_entry e JOIN ledger_wallet w ON w.id = e.wallet_id"
+        " GROUP BY e.transaction_id, w.asset_id"
+        " HAVING sum(CASE WHEN e.direction = 'credit' THEN e.amount ELSE -e.amount END) <> 0 ORDER BY 1 LIMIT %s",
+    ),
+    (
+        "wallet {0}: balance {1} but its entries sum to {2}",
+        "SELECT w.id, w.balance, coalesce(s.total, 0) FROM ledger_wallet w LEFT JOIN ("
+        " SELECT wallet_id, sum(CASE WHEN direction = 'credit' THEN amount ELSE -amount END) AS total"
+        " FROM ledger_entry GROUP BY wallet_id) s ON s.wallet_id = w.id"
+        " WHERE w.balance <> coalesce(s.total, 0) ORDER BY 1 LIMIT %s",
+    ),
+    (
+        "entry {0} (wallet {1}): balance_after {2} but the previous balance {3} {4} {5}",
+        "SELECT id, wallet_id, balance_after, prev, CASE WHEN direction = 'credit' THEN '+' ELSE '-' END, amount FROM ("
+        " SELECT id, wallet_id, direction, amount, balance_after,"
+        " coalesce(lag(balance_after) OVER (PARTITION BY wallet_id ORDER BY id), 0) AS prev"
+        " FROM ledger_entry) c"
+        " WHERE balance_after <> prev + CASE WHEN direction = 'credit' THEN amount ELSE -amount END ORDER BY 1 LIMIT %s",
+    ),
+    (
+        "wallet {0} ({1}): balance {2}, held {3}: negative or below its holds",
+        "SELECT id, kind, balance, held FROM ledger_wallet"
+        " WHERE held < 0 OR (kind <> 'issuance' AND (balance < 0 OR balance < held)) ORDER BY 1 LIMIT %s",
+    ),
+    (
+        "wallet {0}: held {1} but its open holds sum to {2}",
+        "SELECT w.id, w.held, coalesce(h.total, 0) FROM ledger_wallet w LEFT JOIN ("
+        " SELECT wallet_id, sum(amount) AS total FROM ledger_hold WHERE status = 'held' GROUP BY wallet_id) h"
+        " ON h.wallet_id = w.id WHERE w.held <> coalesce(h.total, 0) ORDER BY 1 LIMIT %s",
+    ),
+    (
+        "transaction {0} is {1} but has entries",
+        "SELECT t.id, t.status FROM ledger_transaction t"
+        " WHERE t.status NOT IN ('completed', 'reversed', 'pending')"
+        " AND EXISTS (SELECT 1 FROM ledger_entry e WHERE e.transaction_id = t.id) ORDER BY 1 LIMIT %s",
+    ),
+]
+
+
+def _check_postgres(limit: int) -> list[str]:
+    breaches: list[str] = []
+    with connection.cursor() as cursor:
+        for template, sql in _PG_CHECKS:
+            cursor.execute(sql, [limit])
+            breaches += [template.format(*row) for row in cursor.fetchall()]
+    return breaches
+
+
+def _signed(direction: str, amount: Decimal) -> Decimal:
+    return amount if direction == Entry.Direction.CREDIT else -amount
+
+
+def _check_python(limit: int) -> list[str]:
+    found: dict[str, list[str]] = defaultdict(list)
+
+    def add(kind: str, message: str) -> None:
+        if len(found[kind]) < limit:
+            found[kind].append(message)
+
+    wallets = {w["id"]: w for w in Wallet.objects.values("id", "asset_id", "kind", "balance", "held")}
+    per_asset: dict[int, Decimal] = defaultdict(Decimal)
+    for w in wallets.values():
+        per_asset[w["asset_id"]] += w["balance"]
+    for asset_id, total in sorted(per_asset.items()):
+        if total != 0:
+            add("asset", f"asset {asset_id}: the sum of wallet balances is {total}, not 0")
+
+    per_tx: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
+    running: dict[int, Decimal] = defaultdict(Decimal)
+    tx_with_entries: set[int] = set()
+    for e in Entry.objects.order_by("wallet_id", "id").values_list("id", "transaction_id", "wallet_id", "direction", "amount", "balance_after").iterator():
+        eid, tx_id, wid, direction, amount, after = e
+        signed = _signed(direction, amount)
+        per_tx[(tx_id, wallets[wid]["asset_id"])] += signed
+        expected = running[wid] + signed
+        if after != expected:
+            sign = "+" if direction == Entry.Direction.CREDIT else "-"
+            add("chain", f"entry {eid} (wallet {wid}): balance_after {after} but the previous balance {running[wid]} {sign} {amount}")
+        running[wid] = after
+        tx_with_entries.add(tx_id)
+    for (tx_id, asset_id), total in sorted(per_tx.items()):
+        if total != 0:
+            add("tx", f"transaction {tx_id}: entries in asset {asset_id} net to {total}, not 0")
+
+    sums: dict[int, Decimal] = defaultdict(Decimal)
+    for wid, direction, amount in Entry.objects.values_list("wallet_id", "direction", "amount").iterator():
+        sums[wid] += _signed(direction, amount)
+    held: dict[int, Decimal] = defaultdict(Decimal)
+    for wid, amount in Hold.objects.filter(status=Hold.Status.HELD).values_list("wallet_id", "amount"):
+        held[wid] += amount
+    for wid, w in sorted(wallets.items()):
+        if w["balance"] != sums[wid]:
+            add("sum", f"wallet {wid}: balance {w['balance']} but its entries sum to {sums[wid]}")
+        if w["held"] < 0 or (w["kind"] != Wallet.Kind.ISSUANCE and (w["balance"] < 0 or w["balance"] < w["held"])):
+            add("neg", f"wallet {wid} ({w['kind']}): balance {w['balance']}, held {w['held']}: negative or below its holds")
+        if w["held"] != held[wid]:
+            add("held", f"wallet {wid}: held {w['held']} but its open holds sum to {held[wid]}")
+    bad_status = Transaction.objects.filter(pk__in=tx_with_entries).exclude(
+        status__in=[Transaction.Status.COMPLETED, Transaction.Status.REVERSED, Transaction.Status.PENDING]
+    )
+    for tx_id, status in bad_status.values_list("id", "status")[:limit]:
+        add("status", f"transaction {tx_id} is {status} but has entries")
+    return [m for kind in ("asset", "tx", "sum", "chain", "neg", "held", "status") for m in found[kind]]
+
+
+def ledger_check(*, limit: int = 100) -> list[str]:
+    """Every breach of the ledger invariants, as messages (empty list: all hold)."""
+    if connection.vendor == "postgresql":
+        return _check_postgres(limit)
+    return _check_python(limit)

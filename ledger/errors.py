@@ -1,0 +1,59 @@
+"""Ledger error types (SPEC 5 error table). All are `CofferError`s, rendered by
+`core.exceptions.api_exception_handler` as `{"error": {"code", "message", "details"}}`."""
+
+from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
+
+__all__ = [
+    "CurrencyMismatch",
+    "DuplicateReference",
+    "InsufficientFunds",
+    "InvalidState",
+    "LedgerPostingError",
+    "NotFound",
+    "ValidationFailed",
+    "WalletAlreadyExists",
+    "WalletInactive",
+    "WalletNotEmpty",
+    "WalletNotFound",
+]
+
+
+class LedgerPostingError(CofferError):
+    """A posting refused on the locked state of its wallets. `ledger_post` records these as a
+    failed transaction (code, message, operation index) before reporting them."""
+
+
+class InsufficientFunds(LedgerPostingError):
+    code, status = "INSUFFICIENT_FUNDS", 422
+    default_message = "The wallet's available balance does not cover this operation."
+
+
+class CurrencyMismatch(LedgerPostingError):
+    code, status = "CURRENCY_MISMATCH", 400
+    default_message = "The wallets or the amount are in different assets."
+
+
+class WalletInactive(LedgerPostingError):
+    code, status = "WALLET_INACTIVE", 409
+    default_message = "A suspended or closed wallet cannot take part in a transaction."
+
+
+class WalletNotEmpty(CofferError):
+    code, status = "WALLET_NOT_EMPTY", 409
+    default_message = "A wallet can only be closed when its balance and holds are zero."
+
+
+class DuplicateReference(CofferError):
+    code, status = "DUPLICATE_REFERENCE", 409
+    default_message = "This reference was already used for another transaction."
+
+
+class WalletAlreadyExists(CofferError):
+    """One active wallet per owner and asset unless labelled (SPEC 6, POST /wallets)."""
+
+    code, status = "WALLET_EXISTS", 409
+    default_message = "This owner already has an active wallet in this asset; give the new one a label."
+
+
+class WalletNotFound(NotFound):
+    default_message = "Wallet not found."

@@ -1,0 +1,354 @@
+"""The double-entry ledger: assets, wallets, transactions, entries and holds.
+
+Invariants (SPEC 4), and who keeps them:
+
+* Money is exact: every amount and balance is NUMERIC(38, 18) (`AMOUNT`), wide enough for an
+  18-decimal asset; a bigint of minor units would overflow near 9.2 ETH.
+* Direction is from the wallet holder's point of view: a **credit** increases the wallet's
+  balance, a **debit** decreases it. Every leg of a posting writes one debit (source) and one
+  credit (destination) of the same amount in the same asset, so per transaction and per asset
+  sum(credits) == sum(debits), and the sum of all balances of an asset (issuance accounts
+  included) is zero. A deferred PostgreSQL constraint trigger re-checks the first at commit.
+* `Wallet.balance` equals sum(credits) - sum(debits) of its entries, and each entry's
+  `balance_after` is the previous entry's (in id order) plus or minus its amount.
+  `ledger.services.ledger_post` is the only writer of balances, holds and entries.
+* No customer or system wallet goes below zero, nor below its holds: CHECK constraints
+  (`balance >= 0`, `balance - held >= 0`, `held >= 0`) exempt only `kind=issuance`, the asset's
+  issuance account, which is where value enters and leaves the ledger and so goes negative.
+* Entries are append-only: PostgreSQL triggers (migration 0002) refuse UPDATE and DELETE on
+  entries and DELETE on transactions and holds.
+* Hot platform accounts (issuance per asset, platform fee/FX/settlement wallets) are split into
+  `LEDGER_HOT_ACCOUNT_SHARDS` rows (`shard` 0..N-1) with the same (asset, kind, purpose); see
+  `ledger.services` for why and how a posting picks one.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from core.money import format_amount
+
+
+def AMOUNT(**kwargs) -> models.DecimalField:  # noqa: N802 - reads like a type
+    return models.DecimalField(max_digits=38, decimal_places=18, **kwargs)
+
+
+def hot_account_shards() -> int:
+    return max(1, int(getattr(settings, "LEDGER_HOT_ACCOUNT_SHARDS", 16)))
+
+
+class Asset(models.Model):
+    """A currency or unit. Platform assets (organization NULL) are visible to everyone; custom
+    assets belong to one organization and are visible only to it."""
+
+    class Kind(models.TextChoices):
+        FIAT = "fiat", "Fiat"
+        CRYPTO = "crypto", "Crypto"
+        CUSTOM = "custom", "Custom"
+
+    code = models.CharField(max_length=16)
+    name = models.CharField(max_length=100)
+    exponent = models.PositiveSmallIntegerField(help_text="Minor-unit digits (USD 2, BTC 8, ETH 18).")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.FIAT)
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="assets"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["code", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(exponent__gte=0, exponent__lte=18), name="asset_exponent_0_18"),
+            models.UniqueConstraint(fields=["code"], condition=Q(organization__isnull=True), name="asset_platform_code_unique"),
+            models.UniqueConstraint(
+                fields=["organization", "code"], condition=Q(organization__isnull=False), name="asset_org_code_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def format(self, amount: Decimal) -> str:
+        return format_amount(amount, self.exponent)
+
+
+class Wallet(ConcurrentTransitionMixin, models.Model):
+    """Holds one asset for one owner.
+
+    kind=customer: `customer` set. kind=system: an organization's system wallet (`organization`
+    set) or a platform wallet (neither set, `purpose` fee/fx/settlement). kind=issuance: the
+    platform issuance account of an asset (neither set, purpose "issuance"), the only kind that
+    may go below zero. Status: active <-> suspended, active|suspended -> closed (only at zero
+    balance and zero held; closed is final). Transitions change state only; services save."""
+
+    class Kind(models.TextChoices):
+        CUSTOMER = "customer", "Customer"
+        SYSTEM = "system", "System"
+        ISSUANCE = "issuance", "Issuance"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        CLOSED = "closed", "Closed"
+
+    class Purpose(models.TextChoices):
+        NONE = "", "-"
+        ISSUANCE = "issuance", "Issuance"
+        FEE = "fee", "Fees"
+        FX = "fx", "FX"
+        SETTLEMENT = "settlement", "Settlement"
+
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="wallets")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CUSTOMER)
+    customer = models.ForeignKey(
+        "accounts.Customer", null=True, blank=True, on_delete=models.PROTECT, related_name="wallets"
+    )
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="system_wallets"
+    )
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, blank=True, default="")
+    label = models.CharField(max_length=100, blank=True, default="")
+    shard = models.PositiveSmallIntegerField(default=0)
+    balance = AMOUNT(default=Decimal(0))
+    held = AMOUNT(default=Decimal(0))
+    status = FSMField(default=Status.ACTIVE, choices=Status.choices, protected=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["customer", "asset"], name="wallet_customer_asset"),
+            models.Index(fields=["organization", "asset"], name="wallet_org_asset"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind="issuance") | Q(balance__gte=0), name="wallet_balance_non_negative"),
+            models.CheckConstraint(
+                condition=Q(kind="issuance") | Q(balance__gte=F("held")), name="wallet_available_non_negative"
+            ),
+            models.CheckConstraint(condition=Q(held__gte=0), name="wallet_held_non_negative"),
+            models.CheckConstraint(
+                condition=(
+                    Q(kind="customer", customer__isnull=False, organization__isnull=True)
+                    | Q(kind="system", customer__isnull=True)
+                    | Q(kind="issuance", customer__isnull=True, organization__isnull=True, purpose="issuance")
+                ),
+                name="wallet_owner_matches_kind",
+            ),
+            # One active (or suspended) unlabelled wallet per owner and asset (SPEC 6).
+            models.UniqueConstraint(
+                fields=["customer", "asset"],
+                condition=Q(customer__isnull=False, label="") & ~Q(status="closed"),
+                name="wallet_one_open_per_customer_asset",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "asset", "purpose"],
+                condition=Q(organization__isnull=False, label="") & ~Q(status="closed"),
+                name="wallet_one_open_per_org_asset_purpose",
+            ),
+            # Platform accounts: one row per (asset, purpose, shard).
+            models.UniqueConstraint(
+                fields=["asset", "purpose", "shard"],
+                condition=Q(customer__isnull=True, organization__isnull=True),
+                name="wallet_platform_shard_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        owner = self.label or self.purpose or self.kind
+        return f"{self.asset_id and self.asset.code} wallet {self.pk} ({owner})"
+
+    @property
+    def available_balance(self) -> Decimal:
+        return self.balance - self.held
+
+    @property
+    def is_platform(self) -> bool:
+        return self.customer_id is None and self.organization_id is None
+
+    @transition(field=status, source=Status.ACTIVE, target=Status.SUSPENDED)
+    def suspend(self) -> None:
+        """State only; `wallet_suspend` saves."""
+
+    @transition(field=status, source=Status.SUSPENDED, target=Status.ACTIVE)
+    def activate(self) -> None:
+        """State only; `wallet_activate` saves."""
+
+    @transition(
+        field=status,
+        source=[Status.ACTIVE, Status.SUSPENDED],
+        target=Status.CLOSED,
+        conditions=[lambda w: w.balance == 0 and w.held == 0],
+    )
+    def close(self) -> None:
+        """State only; `wallet_close` checks emptiness first to report WALLET_NOT_EMPTY."""
+
+
+class Transaction(ConcurrentTransitionMixin, models.Model):
+    """An ordered list of operations that all post or none do.
+
+    Status: pending -> in_review -> completed | failed | rejected; pending -> completed | failed;
+    completed -> reversed. A refused attempt is kept as a `failed` transaction with
+    `failure_code`, `failure_message` and `failure_operation_index`, and no entries.
+    `operations` keeps the requested operations (JSON, amounts as strings)."""
+
+    class Type(models.TextChoices):
+        DEPOSIT = "deposit", "Deposit"
+        WITHDRAWAL = "withdrawal", "Withdrawal"
+        TRANSFER = "transfer", "Transfer"
+        EXCHANGE = "exchange", "Exchange"
+        FEE = "fee", "Fee"
+        SETTLEMENT = "settlement", "Settlement"
+        REFUND = "refund", "Refund"
+        LEDGER = "ledger", "Ledger (organization)"
+        REVERSAL = "reversal", "Reversal"
+        PAYOUT = "payout", "Payout"
+        ADJUSTMENT = "adjustment", "Adjustment"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        IN_REVIEW = "in_review", "In review"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+        REVERSED = "reversed", "Reversed"
+
+    type = models.CharField(max_length=16, choices=Type.choices)
+    status = FSMField(default=Status.PENDING, choices=Status.choices, protected=True)
+    # db_index=False: the (owner, -id) indexes below serve owner lookups; one index less to
+    # maintain on the hot insert path.
+    organization = models.ForeignKey(
+        "accounts.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_transactions",
+        db_index=False,
+    )
+    customer = models.ForeignKey(
+        "accounts.Customer", null=True, blank=True, on_delete=models.PROTECT, related_name="ledger_transactions",
+        db_index=False,
+    )
+    reference = models.CharField(max_length=200, blank=True, default="")
+    description = models.CharField(max_length=500, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    operations = models.JSONField(default=list, blank=True)
+    failure_code = models.CharField(max_length=64, blank=True, default="")
+    failure_message = models.CharField(max_length=500, blank=True, default="")
+    failure_operation_index = models.IntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["organization", "-id"], name="transaction_org_recent"),
+            models.Index(fields=["customer", "-id"], name="transaction_customer_recent"),
+            models.Index(fields=["status", "-id"], name="transaction_status_recent"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "reference"],
+                condition=Q(organization__isnull=False) & ~Q(reference=""),
+                name="transaction_reference_unique_per_org",
+            ),
+            models.UniqueConstraint(
+                fields=["customer", "reference"],
+                condition=Q(customer__isnull=False) & ~Q(reference=""),
+                name="transaction_reference_unique_per_customer",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.pk} ({self.status})"
+
+    @transition(field=status, source=Status.PENDING, target=Status.IN_REVIEW)
+    def hold_for_review(self) -> None:
+        pass
+
+    @transition(field=status, source=[Status.PENDING, Status.IN_REVIEW], target=Status.COMPLETED)
+    def complete(self) -> None:
+        pass
+
+    @transition(field=status, source=[Status.PENDING, Status.IN_REVIEW], target=Status.FAILED)
+    def fail(self) -> None:
+        pass
+
+    @transition(field=status, source=Status.IN_REVIEW, target=Status.REJECTED)
+    def reject(self) -> None:
+        pass
+
+    @transition(field=status, source=Status.COMPLETED, target=Status.REVERSED)
+    def reverse(self) -> None:
+        pass
+
+
+class Entry(models.Model):
+    """One immutable line of a wallet's statement. credit = balance up, debit = balance down
+    (the wallet holder's view). `balance_after` is the wallet's balance right after this entry."""
+
+    class Direction(models.TextChoices):
+        DEBIT = "debit", "Debit"
+        CREDIT = "credit", "Credit"
+
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="entries")
+    # db_index=False: the (wallet, id) index serves every wallet lookup and the statement order.
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="entries", db_index=False)
+    direction = models.CharField(max_length=6, choices=Direction.choices)
+    amount = AMOUNT()
+    balance_after = AMOUNT()
+    operation_index = models.PositiveSmallIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name_plural = "entries"
+        indexes = [models.Index(fields=["wallet", "id"], name="entry_wallet_id")]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="entry_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"{self.direction} {self.amount} wallet {self.wallet_id}"
+
+    @property
+    def signed_amount(self) -> Decimal:
+        return self.amount if self.direction == self.Direction.CREDIT else -self.amount
+
+
+class Hold(ConcurrentTransitionMixin, models.Model):
+    """Funds reserved on a wallet (a transaction in review, a payout in flight): they count in
+    `Wallet.held` and so reduce the available balance until captured (posted) or released."""
+
+    class Status(models.TextChoices):
+        HELD = "held", "Held"
+        CAPTURED = "captured", "Captured"
+        RELEASED = "released", "Released"
+
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="holds")
+    transaction = models.ForeignKey(
+        Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="holds"
+    )
+    amount = AMOUNT()
+    status = FSMField(default=Status.HELD, choices=Status.choices, protected=True)
+    reason = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["wallet"], condition=Q(status="held"), name="hold_wallet_open"),
+        ]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="hold_amount_positive")]
+
+    def __str__(self) -> str:
+        return f"hold {self.pk} {self.amount} on wallet {self.wallet_id} ({self.status})"
+
+    @transition(field=status, source=Status.HELD, target=Status.CAPTURED)
+    def capture(self) -> None:
+        pass
+
+    @transition(field=status, source=Status.HELD, target=Status.RELEASED)
+    def release(self) -> None:
+        pass
