@@ -7,6 +7,7 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.oauth import with_basic_client_credentials
 from accounts.selectors import user_get
 from accounts.serializers import (
     PasswordChangeInput,
@@ -84,6 +85,7 @@ class TokenApi(_PublicAuthApi):
     def post(self, request):
         grant_type = request.data.get("grant_type") if hasattr(request.data, "get") else None
         data = request.data if hasattr(request.data, "get") else {}
+        data = with_basic_client_credentials(request, data)  # HTTP Basic client_id:client_secret (accounts.oauth)
         tokens = token_grant(grant_type=grant_type if isinstance(grant_type, str) else None, data=data, client_ip=client_ip(request))
         return Response(tokens, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 

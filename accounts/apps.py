@@ -7,3 +7,7 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import org_admin, tasks  # noqa: F401 - admin registrations, Celery tasks and beat entry
+        from accounts.oauth import GRANT_TYPE, client_credentials_grant
+        from accounts.services import token_grant_register
+
+        token_grant_register(GRANT_TYPE, client_credentials_grant)

@@ -193,10 +193,18 @@ def webhook_publish(*, organization: Organization, event_type: str, payload: dic
 
 
 def _enqueue(delivery_id) -> None:
+    """Hand the delivery to a worker, failing fast (one connection try, no publish retries): a
+    request must not hang on a dead broker, and the sweep delivers whatever is not enqueued."""
     from accounts.tasks import deliver_webhook
+    from config.celery import app
 
     try:
-        deliver_webhook.apply_async(args=[str(delivery_id)], retry=False)
+        if app.conf.task_always_eager:
+            deliver_webhook.apply_async(args=[str(delivery_id)])
+            return
+        with app.pool.acquire(block=True, timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
+            deliver_webhook.apply_async(args=[str(delivery_id)], connection=connection, retry=False)
     except Exception:  # broker down: the row is pending and due, the sweep delivers it
         logger.warning("could not enqueue webhook delivery %s; the sweep will deliver it", delivery_id, exc_info=True)
 
