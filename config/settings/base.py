@@ -164,7 +164,13 @@ THROTTLE_AUTH = env("THROTTLE_AUTH", default="20/min")
 THROTTLE_MONEY = env("THROTTLE_MONEY", default="100/second")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # Users' JWTs first (organization tokens are left to the next class), then the
+        # organization schemes of SPEC 5 (accounts.authentication).
+        "accounts.authentication.UserJWTAuthentication",
+        "accounts.authentication.OrganizationTokenAuthentication",
+        "accounts.authentication.ApiKeyAuthentication",
+        "accounts.authentication.ApiKeySignatureAuthentication",
+        "accounts.authentication.HmacSignatureAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [
