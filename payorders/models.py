@@ -26,7 +26,8 @@ class XpubKey(models.Model):
     xpub = models.CharField(max_length=128)
     # "mainnet" or "testnet": decides bc1/tb1 on Bitcoin; always mainnet format on Ethereum.
     network = models.CharField(max_length=8, default="mainnet")
-    next_index = models.PositiveIntegerField(default=0)
+    # Next BIP32 non-hardened index to hand out (they stop at 2**31 - 1; the allocator checks).
+    next_index = models.PositiveBigIntegerField(default=0)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -39,8 +40,6 @@ class XpubKey(models.Model):
                 condition=Q(is_active=True),
                 name="payorders_xpubkey_one_active_per_chain",
             ),
-            # BIP32 non-hardened indexes stop at 2**31 - 1.
-            models.CheckConstraint(condition=Q(next_index__lte=2**31), name="payorders_xpubkey_index_range"),
         ]
 
     def __str__(self) -> str:
