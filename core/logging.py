@@ -9,23 +9,36 @@ import re
 
 _MASK = "[REDACTED]"
 
+_SECRET_KEY_NAMES = (
+    r"pass(?:word|wd|phrase)?|secret|token|api[_-]?key|authorization|otp|2fa[_-]?code|"
+    r"signature|private[_-]?key|cookie|session(?:id)?"
+)
+
 _PATTERNS: list[tuple[re.Pattern[str], object]] = [
-    # key=value / "key": "value" pairs whose key names a secret
+    # key=value, "key": "value", 'key': 'value' and \"key\": \"value\" (JSON inside a string)
+    # whose key names a secret (also with a prefix: new_password, client_secret, HTTP_X_API_KEY).
+    # A quoted value is masked up to its closing quote, spaces included.
     (
         re.compile(
             r"""(?ix)
-            (?P<key>["']?(?:password|passwd|secret|token|access_token|refresh_token|api[_-]?key|
-                 authorization|x-api-key|client_secret|otp|code_2fa|x-2fa-code)["']?\s*[:=]\s*)
-            (?P<q>["']?)(?P<val>(?:Bearer\s+)?[^\s"',;}&]+)(?P=q)
+            (?P<key>(?P<kq>\\?["']?)[\w-]*(?:"""
+            + _SECRET_KEY_NAMES
+            + r""")(?P=kq)\s*[:=]\s*)
+            (?P<val>
+                \\"(?:[^"\\]|\\[^"])*\\"
+              | "(?:[^"\\]|\\.)*"
+              | '(?:[^'\\]|\\.)*'
+              | (?:(?:Bearer|Basic|Token)\s+)?[^\s"',;}&]+
+            )
             """
         ),
-        lambda m: f"{m.group('key')}{m.group('q')}{_MASK}{m.group('q')}",
+        lambda m: f"{m.group('key')}{_mask_value(m.group('val'))}",
     ),
     # bearer tokens and JWTs wherever they appear
-    (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9\-_.=]+"), f"Bearer {_MASK}"),
-    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), _MASK),
-    # our own secret formats
-    (re.compile(r"\b(sk|whsec)_[A-Za-z0-9_\-]{8,}"), lambda m: f"{m.group(1)}_{_MASK}"),
+    (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9\-_.=+/~]+"), f"Bearer {_MASK}"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), _MASK),
+    # our own secret formats (sk_live_..., whsec_<base64>)
+    (re.compile(r"\b(sk|whsec)_[A-Za-z0-9_\-+/=]{8,}"), lambda m: f"{m.group(1)}_{_MASK}"),
     # IBANs: keep the country code and the last four characters
     (
         re.compile(r"\b([A-Z]{2})(\d{2}(?:\s?[A-Z0-9]){10,30})\b"),
@@ -34,6 +47,13 @@ _PATTERNS: list[tuple[re.Pattern[str], object]] = [
     # emails: keep the first character and the domain
     (re.compile(r"\b([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})\b"), r"\1***@\2"),
 ]
+
+
+def _mask_value(value: str) -> str:
+    for quote in ('\\"', '"', "'"):
+        if len(value) >= 2 * len(quote) and value.startswith(quote) and value.endswith(quote):
+            return f"{quote}{_MASK}{quote}"
+    return _MASK
 
 
 def _mask_iban(country: str, rest: str) -> str:
@@ -59,4 +79,6 @@ class RedactingFilter(logging.Filter):
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

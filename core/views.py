@@ -28,8 +28,10 @@ def _check_cache() -> None:
 def _check_broker() -> None:
     from config.celery import app
 
-    with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, timeout=2)
+    # The URL is read from settings on every probe (the Celery app caches its config), and the
+    # connection is tried twice with no back-off so a dead broker answers within the timeout.
+    with app.connection_for_write(url=settings.CELERY_BROKER_URL, connect_timeout=2) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=2)
 
 
 def ready(request):
