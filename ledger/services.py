@@ -618,7 +618,7 @@ def ledger_post(
                 customer=customer,
                 reference=reference or "",
                 description=description or "",
-                metadata=metadata or {},
+                metadata=json.loads(_dumps(metadata or {})),  # Decimals etc. as strings
             ),
             complete=status_on_success == Transaction.Status.COMPLETED,
             hold_for_review=hold_for_review,
@@ -845,7 +845,7 @@ def hold_capture(
             legs,
             tx=Transaction(
                 type=type, organization=organization, customer=customer,
-                reference=reference, description=description, metadata=metadata or {},
+                reference=reference, description=description, metadata=json.loads(_dumps(metadata or {})),
             ),
             captured=[current],
         )
