@@ -43,10 +43,9 @@ class AuthAccountThrottle(_RuntimeRateThrottle):
     account_fields = ("username", "email", "client_id")
 
     def get_cache_key(self, request, view):
-        try:
-            data = request.data
-        except Exception:  # an unparseable body is refused by the view itself
-            return None
+        # A malformed body raises here (400/415 in the envelope). Never swallow it: DRF caches an
+        # empty body after a parse error, and the view would then see no data at all.
+        data = request.data
         account = ""
         if hasattr(data, "get"):
             for name in self.account_fields:

@@ -1,0 +1,59 @@
+"""`seed_demo` creates the demo logins once; a second run changes nothing and prints the same
+logins; the printed login really gets a token."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import Customer, Membership, Organization, User
+from compliance.models import AuditEvent
+from compliance.services import audit_verify
+
+pytestmark = pytest.mark.django_db
+
+
+def _run() -> str:
+    out = StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue()
+
+
+def _snapshot():
+    return (
+        sorted(User.objects.values_list("email", "is_staff", "is_superuser", "password")),
+        sorted(Customer.objects.values_list("user__email", "kyc_level")),
+        sorted(Membership.objects.values_list("organization__name", "user__email", "role")),
+        AuditEvent.objects.count(),
+    )
+
+
+def _logins(text: str) -> str:
+    assert "Coffer demo is ready." in text
+    return text.split("Coffer demo is ready.", 1)[1]
+
+
+def test_seed_demo_is_idempotent_and_prints_the_same_logins(api_client, settings):
+    settings.PUBLIC_BASE_URL = "http://demo.example:8000"
+    first = _run()
+    snapshot = _snapshot()
+    second = _run()
+    assert _snapshot() == snapshot
+    assert _logins(first) == _logins(second)
+    assert "created user" in first and "created user" not in second
+
+    admin = User.objects.get(email="admin@coffer.local")
+    assert admin.is_staff and admin.is_superuser and admin.check_password("coffer-admin-demo")
+    demo = User.objects.get(email="demo@coffer.local")
+    assert Customer.objects.filter(user=demo).exists()
+    assert User.objects.get(email="bob@coffer.local").check_password("coffer-demo-pass")
+    shop = Organization.objects.get(name="Demo Shop")
+    assert Membership.objects.get(organization=shop, user=demo).role == Membership.Role.OWNER
+
+    for expected in ("http://demo.example:8000/", "http://demo.example:8000/admin/", "http://demo.example:8000/api/docs/",
+                     "admin@coffer.local / coffer-admin-demo", "demo@coffer.local / coffer-demo-pass", "bob@coffer.local / coffer-demo-pass"):
+        assert expected in second, expected
+    assert audit_verify()["valid"]
+
+    response = api_client.post("/api/v1/auth/token", {"username": "demo@coffer.local", "password": "coffer-demo-pass"})
+    assert response.status_code == 200 and response.json()["token_type"] == "bearer"
