@@ -299,6 +299,7 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
                 raise _ServerError(response)
 
             headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
+            stored_at = timezone.now()
             try:
                 with transaction.atomic():
                     IdempotencyRecord.objects.create(
@@ -311,7 +312,8 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
                         response_status=response.status_code,
                         response_body=_response_body(response),
                         response_headers=headers,
-                        expires_at=now + timedelta(hours=ttl_hours()),
+                        created_at=stored_at,
+                        expires_at=stored_at + timedelta(hours=ttl_hours()),
                     )
             except IntegrityError as exc:
                 raise _LostRace() from exc

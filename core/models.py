@@ -18,6 +18,7 @@
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class IdempotencyRecord(models.Model):
@@ -30,7 +31,7 @@ class IdempotencyRecord(models.Model):
     response_status = models.PositiveSmallIntegerField()
     response_body = models.TextField(help_text="The response body exactly as first sent (JSON).")
     response_headers = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
 
     class Meta:

@@ -2,6 +2,7 @@
 
 import django.core.serializers.json
 import django.db.models.deletion
+import django.utils.timezone
 from django.db import migrations, models
 
 
@@ -27,7 +28,7 @@ class Migration(migrations.Migration):
                 ('response_status', models.PositiveSmallIntegerField()),
                 ('response_body', models.TextField(help_text='The response body exactly as first sent (JSON).')),
                 ('response_headers', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
                 ('expires_at', models.DateTimeField(db_index=True)),
             ],
             options={

@@ -1,0 +1,336 @@
+"""The transactional outbox: rows written with the caller's transaction, dispatched after commit
+(or by the sweeper after a broker outage), at most one dispatcher per message, retries with
+backoff."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.utils import timezone
+
+from accounts.models import Organization
+from config.celery import app
+from core.models import OutboxMessage
+from core.outbox import (
+    backoff_seconds,
+    outbox_dispatch,
+    outbox_due_ids,
+    outbox_emit,
+    outbox_sweep,
+    register_handler,
+    unregister_handler,
+)
+from core.tasks import dispatch_outbox, sweep_outbox
+
+REPO = Path(settings.BASE_DIR)
+
+
+class Recorder:
+    """A handler that remembers every call and can fail its first `fail_times` calls. Each call
+    also writes a row (an Organization) so we can see whether handler writes commit."""
+
+    def __init__(self, fail_times=0, delay=0.0):
+        self.calls: list[int] = []
+        self.fail_times = fail_times
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def __call__(self, message):
+        with self.lock:
+            self.calls.append(message.pk)
+            attempt = len(self.calls)
+        Organization.objects.create(name="handled", slug=f"handled-{message.pk}-{attempt}-{uuid.uuid4().hex[:6]}")
+        if self.delay:
+            time.sleep(self.delay)
+        if attempt <= self.fail_times:
+            raise ConnectionError(f"endpoint down (attempt {attempt})")
+
+
+@pytest.fixture
+def make_handler():
+    """Registers recording handlers on fresh topics; unregisters them afterwards."""
+    registered = []
+
+    def make(**kwargs) -> Recorder:
+        prefix = f"test.{uuid.uuid4().hex[:8]}."
+        recorder = Recorder(**kwargs)
+        recorder.topic = prefix + "event"
+        register_handler(prefix, recorder)
+        registered.append((prefix, recorder))
+        return recorder
+
+    yield make
+    for prefix, recorder in registered:
+        unregister_handler(prefix, recorder)
+
+
+@pytest.fixture
+def handler(make_handler) -> Recorder:
+    return make_handler()
+
+
+def _handled_rows() -> int:
+    return Organization.objects.filter(name="handled").count()
+
+
+# --- Emit -----------------------------------------------------------------------------------------------
+@pytest.mark.django_db
+class TestEmit:
+    def test_emit_then_commit_enqueues_and_dispatch_runs_the_handler_once(self, handler, django_capture_on_commit_callbacks):
+        org = Organization.objects.create(name="Acme", slug="acme")
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            with transaction.atomic():
+                message = outbox_emit(topic=handler.topic, payload={"amount": Decimal("10.50"), "id": 7}, organization=org)
+        assert len(callbacks) == 1
+        message.refresh_from_db()
+        assert message.payload == {"amount": "10.50", "id": 7}  # Decimals stored exactly, as strings
+        assert message.state == "pending"
+        assert dispatch_outbox(message.pk) == "dispatched"  # the Celery task, run in process
+        message.refresh_from_db()
+        assert message.state == "dispatched" and message.attempts == 1 and message.last_error == ""
+        assert handler.calls == [message.pk]
+        assert dispatch_outbox(message.pk) == "skipped"
+        assert outbox_sweep(now=timezone.now() + timedelta(days=1)) == {}
+        assert handler.calls == [message.pk] and _handled_rows() == 1
+
+    def test_rollback_leaves_no_row_and_enqueues_nothing(self, handler, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            with pytest.raises(RuntimeError):
+                with transaction.atomic():
+                    outbox_emit(topic=handler.topic, payload={})
+                    raise RuntimeError("the business transaction failed")
+        assert callbacks == []
+        assert OutboxMessage.objects.count() == 0
+
+    def test_emit_with_key_is_deduplicated(self, handler, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            with transaction.atomic():
+                first = outbox_emit(topic=handler.topic, payload={"n": 1}, key="order-1")
+                second = outbox_emit(topic=handler.topic, payload={"n": 2}, key="order-1")
+                other = outbox_emit(topic=handler.topic, payload={"n": 3}, key="order-2")
+        assert first.pk == second.pk != other.pk
+        assert len(callbacks) == 2
+        assert OutboxMessage.objects.count() == 2
+
+    def test_emit_needs_a_topic(self):
+        with pytest.raises(ValueError):
+            outbox_emit(topic="", payload={})
+
+    def test_the_dispatch_is_published_to_the_broker(self, handler, django_capture_on_commit_callbacks):
+        if not settings.CELERY_BROKER_URL.startswith("memory://"):
+            pytest.skip("inspects the in-process memory broker; the real-worker test covers other brokers")
+        with app.connection_for_read() as conn:
+            queue = conn.SimpleQueue(app.conf.task_default_queue)
+            queue.clear()
+            with django_capture_on_commit_callbacks(execute=True):
+                with transaction.atomic():
+                    message = outbox_emit(topic=handler.topic, payload={})
+            published = queue.get(timeout=2)
+            assert published.headers["task"] == "core.tasks.dispatch_outbox"
+            assert published.headers["argsrepr"] == repr((message.pk,))
+            published.ack()
+            queue.close()
+
+
+# --- Dispatch, failure, backoff -------------------------------------------------------------------------------
+@pytest.mark.django_db
+class TestDispatch:
+    def _message(self, topic):
+        return outbox_emit(topic=topic, payload={"n": 1})
+
+    def test_failing_handler_is_retried_with_backoff_and_its_writes_roll_back(self, make_handler):
+        handler = make_handler(fail_times=2)
+        message = self._message(handler.topic)
+        start = timezone.now()
+        assert outbox_dispatch(message_id=message.pk) == "failed"
+        message.refresh_from_db()
+        assert message.attempts == 1 and message.dispatched_at is None
+        assert "ConnectionError: endpoint down (attempt 1)" in message.last_error
+        assert start + timedelta(seconds=10) <= message.next_attempt_at <= timezone.now() + timedelta(seconds=10)
+        assert _handled_rows() == 0, "a failed handler's own writes roll back"
+        # Not due yet: the sweeper leaves it alone.
+        assert outbox_sweep() == {} and len(handler.calls) == 1
+        assert outbox_sweep(now=timezone.now() + timedelta(seconds=11)) == {"failed": 1}
+        message.refresh_from_db()
+        assert message.attempts == 2
+        assert message.next_attempt_at >= timezone.now() + timedelta(seconds=19)  # 20 s: doubled
+        assert outbox_sweep(now=timezone.now() + timedelta(seconds=21)) == {"dispatched": 1}
+        message.refresh_from_db()
+        assert message.state == "dispatched" and message.attempts == 3 and message.last_error == ""
+        assert handler.calls == [message.pk] * 3
+        assert _handled_rows() == 1, "only the successful attempt's writes commit"
+
+    def test_backoff_doubles_and_is_capped(self, settings):
+        settings.OUTBOX_BACKOFF_BASE_SECONDS = 10
+        settings.OUTBOX_BACKOFF_MAX_SECONDS = 3600
+        assert [backoff_seconds(n) for n in range(1, 6)] == [10, 20, 40, 80, 160]
+        assert backoff_seconds(20) == 3600
+
+    def test_gives_up_after_max_attempts(self, make_handler, settings):
+        handler = make_handler(fail_times=100)
+        settings.OUTBOX_MAX_ATTEMPTS = 3
+        message = self._message(handler.topic)
+        far = timezone.now() + timedelta(days=2)
+        assert outbox_dispatch(message_id=message.pk) == "failed"
+        assert outbox_sweep(now=far) == {"failed": 1}
+        assert outbox_sweep(now=far) == {"gave_up": 1}
+        message.refresh_from_db()
+        assert message.state == "failed" and message.failed_at is not None and message.attempts == 3
+        assert outbox_due_ids(now=far + timedelta(days=10)) == []
+        assert len(handler.calls) == 3
+
+    def test_topic_without_handler_is_a_failure_not_a_silent_drop(self):
+        message = outbox_emit(topic="nobody.listens", payload={})
+        assert outbox_dispatch(message_id=message.pk) == "failed"
+        message.refresh_from_db()
+        assert "no handler registered" in message.last_error and message.dispatched_at is None
+
+    def test_every_matching_prefix_handler_runs(self, handler):
+        second = Recorder()
+        register_handler(handler.topic.rsplit(".", 1)[0] + ".", second)
+        try:
+            message = self._message(handler.topic)
+            assert outbox_dispatch(message_id=message.pk) == "dispatched"
+        finally:
+            unregister_handler(handler.topic.rsplit(".", 1)[0] + ".", second)
+        assert handler.calls == [message.pk] and second.calls == [message.pk]
+
+    def test_new_message_waits_a_grace_period_for_its_own_dispatch(self, handler):
+        message = self._message(handler.topic)
+        assert message.pk not in outbox_due_ids()
+        assert message.pk in outbox_due_ids(now=timezone.now() + timedelta(seconds=16))
+
+    def test_sweep_task_and_beat_entry(self, handler):
+        message = self._message(handler.topic)
+        OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+        assert sweep_outbox() == {"dispatched": 1}  # the beat task, run in process
+        schedule = {e["task"]: e["schedule"] for e in app.conf.beat_schedule.values()}
+        assert schedule["core.tasks.sweep_outbox"] <= 10
+
+
+# --- Concurrency and outages (PostgreSQL, real processes/threads) ------------------------------------------
+def _in_threads(n, target):
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        try:
+            barrier.wait(timeout=30)
+            results[i] = target(i)
+        except Exception as exc:
+            results[i] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def _subprocess_env(**extra) -> dict:
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+    }
+    env.update(extra)
+    return env
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestConcurrentAndOutages:
+    def test_two_concurrent_dispatchers_run_the_handler_once(self, make_handler):
+        handler = make_handler(delay=0.3)
+        message = outbox_emit(topic=handler.topic, payload={})
+        results = _in_threads(2, lambda i: outbox_dispatch(message_id=message.pk))
+        assert sorted(results) == ["dispatched", "skipped"]
+        assert handler.calls == [message.pk]
+        message.refresh_from_db()
+        assert message.attempts == 1 and message.state == "dispatched"
+
+    def test_concurrent_sweepers_dispatch_each_message_once(self, make_handler):
+        handler = make_handler(delay=0.01)
+        ids = [outbox_emit(topic=handler.topic, payload={"i": i}).pk for i in range(30)]
+        later = timezone.now() + timedelta(minutes=1)
+        _in_threads(6, lambda i: outbox_sweep(now=later))
+        assert sorted(handler.calls) == sorted(ids)
+        assert OutboxMessage.objects.filter(dispatched_at__isnull=False).count() == 30
+
+    def test_broker_down_at_commit_keeps_the_row_and_the_sweeper_sends_it(self, handler):
+        # A separate process commits an emit while its broker URL points at a closed port.
+        script = textwrap.dedent(f"""
+            import time
+            import django
+            django.setup()
+            from django.db import transaction
+            from core.outbox import outbox_emit
+            started = time.monotonic()
+            with transaction.atomic():
+                message = outbox_emit(topic={handler.topic!r}, payload={{"n": 1}})
+            print(message.pk, round(time.monotonic() - started, 2))
+        """)
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60,
+            env=_subprocess_env(CELERY_BROKER_URL="amqp://guest:guest@127.0.0.1:1//"),
+        )
+        assert done.returncode == 0, done.stderr
+        message_id, elapsed = done.stdout.split()
+        assert float(elapsed) < 10, "a broker outage must not hang the request"
+        assert "could not enqueue dispatch" in done.stderr
+        message = OutboxMessage.objects.get(pk=int(message_id))
+        assert message.state == "pending" and handler.calls == []
+        assert outbox_sweep(now=timezone.now() + timedelta(seconds=20)) == {"dispatched": 1}
+        assert handler.calls == [message.pk]
+
+    def test_a_real_celery_worker_dispatches_after_commit(self, handler, tmp_path):
+        broker = settings.CELERY_BROKER_URL
+        if broker.startswith("memory://"):
+            pytest.skip("needs a real broker (CELERY_BROKER_URL, RabbitMQ in CI); memory:// does not cross processes")
+        # The worker process has no in-memory handler of ours: it marks what it dispatched in
+        # the database, through a handler module it imports.
+        queue = f"outbox-test-{uuid.uuid4().hex[:8]}"
+        env = _subprocess_env(CELERY_BROKER_URL=broker, COFFER_OUTBOX_TEST_TOPIC=handler.topic)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "-Q", queue,
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
+             "--include", "tests.core.outbox_worker_handlers"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        previous_queue = app.conf.task_default_queue
+        try:
+            app.conf.task_default_queue = queue
+            with transaction.atomic():
+                message = outbox_emit(topic=handler.topic, payload={"n": 1})
+            deadline = time.monotonic() + 45
+            while time.monotonic() < deadline:
+                message.refresh_from_db()
+                if message.dispatched_at:
+                    break
+                time.sleep(0.2)
+        finally:
+            app.conf.task_default_queue = previous_queue
+            worker.terminate()
+            try:
+                output = worker.communicate(timeout=20)[0]
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                output = worker.communicate()[0]
+        assert message.dispatched_at is not None, output[-3000:]
+        assert message.attempts == 1
+        assert Organization.objects.filter(slug=f"worker-handled-{message.pk}").count() == 1
+        assert handler.calls == [], "dispatched by the worker process, not by this one"
