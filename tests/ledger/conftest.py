@@ -10,19 +10,30 @@ from ledger.services import Issue, ledger_post, wallet_open
 from tests.factories import CustomerFactory, OrganizationFactory
 
 
+SEEDED = {"USD": ("US Dollar", 2, "fiat"), "EUR": ("Euro", 2, "fiat"), "ETH": ("Ether", 18, "crypto")}
+
+
+def platform_asset(code: str) -> Asset:
+    """The seeded asset. get_or_create because a transactional test's flush (TRUNCATE) removes
+    what the seed migration inserted, for the transactional tests that run after it."""
+    name, exponent, kind = SEEDED[code]
+    asset, _ = Asset.objects.get_or_create(code=code, organization=None, defaults={"name": name, "exponent": exponent, "kind": kind})
+    return asset
+
+
 @pytest.fixture
 def usd(db) -> Asset:
-    return Asset.objects.get(code="USD", organization__isnull=True)
+    return platform_asset("USD")
 
 
 @pytest.fixture
 def eur(db) -> Asset:
-    return Asset.objects.get(code="EUR", organization__isnull=True)
+    return platform_asset("EUR")
 
 
 @pytest.fixture
 def eth(db) -> Asset:
-    return Asset.objects.get(code="ETH", organization__isnull=True)
+    return platform_asset("ETH")
 
 
 def open_wallet(asset: Asset, funded: str | Decimal | None = None, *, customer=None, label: str = "") -> Wallet:
