@@ -3,7 +3,9 @@
 Invariants:
 - Rates are `Decimal` end to end; a float never enters (JSON from the feed is parsed with
   `parse_float=Decimal`, and a rate given as a JSON float literal is read from its text).
-- Cross rates go through the provider's pivot currency: mid(base, quote) = value(base) / value(quote).
+- Cross rates go through the provider's pivot currency: the sandbox knows each currency's worth in
+  USD, mid = usd(base) / usd(quote); the feed says how much of each currency one unit of its base
+  buys, mid = rates[quote] / rates[base] (the feed's own numbers, never inverted first).
   Divisions are rounded to `RATE_PRECISION` significant digits, half-even, so the same inputs give
   the same rate on every machine.
 - bid = mid * (1 - spread), ask = mid * (1 + spread), spread from settings.PRICE_SPREAD
@@ -91,19 +93,22 @@ def _normalize_code(code: object, field: str) -> str:
     return code.strip().upper()
 
 
-def cross_rate(*, base: str, quote: str, values: dict[str, Decimal], as_of: datetime) -> Rate:
-    """`values[c]` is the worth of one `c` in the pivot currency."""
+def _check_codes(base: object, quote: object, supported: dict[str, Decimal]) -> tuple[str, str]:
     base = _normalize_code(base, "base")
     quote = _normalize_code(quote, "quote")
     for field, code in (("base", base), ("quote", quote)):
-        if code not in values:
+        if code not in supported:
             raise UnsupportedCurrency(
-                f"{code} cannot be priced.", details={"field": field, "currency": code, "supported": sorted(values)}
+                f"{code} cannot be priced.", details={"field": field, "currency": code, "supported": sorted(supported)}
             )
+    return base, quote
+
+
+def rate_from_mid(*, base: str, quote: str, mid: Decimal, as_of: datetime) -> Rate:
+    """A Rate with the configured spread around `mid` (none for a currency against itself)."""
     if base == quote:
         one = Decimal(1)
         return Rate(base=base, quote=quote, mid=one, bid=one, ask=one, as_of=as_of)
-    mid = _RATE_CONTEXT.divide(values[base], values[quote])
     spread = _spread()
     bid = _RATE_CONTEXT.multiply(mid, Decimal(1) - spread)
     ask = _RATE_CONTEXT.multiply(mid, Decimal(1) + spread)
@@ -125,7 +130,9 @@ class SandboxPriceProvider(PriceProvider):
     }
 
     def quote(self, base: str, quote: str) -> Rate:
-        return cross_rate(base=base, quote=quote, values=self.USD_VALUES, as_of=timezone.now())
+        base, quote = _check_codes(base, quote, self.USD_VALUES)
+        mid = _RATE_CONTEXT.divide(self.USD_VALUES[base], self.USD_VALUES[quote])
+        return rate_from_mid(base=base, quote=quote, mid=mid, as_of=timezone.now())
 
     def currencies(self) -> list[str]:
         return sorted(self.USD_VALUES)
@@ -134,7 +141,7 @@ class SandboxPriceProvider(PriceProvider):
 @dataclass(frozen=True)
 class _Snapshot:
     base: str
-    values: dict[str, Decimal]  # worth of one unit in `base`
+    rates: dict[str, Decimal]  # units of each currency that one `base` buys, as the feed sent them
     as_of: datetime
 
 
@@ -186,7 +193,7 @@ def parse_feed(body: bytes | str, *, fetched_at: datetime) -> _Snapshot:
     if not isinstance(base_raw, str) or not base_raw.strip():
         raise PriceUnavailable("The price feed did not name its base currency.")
     base = base_raw.strip().upper()
-    values: dict[str, Decimal] = {base: Decimal(1)}
+    rates: dict[str, Decimal] = {base: Decimal(1)}
     for code, raw in doc["rates"].items():
         if not isinstance(code, str) or not code.strip():
             raise PriceUnavailable("The price feed sent a rate without a currency code.")
@@ -196,9 +203,9 @@ def parse_feed(body: bytes | str, *, fetched_at: datetime) -> _Snapshot:
             if per_base != 1:
                 raise PriceUnavailable("The price feed prices its base currency at other than 1.")
             continue
-        values[code] = _RATE_CONTEXT.divide(Decimal(1), per_base)
+        rates[code] = per_base
     as_of = _parse_time(doc.get("as_of", doc.get("timestamp"))) or fetched_at
-    return _Snapshot(base=base, values=values, as_of=as_of)
+    return _Snapshot(base=base, rates=rates, as_of=as_of)
 
 
 class HttpJsonPriceProvider(PriceProvider):
@@ -230,14 +237,14 @@ class HttpJsonPriceProvider(PriceProvider):
         if cached is not None:
             snap = _Snapshot(
                 base=cached["base"],
-                values={code: Decimal(value) for code, value in cached["values"].items()},
+                rates={code: Decimal(value) for code, value in cached["rates"].items()},
                 as_of=datetime.fromisoformat(cached["as_of"]),
             )
         else:
             snap = self._fetch()
             cache.set(
                 self.cache_key,
-                {"base": snap.base, "values": {c: str(v) for c, v in snap.values.items()}, "as_of": snap.as_of.isoformat()},
+                {"base": snap.base, "rates": {c: str(v) for c, v in snap.rates.items()}, "as_of": snap.as_of.isoformat()},
                 timeout=settings.PRICE_CACHE_SECONDS,
             )
         age = timezone.now() - snap.as_of
@@ -250,10 +257,12 @@ class HttpJsonPriceProvider(PriceProvider):
 
     def quote(self, base: str, quote: str) -> Rate:
         snap = self.snapshot()
-        return cross_rate(base=base, quote=quote, values=snap.values, as_of=snap.as_of)
+        base, quote = _check_codes(base, quote, snap.rates)
+        mid = _RATE_CONTEXT.divide(snap.rates[quote], snap.rates[base])
+        return rate_from_mid(base=base, quote=quote, mid=mid, as_of=snap.as_of)
 
     def currencies(self) -> list[str]:
-        return sorted(self.snapshot().values)
+        return sorted(self.snapshot().rates)
 
 
 def get_price_provider() -> PriceProvider:

@@ -206,7 +206,7 @@ def xpub_key_register(*, organization, chain: str, xpub: str, actor=None) -> Xpu
     return key
 
 
-@transaction.atomic(savepoint=False)
+@transaction.atomic  # a savepoint when nested: a refusal does not poison the caller's transaction
 def deposit_address_allocate(*, organization, chain: str) -> DepositAddress:
     """A fresh address of the organization's active `chain` key, at the next unused index."""
     chain = _check_chain(chain)

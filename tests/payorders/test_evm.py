@@ -226,7 +226,7 @@ def fake_node(settings):
     def start(*, answer, fail_first=0, retries=2):
         handler = type("Handler", (_FakeNode,), {"answer": answer, "fail_first": fail_first, "seen": []})
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
         servers.append(server)
         settings.CHAIN_PROVIDER = "evm"
         settings.EVM_RPC_URL = f"http://127.0.0.1:{server.server_address[1]}"
