@@ -234,6 +234,21 @@ def test_api_send_and_mine(user_client):
     assert user_client.post("/api/v1/sandbox/chain/mine", {}, format="json").json() == {"block_number": 4}
 
 
+def test_api_accepts_an_organization_api_key(api_client):
+    from accounts.org_services import api_key_create
+    from tests.factories import OrganizationFactory
+
+    _, secret = api_key_create(organization=OrganizationFactory(), name="sandbox")
+    api_client.credentials(HTTP_X_API_KEY=secret)
+    response = api_client.post(
+        "/api/v1/sandbox/chain/transactions", {"to_address": BTC_ADDR, "amount": "0.5", "currency": "BTC"}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    assert api_client.post("/api/v1/sandbox/chain/mine", {"blocks": 2}, format="json").json() == {"block_number": 2}
+    api_client.credentials(HTTP_X_API_KEY="sk_wrong")
+    assert api_client.post("/api/v1/sandbox/chain/mine", {"blocks": 1}, format="json").status_code == 401
+
+
 def test_api_accepts_json_numbers_exactly(user_client):
     response = user_client.post(
         "/api/v1/sandbox/chain/transactions",
