@@ -1,3 +1,11 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from wallets import apis
+
+urlpatterns = [
+    path("wallets", apis.WalletListCreateApi.as_view(), name="wallet-list"),
+    path("wallets/<int:wallet_id>", apis.WalletDetailApi.as_view(), name="wallet-detail"),
+    path("wallets/<int:wallet_id>/entries", apis.WalletEntriesApi.as_view(), name="wallet-entries"),
+    path("deposits", apis.DepositCreateApi.as_view(), name="deposit-create"),
+    path("transfers", apis.TransferCreateApi.as_view(), name="transfer-create"),
+]
