@@ -89,7 +89,7 @@ def _spread() -> Decimal:
 
 def _normalize_code(code: object, field: str) -> str:
     if not isinstance(code, str) or not code.strip() or len(code.strip()) > 12:
-        raise UnsupportedCurrency(f"{field} must be a currency code.", details={"field": field, "currency": code})
+        raise UnsupportedCurrency(f"{field} must be a currency code.", details={"fields": {field: ["not a currency code"]}, "currency": code})
     return code.strip().upper()
 
 
@@ -99,7 +99,7 @@ def _check_codes(base: object, quote: object, supported: dict[str, Decimal]) -> 
     for field, code in (("base", base), ("quote", quote)):
         if code not in supported:
             raise UnsupportedCurrency(
-                f"{code} cannot be priced.", details={"field": field, "currency": code, "supported": sorted(supported)}
+                f"{code} cannot be priced.", details={"fields": {field: ["unsupported"]}, "currency": code, "supported": sorted(supported)}
             )
     return base, quote
 

@@ -20,7 +20,7 @@ from payorders.chains.base import chain_asset, to_base_units
 
 def _positive(amount: Decimal) -> Decimal:
     if isinstance(amount, (float, bool)) or not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
-        raise ValidationFailed("amount must be a positive Decimal.", details={"field": "amount"})
+        raise ValidationFailed("amount must be a positive Decimal.", details={"fields": {"amount": ["must be a positive Decimal"]}})
     return amount
 
 
@@ -58,7 +58,7 @@ def payment_uri(*, asset: str, address: str, amount: Decimal, chain_id: int | No
         return eip681_native_uri(address=address, amount=amount, chain_id=chain_id)
     token = settings.EVM_TOKENS.get(spec.symbol)
     if not token:
-        raise ValidationFailed(f"No contract is configured for {spec.symbol}.", details={"field": "currency"})
+        raise ValidationFailed(f"No contract is configured for {spec.symbol}.", details={"fields": {"currency": ["no token contract configured"]}})
     return eip681_token_uri(
         token=token["address"], address=address, amount=amount, decimals=int(token["decimals"]), chain_id=chain_id
     )

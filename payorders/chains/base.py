@@ -67,7 +67,7 @@ def chain_asset(symbol: object) -> ChainAsset:
     except KeyError:
         raise UnsupportedAsset(
             f"{symbol!s} is not a supported crypto asset.",
-            details={"field": "currency", "supported": sorted(CHAIN_ASSETS)},
+            details={"fields": {"currency": ["unsupported"]}, "supported": sorted(CHAIN_ASSETS)},
         ) from None
 
 
@@ -91,7 +91,7 @@ TX_HASH_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")
 def normalize_tx_hash(tx_hash: object) -> str:
     if not isinstance(tx_hash, str) or not TX_HASH_RE.match(tx_hash.strip()):
         raise ValidationFailed(
-            "tx_hash must be 0x followed by 64 hexadecimal digits.", details={"field": "tx_hash"}
+            "tx_hash must be 0x followed by 64 hexadecimal digits.", details={"fields": {"tx_hash": ["0x + 64 hex digits"]}}
         )
     return tx_hash.strip().lower()
 
@@ -108,13 +108,13 @@ def from_base_units(value: int, decimals: int) -> Decimal:
 def to_base_units(amount: Decimal, decimals: int, *, field: str = "amount") -> int:
     """Decimal major units -> integer base units; refuses more decimals than the asset has."""
     if not isinstance(amount, Decimal) or not amount.is_finite():
-        raise ValidationFailed(f"{field} must be a finite decimal.", details={"field": field})
+        raise ValidationFailed(f"{field} must be a finite decimal.", details={"fields": {field: ["not a finite decimal"]}})
     with localcontext() as ctx:
         ctx.prec = 100
         scaled = amount.scaleb(decimals)
         if scaled != scaled.to_integral_value():
             raise ValidationFailed(
-                f"{field} has more than {decimals} decimal places.", details={"field": field}
+                f"{field} has more than {decimals} decimal places.", details={"fields": {field: [f"at most {decimals} decimals"]}}
             )
         return int(scaled)
 

@@ -13,6 +13,7 @@ import json
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -95,10 +96,11 @@ def ganache():
     if shutil.which("node") is None:
         pytest.skip("needs Node.js for ganache")
     port = _free_port()
+    log = tempfile.TemporaryFile()  # not a pipe: a chatty node must never block on a full pipe
     proc = subprocess.Popen(
         [str(GANACHE), "--port", str(port), "--host", "127.0.0.1", "--wallet.deterministic",
          "--chain.chainId", str(GANACHE_CHAIN_ID), "--logging.quiet"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO,
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -109,7 +111,8 @@ def ganache():
                 break
             except (httpx.HTTPError, ValueError):
                 if proc.poll() is not None:
-                    raise RuntimeError("ganache exited: " + proc.stderr.read().decode(errors="replace")[-2000:]) from None
+                    log.seek(0)
+                    raise RuntimeError("ganache exited: " + log.read().decode(errors="replace")[-2000:]) from None
                 if time.monotonic() > deadline:
                     raise RuntimeError("ganache did not answer within 60 s") from None
                 time.sleep(0.2)
@@ -121,6 +124,7 @@ def ganache():
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
 
 
 @pytest.fixture(scope="session")
