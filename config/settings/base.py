@@ -202,6 +202,14 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Distinct names for choice sets whose fields share a name with other apps' (type, status).
+    "ENUM_NAME_OVERRIDES": {
+        "LedgerTransactionTypeEnum": "ledger.models.Transaction.Type",
+        "LedgerTransactionStatusEnum": "ledger.models.Transaction.Status",
+        "LedgerOperationTypeEnum": "ledger.serializers.OPERATION_TYPES",
+        "WalletStatusEnum": "ledger.models.Wallet.Status",
+        "WebhookDeliveryStatusEnum": "accounts.models.WebhookDelivery.Status",
+    },
 }
 
 # --- I18N, static -------------------------------------------------------------------------------
