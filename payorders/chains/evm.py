@@ -26,6 +26,8 @@ import httpx
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from core.errors import ValidationFailed
+
 from payorders.addresses import eip55_checksum, normalize_address
 from payorders.chains.base import (
     ChainAsset,
@@ -118,8 +120,11 @@ class EvmChainProvider(ChainProvider):
         self.tokens: dict[str, tuple[str, int]] = {}  # symbol -> (checksummed contract, decimals)
         self.token_by_contract: dict[str, tuple[str, int]] = {}  # lowercase contract -> (symbol, decimals)
         for symbol, conf in configured.items():
-            address = normalize_address(chain="ethereum", address=conf["address"], field=f"EVM_TOKENS.{symbol}")
-            decimals = int(conf["decimals"])
+            try:
+                address = normalize_address(chain="ethereum", address=conf["address"], field=f"EVM_TOKENS.{symbol}")
+                decimals = int(conf["decimals"])
+            except (ValidationFailed, KeyError, TypeError, ValueError):
+                raise ImproperlyConfigured(f"EVM_TOKENS[{symbol!r}] needs a valid 'address' and integer 'decimals'") from None
             self.tokens[symbol.upper()] = (address, decimals)
             self.token_by_contract[address.lower()] = (symbol.upper(), decimals)
 

@@ -273,3 +273,21 @@ def test_evm_provider_refuses_bitcoin(settings):
     settings.EVM_RPC_URL = "http://127.0.0.1:9"
     with pytest.raises(ChainUnavailable):
         get_chain_provider("bitcoin")
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        {"USDC": {"address": "0x9858EfFD232B4033E47d90003D41EC34EcaEda95", "decimals": 6}},  # bad checksum
+        {"USDC": {"address": "0x" + "11" * 20}},
+        {"USDC": {"address": "0x" + "11" * 20, "decimals": "six"}},
+    ],
+)
+def test_misconfigured_tokens_fail_loudly(settings, tokens):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.CHAIN_PROVIDER = "evm"
+    settings.EVM_RPC_URL = "http://127.0.0.1:9"
+    settings.EVM_TOKENS = tokens
+    with pytest.raises(ImproperlyConfigured):
+        get_chain_provider("ethereum")
