@@ -255,6 +255,8 @@ WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=Fals
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
+# Hot platform accounts (issuance, fee, FX, settlement) are split into this many rows (ledger.services).
+LEDGER_HOT_ACCOUNT_SHARDS = env.int("LEDGER_HOT_ACCOUNT_SHARDS", default=16)
 # How long the Redis fast-path lock of a running idempotent request lives (the database guards anyway).
 IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=60)
 # Outbox (core.outbox): retry backoff base * 2^(attempt-1) capped at max; give up after max attempts.
@@ -263,6 +265,8 @@ OUTBOX_BACKOFF_BASE_SECONDS = env.int("OUTBOX_BACKOFF_BASE_SECONDS", default=10)
 OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=3600)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=30)
 TWO_FACTOR_THRESHOLD = Decimal(env("TWO_FACTOR_THRESHOLD", default="5000"))
+# Per-asset overrides of the step-up threshold, in that asset's major units, as strings: {"BTC": "0.1"}.
+TWO_FACTOR_THRESHOLDS = env.json("TWO_FACTOR_THRESHOLDS", default={})
 
 # --- Logging: every record passes the redaction filter ---------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
