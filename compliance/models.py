@@ -9,9 +9,14 @@ Invariants (SPEC 4.5, 8):
   transactions on SQLite), so ids are allocated in the order events join the chain.
 """
 
+from decimal import Decimal
+
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 GENESIS_HASH = "0" * 64
 
@@ -38,3 +43,177 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} by {self.actor_label or 'system'}"
+
+
+# --- Fees, limits, risk rules, sanctions and the review queue ------------------------------------
+# Invariants:
+# - Rules are configuration, edited in the admin and seeded by migration 0005 (SPEC 11). Amounts
+#   in rules (fixed fee, minimum, maximum, limits) are in MAJOR units of the movement's asset;
+#   a rule with currency "" applies to every asset, a rule naming a currency wins over it.
+# - Limit usage is never stored: `compliance.limits` derives it from ledger rows each time.
+# - A ReviewCase is opened in the same database transaction that leaves its ledger transaction
+#   `in_review`, and is decided only by `compliance.risk.review_approve` / `review_reject`.
+
+def _money_field(**kwargs) -> models.DecimalField:
+    return models.DecimalField(max_digits=38, decimal_places=18, validators=[MinValueValidator(Decimal(0))], **kwargs)
+
+
+class MovementType(models.TextChoices):
+    DEPOSIT = "deposit", "Deposit"
+    WITHDRAWAL = "withdrawal", "Withdrawal"
+    TRANSFER = "transfer", "Transfer"
+    EXCHANGE = "exchange", "Exchange"
+    SETTLEMENT = "settlement", "Pay-order settlement"
+
+
+class Direction(models.TextChoices):
+    OUTGOING = "outgoing", "Outgoing"
+    INCOMING = "incoming", "Incoming"
+
+
+class FeeRule(models.Model):
+    """fee = amount * percent / 100 + fixed, rounded UP to the asset's exponent (the platform's
+    favour), then raised to `minimum` / capped at `maximum` (major units). The most specific
+    active rule wins: currency + destination > destination > currency > generic."""
+
+    class DestinationType(models.TextChoices):
+        ANY = "", "Any destination"
+        IBAN = "IBAN", "IBAN (bank account)"
+        EXTERNAL = "EXTERNAL", "External (other payout rail)"
+
+    movement_type = models.CharField(max_length=16, choices=MovementType.choices)
+    destination_type = models.CharField(max_length=16, choices=DestinationType.choices, blank=True, default="")
+    currency = models.CharField(max_length=16, blank=True, default="", help_text="Asset code, or blank for every asset.")
+    percent = models.DecimalField(
+        max_digits=9, decimal_places=6, default=Decimal(0), validators=[MinValueValidator(Decimal(0))],
+        help_text="Percentage of the amount, e.g. 1 for 1%.",
+    )
+    fixed = _money_field(default=Decimal(0), help_text="Added to the percentage part (major units).")
+    minimum = _money_field(null=True, blank=True, help_text="Major units; blank for none.")
+    maximum = _money_field(null=True, blank=True, help_text="Major units; blank for none.")
+    active = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["movement_type", "destination_type", "currency", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(percent__gte=0, percent__lte=100), name="feerule_percent_0_100"),
+            models.CheckConstraint(condition=Q(fixed__gte=0), name="feerule_fixed_non_negative"),
+            models.CheckConstraint(
+                condition=Q(minimum__isnull=True) | Q(maximum__isnull=True) | Q(minimum__lte=models.F("maximum")),
+                name="feerule_minimum_le_maximum",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = " ".join(p for p in (self.movement_type, self.destination_type, self.currency) if p)
+        return f"{scope}: {self.percent}% + {self.fixed}"
+
+
+class LimitRule(models.Model):
+    """Per KYC level, movement type, direction and asset (blank currency = every asset, in that
+    asset's major units). A NULL limit means no limit."""
+
+    kyc_level = models.CharField(max_length=16, choices=[
+        ("none", "None"), ("basic", "Basic"), ("verified", "Verified"), ("enhanced", "Enhanced"),
+    ])
+    movement_type = models.CharField(max_length=16, choices=MovementType.choices)
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    currency = models.CharField(max_length=16, blank=True, default="", help_text="Asset code, or blank for every asset.")
+    single_limit = _money_field(null=True, blank=True, help_text="Blank: no limit.")
+    daily_limit = _money_field(null=True, blank=True, help_text="Per UTC day; blank: no limit.")
+    monthly_limit = _money_field(null=True, blank=True, help_text="Per UTC calendar month; blank: no limit.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["kyc_level", "movement_type", "direction", "currency"]
+        constraints = [
+            models.UniqueConstraint(fields=["kyc_level", "movement_type", "direction", "currency"], name="limitrule_unique_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kyc_level} {self.movement_type} {self.direction} {self.currency or '*'}"
+
+
+class RiskRule(models.Model):
+    """One configured check of the risk step. `kind` names a function in the registry of
+    `compliance.risk` (velocity, structuring, new_account_large, amount_threshold, sanctions, or
+    one registered by code); `params` are that kind's settings."""
+
+    class Action(models.TextChoices):
+        REVIEW = "review", "Hold for review"
+        REJECT = "reject", "Reject"
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=50)
+    params = models.JSONField(default=dict, blank=True)
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.REVIEW)
+    active = models.BooleanField(default=True)
+    description = models.CharField(max_length=300, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind} -> {self.action})"
+
+
+class SanctionsEntry(models.Model):
+    """A sanctioned party: `name` and `aliases` are fuzzy-matched against beneficiary names."""
+
+    name = models.CharField(max_length=300)
+    aliases = models.JSONField(default=list, blank=True, help_text="A list of alternative names.")
+    source = models.CharField(max_length=100, blank=True, default="", help_text="The list it came from (e.g. OFAC SDN).")
+    list_id = models.CharField(max_length=100, blank=True, default="", help_text="The entry's id on that list.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        verbose_name_plural = "sanctions entries"
+        constraints = [
+            models.UniqueConstraint(fields=["source", "list_id"], condition=~Q(list_id=""), name="sanctions_entry_list_id_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReviewCase(ConcurrentTransitionMixin, models.Model):
+    """A ledger transaction held `in_review` by a risk rule, waiting for a compliance officer.
+    open -> approved (the transaction is posted) | rejected (its holds are released)."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    transaction = models.OneToOneField("ledger.Transaction", on_delete=models.PROTECT, related_name="review_case")
+    customer = models.ForeignKey("accounts.Customer", null=True, blank=True, on_delete=models.PROTECT, related_name="review_cases")
+    rule = models.ForeignKey(RiskRule, null=True, blank=True, on_delete=models.PROTECT, related_name="review_cases")
+    rule_kind = models.CharField(max_length=50, blank=True, default="")
+    reason = models.CharField(max_length=500, help_text="Why the transaction was held.")
+    status = FSMField(default=Status.OPEN, choices=Status.choices, protected=True)
+    decision_reason = models.CharField(max_length=500, blank=True, default="")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["status", "id"], name="reviewcase_status_id")]
+
+    def __str__(self) -> str:
+        return f"review {self.pk} of transaction {self.transaction_id} ({self.status})"
+
+    @transition(field=status, source=Status.OPEN, target=Status.APPROVED)
+    def approve(self) -> None:
+        """State only; `review_approve` saves and posts."""
+
+    @transition(field=status, source=Status.OPEN, target=Status.REJECTED)
+    def reject(self) -> None:
+        """State only; `review_reject` saves and releases the holds."""

@@ -1,0 +1,342 @@
+"""Transaction limits per KYC level (SPEC 6 limits endpoints, SPEC 11 defaults, issue 5 item 7).
+
+Rules. `LimitRule(kyc_level, movement_type, direction, currency)`: a rule naming the asset's
+code wins over the blank-currency rule; limits are in the major units of the moving asset; NULL
+is no limit; no rule at all is no limit (the seed migration writes a rule for every level and
+every movement a customer's money takes, enhanced with NULLs, so "no rule" only happens for
+movement types that have no limits, such as settlement).
+
+Usage is derived from the ledger every time, never kept in a counter that could drift. For a
+customer, an asset, a movement type and a direction, the movements that count are the ledger
+transactions of that `type` whose status is `completed`, `pending` (posted, payout in flight) or
+`in_review` (funds held), created in the window: the current UTC day (from 00:00 UTC) or the
+current UTC calendar month. A movement counts in the period in which it was requested
+(`Transaction.created_at`), also when a reviewer approves it later. Not counted: `failed` and
+`rejected` transactions (no money moved) and `reversed` ones (the money came back).
+
+The amount a transaction counts for is worked out per leg, from the customer's side:
+- posted transactions (they have entries): the sum of the customer's entries in that asset on
+  the direction's side (debits for outgoing, credits for incoming) ...
+- not-yet-posted transactions (`in_review`, or `pending` without entries): the same legs read
+  from the operations the ledger stored on the transaction;
+- ... excluding legs whose other side is another wallet of the same customer (moving money
+  between one's own wallets is neither outgoing nor incoming) or the platform fee account (a
+  fee is not part of the movement: limits apply to the amount the customer asked to move, the
+  same number the money path passes to `limits_enforce`).
+
+Racing requests. `limits_enforce` must run inside the posting's database transaction after
+`customer_lock` has locked the customer row (STYLE 4 lock order: customer, then wallets). Two
+requests of the same customer then run their check-and-post one after the other, and the second
+reads usage after the first committed (READ COMMITTED: each statement sees what was committed
+before it began), so together they cannot pass a daily limit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Exists, OuterRef, Q, Sum
+from django.utils import timezone
+
+from accounts.models import Customer
+from compliance.models import Direction, LimitRule, MovementType
+from core.errors import CofferError, ValidationFailed
+from core.money import format_amount
+from ledger.models import Entry, Transaction, Wallet
+
+ZERO = Decimal(0)
+COUNTED_STATUSES = (Transaction.Status.COMPLETED, Transaction.Status.PENDING, Transaction.Status.IN_REVIEW)
+UNPOSTED_STATUSES = (Transaction.Status.IN_REVIEW, Transaction.Status.PENDING)
+FEE_PURPOSE = Wallet.Purpose.FEE
+
+
+class LimitExceeded(CofferError):
+    code, status = "LIMIT_EXCEEDED", 422
+    default_message = "This movement exceeds a limit of the customer's KYC level."
+
+
+def default_direction(movement_type: str) -> str:
+    """Money comes in with deposits and settlements; everything else a customer starts goes out."""
+    return Direction.INCOMING if movement_type in (MovementType.DEPOSIT, MovementType.SETTLEMENT) else Direction.OUTGOING
+
+
+def _check_scope(movement_type: str, direction: str) -> None:
+    errors: dict[str, list[str]] = {}
+    if movement_type not in MovementType.values:
+        errors["type"] = [f"One of {', '.join(MovementType.values)}."]
+    if direction not in Direction.values:
+        errors["direction"] = [f"One of {', '.join(Direction.values)}."]
+    if errors:
+        raise ValidationFailed("Invalid limit scope: " + ", ".join(errors), details={"fields": errors})
+
+
+# --------------------------------------------------------------------------------------------
+# Locking
+# --------------------------------------------------------------------------------------------
+
+
+def customer_lock(customer: Customer | int, *others: Customer | int | None) -> Customer:
+    """Lock the customer row (and any `others`, e.g. a transfer's recipient) FOR UPDATE, in
+    ascending id order, and return the freshly read first customer (its KYC level as of now).
+    Must run inside `transaction.atomic()`: the lock lasts until that transaction ends."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("customer_lock must be called inside transaction.atomic(): the lock ends with the transaction")
+    first_pk = customer.pk if isinstance(customer, Customer) else customer
+    pks = {first_pk} | {o.pk if isinstance(o, Customer) else o for o in others if o is not None}
+    locked = {c.pk: c for c in Customer.objects.select_for_update(of=("self",)).filter(pk__in=sorted(pks)).order_by("pk")}
+    if first_pk not in locked:
+        raise Customer.DoesNotExist(f"customer {first_pk} not found")
+    return locked[first_pk]
+
+
+# --------------------------------------------------------------------------------------------
+# Usage from the ledger
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Movement:
+    transaction_id: int
+    amount: Decimal
+    created_at: dt.datetime
+    status: str
+
+
+def day_start(now: dt.datetime) -> dt.datetime:
+    now = now.astimezone(dt.timezone.utc)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_start(now: dt.datetime) -> dt.datetime:
+    return day_start(now).replace(day=1)
+
+
+def _own_wallet_ids(customer: Customer, asset) -> set[int]:
+    return set(Wallet.objects.filter(customer=customer, asset=asset).values_list("pk", flat=True))
+
+
+def _posted_movements(own: set[int], movement_type: str, direction: str, since: dt.datetime) -> dict[int, Movement]:
+    side, other_side = (
+        (Entry.Direction.DEBIT, Entry.Direction.CREDIT) if direction == Direction.OUTGOING else (Entry.Direction.CREDIT, Entry.Direction.DEBIT)
+    )
+    excluded_counterpart = Entry.objects.filter(
+        transaction_id=OuterRef("transaction_id"), operation_index=OuterRef("operation_index"), direction=other_side
+    ).filter(
+        Q(wallet_id__in=own)
+        | Q(wallet__purpose=FEE_PURPOSE, wallet__customer__isnull=True, wallet__organization__isnull=True)
+    )
+    rows = (
+        Entry.objects.filter(
+            wallet_id__in=own,
+            direction=side,
+            transaction__type=movement_type,
+            transaction__status__in=COUNTED_STATUSES,
+            transaction__created_at__gte=since,
+        )
+        .filter(~Exists(excluded_counterpart))
+        .values("transaction_id", "transaction__created_at", "transaction__status")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    )
+    return {
+        r["transaction_id"]: Movement(r["transaction_id"], r["total"], r["transaction__created_at"], r["transaction__status"])
+        for r in rows
+    }
+
+
+def _leg_counts(item: dict[str, Any], own: set[int], direction: str) -> bool:
+    src, dst = item.get("source_wallet_id"), item.get("destination_wallet_id")
+    if direction == Direction.OUTGOING:
+        return src in own and dst not in own and item.get("destination_platform") != FEE_PURPOSE
+    return dst in own and src not in own and item.get("source_platform") != FEE_PURPOSE
+
+
+def _unposted_movements(own: set[int], movement_type: str, direction: str, since: dt.datetime) -> dict[int, Movement]:
+    """Transactions holding funds (in review, or pending without entries) count from the
+    operations the ledger stored on them (wallet ids resolved, amounts as strings)."""
+    qs = Transaction.objects.filter(type=movement_type, status__in=UNPOSTED_STATUSES, created_at__gte=since).filter(
+        ~Exists(Entry.objects.filter(transaction_id=OuterRef("pk")))
+    )
+    if connection.vendor == "postgresql":  # jsonb containment narrows to this customer's wallets
+        involving = Q()
+        key = "source_wallet_id" if direction == Direction.OUTGOING else "destination_wallet_id"
+        for wid in sorted(own):
+            involving |= Q(operations__contains=[{key: wid}])
+        qs = qs.filter(involving)
+    found: dict[int, Movement] = {}
+    for tx in qs.only("pk", "operations", "created_at", "status"):
+        total = sum((Decimal(item["amount"]) for item in tx.operations if _leg_counts(item, own, direction)), ZERO)
+        if total > 0:
+            found[tx.pk] = Movement(tx.pk, total, tx.created_at, tx.status)
+    return found
+
+
+def customer_movements(
+    *, customer: Customer, asset, movement_type: str, direction: str, since: dt.datetime
+) -> list[Movement]:
+    """The customer's counted movements since `since`, oldest first (see the module docstring)."""
+    own = _own_wallet_ids(customer, asset)
+    if not own:
+        return []
+    found = _posted_movements(own, movement_type, direction, since)
+    found.update(_unposted_movements(own, movement_type, direction, since))
+    return sorted(found.values(), key=lambda m: (m.created_at, m.transaction_id))
+
+
+# --------------------------------------------------------------------------------------------
+# Rules and status
+# --------------------------------------------------------------------------------------------
+
+
+def limit_rule_for(*, kyc_level: str, movement_type: str, direction: str, currency: str) -> LimitRule | None:
+    rules = {r.currency: r for r in LimitRule.objects.filter(
+        kyc_level=kyc_level, movement_type=movement_type, direction=direction, currency__in=["", currency]
+    )}
+    return rules.get(currency) or rules.get("")
+
+
+@dataclass
+class LimitStatus:
+    customer: Customer
+    asset: Any
+    movement_type: str
+    direction: str
+    rule: LimitRule | None
+    single_limit: Decimal | None
+    daily_limit: Decimal | None
+    daily_used: Decimal
+    monthly_limit: Decimal | None
+    monthly_used: Decimal
+    amount: Decimal | None = None
+    failed_limit: str | None = None  # "single" | "daily" | "monthly"
+    movements: list[Movement] = field(default_factory=list, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        return self.failed_limit is None
+
+    @staticmethod
+    def _remaining(limit: Decimal | None, used: Decimal) -> Decimal | None:
+        return None if limit is None else max(limit - used, ZERO)
+
+    @property
+    def daily_remaining(self) -> Decimal | None:
+        return self._remaining(self.daily_limit, self.daily_used)
+
+    @property
+    def monthly_remaining(self) -> Decimal | None:
+        return self._remaining(self.monthly_limit, self.monthly_used)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The SPEC 6 shape (amounts as strings at the asset's exponent, null = no limit), plus
+        the scope it was computed for."""
+        exp = self.asset.exponent
+
+        def fmt(value: Decimal | None) -> str | None:
+            return None if value is None else format_amount(value, exp)
+
+        return {
+            "limit_check": "PASSED" if self.passed else "FAILED",
+            "single_transaction_limit": fmt(self.single_limit),
+            "daily_limit": fmt(self.daily_limit),
+            "daily_used": fmt(self.daily_used),
+            "daily_remaining": fmt(self.daily_remaining),
+            "monthly_limit": fmt(self.monthly_limit),
+            "monthly_used": fmt(self.monthly_used),
+            "monthly_remaining": fmt(self.monthly_remaining),
+            "failed_limit": self.failed_limit,
+            "type": self.movement_type,
+            "direction": self.direction,
+            "currency": self.asset.code,
+            "kyc_level": self.customer.kyc_level,
+        }
+
+    def error(self) -> LimitExceeded:
+        assert self.failed_limit is not None
+        limit, used = {
+            "single": (self.single_limit, ZERO),
+            "daily": (self.daily_limit, self.daily_used),
+            "monthly": (self.monthly_limit, self.monthly_used),
+        }[self.failed_limit]
+        assert limit is not None
+        exp = self.asset.exponent
+        remaining = max(limit - used, ZERO)
+        name = "single-transaction" if self.failed_limit == "single" else self.failed_limit
+        return LimitExceeded(
+            f"This {self.movement_type} of {format_amount(self.amount or ZERO, exp)} {self.asset.code} exceeds the {name} "
+            f"limit of {format_amount(limit, exp)} {self.asset.code} for KYC level {self.customer.kyc_level}"
+            + ("." if self.failed_limit == "single" else f" ({format_amount(remaining, exp)} remaining)."),
+            details={
+                "limit_type": self.failed_limit,
+                "limit": format_amount(limit, exp),
+                "used": format_amount(used, exp),
+                "remaining": format_amount(remaining, exp),
+                "requested": format_amount(self.amount or ZERO, exp),
+                "currency": self.asset.code,
+                "type": self.movement_type,
+                "direction": self.direction,
+                "kyc_level": self.customer.kyc_level,
+            },
+        )
+
+
+def limits_status(
+    *,
+    customer: Customer,
+    asset,
+    movement_type: str,
+    direction: str | None = None,
+    amount: Decimal | None = None,
+    now: dt.datetime | None = None,
+) -> LimitStatus:
+    """Limits and usage for one scope. With `amount`, `failed_limit` names the first limit
+    (single, then daily, then monthly) that moving it now would break; without, whether the
+    daily or monthly allowance is already used up. Reads only: it locks nothing, so outside
+    `customer_lock` its answer is advisory (the API's `/limits` endpoints)."""
+    direction = direction or default_direction(movement_type)
+    _check_scope(movement_type, direction)
+    now = now or timezone.now()
+    rule = limit_rule_for(kyc_level=customer.kyc_level, movement_type=movement_type, direction=direction, currency=asset.code)
+    single = rule.single_limit if rule else None
+    daily = rule.daily_limit if rule else None
+    monthly = rule.monthly_limit if rule else None
+    movements: list[Movement] = []
+    daily_used = monthly_used = ZERO
+    if daily is not None or monthly is not None:
+        movements = customer_movements(
+            customer=customer, asset=asset, movement_type=movement_type, direction=direction, since=month_start(now)
+        )
+        start = day_start(now)
+        monthly_used = sum((m.amount for m in movements), ZERO)
+        daily_used = sum((m.amount for m in movements if m.created_at >= start), ZERO)
+    status = LimitStatus(
+        customer=customer, asset=asset, movement_type=movement_type, direction=direction, rule=rule,
+        single_limit=single, daily_limit=daily, daily_used=daily_used, monthly_limit=monthly,
+        monthly_used=monthly_used, amount=amount, movements=movements,
+    )
+    wanted = amount if amount is not None else ZERO
+    if amount is not None and single is not None and amount > single:
+        status.failed_limit = "single"
+    elif daily is not None and (daily_used + wanted > daily or (amount is None and daily_used >= daily)):
+        status.failed_limit = "daily"
+    elif monthly is not None and (monthly_used + wanted > monthly or (amount is None and monthly_used >= monthly)):
+        status.failed_limit = "monthly"
+    return status
+
+
+def limits_enforce(
+    *, customer: Customer, asset, movement_type: str, direction: str | None = None, amount: Decimal, now: dt.datetime | None = None
+) -> LimitStatus:
+    """Raise `LimitExceeded` (422 LIMIT_EXCEEDED; details: limit_type, limit, used, remaining)
+    if moving `amount` breaks a limit. Call it after `customer_lock`, inside the posting's
+    database transaction (module docstring)."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("limits_enforce must run inside the posting's transaction, after customer_lock")
+    status = limits_status(customer=customer, asset=asset, movement_type=movement_type, direction=direction, amount=amount, now=now)
+    if not status.passed:
+        raise status.error()
+    return status

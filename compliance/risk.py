@@ -1,0 +1,463 @@
+"""The risk step of the money path (SPEC 4 "The money path", SPEC 8, SPEC 11) and the review queue.
+
+`risk_evaluate` runs every active `RiskRule` against one intended movement and returns a
+`RiskDecision`: `allow`, `review` (the caller posts with `ledger_post(..., hold_for_review=True)`,
+so the transaction is `in_review` with its funds held, and opens a `ReviewCase` with
+`review_case_open` in the same database transaction) or `reject`. The strongest action wins
+(reject > review > allow); among rules of that action the lowest id names the decision. All
+hits are kept in `RiskDecision.hits` for the audit record.
+
+Rule kinds are functions in a registry: `@register_risk_kind("name")` on
+`def check(rule: RiskRule, ctx: RiskContext) -> str | None` (a reason when the rule fires, None
+otherwise). A `RiskRule(kind="name", action=..., params={...})` row switches it on. Built in:
+
+- velocity (params max_count=100, window_minutes=10): an outgoing movement from a wallet that
+  already had `max_count` outgoing movements in the window (so this would be the 101st).
+  Counted: distinct ledger transactions debiting the wallet (completed, pending, in review).
+- structuring (min_count=3, window_hours=24, band_percent=10): the movement is within
+  `band_percent` % under the customer's single limit for its type, direction and asset
+  (limit * 0.9 <= amount <= limit) and, with it, at least `min_count` such movements of that
+  type, direction and asset fall in the window. No single limit (enhanced): never fires.
+- new_account_large (fraction=0.5, window_hours=24): an outgoing movement above `fraction` of
+  the single limit, by a customer created within the window who has no earlier outgoing
+  movement (completed, pending or in review) at all.
+- amount_threshold (threshold, currency="" = any, movement_types=[] = any, direction="" = any):
+  amount >= threshold (in the moving asset's major units).
+- sanctions (threshold=90): the beneficiary name, fuzzy-matched (rapidfuzz token_sort_ratio over
+  lower-cased, punctuation-free names, so word order does not matter) against every active
+  `SanctionsEntry` name and alias, scores >= threshold. Only runs when the money path passes a
+  beneficiary name (withdrawal beneficiaries, the owner of a transfer's destination).
+A rule whose kind is not registered is skipped and logged (a misconfiguration must not stop
+every payment); its kind cannot be chosen in the admin.
+
+Rejections. `money_path_checks` (compliance.services) records a rejected attempt as an audit
+event (`risk.rejected`: customer, wallet, amount, asset, rule, reason, beneficiary) and then
+raises `TransactionRejected` (422). We do not create a ledger transaction for it: no operations
+exist yet at the risk step, and a rejected attempt moves no money; the audit chain is the
+tamper-evident record compliance staff read. Because an exception rolls back the caller's
+savepoint (and the audit event with it), a caller running the checks inside a savepoint passes
+`raise_on_reject=False` and calls `decision.raise_for_reject()` after its block has closed, the
+same pattern as `PostingResult.raise_for_error()`.
+
+Reviews. `review_approve` / `review_reject` (reason required) lock the case, move it with its FSM
+transition, call `ledger_complete_reviewed` (holds captured, operations posted) or
+`ledger_reject_reviewed` (holds released), and append to the audit chain, all in one database
+transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction as db_transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+from rapidfuzz import fuzz, process, utils as fuzz_utils
+
+from compliance.limits import (
+    COUNTED_STATUSES,
+    UNPOSTED_STATUSES,
+    customer_movements,
+    default_direction,
+    limit_rule_for,
+)
+from compliance.models import Direction, ReviewCase, RiskRule, SanctionsEntry
+from core.errors import CofferError, InvalidState, ValidationFailed
+from core.money import format_amount
+from ledger.models import Entry, Transaction, Wallet
+
+logger = logging.getLogger("coffer.compliance.risk")
+
+ALLOW, REVIEW, REJECT = "allow", "review", "reject"
+_STRENGTH = {ALLOW: 0, REVIEW: 1, REJECT: 2}
+
+
+class TransactionRejected(CofferError):
+    code, status = "TRANSACTION_REJECTED", 422
+    default_message = "This transaction was blocked by a risk rule."
+
+
+@dataclass(frozen=True)
+class RiskContext:
+    customer: Any
+    wallet: Wallet
+    asset: Any
+    movement_type: str
+    direction: str
+    amount: Decimal
+    beneficiary_name: str | None
+    now: dt.datetime
+
+
+@dataclass(frozen=True)
+class RiskDecision:
+    action: str
+    rule: RiskRule | None = None
+    reason: str = ""
+    hits: tuple[tuple[RiskRule, str], ...] = field(default=(), repr=False)
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == ALLOW
+
+    @property
+    def needs_review(self) -> bool:
+        return self.action == REVIEW
+
+    @property
+    def rejected(self) -> bool:
+        return self.action == REJECT
+
+    def error(self) -> TransactionRejected:
+        # The rule and reason stay internal (audit chain, admin): telling a customer that a
+        # sanctions screen matched them would tip them off.
+        return TransactionRejected("This transaction was blocked by our compliance checks.")
+
+    def raise_for_reject(self) -> RiskDecision:
+        if self.rejected:
+            raise self.error()
+        return self
+
+
+RiskCheck = Callable[[RiskRule, RiskContext], "str | None"]
+_REGISTRY: dict[str, RiskCheck] = {}
+
+
+def register_risk_kind(name: str) -> Callable[[RiskCheck], RiskCheck]:
+    """Decorator: make `name` a rule kind. Re-registering a name replaces its function."""
+
+    def decorator(func: RiskCheck) -> RiskCheck:
+        _REGISTRY[name] = func
+        return func
+
+    return decorator
+
+
+def unregister_risk_kind(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def risk_kinds() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _decimal_param(rule: RiskRule, name: str, default: str) -> Decimal:
+    value = (rule.params or {}).get(name, default)
+    if isinstance(value, float):  # admin JSON may carry a float; go through its repr, not binary
+        value = repr(value)
+    return Decimal(str(value))
+
+
+def _int_param(rule: RiskRule, name: str, default: int) -> int:
+    return int((rule.params or {}).get(name, default))
+
+
+# --------------------------------------------------------------------------------------------
+# Built-in kinds
+# --------------------------------------------------------------------------------------------
+
+
+def wallet_outgoing_count(*, wallet: Wallet, since: dt.datetime) -> int:
+    """Distinct ledger transactions taking money out of `wallet` since `since` (posted ones by
+    their debit entries; in review or pending ones by their stored operations)."""
+    posted = (
+        Entry.objects.filter(
+            wallet_id=wallet.pk, direction=Entry.Direction.DEBIT, transaction__status__in=COUNTED_STATUSES,
+            transaction__created_at__gte=since,
+        )
+        .values("transaction_id")
+        .distinct()
+        .count()
+    )
+    unposted = Transaction.objects.filter(status__in=UNPOSTED_STATUSES, created_at__gte=since).filter(
+        ~Exists(Entry.objects.filter(transaction_id=OuterRef("pk")))
+    )
+    if connection.vendor == "postgresql":
+        unposted_count = unposted.filter(operations__contains=[{"source_wallet_id": wallet.pk}]).count()
+    else:
+        unposted_count = sum(
+            1 for ops in unposted.values_list("operations", flat=True)
+            if any(item.get("source_wallet_id") == wallet.pk for item in ops)
+        )
+    return posted + unposted_count
+
+
+@register_risk_kind("velocity")
+def _velocity(rule: RiskRule, ctx: RiskContext) -> str | None:
+    if ctx.direction != Direction.OUTGOING:
+        return None
+    max_count = _int_param(rule, "max_count", 100)
+    minutes = _int_param(rule, "window_minutes", 10)
+    earlier = wallet_outgoing_count(wallet=ctx.wallet, since=ctx.now - dt.timedelta(minutes=minutes))
+    if earlier + 1 > max_count:
+        return f"{earlier + 1} outgoing movements from wallet {ctx.wallet.pk} within {minutes} minutes (more than {max_count})"
+    return None
+
+
+def _single_limit(ctx: RiskContext) -> Decimal | None:
+    rule = limit_rule_for(
+        kyc_level=ctx.customer.kyc_level, movement_type=ctx.movement_type, direction=ctx.direction, currency=ctx.asset.code
+    )
+    return rule.single_limit if rule else None
+
+
+@register_risk_kind("structuring")
+def _structuring(rule: RiskRule, ctx: RiskContext) -> str | None:
+    single = _single_limit(ctx)
+    if single is None or ctx.customer.pk is None:
+        return None
+    band = _decimal_param(rule, "band_percent", "10")
+    low = single * (Decimal(100) - band) / Decimal(100)
+
+    def in_band(amount: Decimal) -> bool:
+        return low <= amount <= single
+
+    if not in_band(ctx.amount):
+        return None
+    hours = _int_param(rule, "window_hours", 24)
+    min_count = _int_param(rule, "min_count", 3)
+    earlier = customer_movements(
+        customer=ctx.customer, asset=ctx.asset, movement_type=ctx.movement_type, direction=ctx.direction,
+        since=ctx.now - dt.timedelta(hours=hours),
+    )
+    count = 1 + sum(1 for m in earlier if in_band(m.amount))
+    if count >= min_count:
+        exp = ctx.asset.exponent
+        return (
+            f"{count} {ctx.movement_type} movements within {hours} h each within {band}% under the single limit of "
+            f"{format_amount(single, exp)} {ctx.asset.code}"
+        )
+    return None
+
+
+def customer_has_outgoing(*, customer) -> bool:
+    """Any earlier outgoing movement by the customer (posted, pending or in review), any asset."""
+    posted = Entry.objects.filter(
+        wallet__customer=customer, direction=Entry.Direction.DEBIT, transaction__status__in=COUNTED_STATUSES
+    ).exists()
+    if posted:
+        return True
+    return Transaction.objects.filter(
+        customer=customer, status__in=UNPOSTED_STATUSES,
+        type__in=[Transaction.Type.WITHDRAWAL, Transaction.Type.TRANSFER, Transaction.Type.EXCHANGE],
+    ).exists()
+
+
+@register_risk_kind("new_account_large")
+def _new_account_large(rule: RiskRule, ctx: RiskContext) -> str | None:
+    if ctx.direction != Direction.OUTGOING or ctx.customer.pk is None:
+        return None
+    hours = _int_param(rule, "window_hours", 24)
+    created = ctx.customer.created_at
+    if created is None or created < ctx.now - dt.timedelta(hours=hours):
+        return None
+    single = _single_limit(ctx)
+    if single is None:
+        return None
+    fraction = _decimal_param(rule, "fraction", "0.5")
+    threshold = single * fraction
+    if ctx.amount <= threshold or customer_has_outgoing(customer=ctx.customer):
+        return None
+    exp = ctx.asset.exponent
+    return (
+        f"First outgoing movement, within {hours} h of sign-up, over {fraction} of the single limit "
+        f"({format_amount(ctx.amount, exp)} > {format_amount(threshold, exp)} {ctx.asset.code})"
+    )
+
+
+@register_risk_kind("amount_threshold")
+def _amount_threshold(rule: RiskRule, ctx: RiskContext) -> str | None:
+    params = rule.params or {}
+    currency = (params.get("currency") or "").upper()
+    if currency and currency != ctx.asset.code:
+        return None
+    types = params.get("movement_types") or []
+    if types and ctx.movement_type not in types:
+        return None
+    direction = params.get("direction") or ""
+    if direction and direction != ctx.direction:
+        return None
+    threshold = _decimal_param(rule, "threshold", "50000")
+    if ctx.amount >= threshold:
+        exp = ctx.asset.exponent
+        return f"Amount {format_amount(ctx.amount, exp)} {ctx.asset.code} at or above {threshold}"
+    return None
+
+
+def sanctions_match(name: str, *, threshold: int | float = 90) -> tuple[SanctionsEntry, str, float] | None:
+    """The best-matching active sanctions entry for `name`: (entry, matched name, score), or None
+    below `threshold` (0-100)."""
+    query = fuzz_utils.default_process(name or "")
+    if not query:
+        return None
+    choices: dict[int, str] = {}
+    owners: dict[int, tuple[SanctionsEntry, str]] = {}
+    for entry in SanctionsEntry.objects.filter(active=True).only("pk", "name", "aliases", "source", "list_id"):
+        for candidate in [entry.name, *(entry.aliases or [])]:
+            if isinstance(candidate, str) and candidate.strip():
+                key = len(choices)
+                choices[key] = candidate
+                owners[key] = (entry, candidate)
+    if not choices:
+        return None
+    best = process.extractOne(
+        query, choices, scorer=fuzz.token_sort_ratio, processor=fuzz_utils.default_process, score_cutoff=threshold
+    )
+    if best is None:
+        return None
+    _, score, key = best
+    entry, matched = owners[key]
+    return entry, matched, float(score)
+
+
+@register_risk_kind("sanctions")
+def _sanctions(rule: RiskRule, ctx: RiskContext) -> str | None:
+    if not ctx.beneficiary_name:
+        return None
+    threshold = float(_decimal_param(rule, "threshold", "90"))
+    found = sanctions_match(ctx.beneficiary_name, threshold=threshold)
+    if found is None:
+        return None
+    entry, matched, score = found
+    where = f" ({entry.source} {entry.list_id})".rstrip() if (entry.source or entry.list_id) else ""
+    return f"Beneficiary matches sanctions entry {entry.pk} '{matched}'{where} with score {score:.0f}"
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def risk_evaluate(
+    *,
+    customer,
+    wallet: Wallet,
+    movement_type: str,
+    amount: Decimal,
+    asset,
+    beneficiary_name: str | None = None,
+    now: dt.datetime | None = None,
+    direction: str | None = None,
+) -> RiskDecision:
+    """Run the active rules (module docstring). Reads only; records nothing."""
+    ctx = RiskContext(
+        customer=customer, wallet=wallet, asset=asset, movement_type=movement_type,
+        direction=direction or default_direction(movement_type), amount=amount,
+        beneficiary_name=(beneficiary_name or "").strip() or None, now=now or timezone.now(),
+    )
+    hits: list[tuple[RiskRule, str]] = []
+    for rule in RiskRule.objects.filter(active=True).order_by("id"):
+        check = _REGISTRY.get(rule.kind)
+        if check is None:
+            logger.error("risk rule %s has unknown kind %r; skipped", rule.pk, rule.kind)
+            continue
+        if rule.action not in (REVIEW, REJECT):
+            continue
+        reason = check(rule, ctx)
+        if reason:
+            hits.append((rule, reason))
+    if not hits:
+        return RiskDecision(action=ALLOW)
+    strongest = max(_STRENGTH[r.action] for r, _ in hits)
+    rule, reason = next((r, why) for r, why in hits if _STRENGTH[r.action] == strongest)
+    return RiskDecision(action=rule.action, rule=rule, reason=reason, hits=tuple(hits))
+
+
+def _hits_data(decision: RiskDecision) -> list[dict[str, Any]]:
+    return [{"rule_id": r.pk, "kind": r.kind, "action": r.action, "reason": why} for r, why in decision.hits]
+
+
+def risk_reject_record(
+    *, decision: RiskDecision, customer, wallet: Wallet, asset, movement_type: str, direction: str, amount: Decimal,
+    beneficiary_name: str | None = None, actor=None,
+) -> None:
+    """Append the rejected attempt to the audit chain (in the caller's transaction)."""
+    from compliance.services import audit_record
+
+    audit_record(
+        actor=actor,
+        action="risk.rejected",
+        target=customer,
+        data={
+            "wallet_id": wallet.pk, "currency": asset.code, "amount": format_amount(amount, asset.exponent),
+            "type": movement_type, "direction": direction, "beneficiary_name": beneficiary_name or "",
+            "rule_id": decision.rule.pk if decision.rule else None, "rule_kind": decision.rule.kind if decision.rule else "",
+            "reason": decision.reason, "hits": _hits_data(decision),
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Review cases
+# --------------------------------------------------------------------------------------------
+
+
+def review_case_open(*, transaction: Transaction, decision: RiskDecision, customer=None, actor=None) -> ReviewCase:
+    """Open the case for a transaction the caller just left `in_review`
+    (`ledger_post(..., hold_for_review=True)`), in the same database transaction."""
+    from compliance.services import audit_record
+
+    if transaction.status != Transaction.Status.IN_REVIEW:
+        raise InvalidState(f"Transaction {transaction.pk} is {transaction.status}, not in review.", details={"status": transaction.status})
+    with db_transaction.atomic(savepoint=False):
+        case = ReviewCase.objects.create(
+            transaction=transaction,
+            customer=customer if customer is not None else transaction.customer,
+            rule=decision.rule,
+            rule_kind=decision.rule.kind if decision.rule else "",
+            reason=(decision.reason or "Held for review")[:500],
+        )
+        audit_record(
+            actor=actor, action="review.opened", target=case,
+            data={"transaction_id": transaction.pk, "rule_kind": case.rule_kind, "reason": case.reason, "hits": _hits_data(decision)},
+        )
+    return case
+
+
+def _decide(*, case: ReviewCase | int, actor, reason: str, approve: bool) -> ReviewCase:
+    from compliance.services import audit_record
+    from ledger.services import ledger_complete_reviewed, ledger_reject_reviewed
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationFailed("reason: a reason is required.", details={"fields": {"reason": ["A reason is required."]}})
+    case_id = case.pk if isinstance(case, ReviewCase) else case
+    with db_transaction.atomic():
+        locked = ReviewCase.objects.select_for_update(of=("self",)).select_related("transaction").get(pk=case_id)
+        if locked.status != ReviewCase.Status.OPEN:
+            raise InvalidState(f"Review case {case_id} is {locked.status}, not open.", details={"status": locked.status})
+        data: dict[str, Any] = {"transaction_id": locked.transaction_id, "reason": reason}
+        if approve:
+            result = ledger_complete_reviewed(locked.transaction_id)
+            data["posted"] = result.ok
+            if not result.ok and result.error is not None:
+                data["failure_code"] = result.error.code
+                data["failure_message"] = result.error.message
+            locked.approve()
+        else:
+            ledger_reject_reviewed(locked.transaction_id, reason=reason)
+            locked.reject()
+        locked.decision_reason = reason[:500]
+        locked.decided_by = actor if getattr(actor, "pk", None) else None
+        locked.decided_at = timezone.now()
+        locked.save(update_fields=["status", "decision_reason", "decided_by", "decided_at"])
+        audit_record(actor=actor, action="review.approved" if approve else "review.rejected", target=locked, data=data)
+    locked.transaction.refresh_from_db()
+    return locked
+
+
+def review_approve(*, case: ReviewCase | int, actor, reason: str) -> ReviewCase:
+    """Approve: the held transaction is posted (its holds captured). If the ledger refuses it
+    now (e.g. a wallet was suspended meanwhile) the transaction ends `failed` with its holds
+    released; the case is still approved and the audit event says so."""
+    return _decide(case=case, actor=actor, reason=reason, approve=True)
+
+
+def review_reject(*, case: ReviewCase | int, actor, reason: str) -> ReviewCase:
+    """Reject: the transaction becomes `rejected` and its holds are released."""
+    return _decide(case=case, actor=actor, reason=reason, approve=False)
