@@ -3,7 +3,7 @@
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -19,6 +19,7 @@ from accounts.serializers import (
     UserOutput,
 )
 from accounts.services import token_grant, token_refresh, user_change_password, user_create
+from accounts.tenancy import IsUser
 from accounts.throttles import AuthAccountThrottle, AuthAddressThrottle
 from core.parsers import DecimalJSONParser
 
@@ -108,7 +109,7 @@ class TokenRefreshApi(_PublicAuthApi):
 
 
 class UserMeApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsUser]  # a person's token only: an organization credential has no user
 
     @extend_schema(tags=["users"], summary="The current user", responses={200: UserDetailOutput, 401: _ERROR})
     def get(self, request):
@@ -116,7 +117,7 @@ class UserMeApi(APIView):
 
 
 class UserDetailApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsUser]  # a person's token only: an organization credential has no user
 
     @extend_schema(tags=["users"], summary="A user (yourself, or anyone for staff)", responses={200: UserDetailOutput, 401: _ERROR, 404: _ERROR})
     def get(self, request, user_id: int):
@@ -124,7 +125,7 @@ class UserDetailApi(APIView):
 
 
 class UserPasswordChangeApi(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = [IsUser]  # a person's token only: an organization credential has no user
     throttle_classes = [AuthAddressThrottle]
 
     @extend_schema(

@@ -251,3 +251,54 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.pk} of {self.delivery_id}"
+
+
+# --- Two-factor step-up (accounts.twofactor) ---------------------------------------------------------
+# Invariants: a TOTP secret is never stored in plain text (Fernet ciphertext, accounts.crypto); an
+# e-mail code is stored only as a keyed HMAC-SHA256. A TOTP time step, once used, never verifies
+# again for that device: `last_used_step` only grows, and it is read and written under a row lock.
+
+
+class TotpDevice(models.Model):
+    """A user's authenticator app. `secret_encrypted` is the confirmed secret (empty until the
+    first confirmation); `pending_secret_encrypted` is a secret handed out by enrolment and not yet
+    confirmed. Re-enrolling a confirmed device keeps the old secret working until the new one is
+    confirmed, so an abandoned re-enrolment never leaves the user without their second factor."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="totp_device")
+    secret_encrypted = models.TextField(blank=True, default="")
+    pending_secret_encrypted = models.TextField(blank=True, default="")
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_used_step = models.BigIntegerField(null=True, blank=True, help_text="The newest TOTP time step accepted; older and equal steps are refused.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "TOTP device"
+
+    def __str__(self) -> str:
+        return f"TOTP device of user {self.user_id}"
+
+    @property
+    def is_confirmed(self) -> bool:
+        return bool(self.secret_encrypted) and self.confirmed_at is not None
+
+
+class EmailOtp(models.Model):
+    """A one-time code sent by e-mail. Only the newest code of a user counts; it is valid until
+    `expires_at`, for at most `TWO_FACTOR_EMAIL_MAX_ATTEMPTS` wrong guesses, and once."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="email_otps")
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "e-mail one-time code"
+        indexes = [models.Index(fields=["user", "-created_at"], name="email_otp_user_latest")]
+
+    def __str__(self) -> str:
+        return f"e-mail code {self.pk} of user {self.user_id}"
