@@ -1,0 +1,443 @@
+"""Ledger HTTP API: assets, organizations' multi-operation transactions, and the transaction
+history shared by users and organizations (SPEC 6).
+
+Callers. Organization endpoints (`POST /assets`, `POST /transactions`) take an organization
+credential (API key, signature, client-credentials token) or a member's JWT with
+`X-Organization`, through `accounts.tenancy.IsOrganization`. Reads (`GET /assets`,
+`GET /transactions...`) serve both: an organization credential, or a user's JWT with an
+`X-Organization` header, reads as the organization; a user's JWT without it reads as that
+person (their own wallets), even when the person is also a member of an organization. Who sees
+which transaction is decided in `ledger.filters`; another caller's object is a 404.
+
+`POST /transactions` is money movement: `@idempotent` (Idempotency-Key required; the failed
+transaction recorded by a refused posting commits together with the stored 4xx) and throttled
+by `MoneyThrottle`. `organization_transaction_post` is its service: it runs inside the
+idempotent request's database transaction, so the posting, the webhook deliveries and the audit
+event commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction as db_transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+
+from accounts.authentication import OrganizationPrincipal
+from accounts.models import Organization, User
+from accounts.org_services import principal_audit_data
+from accounts.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
+from accounts.throttles import MoneyThrottle
+from accounts.webhooks import webhook_publish
+from compliance.services import audit_record
+from core.idempotency import idempotent
+from core.money import parse_amount
+from ledger.errors import DuplicateReference, WalletNotFound
+from ledger.filters import TransactionFilter, Viewer, transaction_entries_visible, transaction_get, transactions_visible, wallets_owned
+from ledger.models import Asset, Transaction
+from ledger.selectors import assets_visible
+from ledger.serializers import (
+    AssetCreateInput,
+    AssetOutput,
+    LedgerEntryOutput,
+    LedgerTransactionCreateInput,
+    LedgerTransactionDetailOutput,
+    LedgerTransactionOutput,
+    TransactionPresenter,
+    transactions_with_entries,
+    validated,
+)
+from ledger.services import Issue, Redeem, Transfer, asset_create, ledger_post
+
+# --- Who is asking ---------------------------------------------------------------------------------
+
+
+class IsOrganizationOrUser(BasePermission):
+    """Organization credentials and `X-Organization` member calls read as the organization
+    (IsOrganization's rules, which set `request.organization`); a plain user's JWT reads as
+    the person."""
+
+    message = "Authenticate with a user token, an API key, or a member's token with X-Organization."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if isinstance(user, OrganizationPrincipal):
+            return IsOrganization().has_permission(request, view)
+        if not isinstance(user, User) or not user.is_active:
+            return False
+        if request.META.get(ORGANIZATION_HEADER, "").strip():
+            return IsOrganization().has_permission(request, view)
+        request.organization = None
+        return True
+
+
+def viewer_of(request) -> Viewer:
+    organization = request_organization(request)
+    if organization is not None:
+        return Viewer(organization=organization)
+    return Viewer(user=request.user)
+
+
+def actor_of(request) -> User | None:
+    return request.user if isinstance(request.user, User) else None
+
+
+# --- Services of the organization endpoints -----------------------------------------------------------
+
+
+def organization_asset_create(*, organization: Organization, principal, code: str, name: str, exponent: int) -> Asset:
+    """A custom asset visible only to `organization` (400 VALIDATION_ERROR on a taken code)."""
+    with db_transaction.atomic():
+        asset = asset_create(code=code, name=name, exponent=exponent, organization=organization)
+        audit_record(
+            actor=principal if isinstance(principal, User) else None,
+            action="asset.create",
+            target=asset,
+            data={"code": asset.code, "exponent": asset.exponent, "organization_id": organization.pk, **principal_audit_data(principal)},
+        )
+    return asset
+
+
+def _ledger_operations(*, organization: Organization, operations: list[dict[str, Any]]) -> list:
+    """The requested operations as ledger operations, every wallet checked to be the
+    organization's (else a 404 that says nothing about the wallet) and every amount parsed for
+    its wallet's asset (400 naming `operations[i].amount`)."""
+    ids = {op[key] for op in operations for key in ("wallet_id", "source_wallet_id", "destination_wallet_id") if key in op}
+    owned = {w.pk: w for w in wallets_owned(viewer=Viewer(organization=organization)).filter(pk__in=ids).select_related("asset")}
+    out: list = []
+    for index, op in enumerate(operations):
+        names = ("source_wallet_id", "destination_wallet_id") if op["type"] == "transfer" else ("wallet_id",)
+        for name in names:
+            if op[name] not in owned:
+                raise WalletNotFound("Wallet not found.", details={"operation_index": index, "field": f"operations[{index}].{name}"})
+        asset = owned[op[names[0]]].asset
+        amount = parse_amount(op["amount"], exponent=asset.exponent, field=f"operations[{index}].amount")
+        currency = op["currency"].strip().upper() if op.get("currency") else None
+        if op["type"] == "issue":
+            out.append(Issue(wallet=op["wallet_id"], amount=amount, currency=currency))
+        elif op["type"] == "redeem":
+            out.append(Redeem(wallet=op["wallet_id"], amount=amount, currency=currency))
+        else:
+            out.append(Transfer(source=op["source_wallet_id"], destination=op["destination_wallet_id"], amount=amount, currency=currency))
+    return out
+
+
+def _present(organization: Organization, transaction_id: int) -> dict[str, Any]:
+    tx = transactions_with_entries(Transaction.objects.filter(pk=transaction_id)).get()
+    return TransactionPresenter(viewer=Viewer(organization=organization)).one(tx, detail=True)
+
+
+def organization_transaction_post(
+    *,
+    organization: Organization,
+    principal,
+    reference: str,
+    operations: list[dict[str, Any]],
+    description: str = "",
+    metadata: dict | None = None,
+) -> dict[str, Any]:
+    """Post an organization's operations in order, all or none (seed 003), and return the
+    transaction's representation.
+
+    Refusals are raised as their `CofferError` AFTER the failed transaction, its
+    `transaction.failed` webhook deliveries and its audit event are written: the caller (the
+    idempotent request) commits those together with the error response. A reference already used
+    by the organization (completed or failed) raises DUPLICATE_REFERENCE carrying that
+    transaction; nothing else is written then. Must run inside a database transaction."""
+    ledger_operations = _ledger_operations(organization=organization, operations=operations)
+    result = ledger_post(
+        type=Transaction.Type.LEDGER,
+        operations=ledger_operations,
+        organization=organization,
+        reference=reference,
+        description=description,
+        metadata=metadata or {},
+    )
+    if isinstance(result.error, DuplicateReference):
+        existing = result.transaction
+        result.error.details["transaction"] = _present(organization, existing.pk) if existing is not None else None
+        raise result.error
+    tx = result.transaction
+    representation = _present(organization, tx.pk)
+    event = "transaction.completed" if result.ok else "transaction.failed"
+    webhook_publish(organization=organization, event_type=event, payload=representation)
+    audit_data = {"reference": reference, "status": tx.status, "operations": len(operations), **principal_audit_data(principal)}
+    if not result.ok:
+        audit_data.update(failure_code=tx.failure_code, operation_index=tx.failure_operation_index)
+    audit_record(actor=principal if isinstance(principal, User) else None, action=event, target=tx, data=audit_data)
+    if not result.ok:
+        error = result.error
+        error.details.update(
+            code=error.code,
+            reason=error.message,
+            operation_index=tx.failure_operation_index,
+            transaction_id=tx.pk,
+            transaction=representation,
+        )
+        raise error
+    return representation
+
+
+# --- OpenAPI bits -------------------------------------------------------------------------------------
+
+
+def _error(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _paginated(*examples: dict) -> dict:
+    return {"results": list(examples), "count": len(examples), "limit": 20, "offset": 0}
+
+
+ORG_HEADER = OpenApiParameter(
+    "X-Organization", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="With a member user's JWT: the organization (id or slug) to act for. Not needed with an API key. "
+    "On history endpoints, a user's JWT without it reads the person's own transactions.",
+)
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
+    description="1-255 printable characters, one per transaction you mean to make once (a UUID). The same key and body "
+    "replay the first response (`Idempotency-Replayed: true`); another body is 422 IDEMPOTENCY_KEY_REUSED; while the "
+    "first runs, 409 IDEMPOTENCY_KEY_IN_PROGRESS. `X-Idempotency-Key` is accepted too.",
+)
+AUTH_ERRORS = {
+    401: OpenApiResponse(description="AUTHENTICATION_FAILED"),
+    403: OpenApiResponse(description="PERMISSION_DENIED (a member without a suitable role; a user on an organization endpoint)"),
+}
+NOT_FOUND = {404: OpenApiResponse(description="NOT_FOUND: no such object visible to you")}
+
+ASSET_EXAMPLE = {"id": 8, "code": "POINTS", "name": "Loyalty points", "exponent": 0, "kind": "custom", "custom": True,
+                 "created_at": "2026-05-31T12:00:00Z"}
+USD_EXAMPLE = {"id": 1, "code": "USD", "name": "US Dollar", "exponent": 2, "kind": "fiat", "custom": False,
+               "created_at": "2026-01-01T00:00:00Z"}
+TX_EXAMPLE = {
+    "id": 981, "type": "ledger", "status": "completed", "amount": "6", "currency": "POINTS", "fee": "0",
+    "source_wallet_id": None, "source_wallet_name": None, "destination_wallet_id": 31, "destination_wallet_name": "Ada Lovelace",
+    "reference": "order-77", "description": "Top-up and spend", "created_at": "2026-05-31T12:05:00Z",
+    "completed_at": "2026-05-31T12:05:00Z", "balance_after": "11",
+}
+ENTRIES_EXAMPLE = [
+    {"id": 501, "transaction_id": 981, "wallet_id": 4, "entry_type": "debit", "amount": "6", "currency": "POINTS",
+     "balance_after": None, "operation_index": 0, "created_at": "2026-05-31T12:05:00Z"},
+    {"id": 502, "transaction_id": 981, "wallet_id": 31, "entry_type": "credit", "amount": "6", "currency": "POINTS",
+     "balance_after": "11", "operation_index": 0, "created_at": "2026-05-31T12:05:00Z"},
+    {"id": 503, "transaction_id": 981, "wallet_id": 31, "entry_type": "debit", "amount": "11", "currency": "POINTS",
+     "balance_after": "0", "operation_index": 1, "created_at": "2026-05-31T12:05:00Z"},
+    {"id": 504, "transaction_id": 981, "wallet_id": 32, "entry_type": "credit", "amount": "11", "currency": "POINTS",
+     "balance_after": "18", "operation_index": 1, "created_at": "2026-05-31T12:05:00Z"},
+]
+TX_DETAIL_EXAMPLE = {
+    **TX_EXAMPLE, "balance_after": "0", "metadata": {"order": "77"}, "failure": None,
+    "operations": [
+        {"index": 0, "type": "issue", "wallet_id": 31, "amount": "6", "currency": "POINTS"},
+        {"index": 1, "type": "transfer", "source_wallet_id": 31, "destination_wallet_id": 32, "amount": "11", "currency": "POINTS"},
+    ],
+    "entries": ENTRIES_EXAMPLE,
+}
+FAILED_DETAIL_EXAMPLE = {
+    **TX_DETAIL_EXAMPLE, "id": 980, "status": "failed", "amount": "11", "source_wallet_id": 31, "source_wallet_name": "Ada Lovelace",
+    "destination_wallet_id": 32, "destination_wallet_name": "Bob", "reference": "order-76", "completed_at": None, "balance_after": None,
+    "failure": {"code": "INSUFFICIENT_FUNDS", "message": "Operation 0: wallet 31 has insufficient available funds.", "operation_index": 0},
+    "operations": [
+        {"index": 0, "type": "transfer", "source_wallet_id": 31, "destination_wallet_id": 32, "amount": "11", "currency": "POINTS"},
+        {"index": 1, "type": "issue", "wallet_id": 31, "amount": "6", "currency": "POINTS"},
+    ],
+    "entries": [],
+}
+USER_TX_EXAMPLE = {
+    "id": 1002, "type": "transfer", "status": "completed", "amount": "100.00", "currency": "USD", "fee": "0.00",
+    "source_wallet_id": 42, "source_wallet_name": "Jane Doe", "destination_wallet_id": 43, "destination_wallet_name": "John Smith",
+    "reference": "", "description": "Dinner", "created_at": "2026-05-31T12:05:00Z", "completed_at": "2026-05-31T12:05:00Z",
+    "balance_after": "550.00",
+}
+USER_ENTRIES_EXAMPLE = [
+    {"id": 5, "transaction_id": 1002, "wallet_id": 42, "entry_type": "debit", "amount": "100.00", "currency": "USD",
+     "balance_after": "550.00", "operation_index": 0, "created_at": "2026-05-31T12:05:00Z"},
+    {"id": 6, "transaction_id": 1002, "wallet_id": 43, "entry_type": "credit", "amount": "100.00", "currency": "USD",
+     "balance_after": None, "operation_index": 0, "created_at": "2026-05-31T12:05:00Z"},
+]
+
+
+# --- Assets -------------------------------------------------------------------------------------------
+
+
+class AssetListCreateApi(generics.GenericAPIView):
+    serializer_class = AssetOutput
+    queryset = Asset.objects.none()
+    filter_backends: list = []
+
+    def get_permissions(self):
+        return [IsOrganization()] if self.request.method == "POST" else [IsOrganizationOrUser()]
+
+    @extend_schema(
+        operation_id="assets_list", tags=["ledger: assets"], parameters=[ORG_HEADER],
+        summary="The platform's assets, plus your organization's custom ones",
+        responses={200: AssetOutput(many=True), **AUTH_ERRORS},
+        examples=[OpenApiExample("Assets", value=_paginated(USD_EXAMPLE, ASSET_EXAMPLE), response_only=True)],
+    )
+    def get(self, request):
+        assets = assets_visible(organization=request_organization(request)).order_by("code", "id")
+        page = self.paginate_queryset(assets)
+        return self.get_paginated_response(AssetOutput(page, many=True).data)
+
+    @extend_schema(
+        operation_id="assets_create", tags=["ledger: assets"], parameters=[ORG_HEADER],
+        summary="Define a custom asset (points, tickets...), visible only to your organization",
+        request=AssetCreateInput,
+        responses={
+            201: AssetOutput,
+            400: OpenApiResponse(description="VALIDATION_ERROR: a bad field, or the code is taken (by a platform asset or one of yours)"),
+            **AUTH_ERRORS,
+        },
+        examples=[
+            OpenApiExample("Loyalty points", value={"code": "POINTS", "name": "Loyalty points", "exponent": 0}, request_only=True),
+            OpenApiExample("Created", value=ASSET_EXAMPLE, response_only=True, status_codes=["201"]),
+            OpenApiExample("Code taken", value=_error("VALIDATION_ERROR", "code: an asset POINTS already exists.",
+                                                      {"fields": {"code": ["An asset with this code already exists."]}}),
+                           response_only=True, status_codes=["400"]),
+        ],
+    )
+    def post(self, request):
+        data = validated(AssetCreateInput(data=request.data))
+        asset = organization_asset_create(organization=request.organization, principal=request.user, **data)
+        return Response(AssetOutput(asset).data, status=status.HTTP_201_CREATED)
+
+
+# --- Transactions -----------------------------------------------------------------------------------
+
+
+class LedgerTransactionListCreateApi(generics.GenericAPIView):
+    serializer_class = LedgerTransactionOutput
+    queryset = Transaction.objects.none()
+    filterset_class = TransactionFilter
+
+    def get_permissions(self):
+        return [IsOrganization()] if self.request.method == "POST" else [IsOrganizationOrUser()]
+
+    def get_throttles(self):
+        return [MoneyThrottle()] if self.request.method == "POST" else super().get_throttles()
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Transaction.objects.none()
+        return transactions_visible(viewer=viewer_of(self.request))
+
+    @extend_schema(
+        operation_id="transactions_list", tags=["ledger: transactions"], parameters=[ORG_HEADER],
+        summary="Transaction history, newest first (yours as a user; your organization's with an API key)",
+        responses={200: LedgerTransactionOutput(many=True), 400: OpenApiResponse(description="VALIDATION_ERROR: a bad filter value, e.g. from=yesterday"), **AUTH_ERRORS},
+        examples=[
+            OpenApiExample("A user's history", value=_paginated(USER_TX_EXAMPLE), response_only=True),
+            OpenApiExample("Bad date", value=_error("VALIDATION_ERROR", "Invalid input: from: Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z.",
+                                                    {"fields": {"from": ["Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z."]}}),
+                           response_only=True, status_codes=["400"]),
+        ],
+    )
+    def get(self, request):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(transactions_with_entries(queryset))
+        data = TransactionPresenter(viewer=viewer_of(request)).many(page)
+        return self.get_paginated_response(LedgerTransactionOutput(data, many=True).data)
+
+    @extend_schema(
+        operation_id="transactions_create", tags=["ledger: transactions"], parameters=[IDEMPOTENCY_PARAMETER, ORG_HEADER],
+        summary="Post operations (issue, redeem, transfer) in order, all or none",
+        description=(
+            "Operations apply in the order given and every wallet must stay at or above zero after each one (seed 003: "
+            "transferring 11 out of a wallet holding 5 before issuing 6 to it fails at operation_index 0; issuing first "
+            "succeeds). Every wallet must be one of your organization's (system wallets and your customers' wallets), "
+            "else 404. A refused posting is recorded as a failed transaction, announced by a `transaction.failed` "
+            "webhook and answered with its code (INSUFFICIENT_FUNDS 422, WALLET_INACTIVE 409, CURRENCY_MISMATCH 400) and "
+            "`details` {operation_index, code, reason, transaction_id, transaction}. A reference you already used, for "
+            "a completed or a failed transaction, is 409 DUPLICATE_REFERENCE whose `details.transaction` is that "
+            "transaction: the safe way to recover after a lost response."
+        ),
+        request=LedgerTransactionCreateInput,
+        responses={
+            201: LedgerTransactionDetailOutput,
+            400: OpenApiResponse(description="VALIDATION_ERROR naming the field (e.g. operations[1].amount), IDEMPOTENCY_KEY_REQUIRED, CURRENCY_MISMATCH"),
+            **AUTH_ERRORS,
+            404: OpenApiResponse(description="NOT_FOUND: a wallet that is not your organization's"),
+            409: OpenApiResponse(description="DUPLICATE_REFERENCE (details.transaction), WALLET_INACTIVE, IDEMPOTENCY_KEY_IN_PROGRESS"),
+            422: OpenApiResponse(description="INSUFFICIENT_FUNDS (the failed transaction is recorded), IDEMPOTENCY_KEY_REUSED"),
+            429: OpenApiResponse(description="RATE_LIMITED (Retry-After)"),
+        },
+        examples=[
+            OpenApiExample("Issue, then spend", request_only=True, value={
+                "reference": "order-77", "description": "Top-up and spend", "metadata": {"order": "77"},
+                "operations": [
+                    {"type": "issue", "wallet_id": 31, "amount": "6"},
+                    {"type": "transfer", "source_wallet_id": 31, "destination_wallet_id": 32, "amount": "11"},
+                ]}),
+            OpenApiExample("Completed", value=TX_DETAIL_EXAMPLE, response_only=True, status_codes=["201"]),
+            OpenApiExample("Failed at operation 0", response_only=True, status_codes=["422"], value=_error(
+                "INSUFFICIENT_FUNDS", "Operation 0: wallet 31 has insufficient available funds.",
+                {"operation_index": 0, "wallet_id": 31, "code": "INSUFFICIENT_FUNDS",
+                 "reason": "Operation 0: wallet 31 has insufficient available funds.", "transaction_id": 980,
+                 "transaction": FAILED_DETAIL_EXAMPLE})),
+            OpenApiExample("Reference already used", response_only=True, status_codes=["409"], value=_error(
+                "DUPLICATE_REFERENCE", "The reference 'order-77' was already used (transaction 981).",
+                {"reference": "order-77", "transaction_id": 981, "status": "completed", "type": "ledger", "transaction": TX_DETAIL_EXAMPLE})),
+            OpenApiExample("Not your wallet", response_only=True, status_codes=["404"], value=_error(
+                "NOT_FOUND", "Wallet not found.", {"operation_index": 1, "field": "operations[1].destination_wallet_id"})),
+            OpenApiExample("Bad amount", response_only=True, status_codes=["400"], value=_error(
+                "VALIDATION_ERROR", "operations[0].amount: This asset allows at most 0 decimals.",
+                {"fields": {"operations[0].amount": ["This asset allows at most 0 decimals."]}})),
+        ],
+    )
+    @idempotent(endpoint="ledger.transactions.create")
+    def post(self, request):
+        data = validated(LedgerTransactionCreateInput(data=request.data))
+        representation = organization_transaction_post(organization=request.organization, principal=request.user, **data)
+        return Response(
+            LedgerTransactionDetailOutput(representation).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/api/v1/transactions/{representation['id']}"},
+        )
+
+
+class LedgerTransactionDetailApi(generics.GenericAPIView):
+    serializer_class = LedgerTransactionOutput
+    queryset = Transaction.objects.none()
+    permission_classes = [IsOrganizationOrUser]
+
+    @extend_schema(
+        operation_id="transactions_retrieve", tags=["ledger: transactions"], parameters=[ORG_HEADER],
+        summary="One transaction (for organizations: with its operations, entries and failure)",
+        responses={200: LedgerTransactionDetailOutput, **AUTH_ERRORS, **NOT_FOUND},
+        examples=[
+            OpenApiExample("As an organization", value=TX_DETAIL_EXAMPLE, response_only=True),
+            OpenApiExample("As a user", value=USER_TX_EXAMPLE, response_only=True),
+        ],
+    )
+    def get(self, request, transaction_id: int):
+        viewer = viewer_of(request)
+        tx = transaction_get(viewer=viewer, transaction_id=transaction_id)
+        tx = transactions_with_entries(Transaction.objects.filter(pk=tx.pk)).get()
+        detail = viewer.organization is not None
+        data = TransactionPresenter(viewer=viewer).one(tx, detail=detail)
+        return Response((LedgerTransactionDetailOutput if detail else LedgerTransactionOutput)(data).data)
+
+
+class LedgerTransactionEntriesApi(generics.GenericAPIView):
+    serializer_class = LedgerEntryOutput
+    queryset = Transaction.objects.none()
+    permission_classes = [IsOrganizationOrUser]
+    filter_backends: list = []
+
+    @extend_schema(
+        operation_id="transactions_entries", tags=["ledger: transactions"], parameters=[ORG_HEADER],
+        summary="A transaction's entries in posting order (balance snapshots only on your own wallets)",
+        responses={200: LedgerEntryOutput(many=True), **AUTH_ERRORS, **NOT_FOUND},
+        examples=[OpenApiExample("Entries", value=_paginated(*USER_ENTRIES_EXAMPLE), response_only=True)],
+    )
+    def get(self, request, transaction_id: int):
+        viewer = viewer_of(request)
+        entries = transaction_entries_visible(viewer=viewer, transaction_id=transaction_id)
+        page = self.paginate_queryset(entries)
+        presenter = TransactionPresenter(viewer=viewer)
+        return self.get_paginated_response(LedgerEntryOutput([presenter.entry(e) for e in page], many=True).data)

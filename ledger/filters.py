@@ -1,0 +1,182 @@
+"""Who sees which ledger transactions, and the history filters over them (SPEC 6, GET /transactions).
+
+Visibility is decided here, in one place, for both kinds of caller (`Viewer`):
+
+* a **user** sees the transactions they initiated (`Transaction.customer` is their own Customer:
+  this is how a failed or in-review attempt, which has no entries, stays visible to them) and
+  every transaction with an entry on one of their own wallets (a transfer they received);
+* an **organization** sees the transactions it posted (`Transaction.organization`) and every
+  transaction with an entry on one of its wallets (its system wallets and its customers'
+  wallets: e.g. a user's transfer into one of them).
+
+Anything else does not exist for the caller: `transaction_get` raises NOT_FOUND (404), never a
+403 that would confirm the id exists. Both conditions are index-backed: `(organization, -id)` /
+`(customer, -id)` on transactions and `(wallet, id)` on entries.
+
+Filters: `type`, `status`, `currency` (asset code), `wallet_id` (any operation of the
+transaction names the wallet: on PostgreSQL by jsonb containment over the stored operations, so
+failed attempts match too; elsewhere by entries and holds), `from`/`to` (ISO 8601 instants or
+dates; a naive time is UTC; a bare `to` date includes that whole day), `search` (reference or
+description, case-insensitive). A malformed value is a 400 VALIDATION_ERROR naming the parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import django_filters
+from django import forms
+from django.db import connection
+from django.db.models import BigIntegerField, Exists, OuterRef, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from core.errors import NotFound
+from ledger.models import Entry, Hold, Transaction, Wallet
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The caller of a ledger read: exactly one of a user or an organization."""
+
+    user: object | None = None
+    organization: object | None = None
+
+    def __post_init__(self):
+        if (self.user is None) == (self.organization is None):
+            raise ValueError("a viewer is exactly one of a user or an organization")
+
+    def owns(self, wallet: Wallet) -> bool:
+        """Whether the caller owns `wallet` (and so may see its balance snapshots). Reads
+        `wallet.customer` / `wallet.organization_id`: select `wallet__customer` with it."""
+        if self.organization is not None:
+            if wallet.organization_id == self.organization.pk:
+                return True
+            return wallet.customer_id is not None and wallet.customer.organization_id == self.organization.pk
+        return wallet.customer_id is not None and wallet.customer.user_id == self.user.pk
+
+
+def wallets_owned(*, viewer: Viewer) -> QuerySet[Wallet]:
+    if viewer.organization is not None:
+        return Wallet.objects.filter(Q(organization=viewer.organization) | Q(customer__organization=viewer.organization))
+    return Wallet.objects.filter(customer__user=viewer.user)
+
+
+def transactions_visible(*, viewer: Viewer) -> QuerySet[Transaction]:
+    """Every transaction the viewer may see, newest first (see the module docstring)."""
+    touches_own = Exists(
+        Entry.objects.filter(transaction=OuterRef("pk"), wallet_id__in=wallets_owned(viewer=viewer).values("pk"))
+    )
+    if viewer.organization is not None:
+        initiated = Q(organization=viewer.organization)
+    else:
+        initiated = Q(customer__user=viewer.user)
+    return Transaction.objects.filter(initiated | touches_own).order_by("-id")
+
+
+def transaction_get(*, viewer: Viewer, transaction_id: int) -> Transaction:
+    found = transactions_visible(viewer=viewer).filter(pk=transaction_id).first()
+    if found is None:
+        raise NotFound("Transaction not found.", details={"transaction_id": transaction_id})
+    return found
+
+
+def transaction_entries_visible(*, viewer: Viewer, transaction_id: int) -> QuerySet[Entry]:
+    """The entries of a visible transaction, in posting order (404 if the transaction is not)."""
+    transaction = transaction_get(viewer=viewer, transaction_id=transaction_id)
+    return (
+        Entry.objects.filter(transaction=transaction)
+        .select_related("wallet__asset", "wallet__customer")
+        .order_by("id")
+    )
+
+
+# --- Filters ---------------------------------------------------------------------------------------
+
+
+class InstantField(forms.Field):
+    """An ISO 8601 date-time (offset optional: naive means UTC) or a bare date."""
+
+    default_error_messages = {"invalid": "Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z."}
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        text = str(value).strip()
+        try:
+            moment = parse_datetime(text)
+            if moment is not None:
+                return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt.timezone.utc)
+            day = parse_date(text)
+        except ValueError:  # well-formed but impossible, e.g. 2026-02-30
+            day = None
+        if day is None:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return day
+
+
+class InstantFilter(django_filters.Filter):
+    field_class = InstantField
+
+    def __init__(self, *args, bound: str, **kwargs):
+        self.bound = bound
+        super().__init__(*args, field_name="created_at", **kwargs)
+
+    def filter(self, qs, value):
+        if value is None:
+            return qs
+        if isinstance(value, dt.datetime):
+            return qs.filter(created_at__gte=value) if self.bound == "from" else qs.filter(created_at__lte=value)
+        start = dt.datetime.combine(value, dt.time.min, tzinfo=dt.timezone.utc)
+        if self.bound == "from":
+            return qs.filter(created_at__gte=start)
+        return qs.filter(created_at__lt=start + dt.timedelta(days=1))  # a bare `to` date: through that day
+
+
+class PositiveIntegerFilter(django_filters.NumberFilter):
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        super().__init__(*args, **kwargs)
+
+
+class TransactionFilter(django_filters.FilterSet):
+    type = django_filters.ChoiceFilter(choices=Transaction.Type.choices, help_text="Transaction type.")
+    status = django_filters.ChoiceFilter(choices=Transaction.Status.choices, help_text="Transaction status.")
+    currency = django_filters.CharFilter(method="filter_currency", max_length=16, help_text="Asset code, e.g. USD.")
+    wallet_id = PositiveIntegerFilter(method="filter_wallet", help_text="Only transactions with an operation on this wallet.")
+    locals()["from"] = InstantFilter(bound="from", help_text="Created at or after (ISO 8601 date or date-time; UTC if no offset).")
+    locals()["to"] = InstantFilter(bound="to", help_text="Created at or before (ISO 8601; a bare date includes that whole day).")
+    search = django_filters.CharFilter(method="filter_search", max_length=200, help_text="Part of the reference or the description.")
+
+    class Meta:
+        model = Transaction
+        fields = ["type", "status"]
+
+    def filter_currency(self, queryset, name, value):
+        # The representation's currency is the asset of the first operation's wallets.
+        first_destination = Cast(KeyTextTransform("destination_wallet_id", KeyTransform("0", "operations")), BigIntegerField())
+        wallets = Wallet.objects.filter(asset__code=value.strip().upper()).values("pk")
+        return queryset.alias(_first_destination=first_destination).filter(_first_destination__in=wallets)
+
+    def filter_wallet(self, queryset, name, value):
+        wallet_id = int(value)
+        if connection.vendor == "postgresql":
+            named = Q()
+            for key in ("wallet_id", "source_wallet_id", "destination_wallet_id"):
+                named |= Q(operations__contains=[{key: wallet_id}])
+            return queryset.filter(named)
+        return queryset.filter(
+            Exists(Entry.objects.filter(transaction=OuterRef("pk"), wallet_id=wallet_id))
+            | Exists(Hold.objects.filter(transaction=OuterRef("pk"), wallet_id=wallet_id))
+        )
+
+    def filter_search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(reference__icontains=value) | Q(description__icontains=value))

@@ -1,0 +1,373 @@
+"""Input and output shapes of the ledger API (assets, organization transactions, history).
+
+Amounts in: strings or JSON numbers, kept as sent and parsed by `core.money.parse_amount` for
+the wallet's asset (which names the field when it refuses one). Amounts out: strings at the
+asset's exponent (`core.money.format_amount`).
+
+A transaction's representation (SPEC 6) is built by `TransactionPresenter` for a page of
+transactions at once, in a fixed number of queries whatever the page size: the entries of the
+whole page in one prefetch (with their wallets, assets and owners), and the wallets named only by
+failed attempts in one more. Its summary fields describe the transaction's first operation (its
+"principal" operation: a deposit's issue, a transfer's transfer, an organization's first
+operation): `amount`, `currency`, source and destination wallet ids and names (null for the
+outside world: the source of an issue, the destination of a redeem). `fee` is the sum of the
+legs paid into the platform's fee account. `balance_after` is the caller's own balance right
+after the transaction, from the last entry on the first wallet of the principal operation that
+the caller owns (null when it owns neither, and for attempts that posted nothing). In entries, a
+`balance_after` on a wallet the caller does not own is always null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Prefetch
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from core.errors import ValidationFailed
+from core.money import format_amount
+from ledger.filters import Viewer
+from ledger.models import Asset, Entry, Transaction, Wallet
+
+MAX_OPERATIONS = 100
+_WALLET_RELATED = ("asset", "customer__user", "organization")
+
+
+# --- Inputs ---------------------------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class RawAmountField(serializers.Field):
+    """Keeps the request value as sent (str, int or Decimal from `core.parsers`); the service
+    parses it for the wallet's asset."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return str(value)
+
+
+OPERATION_TYPES = [("issue", "Issue"), ("redeem", "Redeem"), ("transfer", "Transfer")]
+
+
+class AssetCreateInput(serializers.Serializer):
+    code = serializers.CharField(max_length=16, help_text="1-16 letters, digits, '-' or '_' (stored upper-case), e.g. POINTS.")
+    name = serializers.CharField(max_length=100)
+    exponent = serializers.IntegerField(min_value=0, max_value=18, help_text="Minor-unit digits, 0-18.")
+
+
+class LedgerOperationInput(serializers.Serializer):
+    type = serializers.ChoiceField(choices=OPERATION_TYPES, help_text="issue: value enters the wallet; redeem: value leaves it; transfer: wallet to wallet.")
+    wallet_id = serializers.IntegerField(min_value=1, required=False, help_text="issue and redeem: the wallet.")
+    source_wallet_id = serializers.IntegerField(min_value=1, required=False, help_text="transfer: the wallet debited.")
+    destination_wallet_id = serializers.IntegerField(min_value=1, required=False, help_text="transfer: the wallet credited.")
+    amount = RawAmountField(help_text='Decimal string in major units, e.g. "10.50".')
+    currency = serializers.CharField(max_length=16, required=False, help_text="Optional: the asset code the wallets must hold.")
+
+    def validate(self, attrs):
+        needed = ["source_wallet_id", "destination_wallet_id"] if attrs["type"] == "transfer" else ["wallet_id"]
+        unwanted = ["wallet_id"] if attrs["type"] == "transfer" else ["source_wallet_id", "destination_wallet_id"]
+        errors = {name: [f"Required for a {attrs['type']} operation."] for name in needed if name not in attrs}
+        errors.update({name: [f"Not allowed in a {attrs['type']} operation."] for name in unwanted if name in attrs})
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class LedgerTransactionCreateInput(serializers.Serializer):
+    reference = serializers.CharField(
+        max_length=200,
+        help_text="Your unique id for this transaction (per organization). Retrying with it is safe: a used reference "
+        "answers 409 DUPLICATE_REFERENCE carrying the transaction it was used for.",
+    )
+    operations = LedgerOperationInput(many=True, allow_empty=False, max_length=MAX_OPERATIONS)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    metadata = serializers.DictField(required=False, default=dict)
+
+    def validate_reference(self, value: str) -> str:
+        value = value.strip()
+        if not value or not value.isprintable():
+            raise serializers.ValidationError("1-200 printable characters.")
+        return value
+
+
+def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested errors as flat field paths, the way `parse_amount` names fields:
+    {"operations": [{}, {"amount": ["..."]}]} -> {"operations[1].amount": ["..."]}."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            key = str(key)
+            if key.isdigit() and prefix:
+                path = f"{prefix}[{key}]"
+            elif key == "non_field_errors" and prefix:
+                path = prefix
+            else:
+                path = f"{prefix}.{key}" if prefix else key
+            flat.update(flatten_errors(value, path))
+    elif isinstance(detail, list) and detail and all(isinstance(item, (dict, list)) for item in detail):
+        for index, item in enumerate(detail):
+            if item:
+                flat.update(flatten_errors(item, f"{prefix}[{index}]"))
+    else:
+        messages = detail if isinstance(detail, list) else [detail]
+        flat.setdefault(prefix or "non_field_errors", []).extend(str(m) for m in messages)
+    return flat
+
+
+def validated(serializer: serializers.Serializer) -> dict[str, Any]:
+    """`serializer.validated_data`, or a 400 VALIDATION_ERROR whose `details.fields` are flat paths."""
+    if not serializer.is_valid():
+        fields = flatten_errors(serializer.errors)
+        first = next(iter(fields.items()))
+        raise ValidationFailed(f"Invalid input: {first[0]}: {first[1][0]}", details={"fields": fields})
+    return serializer.validated_data
+
+
+# --- Outputs --------------------------------------------------------------------------------------
+
+
+class AssetOutput(serializers.ModelSerializer):
+    custom = serializers.SerializerMethodField(help_text="True for your organization's own asset.")
+
+    class Meta:
+        model = Asset
+        fields = ["id", "code", "name", "exponent", "kind", "custom", "created_at"]
+
+    def get_custom(self, asset: Asset) -> bool:
+        return asset.organization_id is not None
+
+
+class LedgerEntryOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    transaction_id = serializers.IntegerField()
+    wallet_id = serializers.IntegerField()
+    entry_type = serializers.ChoiceField(choices=Entry.Direction.choices, help_text="credit raises the wallet's balance, debit lowers it.")
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+    balance_after = serializers.CharField(allow_null=True, help_text="Null unless you own the wallet.")
+    operation_index = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class LedgerOperationOutput(serializers.Serializer):
+    index = serializers.IntegerField()
+    type = serializers.ChoiceField(choices=OPERATION_TYPES)
+    wallet_id = serializers.IntegerField(required=False, help_text="issue and redeem.")
+    source_wallet_id = serializers.IntegerField(required=False, allow_null=True, help_text="transfer; null for a platform account.")
+    destination_wallet_id = serializers.IntegerField(required=False, allow_null=True, help_text="transfer; null for a platform account.")
+    platform_account = serializers.CharField(required=False, help_text="transfer to or from a platform account, e.g. fee.")
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+
+    def to_representation(self, instance):
+        # Only the keys of this operation's type (an issue has no source_wallet_id key at all).
+        return {k: v for k, v in super().to_representation(instance).items() if k in instance}
+
+
+class LedgerFailureOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    operation_index = serializers.IntegerField(allow_null=True)
+
+
+class LedgerTransactionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    type = serializers.ChoiceField(choices=Transaction.Type.choices)
+    status = serializers.ChoiceField(choices=Transaction.Status.choices)
+    amount = serializers.CharField(help_text="The first operation's amount.")
+    currency = serializers.CharField()
+    fee = serializers.CharField()
+    source_wallet_id = serializers.IntegerField(allow_null=True)
+    source_wallet_name = serializers.CharField(allow_null=True)
+    destination_wallet_id = serializers.IntegerField(allow_null=True)
+    destination_wallet_name = serializers.CharField(allow_null=True)
+    reference = serializers.CharField(allow_blank=True)
+    description = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+    balance_after = serializers.CharField(allow_null=True, help_text="Your wallet's balance right after this transaction.")
+
+
+class LedgerTransactionDetailOutput(LedgerTransactionOutput):
+    """Organizations' view: with the operations as requested, the entries and any failure."""
+
+    metadata = serializers.DictField()
+    failure = LedgerFailureOutput(allow_null=True)
+    operations = LedgerOperationOutput(many=True)
+    entries = LedgerEntryOutput(many=True)
+
+
+# --- Presenting transactions ----------------------------------------------------------------------
+
+
+def wallet_display_name(wallet: Wallet | None) -> str | None:
+    """Who a wallet belongs to, as shown to the other side of a transaction."""
+    if wallet is None:
+        return None
+    customer = wallet.customer
+    if customer is not None:
+        if customer.user_id is not None:
+            return customer.user.full_name or customer.name or f"customer {customer.pk}"
+        return customer.name or customer.external_id
+    if wallet.organization_id is not None:
+        return wallet.label or wallet.organization.name
+    return "Coffer"
+
+
+def transactions_with_entries(queryset) -> Any:
+    """`queryset` with the entries (and their wallets, assets, owners) prefetched in one query."""
+    return queryset.prefetch_related(
+        Prefetch(
+            "entries",
+            queryset=Entry.objects.select_related(*(f"wallet__{r}" for r in _WALLET_RELATED)).order_by("id"),
+        )
+    )
+
+
+def _operation_wallet_ids(item: dict[str, Any]) -> list[int]:
+    ids = []
+    for key in ("wallet_id", "source_wallet_id", "destination_wallet_id"):
+        value = item.get(key)
+        if isinstance(value, int):
+            ids.append(value)
+    return ids
+
+
+class TransactionPresenter:
+    """Builds SPEC 6 representations for one viewer. Give it transactions whose entries were
+    prefetched with `transactions_with_entries`; it loads the remaining wallets in one query."""
+
+    def __init__(self, *, viewer: Viewer):
+        self.viewer = viewer
+
+    def _wallets(self, transactions: Iterable[Transaction]) -> dict[int, Wallet]:
+        wallets: dict[int, Wallet] = {}
+        wanted: set[int] = set()
+        for tx in transactions:
+            for entry in tx.entries.all():
+                wallets[entry.wallet_id] = entry.wallet
+            for item in tx.operations or []:
+                wanted.update(_operation_wallet_ids(item))
+        missing = wanted - wallets.keys()
+        if missing:
+            wallets.update({w.pk: w for w in Wallet.objects.filter(pk__in=missing).select_related(*_WALLET_RELATED)})
+        return wallets
+
+    def many(self, transactions: Iterable[Transaction], *, detail: bool = False) -> list[dict[str, Any]]:
+        transactions = list(transactions)
+        wallets = self._wallets(transactions)
+        return [self._one(tx, wallets, detail=detail) for tx in transactions]
+
+    def one(self, transaction: Transaction, *, detail: bool = False) -> dict[str, Any]:
+        return self.many([transaction], detail=detail)[0]
+
+    def entry(self, entry: Entry) -> dict[str, Any]:
+        asset = entry.wallet.asset
+        return {
+            "id": entry.pk,
+            "transaction_id": entry.transaction_id,
+            "wallet_id": entry.wallet_id,
+            "entry_type": entry.direction,
+            "amount": asset.format(entry.amount),
+            "currency": asset.code,
+            "balance_after": asset.format(entry.balance_after) if self.viewer.owns(entry.wallet) else None,
+            "operation_index": entry.operation_index,
+            "created_at": entry.created_at,
+        }
+
+    @staticmethod
+    def _sides(item: dict[str, Any]) -> tuple[int | None, int | None]:
+        """(source, destination) wallet ids of an operation as the caller sees it: the outside
+        world (an issuance account) and platform accounts are None."""
+        kind = item.get("type")
+        if kind == "issue":
+            return None, item.get("wallet_id")
+        if kind == "redeem":
+            return item.get("wallet_id"), None
+        source = None if "source_platform" in item else item.get("source_wallet_id")
+        destination = None if "destination_platform" in item else item.get("destination_wallet_id")
+        return source, destination
+
+    def _operation(self, index: int, item: dict[str, Any], wallets: dict[int, Wallet]) -> dict[str, Any]:
+        asset = self._asset_of(item, wallets)
+        out: dict[str, Any] = {"index": index, "type": item.get("type")}
+        if item.get("type") in ("issue", "redeem"):
+            out["wallet_id"] = item.get("wallet_id")
+        else:
+            source, destination = self._sides(item)
+            out["source_wallet_id"], out["destination_wallet_id"] = source, destination
+            platform = item.get("source_platform") or item.get("destination_platform")
+            if platform:
+                out["platform_account"] = platform
+        out["amount"] = self._format(item.get("amount"), asset)
+        out["currency"] = asset.code if asset else item.get("currency", "")
+        return out
+
+    @staticmethod
+    def _asset_of(item: dict[str, Any], wallets: dict[int, Wallet]) -> Asset | None:
+        for wid in _operation_wallet_ids(item):
+            if wid in wallets:
+                return wallets[wid].asset
+        return None
+
+    @staticmethod
+    def _format(raw: Any, asset: Asset | None) -> str:
+        try:
+            value = Decimal(str(raw))
+        except Exception:  # noqa: BLE001 - a malformed stored amount is shown as stored
+            return str(raw)
+        if asset is None or not value.is_finite():
+            return str(raw)
+        return format_amount(value, asset.exponent)
+
+    def _one(self, tx: Transaction, wallets: dict[int, Wallet], *, detail: bool) -> dict[str, Any]:
+        operations = tx.operations or []
+        principal = operations[0] if operations else {}
+        asset = self._asset_of(principal, wallets)
+        source_id, destination_id = self._sides(principal)
+        source, destination = wallets.get(source_id), wallets.get(destination_id)
+        fee = sum(
+            (Decimal(str(op.get("amount", "0"))) for op in operations[1:] if op.get("destination_platform") == Wallet.Purpose.FEE),
+            Decimal(0),
+        )
+        entries = list(tx.entries.all())
+        balance_after = None
+        for wallet in (source, destination):
+            if wallet is not None and self.viewer.owns(wallet):
+                mine = [e for e in entries if e.wallet_id == wallet.pk]
+                if mine:
+                    balance_after = wallet.asset.format(mine[-1].balance_after)
+                break
+        data: dict[str, Any] = {
+            "id": tx.pk,
+            "type": tx.type,
+            "status": tx.status,
+            "amount": self._format(principal.get("amount", "0"), asset),
+            "currency": asset.code if asset else principal.get("currency", ""),
+            "fee": format_amount(fee, asset.exponent) if asset else str(fee),
+            "source_wallet_id": source_id,
+            "source_wallet_name": wallet_display_name(source) if source_id is not None else None,
+            "destination_wallet_id": destination_id,
+            "destination_wallet_name": wallet_display_name(destination) if destination_id is not None else None,
+            "reference": tx.reference,
+            "description": tx.description,
+            "created_at": tx.created_at,
+            "completed_at": tx.completed_at,
+            "balance_after": balance_after,
+        }
+        if detail:
+            data["metadata"] = tx.metadata or {}
+            data["failure"] = (
+                {"code": tx.failure_code, "message": tx.failure_message, "operation_index": tx.failure_operation_index}
+                if tx.failure_code
+                else None
+            )
+            data["operations"] = [self._operation(i, item, wallets) for i, item in enumerate(operations)]
+            data["entries"] = [self.entry(e) for e in entries]
+        return data
