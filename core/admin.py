@@ -2,9 +2,9 @@
 one action to re-queue failed outbox messages."""
 
 from django.contrib import admin, messages
-from django.utils import timezone
 
 from core.models import IdempotencyRecord, OutboxMessage
+from core.outbox import outbox_retry_now
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -34,11 +34,10 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
     search_fields = ("topic", "key")
     actions = ["retry_now"]
 
-    @admin.action(description="Retry selected failed or pending messages now")
+    @admin.action(description="Retry selected undispatched messages now", permissions=["retry"])
     def retry_now(self, request, queryset):
-        # Only undispatched rows; the sweeper (or dispatch task) does the actual work.
-        count = queryset.filter(dispatched_at__isnull=True).update(failed_at=None, next_attempt_at=timezone.now())
+        count = outbox_retry_now(message_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} message(s) queued for the next sweep.", messages.SUCCESS)
 
-    def has_change_permission(self, request, obj=None):
-        return obj is None and request.user.is_superuser  # lets superusers run the action
+    def has_retry_permission(self, request) -> bool:
+        return request.user.is_superuser or request.user.has_perm("core.change_outboxmessage")

@@ -165,3 +165,11 @@ def outbox_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str, 
         outcome = outbox_dispatch(message_id=message_id)
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
+
+
+def outbox_retry_now(*, message_ids: list[int]) -> int:
+    """Make undispatched messages (pending, or failed after the maximum attempts) due now; the
+    next sweep dispatches them. Returns how many were queued."""
+    return OutboxMessage.objects.filter(pk__in=message_ids, dispatched_at__isnull=True).update(
+        failed_at=None, next_attempt_at=timezone.now()
+    )

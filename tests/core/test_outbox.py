@@ -334,3 +334,25 @@ class TestConcurrentAndOutages:
         assert message.attempts == 1
         assert Organization.objects.filter(slug=f"worker-handled-{message.pk}").count() == 1
         assert handler.calls == [], "dispatched by the worker process, not by this one"
+
+
+# --- Admin --------------------------------------------------------------------------------------------------
+@pytest.mark.django_db
+class TestAdmin:
+    def test_changelists_render_read_only(self, admin_client):
+        message = outbox_emit(topic="nobody.listens", payload={"n": 1})
+        for url in ("/admin/core/outboxmessage/", "/admin/core/idempotencyrecord/", f"/admin/core/outboxmessage/{message.pk}/change/"):
+            assert admin_client.get(url).status_code == 200, url
+        assert admin_client.get("/admin/core/outboxmessage/add/").status_code == 403
+
+    def test_retry_action_requeues_a_failed_message(self, admin_client, handler, settings):
+        settings.OUTBOX_MAX_ATTEMPTS = 1
+        message = outbox_emit(topic=handler.topic, payload={})
+        handler.fail_times = 1
+        assert outbox_dispatch(message_id=message.pk) == "gave_up"
+        response = admin_client.post("/admin/core/outboxmessage/", {"action": "retry_now", "_selected_action": [message.pk]})
+        assert response.status_code == 302
+        message.refresh_from_db()
+        assert message.state == "pending" and message.next_attempt_at <= timezone.now()
+        settings.OUTBOX_MAX_ATTEMPTS = 5
+        assert outbox_sweep() == {"dispatched": 1}
