@@ -1,13 +1,31 @@
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.generics import ListAPIView
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import Customer
+from accounts.tenancy import ORGANIZATION_HEADER, IsOrganization, IsUser, request_organization
+from compliance.fees import fee_compute
 from compliance.filters import AuditEventFilter
+from compliance.limits import limits_status
+from compliance.models import Direction, MovementType
 from compliance.permissions import CanReadAudit
 from compliance.selectors import audit_event_list
-from compliance.serializers import AuditEventOutput, AuditVerifyOutput
+from compliance.serializers import (
+    AuditEventOutput,
+    AuditVerifyOutput,
+    FeeQuoteInput,
+    FeeQuoteOutput,
+    LimitCheckInput,
+    LimitScopeInput,
+    LimitStatusOutput,
+)
 from compliance.services import audit_verify
+from core.errors import NotFound, ValidationFailed
+from core.money import parse_amount
+from ledger.models import Asset
+from ledger.selectors import asset_get
 
 _EVENT_EXAMPLE = {
     "id": 42,
@@ -55,3 +73,155 @@ class AuditVerifyApi(APIView):
     )
     def get(self, request):
         return Response(AuditVerifyOutput(audit_verify()).data)
+
+
+# --- Fees and limits ------------------------------------------------------------------------------
+
+
+def _error_example(code: str, message: str, details: dict | None = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _asset_for(request, code: str):
+    try:
+        return asset_get(code=code, organization=request_organization(request))
+    except Asset.DoesNotExist:
+        raise ValidationFailed(f"currency: unknown currency {code!r}.", details={"fields": {"currency": ["Unknown currency."]}}) from None
+
+
+def _customer_for(request, external_id: str) -> Customer:
+    """A user's own customer profile; for an organization, its customer by external id (404
+    when it has none by that id). A user without a profile yet (created outside signup) gets
+    an unsaved KYC-none profile: no usage, the lowest limits."""
+    organization = request_organization(request)
+    if organization is not None:
+        if not external_id:
+            raise ValidationFailed(
+                "customer_external_id: required for organizations.",
+                details={"fields": {"customer_external_id": ["Required for organizations."]}},
+            )
+        customer = Customer.objects.filter(organization=organization, external_id=external_id).first()
+        if customer is None:
+            raise NotFound(f"Customer {external_id!r} not found.")
+        return customer
+    user = request.user
+    return Customer.objects.filter(user=user).first() or Customer(user=user, kyc_level=Customer.KycLevel.NONE)
+
+
+class _UserOrOrganization(BasePermission):
+    """A person's token, or an organization credential / member acting for one."""
+
+    message = "Sign in as a user, or authenticate as an organization."
+
+    def has_permission(self, request, view) -> bool:
+        if IsUser().has_permission(request, view) and not request.META.get(ORGANIZATION_HEADER):
+            return True
+        return IsOrganization().has_permission(request, view)
+
+
+_FEE_EXAMPLE = {
+    "fee_amount": "10.00", "fee_currency": "USD", "fee_type": "percentage", "fee_percentage": "1.00",
+    "total_amount": "1010.00", "description": "Withdrawal to a bank account: 1%, minimum 1.00",
+}
+_BAD_AMOUNT = OpenApiExample(
+    "Bad amount", status_codes=["400"],
+    value=_error_example("VALIDATION_ERROR", "amount: This asset allows at most 2 decimals.", {"fields": {"amount": ["This asset allows at most 2 decimals."]}}),
+)
+
+
+@extend_schema(tags=["fees"])
+class FeeQuoteApi(APIView):
+    permission_classes = [_UserOrOrganization]
+
+    @extend_schema(
+        summary="Quote the fee of a movement",
+        description=(
+            "The most specific active fee rule wins (currency + destination type > destination type > currency > "
+            "generic). The fee is rounded UP to the asset's exponent (in the platform's favour), then raised to the "
+            "rule's minimum / capped at its maximum. `total_amount` = amount + fee."
+        ),
+        request=FeeQuoteInput,
+        responses={200: FeeQuoteOutput, 400: OpenApiResponse(description="VALIDATION_ERROR naming the field")},
+        examples=[
+            OpenApiExample("Withdrawal to an IBAN", value={"type": "withdrawal", "amount": "1000.00", "currency": "USD", "destination_type": "IBAN"}, request_only=True),
+            OpenApiExample("Quote", value=_FEE_EXAMPLE, response_only=True, status_codes=["200"]),
+            _BAD_AMOUNT,
+        ],
+    )
+    def post(self, request):
+        data = FeeQuoteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        asset = _asset_for(request, data.validated_data["currency"])
+        amount = parse_amount(data.validated_data["amount"], exponent=asset.exponent, field="amount")
+        quote = fee_compute(
+            movement_type=data.validated_data["type"], amount=amount, asset=asset,
+            destination_type=data.validated_data["destination_type"],
+        )
+        return Response(FeeQuoteOutput(quote.as_dict()).data)
+
+
+_LIMITS_EXAMPLE = {
+    "limit_check": "PASSED", "single_transaction_limit": "1000.00", "daily_limit": "2000.00", "daily_used": "500.00",
+    "daily_remaining": "1500.00", "monthly_limit": "5000.00", "monthly_used": "1200.00", "monthly_remaining": "3800.00",
+    "failed_limit": None, "type": "withdrawal", "direction": "outgoing", "currency": "USD", "kyc_level": "none",
+}
+_LIMITS_DESCRIPTION = (
+    "Limits of the caller's KYC level for one movement type, direction and asset, and what is used of them, "
+    "computed from the ledger (completed, pending and in-review movements of the current UTC day / calendar "
+    "month; fees and moves between one's own wallets do not count). Null means no limit. Users see their own "
+    "profile; organizations name a customer with `customer_external_id`."
+)
+
+
+@extend_schema(tags=["limits"])
+class LimitCheckApi(APIView):
+    permission_classes = [_UserOrOrganization]
+
+    @extend_schema(
+        summary="Check an amount against the limits",
+        description=_LIMITS_DESCRIPTION + " `limit_check` is FAILED (and `failed_limit` names the limit) when moving "
+        "`amount` now would break the single, daily or monthly limit. Advisory: the money path re-checks under lock.",
+        request=LimitCheckInput,
+        responses={200: LimitStatusOutput, 400: OpenApiResponse(description="VALIDATION_ERROR naming the field"), 404: OpenApiResponse(description="NOT_FOUND: no such customer (organizations)")},
+        examples=[
+            OpenApiExample("Check", value={"type": "withdrawal", "amount": "500.00", "currency": "USD"}, request_only=True),
+            OpenApiExample("Passed", value=_LIMITS_EXAMPLE, response_only=True, status_codes=["200"]),
+            OpenApiExample("Failed", value={**_LIMITS_EXAMPLE, "limit_check": "FAILED", "failed_limit": "daily"}, response_only=True, status_codes=["200"]),
+            _BAD_AMOUNT,
+        ],
+    )
+    def post(self, request):
+        data = LimitCheckInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        asset = _asset_for(request, values["currency"])
+        customer = _customer_for(request, values["customer_external_id"])
+        amount = parse_amount(values["amount"], exponent=asset.exponent, field="amount")
+        result = limits_status(customer=customer, asset=asset, movement_type=values["type"], direction=values["direction"] or None, amount=amount)
+        return Response(LimitStatusOutput(result.as_dict()).data)
+
+
+@extend_schema(tags=["limits"])
+class LimitListApi(APIView):
+    permission_classes = [_UserOrOrganization]
+
+    @extend_schema(
+        summary="Your limits and their usage",
+        description=_LIMITS_DESCRIPTION + " `limit_check` is FAILED when the daily or monthly allowance is used up.",
+        parameters=[
+            OpenApiParameter("type", str, required=True, enum=MovementType.values),
+            OpenApiParameter("currency", str, required=True, description="Asset code"),
+            OpenApiParameter("direction", str, required=False, enum=Direction.values),
+            OpenApiParameter("customer_external_id", str, required=False, description="Organizations only"),
+        ],
+        responses={200: LimitStatusOutput, 400: OpenApiResponse(description="VALIDATION_ERROR naming the parameter")},
+        examples=[OpenApiExample("Limits", value=_LIMITS_EXAMPLE, response_only=True, status_codes=["200"])],
+    )
+    def get(self, request):
+        data = LimitScopeInput(data=request.query_params)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        asset = _asset_for(request, values["currency"])
+        customer = _customer_for(request, values["customer_external_id"])
+        result = limits_status(customer=customer, asset=asset, movement_type=values["type"], direction=values["direction"] or None)
+        return Response(LimitStatusOutput(result.as_dict()).data)

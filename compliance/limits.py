@@ -179,6 +179,8 @@ def customer_movements(
     *, customer: Customer, asset, movement_type: str, direction: str, since: dt.datetime
 ) -> list[Movement]:
     """The customer's counted movements since `since`, oldest first (see the module docstring)."""
+    if customer.pk is None:  # an unsaved profile has no wallets
+        return []
     own = _own_wallet_ids(customer, asset)
     if not own:
         return []

@@ -16,8 +16,12 @@ otherwise). A `RiskRule(kind="name", action=..., params={...})` row switches it 
   Counted: distinct ledger transactions debiting the wallet (completed, pending, in review).
 - structuring (min_count=3, window_hours=24, band_percent=10): the movement is within
   `band_percent` % under the customer's single limit for its type, direction and asset
-  (limit * 0.9 <= amount <= limit) and, with it, at least `min_count` such movements of that
-  type, direction and asset fall in the window. No single limit (enhanced): never fires.
+  (limit * 0.9 <= amount <= limit) and, with it, at least `min_count` movements in the same
+  direction and asset, each within the band under the single limit of its own type, fall in
+  the window (counted like limit usage). All types count, because the daily limit (twice the
+  single one by default) already stops three such movements of one type in one UTC day: what
+  remains is spreading them over types or across midnight. No single limit (enhanced): never
+  fires.
 - new_account_large (fraction=0.5, window_hours=24): an outgoing movement above `fraction` of
   the single limit, by a customer created within the window who has no earlier outgoing
   movement (completed, pending or in review) at all.
@@ -66,7 +70,7 @@ from compliance.limits import (
     default_direction,
     limit_rule_for,
 )
-from compliance.models import Direction, ReviewCase, RiskRule, SanctionsEntry
+from compliance.models import Direction, MovementType, ReviewCase, RiskRule, SanctionsEntry
 from core.errors import CofferError, InvalidState, ValidationFailed
 from core.money import format_amount
 from ledger.models import Entry, Transaction, Wallet
@@ -208,29 +212,35 @@ def _single_limit(ctx: RiskContext) -> Decimal | None:
 
 @register_risk_kind("structuring")
 def _structuring(rule: RiskRule, ctx: RiskContext) -> str | None:
-    single = _single_limit(ctx)
-    if single is None or ctx.customer.pk is None:
+    if ctx.customer.pk is None:
         return None
     band = _decimal_param(rule, "band_percent", "10")
-    low = single * (Decimal(100) - band) / Decimal(100)
-
-    def in_band(amount: Decimal) -> bool:
-        return low <= amount <= single
-
-    if not in_band(ctx.amount):
-        return None
     hours = _int_param(rule, "window_hours", 24)
     min_count = _int_param(rule, "min_count", 3)
-    earlier = customer_movements(
-        customer=ctx.customer, asset=ctx.asset, movement_type=ctx.movement_type, direction=ctx.direction,
-        since=ctx.now - dt.timedelta(hours=hours),
-    )
-    count = 1 + sum(1 for m in earlier if in_band(m.amount))
+
+    def band_of(single: Decimal | None) -> tuple[Decimal, Decimal] | None:
+        return None if single is None else (single * (Decimal(100) - band) / Decimal(100), single)
+
+    own = band_of(_single_limit(ctx))
+    if own is None or not own[0] <= ctx.amount <= own[1]:
+        return None
+    since = ctx.now - dt.timedelta(hours=hours)
+    count = 1
+    for movement_type in MovementType.values:  # each earlier movement against its own type's limit
+        rule_for_type = limit_rule_for(
+            kyc_level=ctx.customer.kyc_level, movement_type=movement_type, direction=ctx.direction, currency=ctx.asset.code
+        )
+        limits = band_of(rule_for_type.single_limit if rule_for_type else None)
+        if limits is None:
+            continue
+        earlier = customer_movements(
+            customer=ctx.customer, asset=ctx.asset, movement_type=movement_type, direction=ctx.direction, since=since
+        )
+        count += sum(1 for m in earlier if limits[0] <= m.amount <= limits[1])
     if count >= min_count:
-        exp = ctx.asset.exponent
         return (
-            f"{count} {ctx.movement_type} movements within {hours} h each within {band}% under the single limit of "
-            f"{format_amount(single, exp)} {ctx.asset.code}"
+            f"{count} {ctx.direction} {ctx.asset.code} movements within {hours} h, each within {band}% under the "
+            f"single limit of its type"
         )
     return None
 

@@ -1,6 +1,8 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from compliance.models import AuditEvent
+from compliance.models import AuditEvent, Direction, FeeRule, MovementType
 
 
 class AuditEventOutput(serializers.ModelSerializer):
@@ -17,3 +19,75 @@ class AuditVerifyOutput(serializers.Serializer):
     checked = serializers.IntegerField()
     head_hash = serializers.CharField(allow_null=True)
     first_invalid_id = serializers.IntegerField(allow_null=True)
+
+
+# --- Fees and limits ------------------------------------------------------------------------------
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class ComplianceAmountField(serializers.Field):
+    """The request value as sent (str, int, or Decimal from `DecimalJSONParser`); parsed by
+    `core.money.parse_amount` once the asset is known, which names the field when it refuses."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return str(value)
+
+
+class FeeQuoteInput(serializers.Serializer):
+    type = serializers.ChoiceField(choices=MovementType.choices, help_text="deposit, withdrawal, transfer, exchange or settlement.")
+    amount = ComplianceAmountField(help_text='Major units, as a string ("100.50") or a JSON number.')
+    currency = serializers.CharField(max_length=16, help_text="Asset code, e.g. USD.")
+    destination_type = serializers.ChoiceField(
+        choices=[c for c in FeeRule.DestinationType.values if c], required=False, allow_blank=True, default="",
+        help_text="For withdrawals: IBAN or EXTERNAL.",
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and isinstance(data.get("destination_type"), str):
+            data = {**data, "destination_type": data["destination_type"].strip().upper()}
+        return super().to_internal_value(data)
+
+
+class FeeQuoteOutput(serializers.Serializer):
+    fee_amount = serializers.CharField()
+    fee_currency = serializers.CharField()
+    fee_type = serializers.ChoiceField(choices=["free", "percentage", "fixed", "percentage_plus_fixed"])
+    fee_percentage = serializers.CharField()
+    total_amount = serializers.CharField(help_text="amount + fee_amount")
+    description = serializers.CharField()
+
+
+class LimitScopeInput(serializers.Serializer):
+    type = serializers.ChoiceField(choices=MovementType.choices)
+    currency = serializers.CharField(max_length=16)
+    direction = serializers.ChoiceField(
+        choices=Direction.choices, required=False, allow_blank=True, default="",
+        help_text="Defaults to incoming for deposits and settlements, outgoing otherwise.",
+    )
+    customer_external_id = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, default="",
+        help_text="Organizations: the customer (by your external id). Users: ignored (always your own profile).",
+    )
+
+
+class LimitCheckInput(LimitScopeInput):
+    amount = ComplianceAmountField(help_text="Major units.")
+
+
+class LimitStatusOutput(serializers.Serializer):
+    limit_check = serializers.ChoiceField(choices=["PASSED", "FAILED"])
+    single_transaction_limit = serializers.CharField(allow_null=True)
+    daily_limit = serializers.CharField(allow_null=True)
+    daily_used = serializers.CharField()
+    daily_remaining = serializers.CharField(allow_null=True)
+    monthly_limit = serializers.CharField(allow_null=True)
+    monthly_used = serializers.CharField()
+    monthly_remaining = serializers.CharField(allow_null=True)
+    failed_limit = serializers.ChoiceField(choices=["single", "daily", "monthly"], allow_null=True)
+    type = serializers.CharField()
+    direction = serializers.CharField()
+    currency = serializers.CharField()
+    kyc_level = serializers.CharField()
