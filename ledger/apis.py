@@ -28,18 +28,20 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from accounts.authentication import OrganizationPrincipal
-from accounts.models import Organization, User
+from accounts.models import Customer, Organization, User
 from accounts.org_services import principal_audit_data
 from accounts.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
 from accounts.throttles import MoneyThrottle
 from accounts.webhooks import webhook_publish
 from compliance.services import audit_record
+from core.errors import NotFound, ValidationFailed
 from core.idempotency import idempotent
 from core.money import parse_amount
+from core.pagination import LimitOffsetPagination
 from ledger.errors import DuplicateReference, WalletNotFound
 from ledger.filters import TransactionFilter, Viewer, transaction_entries_visible, transaction_get, transactions_visible, wallets_owned
-from ledger.models import Asset, Transaction
-from ledger.selectors import assets_visible
+from ledger.models import Asset, Transaction, Wallet
+from ledger.selectors import asset_get, assets_visible, wallet_entries
 from ledger.serializers import (
     AssetCreateInput,
     AssetOutput,
@@ -47,11 +49,16 @@ from ledger.serializers import (
     LedgerTransactionCreateInput,
     LedgerTransactionDetailOutput,
     LedgerTransactionOutput,
+    OrgWalletCreateInput,
+    OrgWalletOutput,
     TransactionPresenter,
+    WalletActionInput,
     transactions_with_entries,
     validated,
 )
-from ledger.services import Issue, Redeem, Transfer, asset_create, ledger_post
+from ledger.services import Issue, Redeem, Transfer, asset_create, ledger_post, wallet_activate, wallet_close, wallet_open, wallet_suspend
+
+WALLET_RELATED = ("asset", "customer__user", "organization")
 
 # --- Who is asking ---------------------------------------------------------------------------------
 
@@ -441,3 +448,201 @@ class LedgerTransactionEntriesApi(generics.GenericAPIView):
         page = self.paginate_queryset(entries)
         presenter = TransactionPresenter(viewer=viewer)
         return self.get_paginated_response(LedgerEntryOutput([presenter.entry(e) for e in page], many=True).data)
+
+
+# --- Organization wallets ------------------------------------------------------------------------------
+# `/wallets`, `/wallets/{id}` and `/wallets/{id}/entries` are shared with users (wallets.apis): those
+# views admit organization callers and hand them to the functions below. The lifecycle endpoints
+# (`suspend`, `activate`, `close`, and DELETE through wallets.apis) are here.
+
+WALLET_EVENTS = {"suspend": "wallet.suspended", "activate": "wallet.activated", "close": "wallet.closed"}
+
+
+def _wallet_payload(wallet) -> dict[str, Any]:
+    return dict(OrgWalletOutput(wallet).data)
+
+
+def organization_wallet_open(*, organization: Organization, principal, currency: str, customer_external_id: str = "",
+                             system: bool = False, label: str = "") -> Wallet:
+    """Open a wallet for one of the organization's customers, or a system wallet of the
+    organization; audited, and announced by a `wallet.created` webhook in the same transaction."""
+    try:
+        asset = asset_get(code=currency, organization=organization)
+    except Asset.DoesNotExist:
+        raise ValidationFailed(f"currency: unknown asset {currency!r}.", details={"fields": {"currency": ["Unknown asset."]}}) from None
+    with db_transaction.atomic():
+        if system:
+            wallet = wallet_open(asset=asset, organization=organization, label=label)
+        else:
+            customer = Customer.objects.filter(organization=organization, external_id=customer_external_id).first()
+            if customer is None:
+                raise NotFound("Customer not found.", details={"customer_external_id": customer_external_id})
+            wallet = wallet_open(asset=asset, customer=customer, label=label)
+        wallet = Wallet.objects.select_related(*WALLET_RELATED).get(pk=wallet.pk)
+        webhook_publish(organization=organization, event_type="wallet.created", payload=_wallet_payload(wallet))
+        audit_record(
+            actor=principal if isinstance(principal, User) else None, action="wallet.open", target=wallet,
+            data={"currency": asset.code, "label": label, "system": system, "customer_external_id": customer_external_id or None,
+                  **principal_audit_data(principal)},
+        )
+    return wallet
+
+
+def organization_wallet_transition(*, organization: Organization | None, user: User | None, wallet_id: int, action: str,
+                                   principal=None, reason: str = "") -> Wallet:
+    """Suspend, activate or close a wallet the caller owns (404 otherwise) through the ledger's
+    FSM services (INVALID_STATE, WALLET_NOT_EMPTY); an organization's wallet change is announced
+    by a `wallet.<suspended|activated|closed>` webhook in the same transaction."""
+    viewer = Viewer(organization=organization) if organization is not None else Viewer(user=user)
+    owned = wallets_owned(viewer=viewer)
+    if organization is None:
+        owned = owned.filter(kind=Wallet.Kind.CUSTOMER)
+    if not owned.filter(pk=wallet_id).exists():
+        raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
+    service = {"suspend": wallet_suspend, "activate": wallet_activate, "close": wallet_close}[action]
+    actor = user if user is not None else (principal if isinstance(principal, User) else None)
+    with db_transaction.atomic():
+        service(wallet=wallet_id, actor=actor, reason=reason)
+        wallet = Wallet.objects.select_related(*WALLET_RELATED).get(pk=wallet_id)
+        if organization is not None:
+            webhook_publish(organization=organization, event_type=WALLET_EVENTS[action], payload=_wallet_payload(wallet))
+    return wallet
+
+
+def org_wallets_for(organization: Organization):
+    return wallets_owned(viewer=Viewer(organization=organization)).select_related(*WALLET_RELATED).order_by("id")
+
+
+def org_wallet_get(organization: Organization, wallet_id: int) -> Wallet:
+    wallet = org_wallets_for(organization).filter(pk=wallet_id).first()
+    if wallet is None:
+        raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
+    return wallet
+
+
+def org_wallets_list(request, view) -> Response:
+    """GET /wallets for an organization: its system wallets and its customers' wallets;
+    `?customer_external_id=`, `?currency=`, `?status=` narrow it."""
+    wallets = org_wallets_for(request.organization)
+    params = request.query_params
+    if params.get("customer_external_id"):
+        wallets = wallets.filter(customer__external_id=params["customer_external_id"])
+    if params.get("currency"):
+        wallets = wallets.filter(asset__code=params["currency"].strip().upper())
+    if params.get("status"):
+        if params["status"] not in Wallet.Status.values:
+            raise ValidationFailed("status: not a wallet status.", details={"fields": {"status": [f"One of {', '.join(Wallet.Status.values)}."]}})
+        wallets = wallets.filter(status=params["status"])
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(wallets, request, view=view)
+    return paginator.get_paginated_response(OrgWalletOutput(page, many=True).data)
+
+
+def org_wallet_create(request) -> Response:
+    data = validated(OrgWalletCreateInput(data=request.data))
+    wallet = organization_wallet_open(organization=request.organization, principal=request.user, **data)
+    return Response(OrgWalletOutput(wallet).data, status=status.HTTP_201_CREATED)
+
+
+def org_wallet_retrieve(request, wallet_id: int) -> Response:
+    return Response(OrgWalletOutput(org_wallet_get(request.organization, wallet_id)).data)
+
+
+def org_wallet_entries(request, view, wallet_id: int) -> Response:
+    wallet = org_wallet_get(request.organization, wallet_id)
+    entries = wallet_entries(wallet=wallet).select_related("wallet__customer")
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(entries, request, view=view)
+    presenter = TransactionPresenter(viewer=Viewer(organization=request.organization))
+    return paginator.get_paginated_response(LedgerEntryOutput([presenter.entry(e) for e in page], many=True).data)
+
+
+def wallet_close_response(request, wallet_id: int) -> Response:
+    """POST /wallets/{id}/close and DELETE /wallets/{id}, for users and organizations alike."""
+    data = validated(WalletActionInput(data=request.data or {}))
+    organization = request_organization(request)
+    wallet = organization_wallet_transition(
+        organization=organization, user=None if organization is not None else request.user, principal=request.user,
+        wallet_id=wallet_id, action="close", reason=data["reason"],
+    )
+    return Response(OrgWalletOutput(wallet).data)
+
+
+ORG_WALLET_EXAMPLE = {
+    "id": 31, "currency": "POINTS", "label": "", "system": False, "customer_external_id": "user-8812", "balance": "120",
+    "available_balance": "120", "held_balance": "0", "status": "active", "owner_name": "Ada Lovelace",
+    "created_at": "2026-05-31T12:00:00Z", "updated_at": "2026-05-31T12:05:00Z",
+}
+WALLET_STATE_ERRORS = {
+    **AUTH_ERRORS, **NOT_FOUND,
+    409: OpenApiResponse(description="INVALID_STATE (e.g. activating an active wallet, anything on a closed one) or WALLET_NOT_EMPTY"),
+}
+
+
+class _WalletTransitionApi(generics.GenericAPIView):
+    serializer_class = OrgWalletOutput
+    queryset = Wallet.objects.none()
+    permission_classes = [IsOrganization]
+    filter_backends: list = []
+    action = ""
+
+    def post(self, request, wallet_id: int):
+        data = validated(WalletActionInput(data=request.data or {}))
+        wallet = organization_wallet_transition(
+            organization=request.organization, user=None, principal=request.user, wallet_id=wallet_id, action=self.action, reason=data["reason"],
+        )
+        return Response(OrgWalletOutput(wallet).data)
+
+
+class WalletSuspendApi(_WalletTransitionApi):
+    action = "suspend"
+
+    @extend_schema(
+        operation_id="wallets_suspend", tags=["wallets"], parameters=[ORG_HEADER], request=WalletActionInput,
+        summary="Suspend a wallet (organizations): it keeps its balance but takes part in no transaction (WALLET_INACTIVE)",
+        responses={200: OrgWalletOutput, **WALLET_STATE_ERRORS},
+        examples=[
+            OpenApiExample("Why", value={"reason": "chargeback investigation"}, request_only=True),
+            OpenApiExample("Suspended", value={**ORG_WALLET_EXAMPLE, "status": "suspended"}, response_only=True),
+            OpenApiExample("Not active", value=_error("INVALID_STATE", "A suspended wallet cannot be suspended.", {"wallet_id": 31, "status": "suspended"}),
+                           response_only=True, status_codes=["409"]),
+        ],
+    )
+    def post(self, request, wallet_id: int):
+        return super().post(request, wallet_id)
+
+
+class WalletActivateApi(_WalletTransitionApi):
+    action = "activate"
+
+    @extend_schema(
+        operation_id="wallets_activate", tags=["wallets"], parameters=[ORG_HEADER], request=WalletActionInput,
+        summary="Re-activate a suspended wallet (organizations)",
+        responses={200: OrgWalletOutput, **WALLET_STATE_ERRORS},
+        examples=[
+            OpenApiExample("Why", value={"reason": "investigation closed"}, request_only=True),
+            OpenApiExample("Active again", value=ORG_WALLET_EXAMPLE, response_only=True),
+        ],
+    )
+    def post(self, request, wallet_id: int):
+        return super().post(request, wallet_id)
+
+
+class WalletCloseApi(generics.GenericAPIView):
+    serializer_class = OrgWalletOutput
+    queryset = Wallet.objects.none()
+    permission_classes = [IsOrganizationOrUser]
+    filter_backends: list = []
+
+    @extend_schema(
+        operation_id="wallets_close", tags=["wallets"], parameters=[ORG_HEADER], request=WalletActionInput,
+        summary="Close a wallet (final; only at zero balance and no holds). DELETE /wallets/{id} does the same; rows are never deleted",
+        responses={200: OrgWalletOutput, **WALLET_STATE_ERRORS},
+        examples=[
+            OpenApiExample("Closed", value={**ORG_WALLET_EXAMPLE, "balance": "0", "available_balance": "0", "status": "closed"}, response_only=True),
+            OpenApiExample("Not empty", value=_error("WALLET_NOT_EMPTY", "Wallet 31 still holds 120 POINTS.", {"wallet_id": 31, "balance": "120", "held": "0"}),
+                           response_only=True, status_codes=["409"]),
+        ],
+    )
+    def post(self, request, wallet_id: int):
+        return wallet_close_response(request, wallet_id)

@@ -143,6 +143,58 @@ class AssetOutput(serializers.ModelSerializer):
         return asset.organization_id is not None
 
 
+class OrgWalletCreateInput(serializers.Serializer):
+    customer_external_id = serializers.CharField(max_length=200, required=False, help_text="Your customer's id (PUT /customers/{external_id} first).")
+    system = serializers.BooleanField(required=False, default=False, help_text="true: a system wallet of your organization (fees, treasury...).")
+    currency = serializers.CharField(max_length=16, help_text="A platform asset code or one of your custom assets.")
+    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",
+                                  help_text="Needed for a second open wallet of the same owner and currency.")
+
+    def validate(self, attrs):
+        if attrs.get("system") and attrs.get("customer_external_id"):
+            raise serializers.ValidationError({"system": ["Give either customer_external_id or system: true, not both."]})
+        if not attrs.get("system") and not attrs.get("customer_external_id"):
+            raise serializers.ValidationError({"customer_external_id": ["Required unless system is true."]})
+        return attrs
+
+
+class WalletActionInput(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="", help_text="Kept in the audit log.")
+
+
+class OrgWalletOutput(serializers.ModelSerializer):
+    currency = serializers.CharField(source="asset.code")
+    customer_external_id = serializers.SerializerMethodField()
+    system = serializers.SerializerMethodField()
+    balance = serializers.SerializerMethodField()
+    available_balance = serializers.SerializerMethodField()
+    held_balance = serializers.SerializerMethodField()
+    owner_name = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Wallet
+        fields = ["id", "currency", "label", "system", "customer_external_id", "balance", "available_balance", "held_balance",
+                  "status", "owner_name", "created_at", "updated_at"]
+
+    def get_customer_external_id(self, wallet: Wallet) -> str | None:
+        return wallet.customer.external_id if wallet.customer_id else None
+
+    def get_system(self, wallet: Wallet) -> bool:
+        return wallet.customer_id is None
+
+    def get_balance(self, wallet: Wallet) -> str:
+        return wallet.asset.format(wallet.balance)
+
+    def get_available_balance(self, wallet: Wallet) -> str:
+        return wallet.asset.format(wallet.available_balance)
+
+    def get_held_balance(self, wallet: Wallet) -> str:
+        return wallet.asset.format(wallet.held)
+
+    def get_owner_name(self, wallet: Wallet) -> str | None:
+        return wallet_display_name(wallet)
+
+
 class LedgerEntryOutput(serializers.Serializer):
     id = serializers.IntegerField()
     transaction_id = serializers.IntegerField()

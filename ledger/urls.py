@@ -8,3 +8,10 @@ urlpatterns = [
     path("transactions/<int:transaction_id>", apis.LedgerTransactionDetailApi.as_view(), name="transaction-detail"),
     path("transactions/<int:transaction_id>/entries", apis.LedgerTransactionEntriesApi.as_view(), name="transaction-entries"),
 ]
+
+# Lifecycle of wallets (the rest of /wallets is wallets.urls, shared by users and organizations).
+urlpatterns += [
+    path("wallets/<int:wallet_id>/suspend", apis.WalletSuspendApi.as_view(), name="wallet-suspend"),
+    path("wallets/<int:wallet_id>/activate", apis.WalletActivateApi.as_view(), name="wallet-activate"),
+    path("wallets/<int:wallet_id>/close", apis.WalletCloseApi.as_view(), name="wallet-close"),
+]

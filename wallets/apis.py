@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.tenancy import IsUser
+from ledger import apis as ledger_apis  # the organization side of /wallets (ledger.apis)
 from accounts.throttles import MoneyThrottle
 from core.idempotency import idempotent
 from core.pagination import LimitOffsetPagination
@@ -79,27 +80,37 @@ class _UserApi(APIView):
 
 
 class WalletListCreateApi(_UserApi):
+    permission_classes = [ledger_apis.IsOrganizationOrUser]  # organizations: ledger.apis.org_wallets_*
+
     @extend_schema(
         operation_id="wallets_list", tags=["wallets"], summary="Your wallets",
         responses={200: WalletOutput(many=True)},
-        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
-        examples=[OpenApiExample("Page", value={"results": [WALLET_EXAMPLE], "count": 1, "limit": 20, "offset": 0}, response_only=True)],
+        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int), ledger_apis.ORG_HEADER],
+        examples=[OpenApiExample("Page", value={"results": [WALLET_EXAMPLE], "count": 1, "limit": 20, "offset": 0}, response_only=True),
+                  OpenApiExample("An organization's wallets", value={"results": [ledger_apis.ORG_WALLET_EXAMPLE], "count": 1, "limit": 20, "offset": 0}, response_only=True)],
     )
     def get(self, request):
+        if request.organization is not None:
+            return ledger_apis.org_wallets_list(request, self)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(selectors.wallets_of_user(user=request.user), request, view=self)
         return paginator.get_paginated_response(WalletOutput(page, many=True).data)
 
     @extend_schema(
         operation_id="wallets_create", tags=["wallets"], summary="Open a wallet",
-        request=WalletCreateInput,
+        request=WalletCreateInput, parameters=[ledger_apis.ORG_HEADER],
+        description="Organizations send {customer_external_id, currency, label?} or {system: true, currency, label?} (ledger.apis.OrgWalletCreateInput).",
         responses={201: WalletOutput, 400: OpenApiResponse(description="VALIDATION_ERROR (unknown currency)"), 409: OpenApiResponse(description="WALLET_EXISTS: an open unlabelled wallet in this currency exists; give the new one a label")},
         examples=[
             OpenApiExample("Open a USD wallet", value={"currency": "USD", "label": ""}, request_only=True),
+            OpenApiExample("Organization: a customer's wallet", value={"customer_external_id": "user-8812", "currency": "POINTS"}, request_only=True),
+            OpenApiExample("Organization: a system wallet", value={"system": True, "currency": "POINTS", "label": "fees"}, request_only=True),
             OpenApiExample("Created", value={**WALLET_EXAMPLE, "balance": "0.00", "available_balance": "0.00", "held_balance": "0.00"}, response_only=True, status_codes=["201"]),
         ],
     )
     def post(self, request):
+        if request.organization is not None:
+            return ledger_apis.org_wallet_create(request)
         data = WalletCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         wallet = services.wallet_create(user=request.user, **data.validated_data)
@@ -107,16 +118,33 @@ class WalletListCreateApi(_UserApi):
 
 
 class WalletDetailApi(_UserApi):
+    permission_classes = [ledger_apis.IsOrganizationOrUser]
+
     @extend_schema(
         operation_id="wallets_retrieve", tags=["wallets"], summary="One of your wallets",
+        parameters=[ledger_apis.ORG_HEADER],
         responses={200: WalletOutput, 404: OpenApiResponse(description="NOT_FOUND")},
         examples=[OpenApiExample("Wallet", value=WALLET_EXAMPLE, response_only=True)],
     )
     def get(self, request, wallet_id: int):
+        if request.organization is not None:
+            return ledger_apis.org_wallet_retrieve(request, wallet_id)
         return Response(WalletOutput(selectors.wallet_get_for_user(user=request.user, wallet_id=wallet_id)).data)
+
+    @extend_schema(
+        operation_id="wallets_destroy", tags=["wallets"], parameters=[ledger_apis.ORG_HEADER], request=None,
+        summary="Close a wallet, as POST /wallets/{id}/close (the row is kept)",
+        responses={200: ledger_apis.OrgWalletOutput, 404: OpenApiResponse(description="NOT_FOUND"),
+                   409: OpenApiResponse(description="WALLET_NOT_EMPTY or INVALID_STATE")},
+        examples=[OpenApiExample("Closed", value={**WALLET_EXAMPLE, "balance": "0.00", "available_balance": "0.00", "held_balance": "0.00", "status": "closed"}, response_only=True)],
+    )
+    def delete(self, request, wallet_id: int):
+        return ledger_apis.wallet_close_response(request, wallet_id)
 
 
 class WalletEntriesApi(_UserApi):
+    permission_classes = [ledger_apis.IsOrganizationOrUser]
+
     @extend_schema(
         operation_id="wallets_entries", tags=["wallets"], summary="A wallet's statement, newest first",
         responses={200: EntryOutput(many=True), 404: OpenApiResponse(description="NOT_FOUND")},
@@ -127,6 +155,8 @@ class WalletEntriesApi(_UserApi):
             "count": 1, "limit": 20, "offset": 0})],
     )
     def get(self, request, wallet_id: int):
+        if request.organization is not None:
+            return ledger_apis.org_wallet_entries(request, self, wallet_id)
         entries = selectors.wallet_entries_for_user(user=request.user, wallet_id=wallet_id)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(entries, request, view=self)
