@@ -197,7 +197,7 @@ class LimitCheckApi(APIView):
         asset = _asset_for(request, values["currency"])
         customer = _customer_for(request, values["customer_external_id"])
         amount = parse_amount(values["amount"], exponent=asset.exponent, field="amount")
-        result = limits_status(customer=customer, asset=asset, movement_type=values["type"], direction=values["direction"] or None, amount=amount)
+        result = limits_status(customer=customer, asset=asset, movement_type=values["type"], direction=values["direction"] or None, amount=amount, always_usage=True)
         return Response(LimitStatusOutput(result.as_dict()).data)
 
 
@@ -223,5 +223,5 @@ class LimitListApi(APIView):
         values = data.validated_data
         asset = _asset_for(request, values["currency"])
         customer = _customer_for(request, values["customer_external_id"])
-        result = limits_status(customer=customer, asset=asset, movement_type=values["type"], direction=values["direction"] or None)
+        result = limits_status(customer=customer, asset=asset, movement_type=values["type"], direction=values["direction"] or None, always_usage=True)
         return Response(LimitStatusOutput(result.as_dict()).data)

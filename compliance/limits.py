@@ -294,8 +294,10 @@ def limits_status(
     direction: str | None = None,
     amount: Decimal | None = None,
     now: dt.datetime | None = None,
+    always_usage: bool = False,
 ) -> LimitStatus:
-    """Limits and usage for one scope. With `amount`, `failed_limit` names the first limit
+    """Limits and usage for one scope (usage is only worked out when a daily or monthly limit
+    needs it, or with `always_usage`, as the API shows it even when there is no limit). With `amount`, `failed_limit` names the first limit
     (single, then daily, then monthly) that moving it now would break; without, whether the
     daily or monthly allowance is already used up. Reads only: it locks nothing, so outside
     `customer_lock` its answer is advisory (the API's `/limits` endpoints)."""
@@ -308,7 +310,7 @@ def limits_status(
     monthly = rule.monthly_limit if rule else None
     movements: list[Movement] = []
     daily_used = monthly_used = ZERO
-    if daily is not None or monthly is not None:
+    if daily is not None or monthly is not None or always_usage:
         movements = customer_movements(
             customer=customer, asset=asset, movement_type=movement_type, direction=direction, since=month_start(now)
         )
