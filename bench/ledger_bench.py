@@ -1,0 +1,570 @@
+#!/usr/bin/env python
+"""Ledger throughput benchmark (issue 4). Run: `.venv/bin/python bench/ledger_bench.py` or `make bench`.
+
+PostgreSQL only. It uses a dedicated database on the server named by DATABASE_URL (default
+postgres://postgres@127.0.0.1:5432/coffer_bench): the database of that URL if its name contains
+"bench", else `<name>_bench` next to it, so it never touches application data. The bench
+database is dropped and re-created, migrated, and seeded on every run:
+
+1. 1,000 customer wallets in USD, each funded with 1,000,000,000.00 through `ledger_post` (Issue).
+2. History: past transfers between random pairs of those wallets, generated in SQL in chunks
+   (`generate_series`), with each entry's `balance_after` computed by a window sum over the
+   wallet's running balance, so the rows form a correct ledger; then VACUUM ANALYZE. The last
+   step of the run checks them with the invariant checker (`ledger.checks.ledger_check`).
+3. Rows, each for `--seconds`: the ceiling (pgbench, bench/pgbench_transfer.sql, 8 clients,
+   1,000 wallets), then `ledger_post` transfers with 8 workers over 1,000 wallets, 8-worker
+   deposits (Issue: every one hits the USD issuance account), 8 workers over 10 wallets, and 1
+   worker over 1,000 and over 10 wallets. A worker is an OS process (fork) with its own
+   connection; every posting is its own `transaction.atomic()`. Only postings that finish
+   inside the window count; refused ones (INSUFFICIENT_FUNDS...) and errors are counted apart.
+4. The history grows to `--history-large` entries; VACUUM ANALYZE; the ceiling and the 8-worker
+   1,000-wallet transfer row again: the cost of a transfer must stay flat as the ledger grows.
+5. The verdicts against the issue's targets, round trips per posting, and `ledger_check`.
+
+`--profile` adds a cProfile of one worker's hot loop (in-process, no contention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import multiprocessing as mp
+import os
+import pstats
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/coffer_bench"
+FUNDING = Decimal("1000000000.00")
+AMOUNT = Decimal("0.01")
+HISTORY_MAX_AMOUNT_CENTS = 100  # history transfers move 0.01 .. 1.00
+HISTORY_CHUNK = 100_000  # transfers per generated chunk (200k entries)
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("postgres", "postgresql", "pgsql"):
+        sys.exit(
+            f"ledger_bench: PostgreSQL only, and DATABASE_URL is {parts.scheme or raw!r}. The benchmark measures "
+            "row locks, concurrent writers and pgbench on a PostgreSQL server; SQLite serialises every write. "
+            "Set DATABASE_URL=postgres://user@host:port/db (default " + DEFAULT_URL + ")."
+        )
+    name = parts.path.lstrip("/") or "coffer"
+    if "bench" not in name:
+        name = f"{name}_bench"
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+
+
+def recreate_database(url: str) -> None:
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit((parts.scheme if parts.scheme != "pgsql" else "postgres", parts.netloc, "/postgres", parts.query, ""))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def django_setup(url: str) -> None:
+    sys.path.insert(0, str(ROOT))
+    os.environ["DATABASE_URL"] = url
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.base"
+    os.environ["DEBUG"] = "0"  # DEBUG would keep every query in memory
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        sys.exit(f"ledger_bench: PostgreSQL only (the configured database is {connection.vendor}).")
+
+
+def seed_wallets(n: int) -> list[int]:
+    from accounts.models import Customer, Organization
+    from ledger.models import Asset
+    from ledger.services import Issue, ledger_post, wallet_open
+
+    usd = Asset.objects.get(code="USD", organization__isnull=True)
+    org = Organization.objects.create(name="Ledger bench", slug="ledger-bench")
+    customers = Customer.objects.bulk_create(
+        [Customer(organization=org, external_id=f"bench-{i}", name=f"Bench {i}") for i in range(n)]
+    )
+    ids = [wallet_open(asset=usd, customer=c).pk for c in customers]
+    for start in range(0, n, 100):
+        ledger_post(
+            type="deposit", organization=org, description="bench funding",
+            operations=[Issue(wallet=wid, amount=FUNDING) for wid in ids[start : start + 100]],
+        ).raise_for_error()
+    if ids != list(range(ids[0], ids[0] + n)):
+        sys.exit("ledger_bench: the bench wallets' ids are not contiguous (pgbench addresses them as first + i).")
+    return ids
+
+
+def entry_count() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM ledger_entry")
+        return cursor.fetchone()[0]
+
+
+HISTORY_SQL = """
+CREATE TEMP TABLE bench_history ON COMMIT DROP AS
+SELECT g AS k,
+       p.ids[1 + s.a] AS src,
+       p.ids[1 + (s.a + 1 + floor(random() * (p.n - 1))::int) %% p.n] AS dst,
+       ((1 + floor(random() * %(max_cents)s)) / 100)::numeric(38, 18) AS amount
+  FROM (SELECT g, floor(random() * %(n)s)::int AS a FROM generate_series(1, %(count)s) g) s,
+       (SELECT %(ids)s::bigint[] AS ids, %(n)s::int AS n) p;
+
+INSERT INTO ledger_transaction (id, type, status, organization_id, customer_id, reference, description,
+    metadata, operations, failure_code, failure_message, failure_operation_index, created_at, completed_at)
+SELECT %(tbase)s + k, 'transfer', 'completed', %(org)s, NULL, '', 'bench history', '{}'::jsonb,
+       jsonb_build_array(jsonb_build_object('type', 'transfer', 'amount', amount::numeric(20, 2)::text,
+                                            'source_wallet_id', src, 'destination_wallet_id', dst)),
+       '', '', NULL, now() - interval '1 day', now() - interval '1 day'
+  FROM bench_history ORDER BY k;
+
+INSERT INTO ledger_entry (id, transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at)
+SELECT e.id, e.tx, e.wallet_id, e.direction, e.amount,
+       w.balance + sum(e.signed) OVER (PARTITION BY e.wallet_id ORDER BY e.id), 0, now() - interval '1 day'
+  FROM (SELECT %(ebase)s + 2 * k - 1 AS id, %(tbase)s + k AS tx, src AS wallet_id, 'debit' AS direction, amount, -amount AS signed
+          FROM bench_history
+        UNION ALL
+        SELECT %(ebase)s + 2 * k, %(tbase)s + k, dst, 'credit', amount, amount FROM bench_history) e
+  JOIN ledger_wallet w ON w.id = e.wallet_id
+ ORDER BY e.id;
+
+UPDATE ledger_wallet w SET balance = w.balance + d.delta, updated_at = now()
+  FROM (SELECT wallet_id, sum(delta) AS delta FROM (
+          SELECT src AS wallet_id, -amount AS delta FROM bench_history
+          UNION ALL SELECT dst, amount FROM bench_history) x GROUP BY wallet_id) d
+ WHERE w.id = d.wallet_id;
+"""
+
+
+def grow_history(ids: list[int], target_entries: int, org_id: int) -> float:
+    """Generate past transfers until the ledger holds ~target_entries entries. Rows are a correct
+    ledger (balance_after chains continue each wallet's balance); triggers (FK checks and the
+    per-row deferred balance trigger) are off for the bulk insert only (session_replication_role),
+    which is why the run ends with the invariant checker. Returns seconds taken."""
+    from django.db import connection, transaction
+
+    started = time.monotonic()
+    # Non-negativity by construction: even if every history transfer (at most 1.00 each) left
+    # the same wallet, it would stay above zero.
+    if Decimal(target_entries // 2 * HISTORY_MAX_AMOUNT_CENTS) / 100 >= FUNDING / 2:
+        sys.exit(f"ledger_bench: {target_entries:,} history entries could overdraw a wallet funded with {FUNDING}.")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setseed(0.4242)")
+    while True:
+        missing = target_entries - entry_count()
+        if missing < 2:
+            break
+        count = min(HISTORY_CHUNK, missing // 2)
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence('ledger_transaction', 'id')),"
+                " nextval(pg_get_serial_sequence('ledger_entry', 'id'))"
+            )
+            tbase, ebase = cursor.fetchone()
+            cursor.execute(
+                "SELECT setval(pg_get_serial_sequence('ledger_transaction', 'id'), %s),"
+                " setval(pg_get_serial_sequence('ledger_entry', 'id'), %s)",
+                [tbase + count, ebase + 2 * count],
+            )
+            params = {
+                "ids": ids, "n": len(ids), "count": count, "tbase": tbase, "ebase": ebase - 1,
+                "org": org_id, "max_cents": HISTORY_MAX_AMOUNT_CENTS,
+            }
+            for statement in [s for s in HISTORY_SQL.split(";\n") if s.strip()]:
+                cursor.execute(statement, params)
+    vacuum_analyze()
+    return time.monotonic() - started
+
+
+def vacuum_analyze() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:  # autocommit: outside any atomic block
+        cursor.execute("VACUUM ANALYZE")
+
+
+# ---------------------------------------------------------------------------------------------
+# Workers
+# ---------------------------------------------------------------------------------------------
+
+
+def _pick_pair(rng: random.Random, ids: list[int]) -> tuple[int, int]:
+    i = rng.randrange(len(ids))
+    j = rng.randrange(len(ids) - 1)
+    if j >= i:
+        j += 1
+    return ids[i], ids[j]
+
+
+def _posting(kind: str, rng: random.Random, ids: list[int]):
+    from ledger.services import Issue, Transfer, ledger_post
+
+    if kind == "deposit":
+        return ledger_post(type="deposit", operations=[Issue(wallet=ids[rng.randrange(len(ids))], amount=AMOUNT)])
+    src, dst = _pick_pair(rng, ids)
+    return ledger_post(type="transfer", operations=[Transfer(source=src, destination=dst, amount=AMOUNT)])
+
+
+def _worker(kind: str, ids: list[int], seconds: float, seed: int, ready, go, start_at, out) -> None:
+    from django.db import close_old_connections, connection, transaction
+
+    rng = random.Random(seed)
+    connection.close()  # never share the parent's socket
+    try:
+        for _ in range(5):  # warm-up: connection, imports, plan caches (not counted)
+            with transaction.atomic():
+                _posting(kind, rng, ids)
+    except Exception as exc:  # noqa: BLE001 - reported by the parent
+        out.put({"fatal": f"{type(exc).__name__}: {exc}"})
+        ready.put(1)
+        return
+    ready.put(1)
+    go.wait()
+    deadline = start_at.value + seconds
+    while time.monotonic() < start_at.value:
+        pass
+    ok = 0
+    failed: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    latencies: list[float] = []
+    while True:
+        t0 = time.perf_counter()
+        try:
+            with transaction.atomic():
+                result = _posting(kind, rng, ids)
+        except Exception as exc:  # noqa: BLE001 - counted, never hidden
+            t1 = time.perf_counter()
+            if t1 > deadline:
+                break
+            errors[type(exc).__name__] += 1
+            latencies.append(t1 - t0)
+            close_old_connections()
+            continue
+        t1 = time.perf_counter()
+        if t1 > deadline:
+            break
+        latencies.append(t1 - t0)
+        if result.ok:
+            ok += 1
+        else:
+            failed[result.error.code] += 1
+    out.put({"ok": ok, "failed": dict(failed), "errors": dict(errors), "latencies": latencies})
+    connection.close()
+
+
+def run_service(kind: str, workers: int, ids: list[int], seconds: float) -> dict:
+    from django.db import connections
+
+    connections.close_all()
+    ctx = mp.get_context("fork")
+    ready, out = ctx.Queue(), ctx.Queue()
+    go = ctx.Event()
+    start_at = ctx.Value("d", 0.0)
+    procs = [
+        ctx.Process(target=_worker, args=(kind, ids, seconds, 1000 * workers + i + len(ids), ready, go, start_at, out))
+        for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    start_at.value = time.monotonic() + 0.05
+    go.set()
+    results = [out.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join()
+    fatal = [r["fatal"] for r in results if "fatal" in r]
+    if fatal:
+        sys.exit(f"ledger_bench: a worker could not post: {fatal[0]}")
+    lat = sorted(x for r in results for x in r["latencies"])
+    ok = sum(r["ok"] for r in results)
+    failed: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for r in results:
+        failed.update(r["failed"])
+        errors.update(r["errors"])
+    return {
+        "rate": ok / seconds, "ok": ok, "failed": sum(failed.values()), "failed_codes": dict(failed),
+        "errors": sum(errors.values()), "error_types": dict(errors),
+        "p50": _pct(lat, 50), "p99": _pct(lat, 99),
+    }
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    k = min(len(values) - 1, max(0, round(p / 100 * len(values)) - 1))
+    return values[k]
+
+
+# ---------------------------------------------------------------------------------------------
+# pgbench
+# ---------------------------------------------------------------------------------------------
+
+
+def find_pgbench() -> str | None:
+    found = shutil.which("pgbench")
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin/pgbench"), reverse=True):
+        return str(candidate)
+    return None
+
+
+def run_pgbench(pgbench: str, url: str, first_id: int, n: int, clients: int, seconds: float) -> dict:
+    parts = urlsplit(url)
+    env = dict(os.environ)
+    if parts.password:
+        env["PGPASSWORD"] = parts.password
+    with tempfile.TemporaryDirectory(prefix="ledger-bench-") as tmp:
+        cmd = [
+            pgbench, "-n", "-M", "prepared", "-c", str(clients), "-j", str(min(clients, os.cpu_count() or 2)),
+            "-T", str(max(1, round(seconds))), "-f", str(ROOT / "bench" / "pgbench_transfer.sql"),
+            "-D", f"first={first_id}", "-D", f"n={n}", "-l", "--log-prefix", f"{tmp}/tx",
+            "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres",
+            parts.path.lstrip("/"),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            sys.exit(f"ledger_bench: pgbench failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        match = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", proc.stdout)
+        processed = re.search(r"number of transactions actually processed: (\d+)", proc.stdout)
+        failed = re.search(r"number of failed transactions: (\d+)", proc.stdout)
+        lat = []
+        for log in Path(tmp).glob("tx*"):
+            for line in log.read_text().splitlines():
+                fields = line.split()
+                if len(fields) >= 3 and fields[2].isdigit():
+                    lat.append(int(fields[2]) / 1e6)
+        lat.sort()
+    return {
+        "rate": float(match.group(1)), "ok": int(processed.group(1)) if processed else len(lat),
+        "failed": int(failed.group(1)) if failed else 0, "errors": 0, "p50": _pct(lat, 50), "p99": _pct(lat, 99),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Round trips and profile
+# ---------------------------------------------------------------------------------------------
+
+
+def round_trips(kind: str, ids: list[int]) -> tuple[int, int, list[str]]:
+    """Statements (Django execute calls) and client->server round trips (libpq protocol trace:
+    every simple Query and every extended-protocol Sync waits for the server) of one posting,
+    BEGIN and COMMIT included."""
+    from django.db import connection, transaction
+    from psycopg.pq import Trace
+
+    rng = random.Random(7)
+    with transaction.atomic():
+        _posting(kind, rng, ids)  # warm (connection open, caches filled)
+    statements: list[str] = []
+
+    def count(execute, sql, params, many, context):
+        statements.append(" ".join(sql.split())[:70])
+        return execute(sql, params, many, context)
+
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn = connection.connection.pgconn
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
+        with connection.execute_wrapper(count):
+            with transaction.atomic():
+                _posting(kind, rng, ids)
+        pgconn.untrace()
+        trace.seek(0)
+        lines = [line for line in trace.read().splitlines() if line.startswith("F")]
+    trips = sum(1 for line in lines if "\tQuery\t" in line or "\tSync" in line or " Query " in line or line.rstrip().endswith("Sync"))
+    return len(statements), trips, statements
+
+
+def profile(ids: list[int], kind: str, postings: int) -> str:
+    from django.db import connection, transaction
+
+    rng = random.Random(11)
+    for _ in range(20):
+        with transaction.atomic():
+            _posting(kind, rng, ids)
+    db_time = [0.0]
+
+    def timed(execute, sql, params, many, context):
+        t0 = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            db_time[0] += time.perf_counter() - t0
+
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    with connection.execute_wrapper(timed):
+        prof.enable()
+        for _ in range(postings):
+            with transaction.atomic():
+                _posting(kind, rng, ids)
+        prof.disable()
+    wall = time.perf_counter() - t0
+    # CPU time of the Python side alone: the same loop, timed with process CPU time.
+    c0 = time.process_time()
+    for _ in range(postings):
+        with transaction.atomic():
+            _posting(kind, rng, ids)
+    cpu = time.process_time() - c0
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    stats.sort_stats("tottime").print_stats(18)
+    head = (
+        f"{kind}: {postings} postings, one worker, no contention\n"
+        f"  wall per posting        {wall / postings * 1e6:8.0f} us (under cProfile)\n"
+        f"  in execute() (DB+wire)  {db_time[0] / postings * 1e6:8.0f} us (statements; BEGIN/COMMIT not included)\n"
+        f"  Python CPU per posting  {cpu / postings * 1e6:8.0f} us (without cProfile, process_time)\n"
+    )
+    return head + "\n" + buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+
+def fmt_row(label: str, workers, wallets, entries, r: dict) -> str:
+    failed = f"{r['failed']}" + (f" ({', '.join(f'{k} {v}' for k, v in r.get('failed_codes', {}).items())})" if r.get("failed_codes") else "")
+    errors = f"{r['errors']}" + (f" ({', '.join(f'{k} {v}' for k, v in r.get('error_types', {}).items())})" if r.get("error_types") else "")
+    return (
+        f"| {label:<30} | {workers:>7} | {wallets:>7} | {entries:>9,} | {r['rate']:>9.0f} | {r['ok']:>7} | {failed:>6} | {errors:>6} "
+        f"| {r['p50'] * 1000:>7.2f} | {r['p99'] * 1000:>7.2f} |"
+    )
+
+
+HEADER = (
+    f"| {'row':<30} | {'workers':>7} | {'wallets':>7} | {'entries':>9} | {'per sec':>9} | {'ok':>7} | {'failed':>6} | {'errors':>6} "
+    f"| {'p50 ms':>7} | {'p99 ms':>7} |\n|{'-' * 32}|{'-' * 9}|{'-' * 9}|{'-' * 11}|{'-' * 11}|{'-' * 9}|{'-' * 8}|{'-' * 8}|{'-' * 9}|{'-' * 9}|"
+)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL") or DEFAULT_URL,
+                        help="PostgreSQL server (default: DATABASE_URL, else %(default)s); the bench uses its own database there")
+    parser.add_argument("--seconds", type=float, default=20, help="duration of every row (default 20)")
+    parser.add_argument("--history", type=int, default=100_000, help="entries in the ledger before the main rows (default 100k)")
+    parser.add_argument("--history-large", type=int, default=1_000_000, help="entries for the growth row (default 1M)")
+    parser.add_argument("--wallets", type=int, default=1000, help="wallets of the large rows (default 1000)")
+    parser.add_argument("--workers", type=int, default=8, help="concurrent workers / pgbench clients (default 8)")
+    parser.add_argument("--quick", action="store_true", help="smoke run (~1 minute): 4 s rows, 20k -> 200k entries")
+    parser.add_argument("--profile", action="store_true", help="also profile one worker (cProfile) and print the top functions")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.history, args.history_large = 4, 20_000, 200_000
+
+    url = bench_url(args.database_url)
+    pgbench = find_pgbench()
+    if pgbench is None:
+        sys.exit("ledger_bench: pgbench not found (Debian: apt-get install postgresql-client).")
+    t_start = time.monotonic()
+    print(f"ledger_bench: database {urlsplit(url)._replace(netloc=urlsplit(url).hostname or '').geturl()}, "
+          f"{os.cpu_count()} CPUs, {args.seconds:g} s per row, pgbench {pgbench}", flush=True)
+    recreate_database(url)
+    django_setup(url)
+    from django.core.management import call_command
+    from django.db import connection
+
+    from accounts.models import Organization
+    from ledger.checks import ledger_check
+
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        server = cursor.fetchone()[0]
+        cursor.execute("SHOW synchronous_commit")
+        sync = cursor.fetchone()[0]
+    ids = seed_wallets(args.wallets)
+    small = ids[:10]
+    org_id = Organization.objects.get(slug="ledger-bench").pk
+    took = grow_history(ids, args.history, org_id)
+    print(f"seeded {len(ids)} wallets and {entry_count():,} entries in {took:.1f} s (PostgreSQL {server}, "
+          f"synchronous_commit={sync}); running rows...", flush=True)
+
+    w, s = args.workers, args.seconds
+    rows: list[str] = []
+
+    def row(label: str, workers: int, wallets: int, result: dict) -> dict:
+        line = fmt_row(label, workers, wallets, entry_count(), result)
+        rows.append(line)
+        print(line, flush=True)
+        return result
+
+    print(HEADER, flush=True)
+    ceiling = row("pgbench transfer (ceiling)", w, len(ids), run_pgbench(pgbench, url, ids[0], len(ids), w, s))
+    transfers = row("ledger_post transfer", w, len(ids), run_service("transfer", w, ids, s))
+    deposits = row("ledger_post deposit (issuance)", w, len(ids), run_service("deposit", w, ids, s))
+    row("ledger_post transfer", w, len(small), run_service("transfer", w, small, s))
+    row("ledger_post transfer", 1, len(ids), run_service("transfer", 1, ids, s))
+    row("ledger_post transfer", 1, len(small), run_service("transfer", 1, small, s))
+    before = entry_count()
+    took = grow_history(ids, args.history_large, org_id)
+    print(f"(grew the ledger from {before:,} to {entry_count():,} entries in {took:.1f} s, VACUUM ANALYZE)", flush=True)
+    ceiling_large = row("pgbench transfer (ceiling)", w, len(ids), run_pgbench(pgbench, url, ids[0], len(ids), w, s))
+    transfers_large = row("ledger_post transfer", w, len(ids), run_service("transfer", w, ids, s))
+
+    stmts, trips, statements = round_trips("transfer", ids)
+    d_stmts, d_trips, _ = round_trips("deposit", ids)
+    r1 = transfers["rate"] / ceiling["rate"]
+    r2 = deposits["rate"] / transfers["rate"]
+    r3 = transfers_large["rate"] / transfers["rate"]
+    r4 = transfers_large["rate"] / ceiling_large["rate"]
+    print()
+    print(f"{w}-worker transfers / pgbench ceiling (1,000 wallets)  {r1:6.1%}   target >= 60%   {verdict(r1 >= 0.60)}")
+    print(f"{w}-worker deposits / {w}-worker transfers (hot account) {r2:6.1%}   target >= 80%   {verdict(r2 >= 0.80)}")
+    print(f"{w}-worker transfers at {entry_count():,} vs ~{args.history:,} entries  {r3:6.1%}   "
+          f"(ceiling ratio there {r4:.1%})   flat if ~100%: {verdict(r3 >= 0.85)}")
+    print(f"round trips per posting: transfer {trips} ({stmts} statements + BEGIN/COMMIT), deposit {d_trips} ({d_stmts} statements); "
+          f"pgbench script: 8")
+    for sql in statements:
+        print(f"    {sql}...")
+
+    if args.profile:
+        print("\nprofile (cProfile, top functions by own time):")
+        print(profile(ids, "transfer", 2000))
+
+    t0 = time.monotonic()
+    breaches = ledger_check()
+    print(f"\nledger_check over {entry_count():,} entries ({time.monotonic() - t0:.1f} s): "
+          + ("CLEAN - every invariant holds" if not breaches else f"{len(breaches)} BREACH(ES)"))
+    for breach in breaches[:20]:
+        print(f"    BREACH: {breach}")
+    print(f"total {time.monotonic() - t_start:.0f} s")
+    return 1 if breaches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
