@@ -61,6 +61,8 @@ Holds and review. `hold_place` reserves funds (held += amount) so the available 
 `ledger_post(..., hold_for_review=True)` validates like a posting, then leaves the transaction
 `in_review` with its operations stored and holds for each wallet's largest running outflow;
 `ledger_complete_reviewed` captures them and posts, `ledger_reject_reviewed` releases them.
+`ledger_hold_pending` does the same but leaves the transaction `pending` (a payout in flight);
+`ledger_complete_pending` posts it, `ledger_fail_pending` releases its holds and fails it.
 """
 
 from __future__ import annotations
@@ -285,6 +287,19 @@ def platform_wallet_covering(asset: Asset | int, purpose: str, amount: Decimal) 
 # --------------------------------------------------------------------------------------------
 
 
+def _pg_cursor():
+    """A Django cursor (execute wrappers, query capture, error translation all apply) over a
+    psycopg cursor with server-side binding that prepares its statements: the two statements
+    of a posting are parsed and planned once per connection instead of on every posting
+    (planning was about half of their server time). Set LEDGER_PREPARED_STATEMENTS = False
+    behind a transaction-mode pooler that cannot carry prepared statements (pgbouncer < 1.21)."""
+    if not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
+        return connection.cursor()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_PreparedCursor(connection.connection))
+
+
 @functools.cache
 def _lock_sql_pg(platform_conditions: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """The lock statement of `_lock` on PostgreSQL, written out once per shape (the number of
@@ -314,7 +329,7 @@ def _lock_rows_pg(ids: set[int], platform_sides: list[_Side], n: int) -> dict[in
     params: list[Any] = [sorted(ids)]
     for _, purpose, cid in platform_sides:
         params += [purpose, cid % n, cid]
-    with connection.cursor() as cursor:
+    with _pg_cursor() as cursor:
         cursor.execute(sql, params)
         fetched = cursor.fetchall()
     rows: dict[int, Wallet] = {}
@@ -583,7 +598,7 @@ def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int]) -
         " WHERE w.id = v.id"
         f"){holds_sql} SELECT id FROM t"
     )
-    with connection.cursor() as cursor:
+    with _pg_cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return row[0] if row else None
@@ -680,6 +695,7 @@ def _post(
     tx: Transaction,
     complete: bool = True,
     hold_for_review: bool = False,
+    hold_pending: bool = False,
     captured: Sequence[Hold] = (),
     existing: bool = False,
 ) -> PostingResult:
@@ -714,6 +730,8 @@ def _post(
     if hold_for_review:
         tx.hold_for_review()
         return _place_review_holds(tx, plan, rows, now)
+    if hold_pending:  # a payout in flight: stays pending, funds held (ledger_hold_pending)
+        return _place_review_holds(tx, plan, rows, now, why="payout in flight")
 
     if complete:
         tx.complete()
@@ -733,7 +751,7 @@ def _post(
     return PostingResult(transaction=tx, ok=True)
 
 
-def _place_review_holds(tx: Transaction, plan: _Plan, rows: dict[int, Wallet], now) -> PostingResult:
+def _place_review_holds(tx: Transaction, plan: _Plan, rows: dict[int, Wallet], now, why: str = "in review") -> PostingResult:
     if not _insert_transaction(tx):
         return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
     holds = []
@@ -741,7 +759,7 @@ def _place_review_holds(tx: Transaction, plan: _Plan, rows: dict[int, Wallet], n
         amount = plan.drawdown[wid]
         if amount <= 0 or rows[wid].kind == Wallet.Kind.ISSUANCE:
             continue
-        holds.append(Hold(wallet_id=wid, transaction=tx, amount=amount, reason=f"transaction {tx.pk} in review"))
+        holds.append(Hold(wallet_id=wid, transaction=tx, amount=amount, reason=f"transaction {tx.pk} {why}"))
         Wallet.objects.filter(pk=wid).update(held=rows[wid].held + amount, updated_at=now)
     Hold.objects.bulk_create(holds)
     return PostingResult(transaction=tx, ok=True)
@@ -772,6 +790,73 @@ def ledger_complete_reviewed(transaction: Transaction | int) -> PostingResult:
             for hold in holds:
                 _release(hold)
         return result
+
+
+def ledger_hold_pending(
+    *,
+    type: str,  # noqa: A002
+    operations: Sequence[Operation],
+    organization=None,
+    customer=None,
+    reference: str = "",
+    description: str = "",
+    metadata: dict | None = None,
+) -> PostingResult:
+    """Validate `operations` like a posting, then leave the transaction `pending` with its
+    operations stored and holds for each wallet's largest running outflow (a payout in flight:
+    wallets.services withdrawals). `ledger_complete_pending` posts it (holds captured),
+    `ledger_fail_pending` releases the holds and marks it failed. Refusals are recorded and
+    returned as by `ledger_post`."""
+    if type not in Transaction.Type.values:
+        raise ValueError(f"unknown transaction type {type!r}")
+    legs = _legs(operations)
+    with _in_transaction():
+        return _post(
+            legs,
+            tx=Transaction(
+                type=type, organization=organization, customer=customer, reference=reference or "",
+                description=description or "", metadata=json.loads(_dumps(metadata or {})),
+            ),
+            hold_pending=True,
+        )
+
+
+def ledger_complete_pending(transaction: Transaction | int) -> PostingResult:
+    """Post a transaction left pending by `ledger_hold_pending`, capturing its holds. If the
+    posting is refused now, the transaction becomes `failed` and its holds are released (as
+    `ledger_complete_reviewed`); a caller that wants to keep it pending runs this in a savepoint
+    and rolls that back on `not result.ok`."""
+    with _in_transaction():
+        tx = _lock_transaction(transaction)
+        if tx.status != Transaction.Status.PENDING or tx.entries.exists():
+            raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not pending.", details={"status": tx.status})
+        holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD))
+        legs = _legs(operations_from_json(tx.operations))
+        result = _post(legs, tx=tx, captured=holds, existing=True)
+        if not result.ok:
+            for hold in holds:
+                _release(hold)
+        return result
+
+
+def ledger_fail_pending(transaction: Transaction | int, *, code: str, reason: str = "") -> Transaction:
+    """A pending transaction that will not post (its payout failed): release its holds and mark
+    it `failed` with `code` and `reason`; no entries are written."""
+    with _in_transaction():
+        tx = _lock_transaction(transaction)
+        if tx.status != Transaction.Status.PENDING or tx.entries.exists():
+            raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not pending.", details={"status": tx.status})
+        holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD).order_by("wallet_id"))
+        if holds:  # lock order: wallets, then holds
+            list(wallets_for_update().filter(pk__in=[h.wallet_id for h in holds]))
+        for hold in holds:
+            _release(hold)
+        tx.fail()
+        tx.failure_code = code[:64]
+        tx.failure_message = (reason or "Failed.")[:500]
+        tx.completed_at = timezone.now()
+        tx.save(update_fields=["status", "failure_code", "failure_message", "completed_at"])
+        return tx
 
 
 def ledger_reject_reviewed(transaction: Transaction | int, *, reason: str = "") -> Transaction:
