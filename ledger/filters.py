@@ -23,6 +23,7 @@ description, case-insensitive). A malformed value is a 400 VALIDATION_ERROR nami
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 
 import django_filters
@@ -97,6 +98,9 @@ def transaction_entries_visible(*, viewer: Viewer, transaction_id: int) -> Query
 # --- Filters ---------------------------------------------------------------------------------------
 
 
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
 class InstantField(forms.Field):
     """An ISO 8601 date-time (offset optional: naive means UTC) or a bare date."""
 
@@ -107,6 +111,11 @@ class InstantField(forms.Field):
             return None
         text = str(value).strip()
         try:
+            if _DATE_ONLY.fullmatch(text):  # parse_datetime would read it as midnight
+                day = parse_date(text)
+                if day is None:
+                    raise ValueError(text)
+                return day
             moment = parse_datetime(text)
             if moment is not None:
                 return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt.timezone.utc)
