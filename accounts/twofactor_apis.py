@@ -60,21 +60,21 @@ class CodeVerifiedOutput(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True, help_text="E-mail codes: until when the code can be spent.")
 
 
-class _TotpStatus(serializers.Serializer):
+class TwoFactorTotpStatus(serializers.Serializer):
     confirmed = serializers.BooleanField()
     confirmed_at = serializers.DateTimeField(allow_null=True)
     pending_confirmation = serializers.BooleanField()
 
 
-class _EmailStatus(serializers.Serializer):
+class TwoFactorEmailStatus(serializers.Serializer):
     code_active = serializers.BooleanField()
     code_expires_at = serializers.DateTimeField(allow_null=True)
     resend_available_at = serializers.DateTimeField(allow_null=True)
 
 
 class TwoFactorStatusOutput(serializers.Serializer):
-    totp = _TotpStatus()
-    email = _EmailStatus()
+    totp = TwoFactorTotpStatus()
+    email = TwoFactorEmailStatus()
     locked_for_seconds = serializers.IntegerField()
     header = serializers.CharField()
 
