@@ -178,13 +178,12 @@ class ReviewCaseAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in ReviewCase._meta.fields]
     actions = ["approve_cases", "reject_cases"]
 
-    def get_queryset(self, request):
-        qs = super().get_queryset(request)
+    def get_ordering(self, request):
         is_open = Q(status=ReviewCase.Status.OPEN)
-        return qs.annotate(
-            open_first=Case(When(is_open, then=Value(0)), default=Value(1), output_field=IntegerField()),
-            queue_position=Case(When(is_open, then=F("id")), default=F("id") * -1, output_field=BigIntegerField()),
-        ).order_by("open_first", "queue_position")
+        return [
+            Case(When(is_open, then=Value(0)), default=Value(1), output_field=IntegerField()).asc(),
+            Case(When(is_open, then=F("id")), default=F("id") * -1, output_field=BigIntegerField()).asc(),
+        ]
 
     @admin.display(description="transaction", ordering="transaction_id")
     def transaction_link(self, obj: ReviewCase) -> str:
