@@ -74,6 +74,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
 from typing import Any, Union
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction as db_transaction
 from django.db.models import Q, Subquery
@@ -287,6 +288,17 @@ def platform_wallet_covering(asset: Asset | int, purpose: str, amount: Decimal) 
 # --------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _prepared_cursor_class() -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparedCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+
+    return PreparedCursor
+
+
 def _pg_cursor():
     """A Django cursor (execute wrappers, query capture, error translation all apply) over a
     psycopg cursor with server-side binding that prepares its statements: the two statements
@@ -297,7 +309,7 @@ def _pg_cursor():
         return connection.cursor()
     connection.ensure_connection()
     with connection.wrap_database_errors:
-        return connection._prepare_cursor(_PreparedCursor(connection.connection))
+        return connection._prepare_cursor(_prepared_cursor_class()(connection.connection))
 
 
 @functools.cache
