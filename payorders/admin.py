@@ -1,0 +1,114 @@
+"""Pay orders in the back office: read-only (services are the only writers); actions call services."""
+
+from django.contrib import admin, messages
+
+from payorders import services
+from payorders.models import DepositAddress, PayOrder, PayOrderPayment, PayOrderQuote, PayOrderStatusChange, Refund, XpubKey
+
+
+class _ReadOnly(admin.ModelAdmin):
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class StatusChangeInline(admin.TabularInline):
+    model = PayOrderStatusChange
+    fields = ["at", "from_status", "to_status", "cause", "actor_label"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class PaymentInline(admin.TabularInline):
+    model = PayOrderPayment
+    fields = ["tx_hash", "log_index", "asset", "amount", "confirmations", "status", "source", "late", "detected_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RefundInline(admin.TabularInline):
+    model = Refund
+    fields = ["public_id", "kind", "status", "amount", "currency", "destination_address", "tx_hash", "ledger_transaction"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PayOrder)
+class PayOrderAdmin(_ReadOnly):
+    list_display = ["public_id", "organization", "type", "status", "amount", "currency", "source_currency", "underpaid", "overpaid", "late_payment", "created_at"]
+    list_filter = ["status", "type", "underpaid", "overpaid", "late_payment", "chain"]
+    search_fields = ["public_id", "description", "deposit_address__address", "payments__tx_hash"]
+    list_select_related = ["organization"]
+    readonly_fields = [f.name for f in PayOrder._meta.fields]
+    inlines = [StatusChangeInline, PaymentInline, RefundInline]
+    actions = ["settle_now", "refresh_confirmations", "scan_address"]
+
+    @admin.action(description="Settle now (completed, unsettled orders)")
+    def settle_now(self, request, queryset):
+        for order in queryset:
+            services.payorder_settle(order_id=order.pk)
+        self.message_user(request, "Settlement run for the selected orders.", messages.SUCCESS)
+
+    @admin.action(description="Refresh confirmations")
+    def refresh_confirmations(self, request, queryset):
+        for order in queryset:
+            services.payorder_refresh_confirmations(order_id=order.pk)
+        self.message_user(request, "Confirmations refreshed.", messages.SUCCESS)
+
+    @admin.action(description="Scan the deposit address for payments")
+    def scan_address(self, request, queryset):
+        for order in queryset:
+            services.payorder_scan(order_id=order.pk)
+        self.message_user(request, "Addresses scanned.", messages.SUCCESS)
+
+
+@admin.register(PayOrderPayment)
+class PayOrderPaymentAdmin(_ReadOnly):
+    list_display = ["tx_hash", "log_index", "pay_order", "asset", "amount", "status", "confirmations", "late", "detected_at"]
+    list_filter = ["status", "chain", "asset", "late", "source"]
+    search_fields = ["tx_hash", "to_address", "from_address"]
+    list_select_related = ["pay_order"]
+
+
+@admin.register(PayOrderQuote)
+class PayOrderQuoteAdmin(_ReadOnly):
+    list_display = ["public_id", "pay_order", "source_currency", "amount", "rate", "expires_at"]
+    list_select_related = ["pay_order"]
+
+
+@admin.register(Refund)
+class RefundAdmin(_ReadOnly):
+    list_display = ["public_id", "pay_order", "kind", "status", "amount", "currency", "destination_address", "tx_hash", "created_at"]
+    list_filter = ["status", "kind", "chain"]
+    list_select_related = ["pay_order"]
+
+
+@admin.register(XpubKey)
+class XpubKeyAdmin(_ReadOnly):
+    list_display = ["organization", "chain", "network", "next_index", "is_active", "created_at"]
+    list_filter = ["chain", "is_active"]
+    list_select_related = ["organization"]
+
+
+@admin.register(DepositAddress)
+class DepositAddressAdmin(_ReadOnly):
+    list_display = ["address", "chain", "index", "xpub_key", "created_at"]
+    search_fields = ["address"]
+    list_select_related = ["xpub_key"]

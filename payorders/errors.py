@@ -1,0 +1,61 @@
+"""Errors of pay orders (rendered by core.exceptions as {"error": {"code", "message", "details"}})."""
+
+from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
+from payorders.addresses import DepositKeyMissing
+
+__all__ = [
+    "DepositKeyMissing",
+    "PayOrderNotFound",
+    "PayOrderInvalidState",
+    "QuoteExpired",
+    "QuoteNotFound",
+    "PaymentMismatch",
+    "TransactionAlreadyUsed",
+    "TransactionUnknown",
+    "RefundNotFound",
+    "NothingToRefund",
+]
+
+
+class PayOrderNotFound(NotFound):
+    default_message = "No such pay order."
+
+
+class PayOrderInvalidState(InvalidState):
+    default_message = "This is not allowed in the pay order's current state."
+
+
+class QuoteNotFound(NotFound):
+    default_message = "No such quote for this pay order."
+
+
+class QuoteExpired(CofferError):
+    code, status = "QUOTE_EXPIRED", 409
+    default_message = "The quote or payment window has passed; request a new quote."
+
+
+class TransactionUnknown(CofferError):
+    """The chain does not know the hash (yet): 404 so the caller can retry once it propagates."""
+
+    code, status = "TRANSACTION_NOT_FOUND", 404
+    default_message = "The chain does not know this transaction."
+
+
+class PaymentMismatch(ValidationFailed):
+    """The transaction exists but does not pay this order (recipient, asset or status)."""
+
+    code, status = "PAYMENT_MISMATCH", 422
+    default_message = "This transaction does not pay this order."
+
+
+class TransactionAlreadyUsed(CofferError):
+    code, status = "TRANSACTION_ALREADY_USED", 409
+    default_message = "This transaction has already been used for a payment."
+
+
+class RefundNotFound(NotFound):
+    default_message = "No such refund for this pay order."
+
+
+class NothingToRefund(InvalidState):
+    default_message = "There is nothing to refund on this pay order."

@@ -1,0 +1,88 @@
+"""Celery tasks of pay orders and their beat entries (registered here, not in settings).
+
+Each task takes ids, calls a service and is safe to run twice, even at the same moment: every
+service re-reads the order under its row lock and does nothing when another run got there first;
+payments are unique per transfer and the settlement posting is unique per order by reference.
+A chain or price provider that cannot be reached raises; the task is retried with exponential
+backoff (`autoretry_for`, `retry_backoff`), and the next beat run covers it anyway.
+
+- `poll_confirmations`: AWAITING_CONFIRMATION orders -> COMPLETED once their payments have
+  settings.CHAIN_CONFIRMATIONS[chain] confirmations (settlement queued after commit).
+- `watch_addresses`: payments to issued addresses that nobody submitted (and late ones).
+- `expire_orders`: PENDING / AWAITING_PAYMENT orders past their window (after a last look).
+- `settle_order(order_id)`: one completed order into the merchant's settlement wallet.
+- `settle_completed`: the sweep for completed orders whose settlement was never enqueued.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import OperationalError
+
+from config.celery import app
+from core.prices import PriceUnavailable
+from payorders import services
+from payorders.chains.base import ChainUnavailable
+
+logger = logging.getLogger("coffer.payorders")
+
+RETRYABLE = (ChainUnavailable, PriceUnavailable, OperationalError)
+RETRY = {"autoretry_for": RETRYABLE, "retry_backoff": 2, "retry_backoff_max": 300, "retry_jitter": True, "max_retries": 8}
+BATCH = 500
+
+
+def _each(ids, func, what: str) -> int:
+    """Run `func(order_id=...)` for each id; one order's chain trouble does not stop the rest, but
+    the task is retried afterwards when any failed."""
+    done, failed = 0, None
+    for order_id in ids:
+        try:
+            func(order_id=order_id)
+            done += 1
+        except RETRYABLE as exc:
+            logger.warning("%s: pay order %s postponed (%s)", what, order_id, exc)
+            failed = exc
+    if failed is not None:
+        raise failed
+    return done
+
+
+@app.task(name="payorders.tasks.poll_confirmations", ignore_result=True, **RETRY)
+def poll_confirmations() -> int:
+    ids = list(
+        services.PayOrder.objects.filter(status__in=[services.S.AWAITING_CONFIRMATION, services.S.EXECUTING_ORDER])
+        .order_by("id")
+        .values_list("pk", flat=True)[:BATCH]
+    )
+    return _each(ids, services.payorder_refresh_confirmations, "poll_confirmations")
+
+
+@app.task(name="payorders.tasks.watch_addresses", ignore_result=True, **RETRY)
+def watch_addresses() -> int:
+    return _each(list(services.payorders_to_watch()[:BATCH * 4]), services.payorder_scan, "watch_addresses")
+
+
+@app.task(name="payorders.tasks.expire_orders", ignore_result=True, **RETRY)
+def expire_orders() -> int:
+    return services.payorder_expire_due(limit=BATCH)
+
+
+@app.task(name="payorders.tasks.settle_order", ignore_result=True, **RETRY)
+def settle_order(order_id: int) -> None:
+    services.payorder_settle(order_id=order_id)
+
+
+@app.task(name="payorders.tasks.settle_completed", ignore_result=True, **RETRY)
+def settle_completed() -> int:
+    return _each(list(services.payorders_unsettled()[:BATCH]), services.payorder_settle, "settle_completed")
+
+
+BEAT = {
+    "payorders.poll_confirmations": ("payorders.tasks.poll_confirmations", 15.0),
+    "payorders.watch_addresses": ("payorders.tasks.watch_addresses", 30.0),
+    "payorders.expire_orders": ("payorders.tasks.expire_orders", 60.0),
+    "payorders.settle_completed": ("payorders.tasks.settle_completed", 60.0),
+}
+for _name, (_task, _every) in BEAT.items():
+    app.conf.beat_schedule[_name] = {"task": _task, "schedule": _every, "options": {"expires": _every * 2}}
