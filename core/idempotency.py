@@ -94,6 +94,12 @@ KEY_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
 STORED_HEADERS = ("Location",)
 MIN_TTL_HOURS = 24
 
+# Refusals the client cures by adding a HEADER (a 2FA code, fresh credentials, waiting out a
+# throttle). Headers are not in the fingerprint, so storing these would replay the refusal to the
+# corrected retry. Their writes (e.g. a failed-attempt counter) still commit; only the record is
+# skipped, and nothing moved money before them (the money path checks them before posting).
+_NOT_STORED_CODES = frozenset({"2FA_REQUIRED", "2FA_VERIFICATION_FAILED", "AUTHENTICATION_FAILED", "RATE_LIMITED"})
+
 # Errors that the API renders as a client error: outcomes to store and commit, not crashes.
 _CLIENT_ERRORS = (CofferError, APIException, Http404, DjangoPermissionDenied, TransitionNotAllowed)
 
@@ -233,6 +239,14 @@ def _render_client_error(exc: Exception, view, request) -> Response | None:
     return response
 
 
+def _error_code(response) -> str | None:
+    data = getattr(response, "data", None)
+    if response.status_code < 400 or not isinstance(data, dict):
+        return None
+    error = data.get("error")
+    return error.get("code") if isinstance(error, dict) else None
+
+
 def _response_body(response) -> str:
     if isinstance(response, Response):
         return JSONRenderer().render(response.data).decode("utf-8")
@@ -298,6 +312,8 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
             if response.status_code >= 500:
                 raise _ServerError(response)
 
+            if _error_code(response) in _NOT_STORED_CODES:
+                return response
             headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
             stored_at = timezone.now()
             try:

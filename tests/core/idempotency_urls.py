@@ -28,6 +28,11 @@ class Declined(CofferError):
     default_message = "Declined after recording the attempt."
 
 
+class StepUpRequired(CofferError):
+    code, status = "2FA_REQUIRED", 403
+    default_message = "Send X-2FA-Code."
+
+
 class Controls:
     """Switches a test flips between requests."""
 
@@ -88,6 +93,8 @@ def _effect(request, endpoint_name):
     mode = request.data.get("mode", "ok")
     if Controls.crash_after_effect:
         raise RuntimeError("simulated crash after the side effect")
+    if mode == "needs_2fa" and not request.headers.get("X-2FA-Code"):
+        raise StepUpRequired()
     if mode == "declined":
         raise Declined(details={"effect_id": message.pk})
     if mode == "server_error_response":

@@ -178,6 +178,17 @@ class TestSequential:
         assert second.content == first.content
         assert _effects() == 1
 
+    def test_step_up_refusal_is_not_stored_so_the_retry_with_a_code_runs(self):
+        client = _client(_user())
+        refused = _post(client, key="k1", body={"mode": "needs_2fa"})
+        assert refused.status_code == 403 and _error_code(refused) == "2FA_REQUIRED"
+        assert IdempotencyRecord.objects.count() == 0
+        client.credentials(HTTP_X_2FA_CODE="123456")
+        retry = _post(client, key="k1", body={"mode": "needs_2fa"})
+        assert retry.status_code == 201 and "Idempotency-Replayed" not in retry
+        again = _post(client, key="k1", body={"mode": "needs_2fa"})
+        assert again.status_code == 201 and again["Idempotency-Replayed"] == "true"
+
     def test_exception_is_500_rolls_back_and_retry_runs_again(self):
         client = _client(_user())
         Controls.crash_after_effect = True
