@@ -14,8 +14,8 @@ Anything else does not exist for the caller: `transaction_get` raises NOT_FOUND 
 `(customer, -id)` on transactions and `(wallet, id)` on entries.
 
 Filters: `type`, `status`, `currency` (asset code), `wallet_id` (any operation of the
-transaction names the wallet: on PostgreSQL by jsonb containment over the stored operations, so
-failed attempts match too; elsewhere by entries and holds), `from`/`to` (ISO 8601 instants or
+transaction names the wallet, so failed attempts match too: jsonb containment over the stored
+operations on PostgreSQL, `json_each` on SQLite), `from`/`to` (ISO 8601 instants or
 dates; a naive time is UTC; a bare `to` date includes that whole day), `search` (reference or
 description, case-insensitive). A malformed value is a 400 VALIDATION_ERROR naming the parameter.
 """
@@ -29,14 +29,15 @@ from dataclasses import dataclass
 import django_filters
 from django import forms
 from django.db import connection
-from django.db.models import BigIntegerField, Exists, OuterRef, Q, QuerySet
+from django.db.models import BigIntegerField, BooleanField, Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from core.errors import NotFound
-from ledger.models import Entry, Hold, Transaction, Wallet
+from ledger.models import Entry, Transaction, Wallet
 
 
 @dataclass(frozen=True)
@@ -179,9 +180,14 @@ class TransactionFilter(django_filters.FilterSet):
             for key in ("wallet_id", "source_wallet_id", "destination_wallet_id"):
                 named |= Q(operations__contains=[{key: wallet_id}])
             return queryset.filter(named)
+        table = Transaction._meta.db_table
         return queryset.filter(
-            Exists(Entry.objects.filter(transaction=OuterRef("pk"), wallet_id=wallet_id))
-            | Exists(Hold.objects.filter(transaction=OuterRef("pk"), wallet_id=wallet_id))
+            RawSQL(
+                f"EXISTS (SELECT 1 FROM json_each({table}.operations) AS op WHERE json_extract(op.value, '$.wallet_id') = %s"
+                " OR json_extract(op.value, '$.source_wallet_id') = %s OR json_extract(op.value, '$.destination_wallet_id') = %s)",
+                [wallet_id, wallet_id, wallet_id],
+                output_field=BooleanField(),
+            )
         )
 
     def filter_search(self, queryset, name, value):

@@ -9,7 +9,7 @@ from compliance.models import AuditEvent
 from ledger.models import Asset, Wallet
 from tests.ledger_api.conftest import person, platform_asset, user_client
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 
 
 def test_create_a_custom_asset(client_a, org):

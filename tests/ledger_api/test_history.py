@@ -17,7 +17,7 @@ from ledger.services import Issue, Transfer, ledger_post, wallet_open
 from tests.factories import MembershipFactory
 from tests.ledger_api.conftest import customer_wallet, op_issue, op_transfer, person, platform_asset, post_tx, user_client
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from compliance.models import AuditEvent
 from ledger.models import Wallet
 from tests.ledger_api.conftest import customer_wallet, op_issue, op_transfer, person, post_tx, system_wallet, user_client
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from tests.ledger_api.conftest import (
     user_client,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
