@@ -207,6 +207,7 @@ SPECTACULAR_SETTINGS = {
         "LedgerTransactionTypeEnum": "ledger.models.Transaction.Type",
         "LedgerTransactionStatusEnum": "ledger.models.Transaction.Status",
         "LedgerOperationTypeEnum": "ledger.serializers.OPERATION_TYPES",
+        "AssetKindEnum": "ledger.models.Asset.Kind",
         "WalletStatusEnum": "ledger.models.Wallet.Status",
         "WebhookDeliveryStatusEnum": "accounts.models.WebhookDelivery.Status",
     },
