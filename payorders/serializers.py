@@ -34,7 +34,7 @@ class PayOrderCreateInput(serializers.Serializer):
     settlement_currency = serializers.CharField(max_length=16, required=False, allow_blank=True, help_text="Default: currency.")
     customer_external_id = serializers.CharField(max_length=200, required=False, allow_blank=True, allow_null=True)
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
-    metadata = serializers.JSONField(required=False, default=dict, help_text="A JSON object, up to 8 KiB.")
+    metadata = serializers.DictField(required=False, default=dict, help_text="A JSON object, up to 8 KiB (numbers are kept as decimal strings).")
     redirect_url = serializers.URLField(max_length=2000, required=False, allow_blank=True, default="")
     expires_in = serializers.IntegerField(required=False, min_value=60, max_value=7 * 24 * 3600, help_text="Seconds; default 1800.")
 
