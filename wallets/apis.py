@@ -1,6 +1,7 @@
-"""Customer wallets API (users, JWT): own wallets, their statements, deposits and transfers.
+"""Customer wallets API (users, JWT): own wallets, their statements, deposits, transfers, withdrawals
+(payouts) and currency exchange.
 
-Money endpoints (`/deposits`, `/transfers`) are `@idempotent` (core.idempotency: Idempotency-Key
+Money endpoints (`/deposits`, `/transfers`, `/withdrawals`, `/exchanges`) are `@idempotent` (core.idempotency: Idempotency-Key
 required, replayed, 409 while running) and throttled by `MoneyThrottle`. Someone else's wallet
 is a 404."""
 
@@ -12,16 +13,25 @@ from rest_framework.views import APIView
 from accounts.tenancy import IsUser
 from ledger import apis as ledger_apis  # the organization side of /wallets (ledger.apis)
 from accounts.throttles import MoneyThrottle
+from accounts.twofactor import HEADER as TWO_FACTOR_HEADER, twofactor_code_from
 from core.idempotency import idempotent
 from core.pagination import LimitOffsetPagination
 from wallets import selectors, services
 from wallets.serializers import (
     DepositInput,
     EntryOutput,
+    ExchangeInput,
+    ExchangeOutput,
+    ExchangeQuoteInput,
+    ExchangeQuoteOutput,
     MoneyTransactionOutput,
     TransferInput,
     WalletCreateInput,
     WalletOutput,
+    WithdrawalInput,
+    WithdrawalOutput,
+    exchange_representation,
+    withdrawal_representation,
 )
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
@@ -73,6 +83,28 @@ MONEY_ERRORS = {
     ]),
     429: OpenApiResponse(description="RATE_LIMITED (Retry-After)"),
 }
+
+
+TWO_FACTOR_PARAMETER = OpenApiParameter(
+    name=TWO_FACTOR_HEADER, location=OpenApiParameter.HEADER, required=False, type=str,
+    description="Step-up code (TOTP or e-mail), required for an outgoing movement of 5,000 (TWO_FACTOR_THRESHOLD) or more of its asset.",
+)
+MONEY_PATH_ERRORS = {
+    **MONEY_ERRORS,
+    403: OpenApiResponse(description="2FA_REQUIRED (at or above the step-up threshold, no X-2FA-Code) or 2FA_VERIFICATION_FAILED", examples=[
+        OpenApiExample("Step-up needed", value=_error("2FA_REQUIRED", "A movement of 5000 USD or more needs a second factor: ...", {"header": "X-2FA-Code", "methods": ["totp"], "threshold": "5000", "currency": "USD"}), status_codes=["403"]),
+    ]),
+    422: OpenApiResponse(description="INSUFFICIENT_FUNDS (the failed transaction is recorded), LIMIT_EXCEEDED, TRANSACTION_REJECTED or IDEMPOTENCY_KEY_REUSED", examples=[
+        OpenApiExample("Insufficient funds", value=_error("INSUFFICIENT_FUNDS", "Wallet 42 would go below zero.", {"operation_index": 0, "transaction_id": 1003}), status_codes=["422"]),
+        OpenApiExample("Limit", value=_error("LIMIT_EXCEEDED", "This transfer of 1500.00 USD exceeds the single-transaction limit of 1000.00 USD for KYC level none.", {"limit_type": "single", "limit": "1000.00", "used": "0.00", "remaining": "1000.00", "requested": "1500.00", "currency": "USD", "type": "transfer", "direction": "outgoing", "kyc_level": "none"}), status_codes=["422"]),
+        OpenApiExample("Rejected", value=_error("TRANSACTION_REJECTED", "This transaction was blocked by our compliance checks."), status_codes=["422"]),
+    ]),
+}
+
+
+def _money_status(tx) -> int:
+    """201 when the movement posted; 202 when it is in flight (a payout) or held for review."""
+    return status.HTTP_202_ACCEPTED if tx.status in ("pending", "in_review") else status.HTTP_201_CREATED
 
 
 class _UserApi(APIView):
@@ -169,7 +201,7 @@ class DepositCreateApi(_UserApi):
     @extend_schema(
         operation_id="deposits_create", tags=["money movement"], summary="Deposit into your wallet",
         parameters=[IDEMPOTENCY_PARAMETER], request=DepositInput,
-        responses={201: MoneyTransactionOutput, **MONEY_ERRORS},
+        responses={201: MoneyTransactionOutput, 202: MoneyTransactionOutput, **MONEY_PATH_ERRORS},
         examples=[
             OpenApiExample("Deposit", value={"wallet_id": 42, "amount": "200.00", "source": "card"}, request_only=True),
             OpenApiExample("Deposited", value=DEPOSIT_RESULT_EXAMPLE, response_only=True, status_codes=["201"]),
@@ -180,7 +212,7 @@ class DepositCreateApi(_UserApi):
         data = DepositInput(data=request.data)
         data.is_valid(raise_exception=True)
         tx = services.deposit_create(user=request.user, **data.validated_data)
-        return Response(MoneyTransactionOutput(selectors.transaction_view(transaction=tx, viewer=request.user)).data, status=status.HTTP_201_CREATED)
+        return Response(MoneyTransactionOutput(selectors.transaction_view(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
 
 
 class TransferCreateApi(_UserApi):
@@ -188,16 +220,155 @@ class TransferCreateApi(_UserApi):
 
     @extend_schema(
         operation_id="transfers_create", tags=["money movement"], summary="Transfer from your wallet to another wallet",
-        parameters=[IDEMPOTENCY_PARAMETER], request=TransferInput,
-        responses={201: MoneyTransactionOutput, **MONEY_ERRORS},
+        parameters=[IDEMPOTENCY_PARAMETER, TWO_FACTOR_PARAMETER], request=TransferInput,
+        responses={201: MoneyTransactionOutput, 202: MoneyTransactionOutput, **MONEY_PATH_ERRORS},
         examples=[
             OpenApiExample("Transfer", value={"source_wallet_id": 42, "destination_wallet_id": 43, "amount": "100.00", "currency": "USD", "description": "Dinner"}, request_only=True),
             OpenApiExample("Transferred", value=TRANSFER_RESULT_EXAMPLE, response_only=True, status_codes=["201"]),
+            OpenApiExample("Held for review", value={**TRANSFER_RESULT_EXAMPLE, "status": "in_review", "completed_at": None, "balance_after": None}, response_only=True, status_codes=["202"]),
         ],
     )
     @idempotent(endpoint="transfers.create")
     def post(self, request):
         data = TransferInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tx = services.transfer_create(user=request.user, **data.validated_data)
-        return Response(MoneyTransactionOutput(selectors.transaction_view(transaction=tx, viewer=request.user)).data, status=status.HTTP_201_CREATED)
+        tx = services.transfer_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
+        return Response(MoneyTransactionOutput(selectors.transaction_view(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
+
+
+# --- Withdrawals and exchanges (wallets.services: the money path, payouts, FX) -------------------------------
+WITHDRAWAL_EXAMPLE = {
+    "id": 1004, "type": "withdrawal", "status": "pending", "amount": "100.00", "currency": "EUR", "fee": "1.00",
+    "source_wallet_id": 44, "source_wallet_name": "Jane Doe", "destination_wallet_id": None, "destination_wallet_name": None,
+    "reference": "", "description": "Monthly rent", "created_at": "2026-06-01T09:45:00Z", "completed_at": None,
+    "balance_after": None,
+    "payout": {
+        "id": 7, "status": "pending", "destination_type": "IBAN", "beneficiary_name": "Jane Smith",
+        "destination": {"name": "Jane Smith", "iban": "DE89**************3000", "country": "DE", "bank_name": "Deutsche Bank"},
+        "amount": "100.00", "fee": "1.00", "total_amount": "101.00", "currency": "EUR", "provider_reference": "",
+        "failure_reason": "", "created_at": "2026-06-01T09:45:00Z", "sent_at": None, "settled_at": None,
+    },
+}
+QUOTE_EXAMPLE = {
+    "quote_id": "0f8e3c1a-5b7d-4c1e-9a2b-3d4e5f607182", "source_wallet_id": 42, "destination_wallet_id": 44,
+    "source_currency": "USD", "destination_currency": "EUR", "amount": "100.00", "fee": "0.50", "rate": "0.92361111111111111111",
+    "destination_amount": "91.89", "status": "open", "expires_at": "2026-06-01T10:00:30Z", "transaction_id": None,
+}
+
+
+class WithdrawalListCreateApi(_UserApi):
+    throttle_classes = [MoneyThrottle]
+
+    def get_throttles(self):
+        return super().get_throttles() if self.request.method == "POST" else []
+
+    @extend_schema(
+        operation_id="withdrawals_list", tags=["money movement"], summary="Your withdrawals, newest first",
+        responses={200: WithdrawalOutput(many=True)}, parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        examples=[OpenApiExample("Page", value={"results": [WITHDRAWAL_EXAMPLE], "count": 1, "limit": 20, "offset": 0}, response_only=True)],
+    )
+    def get(self, request):
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(selectors.withdrawals_of_user(user=request.user), request, view=self)
+        return paginator.get_paginated_response([WithdrawalOutput(withdrawal_representation(transaction=tx, viewer=request.user)).data for tx in page])
+
+    @extend_schema(
+        operation_id="withdrawals_create", tags=["money movement"], summary="Withdraw to a bank account (IBAN) or another rail",
+        description=(
+            "The fee (1%, minimum 1.00 for an IBAN) is charged on top; amount + fee are held and the transaction is `pending` "
+            "(202) while the payout is in flight. A worker sends it through the payout provider and settles it: completed -> "
+            "the hold is captured (posted), failed -> released and the transaction failed. Follow it with GET /withdrawals/{id}."
+        ),
+        parameters=[IDEMPOTENCY_PARAMETER, TWO_FACTOR_PARAMETER], request=WithdrawalInput,
+        responses={202: WithdrawalOutput, **MONEY_PATH_ERRORS, 400: OpenApiResponse(
+            description="VALIDATION_ERROR (naming the field), INVALID_IBAN, INVALID_BENEFICIARY or IDEMPOTENCY_KEY_REQUIRED", examples=[
+                OpenApiExample("Bad IBAN", value=_error("INVALID_IBAN", "destination.iban: Invalid checksum digits.", {"fields": {"destination.iban": ["Invalid checksum digits"]}}), status_codes=["400"]),
+                OpenApiExample("No name", value=_error("INVALID_BENEFICIARY", "destination.name: The beneficiary's name (1-200 characters) is required.", {"fields": {"destination.name": ["The beneficiary's name (1-200 characters) is required."]}}), status_codes=["400"]),
+            ])},
+        examples=[
+            OpenApiExample("To an IBAN", request_only=True, value={"wallet_id": 44, "amount": "100.00", "description": "Monthly rent", "destination": {
+                "type": "IBAN", "iban": "DE89370400440532013000", "name": "Jane Smith", "bank_name": "Deutsche Bank", "country": "DE"}}),
+            OpenApiExample("To another rail", request_only=True, value={"wallet_id": 44, "amount": "20.00", "destination": {
+                "type": "EXTERNAL", "name": "Jane Smith", "account": "jane@wallet.example", "network": "instant-pay"}}),
+            OpenApiExample("Payout in flight", value=WITHDRAWAL_EXAMPLE, response_only=True, status_codes=["202"]),
+        ],
+    )
+    @idempotent(endpoint="withdrawals.create")
+    def post(self, request):
+        data = WithdrawalInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        tx = services.withdrawal_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
+        return Response(WithdrawalOutput(withdrawal_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
+
+
+class WithdrawalDetailApi(_UserApi):
+    @extend_schema(
+        operation_id="withdrawals_retrieve", tags=["money movement"], summary="One of your withdrawals and its payout",
+        responses={200: WithdrawalOutput, 404: OpenApiResponse(description="NOT_FOUND")},
+        examples=[OpenApiExample("Settled", response_only=True, value={
+            **WITHDRAWAL_EXAMPLE, "status": "completed", "completed_at": "2026-06-01T09:45:06Z", "balance_after": "899.00",
+            "payout": {**WITHDRAWAL_EXAMPLE["payout"], "status": "completed", "provider_reference": "sbx_po_3f2a...",
+                       "sent_at": "2026-06-01T09:45:01Z", "settled_at": "2026-06-01T09:45:06Z"}})],
+    )
+    def get(self, request, transaction_id: int):
+        tx = selectors.withdrawal_get_for_user(user=request.user, transaction_id=transaction_id)
+        return Response(WithdrawalOutput(withdrawal_representation(transaction=tx, viewer=request.user)).data)
+
+
+class ExchangeQuoteApi(_UserApi):
+    throttle_classes = [MoneyThrottle]
+
+    @extend_schema(
+        operation_id="exchanges_quote", tags=["money movement"], summary="Quote a currency exchange between two of your wallets",
+        description=(
+            "Nothing moves. `amount` leaves the source wallet, the 0.5% fee (rounded up) included; the rest converts at the "
+            "provider's bid and `destination_amount` is rounded DOWN to the destination currency's decimals (both roundings "
+            "in the platform's favour). Execute it with POST /exchanges before `expires_at` (30 s)."
+        ),
+        request=ExchangeQuoteInput,
+        responses={201: ExchangeQuoteOutput, 400: OpenApiResponse(description="VALIDATION_ERROR naming the field (amount, same currency)"),
+                   404: OpenApiResponse(description="NOT_FOUND: a wallet that is not yours"),
+                   503: OpenApiResponse(description="PRICE_UNAVAILABLE")},
+        examples=[
+            OpenApiExample("USD to EUR", value={"source_wallet_id": 42, "destination_wallet_id": 44, "amount": "100.00"}, request_only=True),
+            OpenApiExample("Quote", value=QUOTE_EXAMPLE, response_only=True, status_codes=["201"]),
+        ],
+    )
+    def post(self, request):
+        data = ExchangeQuoteInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        quote = services.exchange_quote_create(user=request.user, **data.validated_data)
+        return Response(ExchangeQuoteOutput(quote).data, status=status.HTTP_201_CREATED)
+
+
+class ExchangeCreateApi(_UserApi):
+    throttle_classes = [MoneyThrottle]
+
+    @extend_schema(
+        operation_id="exchanges_create", tags=["money movement"], summary="Execute an exchange quote (once)",
+        description=(
+            "One ledger transaction through the platform's FX accounts: source -> FX (amount - fee), source -> fee account "
+            "(fee), FX -> destination (destination_amount). 409 QUOTE_EXPIRED after `expires_at`; 409 INVALID_STATE for a "
+            "quote already executed; 422 INSUFFICIENT_FUNDS if your wallet or the platform's FX float cannot cover it."
+        ),
+        parameters=[IDEMPOTENCY_PARAMETER, TWO_FACTOR_PARAMETER], request=ExchangeInput,
+        responses={201: ExchangeOutput, 202: ExchangeOutput, **MONEY_PATH_ERRORS, 409: OpenApiResponse(
+            description="QUOTE_EXPIRED, INVALID_STATE (quote used), WALLET_INACTIVE or IDEMPOTENCY_KEY_IN_PROGRESS", examples=[
+                OpenApiExample("Expired", value=_error("QUOTE_EXPIRED", "This quote has expired: ask for a new one.", {"quote_id": QUOTE_EXAMPLE["quote_id"], "expired_at": "2026-06-01T10:00:30+00:00"}), status_codes=["409"]),
+            ])},
+        examples=[
+            OpenApiExample("Execute", value={"quote_id": QUOTE_EXAMPLE["quote_id"]}, request_only=True),
+            OpenApiExample("Exchanged", response_only=True, status_codes=["201"], value={
+                "id": 1005, "type": "exchange", "status": "completed", "amount": "100.00", "currency": "USD", "fee": "0.50",
+                "source_wallet_id": 42, "source_wallet_name": "Jane Doe", "destination_wallet_id": 44, "destination_wallet_name": "Jane Doe",
+                "reference": "", "description": "Exchange 100.00 USD to EUR", "created_at": "2026-06-01T10:00:10Z",
+                "completed_at": "2026-06-01T10:00:10Z", "balance_after": "400.00",
+                "quote": {**QUOTE_EXAMPLE, "status": "executed", "transaction_id": 1005}}),
+        ],
+    )
+    @idempotent(endpoint="exchanges.create")
+    def post(self, request):
+        data = ExchangeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        tx = services.exchange_execute(user=request.user, quote_id=data.validated_data["quote_id"], two_factor_code=twofactor_code_from(request))
+        return Response(ExchangeOutput(exchange_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))

@@ -103,3 +103,23 @@ def transaction_view(*, transaction: Transaction, viewer: User) -> dict[str, Any
         "completed_at": transaction.completed_at,
         "balance_after": balance_after,
     }
+
+
+def withdrawal_get_for_user(*, user: User, transaction_id: int) -> Transaction:
+    """One of the user's withdrawals (a transaction with a payout), else 404."""
+    from core.errors import NotFound
+
+    tx = (
+        Transaction.objects.filter(pk=transaction_id, type=Transaction.Type.WITHDRAWAL, payout__customer__user=user)
+        .select_related("payout__wallet__asset").first()
+    )
+    if tx is None:
+        raise NotFound(f"Withdrawal {transaction_id} not found.", details={"transaction_id": transaction_id})
+    return tx
+
+
+def withdrawals_of_user(*, user: User) -> QuerySet[Transaction]:
+    return (
+        Transaction.objects.filter(type=Transaction.Type.WITHDRAWAL, payout__customer__user=user)
+        .select_related("payout__wallet__asset").order_by("-id")
+    )

@@ -98,3 +98,120 @@ class MoneyTransactionOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
     balance_after = serializers.CharField(allow_null=True, help_text="The caller's wallet balance right after this transaction.")
+
+
+class WithdrawalInput(serializers.Serializer):
+    wallet_id = serializers.IntegerField(min_value=1)
+    amount = RawAmountField(help_text='Decimal string in major units, e.g. "100.00". The fee is charged on top.')
+    destination = serializers.JSONField(
+        help_text='{"type": "IBAN", "iban", "name", "bank_name"?, "country"?} or {"type": "EXTERNAL", "name", "account", "network"?}. '
+        "Checked by the service: 400 INVALID_IBAN / INVALID_BENEFICIARY."
+    )
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class PayoutOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField(help_text="in_review, pending, sent, completed, failed or cancelled.")
+    destination_type = serializers.CharField()
+    beneficiary_name = serializers.CharField()
+    destination = serializers.SerializerMethodField(help_text="The beneficiary, IBAN masked to its country, check digits and last 4.")
+    amount = serializers.SerializerMethodField()
+    fee = serializers.SerializerMethodField()
+    total_amount = serializers.SerializerMethodField()
+    currency = serializers.CharField()
+    provider_reference = serializers.CharField(allow_blank=True)
+    failure_reason = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+    settled_at = serializers.DateTimeField(allow_null=True)
+
+    def _exp(self, payout) -> int:
+        return payout.wallet.asset.exponent
+
+    def get_destination(self, payout) -> dict:
+        shown = dict(payout.destination)
+        iban = shown.get("iban")
+        if iban:
+            shown["iban"] = f"{iban[:4]}{'*' * max(len(iban) - 8, 0)}{iban[-4:]}"
+        return shown
+
+    def get_amount(self, payout) -> str:
+        return payout.wallet.asset.format(payout.amount)
+
+    def get_fee(self, payout) -> str:
+        return payout.wallet.asset.format(payout.fee)
+
+    def get_total_amount(self, payout) -> str:
+        return payout.wallet.asset.format(payout.amount + payout.fee)
+
+
+class WithdrawalOutput(MoneyTransactionOutput):
+    payout = PayoutOutput()
+
+
+class ExchangeQuoteInput(serializers.Serializer):
+    source_wallet_id = serializers.IntegerField(min_value=1)
+    destination_wallet_id = serializers.IntegerField(min_value=1)
+    amount = RawAmountField(help_text="What leaves the source wallet, fee included, in the source currency.")
+
+
+class ExchangeQuoteOutput(serializers.Serializer):
+    quote_id = serializers.UUIDField(source="pk")
+    source_wallet_id = serializers.IntegerField()
+    destination_wallet_id = serializers.IntegerField()
+    source_currency = serializers.CharField()
+    destination_currency = serializers.CharField()
+    amount = serializers.SerializerMethodField(help_text="Leaves the source wallet (fee included).")
+    fee = serializers.SerializerMethodField(help_text="0.5% of amount, rounded up, in the source currency.")
+    rate = serializers.SerializerMethodField(help_text="Destination units per source unit (the bid side).")
+    destination_amount = serializers.SerializerMethodField(help_text="(amount - fee) * rate, rounded DOWN to the destination exponent.")
+    status = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    transaction_id = serializers.IntegerField(allow_null=True)
+
+    def get_amount(self, quote) -> str:
+        return quote.source_wallet.asset.format(quote.source_amount)
+
+    def get_fee(self, quote) -> str:
+        return quote.source_wallet.asset.format(quote.fee)
+
+    def get_rate(self, quote) -> str:
+        return format(quote.rate.normalize(), "f")
+
+    def get_destination_amount(self, quote) -> str:
+        return quote.destination_wallet.asset.format(quote.destination_amount)
+
+
+class ExchangeInput(serializers.Serializer):
+    quote_id = serializers.UUIDField()
+
+
+class ExchangeOutput(MoneyTransactionOutput):
+    quote = ExchangeQuoteOutput()
+
+
+def withdrawal_representation(*, transaction, viewer) -> dict:
+    """A withdrawal's transaction (SPEC 6 shape) with its payout."""
+    from wallets.selectors import transaction_view
+
+    data = transaction_view(transaction=transaction, viewer=viewer)
+    data["payout"] = PayoutOutput(transaction.payout).data
+    return data
+
+
+def exchange_representation(*, transaction, viewer) -> dict:
+    """An exchange's transaction: the amount that left the source wallet (fee included), the
+    caller's destination wallet (not the platform FX account the legs go through), and the quote."""
+    from wallets.selectors import transaction_view, wallet_owner_name
+
+    quote = transaction.exchange_quote
+    data = transaction_view(transaction=transaction, viewer=viewer)
+    destination = quote.destination_wallet
+    data.update(
+        amount=quote.source_wallet.asset.format(quote.source_amount),
+        destination_wallet_id=destination.pk,
+        destination_wallet_name=wallet_owner_name(destination),
+        quote=ExchangeQuoteOutput(quote).data,
+    )
+    return data

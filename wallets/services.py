@@ -1,29 +1,108 @@
-"""Customer wallets and the first money endpoints: a user's own wallets, deposits into them and
-transfers out of them. Every balance change goes through `ledger.services.ledger_post`.
+"""Customer wallets: a user's own wallets and every money movement they start (deposits,
+transfers, withdrawals with payouts, currency exchange). Every balance change goes through the
+ledger's services; nothing here writes a balance, a hold or an entry.
 
-Transactions. These services run inside the request's idempotent transaction
-(`core.idempotency`), so they never open a durable block. A posting refused by the ledger
-(INSUFFICIENT_FUNDS, WALLET_INACTIVE, CURRENCY_MISMATCH) is recorded by `ledger_post` as a
-failed transaction in that same transaction; the service closes its savepoint first and only
-then raises, so the failed record commits together with the stored 4xx response.
+The money path (SPEC 4), one function for every movement: `money_path(MoneyMovement)`.
 
-Lock order (STYLE 4): only the ledger locks, wallets by ascending id, in one statement.
+    validate -> authorize (owner) -> idempotency -> lock -> limits -> 2FA step-up -> risk -> post | hold
+
+1. validate: the service parses the amount for the wallet's asset (`core.money.parse_amount`,
+   400 naming the field) and the rest of the input (IBAN, beneficiary, quote) before anything
+   is locked or written.
+2. authorize: the source wallet (the deposit's wallet, the quote's wallets) must be the
+   caller's own (`wallets.selectors.wallet_get_for_user`): anyone else's is a 404 and nothing
+   moves. A transfer may go to any active customer wallet.
+3. idempotency: the view layer (`core.idempotency.idempotent`): the whole service runs in the
+   request's durable transaction, with the stored response.
+4. lock: the caller's Customer row FOR UPDATE (`compliance.limits.customer_lock`), then the
+   wallets, which the ledger locks in ascending id order in its one lock statement when it
+   posts (STYLE 4: customer, then wallets by id; an exchange quote, like a pay order, is
+   locked before the customer). The customer lock serialises a customer's movements, so the
+   limit and risk reads below see every earlier movement committed.
+5. limits: `limits_enforce` for the CALLER'S OWN customer only, in the direction the money
+   moves for them: deposits incoming; transfers, withdrawals and exchanges outgoing (an
+   exchange also incoming, in the destination asset, for the destination amount). The
+   recipient of a transfer is not checked at send time: that would lock and disclose another
+   customer's limit state to the sender. A transfer between the caller's own wallets moves
+   nothing in or out and is not limited (the ledger-derived usage ignores it too).
+6. 2FA step-up: outgoing movements (transfers, withdrawals, exchanges) of TWO_FACTOR_THRESHOLD
+   (5,000) or more of their own asset need `X-2FA-Code` (`accounts.twofactor.twofactor_require`:
+   403 2FA_REQUIRED / 2FA_VERIFICATION_FAILED; a code is spent once).
+7. risk: `compliance.risk.risk_evaluate` over the configured rules, with the beneficiary name
+   (a withdrawal's beneficiary, the owner of a transfer's destination) for the sanctions
+   screen. reject -> recorded in the audit chain, 422 TRANSACTION_REJECTED, nothing posted;
+   review -> `ledger_post(..., hold_for_review=True)`: the transaction is `in_review` with its
+   funds held, a ReviewCase is opened, and the API answers 202.
+8. post: `ledger_post` (completed), or for withdrawals `ledger_hold_pending` (pending, amount +
+   fee held, payout in flight). Then the movement's own rows (payout + outbox row, executed
+   quote), `transaction.*` webhooks for organization-owned customer wallets involved (users have
+   no webhooks), and the audit event LAST (`audit_record` holds the chain lock until commit).
+
+Errors and what commits. The path runs in a savepoint and never raises out of it: a refusal
+(limit, 2FA, risk, the ledger's INSUFFICIENT_FUNDS...) is returned in `MovementResult` and
+raised by `raise_for_error()` after the savepoint closed, so what the path recorded on the
+way (a failed ledger transaction, a failed 2FA attempt, a risk rejection) commits with the
+stored error response. A 2FA code accepted before a later refusal stays spent.
+
+Withdrawals and payouts: see `withdrawal_create`, `payout_send`, `payout_settle` and
+`wallets.payouts`. Exchanges: see `exchange_quote_create` and `exchange_execute`.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction as db_transaction
+from django.utils import timezone
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
 
 from accounts.models import Customer, User
+from accounts.twofactor import twofactor_require
+from accounts.webhooks import webhook_publish
+from compliance.fees import fee_compute
+from compliance.limits import customer_lock, limits_enforce
+from compliance.models import Direction, MovementType
+from compliance.risk import RiskDecision, review_case_open, risk_evaluate, risk_reject_record
 from compliance.services import audit_record
-from core.errors import ValidationFailed
-from core.money import parse_amount
+from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
+from core.money import MONEY_CONTEXT, format_amount, parse_amount, quantum
+from core.outbox import outbox_emit, register_handler
+from core.prices import get_price_provider
+from ledger.errors import InsufficientFunds
 from ledger.models import Asset, Transaction, Wallet
 from ledger.selectors import asset_get
-from ledger.services import Issue, Transfer, ledger_post, wallet_open
-from wallets.selectors import customer_of, transfer_destination_get, wallet_get_for_user
+from ledger.services import (
+    Issue,
+    Operation,
+    PlatformAccount,
+    PostingResult,
+    Redeem,
+    Transfer,
+    ledger_complete_pending,
+    ledger_fail_pending,
+    ledger_hold_pending,
+    ledger_post,
+    ledger_reverse,
+    platform_wallet_covering,
+    platform_wallets_ensure,
+    wallet_open,
+)
+from wallets.errors import InvalidBeneficiary, InvalidIban, QuoteExpired
+from wallets.models import ExchangeQuote, Payout
+from wallets.payouts import ACCEPTED, COMPLETED, FAILED, get_payout_provider
+from wallets.selectors import customer_of, transfer_destination_get, wallet_get_for_user, wallet_owner_name
+
+logger = logging.getLogger("coffer.wallets")
+
+PAYOUT_TOPIC = "payout.send"
 
 
 def _customer_for(user: User) -> Customer:
@@ -40,6 +119,10 @@ def _platform_asset(code: str, field: str = "currency") -> Asset:
         raise ValidationFailed(f"{field}: unknown currency {code!r}.", details={"fields": {field: ["Unknown currency."]}}) from None
 
 
+def _field_error(name: str, message: str, cls: type[CofferError] = ValidationFailed) -> CofferError:
+    return cls(f"{name}: {message}", details={"fields": {name: [message]}})
+
+
 def wallet_create(*, user: User, currency: str, label: str = "") -> Wallet:
     """Open a wallet in `currency` for the user's own Customer (one unlabelled open wallet per
     currency: a second one is 409 WALLET_EXISTS unless labelled)."""
@@ -50,40 +133,558 @@ def wallet_create(*, user: User, currency: str, label: str = "") -> Wallet:
     return wallet
 
 
+# --------------------------------------------------------------------------------------------
+# The money path
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LimitScope:
+    asset: Asset
+    movement_type: str
+    direction: str
+    amount: Decimal
+
+
+@dataclass
+class MoneyMovement:
+    """One movement a user starts. `wallet` is the caller's wallet the checks run against (the
+    source; a deposit's destination); `amount` is what the customer asked to move, in its asset."""
+
+    user: User
+    movement_type: str  # compliance.models.MovementType
+    ledger_type: str  # ledger.models.Transaction.Type
+    wallet: Wallet
+    amount: Decimal
+    operations: list[Operation]
+    direction: str = Direction.OUTGOING
+    limits: list[LimitScope] = field(default_factory=list)
+    step_up: bool = True
+    two_factor_code: str | None = None
+    beneficiary_name: str | None = None
+    description: str = ""
+    metadata: dict = field(default_factory=dict)
+    pending: bool = False  # withdrawals: hold now, post when the payout settles
+    counterparty_wallets: list[Wallet] = field(default_factory=list)
+    after_post: Callable[[Transaction], None] | None = None  # the movement's own rows, same DB transaction
+    audit_data: dict = field(default_factory=dict)
+
+
+@dataclass
+class MovementResult:
+    transaction: Transaction | None
+    error: CofferError | None = None
+    decision: RiskDecision | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def raise_for_error(self) -> Transaction:
+        if self.error is not None:
+            raise self.error
+        assert self.transaction is not None
+        return self.transaction
+
+
+def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
+    """lock -> limits -> 2FA -> risk. Raises LIMIT_EXCEEDED / 2FA_*; returns the risk decision
+    (a rejection already recorded in the audit chain) and the 2FA method used."""
+    customer = customer_lock(movement.wallet.customer_id)
+    now = timezone.now()
+    for scope in movement.limits:
+        limits_enforce(
+            customer=customer, asset=scope.asset, movement_type=scope.movement_type, direction=scope.direction,
+            amount=scope.amount, now=now,
+        )
+    method = None
+    asset = movement.wallet.asset
+    if movement.step_up:
+        method = twofactor_require(user=movement.user, amount=movement.amount, currency=asset.code, code=movement.two_factor_code)
+    decision = risk_evaluate(
+        customer=customer, wallet=movement.wallet, movement_type=movement.movement_type, amount=movement.amount,
+        asset=asset, beneficiary_name=movement.beneficiary_name, now=now, direction=movement.direction,
+    )
+    if decision.rejected:
+        risk_reject_record(
+            decision=decision, customer=customer, wallet=movement.wallet, asset=asset, movement_type=movement.movement_type,
+            direction=movement.direction, amount=movement.amount, beneficiary_name=movement.beneficiary_name, actor=movement.user,
+        )
+    return decision, method
+
+
+def _webhook_payload(tx: Transaction, movement: MoneyMovement) -> dict[str, Any]:
+    asset = movement.wallet.asset
+    return {
+        "id": tx.pk, "type": tx.type, "status": tx.status, "amount": format_amount(movement.amount, asset.exponent),
+        "currency": asset.code, "created_at": tx.created_at, "completed_at": tx.completed_at,
+        "failure_code": tx.failure_code or None,
+    }
+
+
+def _publish_for_organizations(tx: Transaction, movement: MoneyMovement) -> None:
+    """`transaction.completed` / `transaction.failed` to every organization whose customer's
+    wallet took part (a transfer into an organization customer's wallet); users have none."""
+    if tx.status not in (Transaction.Status.COMPLETED, Transaction.Status.FAILED):
+        return
+    organizations = {}
+    for wallet in [movement.wallet, *movement.counterparty_wallets]:
+        customer = wallet.customer if wallet.customer_id else None
+        if customer is not None and customer.organization_id is not None:
+            organizations[customer.organization_id] = customer.organization
+    for organization in organizations.values():
+        payload = _webhook_payload(tx, movement)
+        payload["wallet_ids"] = sorted(w.pk for w in [movement.wallet, *movement.counterparty_wallets] if w.customer_id and w.customer.organization_id == organization.pk)
+        webhook_publish(organization=organization, event_type=f"transaction.{tx.status}", payload=payload)
+
+
+def money_path(movement: MoneyMovement) -> MovementResult:
+    """Run one movement through the money path (module docstring). Never raises a refusal:
+    call `.raise_for_error()` on the result once your own transaction block has closed."""
+    error: CofferError | None = None
+    tx: Transaction | None = None
+    decision: RiskDecision | None = None
+    with db_transaction.atomic():
+        try:
+            decision, method = _checks(movement)
+        except CofferError as exc:  # limits, 2FA: keep what the checks recorded, answer the refusal
+            return MovementResult(transaction=None, error=exc)
+        if decision.rejected:
+            return MovementResult(transaction=None, error=decision.error(), decision=decision)
+        posting = dict(
+            type=movement.ledger_type, operations=movement.operations, customer=movement.wallet.customer,
+            description=movement.description, metadata=movement.metadata,
+        )
+        if decision.needs_review:
+            result: PostingResult = ledger_post(**posting, hold_for_review=True)
+        elif movement.pending:
+            result = ledger_hold_pending(**posting)
+        else:
+            result = ledger_post(**posting)
+        tx = result.transaction
+        assert tx is not None
+        if result.ok:
+            if tx.status == Transaction.Status.IN_REVIEW:
+                review_case_open(transaction=tx, decision=decision, customer=movement.wallet.customer, actor=movement.user)
+            if movement.after_post is not None:
+                movement.after_post(tx)
+        else:
+            error = result.error
+        _publish_for_organizations(tx, movement)
+        data = {
+            "type": tx.type, "status": tx.status, "currency": movement.wallet.asset.code,
+            "amount": format_amount(movement.amount, movement.wallet.asset.exponent), "wallet_id": movement.wallet.pk,
+            "two_factor": method, "risk": decision.action, **movement.audit_data,
+        }
+        if not result.ok:
+            data.update(failure_code=tx.failure_code, operation_index=tx.failure_operation_index)
+        audit_record(actor=movement.user, action=f"{movement.movement_type}.{tx.status}", target=tx, data=data)
+    return MovementResult(transaction=tx, error=error, decision=decision)
+
+
+# --------------------------------------------------------------------------------------------
+# Deposits and transfers
+# --------------------------------------------------------------------------------------------
+
+
 def deposit_create(*, user: User, wallet_id: int, amount: Any, source: str = "") -> Transaction:
     """Money enters the user's own wallet from outside: an `Issue` from the asset's issuance
-    account. Someone else's wallet is 404."""
-    with db_transaction.atomic():
-        wallet = wallet_get_for_user(user=user, wallet_id=wallet_id)
-        value = parse_amount(amount, exponent=wallet.asset.exponent, field="amount")
-        result = ledger_post(
-            type=Transaction.Type.DEPOSIT,
-            operations=[Issue(wallet=wallet.pk, amount=value, currency=wallet.asset.code)],
-            customer=wallet.customer,
-            description=f"Deposit from {source}" if source else "Deposit",
-            metadata={"source": source} if source else {},
-        )
-    return result.raise_for_error()  # after the savepoint closed: a failed attempt stays recorded
+    account, through the money path (incoming deposit limits, risk; no 2FA: nothing leaves).
+    Someone else's wallet is 404."""
+    wallet = wallet_get_for_user(user=user, wallet_id=wallet_id)
+    value = parse_amount(amount, exponent=wallet.asset.exponent, field="amount")
+    movement = MoneyMovement(
+        user=user, movement_type=MovementType.DEPOSIT, ledger_type=Transaction.Type.DEPOSIT, wallet=wallet, amount=value,
+        operations=[Issue(wallet=wallet.pk, amount=value, currency=wallet.asset.code)],
+        direction=Direction.INCOMING, step_up=False,
+        limits=[LimitScope(wallet.asset, MovementType.DEPOSIT, Direction.INCOMING, value)],
+        description=f"Deposit from {source}" if source else "Deposit", metadata={"source": source} if source else {},
+        audit_data={"source": source},
+    )
+    return money_path(movement).raise_for_error()
 
 
 def transfer_create(
-    *, user: User, source_wallet_id: int, destination_wallet_id: int, amount: Any, currency: str, description: str = ""
+    *, user: User, source_wallet_id: int, destination_wallet_id: int, amount: Any, currency: str, description: str = "",
+    two_factor_code: str | None = None,
 ) -> Transaction:
     """From one of the user's wallets to any customer wallet of the same asset. The source
     must be the caller's (else 404); the ledger checks status, asset and funds under lock."""
-    with db_transaction.atomic():
-        source = wallet_get_for_user(user=user, wallet_id=source_wallet_id)
-        destination = transfer_destination_get(wallet_id=destination_wallet_id)
-        if destination.pk == source.pk:
-            raise ValidationFailed(
-                "destination_wallet_id: must differ from the source wallet.",
-                details={"fields": {"destination_wallet_id": ["Must differ from the source wallet."]}},
-            )
-        value = parse_amount(amount, exponent=source.asset.exponent, field="amount")
-        result = ledger_post(
-            type=Transaction.Type.TRANSFER,
-            operations=[Transfer(source=source.pk, destination=destination.pk, amount=value, currency=(currency or "").strip().upper())],
-            customer=source.customer,
-            description=description,
+    source = wallet_get_for_user(user=user, wallet_id=source_wallet_id)
+    destination = transfer_destination_get(wallet_id=destination_wallet_id)
+    if destination.pk == source.pk:
+        raise _field_error("destination_wallet_id", "Must differ from the source wallet.")
+    value = parse_amount(amount, exponent=source.asset.exponent, field="amount")
+    own = destination.customer_id == source.customer_id
+    movement = MoneyMovement(
+        user=user, movement_type=MovementType.TRANSFER, ledger_type=Transaction.Type.TRANSFER, wallet=source, amount=value,
+        operations=[Transfer(source=source.pk, destination=destination.pk, amount=value, currency=(currency or "").strip().upper())],
+        limits=[] if own else [LimitScope(source.asset, MovementType.TRANSFER, Direction.OUTGOING, value)],
+        two_factor_code=two_factor_code, beneficiary_name=None if own else wallet_owner_name(destination),
+        description=description, counterparty_wallets=[destination],
+        audit_data={"destination_wallet_id": destination.pk},
+    )
+    return money_path(movement).raise_for_error()
+
+
+# --------------------------------------------------------------------------------------------
+# Withdrawals and payouts
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Beneficiary:
+    type: str
+    name: str
+    details: dict[str, str]
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def beneficiary_parse(destination: Any) -> Beneficiary:
+    """`{type: IBAN, iban, name, bank_name?, country?}` or `{type: EXTERNAL, name, account,
+    network?}`. A bad IBAN (schwifty: characters, length per country, mod-97) is 400
+    INVALID_IBAN; anything missing or contradictory is 400 INVALID_BENEFICIARY naming the field."""
+    if not isinstance(destination, dict):
+        raise _field_error("destination", "An object with type IBAN or EXTERNAL is required.", InvalidBeneficiary)
+    kind = _text(destination.get("type")).upper()
+    if kind not in Payout.DestinationType.values:
+        raise _field_error("destination.type", "One of IBAN, EXTERNAL.", InvalidBeneficiary)
+    name = _text(destination.get("name"))
+    if not name or len(name) > 200:
+        raise _field_error("destination.name", "The beneficiary's name (1-200 characters) is required.", InvalidBeneficiary)
+    if kind == Payout.DestinationType.IBAN:
+        raw = _text(destination.get("iban"))
+        if not raw:
+            raise _field_error("destination.iban", "An IBAN is required.", InvalidBeneficiary)
+        try:
+            iban = IBAN(raw)
+        except SchwiftyException as exc:
+            raise InvalidIban(f"destination.iban: {exc}.", details={"fields": {"destination.iban": [str(exc)]}}) from None
+        country = _text(destination.get("country")).upper()
+        if country and country != iban.country_code:
+            raise _field_error("destination.country", f"The IBAN is from {iban.country_code}, not {country}.", InvalidBeneficiary)
+        details = {"iban": iban.compact, "country": iban.country_code, "bank_name": _text(destination.get("bank_name"))[:200]}
+        return Beneficiary(type=kind, name=name, details=details)
+    account = _text(destination.get("account"))
+    if not account or len(account) > 200:
+        raise _field_error("destination.account", "The account at the external rail (1-200 characters) is required.", InvalidBeneficiary)
+    return Beneficiary(type=kind, name=name, details={"account": account, "network": _text(destination.get("network"))[:50]})
+
+
+def _payout_schedule_settle(payout: Payout) -> None:
+    """After commit: ask the worker to settle at `next_check_at` (a countdown, never a sleep).
+    A broker outage only delays it: the beat sweeper settles every due payout."""
+    payout_id = payout.pk
+    countdown = max((payout.next_check_at - timezone.now()).total_seconds(), 0) if payout.next_check_at else 0
+
+    def enqueue():
+        from wallets.tasks import settle_payout
+
+        try:
+            settle_payout.apply_async((payout_id,), countdown=countdown, retry=False)
+        except Exception as exc:
+            logger.warning("payout %s: could not schedule settlement (%s); the sweeper will", payout_id, exc)
+
+    db_transaction.on_commit(enqueue, robust=True)
+
+
+def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: Any, description: str = "", two_factor_code: str | None = None) -> Transaction:
+    """Money leaves the user's wallet for a bank account (IBAN) or another rail. The fee
+    (`fee_compute`: 1%, minimum 1.00 for an IBAN) is charged on top; amount + fee are held
+    (`ledger_hold_pending`: the transaction is `pending`), and a `Payout` plus its `payout.send`
+    outbox row are written in the same database transaction: a broker outage delays the payout
+    and loses nothing. The worker sends it (`payout_send`) and settles it (`payout_settle`):
+    completed -> the held transaction is posted (Redeem of the amount, fee to the platform fee
+    account); failed -> the holds are released and the transaction is failed. A risk review
+    leaves the transaction `in_review` and the payout waits for the reviewer."""
+    wallet = wallet_get_for_user(user=user, wallet_id=wallet_id)
+    asset = wallet.asset
+    value = parse_amount(amount, exponent=asset.exponent, field="amount")
+    beneficiary = beneficiary_parse(destination)
+    fee = fee_compute(movement_type=MovementType.WITHDRAWAL, amount=value, asset=asset, destination_type=beneficiary.type)
+    operations: list[Operation] = [Redeem(wallet=wallet.pk, amount=value, currency=asset.code)]
+    if fee.fee_amount > 0:
+        operations.append(Transfer(source=wallet.pk, destination=PlatformAccount(Wallet.Purpose.FEE), amount=fee.fee_amount, currency=asset.code))
+
+    def create_payout(tx: Transaction) -> None:
+        in_review = tx.status == Transaction.Status.IN_REVIEW
+        payout = Payout(
+            transaction=tx, wallet=wallet, customer_id=wallet.customer_id, amount=value, fee=fee.fee_amount,
+            currency=asset.code, destination_type=beneficiary.type, destination={"name": beneficiary.name, **beneficiary.details},
+            beneficiary_name=beneficiary.name, reference=f"po_{uuid.uuid4().hex}", provider=getattr(settings, "PAYOUT_PROVIDER", "sandbox"),
         )
+        if in_review:
+            payout.status = Payout.Status.IN_REVIEW
+        payout.save(force_insert=True)
+        if not in_review:
+            outbox_emit(topic=PAYOUT_TOPIC, payload={"payout_id": payout.pk}, key=f"payout:{payout.pk}")
+
+    masked = beneficiary.details.get("iban", beneficiary.details.get("account", ""))
+    movement = MoneyMovement(
+        user=user, movement_type=MovementType.WITHDRAWAL, ledger_type=Transaction.Type.WITHDRAWAL, wallet=wallet, amount=value,
+        operations=operations, limits=[LimitScope(asset, MovementType.WITHDRAWAL, Direction.OUTGOING, value)],
+        two_factor_code=two_factor_code, beneficiary_name=beneficiary.name, pending=True,
+        description=description or f"Withdrawal to {beneficiary.type} {masked[:4]}...{masked[-4:]}",
+        metadata={"destination_type": beneficiary.type, "fee": str(fee.fee_amount)},
+        after_post=create_payout,
+        audit_data={"fee": format_amount(fee.fee_amount, asset.exponent), "destination_type": beneficiary.type,
+                    "beneficiary_name": beneficiary.name},
+    )
+    return money_path(movement).raise_for_error()
+
+
+def _payout_locked(payout_id: int) -> Payout | None:
+    return Payout.objects.select_for_update(of=("self",)).select_related("transaction").filter(pk=payout_id).first()
+
+
+def payout_send(*, payout_id: int) -> Payout | None:
+    """Hand a pending payout to its provider, once: the payout row is locked and only a
+    `pending` payout is sent (a second dispatch of the outbox row finds it `sent` and does
+    nothing); the provider call carries `payout.reference` as its idempotency key. Accepted ->
+    `sent` with the time to ask again; refused -> failed at once (holds released)."""
+    with db_transaction.atomic():
+        payout = _payout_locked(payout_id)
+        if payout is None or payout.status != Payout.Status.PENDING:
+            return payout
+        result = get_payout_provider(payout.provider).send(payout)
+        payout.attempts += 1
+        payout.provider_reference = result.provider_reference or payout.provider_reference
+        if result.status == FAILED:
+            _payout_failed(payout, reason=result.reason or "Refused by the payout provider.")
+            return payout
+        payout.mark_sent()
+        payout.sent_at = timezone.now()
+        payout.next_check_at = result.check_at or payout.sent_at
+        payout.save(update_fields=["status", "attempts", "provider_reference", "sent_at", "next_check_at", "updated_at"])
+        audit_record(action="payout.sent", target=payout, data={"transaction_id": payout.transaction_id, "provider": payout.provider,
+                                                                "provider_reference": payout.provider_reference})
+        if result.status == COMPLETED:
+            return payout_settle(payout_id=payout.pk)
+        _payout_schedule_settle(payout)
+        return payout
+
+
+def _payout_failed(payout: Payout, *, reason: str) -> None:
+    """Release the held funds (or, for a payout whose transaction a reviewer already posted,
+    reverse it) and fail the payout. Caller holds the payout lock."""
+    tx = payout.transaction
+    if tx.status == Transaction.Status.PENDING:
+        ledger_fail_pending(tx, code="PAYOUT_FAILED", reason=reason)
+    elif tx.status == Transaction.Status.COMPLETED:
+        ledger_reverse(tx, description=f"Payout {payout.pk} failed: {reason}"[:500]).raise_for_error()
+    payout.fail()
+    payout.failure_reason = reason[:500]
+    payout.settled_at = timezone.now()
+    payout.next_check_at = None
+    payout.save(update_fields=["status", "failure_reason", "settled_at", "next_check_at", "attempts", "provider_reference", "updated_at"])
+    audit_record(action="withdrawal.failed", target=tx, data={"payout_id": payout.pk, "reason": reason})
+
+
+def payout_settle(*, payout_id: int) -> Payout | None:
+    """Ask the provider where a sent payout stands and follow it in the ledger, once (the
+    payout row is locked; only a `sent` payout moves): completed -> `ledger_complete_pending`
+    (holds captured, Redeem + fee posted, transaction completed); failed -> holds released,
+    transaction failed; still in flight -> ask again at the provider's time. If the ledger
+    refuses the posting of money the bank already paid out (a wallet suspended meanwhile), the
+    payout stays `sent`, the refusal is audited and the sweeper retries: the money did leave."""
+    with db_transaction.atomic():
+        payout = _payout_locked(payout_id)
+        if payout is None or payout.status != Payout.Status.SENT:
+            return payout
+        result = get_payout_provider(payout.provider).status(payout)
+        if result.status == ACCEPTED:
+            payout.next_check_at = result.check_at or timezone.now() + timedelta(seconds=30)
+            payout.save(update_fields=["next_check_at", "updated_at"])
+            _payout_schedule_settle(payout)
+            return payout
+        if result.status == FAILED:
+            _payout_failed(payout, reason=result.reason or "The payout failed.")
+            return payout
+        tx = payout.transaction
+        if tx.status == Transaction.Status.PENDING:
+            with db_transaction.atomic():
+                posted = ledger_complete_pending(tx)
+                if not posted.ok:
+                    db_transaction.set_rollback(True)  # keep the transaction pending, its funds held
+            if not posted.ok:
+                payout.failure_reason = f"Posting refused: {posted.error.code}: {posted.error.message}"[:500]
+                payout.next_check_at = timezone.now() + timedelta(seconds=60)
+                payout.save(update_fields=["failure_reason", "next_check_at", "updated_at"])
+                audit_record(action="payout.posting_refused", target=payout, data={"transaction_id": tx.pk, "code": posted.error.code})
+                return payout
+        payout.complete()
+        payout.settled_at = timezone.now()
+        payout.next_check_at = None
+        payout.failure_reason = ""
+        payout.save(update_fields=["status", "settled_at", "next_check_at", "failure_reason", "updated_at"])
+        audit_record(action="withdrawal.completed", target=tx, data={"payout_id": payout.pk, "provider_reference": payout.provider_reference})
+        return payout
+
+
+def payouts_due_ids(*, limit: int = 200) -> list[int]:
+    return list(
+        Payout.objects.filter(status=Payout.Status.SENT, next_check_at__lte=timezone.now())
+        .order_by("next_check_at", "id").values_list("id", flat=True)[:limit]
+    )
+
+
+def _handle_payout_message(message) -> None:
+    payout_send(payout_id=int(message.payload["payout_id"]))
+
+
+register_handler(PAYOUT_TOPIC, _handle_payout_message)
+
+
+def payout_review_decided(*, case) -> None:
+    """A reviewer decided a held withdrawal (post_save of compliance.ReviewCase, inside the
+    decision's transaction, after the ledger followed it): approved and posted -> the payout is
+    released to the provider (outbox row); rejected, or approved but refused by the ledger ->
+    the payout is cancelled (its holds were released by the ledger)."""
+    payout = Payout.objects.select_for_update(of=("self",)).select_related("transaction").filter(
+        transaction_id=case.transaction_id, status=Payout.Status.IN_REVIEW
+    ).first()
+    if payout is None or case.status == "open":
+        return
+    payout.transaction.refresh_from_db()
+    if case.status == "approved" and payout.transaction.status == Transaction.Status.COMPLETED:
+        payout.approve()
+        payout.save(update_fields=["status", "updated_at"])
+        outbox_emit(topic=PAYOUT_TOPIC, payload={"payout_id": payout.pk}, key=f"payout:{payout.pk}")
+    else:
+        payout.cancel()
+        payout.failure_reason = (case.decision_reason or "Rejected in review.")[:500]
+        payout.save(update_fields=["status", "failure_reason", "updated_at"])
+
+
+# --------------------------------------------------------------------------------------------
+# Currency exchange
+# --------------------------------------------------------------------------------------------
+
+
+def quote_ttl_seconds() -> int:
+    return int(getattr(settings, "EXCHANGE_QUOTE_TTL_SECONDS", 30))
+
+
+def exchange_quote_create(*, user: User, source_wallet_id: int, destination_wallet_id: int, amount: Any) -> ExchangeQuote:
+    """Price an exchange between two of the user's wallets (both must be theirs: 404).
+
+    `amount` leaves the source wallet; the fee (`fee_compute`, 0.5%, rounded UP to the source
+    exponent) is part of it; the rest is converted at the provider's BID (what the platform
+    pays for one source unit) and the destination amount is rounded DOWN (toward zero) to the
+    destination asset's exponent. Both roundings favour the platform, by less than one minor
+    unit each, and the rate shown is the one applied. Nothing moves; the quote is honoured
+    until `expires_at` (EXCHANGE_QUOTE_TTL_SECONDS, 30 s)."""
+    source = wallet_get_for_user(user=user, wallet_id=source_wallet_id)
+    destination = wallet_get_for_user(user=user, wallet_id=destination_wallet_id)
+    if source.pk == destination.pk or source.asset_id == destination.asset_id:
+        raise ValidationFailed(
+            "destination_wallet_id: an exchange needs a wallet in another currency.",
+            details={"fields": {"destination_wallet_id": ["Must hold a different currency than the source wallet."]}},
+        )
+    value = parse_amount(amount, exponent=source.asset.exponent, field="amount")
+    fee = fee_compute(movement_type=MovementType.EXCHANGE, amount=value, asset=source.asset).fee_amount
+    rate = get_price_provider().quote(source.asset.code, destination.asset.code).bid
+    with localcontext(MONEY_CONTEXT):
+        net = value - fee
+        destination_amount = (net * rate).quantize(quantum(destination.asset.exponent), rounding=ROUND_FLOOR) if net > 0 else Decimal(0)
+    if destination_amount <= 0:
+        raise _field_error("amount", "Too small to exchange: nothing would arrive after the fee.")
+    now = timezone.now()
+    return ExchangeQuote.objects.create(
+        user=user, customer_id=source.customer_id, source_wallet=source, destination_wallet=destination,
+        source_currency=source.asset.code, destination_currency=destination.asset.code, source_amount=value, fee=fee,
+        rate=rate, destination_amount=destination_amount, created_at=now, expires_at=now + timedelta(seconds=quote_ttl_seconds()),
+    )
+
+
+def exchange_quote_get(*, user: User, quote_id) -> ExchangeQuote:
+    quote = ExchangeQuote.objects.select_related("source_wallet__asset", "destination_wallet__asset").filter(pk=quote_id, user=user).first()
+    if quote is None:
+        raise NotFound(f"Quote {quote_id} not found.", details={"quote_id": str(quote_id)})
+    return quote
+
+
+def exchange_execute(*, user: User, quote_id, two_factor_code: str | None = None) -> Transaction:
+    """Execute a quote once, as ONE ledger posting through the platform's FX accounts:
+
+        Transfer(source -> FX[source asset], amount - fee)
+        Transfer(source -> fee[source asset], fee)
+        Transfer(FX[destination asset] -> destination, destination_amount)
+
+    The FX account in the destination asset is the platform's FX float: funded by issuing into
+    it (`fx_float_fund`, `manage.py fund_fx_float`) and replenished by the source legs of
+    exchanges the other way. If no FX shard covers the destination amount the posting is
+    refused: 422 INSUFFICIENT_FUNDS (the quote stays open until it expires). After expiry: 409
+    QUOTE_EXPIRED; an executed quote: 409 INVALID_STATE (a retry with the same Idempotency-Key
+    replays the first answer instead). Limits (outgoing in the source asset, incoming in the
+    destination asset), 2FA on the source amount and risk apply as for any movement."""
+    with db_transaction.atomic():
+        quote = (
+            ExchangeQuote.objects.select_for_update(of=("self",)).select_related("source_wallet__asset", "destination_wallet__asset")
+            .filter(pk=quote_id, user=user).first()
+        )  # lock 1: the quote, then (money path) the customer, then the wallets
+        if quote is None:
+            raise NotFound(f"Quote {quote_id} not found.", details={"quote_id": str(quote_id)})
+        if quote.status != ExchangeQuote.Status.OPEN:
+            raise InvalidState(f"Quote {quote.pk} was already executed (transaction {quote.transaction_id}).",
+                               details={"quote_id": str(quote.pk), "status": quote.status, "transaction_id": quote.transaction_id})
+        if timezone.now() >= quote.expires_at:
+            raise QuoteExpired(details={"quote_id": str(quote.pk), "expired_at": quote.expires_at.isoformat()})
+        source = wallet_get_for_user(user=user, wallet_id=quote.source_wallet_id)  # still theirs
+        destination = wallet_get_for_user(user=user, wallet_id=quote.destination_wallet_id)
+        src, dst = source.asset, destination.asset
+        net = quote.source_amount - quote.fee
+        float_wallet = platform_wallet_covering(dst, Wallet.Purpose.FX, quote.destination_amount)
+        operations: list[Operation] = [Transfer(source=source.pk, destination=PlatformAccount(Wallet.Purpose.FX), amount=net, currency=src.code)]
+        if quote.fee > 0:
+            operations.append(Transfer(source=source.pk, destination=PlatformAccount(Wallet.Purpose.FEE), amount=quote.fee, currency=src.code))
+        operations.append(Transfer(source=float_wallet.pk, destination=destination.pk, amount=quote.destination_amount, currency=dst.code))
+
+        def mark_executed(tx: Transaction) -> None:
+            quote.execute()
+            quote.transaction = tx
+            quote.executed_at = timezone.now()
+            quote.save(update_fields=["status", "transaction", "executed_at"])
+
+        result = money_path(MoneyMovement(
+            user=user, movement_type=MovementType.EXCHANGE, ledger_type=Transaction.Type.EXCHANGE, wallet=source,
+            amount=quote.source_amount, operations=operations,
+            limits=[LimitScope(src, MovementType.EXCHANGE, Direction.OUTGOING, quote.source_amount),
+                    LimitScope(dst, MovementType.EXCHANGE, Direction.INCOMING, quote.destination_amount)],
+            two_factor_code=two_factor_code, counterparty_wallets=[destination],
+            description=f"Exchange {format_amount(quote.source_amount, src.exponent)} {src.code} to {dst.code}",
+            metadata={"quote_id": str(quote.pk), "rate": str(quote.rate), "fee": str(quote.fee),
+                      "destination_amount": str(quote.destination_amount), "destination_currency": dst.code},
+            after_post=mark_executed,
+            audit_data={"quote_id": str(quote.pk), "rate": str(quote.rate), "destination_wallet_id": destination.pk,
+                        "destination_amount": format_amount(quote.destination_amount, dst.exponent)},
+        ))
+        if isinstance(result.error, InsufficientFunds) and result.error.details.get("wallet_id") == float_wallet.pk:
+            result.error = InsufficientFunds(
+                f"The platform's {dst.code} exchange float cannot cover {format_amount(quote.destination_amount, dst.exponent)} {dst.code} right now.",
+                details={**result.error.details, "float": True},
+            )
     return result.raise_for_error()
+
+
+def fx_float_fund(*, asset: Asset, per_shard: Decimal, actor: User | None = None) -> Transaction | None:
+    """Top up every shard of the platform's FX account in `asset` to at least `per_shard` by
+    issuing into it (the platform's FX float: the money it pays exchanges out of). Returns the
+    adjustment transaction, or None when every shard already had enough."""
+    if per_shard <= 0:
+        raise _field_error("amount", "Must be greater than zero.")
+    with db_transaction.atomic():
+        platform_wallets_ensure(asset=asset, purpose=Wallet.Purpose.FX)
+        shards = Wallet.objects.filter(asset=asset, purpose=Wallet.Purpose.FX, customer__isnull=True, organization__isnull=True).order_by("pk")
+        operations = [Issue(wallet=w.pk, amount=per_shard - w.balance, currency=asset.code) for w in shards if w.balance < per_shard]
+        if not operations:
+            return None
+        tx = ledger_post(
+            type=Transaction.Type.ADJUSTMENT, operations=operations, description=f"FX float top-up ({asset.code})",
+            metadata={"fx_float": True, "per_shard": str(per_shard)},
+        ).raise_for_error()
+        audit_record(actor=actor, action="fx_float.funded", target=tx, data={"currency": asset.code, "per_shard": format_amount(per_shard, asset.exponent)})
+    return tx

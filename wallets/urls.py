@@ -8,4 +8,8 @@ urlpatterns = [
     path("wallets/<int:wallet_id>/entries", apis.WalletEntriesApi.as_view(), name="wallet-entries"),
     path("deposits", apis.DepositCreateApi.as_view(), name="deposit-create"),
     path("transfers", apis.TransferCreateApi.as_view(), name="transfer-create"),
+    path("withdrawals", apis.WithdrawalListCreateApi.as_view(), name="withdrawal-list"),
+    path("withdrawals/<int:transaction_id>", apis.WithdrawalDetailApi.as_view(), name="withdrawal-detail"),
+    path("exchanges/quote", apis.ExchangeQuoteApi.as_view(), name="exchange-quote"),
+    path("exchanges", apis.ExchangeCreateApi.as_view(), name="exchange-create"),
 ]

@@ -1,0 +1,151 @@
+"""Withdrawal payouts and currency-exchange quotes of the customer wallets API.
+
+Invariants:
+- A `Payout` belongs to exactly one ledger transaction (one-to-one) of type `withdrawal`, left
+  `pending` with its amount + fee on hold by `ledger.services.ledger_hold_pending` in the same
+  database transaction that creates the payout and its `payout.send` outbox row. Its status
+  machine (django-fsm, `ConcurrentTransitionMixin`, rows locked FOR UPDATE by the services) is
+      pending -> sent -> completed | failed;  pending -> failed;  in_review -> pending | cancelled
+  and the ledger follows it exactly once: `completed` posts the held transaction
+  (`ledger_complete_pending`), `failed` releases the holds (`ledger_fail_pending`). `reference`
+  is unique and is the idempotency key towards the payout provider, so a resent payout cannot
+  pay twice.
+- An `ExchangeQuote` is executed at most once: `open -> executed` under a row lock, with the
+  one-to-one `transaction` as the database's last word. It is honoured only until `expires_at`.
+  Amounts are stored exactly (NUMERIC(38, 18)); `destination_amount` is already rounded DOWN to
+  the destination asset's exponent (the platform's favour).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+
+def _amount(**kwargs) -> models.DecimalField:
+    return models.DecimalField(max_digits=38, decimal_places=18, **kwargs)
+
+
+class Payout(ConcurrentTransitionMixin, models.Model):
+    class Status(models.TextChoices):
+        IN_REVIEW = "in_review", "Held for compliance review"
+        PENDING = "pending", "Pending (not yet handed to the provider)"
+        SENT = "sent", "Sent (provider accepted it)"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled (rejected in review)"
+
+    class DestinationType(models.TextChoices):
+        IBAN = "IBAN", "IBAN (bank account)"
+        EXTERNAL = "EXTERNAL", "External (other payout rail)"
+
+    transaction = models.OneToOneField("ledger.Transaction", on_delete=models.PROTECT, related_name="payout")
+    wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="payouts")
+    customer = models.ForeignKey("accounts.Customer", on_delete=models.PROTECT, related_name="payouts")
+    amount = _amount()
+    fee = _amount()
+    currency = models.CharField(max_length=16)
+    destination_type = models.CharField(max_length=16, choices=DestinationType.choices)
+    destination = models.JSONField(default=dict, help_text="The beneficiary as given (IBAN normalised).")
+    beneficiary_name = models.CharField(max_length=200)
+    reference = models.CharField(max_length=64, unique=True, help_text="Our idempotency key towards the provider.")
+    provider = models.CharField(max_length=32, default="sandbox")
+    provider_reference = models.CharField(max_length=128, blank=True, default="")
+    status = FSMField(default=Status.PENDING, choices=Status.choices, protected=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_check_at = models.DateTimeField(null=True, blank=True, help_text="When the worker next asks the provider.")
+    failure_reason = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "next_check_at"], name="payout_due")]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payout_amount_positive"),
+            models.CheckConstraint(condition=Q(fee__gte=0), name="payout_fee_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"payout {self.pk} {self.amount} {self.currency} ({self.status})"
+
+    @transition(field=status, source=Status.IN_REVIEW, target=Status.PENDING)
+    def approve(self) -> None:
+        """State only; the service emits the send."""
+
+    @transition(field=status, source=Status.IN_REVIEW, target=Status.CANCELLED)
+    def cancel(self) -> None:
+        """State only."""
+
+    @transition(field=status, source=Status.PENDING, target=Status.SENT)
+    def mark_sent(self) -> None:
+        """State only; `payout_send` saves."""
+
+    @transition(field=status, source=Status.SENT, target=Status.COMPLETED)
+    def complete(self) -> None:
+        """State only; `payout_settle` posts and saves."""
+
+    @transition(field=status, source=[Status.PENDING, Status.SENT], target=Status.FAILED)
+    def fail(self) -> None:
+        """State only; `payout_settle` / `payout_send` release the holds and save."""
+
+
+class ExchangeQuote(ConcurrentTransitionMixin, models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        EXECUTED = "executed", "Executed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="exchange_quotes")
+    customer = models.ForeignKey("accounts.Customer", on_delete=models.PROTECT, related_name="exchange_quotes")
+    source_wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="+")
+    destination_wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="+")
+    source_currency = models.CharField(max_length=16)
+    destination_currency = models.CharField(max_length=16)
+    source_amount = _amount(help_text="What leaves the source wallet, fee included.")
+    fee = _amount(help_text="In the source currency, part of source_amount.")
+    rate = models.DecimalField(max_digits=40, decimal_places=20, help_text="Destination units per source unit (the bid).")
+    destination_amount = _amount(help_text="(source_amount - fee) * rate, rounded down to the destination exponent.")
+    status = FSMField(default=Status.OPEN, choices=Status.choices, protected=True)
+    transaction = models.OneToOneField(
+        "ledger.Transaction", null=True, blank=True, on_delete=models.PROTECT, related_name="exchange_quote"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    executed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(source_amount__gt=0) & Q(destination_amount__gt=0), name="quote_amounts_positive"),
+            models.CheckConstraint(condition=Q(fee__gte=0), name="quote_fee_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"quote {self.pk} {self.source_amount} {self.source_currency} -> {self.destination_currency} ({self.status})"
+
+    @transition(field=status, source=Status.OPEN, target=Status.EXECUTED)
+    def execute(self) -> None:
+        """State only; `exchange_execute` posts and saves."""
+
+
+# A reviewer's decision on a held withdrawal releases or cancels its payout, in the decision's
+# own transaction (compliance.risk._decide saves the case after the ledger followed it).
+from django.db.models.signals import post_save  # noqa: E402
+from django.dispatch import receiver  # noqa: E402
+
+
+@receiver(post_save, sender="compliance.ReviewCase", dispatch_uid="wallets.payout_review_decided")
+def _review_case_saved(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
+    if created or raw:
+        return
+    from wallets.services import payout_review_decided
+
+    payout_review_decided(case=instance)
