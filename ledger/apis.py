@@ -29,6 +29,7 @@ from rest_framework.response import Response
 
 from accounts.authentication import OrganizationPrincipal
 from accounts.models import Customer, Organization, User
+from accounts.org_serializers import OrgErrorOutput as ErrorOutput
 from accounts.org_services import principal_audit_data
 from accounts.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
 from accounts.throttles import MoneyThrottle
@@ -212,10 +213,10 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     "first runs, 409 IDEMPOTENCY_KEY_IN_PROGRESS. `X-Idempotency-Key` is accepted too.",
 )
 AUTH_ERRORS = {
-    401: OpenApiResponse(description="AUTHENTICATION_FAILED"),
-    403: OpenApiResponse(description="PERMISSION_DENIED (a member without a suitable role; a user on an organization endpoint)"),
+    401: OpenApiResponse(ErrorOutput, description="AUTHENTICATION_FAILED"),
+    403: OpenApiResponse(ErrorOutput, description="PERMISSION_DENIED (a member without a suitable role; a user on an organization endpoint)"),
 }
-NOT_FOUND = {404: OpenApiResponse(description="NOT_FOUND: no such object visible to you")}
+NOT_FOUND = {404: OpenApiResponse(ErrorOutput, description="NOT_FOUND: no such object visible to you")}
 
 ASSET_EXAMPLE = {"id": 8, "code": "POINTS", "name": "Loyalty points", "exponent": 0, "kind": "custom", "custom": True,
                  "created_at": "2026-05-31T12:00:00Z"}
@@ -297,7 +298,7 @@ class AssetListCreateApi(generics.GenericAPIView):
         request=AssetCreateInput,
         responses={
             201: AssetOutput,
-            400: OpenApiResponse(description="VALIDATION_ERROR: a bad field, or the code is taken (by a platform asset or one of yours)"),
+            400: OpenApiResponse(ErrorOutput, description="VALIDATION_ERROR: a bad field, or the code is taken (by a platform asset or one of yours)"),
             **AUTH_ERRORS,
         },
         examples=[
@@ -336,7 +337,7 @@ class LedgerTransactionListCreateApi(generics.GenericAPIView):
     @extend_schema(
         operation_id="transactions_list", tags=["ledger: transactions"], parameters=[ORG_HEADER],
         summary="Transaction history, newest first (yours as a user; your organization's with an API key)",
-        responses={200: LedgerTransactionOutput(many=True), 400: OpenApiResponse(description="VALIDATION_ERROR: a bad filter value, e.g. from=yesterday"), **AUTH_ERRORS},
+        responses={200: LedgerTransactionOutput(many=True), 400: OpenApiResponse(ErrorOutput, description="VALIDATION_ERROR: a bad filter value, e.g. from=yesterday"), **AUTH_ERRORS},
         examples=[
             OpenApiExample("A user's history", value=_paginated(USER_TX_EXAMPLE), response_only=True),
             OpenApiExample("Bad date", value=_error("VALIDATION_ERROR", "Invalid input: from: Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z.",
@@ -366,12 +367,12 @@ class LedgerTransactionListCreateApi(generics.GenericAPIView):
         request=LedgerTransactionCreateInput,
         responses={
             201: LedgerTransactionDetailOutput,
-            400: OpenApiResponse(description="VALIDATION_ERROR naming the field (e.g. operations[1].amount), IDEMPOTENCY_KEY_REQUIRED, CURRENCY_MISMATCH"),
+            400: OpenApiResponse(ErrorOutput, description="VALIDATION_ERROR naming the field (e.g. operations[1].amount), IDEMPOTENCY_KEY_REQUIRED, CURRENCY_MISMATCH"),
             **AUTH_ERRORS,
-            404: OpenApiResponse(description="NOT_FOUND: a wallet that is not your organization's"),
-            409: OpenApiResponse(description="DUPLICATE_REFERENCE (details.transaction), WALLET_INACTIVE, IDEMPOTENCY_KEY_IN_PROGRESS"),
-            422: OpenApiResponse(description="INSUFFICIENT_FUNDS (the failed transaction is recorded), IDEMPOTENCY_KEY_REUSED"),
-            429: OpenApiResponse(description="RATE_LIMITED (Retry-After)"),
+            404: OpenApiResponse(ErrorOutput, description="NOT_FOUND: a wallet that is not your organization's"),
+            409: OpenApiResponse(ErrorOutput, description="DUPLICATE_REFERENCE (details.transaction), WALLET_INACTIVE, IDEMPOTENCY_KEY_IN_PROGRESS"),
+            422: OpenApiResponse(ErrorOutput, description="INSUFFICIENT_FUNDS (the failed transaction is recorded), IDEMPOTENCY_KEY_REUSED"),
+            429: OpenApiResponse(ErrorOutput, description="RATE_LIMITED (Retry-After)"),
         },
         examples=[
             OpenApiExample("Issue, then spend", request_only=True, value={
@@ -575,7 +576,7 @@ ORG_WALLET_EXAMPLE = {
 }
 WALLET_STATE_ERRORS = {
     **AUTH_ERRORS, **NOT_FOUND,
-    409: OpenApiResponse(description="INVALID_STATE (e.g. activating an active wallet, anything on a closed one) or WALLET_NOT_EMPTY"),
+    409: OpenApiResponse(ErrorOutput, description="INVALID_STATE (e.g. activating an active wallet, anything on a closed one) or WALLET_NOT_EMPTY"),
 }
 
 
@@ -639,6 +640,7 @@ class WalletCloseApi(generics.GenericAPIView):
         summary="Close a wallet (final; only at zero balance and no holds). DELETE /wallets/{id} does the same; rows are never deleted",
         responses={200: OrgWalletOutput, **WALLET_STATE_ERRORS},
         examples=[
+            OpenApiExample("Why", value={"reason": "customer left"}, request_only=True),
             OpenApiExample("Closed", value={**ORG_WALLET_EXAMPLE, "balance": "0", "available_balance": "0", "status": "closed"}, response_only=True),
             OpenApiExample("Not empty", value=_error("WALLET_NOT_EMPTY", "Wallet 31 still holds 120 POINTS.", {"wallet_id": 31, "balance": "120", "held": "0"}),
                            response_only=True, status_codes=["409"]),
