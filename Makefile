@@ -22,7 +22,7 @@ seed: migrate
 	$(BIN)/python manage.py seed_demo
 
 ## The platform: web server + Celery worker with beat, embedded defaults unless configured.
-run: seed
+run: migrate
 	@bash scripts/run.sh
 
 ## The whole suite: PostgreSQL + Redis when DATABASE_URL / REDIS_URL are set, else SQLite.

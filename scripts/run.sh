@@ -6,12 +6,14 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
+export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://$HOST:$PORT}
 mkdir -p var
+$BIN/python manage.py seed_demo
+$BIN/python manage.py collectstatic --noinput >/dev/null
 $BIN/celery -A config worker --beat --loglevel=INFO --concurrency=2 --pool=threads >var/celery.log 2>&1 &
 WORKER=$!
 trap 'kill $WORKER 2>/dev/null; wait $WORKER 2>/dev/null' EXIT INT TERM
 echo "Celery worker + beat running (pid $WORKER, log var/celery.log)"
 echo "Coffer on http://$HOST:$PORT/  (API docs http://$HOST:$PORT/api/docs/, admin http://$HOST:$PORT/admin/)"
-$BIN/python manage.py collectstatic --noinput >/dev/null
 exec_cmd=($BIN/gunicorn config.wsgi:application --bind "$HOST:$PORT" --workers "${WEB_WORKERS:-2}" --threads 4 --access-logfile -)
 "${exec_cmd[@]}"
