@@ -296,6 +296,12 @@ def _prepared_cursor_class() -> type:
         def execute(self, query, params=None, *, prepare=None, binary=None):
             return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
 
+        def _convert_query(self, query, params=None):
+            # psycopg records the statement (`_query`, what Django's query log reads) only on
+            # the unprepared path; record it on the prepared one too.
+            self._query = pgq = super()._convert_query(query, params)
+            return pgq
+
     return PreparedCursor
 
 
@@ -308,6 +314,11 @@ def _pg_cursor():
     if not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
         return connection.cursor()
     connection.ensure_connection()
+    if connection.connection.prepare_threshold is None:
+        # Django turns psycopg's statement preparation off (None); a huge threshold turns it on
+        # for explicit `prepare=True` only. Django's own cursors bind client-side and so never
+        # prepare anything: only the statements run through this cursor are prepared.
+        connection.connection.prepare_threshold = 2**31 - 1
     with connection.wrap_database_errors:
         return connection._prepare_cursor(_prepared_cursor_class()(connection.connection))
 
