@@ -24,7 +24,8 @@ The money path (SPEC 4), one function for every movement: `money_path(MoneyMovem
    exchange also incoming, in the destination asset, for the destination amount). The
    recipient of a transfer is not checked at send time: that would lock and disclose another
    customer's limit state to the sender. A transfer between the caller's own wallets moves
-   nothing in or out and is not limited (the ledger-derived usage ignores it too).
+   nothing in or out and is neither limited (the ledger-derived usage ignores it too) nor
+   risk-screened; it still needs the step-up code at the threshold.
 6. 2FA step-up: outgoing movements (transfers, withdrawals, exchanges) of TWO_FACTOR_THRESHOLD
    (5,000) or more of their own asset need `X-2FA-Code` (`accounts.twofactor.twofactor_require`:
    403 2FA_REQUIRED / 2FA_VERIFICATION_FAILED; a code is spent once).
@@ -160,6 +161,7 @@ class MoneyMovement:
     direction: str = Direction.OUTGOING
     limits: list[LimitScope] = field(default_factory=list)
     step_up: bool = True
+    risk: bool = True
     two_factor_code: str | None = None
     beneficiary_name: str | None = None
     description: str = ""
@@ -201,6 +203,8 @@ def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
     asset = movement.wallet.asset
     if movement.step_up:
         method = twofactor_require(user=movement.user, amount=movement.amount, currency=asset.code, code=movement.two_factor_code)
+    if not movement.risk:
+        return RiskDecision(action="allow"), method
     decision = risk_evaluate(
         customer=customer, wallet=movement.wallet, movement_type=movement.movement_type, amount=movement.amount,
         asset=asset, beneficiary_name=movement.beneficiary_name, now=now, direction=movement.direction,
@@ -319,7 +323,7 @@ def transfer_create(
     movement = MoneyMovement(
         user=user, movement_type=MovementType.TRANSFER, ledger_type=Transaction.Type.TRANSFER, wallet=source, amount=value,
         operations=[Transfer(source=source.pk, destination=destination.pk, amount=value, currency=(currency or "").strip().upper())],
-        limits=[] if own else [LimitScope(source.asset, MovementType.TRANSFER, Direction.OUTGOING, value)],
+        limits=[] if own else [LimitScope(source.asset, MovementType.TRANSFER, Direction.OUTGOING, value)], risk=not own,
         two_factor_code=two_factor_code, beneficiary_name=None if own else wallet_owner_name(destination),
         description=description, counterparty_wallets=[destination],
         audit_data={"destination_wallet_id": destination.pk},

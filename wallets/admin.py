@@ -1,0 +1,49 @@
+"""Read-mostly admin for payouts and exchange quotes: rows change only through the services
+(`payout_send` / `payout_settle`, `exchange_execute`); the one action asks the worker's
+settlement service to look at a sent payout now."""
+
+from django.contrib import admin, messages
+
+from wallets.models import ExchangeQuote, Payout
+from wallets.services import payout_settle
+
+
+@admin.register(Payout)
+class PayoutAdmin(admin.ModelAdmin):
+    list_display = ["id", "transaction_id", "customer", "amount", "fee", "currency", "destination_type", "status", "created_at", "settled_at"]
+    list_filter = ["status", "destination_type", "currency", "provider"]
+    search_fields = ["reference", "provider_reference", "beneficiary_name", "transaction__id"]
+    list_select_related = ["customer", "transaction"]
+    readonly_fields = [f.name for f in Payout._meta.fields]
+    actions = ["check_now"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Ask the provider now (sent payouts)")
+    def check_now(self, request, queryset):
+        moved = 0
+        for payout in queryset.filter(status=Payout.Status.SENT):
+            result = payout_settle(payout_id=payout.pk)
+            moved += int(result is not None and result.status != Payout.Status.SENT)
+        self.message_user(request, f"{moved} payout(s) settled.", messages.INFO)
+
+
+@admin.register(ExchangeQuote)
+class ExchangeQuoteAdmin(admin.ModelAdmin):
+    list_display = ["id", "customer", "source_amount", "source_currency", "destination_amount", "destination_currency", "rate", "status", "expires_at"]
+    list_filter = ["status", "source_currency", "destination_currency"]
+    list_select_related = ["customer"]
+    readonly_fields = [f.name for f in ExchangeQuote._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
