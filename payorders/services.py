@@ -747,20 +747,21 @@ def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
     return order
 
 
-def payorder_expire(*, order_id: int, now=None) -> PayOrder | None:
+def payorder_expire(*, order_id: int, now=None) -> bool:
+    """Expire one order if its window (plus grace) has passed; True when this call expired it."""
     now = now or timezone.now()
     work = _Work("system:expire_orders")
     with transaction.atomic():
         order = payorders_for_update().select_related("organization").filter(pk=order_id).first()
         if order is None or order.status not in PayOrder.OPEN_STATUSES or now <= order.expires_at + expiry_grace():
-            return order
+            return False
         cause = "payment window passed"
         if order.amount_received > 0:
             order.refund_due = order.amount_received
             cause += f"; {_fmt(order, order.amount_received)} {order.source_currency} received (underpaid) is refundable"
         _transition(work, order, "expire", cause=cause)
         work.flush()
-    return order
+    return True
 
 
 def payorder_expire_due(*, now=None, limit: int = 500) -> int:
@@ -781,8 +782,7 @@ def payorder_expire_due(*, now=None, limit: int = 500) -> int:
             except ChainUnavailable:
                 logger.warning("pay order %s: chain unavailable, expiry postponed", pk)
                 continue
-        order = payorder_expire(order_id=pk, now=now)
-        if order is not None and order.status == S.EXPIRED:
+        if payorder_expire(order_id=pk, now=now):
             expired += 1
     return expired
 

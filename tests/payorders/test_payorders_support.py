@@ -90,6 +90,17 @@ def mine(client, blocks: int = 1) -> int:
 D = Decimal
 
 
+def reseed() -> None:
+    """Transactional tests flush the database, migration seeds included: put back the platform
+    assets and the default fee rules (both seeders are idempotent)."""
+    from importlib import import_module
+
+    from django.apps import apps
+
+    import_module("ledger.migrations.0003_seed_assets").seed(apps, None)
+    import_module("compliance.migrations.0005_seed_defaults").seed(apps, None)
+
+
 @pytest.fixture
 def merchant(db, seed) -> Merchant:
     return new_merchant(seed)
