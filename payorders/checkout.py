@@ -1,0 +1,341 @@
+"""The hosted checkout page's services (SPEC 9; issue 7 item 8): what `/pay/<public id>` shows
+and the two things a payer can do there (price the order, choose a currency).
+
+Invariants:
+- The order's public id (a random UUID4) is the only capability: no login, and what the page
+  shows is limited to what a payer needs - the merchant's name, the price and description, the
+  payment details, progress and (once completed) the merchant's return URL. No internal ids, no
+  metadata, customer, settlement or fee data, and never another order's data (every read starts
+  from the public id in the URL).
+- Writes go through `payorders.services` (`payorder_public_quote`, `payorder_public_select_quote`),
+  the only writers of pay orders; this module only chooses what to call and shapes the output.
+- Choosing a currency is idempotent for the payer: the same currency again (a double click, a
+  reload, a second tab) returns the details already issued; another currency once details exist
+  is 409 INVALID_STATE and the page shows the details that stand.
+- Public endpoints are rate-limited per client address with fixed cache windows
+  (`CHECKOUT_RATE_LIMITS`, DRF notation); if the cache is down the limiter lets requests through
+  (a public read page must not fail because a counter cannot be kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import datetime
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+import segno
+from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
+
+from core.errors import RateLimited, ValidationFailed
+from core.money import format_amount
+from payorders.chains.base import CHAIN_ASSETS
+from payorders.errors import PayOrderInvalidState
+from payorders.models import PayOrder, PayOrderPayment, PayOrderQuote
+from payorders.selectors import (
+    fmt_source,
+    payment_details,
+    payorder_get_public,
+    quote_get,
+    required_confirmations,
+    xpub_key_list,
+)
+from payorders.services import SOURCE_CURRENCIES, payorder_public_quote, payorder_public_select_quote
+
+logger = logging.getLogger("coffer.payorders.checkout")
+
+S = PayOrder.Status
+
+# The page's phases, derived from the order's status and the clock.
+CHOOSE = "choose"
+AWAITING_PAYMENT = "awaiting_payment"
+CONFIRMING = "confirming"
+COMPLETED = "completed"
+EXPIRED = "expired"
+FAILED = "failed"
+REFUNDED = "refunded"
+FINAL_PHASES = (COMPLETED, FAILED, REFUNDED)
+
+CURRENCY_NAMES = {"BTC": "Bitcoin", "ETH": "Ether", "USDC": "USD Coin"}
+CHAIN_NAMES = {"bitcoin": "Bitcoin", "ethereum": "Ethereum"}
+
+DEFAULT_RATE_LIMITS = {
+    "page": "60/min",  # opening the page
+    "status": "120/min",  # the page polls every 2 s: about four open tabs per address
+    "post": "20/min",  # pricing and choosing a currency
+    "qr": "60/min",
+}
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+# --------------------------------------------------------------------------------------------
+# Reads
+# --------------------------------------------------------------------------------------------
+
+
+def checkout_order(*, public_id) -> PayOrder:
+    """The order behind a checkout link; PayOrderNotFound (404) for anything else."""
+    return payorder_get_public(public_id=public_id)
+
+
+def checkout_phase(order: PayOrder, *, now: datetime | None = None) -> str:
+    now = now or timezone.now()
+    if order.status in (S.PENDING, S.AWAITING_PAYMENT):
+        if now >= order.expires_at:
+            # The expiry task closes it a little later (after a grace for blocks in flight); a
+            # payment seen in that grace still moves the order on and the page follows it.
+            return EXPIRED
+        return CHOOSE if order.status == S.PENDING else AWAITING_PAYMENT
+    return {
+        S.AWAITING_CONFIRMATION: CONFIRMING,
+        S.EXECUTING_ORDER: CONFIRMING,
+        S.COMPLETED: COMPLETED,
+        S.EXPIRED: EXPIRED,
+        S.FAILED: FAILED,
+        S.REFUNDED: REFUNDED,
+    }[order.status]
+
+
+def checkout_currencies(order: PayOrder) -> list[dict]:
+    """The source currencies this order can be paid in: those whose chain the merchant has an
+    active extended public key for (else no deposit address could be derived) and, for tokens,
+    a configured contract."""
+    chains = set(xpub_key_list(organization=order.organization).filter(is_active=True).values_list("chain", flat=True))
+    options = []
+    for code in SOURCE_CURRENCIES:
+        spec = CHAIN_ASSETS[code]
+        if spec.chain not in chains or not (spec.native or code in settings.EVM_TOKENS):
+            continue
+        options.append({"code": code, "name": CURRENCY_NAMES.get(code, code), "chain": spec.chain, "chain_name": CHAIN_NAMES[spec.chain]})
+    return options
+
+
+def _order_exponent(code: str) -> int:
+    from ledger.models import Asset
+
+    exponent = Asset.objects.filter(code=code, organization__isnull=True).values_list("exponent", flat=True).first()
+    return 2 if exponent is None else exponent
+
+
+def safe_redirect_url(url: str) -> str | None:
+    """The merchant's return URL if it is a plain http(s) URL (never `javascript:` and the like)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return url
+
+
+def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
+    """Everything the page shows, as JSON (`/pay/<id>/status.json`, and the first render)."""
+    now = now or timezone.now()
+    phase = checkout_phase(order, now=now)
+    details = payment_details(order)
+    payment = None
+    if details is not None:
+        payment = {
+            "deposit_address": details["deposit_address"],
+            "amount": details["amount"],
+            "currency": details["source_currency"],
+            "currency_name": CURRENCY_NAMES.get(details["source_currency"], details["source_currency"]),
+            "chain": details["chain"],
+            "chain_name": CHAIN_NAMES.get(details["chain"], details["chain"]),
+            "payment_uri": details["payment_uri"],
+        }
+    on_time = [p for p in order.payments.all() if p.status != PayOrderPayment.Status.FAILED and not p.late]
+    remaining = None
+    if order.source_amount is not None and order.underpaid:
+        remaining = fmt_source(order, max(order.source_amount - order.amount_received, Decimal(0)))
+    state = {
+        "id": str(order.public_id),
+        "status": order.status,
+        "phase": phase,
+        "merchant": order.organization.name,
+        "amount": format_amount(order.amount, _order_exponent(order.currency)),
+        "currency": order.currency,
+        "description": order.description,
+        "expires_at": order.expires_at.isoformat(),
+        "seconds_left": max(int((order.expires_at - now).total_seconds()), 0),
+        "payment": payment,
+        "amount_received": fmt_source(order, order.amount_received) if order.amount_received else None,
+        "amount_remaining": remaining,
+        "confirmations": min((p.confirmations for p in on_time), default=0),
+        "confirmations_required": required_confirmations(order.chain) if order.chain else None,
+        "underpaid": order.underpaid,
+        "overpaid": order.overpaid,
+        "late_payment": order.late_payment,
+        "redirect_url": safe_redirect_url(order.redirect_url) if phase == COMPLETED else None,
+    }
+    if payment is not None:
+        payment["amount_due"] = remaining or payment["amount"]
+    state["headline"], state["detail"] = _status_text(state)
+    return state
+
+
+def _status_text(state: dict) -> tuple[str, str]:
+    """The page's status line (one place for the words; the script only displays them)."""
+    phase, merchant, payment = state["phase"], state["merchant"], state["payment"]
+    unit = payment["currency"] if payment else ""
+    if phase == CHOOSE:
+        return "Choose how to pay", "Pick the cryptocurrency you want to pay with."
+    if phase == AWAITING_PAYMENT:
+        if state["underpaid"]:
+            return "Partly paid", (
+                f"{state['amount_received']} {unit} received. Send the remaining {state['amount_remaining']} {unit} "
+                "to the same address before the timer runs out."
+            )
+        return "Waiting for your payment", "Send exactly the amount below to the address below. This page updates by itself."
+    if phase == CONFIRMING:
+        chain = payment["chain_name"] if payment else "the"
+        n, m = state["confirmations"], state["confirmations_required"]
+        progress = f"{min(n, m)} of {m} confirmations" if m else f"{n} confirmations"
+        return "Payment received", f"Confirming on the {chain} network: {progress}."
+    if phase == COMPLETED:
+        extra = " You sent more than was due; the merchant can refund the excess." if state["overpaid"] else ""
+        return "Payment complete", f"Thank you! {merchant} has received your payment.{extra}"
+    if phase == EXPIRED:
+        if state["amount_received"]:
+            return "This payment request has expired", (
+                f"The payment window closed before the full amount arrived. What you sent is kept safe; contact {merchant} to have it refunded."
+            )
+        return "This payment request has expired", f"No payment is expected any more. Ask {merchant} for a new payment link."
+    if phase == REFUNDED:
+        return "Payment refunded", f"{merchant} has refunded this payment."
+    return "This payment request is closed", f"It was cancelled or the payment did not go through. Contact {merchant} if you have paid."
+
+
+def payment_qr_svg(payment_uri: str) -> str:
+    """The payment URI as a QR code, an inline <svg> element (segno; server-rendered, no script)."""
+    qr = segno.make(payment_uri, error="m", micro=False)
+    return qr.svg_inline(scale=4, border=4, dark="#111827", light="#ffffff", svgclass="qr-code", lineclass=None, omitsize=True, title="Payment QR code")
+
+
+def payment_qr_document(payment_uri: str) -> bytes:
+    """The same QR code as a standalone SVG document (for `/pay/<id>/qr.svg`)."""
+    import io
+
+    buffer = io.BytesIO()
+    segno.make(payment_uri, error="m", micro=False).save(buffer, kind="svg", scale=8, border=4, dark="#111827", light="#ffffff", title="Payment QR code")
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Writes (through payorders.services)
+# --------------------------------------------------------------------------------------------
+
+
+def _currency(order: PayOrder, value) -> str:
+    code = value.strip().upper() if isinstance(value, str) else ""
+    allowed = [c["code"] for c in checkout_currencies(order)]
+    if code not in allowed:
+        message = f"One of {', '.join(allowed)}." if allowed else "This merchant takes no crypto payments right now."
+        raise ValidationFailed(f"currency: {message}", details={"fields": {"currency": [message]}})
+    return code
+
+
+def checkout_quotes(*, public_id) -> list[dict]:
+    """Price the order in every currency the page offers (a quote per currency)."""
+    order = checkout_order(public_id=public_id)
+    codes = [c["code"] for c in checkout_currencies(order)]
+    if not codes:
+        return []
+    quotes = payorder_public_quote(public_id=order.public_id, source_currencies=codes)
+    return [
+        {
+            "quote_id": str(q.public_id),
+            "currency": q.source_currency,
+            "chain": q.chain,
+            "amount": format_amount(q.amount, CHAIN_ASSETS[q.source_currency].decimals),
+            "expires_at": q.expires_at.isoformat(),
+        }
+        for q in quotes
+    ]
+
+
+def _already_chosen(order: PayOrder, code: str) -> PayOrder | None:
+    if order.status == S.AWAITING_PAYMENT and order.source_currency == code:
+        return order
+    return None
+
+
+def checkout_choose(*, public_id, currency, quote_id=None) -> PayOrder:
+    """The payer chose `currency`: fix a quote for it and issue the payment details
+    (-> AWAITING_PAYMENT). `quote_id` is the quote the page showed; an expired one is priced
+    again (the page then shows the new amount, which is the one to pay)."""
+    order = checkout_order(public_id=public_id)
+    code = _currency(order, currency)
+    if (same := _already_chosen(order, code)) is not None:
+        return same
+    quote: PayOrderQuote | None = None
+    if quote_id not in (None, ""):
+        quote = quote_get(order=order, quote_id=quote_id)
+        if quote.source_currency != code:
+            message = f"This quote is for {quote.source_currency}, not {code}."
+            raise ValidationFailed(f"quote_id: {message}", details={"fields": {"quote_id": [message]}})
+        if quote.expires_at <= timezone.now():
+            quote = None
+    if quote is None:
+        fresh = payorder_public_quote(public_id=order.public_id, source_currencies=[code])
+        if not fresh:  # pragma: no cover - without a wallet address every wanted currency is quoted
+            raise ValidationFailed("currency: cannot be quoted now.", details={"fields": {"currency": ["cannot be quoted now"]}})
+        quote = fresh[0]
+    try:
+        return payorder_public_select_quote(public_id=order.public_id, quote_id=quote.public_id)
+    except PayOrderInvalidState:
+        # Another request (a second click, another tab) issued details first.
+        current = checkout_order(public_id=order.public_id)
+        if (same := _already_chosen(current, code)) is not None:
+            return same
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# Rate limits
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_rate(rate: str) -> tuple[int, int]:
+    count, _, period = str(rate).partition("/")
+    return int(count), _PERIODS[period.strip()[:1].lower()]
+
+
+def checkout_rate_limit(*, scope: str, ident: str) -> None:
+    """Count one request of `scope` from `ident` (a client address); RateLimited (429, with
+    Retry-After) once the window's allowance is used up."""
+    rates = {**DEFAULT_RATE_LIMITS, **getattr(settings, "CHECKOUT_RATE_LIMITS", {})}
+    rate = rates.get(scope)
+    if not rate:
+        return
+    allowed, period = _parse_rate(rate)
+    now = int(time.time())
+    window = now // period
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:24]
+    key = f"checkout-rl:{scope}:{digest}:{window}"
+    try:
+        if cache.add(key, 1, timeout=period + 1):
+            count = 1
+        else:
+            try:
+                count = cache.incr(key)
+            except ValueError:  # the window's key expired between add and incr
+                cache.add(key, 1, timeout=period + 1)
+                count = 1
+    except Exception:  # noqa: BLE001 - a cache outage must not take the checkout page down
+        logger.warning("checkout rate limit: cache unavailable, request allowed", exc_info=True)
+        return
+    if count > allowed:
+        retry_after = max(period - now % period, 1)
+        raise RateLimited(
+            "Too many requests; try again shortly.",
+            details={"retry_after": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+
