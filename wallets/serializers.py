@@ -196,7 +196,7 @@ def withdrawal_representation(*, transaction, viewer) -> dict:
     from wallets.selectors import transaction_view
 
     data = transaction_view(transaction=transaction, viewer=viewer)
-    data["payout"] = PayoutOutput(transaction.payout).data
+    data["payout"] = transaction.payout  # serialized by WithdrawalOutput.payout
     return data
 
 
@@ -212,6 +212,6 @@ def exchange_representation(*, transaction, viewer) -> dict:
         amount=quote.source_wallet.asset.format(quote.source_amount),
         destination_wallet_id=destination.pk,
         destination_wallet_name=wallet_owner_name(destination),
-        quote=ExchangeQuoteOutput(quote).data,
+        quote=quote,  # serialized by ExchangeOutput.quote
     )
     return data

@@ -419,9 +419,8 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
             transaction=tx, wallet=wallet, customer_id=wallet.customer_id, amount=value, fee=fee.fee_amount,
             currency=asset.code, destination_type=beneficiary.type, destination={"name": beneficiary.name, **beneficiary.details},
             beneficiary_name=beneficiary.name, reference=f"po_{uuid.uuid4().hex}", provider=getattr(settings, "PAYOUT_PROVIDER", "sandbox"),
+            status=Payout.Status.IN_REVIEW if in_review else Payout.Status.PENDING,  # the initial state (protected field)
         )
-        if in_review:
-            payout.status = Payout.Status.IN_REVIEW
         payout.save(force_insert=True)
         if not in_review:
             outbox_emit(topic=PAYOUT_TOPIC, payload={"payout_id": payout.pk}, key=f"payout:{payout.pk}")

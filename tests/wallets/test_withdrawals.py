@@ -1,0 +1,383 @@
+"""POST /withdrawals end to end: beneficiary checks, the fee on top, amount + fee held while the
+payout is in flight (202 pending), the outbox sending it through the sandbox provider, the
+settlement posting it (or releasing it when the payout fails), exactly once. Concurrency and
+the broker outage run on PostgreSQL."""
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+
+from compliance.models import AuditEvent, FeeRule, ReviewCase, RiskRule, SanctionsEntry
+from compliance.risk import register_risk_kind, review_approve, review_reject, unregister_risk_kind
+from core.models import OutboxMessage
+from core.outbox import outbox_dispatch, outbox_sweep
+from ledger.checks import ledger_check
+from ledger.models import Hold, Transaction, Wallet
+from ledger.selectors import platform_account_balance
+from ledger.services import wallet_suspend, wallet_activate
+from tests.factories import StaffUserFactory
+from tests.wallets.conftest import asset, client_for, open_wallet, person
+from wallets.models import Payout
+from wallets.services import payout_send, payout_settle, payouts_due_ids
+
+URL = "/api/v1/withdrawals"
+IBAN = "DE89370400440532013000"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _key() -> str:
+    return str(uuid.uuid4())
+
+
+def _code(response) -> str:
+    return response.json()["error"]["code"]
+
+
+def _wallet(w) -> Wallet:
+    return Wallet.objects.get(pk=w.pk)
+
+
+def _iban(name="Jane Smith", **extra):
+    return {"type": "IBAN", "iban": IBAN, "name": name, "bank_name": "Deutsche Bank", "country": "DE", **extra}
+
+
+def _withdraw(client, wallet, amount="50.00", destination=None, key=None, raw=None):
+    headers = {"Idempotency-Key": key or _key()}
+    body = raw if raw is not None else {"wallet_id": wallet.pk, "amount": amount, "destination": destination if destination is not None else _iban()}
+    return client.post(URL, body, format="json", headers=headers)
+
+
+def _send_all() -> None:
+    for message in OutboxMessage.objects.filter(topic="payout.send", dispatched_at__isnull=True):
+        assert outbox_dispatch(message_id=message.pk) == "dispatched"
+
+
+@pytest.fixture
+def instant(settings):
+    settings.PAYOUT_SANDBOX_SETTLE_SECONDS = 0
+
+
+@pytest.mark.django_db
+class TestWithdrawals:
+    def test_iban_withdrawal_holds_then_settles(self, jane, instant):
+        wallet = open_wallet(jane, "EUR", funded="200.00")
+        client = client_for(jane)
+        response = _withdraw(client, wallet, "50.00")
+        assert response.status_code == 202, response.content
+        body = response.json()
+        assert (body["type"], body["status"], body["amount"], body["fee"], body["currency"]) == ("withdrawal", "pending", "50.00", "1.00", "EUR")
+        payout = body["payout"]
+        assert payout["status"] == "pending" and payout["total_amount"] == "51.00"
+        assert payout["destination"]["iban"] == "DE89**************3000" and IBAN not in response.content.decode()
+        held = _wallet(wallet)
+        assert (held.balance, held.held) == (Decimal("200.00"), Decimal("51.00"))
+        tx = Transaction.objects.get(pk=body["id"])
+        assert tx.status == "pending" and not tx.entries.exists()
+        message = OutboxMessage.objects.get(topic="payout.send")
+        assert message.payload == {"payout_id": payout["id"]}
+
+        _send_all()
+        sent = Payout.objects.get(pk=payout["id"])
+        assert sent.status == "sent" and sent.provider_reference == f"sbx_{sent.reference}"
+        assert payouts_due_ids() == [sent.pk]
+        payout_settle(payout_id=sent.pk)
+
+        done = client.get(f"{URL}/{body['id']}").json()
+        assert done["status"] == "completed" and done["payout"]["status"] == "completed" and done["balance_after"] == "149.00"
+        after = _wallet(wallet)
+        assert (after.balance, after.held) == (Decimal("149.00"), Decimal("0"))
+        assert platform_account_balance(asset=asset("EUR"), purpose="fee") == Decimal("1.00")
+        assert Hold.objects.get(transaction=tx).status == "captured"
+        assert [a for a in AuditEvent.objects.order_by("id").values_list("action", flat=True) if a.startswith(("withdrawal", "payout"))] == [
+            "withdrawal.pending", "payout.sent", "withdrawal.completed"]
+        assert ledger_check() == []
+
+    def test_settlement_waits_for_the_provider(self, jane, settings):
+        settings.PAYOUT_SANDBOX_SETTLE_SECONDS = 3600
+        wallet = open_wallet(jane, "EUR", funded="100")
+        body = _withdraw(client_for(jane), wallet, "10.00").json()
+        _send_all()
+        payout = Payout.objects.get(pk=body["payout"]["id"])
+        assert payout.next_check_at > timezone.now() + timedelta(minutes=59)
+        assert payouts_due_ids() == []
+        assert payout_settle(payout_id=payout.pk).status == "sent"  # not yet
+        assert Transaction.objects.get(pk=body["id"]).status == "pending"
+
+    def test_percentage_fee_above_the_minimum(self, jane, instant):
+        wallet = open_wallet(jane, "EUR", funded="1000")
+        body = _withdraw(client_for(jane), wallet, "500.00").json()
+        assert body["fee"] == "5.00" and _wallet(wallet).held == Decimal("505.00")
+
+    def test_external_destination(self, jane, instant):
+        wallet = open_wallet(jane, "USD", funded="100")
+        response = _withdraw(client_for(jane), wallet, "10.00", destination={"type": "EXTERNAL", "name": "Jane", "account": "jane@pay.example"})
+        assert response.status_code == 202, response.content
+        assert response.json()["fee"] == "0.10"  # 1%, no minimum off the IBAN rail
+
+    def test_failed_payout_releases_the_hold(self, jane, instant):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        body = _withdraw(client_for(jane), wallet, "40.00", destination=_iban(name="Fail Example")).json()
+        _send_all()
+        payout_settle(payout_id=body["payout"]["id"])
+        payout = Payout.objects.get(pk=body["payout"]["id"])
+        tx = Transaction.objects.get(pk=body["id"])
+        assert payout.status == "failed" and "returned" in payout.failure_reason
+        assert tx.status == "failed" and tx.failure_code == "PAYOUT_FAILED" and not tx.entries.exists()
+        after = _wallet(wallet)
+        assert (after.balance, after.held) == (Decimal("100"), Decimal("0"))
+        assert Hold.objects.get(transaction=tx).status == "released"
+        assert ledger_check() == []
+
+    def test_refused_at_send_releases_the_hold(self, jane):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        body = _withdraw(client_for(jane), wallet, "40.00", destination=_iban(name="Reject Me")).json()
+        _send_all()
+        assert Payout.objects.get(pk=body["payout"]["id"]).status == "failed"
+        assert _wallet(wallet).held == 0 and Transaction.objects.get(pk=body["id"]).status == "failed"
+
+    def test_send_and_settle_happen_once(self, jane, instant):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        body = _withdraw(client_for(jane), wallet, "10.00").json()
+        payout_id = body["payout"]["id"]
+        payout_send(payout_id=payout_id)
+        first = Payout.objects.get(pk=payout_id)
+        payout_send(payout_id=payout_id)  # a second dispatch of the same row
+        assert Payout.objects.get(pk=payout_id).attempts == first.attempts == 1
+        payout_settle(payout_id=payout_id)
+        payout_settle(payout_id=payout_id)
+        tx = Transaction.objects.get(pk=body["id"])
+        assert tx.status == "completed" and tx.entries.count() == 4  # redeem + fee, two entries each
+        assert _wallet(wallet).balance == Decimal("89.00")
+        assert ledger_check() == []
+
+    def test_idempotent_replay_makes_one_payout(self, jane):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        client, key = client_for(jane), _key()
+        first = _withdraw(client, wallet, "10.00", key=key)
+        second = _withdraw(client, wallet, "10.00", key=key)
+        assert second["Idempotency-Replayed"] == "true" and second.content == first.content
+        assert Payout.objects.count() == 1 and _wallet(wallet).held == Decimal("11.00")
+
+    def test_insufficient_funds_counts_the_fee(self, jane):
+        wallet = open_wallet(jane, "EUR", funded="50.00")
+        response = _withdraw(client_for(jane), wallet, "49.50")  # + 1.00 fee
+        assert response.status_code == 422 and _code(response) == "INSUFFICIENT_FUNDS"
+        assert _wallet(wallet).held == 0 and not Payout.objects.exists() and not OutboxMessage.objects.filter(topic="payout.send").exists()
+        assert Transaction.objects.get(type="withdrawal").status == "failed"
+
+    def test_someone_elses_wallet_is_404_and_nothing_moves(self, jane, john):
+        theirs = open_wallet(john, "EUR", funded="100")
+        response = _withdraw(client_for(jane), theirs, "10.00")
+        assert response.status_code == 404 and _code(response) == "NOT_FOUND"
+        assert _wallet(theirs).held == 0 and not Payout.objects.exists()
+        mine = open_wallet(john, "USD", funded="100")
+        body = _withdraw(client_for(john), mine, "10.00").json()
+        assert client_for(jane).get(f"{URL}/{body['id']}").status_code == 404
+        assert client_for(jane).get(URL).json()["count"] == 0
+        assert client_for(john).get(URL).json()["count"] == 1
+
+    def test_suspended_wallet_is_409(self, jane):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        wallet_suspend(wallet=wallet)
+        response = _withdraw(client_for(jane), wallet, "10.00")
+        assert response.status_code == 409 and _code(response) == "WALLET_INACTIVE"
+        assert not Payout.objects.exists()
+
+    def test_a_wallet_suspended_mid_flight_keeps_the_payout_sent_until_it_can_post(self, jane, instant):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        body = _withdraw(client_for(jane), wallet, "10.00").json()
+        _send_all()
+        wallet_suspend(wallet=wallet)
+        payout = payout_settle(payout_id=body["payout"]["id"])
+        assert payout.status == "sent" and "WALLET_INACTIVE" in payout.failure_reason
+        assert Transaction.objects.get(pk=body["id"]).status == "pending" and _wallet(wallet).held == Decimal("11.00")
+        wallet_activate(wallet=wallet)
+        Payout.objects.filter(pk=payout.pk).update(next_check_at=timezone.now())
+        assert payout_settle(payout_id=payout.pk).status == "completed"
+        assert _wallet(wallet).balance == Decimal("89.00") and ledger_check() == []
+
+    @pytest.mark.parametrize("destination, code, field", [
+        (_iban(iban="DE89370400440532013001"), "INVALID_IBAN", "destination.iban"),
+        (_iban(iban="DE8937040044053201300"), "INVALID_IBAN", "destination.iban"),
+        (_iban(iban="not an iban"), "INVALID_IBAN", "destination.iban"),
+        (_iban(iban=""), "INVALID_BENEFICIARY", "destination.iban"),
+        (_iban(name=""), "INVALID_BENEFICIARY", "destination.name"),
+        (_iban(name="   "), "INVALID_BENEFICIARY", "destination.name"),
+        (_iban(country="FR"), "INVALID_BENEFICIARY", "destination.country"),
+        ({"type": "EXTERNAL", "name": "Jane"}, "INVALID_BENEFICIARY", "destination.account"),
+        ({"type": "SWIFT", "name": "Jane"}, "INVALID_BENEFICIARY", "destination.type"),
+        ("DE89370400440532013000", "INVALID_BENEFICIARY", "destination"),
+    ])
+    def test_bad_beneficiary(self, jane, destination, code, field):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        response = _withdraw(client_for(jane), wallet, "10.00", destination=destination)
+        assert response.status_code == 400 and _code(response) == code, response.content
+        assert field in response.json()["error"]["details"]["fields"]
+        assert _wallet(wallet).held == 0 and not Transaction.objects.filter(type="withdrawal").exists()
+
+    @pytest.mark.parametrize("amount, says", [
+        ("0", "greater than zero"), ("-5.00", "positive"), ("1.001", "at most 2 decimals"), ("NaN", "finite"),
+        ("Infinity", "finite"), ("1e3", "exponent"), ("", "required"), ("abc", "decimal number"), ("1" * 25, "too large"),
+        (True, "boolean"), (None, "null"),
+    ])
+    def test_bad_amount_is_400_naming_the_field(self, jane, amount, says):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        response = _withdraw(client_for(jane), wallet, amount)
+        assert response.status_code == 400 and _code(response) == "VALIDATION_ERROR"
+        assert says in json.dumps(response.json()["error"]["details"]["fields"]["amount"])
+        assert _wallet(wallet).held == 0
+
+    def test_key_required(self, jane):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        response = client_for(jane).post(URL, {"wallet_id": wallet.pk, "amount": "1", "destination": _iban()}, format="json")
+        assert response.status_code == 400 and _code(response) == "IDEMPOTENCY_KEY_REQUIRED"
+
+    def test_sanctioned_beneficiary_is_rejected(self, jane):
+        SanctionsEntry.objects.create(name="Ivan Petrov", aliases=["I. Petrov"], source="TEST", list_id="7")
+        wallet = open_wallet(jane, "EUR", funded="100")
+        response = _withdraw(client_for(jane), wallet, "10.00", destination=_iban(name="Petrov Ivan"))
+        assert response.status_code == 422 and _code(response) == "TRANSACTION_REJECTED"
+        assert _wallet(wallet).held == 0 and not Payout.objects.exists()
+        assert AuditEvent.objects.filter(action="risk.rejected").count() == 1
+
+    def test_over_the_withdrawal_limit(self, jane):
+        wallet = open_wallet(jane, "EUR", funded="3000")
+        response = _withdraw(client_for(jane), wallet, "1000.01")
+        assert response.status_code == 422 and _code(response) == "LIMIT_EXCEEDED"
+        assert response.json()["error"]["details"]["type"] == "withdrawal"
+
+
+@pytest.fixture
+def review_withdrawals():
+    @register_risk_kind("test_review_withdrawals")
+    def check(rule, ctx):
+        return "withdrawal" if ctx.movement_type == "withdrawal" else None
+
+    RiskRule.objects.create(name="test", kind="test_review_withdrawals", action="review")
+    yield
+    unregister_risk_kind("test_review_withdrawals")
+
+
+@pytest.mark.django_db
+class TestWithdrawalReview:
+    def test_approved_withdrawal_is_then_paid_out(self, jane, review_withdrawals, instant):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        response = _withdraw(client_for(jane), wallet, "10.00")
+        assert response.status_code == 202 and response.json()["status"] == "in_review"
+        payout_id = response.json()["payout"]["id"]
+        assert Payout.objects.get(pk=payout_id).status == "in_review" and not OutboxMessage.objects.filter(topic="payout.send").exists()
+        assert _wallet(wallet).held == Decimal("11.00")
+        case = ReviewCase.objects.get(transaction_id=response.json()["id"])
+        review_approve(case=case, actor=StaffUserFactory(), reason="ok")
+        assert Payout.objects.get(pk=payout_id).status == "pending"
+        _send_all()
+        assert payout_settle(payout_id=payout_id).status == "completed"
+        assert _wallet(wallet).balance == Decimal("89.00") and _wallet(wallet).held == 0
+        assert ledger_check() == []
+
+    def test_approved_then_failed_payout_is_reversed(self, jane, review_withdrawals, instant):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        body = _withdraw(client_for(jane), wallet, "10.00", destination=_iban(name="Fail Later")).json()
+        review_approve(case=ReviewCase.objects.get(transaction_id=body["id"]), actor=StaffUserFactory(), reason="ok")
+        _send_all()
+        assert payout_settle(payout_id=body["payout"]["id"]).status == "failed"
+        assert Transaction.objects.get(pk=body["id"]).status == "reversed"
+        assert _wallet(wallet).balance == Decimal("100") and ledger_check() == []
+
+    def test_rejected_withdrawal_cancels_the_payout(self, jane, review_withdrawals):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        body = _withdraw(client_for(jane), wallet, "10.00").json()
+        review_reject(case=ReviewCase.objects.get(transaction_id=body["id"]), actor=StaffUserFactory(), reason="no")
+        assert Payout.objects.get(pk=body["payout"]["id"]).status == "cancelled"
+        assert _wallet(wallet).held == 0 and _wallet(wallet).balance == Decimal("100")
+
+
+# --- PostgreSQL: racing withdrawals, broker outage --------------------------------------------------------------
+def _iban_fee_rule():
+    FeeRule.objects.get_or_create(movement_type="withdrawal", destination_type="IBAN", currency="",
+                                  defaults={"percent": Decimal("1"), "minimum": Decimal("1.00")})
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+class TestConcurrentWithdrawals:
+    def test_racing_withdrawals_cannot_overdraw_through_holds(self, settings):
+        settings.PAYOUT_SANDBOX_SETTLE_SECONDS = 0
+        _iban_fee_rule()
+        jane = person()
+        wallet = open_wallet(jane, "EUR", funded="100.00")
+        barrier = threading.Barrier(8)
+        results = [None] * 8
+
+        def worker(i):
+            try:
+                barrier.wait(timeout=30)
+                response = _withdraw(client_for(jane), wallet, "30.00")
+                results[i] = (response.status_code, json.loads(response.content))
+            except Exception as exc:  # pragma: no cover
+                results[i] = ("exception", repr(exc))
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        statuses = sorted(r[0] for r in results)
+        assert statuses == [202] * 3 + [422] * 5, results  # 3 x (30 + 1 fee) = 93 <= 100
+        assert all(r[1]["error"]["code"] == "INSUFFICIENT_FUNDS" for r in results if r[0] == 422)
+        held = _wallet(wallet)
+        assert held.held == Decimal("93.00") and held.available_balance == Decimal("7.00")
+        assert ledger_check() == []
+        _send_all()
+        for payout in Payout.objects.all():
+            payout_settle(payout_id=payout.pk)
+        assert _wallet(wallet).balance == Decimal("7.00") and _wallet(wallet).held == 0
+        assert ledger_check() == []
+
+    def test_broker_outage_at_request_time_delays_the_payout_and_loses_nothing(self, settings):
+        settings.PAYOUT_SANDBOX_SETTLE_SECONDS = 0
+        _iban_fee_rule()
+        jane = person()
+        wallet = open_wallet(jane, "EUR", funded="100.00")
+        script = textwrap.dedent(f"""
+            import time
+            import django
+            django.setup()
+            from django.db import transaction
+            from accounts.models import User
+            from wallets.services import withdrawal_create
+            started = time.monotonic()
+            with transaction.atomic():
+                tx = withdrawal_create(user=User.objects.get(pk={jane.pk}), wallet_id={wallet.pk}, amount="20.00",
+                                       destination={{"type": "IBAN", "iban": "{IBAN}", "name": "Jane Smith"}})
+            print(tx.pk, round(time.monotonic() - started, 2))
+        """)
+        db = connection.settings_dict
+        env = {
+            **__import__("os").environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+            "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//",
+        }
+        done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=90, env=env)
+        assert done.returncode == 0, done.stderr
+        tx_id, elapsed = done.stdout.split()
+        assert float(elapsed) < 10, "a broker outage must not hang the request"
+        assert "could not enqueue dispatch" in done.stderr
+        payout = Payout.objects.get(transaction_id=int(tx_id))
+        assert payout.status == "pending" and _wallet(wallet).held == Decimal("21.00")
+        # The broker is back: the sweeper sends it, the settlement posts it.
+        assert outbox_sweep(now=timezone.now() + timedelta(seconds=30)) == {"dispatched": 1}
+        assert payout_settle(payout_id=payout.pk).status == "completed"
+        assert _wallet(wallet).balance == Decimal("79.00") and ledger_check() == []
