@@ -1,9 +1,26 @@
 #!/usr/bin/env bash
-# Node tools the Python tests drive (ganache, solc), installed exactly as package-lock.json pins
-# them. Quick when already installed: `npm ci` runs only when node_modules is missing or older
-# than the lock file. Without npm the ganache tests skip with their reason.
+# Tools the Python tests drive: Debian's Chromium (Playwright) and the Node tools (ganache, solc),
+# installed exactly as package-lock.json pins them. Quick when already installed: `npm ci` runs
+# only when node_modules is missing or older than the lock file. Without npm the ganache tests
+# skip with their reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Debian's Chromium for the Playwright checkout tests (they skip with their reason without it).
+# Nothing to do when it is there; as root, install it quietly (apt-get update only if needed).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: apt-get install chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -qq chromium >/dev/null 2>&1; then
+      { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        || echo "test-deps: could not install chromium; the browser tests will be skipped" >&2
+    fi
+  else
+    echo "test-deps: chromium not found (Debian package chromium); the browser tests will be skipped" >&2
+  fi
+fi
+
 [ -f package-lock.json ] || exit 0
 if ! command -v npm >/dev/null 2>&1; then
   echo "test-deps: npm not found; the ganache tests will be skipped" >&2
