@@ -1,0 +1,134 @@
+"""The pay-order flow against a real EVM node (ganache, started by the session fixture): native
+ETH and a deployed ERC-20 standing in for USDC, submitted hashes and the watcher, confirmations,
+settlement, and a refund that waits for the merchant's own signed transaction."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from ledger.checks import ledger_check
+from ledger.models import Wallet
+from payorders import tasks
+from payorders.models import PayOrder
+from tests.payorders.conftest import GANACHE_CHAIN_ID
+from tests.payorders.test_payorders_support import merchant, order_row  # noqa: F401
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+S = PayOrder.Status
+PAYER = "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe"
+
+
+@pytest.fixture
+def evm(settings, ganache, token):
+    settings.CHAIN_PROVIDER = "evm"
+    settings.EVM_RPC_URL = ganache.url
+    settings.EVM_RPC_RETRIES = 0
+    settings.EVM_CHAIN_ID = GANACHE_CHAIN_ID
+    settings.EVM_TOKENS = {"USDC": {"address": token, "decimals": 6}}
+    settings.CHAIN_CONFIRMATIONS = {**settings.CHAIN_CONFIRMATIONS, "ethereum": 3}
+    return ganache
+
+
+def _pay_eth(ganache, address: str, amount: str) -> str:
+    return ganache.send(to=address, value=int(Decimal(amount).scaleb(18)))
+
+
+def _pay_token(ganache, token: str, address: str, amount: str) -> str:
+    units = int(Decimal(amount).scaleb(6))
+    data = "0xa9059cbb" + "0" * 24 + address[2:].lower() + units.to_bytes(32, "big").hex()
+    return ganache.send(to=token, data=data)
+
+
+def _complete(ganache, order_id: str) -> None:
+    tasks.poll_confirmations()
+    assert order_row(order_id).status == S.AWAITING_CONFIRMATION  # ganache mined it: 1 of 3
+    ganache.mine(2)
+    tasks.poll_confirmations()
+    assert order_row(order_id).status == S.COMPLETED
+    tasks.settle_order(order_row(order_id).pk)
+
+
+def test_eth_order_paid_on_ganache(evm, merchant):  # noqa: F811
+    order = merchant.create()
+    quotes = merchant.post(order["id"], "quote", {"wallet_address": evm.accounts[0]}).json()["quotes"]
+    assert {q["source_currency"] for q in quotes} == {"ETH", "USDC"}  # the payer holds both; BTC is not for this address
+    details = merchant.pay_details(order["id"], "ETH")
+    assert details["payment_uri"].startswith(f"ethereum:{details['deposit_address']}@{GANACHE_CHAIN_ID}?value=")
+    short = _pay_eth(evm, details["deposit_address"], "0.001")
+    r = merchant.post(order["id"], "process", {"tx_hash": short})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "PAYMENT_MISMATCH")
+    elsewhere = _pay_eth(evm, PAYER, details["amount"])
+    r = merchant.post(order["id"], "process", {"tx_hash": elsewhere})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "PAYMENT_MISMATCH")
+    assert order_row(order["id"]).status == S.AWAITING_PAYMENT
+
+    due = Decimal(details["amount"]) - Decimal("0.001")
+    tasks.watch_addresses()  # finds the short payment: underpaid
+    row = order_row(order["id"])
+    assert row.underpaid and row.amount_received == Decimal("0.001")
+    rest = _pay_eth(evm, details["deposit_address"], str(due))
+    assert merchant.post(order["id"], "process", {"tx_hash": rest}).json()["status"] == "AWAITING_CONFIRMATION"
+    _complete(evm, order["id"])
+    wallet = Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset__code="USD")
+    assert wallet.balance == Decimal("99.00")
+
+    # an EVM refund waits for the merchant's own transaction, then checks it on chain
+    r = merchant.post(order["id"], "refund", {"destination_address": PAYER}, HTTP_IDEMPOTENCY_KEY="evm-refund")
+    assert r.status_code == 201 and r.json()["status"] == "awaiting_transaction" and r.json()["tx_hash"] is None
+    refund_id = r.json()["id"]
+    assert order_row(order["id"]).status == S.REFUNDED and Wallet.objects.get(pk=wallet.pk).balance == 0
+    r = merchant.post(order["id"], f"refunds/{refund_id}/transaction", {"tx_hash": rest})
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "TRANSACTION_ALREADY_USED")
+    too_little = _pay_eth(evm, PAYER, "0.0001")
+    r = merchant.post(order["id"], f"refunds/{refund_id}/transaction", {"tx_hash": too_little})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "PAYMENT_MISMATCH")
+    sent = _pay_eth(evm, PAYER, details["amount"])
+    r = merchant.post(order["id"], f"refunds/{refund_id}/transaction", {"tx_hash": sent})
+    assert r.status_code == 200 and r.json()["status"] == "sent" and r.json()["tx_hash"] == sent
+    r = merchant.post(order["id"], f"refunds/{refund_id}/transaction", {"tx_hash": sent})
+    assert r.status_code == 409
+    assert ledger_check() == []
+
+
+def test_erc20_order_found_by_the_watcher_on_ganache(evm, merchant, token):  # noqa: F811
+    order = merchant.create(amount="25.00")
+    details = merchant.pay_details(order["id"], "USDC")
+    assert details["amount"] == "25.062657"
+    expected_uri = f"ethereum:{token}@{GANACHE_CHAIN_ID}/transfer?address={details['deposit_address']}&uint256=25062657"
+    assert details["payment_uri"].lower() == expected_uri.lower()  # the contract in EIP-55 case
+    tx = _pay_token(evm, token, details["deposit_address"], details["amount"])
+    assert evm.receipt(tx)["status"] == "0x1"
+    tasks.watch_addresses()
+    row = order_row(order["id"])
+    assert row.status == S.AWAITING_CONFIRMATION
+    payment = row.payments.get()
+    assert (payment.source, payment.asset, payment.tx_hash, payment.log_index >= 0) == ("watcher", "USDC", tx.lower(), True)
+    r = merchant.post(order["id"], "process", {"tx_hash": tx})
+    assert r.status_code == 200  # the same transfer again: taken already, nothing new
+    assert order_row(order["id"]).payments.count() == 1
+    _complete(evm, order["id"])
+    assert Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset__code="USD").balance == Decimal("24.75")
+    assert ledger_check() == []
+
+
+def test_unreachable_node_is_503_and_changes_nothing(settings, merchant):  # noqa: F811
+    settings.CHAIN_PROVIDER = "evm"
+    settings.EVM_RPC_URL = "http://127.0.0.1:9"
+    settings.EVM_RPC_RETRIES = 0
+    order = merchant.create()
+    details = merchant.pay_details(order["id"], "ETH")  # the address is derived without the node
+    r = merchant.post(order["id"], "process", {"tx_hash": "0x" + "ab" * 32})
+    assert (r.status_code, r.json()["error"]["code"]) == (503, "CHAIN_UNAVAILABLE")
+    from payorders.chains.base import ChainUnavailable
+
+    with pytest.raises(ChainUnavailable):
+        tasks.watch_addresses()
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    PayOrder.objects.filter(public_id=order["id"]).update(expires_at=timezone.now() - timedelta(hours=1))
+    assert tasks.expire_orders() == 0  # never concluded that nothing was paid
+    assert order_row(order["id"]).status == S.AWAITING_PAYMENT and details["chain"] == "ethereum"
