@@ -1,0 +1,200 @@
+"""Forms of the merchant dashboard (accounts.dashboard). They validate what a person typed and
+hand it to the existing services and selectors; none of them saves a model.
+
+Amounts stay strings until `payorder_create` parses them with `core.money.parse_amount` (never a
+float); date filters are whole UTC days, a `to` date including that whole day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django import forms
+from django.contrib.auth.forms import AuthenticationForm
+from django.db.models import QuerySet
+
+from accounts.models import WebhookDelivery
+from core.errors import AuthenticationFailed, CofferError, ValidationFailed
+
+
+class DashboardLoginForm(AuthenticationForm):
+    """Django's login form, checked by `accounts.services.user_authenticate` so the dashboard
+    shares the API's failed-login lockout and audit trail."""
+
+    username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+
+    def clean(self):
+        from accounts.services import user_authenticate
+
+        email = self.cleaned_data.get("username")
+        password = self.cleaned_data.get("password")
+        if email and password:
+            try:
+                self.user_cache = user_authenticate(
+                    email=email, password=password, client_ip=self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+                )
+            except AuthenticationFailed as exc:
+                raise forms.ValidationError(exc.message, code="invalid_login") from None
+            except ValidationFailed as exc:
+                raise forms.ValidationError(exc.message, code="invalid") from None
+            self.confirm_login_allowed(self.user_cache)
+        return self.cleaned_data
+
+
+def add_service_errors(form: forms.Form, error: CofferError) -> None:
+    """Put a service's ValidationFailed on the form: per field where the details name fields
+    (`{"fields": {name: [..]}}`, or `{name: [..]}`), else as a form-wide error."""
+    details = error.details or {}
+    fields = details.get("fields") if isinstance(details.get("fields"), dict) else details
+    renamed = getattr(form, "SERVICE_FIELDS", {})
+    placed = False
+    for name, messages in (fields or {}).items():
+        name = renamed.get(name, name)
+        if name in form.fields:
+            for message in messages if isinstance(messages, (list, tuple)) else [messages]:
+                form.add_error(name, str(message))
+            placed = True
+    if not placed:
+        form.add_error(None, error.message)
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.timezone.utc)
+
+
+class DateRangeMixin:
+    """`date_from` / `date_to` (whole UTC days, both inclusive)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        start, end = cleaned.get("date_from"), cleaned.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end date is before the start date.")
+        return cleaned
+
+    def filter_dates(self, queryset: QuerySet, field: str = "created_at") -> QuerySet:
+        start, end = self.cleaned_data.get("date_from"), self.cleaned_data.get("date_to")
+        if start:
+            queryset = queryset.filter(**{f"{field}__gte": _day_start(start)})
+        if end:
+            queryset = queryset.filter(**{f"{field}__lt": _day_start(end) + dt.timedelta(days=1)})
+        return queryset
+
+
+def _blank_choices(choices, label: str = "Any") -> list[tuple[str, str]]:
+    return [("", label), *choices]
+
+
+class PayOrderFilterForm(DateRangeMixin, forms.Form):
+    status = forms.ChoiceField(required=False)
+    type = forms.ChoiceField(required=False)
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, **kwargs):
+        from payorders.models import PayOrder
+
+        super().__init__(*args, **kwargs)
+        self.fields["status"].choices = _blank_choices(PayOrder.Status.choices)
+        self.fields["type"].choices = _blank_choices(PayOrder.Type.choices)
+
+    def apply(self, queryset: QuerySet) -> QuerySet:
+        if self.cleaned_data.get("status"):
+            queryset = queryset.filter(status=self.cleaned_data["status"])
+        if self.cleaned_data.get("type"):
+            queryset = queryset.filter(type=self.cleaned_data["type"])
+        return self.filter_dates(queryset)
+
+
+class PayOrderCreateForm(forms.Form):
+    # The service names `expires_in` (seconds); this form asks for minutes.
+    SERVICE_FIELDS = {"expires_in": "expires_in_minutes"}
+
+    type = forms.ChoiceField(initial="SALE")
+    amount = forms.CharField(max_length=60, help_text='Major units, e.g. "100.00".', widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}))
+    currency = forms.ChoiceField()
+    settlement_currency = forms.ChoiceField(required=False, help_text="Default: the price's currency.")
+    description = forms.CharField(max_length=500, required=False)
+    customer_external_id = forms.CharField(max_length=200, required=False, label="Customer external id")
+    redirect_url = forms.URLField(max_length=2000, required=False, label="Redirect URL", assume_scheme="https")
+    expires_in_minutes = forms.IntegerField(min_value=1, max_value=7 * 24 * 60, initial=30, label="Expires in (minutes)")
+
+    def __init__(self, *args, currencies: list[str], **kwargs):
+        from payorders.models import PayOrder
+
+        super().__init__(*args, **kwargs)
+        self.fields["type"].choices = PayOrder.Type.choices
+        self.fields["currency"].choices = [(c, c) for c in currencies]
+        self.fields["settlement_currency"].choices = _blank_choices([(c, c) for c in currencies], "Same as the price")
+
+    def service_kwargs(self) -> dict:
+        data = self.cleaned_data
+        return {
+            "type": data["type"],
+            "amount": data["amount"].strip(),
+            "currency": data["currency"],
+            "settlement_currency": data.get("settlement_currency") or None,
+            "customer_external_id": (data.get("customer_external_id") or "").strip() or None,
+            "description": data.get("description") or "",
+            "redirect_url": data.get("redirect_url") or "",
+            "expires_in": data["expires_in_minutes"] * 60,
+        }
+
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=200, help_text="What uses this key, e.g. \"shop backend\".")
+
+
+class WebhookEndpointCreateForm(forms.Form):
+    url = forms.URLField(max_length=2000, label="URL", assume_scheme="https")
+    events = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, help_text='"All events" subscribes to every event, present and future.')
+    description = forms.CharField(max_length=500, required=False)
+
+    def __init__(self, *args, **kwargs):
+        from accounts.webhooks import EVENT_TYPES
+
+        super().__init__(*args, **kwargs)
+        self.fields["events"].choices = [("*", "All events"), *((e, e) for e in EVENT_TYPES)]
+
+
+class DeliveryFilterForm(forms.Form):
+    status = forms.ChoiceField(required=False, choices=_blank_choices(WebhookDelivery.Status.choices))
+    endpoint = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def apply(self, queryset: QuerySet) -> QuerySet:
+        if self.cleaned_data.get("status"):
+            queryset = queryset.filter(status=self.cleaned_data["status"])
+        if self.cleaned_data.get("endpoint"):
+            queryset = queryset.filter(endpoint_id=self.cleaned_data["endpoint"])
+        return queryset
+
+
+class TransactionFilterForm(DateRangeMixin, forms.Form):
+    """Rendered by the dashboard; the filtering itself is `ledger.filters.TransactionFilter`,
+    the API's, so the page and `GET /transactions` agree on what a filter means."""
+
+    type = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(required=False)
+    currency = forms.ChoiceField(required=False)
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    search = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "Reference or description"}))
+
+    def __init__(self, *args, currencies: list[str], **kwargs):
+        from ledger.models import Transaction
+
+        super().__init__(*args, **kwargs)
+        self.fields["type"].choices = _blank_choices(Transaction.Type.choices)
+        self.fields["status"].choices = _blank_choices(Transaction.Status.choices)
+        self.fields["currency"].choices = _blank_choices([(c, c) for c in currencies])
+
+    def filter_data(self) -> dict[str, str]:
+        """The cleaned values in `TransactionFilter`'s parameter names."""
+        data = self.cleaned_data
+        out = {name: data[name] for name in ("type", "status", "currency", "search") if data.get(name)}
+        if data.get("date_from"):
+            out["from"] = data["date_from"].isoformat()
+        if data.get("date_to"):
+            out["to"] = data["date_to"].isoformat()
+        return out
