@@ -268,6 +268,13 @@ OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=30)
 TWO_FACTOR_THRESHOLD = Decimal(env("TWO_FACTOR_THRESHOLD", default="5000"))
 # Per-asset overrides of the step-up threshold, in that asset's major units, as strings: {"BTC": "0.1"}.
 TWO_FACTOR_THRESHOLDS = env.json("TWO_FACTOR_THRESHOLDS", default={})
+# Customer withdrawals and exchanges (wallets): payout provider, sandbox settle delay / forced failure,
+# the beat sweep of due payouts, and how long an exchange quote is honoured.
+PAYOUT_PROVIDER = env("PAYOUT_PROVIDER", default="sandbox")
+PAYOUT_SANDBOX_SETTLE_SECONDS = env.float("PAYOUT_SANDBOX_SETTLE_SECONDS", default=5.0)
+PAYOUT_SANDBOX_FAIL = env.bool("PAYOUT_SANDBOX_FAIL", default=False)
+PAYOUT_SWEEP_SECONDS = env.int("PAYOUT_SWEEP_SECONDS", default=10)
+EXCHANGE_QUOTE_TTL_SECONDS = env.int("EXCHANGE_QUOTE_TTL_SECONDS", default=30)
 
 # --- Logging: every record passes the redaction filter ---------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
