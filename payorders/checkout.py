@@ -37,7 +37,6 @@ from payorders.chains.base import CHAIN_ASSETS
 from payorders.errors import PayOrderInvalidState
 from payorders.models import PayOrder, PayOrderPayment, PayOrderQuote
 from payorders.selectors import (
-    fmt_source,
     payment_details,
     payorder_get_public,
     quote_get,
@@ -134,6 +133,13 @@ def safe_redirect_url(url: str) -> str | None:
     return url
 
 
+def crypto_amount(amount: Decimal) -> str:
+    """A crypto amount as the payer reads and types it: exact, without trailing zeros or an
+    exponent ("0.01331454", not "0.013314540000000000"); the same number, as in a BIP21 URI."""
+    text = format(amount.normalize(), "f")
+    return text if amount else "0"
+
+
 def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
     """Everything the page shows, as JSON (`/pay/<id>/status.json`, and the first render)."""
     now = now or timezone.now()
@@ -143,7 +149,7 @@ def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
     if details is not None:
         payment = {
             "deposit_address": details["deposit_address"],
-            "amount": details["amount"],
+            "amount": crypto_amount(order.source_amount),
             "currency": details["source_currency"],
             "currency_name": CURRENCY_NAMES.get(details["source_currency"], details["source_currency"]),
             "chain": details["chain"],
@@ -153,7 +159,7 @@ def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
     on_time = [p for p in order.payments.all() if p.status != PayOrderPayment.Status.FAILED and not p.late]
     remaining = None
     if order.source_amount is not None and order.underpaid:
-        remaining = fmt_source(order, max(order.source_amount - order.amount_received, Decimal(0)))
+        remaining = crypto_amount(max(order.source_amount - order.amount_received, Decimal(0)))
     state = {
         "id": str(order.public_id),
         "status": order.status,
@@ -165,7 +171,7 @@ def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
         "expires_at": order.expires_at.isoformat(),
         "seconds_left": max(int((order.expires_at - now).total_seconds()), 0),
         "payment": payment,
-        "amount_received": fmt_source(order, order.amount_received) if order.amount_received else None,
+        "amount_received": crypto_amount(order.amount_received) if order.amount_received else None,
         "amount_remaining": remaining,
         "confirmations": min((p.confirmations for p in on_time), default=0),
         "confirmations_required": required_confirmations(order.chain) if order.chain else None,
@@ -200,7 +206,8 @@ def _status_text(state: dict) -> tuple[str, str]:
         return "Payment received", f"Confirming on the {chain} network: {progress}."
     if phase == COMPLETED:
         extra = " You sent more than was due; the merchant can refund the excess." if state["overpaid"] else ""
-        return "Payment complete", f"Thank you! {merchant} has received your payment.{extra}"
+        paid = f" of {state['amount_received']} {unit}" if state["amount_received"] else ""
+        return "Payment complete", f"Thank you! {merchant} has received your payment{paid}.{extra}"
     if phase == EXPIRED:
         if state["amount_received"]:
             return "This payment request has expired", (
@@ -253,7 +260,7 @@ def checkout_quotes(*, public_id) -> list[dict]:
             "quote_id": str(q.public_id),
             "currency": q.source_currency,
             "chain": q.chain,
-            "amount": format_amount(q.amount, CHAIN_ASSETS[q.source_currency].decimals),
+            "amount": crypto_amount(q.amount),
             "expires_at": q.expires_at.isoformat(),
         }
         for q in quotes

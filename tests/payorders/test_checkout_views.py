@@ -188,7 +188,9 @@ def test_quote_then_choose_eth_gives_address_amount_uri_and_qr(client, merchant)
     assert [q["currency"] for q in quotes] == ["BTC", "ETH", "USDC"]
     assert set(quotes[0]) == {"quote_id", "currency", "chain", "amount", "expires_at"}
     eth = quotes[1]
-    assert eth["chain"] == "ethereum" and len(eth["amount"].split(".")[1]) == 18
+    stored = PayOrderQuote.objects.get(public_id=eth["quote_id"])
+    assert eth["chain"] == "ethereum" and Decimal(eth["amount"]) == stored.amount
+    assert not eth["amount"].endswith("0") and "E" not in eth["amount"]  # exact, as a payer types it
 
     response = choose(client, order, "ETH", eth["quote_id"])
     assert response.status_code == 200, response.content

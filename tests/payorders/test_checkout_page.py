@@ -1,0 +1,188 @@
+"""The hosted checkout page in a real browser: Playwright (sync API) driving Debian's Chromium at
+a phone's size (390x844) against pytest-django's live server.
+
+Paying: open /pay/<id>, choose ETH, see the address and the QR code, read the exact amount off
+the page, send it on the sandbox chain, let the watcher and the confirmation task (called
+directly; a worker is not the point here) move the order on, and watch the same page - never
+reloaded - go to confirming and completed, then follow the merchant's redirect URL.
+Expiry: the countdown runs out and the page says the request has expired.
+
+Skipped with the reason when Chromium is missing (scripts/test-deps.sh installs it in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from datetime import timedelta
+from decimal import Decimal
+from importlib import import_module
+
+import pytest
+from django.apps import apps
+from django.utils import timezone
+
+from payorders import services, tasks
+from payorders.chains.sandbox import sandbox_mine, sandbox_send
+from payorders.models import PayOrder
+from tests.payorders.test_payorders_support import new_merchant
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (bash scripts/test-deps.sh installs it as root)"),
+]
+PHONE = {"width": 390, "height": 844}
+WAIT_MS = 10_000  # the page polls every 2 s
+
+
+def reseed() -> None:
+    """A transactional test's flush empties every table, migration seeds included: put back the
+    platform assets and default fee rules (both seeders are idempotent)."""
+    import_module("ledger.migrations.0003_seed_assets").seed(apps, None)
+    import_module("compliance.migrations.0005_seed_defaults").seed(apps, None)
+
+
+@pytest.fixture(scope="module")
+def browser(django_db_setup):
+    """One Chromium for the module. Playwright's sync API keeps an asyncio loop on this thread
+    while it is open, which makes Django refuse every ORM call of the test (and of the database
+    flush after it) as "async"; they are plain synchronous code, so the check is switched off
+    for exactly as long as the browser lives. The live server has its own thread and no loop."""
+    from playwright.sync_api import sync_playwright
+
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=CHROMIUM,
+                args=["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"],
+                headless=True,
+            )
+            yield chromium
+            chromium.close()
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
+
+
+@pytest.fixture
+def phone(browser, live_server):
+    """A fresh phone-sized browser context and page; fails the test on any script error."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+    context.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    # console errors of the checkout page itself (not of the merchant's page it redirects to)
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" and "/pay/" in page.url else None)
+    page.errors = errors
+    yield page
+    context.close()
+    assert not page.errors, page.errors
+
+
+@pytest.fixture
+def shop(seed):
+    reseed()
+    return new_merchant(seed, "Mugshop")
+
+
+def test_pay_with_eth_on_the_sandbox_and_watch_the_page_complete(phone, live_server, shop, tmp_path):
+    from playwright.sync_api import expect
+
+    redirect = f"{live_server.url}/health"
+    order = services.payorder_create(
+        organization=shop.organization, type="SALE", amount="42.50", currency="USD", description="Two blue mugs", redirect_url=redirect
+    )
+    page = phone
+    page.goto(f"{live_server.url}/pay/{order.public_id}")
+    expect(page.locator("#merchant-name")).to_have_text("Mugshop")
+    expect(page.locator("#order-amount")).to_have_text("42.50")
+    expect(page.locator("#order-currency")).to_have_text("USD")
+    expect(page.locator("#order-description")).to_have_text("Two blue mugs")
+    expect(page.locator("#status-title")).to_have_text("Choose how to pay")
+    expect(page.locator("#countdown")).to_have_text(re.compile(r"^(29:[0-5]\d|30:00)$"))
+    expect(page.locator('[data-amount-for="ETH"]')).to_have_text(re.compile(r"^0\.\d{1,18} ETH$"))  # the quotes arrived
+    page.screenshot(path=tmp_path / "choose.png", full_page=True)
+    page.evaluate("window.__sameDocument = true")  # gone if the page ever reloads
+
+    page.locator('button[data-currency="ETH"]').click()
+    expect(page.locator("#pay")).to_be_visible()
+    expect(page.locator("#choose")).to_be_hidden()
+    expect(page.locator("#qr svg")).to_be_visible()
+    expect(page.locator("#status-title")).to_have_text("Waiting for your payment")
+    address = page.locator("#pay-address").inner_text().strip()
+    amount = page.locator("#pay-amount").inner_text().strip()
+    order.refresh_from_db()
+    assert order.status == PayOrder.Status.AWAITING_PAYMENT
+    assert address == order.deposit_address.address and re.fullmatch(r"0x[0-9a-fA-F]{40}", address)
+    assert Decimal(amount) == order.source_amount
+    assert page.locator("#wallet-link").get_attribute("href").startswith(f"ethereum:{address}@")
+    qr_box = page.locator("#qr svg").bounding_box()
+    assert qr_box["width"] >= 150 and qr_box["width"] <= PHONE["width"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing overflows a phone
+
+    # the copy button puts the exact amount on the clipboard
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page.locator('button[data-copy="pay-amount"]').click()
+    expect(page.locator('button[data-copy="pay-amount"]')).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == amount
+    page.screenshot(path=tmp_path / "awaiting.png", full_page=True)
+
+    # pay exactly what the page says, on the sandbox chain; the watcher sees it once mined
+    sandbox_send(to_address=address, amount=amount, currency="ETH")
+    sandbox_mine(blocks=1)
+    tasks.watch_addresses()
+    expect(page.locator("#status-title")).to_have_text("Payment received")
+    expect(page.locator("#status-detail")).to_have_text("Confirming on the Ethereum network: 1 of 3 confirmations.")
+    expect(page.locator("#confirmations")).to_be_visible()
+    expect(page.locator("#pay")).to_be_hidden()
+    page.screenshot(path=tmp_path / "confirming.png", full_page=True)
+
+    sandbox_mine(blocks=2)
+    tasks.poll_confirmations()
+    expect(page.locator("#status-title")).to_have_text("Payment complete")
+    expect(page.locator("#redirect-row")).to_be_visible()
+    expect(page.locator("#countdown-row")).to_be_hidden()
+    assert page.evaluate("window.__sameDocument") is True  # updated in place, no reload
+    shot = tmp_path / "completed.png"
+    page.screenshot(path=shot, full_page=True)
+    assert shot.stat().st_size > 1000
+    order.refresh_from_db()
+    assert order.status == PayOrder.Status.COMPLETED
+
+    page.wait_for_url(redirect)  # after a short delay, back to the merchant
+
+
+def test_countdown_running_out_shows_expired(phone, live_server, shop, tmp_path):
+    from playwright.sync_api import expect
+
+    page = phone
+    page.goto(f"{live_server.url}/pay/00000000-0000-4000-8000-000000000000")
+    expect(page.locator("#checkout-message h1")).to_have_text("Payment request not found")
+    page.errors.clear()  # the browser logs the 404 it was sent here to see
+
+    order = services.payorder_create(organization=shop.organization, type="SALE", amount="10", currency="EUR")
+    # the clock: a window that closes in a few seconds (the API's minimum is a minute)
+    PayOrder.objects.filter(pk=order.pk).update(expires_at=timezone.now() + timedelta(seconds=6))
+    page.goto(f"{live_server.url}/pay/{order.public_id}")
+    page.locator('button[data-currency="BTC"]').click()
+    expect(page.locator("#pay-address")).to_have_text(re.compile(r"^bc1q"))
+    expect(page.locator("#countdown")).to_have_text(re.compile(r"^0:0[0-6]$"))
+
+    expect(page.locator("#status-title")).to_have_text("This payment request has expired")
+    expect(page.locator("#pay")).to_be_hidden()
+    expect(page.locator("#countdown-row")).to_be_hidden()
+    shot = tmp_path / "expired.png"
+    page.screenshot(path=shot, full_page=True)
+    assert shot.stat().st_size > 1000
+    order.refresh_from_db()
+    assert order.status == PayOrder.Status.AWAITING_PAYMENT  # the page knows; the expiry task closes it later
