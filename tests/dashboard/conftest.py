@@ -125,10 +125,39 @@ def failed_delivery(org: Org, url: str = "http://127.0.0.1:9/coffer-hook"):
     from accounts.org_services import webhook_endpoint_create, webhook_endpoint_disable, webhook_endpoint_enable
     from accounts.webhooks import webhook_deliver
 
-    endpoint, _ = webhook_endpoint_create(organization=org.organization, url=url, events=["*"], actor=org.owner)
-    [delivery] = publish(org.organization)
+    # Subscribed to one event only, so other tests' events do not reach it.
+    endpoint, _ = webhook_endpoint_create(organization=org.organization, url=url, events=["wallet.closed"], actor=org.owner)
+    [delivery] = [d for d in publish(org.organization, "wallet.closed", {"id": "w"}) if d.endpoint_id == endpoint.pk]
     webhook_endpoint_disable(organization=org.organization, endpoint_id=endpoint.pk, actor=org.owner)
     delivery = webhook_deliver(delivery_id=delivery.pk)
     assert delivery.status == "failed"
     webhook_endpoint_enable(organization=org.organization, endpoint_id=endpoint.pk, actor=org.owner)
     return delivery
+
+
+def complete_payorder(org: Org, *, amount: str = "40.00", currency: str = "USD", account: int = 7):
+    """A pay order driven through the real flow on the sandbox chain: quote in ETH, payment
+    details (an address from the organization's xpub), payment sent and mined, watcher, three
+    confirmations -> COMPLETED, then settled into the organization's settlement wallet."""
+    from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins
+
+    from payorders import services
+    from payorders.addresses import xpub_key_register
+    from payorders.chains.sandbox import sandbox_mine, sandbox_send
+    from payorders.models import XpubKey
+
+    if not XpubKey.objects.filter(organization=org.organization, chain="ethereum", is_active=True).exists():
+        seed = Bip39SeedGenerator(" ".join(["abandon"] * 11 + ["about"])).Generate()
+        xpub = Bip44.FromSeed(seed, Bip44Coins.ETHEREUM).Purpose().Coin().Account(account).PublicKey().ToExtended()
+        xpub_key_register(organization=org.organization, chain="ethereum", xpub=xpub)
+    order = create_payorder(org, amount=amount, currency=currency)
+    [quote] = services.payorder_quote(organization=org.organization, public_id=order.public_id, source_currencies=["ETH"])
+    order = services.payorder_select_quote(organization=org.organization, public_id=order.public_id, quote_id=quote.public_id)
+    sandbox_send(to_address=order.deposit_address.address, amount=order.source_amount, currency="ETH")
+    sandbox_mine(blocks=3)
+    services.payorder_scan(order_id=order.pk)
+    services.payorder_refresh_confirmations(order_id=order.pk)
+    services.payorder_settle(order_id=order.pk)
+    order.refresh_from_db()
+    assert order.status == "COMPLETED" and order.settled_at is not None
+    return order
