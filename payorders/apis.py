@@ -89,10 +89,10 @@ ADDRESS = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
 TX_HASH = "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060"
 PAYMENT = {
     "deposit_address": ADDRESS,
-    "amount": "0.031328320802005013",
+    "amount": "0.031328330000000000",
     "source_currency": "ETH",
     "chain": "ethereum",
-    "payment_uri": f"ethereum:{ADDRESS}@1?value=31328320802005013",
+    "payment_uri": f"ethereum:{ADDRESS}@1?value=31328330000000000",
     "expires_at": "2026-01-15T10:30:00Z",
     "quote_id": QUOTE_ID,
 }
@@ -105,7 +105,7 @@ ORDER = {
     "created_at": "2026-01-15T10:00:00Z", "updated_at": "2026-01-15T10:00:00Z", "completed_at": None,
 }
 PAID_ORDER = {
-    **ORDER, "status": "COMPLETED", "payment": PAYMENT, "amount_received": "0.031328320802005013", "refund_due": "0.000000000000000000",
+    **ORDER, "status": "COMPLETED", "payment": PAYMENT, "amount_received": "0.031328330000000000", "refund_due": "0.000000000000000000",
     "settlement": {"transaction_id": 981, "currency": "USD", "gross": "100.00", "fee": "1.00", "net": "99.00", "settled_at": "2026-01-15T10:08:00Z"},
     "completed_at": "2026-01-15T10:07:30Z",
 }
@@ -114,19 +114,19 @@ DETAIL = {
     "status_history": [
         {"from_status": "", "to_status": "PENDING", "at": "2026-01-15T10:00:00Z", "cause": "created", "actor_label": "api_key:key_4f9c"},
         {"from_status": "PENDING", "to_status": "AWAITING_PAYMENT", "at": "2026-01-15T10:01:00Z", "cause": "payment details issued", "actor_label": "payer"},
-        {"from_status": "AWAITING_PAYMENT", "to_status": "AWAITING_CONFIRMATION", "at": "2026-01-15T10:03:00Z", "cause": "paid 0.031328320802005013 of 0.031328320802005013 ETH (submitted)", "actor_label": "api_key:key_4f9c"},
+        {"from_status": "AWAITING_PAYMENT", "to_status": "AWAITING_CONFIRMATION", "at": "2026-01-15T10:03:00Z", "cause": "paid 0.031328330000000000 of 0.031328330000000000 ETH (submitted)", "actor_label": "api_key:key_4f9c"},
         {"from_status": "AWAITING_CONFIRMATION", "to_status": "COMPLETED", "at": "2026-01-15T10:07:30Z", "cause": "payment confirmed (12 confirmations)", "actor_label": "system:poll_confirmations"},
     ],
     "payments": [{
         "tx_hash": TX_HASH, "log_index": -1, "chain": "ethereum", "asset": "ETH", "from_address": "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe",
-        "amount": "0.031328320802005013", "block_number": 19000000, "confirmations": 12, "status": "confirmed", "source": "submitted",
+        "amount": "0.031328330000000000", "block_number": 19000000, "confirmations": 12, "status": "confirmed", "source": "submitted",
         "late": False, "detected_at": "2026-01-15T10:03:00Z", "confirmed_at": "2026-01-15T10:07:30Z",
     }],
     "refunds": [],
 }
 REFUND = {
     "id": "e1c7a5d2-0b1f-4c3e-9d8a-7f6e5d4c3b2a", "pay_order_id": ORDER_ID, "kind": "full", "status": "awaiting_transaction",
-    "chain": "ethereum", "currency": "ETH", "amount": "0.031328320802005013", "destination_address": "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe",
+    "chain": "ethereum", "currency": "ETH", "amount": "0.031328330000000000", "destination_address": "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe",
     "tx_hash": None, "ledger_transaction_id": 990, "reason": "customer returned the goods", "created_at": "2026-01-16T09:00:00Z", "sent_at": None,
 }
 
@@ -245,12 +245,12 @@ class PayOrderQuoteApi(_OrderApi):
             OpenApiExample("All currencies", value={}, request_only=True),
             OpenApiExample("What this wallet can pay", value={"wallet_address": ADDRESS, "source_currencies": ["ETH", "USDC"]}, request_only=True),
             OpenApiExample("Quotes", response_only=True, value={"quotes": [
-                {"quote_id": QUOTE_ID, "source_currency": "ETH", "chain": "ethereum", "amount": "0.031328320802005013", "rate": "3192", "fee": "0.000078320802005013", "expires_at": "2026-01-15T10:10:00Z"},
+                {"quote_id": QUOTE_ID, "source_currency": "ETH", "chain": "ethereum", "amount": "0.031328330000000000", "rate": "3192", "fee": "0.000078330000000000", "expires_at": "2026-01-15T10:10:00Z"},
                 {"quote_id": "c4a2...", "source_currency": "USDC", "chain": "ethereum", "amount": "100.250627", "rate": "0.9975", "fee": "0.250627", "expires_at": "2026-01-15T10:10:00Z"},
             ]}),
         ],
         summary="Priced options to pay a PENDING order (BTC, ETH, USDC); with wallet_address only those its balance covers",
-        description="amount = price / rate, rounded UP to the source asset's smallest unit; rate is the bid side of the "
+        description="amount = price / rate, rounded UP to the source asset's smallest unit (8 decimals for ETH); rate is the bid side of the "
         "price provider's rate (spread included), fee the part of amount due to the spread. Quotes expire after "
         "PAYORDER_QUOTE_TTL_SECONDS (10 min) or with the order, whichever is first.",
     )
@@ -297,7 +297,7 @@ class PayOrderProcessApi(_OrderApi):
             **_resp(409, "TRANSACTION_ALREADY_USED, INVALID_STATE or QUOTE_EXPIRED",
                     ("Used", _err("TRANSACTION_ALREADY_USED", "This transaction has already been used for a payment.", {"tx_hash": TX_HASH}))),
             **_resp(422, "PAYMENT_MISMATCH: wrong recipient, asset, failed, or less than is due (the order is unchanged)",
-                    ("Too little", _err("PAYMENT_MISMATCH", "This transaction pays 0.010000000000000000 ETH; 0.031328320802005013 is due.", {"tx_hash": TX_HASH}))),
+                    ("Too little", _err("PAYMENT_MISMATCH", "This transaction pays 0.010000000000000000 ETH; 0.031328330000000000 is due.", {"tx_hash": TX_HASH}))),
             **_resp(503, "CHAIN_UNAVAILABLE: the node cannot be reached; retry"),
         },
         examples=[

@@ -77,6 +77,9 @@ logger = logging.getLogger("coffer.payorders")
 
 S = PayOrder.Status
 SOURCE_CURRENCIES = ("BTC", "ETH", "USDC")
+# Quoted amounts are rounded UP to this many decimals (never more than the asset has): a payer may
+# type the amount, and 8 decimals of ETH stay exact everywhere (SQLite keeps 15 significant digits).
+QUOTE_DECIMALS = {"BTC": 8, "ETH": 8, "USDC": 6}
 DEFAULT_EXPIRES_IN = 30 * 60
 MIN_EXPIRES_IN = 60
 MAX_EXPIRES_IN = 7 * 24 * 3600
@@ -362,9 +365,10 @@ def _quote_order(order: PayOrder, *, wallet_address: str | None, source_currenci
     for code in wanted:
         spec = CHAIN_ASSETS[code]
         rate = prices.quote(code, order.currency)
+        places = min(QUOTE_DECIMALS.get(code, spec.decimals), spec.decimals)
         with localcontext(MONEY_CONTEXT):
-            amount = _ceil(order.amount / rate.bid, spec.decimals)
-            at_mid = _ceil(order.amount / rate.mid, spec.decimals)
+            amount = _ceil(order.amount / rate.bid, places)
+            at_mid = _ceil(order.amount / rate.mid, places)
         payer_address = ""
         if wallet_address is not None:
             try:

@@ -31,9 +31,9 @@ def test_sale_paid_on_sandbox_confirms_settles_and_notifies(merchant, receiver):
     quotes = merchant.post(order["id"], "quote").json()["quotes"]
     assert [q["source_currency"] for q in quotes] == ["BTC", "ETH", "USDC"]
     eth = next(q for q in quotes if q["source_currency"] == "ETH")
-    # 100 USD at the sandbox bid for ETH (3200 * (1 - 0.25%)), rounded UP to 18 decimals
+    # 100 USD at the sandbox bid for ETH (3200 * (1 - 0.25%)), rounded UP to 8 decimals
     assert Decimal(eth["amount"]) * Decimal(eth["rate"]) >= Decimal("100")
-    assert Decimal(eth["amount"]) == (Decimal("100") / Decimal("3192")).quantize(Decimal("1e-18"), rounding="ROUND_CEILING")
+    assert Decimal(eth["amount"]) == (Decimal("100") / Decimal("3192")).quantize(Decimal("1e-8"), rounding="ROUND_CEILING")
     assert eth["chain"] == "ethereum" and Decimal(eth["fee"]) > 0
 
     details = merchant.post(order["id"], "payment-details", {"quote_id": eth["quote_id"]}).json()
