@@ -59,7 +59,7 @@ REQUIRED_KEY = OpenApiParameter(
     description="Required: a refund moves money. Same key and body -> the first response again; another body -> 422 "
     "IDEMPOTENCY_KEY_REUSED; while the first runs -> 409 IDEMPOTENCY_KEY_IN_PROGRESS. Kept at least 24 h.",
 )
-ID_PARAM = OpenApiParameter("id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The pay order's id (a UUID).")
+ID_PARAM = OpenApiParameter("public_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The pay order's id (a UUID).")
 
 
 def _err(code: str, message: str, details: dict | None = None) -> dict:

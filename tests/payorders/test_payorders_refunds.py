@@ -191,3 +191,12 @@ def test_xpub_keys_endpoint(merchant, seed):  # noqa: F811
     r = merchant.client.post("/api/v1/xpub-keys", {"chain": "ethereum", "xpub": "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi"}, format="json")
     assert r.status_code == 400 and "xprv9s21" not in r.content.decode()
     assert Refund.objects.count() == 0
+
+
+def test_beat_schedule_registers_the_pay_order_tasks():
+    from config.celery import app
+
+    entries = {e["task"]: e["schedule"] for e in app.conf.beat_schedule.values()}
+    for name in ("poll_confirmations", "watch_addresses", "expire_orders", "settle_completed"):
+        assert f"payorders.tasks.{name}" in entries and entries[f"payorders.tasks.{name}"] <= 60
+    assert tasks.settle_order.autoretry_for and tasks.poll_confirmations.retry_backoff
