@@ -428,3 +428,63 @@ def test_public_endpoints_are_rate_limited_per_address(client, merchant, setting
     codes = [client.post(quote_url, "{}", content_type="application/json", REMOTE_ADDR="203.0.113.8").status_code for _ in range(3)]
     assert codes == [200, 200, 429]
     assert PayOrderQuote.objects.filter(pay_order=order).count() == 6  # two quote requests of three currencies
+
+
+# --------------------------------------------------------------------------------------------
+# Racing choices (real threads, PostgreSQL row locks)
+# --------------------------------------------------------------------------------------------
+
+
+def _at_once(*calls):
+    """Run the calls in threads released together; return their results (or exceptions)."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def run(i, call):
+        try:
+            barrier.wait(10)
+            results[i] = call()
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_choices_issue_one_address(seed):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    from payorders.models import DepositAddress
+
+    import_module("ledger.migrations.0003_seed_assets").seed(apps, None)  # flushed by earlier transactional tests
+    shop = new_merchant(seed, "Raceshop")
+    same = make_order(shop)
+    results = _at_once(*[lambda: choose(Client(), same, "ETH") for _ in range(4)])
+    assert [r.status_code for r in results] == [200] * 4, [r.content for r in results]
+    addresses = {r.json()["payment"]["deposit_address"] for r in results}
+    same.refresh_from_db()
+    assert addresses == {same.deposit_address.address}
+    assert same.status_changes.filter(to_status=S.AWAITING_PAYMENT).count() == 1
+
+    mixed = make_order(shop)
+    before = DepositAddress.objects.count()
+    results = _at_once(lambda: choose(Client(), mixed, "ETH"), lambda: choose(Client(), mixed, "BTC"))
+    assert sorted(r.status_code for r in results) == [200, 409], [r.content for r in results]
+    winner = next(r for r in results if r.status_code == 200).json()["payment"]
+    mixed.refresh_from_db()
+    assert mixed.source_currency == winner["currency"] and mixed.deposit_address.address == winner["deposit_address"]
+    assert DepositAddress.objects.count() == before + 1  # the loser derived no address

@@ -393,7 +393,6 @@
 
   /* --- start ---------------------------------------------------------------------------------- */
 
-  root.classList.add("js");
   render(state);
   window.setInterval(tick, 1000);
   loadQuotes();
