@@ -77,7 +77,7 @@ from typing import Any, Union
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction as db_transaction
-from django.db.models import Q, Subquery
+from django.db.models import F, Q, Subquery
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
@@ -890,7 +890,10 @@ def ledger_reject_reviewed(transaction: Transaction | int, *, reason: str = "") 
             tx.reject()
         except TransitionNotAllowed:
             raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not in review.", details={"status": tx.status}) from None
-        for hold in Hold.objects.filter(transaction=tx, status=Hold.Status.HELD):
+        holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD).order_by("wallet_id"))
+        if holds:  # lock order: wallets, then holds (a posting may be changing `held` right now)
+            list(wallets_for_update().filter(pk__in=[h.wallet_id for h in holds]))
+        for hold in holds:
             _release(hold)
         tx.failure_code = "REJECTED"
         tx.failure_message = (reason or "Rejected in review.")[:500]
@@ -959,10 +962,9 @@ def hold_place(*, wallet: Wallet | int, amount: Decimal | str | int, reason: str
 
 def _release(hold: Hold) -> None:
     """Release a hold whose wallet is already locked by the caller."""
-    wallet = Wallet.objects.get(pk=hold.wallet_id)
     hold.release()
     hold.save(update_fields=["status", "updated_at"])
-    Wallet.objects.filter(pk=wallet.pk).update(held=wallet.held - hold.amount, updated_at=timezone.now())
+    Wallet.objects.filter(pk=hold.wallet_id).update(held=F("held") - hold.amount, updated_at=timezone.now())
 
 
 def hold_release(*, hold: Hold | int) -> Hold:
