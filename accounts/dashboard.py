@@ -147,17 +147,24 @@ def _can_write(request) -> bool:
 
 
 def _compact(value: Decimal) -> str:
-    """An axis label: a few significant digits (the exact value is in each bar's title)."""
-    if value >= 1000:
-        return f"{value.quantize(Decimal(1)):,}"
-    text = f"{value.quantize(Decimal('0.0001')).normalize():f}"
-    return text
+    """An axis label of a few characters (each bar's title carries the exact amount)."""
+    for threshold, scale, suffix in ((10**9, 10**9, "B"), (10**6, 10**6, "M"), (10**4, 10**3, "k")):
+        if value >= threshold:
+            return f"{(value / scale).quantize(Decimal('0.1')).normalize():f}{suffix}"
+    if value >= 100:
+        return f"{value.quantize(Decimal(1)):f}"
+    if value >= 1:
+        return f"{value.quantize(Decimal('0.01')).normalize():f}"
+    return f"{value.quantize(Decimal('0.0001')).normalize():f}"
 
 
-def bar_chart(*, days: list[dt.date], values: dict[dt.date, Decimal], exact: dict[dt.date, str], unit: str) -> dict:
-    """Geometry of a server-rendered SVG bar chart (one bar per day), all in Decimal."""
-    width, height = Decimal(720), Decimal(220)
-    left, right, top, bottom = Decimal(64), Decimal(8), Decimal(12), Decimal(28)
+def bar_chart(*, days: list[dt.date], values: dict[dt.date, Decimal], exact: dict[dt.date, str], unit: str,
+              width: int = 720, counts: bool = False) -> dict:
+    """Geometry of a server-rendered SVG bar chart (one bar per day), all in Decimal. `width` is
+    the viewBox width (a narrower chart keeps its text the same size on the page); `counts`
+    keeps axis labels whole numbers."""
+    width, height = Decimal(width), Decimal(220)
+    left, right, top, bottom = Decimal(76), Decimal(20), Decimal(12), Decimal(28)
     plot_w, plot_h = width - left - right, height - top - bottom
     slot = plot_w / len(days)
     bar_w = (slot * Decimal("0.72")).quantize(Decimal("0.1"))
@@ -180,7 +187,8 @@ def bar_chart(*, days: list[dt.date], values: dict[dt.date, Decimal], exact: dic
         "width": width, "height": height, "left": left, "top": top, "bottom_y": top + plot_h,
         "ylabel_x": left - 6, "center_x": (left + plot_w / 2).quantize(one),
         "mid_y": (top + plot_h / 2).quantize(one), "right_x": width - right, "label_y": height - 8,
-        "bars": bars, "peak": _compact(peak) if peak else "0", "half": _compact(peak / 2) if peak else "",
+        "bars": bars, "peak": _compact(peak) if peak else "",
+        "half": _compact(peak / 2) if peak and (not counts or peak % 2 == 0) else "",
         "unit": unit, "empty": peak == 0,
     }
 
@@ -229,7 +237,7 @@ def volume_charts(*, organization, currency: str | None) -> dict:
         .annotate(n=Count("id"))
     )
     counts = {r["day"]: Decimal(r["n"]) for r in completed}
-    orders = bar_chart(days=days, values=counts, exact={d: str(n) for d, n in counts.items()}, unit="completed")
+    orders = bar_chart(days=days, values=counts, exact={d: str(n) for d, n in counts.items()}, unit="completed", width=480, counts=True)
     return {
         "currencies": codes,
         "currency": chosen["wallet__asset__code"] if chosen else None,
@@ -244,7 +252,6 @@ def volume_charts(*, organization, currency: str | None) -> dict:
 @dashboard_view()
 def overview(request):
     from ledger.selectors import wallet_list
-    from ledger.serializers import wallet_display_name
     from ledger.models import Wallet
 
     organization = request.organization
@@ -253,7 +260,7 @@ def overview(request):
     wallets = [
         {
             "wallet": w,
-            "name": wallet_display_name(w),
+            "name": w.label or (w.get_purpose_display() if w.purpose else f"{w.asset.code} wallet"),
             "balance": w.asset.format(w.balance),
             "available": w.asset.format(w.available_balance),
             "held": w.asset.format(w.held),

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from accounts.dashboard import bar_chart
+from accounts.dashboard import _compact, bar_chart
 from ledger.services import wallet_open
 from tests.dashboard.conftest import complete_payorder, deposit, platform_asset, system_wallet
 from tests.factories import OrgCustomerFactory
@@ -42,7 +42,7 @@ def test_balances_and_the_volume_chart(alpha, beta, viewer_client, assets):
     charts = response.context["charts"]
     assert charts["currency"] == "USD" and set(charts["currencies"]) == {"USD", "ETH"}
     today = timezone.now().astimezone(dt.timezone.utc).date().isoformat()
-    assert body.count('<svg class="chart"') == 2
+    assert body.count('<svg class="chart ') == 2
     bar = re.search(rf'<rect class="bar" x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" data-day="{today}"><title>{today}: 123.75 USD</title>', body)
     assert bar, body
     assert Decimal(bar.group(2)) == 180  # the peak day fills the plot
@@ -91,5 +91,10 @@ def test_bar_chart_geometry():
     assert xs == sorted(xs) and xs[-1] + chart["bars"][-1]["w"] <= chart["right_x"]
     assert chart["peak"] == "100" and chart["half"] == "50"
     assert [b["label"] for b in chart["bars"]].count("") == 25  # a date label every 7 days
+    assert [_compact(Decimal(v)) for v in ("310.45", "155.225", "2.5", "0.061728394", "12500", "3000000", "1250")] == [
+        "310", "155", "2.5", "0.0617", "12.5k", "3M", "1250"]
     empty = bar_chart(days=days, values={}, exact={}, unit="USD")
-    assert empty["empty"] and all(b["h"] == 0 for b in empty["bars"])
+    assert empty["empty"] and all(b["h"] == 0 for b in empty["bars"]) and empty["peak"] == ""
+    odd = bar_chart(days=days, values={days[0]: Decimal(3)}, exact={}, unit="completed", width=480, counts=True)
+    assert (odd["peak"], odd["half"]) == ("3", "")  # no "1.5 orders" on the axis
+    assert odd["bars"][-1]["x"] + odd["bars"][-1]["w"] <= odd["right_x"] == 460
