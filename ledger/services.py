@@ -323,12 +323,14 @@ def _pg_cursor():
         return connection._prepare_cursor(_prepared_cursor_class()(connection.connection))
 
 
-@functools.cache
-def _lock_sql_pg(platform_conditions: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+@functools.lru_cache(maxsize=512)
+def _lock_sql_pg(wallet_ids: int, platform_conditions: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """The lock statement of `_lock` on PostgreSQL, written out once per shape (the number of
-    platform sides): the same SELECT ... JOIN asset ... ORDER BY id FOR UPDATE OF wallet that
-    `wallets_for_update()` builds, without compiling a queryset on every posting (the ORM
-    compiler was ~70% of a posting's CPU in bench/ledger_bench.py's profile)."""
+    wallet ids and of platform sides): the same SELECT ... JOIN asset ... ORDER BY id FOR UPDATE
+    OF wallet that `wallets_for_update()` builds, without compiling a queryset on every posting
+    (the ORM compiler was ~70% of a posting's CPU in bench/ledger_bench.py's profile). The ids
+    are listed (`IN (%s, %s)`) rather than passed as one array: for `= ANY($1)` PostgreSQL never
+    settles on a generic plan and re-plans the prepared statement on every execution."""
     qn = connection.ops.quote_name
     wt, at = qn(Wallet._meta.db_table), qn(Asset._meta.db_table)
     wid = f"{wt}.{qn(Wallet._meta.pk.column)}"
@@ -342,14 +344,15 @@ def _lock_sql_pg(platform_conditions: int) -> tuple[str, tuple[str, ...], tuple[
     )
     sql = (
         f"SELECT {', '.join(cols)} FROM {wt} INNER JOIN {at} ON ({wt}.asset_id = {at}.id)"
-        f" WHERE ({wid} = ANY(%s::bigint[]){platform * platform_conditions}) ORDER BY {wid} ASC FOR UPDATE OF {wt}"
+        f" WHERE ({wid} IN ({', '.join(['%s'] * wallet_ids)}){platform * platform_conditions})"
+        f" ORDER BY {wid} ASC FOR UPDATE OF {wt}"
     )
     return sql, wfields, afields
 
 
 def _lock_rows_pg(ids: set[int], platform_sides: list[_Side], n: int) -> dict[int, Wallet]:
-    sql, wfields, afields = _lock_sql_pg(len(platform_sides))
-    params: list[Any] = [sorted(ids)]
+    sql, wfields, afields = _lock_sql_pg(len(ids), len(platform_sides))
+    params: list[Any] = sorted(ids)
     for _, purpose, cid in platform_sides:
         params += [purpose, cid % n, cid]
     with _pg_cursor() as cursor:
