@@ -111,6 +111,7 @@ def test_log_in_create_a_pay_order_find_it_and_open_it(browser, live_server):
     expect(page).to_have_url(f"{live_server.url}/dashboard/pay-orders/{order.public_id}/")
     expect(page.locator(".timeline li")).to_have_count(1)
     expect(page.locator(".timeline")).to_contain_text("created")
+    page.screenshot(path="/tmp/dashboard-payorder.png", full_page=True)
     context.close()
     assert not errors, errors
 
