@@ -208,15 +208,17 @@ def test_connection_errors_are_logged_attempts(client_a, org, django_capture_on_
 
 def test_not_lost_when_the_broker_is_down_at_commit(client_a, org, receiver, django_capture_on_commit_callbacks, caplog):
     create_endpoint(client_a, receiver)
-    previous = celery_app.conf.broker_url
-    celery_app.conf.broker_url = "amqp://guest:guest@127.0.0.1:1//"  # nothing listens there
+    # Celery reads CELERY_BROKER_URL from the environment into broker_write_url too (CI sets it),
+    # so both must point at the dead port.
+    previous = celery_app.conf.broker_url, celery_app.conf.broker_write_url
+    celery_app.conf.broker_url = celery_app.conf.broker_write_url = "amqp://guest:guest@127.0.0.1:1//"  # nothing listens
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
     try:
         with caplog.at_level(logging.WARNING, logger="coffer.webhooks"):
             (delivery,) = publish(org, capture=django_capture_on_commit_callbacks)  # commits; enqueue fails
     finally:
-        celery_app.conf.broker_url = previous
+        celery_app.conf.broker_url, celery_app.conf.broker_write_url = previous
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
     assert "could not enqueue webhook delivery" in caplog.text
