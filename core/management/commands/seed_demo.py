@@ -3,13 +3,15 @@ changes nothing and prints the same logins.
 
 Creates a staff superuser, a demo user with their Customer, a second user, and an organization
 "Demo Shop" owned by the demo user; then, when the ledger app provides
-`ledger.demo.seed_ledger_demo(stdout)`, lets it add assets and funded wallets.
+`ledger.demo.seed_ledger_demo(stdout)`, lets it add assets and funded wallets; funds the
+platform's FX float and registers the demo organization's extended public keys (sandbox chain).
 """
 
 import importlib
 import importlib.util
 
 from django.conf import settings
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -32,6 +34,14 @@ class Command(BaseCommand):
             self._organization(owner=demo)
         if importlib.util.find_spec("ledger.demo") is not None:
             importlib.import_module("ledger.demo").seed_ledger_demo(self.stdout)
+        # The platform's FX float, so currency exchange works out of the box (idempotent).
+        call_command("fund_fx_float", stdout=self.stdout)
+        organization = Organization.objects.filter(name=ORGANIZATION_NAME, memberships__user__email=DEMO_EMAIL).first()
+        if organization is not None:
+            from payorders.demo import seed_payorders_demo
+
+            with transaction.atomic():
+                seed_payorders_demo(self.stdout, organization=organization)
         self._print_logins()
 
     def _admin(self) -> None:
@@ -70,6 +80,7 @@ class Command(BaseCommand):
             "Coffer demo is ready.",
             f"  URL:        {base}/",
             f"  Admin:      {base}/admin/   {ADMIN_EMAIL} / {ADMIN_PASSWORD}",
+            f"  Dashboard:  {base}/dashboard/   (log in as the demo user; API keys are made there too)",
             f"  API docs:   {base}/api/docs/   (ReDoc: {base}/api/redoc/)",
             f"  Demo user:  {DEMO_EMAIL} / {USER_PASSWORD}   (owner of '{ORGANIZATION_NAME}')",
             f"  Second user: {BOB_EMAIL} / {USER_PASSWORD}",
