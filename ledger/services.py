@@ -76,7 +76,7 @@ from typing import Any, Union
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import IntegrityError, connection, transaction as db_transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction as db_transaction
 from django.db.models import F, Q, Subquery
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
@@ -313,14 +313,16 @@ def _pg_cursor():
     behind a transaction-mode pooler that cannot carry prepared statements (pgbouncer < 1.21)."""
     if not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
         return connection.cursor()
-    connection.ensure_connection()
-    if connection.connection.prepare_threshold is None:
+    db = connections[DEFAULT_DB_ALIAS]  # one lookup through the `connection` proxy, not six
+    db.ensure_connection()
+    pg = db.connection
+    if pg.prepare_threshold is None:
         # Django turns psycopg's statement preparation off (None); a huge threshold turns it on
         # for explicit `prepare=True` only. Django's own cursors bind client-side and so never
         # prepare anything: only the statements run through this cursor are prepared.
-        connection.connection.prepare_threshold = 2**31 - 1
-    with connection.wrap_database_errors:
-        return connection._prepare_cursor(_prepared_cursor_class()(connection.connection))
+        pg.prepare_threshold = 2**31 - 1
+    with db.wrap_database_errors:
+        return db._prepare_cursor(_prepared_cursor_class()(pg))
 
 
 @functools.lru_cache(maxsize=512)
@@ -363,10 +365,10 @@ def _lock_rows_pg(ids: set[int], platform_sides: list[_Side], n: int) -> dict[in
     asset_field = Wallet._meta.get_field("asset")
     nw = len(wfields)
     for values in fetched:
-        wallet = Wallet.from_db(connection.alias, wfields, values[:nw])
+        wallet = Wallet.from_db(DEFAULT_DB_ALIAS, wfields, values[:nw])
         asset = assets.get(wallet.asset_id)
         if asset is None:
-            asset = assets[wallet.asset_id] = Asset.from_db(connection.alias, afields, values[nw:])
+            asset = assets[wallet.asset_id] = Asset.from_db(DEFAULT_DB_ALIAS, afields, values[nw:])
         asset_field.set_cached_value(wallet, asset)
         rows[wallet.pk] = wallet
     return rows
