@@ -98,6 +98,7 @@ from ledger.locks import holds_for_update, transactions_for_update, wallets_for_
 from ledger.models import Asset, Entry, Hold, Transaction, Wallet, hot_account_shards
 
 MAX_OPERATIONS = 100
+_TRANSACTION_TYPES = frozenset(Transaction.Type.values)  # .values rebuilds a list on every access
 ZERO = Decimal(0)
 
 # --------------------------------------------------------------------------------------------
@@ -696,7 +697,7 @@ def ledger_post(
     hold_for_review: bool = False,
 ) -> PostingResult:
     """Post `operations` all or none. See the module docstring for the steps and failures."""
-    if type not in Transaction.Type.values:
+    if type not in _TRANSACTION_TYPES:
         raise ValueError(f"unknown transaction type {type!r}")
     if status_on_success not in (Transaction.Status.COMPLETED, Transaction.Status.PENDING):
         raise ValueError("status_on_success must be 'completed' or 'pending'")
@@ -835,7 +836,7 @@ def ledger_hold_pending(
     wallets.services withdrawals). `ledger_complete_pending` posts it (holds captured),
     `ledger_fail_pending` releases the holds and marks it failed. Refusals are recorded and
     returned as by `ledger_post`."""
-    if type not in Transaction.Type.values:
+    if type not in _TRANSACTION_TYPES:
         raise ValueError(f"unknown transaction type {type!r}")
     legs = _legs(operations)
     with _in_transaction():
@@ -1000,7 +1001,7 @@ def hold_capture(
     """Release the hold and post `operations` in one posting (same DB transaction). If the
     posting is refused, the hold stays held and the failed attempt is recorded."""
     hold_id = hold.pk if isinstance(hold, Hold) else hold
-    if type not in Transaction.Type.values:
+    if type not in _TRANSACTION_TYPES:
         raise ValueError(f"unknown transaction type {type!r}")
     legs = _legs(operations)
     with _in_transaction():
