@@ -649,7 +649,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stmts, trips, statements = round_trips("transfer", ids)
     d_stmts, d_trips, _ = round_trips("deposit", ids)
-    costs = cpu_costs(pgbench, url, ids, 2000 if not args.quick else 500)
+    costs = cpu_costs(pgbench, url, ids, 3000 if not args.quick else 500)
     r1 = transfers["rate"] / ceiling["rate"]
     r2 = deposits["rate"] / transfers["rate"]
     r3 = transfers_large["rate"] / transfers["rate"]
