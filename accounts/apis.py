@@ -108,10 +108,17 @@ class TokenRefreshApi(_PublicAuthApi):
         return Response(tokens, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
+_USER_EXAMPLE = OpenApiExample(
+    "A user",
+    value={"id": 1, "first_name": "Jane", "last_name": "Doe", "email": "jane@example.com", "is_staff": False, "date_joined": "2026-05-31T12:00:00Z"},
+    response_only=True,
+)
+
+
 class UserMeApi(APIView):
     permission_classes = [IsUser]  # a person's token only: an organization credential has no user
 
-    @extend_schema(tags=["users"], summary="The current user", responses={200: UserDetailOutput, 401: _ERROR})
+    @extend_schema(tags=["users"], summary="The current user", responses={200: UserDetailOutput, 401: _ERROR}, examples=[_USER_EXAMPLE])
     def get(self, request):
         return Response(UserDetailOutput(request.user).data)
 
@@ -119,7 +126,7 @@ class UserMeApi(APIView):
 class UserDetailApi(APIView):
     permission_classes = [IsUser]  # a person's token only: an organization credential has no user
 
-    @extend_schema(tags=["users"], summary="A user (yourself, or anyone for staff)", responses={200: UserDetailOutput, 401: _ERROR, 404: _ERROR})
+    @extend_schema(tags=["users"], summary="A user (yourself, or anyone for staff)", responses={200: UserDetailOutput, 401: _ERROR, 404: _ERROR}, examples=[_USER_EXAMPLE])
     def get(self, request, user_id: int):
         return Response(UserDetailOutput(user_get(viewer=request.user, user_id=user_id)).data)
 

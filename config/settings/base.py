@@ -212,6 +212,10 @@ SPECTACULAR_SETTINGS = {
         "AssetKindEnum": "ledger.models.Asset.Kind",
         "WalletStatusEnum": "ledger.models.Wallet.Status",
         "WebhookDeliveryStatusEnum": "accounts.models.WebhookDelivery.Status",
+        "PayOrderTypeEnum": "payorders.models.PayOrder.Type",
+        "PayOrderStatusEnum": "payorders.models.PayOrder.Status",
+        "RefundKindEnum": "payorders.models.Refund.Kind",
+        "MovementTypeEnum": "compliance.models.MovementType",
     },
 }
 
