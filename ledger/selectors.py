@@ -39,6 +39,23 @@ def wallet_list(*, customer=None, organization=None) -> QuerySet[Wallet]:
     return qs.none()
 
 
+def wallet_owner_name(wallet: Wallet | None) -> str | None:
+    """Who a wallet belongs to, as shown in wallet and transaction representations: a user's
+    full name; an organization's customer by name, else external id; an organization's system
+    wallet by label, else the organization's name; a platform wallet is "Coffer". Reads
+    `wallet.customer(.user)` and `wallet.organization`: select them with the wallet."""
+    if wallet is None:
+        return None
+    customer = wallet.customer
+    if customer is not None:
+        if customer.user_id is not None and customer.user.full_name:
+            return customer.user.full_name
+        return customer.name or customer.external_id or f"customer {customer.pk}"
+    if wallet.organization_id is not None:
+        return wallet.label or wallet.organization.name
+    return "Coffer"
+
+
 def wallet_entries(*, wallet: Wallet | int) -> QuerySet[Entry]:
     """A wallet's statement, newest first."""
     wid = wallet.pk if isinstance(wallet, Wallet) else wallet

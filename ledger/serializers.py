@@ -32,6 +32,7 @@ from core.errors import ValidationFailed
 from core.money import format_amount
 from ledger.filters import Viewer
 from ledger.models import Asset, Entry, Transaction, Wallet
+from ledger.selectors import wallet_owner_name
 
 MAX_OPERATIONS = 100
 _WALLET_RELATED = ("asset", "customer__user", "organization")
@@ -162,10 +163,10 @@ class WalletActionInput(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="", help_text="Kept in the audit log.")
 
 
-class OrgWalletOutput(serializers.ModelSerializer):
+# A wallet as its owner sees it (the customer wallets API); `OrgWalletOutput` adds the organization's
+# fields. (Comments, not docstrings: a docstring would become the schema components' description.)
+class WalletOutput(serializers.ModelSerializer):
     currency = serializers.CharField(source="asset.code")
-    customer_external_id = serializers.SerializerMethodField()
-    system = serializers.SerializerMethodField()
     balance = serializers.SerializerMethodField()
     available_balance = serializers.SerializerMethodField()
     held_balance = serializers.SerializerMethodField()
@@ -173,14 +174,7 @@ class OrgWalletOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Wallet
-        fields = ["id", "currency", "label", "system", "customer_external_id", "balance", "available_balance", "held_balance",
-                  "status", "owner_name", "created_at", "updated_at"]
-
-    def get_customer_external_id(self, wallet: Wallet) -> str | None:
-        return wallet.customer.external_id if wallet.customer_id else None
-
-    def get_system(self, wallet: Wallet) -> bool:
-        return wallet.customer_id is None
+        fields = ["id", "currency", "label", "balance", "available_balance", "held_balance", "status", "owner_name", "created_at", "updated_at"]
 
     def get_balance(self, wallet: Wallet) -> str:
         return wallet.asset.format(wallet.balance)
@@ -192,7 +186,22 @@ class OrgWalletOutput(serializers.ModelSerializer):
         return wallet.asset.format(wallet.held)
 
     def get_owner_name(self, wallet: Wallet) -> str | None:
-        return wallet_display_name(wallet)
+        return wallet_owner_name(wallet)
+
+
+class OrgWalletOutput(WalletOutput):
+    customer_external_id = serializers.SerializerMethodField()
+    system = serializers.SerializerMethodField()
+
+    class Meta(WalletOutput.Meta):
+        fields = ["id", "currency", "label", "system", "customer_external_id", "balance", "available_balance", "held_balance",
+                  "status", "owner_name", "created_at", "updated_at"]
+
+    def get_customer_external_id(self, wallet: Wallet) -> str | None:
+        return wallet.customer.external_id if wallet.customer_id else None
+
+    def get_system(self, wallet: Wallet) -> bool:
+        return wallet.customer_id is None
 
 
 class LedgerEntryOutput(serializers.Serializer):
@@ -256,20 +265,6 @@ class LedgerTransactionDetailOutput(LedgerTransactionOutput):
 
 
 # --- Presenting transactions ----------------------------------------------------------------------
-
-
-def wallet_display_name(wallet: Wallet | None) -> str | None:
-    """Who a wallet belongs to, as shown to the other side of a transaction."""
-    if wallet is None:
-        return None
-    customer = wallet.customer
-    if customer is not None:
-        if customer.user_id is not None:
-            return customer.user.full_name or customer.name or f"customer {customer.pk}"
-        return customer.name or customer.external_id
-    if wallet.organization_id is not None:
-        return wallet.label or wallet.organization.name
-    return "Coffer"
 
 
 def transactions_with_entries(queryset) -> Any:
@@ -404,9 +399,9 @@ class TransactionPresenter:
             "currency": asset.code if asset else principal.get("currency", ""),
             "fee": format_amount(fee, asset.exponent) if asset else str(fee),
             "source_wallet_id": source_id,
-            "source_wallet_name": wallet_display_name(source) if source_id is not None else None,
+            "source_wallet_name": wallet_owner_name(source) if source_id is not None else None,
             "destination_wallet_id": destination_id,
-            "destination_wallet_name": wallet_display_name(destination) if destination_id is not None else None,
+            "destination_wallet_name": wallet_owner_name(destination) if destination_id is not None else None,
             "reference": tx.reference,
             "description": tx.description,
             "created_at": tx.created_at,

@@ -16,6 +16,7 @@ from accounts.throttles import MoneyThrottle
 from accounts.twofactor import HEADER as TWO_FACTOR_HEADER, twofactor_code_from
 from core.idempotency import idempotent
 from core.pagination import LimitOffsetPagination
+from ledger.serializers import WalletOutput
 from wallets import selectors, services
 from wallets.serializers import (
     DepositInput,
@@ -27,7 +28,6 @@ from wallets.serializers import (
     MoneyTransactionOutput,
     TransferInput,
     WalletCreateInput,
-    WalletOutput,
     WithdrawalInput,
     WithdrawalOutput,
     exchange_representation,

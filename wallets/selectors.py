@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from accounts.models import Customer, User
 from ledger.errors import WalletNotFound
 from ledger.models import Entry, Transaction, Wallet
-from ledger.selectors import wallet_entries
+from ledger.selectors import wallet_entries, wallet_owner_name
 
 
 def customer_of(*, user: User) -> Customer | None:
@@ -42,19 +42,6 @@ def transfer_destination_get(*, wallet_id: int) -> Wallet:
     if wallet is None:
         raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
     return wallet
-
-
-def wallet_owner_name(wallet: Wallet | None) -> str | None:
-    if wallet is None:
-        return None
-    customer = wallet.customer
-    if customer is not None:
-        if customer.user_id is not None and customer.user is not None:
-            return customer.user.full_name
-        return customer.name or customer.external_id or f"customer {customer.pk}"
-    if wallet.organization_id is not None:
-        return wallet.organization.name
-    return "Coffer"
 
 
 def transaction_view(*, transaction: Transaction, viewer: User) -> dict[str, Any]:

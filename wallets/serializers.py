@@ -6,8 +6,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ledger.models import Entry, Wallet
-from wallets.selectors import wallet_owner_name
+from ledger.models import Entry
+from ledger.selectors import wallet_owner_name
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -25,30 +25,6 @@ class RawAmountField(serializers.Field):
 class WalletCreateInput(serializers.Serializer):
     currency = serializers.CharField(max_length=16, help_text="Asset code, e.g. USD, BTC, ETH.")
     label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
-
-
-class WalletOutput(serializers.ModelSerializer):
-    currency = serializers.CharField(source="asset.code")
-    balance = serializers.SerializerMethodField()
-    available_balance = serializers.SerializerMethodField()
-    held_balance = serializers.SerializerMethodField()
-    owner_name = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Wallet
-        fields = ["id", "currency", "label", "balance", "available_balance", "held_balance", "status", "owner_name", "created_at", "updated_at"]
-
-    def get_balance(self, wallet: Wallet) -> str:
-        return wallet.asset.format(wallet.balance)
-
-    def get_available_balance(self, wallet: Wallet) -> str:
-        return wallet.asset.format(wallet.available_balance)
-
-    def get_held_balance(self, wallet: Wallet) -> str:
-        return wallet.asset.format(wallet.held)
-
-    def get_owner_name(self, wallet: Wallet) -> str | None:
-        return wallet_owner_name(wallet)
 
 
 class EntryOutput(serializers.ModelSerializer):
@@ -203,7 +179,7 @@ def withdrawal_representation(*, transaction, viewer) -> dict:
 def exchange_representation(*, transaction, viewer) -> dict:
     """An exchange's transaction: the amount that left the source wallet (fee included), the
     caller's destination wallet (not the platform FX account the legs go through), and the quote."""
-    from wallets.selectors import transaction_view, wallet_owner_name
+    from wallets.selectors import transaction_view
 
     quote = transaction.exchange_quote
     data = transaction_view(transaction=transaction, viewer=viewer)

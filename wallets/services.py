@@ -79,7 +79,7 @@ from core.outbox import outbox_emit, register_handler
 from core.prices import get_price_provider
 from ledger.errors import InsufficientFunds
 from ledger.models import Asset, Transaction, Wallet
-from ledger.selectors import asset_get
+from ledger.selectors import asset_get, wallet_owner_name
 from ledger.services import (
     Issue,
     Operation,
@@ -99,7 +99,7 @@ from ledger.services import (
 from wallets.errors import InvalidBeneficiary, InvalidIban, QuoteExpired
 from wallets.models import ExchangeQuote, Payout
 from wallets.payouts import ACCEPTED, COMPLETED, FAILED, get_payout_provider
-from wallets.selectors import customer_of, transfer_destination_get, wallet_get_for_user, wallet_owner_name
+from wallets.selectors import customer_of, transfer_destination_get, wallet_get_for_user
 
 logger = logging.getLogger("coffer.wallets")
 
