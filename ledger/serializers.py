@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Prefetch
+from django.db.models import Prefetch, prefetch_related_objects
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -267,14 +267,13 @@ class LedgerTransactionDetailOutput(LedgerTransactionOutput):
 # --- Presenting transactions ----------------------------------------------------------------------
 
 
+def _entries_prefetch() -> Prefetch:
+    return Prefetch("entries", queryset=Entry.objects.select_related(*(f"wallet__{r}" for r in _WALLET_RELATED)).order_by("id"))
+
+
 def transactions_with_entries(queryset) -> Any:
     """`queryset` with the entries (and their wallets, assets, owners) prefetched in one query."""
-    return queryset.prefetch_related(
-        Prefetch(
-            "entries",
-            queryset=Entry.objects.select_related(*(f"wallet__{r}" for r in _WALLET_RELATED)).order_by("id"),
-        )
-    )
+    return queryset.prefetch_related(_entries_prefetch())
 
 
 def _operation_wallet_ids(item: dict[str, Any]) -> list[int]:
@@ -288,7 +287,8 @@ def _operation_wallet_ids(item: dict[str, Any]) -> list[int]:
 
 class TransactionPresenter:
     """Builds SPEC 6 representations for one viewer. Give it transactions whose entries were
-    prefetched with `transactions_with_entries`; it loads the remaining wallets in one query."""
+    prefetched with `transactions_with_entries` (else it prefetches them, in one query); it loads
+    the remaining wallets in one query."""
 
     def __init__(self, *, viewer: Viewer):
         self.viewer = viewer
@@ -308,6 +308,9 @@ class TransactionPresenter:
 
     def many(self, transactions: Iterable[Transaction], *, detail: bool = False) -> list[dict[str, Any]]:
         transactions = list(transactions)
+        # A no-op for transactions from `transactions_with_entries`; one query for the others
+        # (e.g. the transaction a service just returned).
+        prefetch_related_objects(transactions, _entries_prefetch())
         wallets = self._wallets(transactions)
         return [self._one(tx, wallets, detail=detail) for tx in transactions]
 

@@ -31,6 +31,7 @@ from wallets.serializers import (
     WithdrawalInput,
     WithdrawalOutput,
     exchange_representation,
+    transaction_representation,
     withdrawal_representation,
 )
 
@@ -212,7 +213,7 @@ class DepositCreateApi(_UserApi):
         data = DepositInput(data=request.data)
         data.is_valid(raise_exception=True)
         tx = services.deposit_create(user=request.user, **data.validated_data)
-        return Response(MoneyTransactionOutput(selectors.transaction_view(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
+        return Response(MoneyTransactionOutput(transaction_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
 
 
 class TransferCreateApi(_UserApi):
@@ -233,7 +234,7 @@ class TransferCreateApi(_UserApi):
         data = TransferInput(data=request.data)
         data.is_valid(raise_exception=True)
         tx = services.transfer_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
-        return Response(MoneyTransactionOutput(selectors.transaction_view(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
+        return Response(MoneyTransactionOutput(transaction_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
 
 
 # --- Withdrawals and exchanges (wallets.services: the money path, payouts, FX) -------------------------------

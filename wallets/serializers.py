@@ -7,7 +7,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ledger.models import Entry
+from ledger.filters import Viewer
 from ledger.selectors import wallet_owner_name
+from ledger.serializers import TransactionPresenter
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -167,11 +169,15 @@ class ExchangeOutput(MoneyTransactionOutput):
     quote = ExchangeQuoteOutput()
 
 
+def transaction_representation(*, transaction, viewer) -> dict:
+    """A transaction (SPEC 6 "A transaction in responses") for the user `viewer`, by the ledger's
+    one presenter: amounts at the asset's exponent, the caller's own `balance_after`."""
+    return TransactionPresenter(viewer=Viewer(user=viewer)).one(transaction)
+
+
 def withdrawal_representation(*, transaction, viewer) -> dict:
     """A withdrawal's transaction (SPEC 6 shape) with its payout."""
-    from wallets.selectors import transaction_view
-
-    data = transaction_view(transaction=transaction, viewer=viewer)
+    data = transaction_representation(transaction=transaction, viewer=viewer)
     data["payout"] = transaction.payout  # serialized by WithdrawalOutput.payout
     return data
 
@@ -179,10 +185,8 @@ def withdrawal_representation(*, transaction, viewer) -> dict:
 def exchange_representation(*, transaction, viewer) -> dict:
     """An exchange's transaction: the amount that left the source wallet (fee included), the
     caller's destination wallet (not the platform FX account the legs go through), and the quote."""
-    from wallets.selectors import transaction_view
-
     quote = transaction.exchange_quote
-    data = transaction_view(transaction=transaction, viewer=viewer)
+    data = transaction_representation(transaction=transaction, viewer=viewer)
     destination = quote.destination_wallet
     data.update(
         amount=quote.source_wallet.asset.format(quote.source_amount),
