@@ -326,56 +326,79 @@ def _pg_cursor():
         return db._prepare_cursor(_prepared_cursor_class()(pg))
 
 
+class _LockedAsset:
+    """The asset of a locked row: what a posting reads of it."""
+
+    __slots__ = ("code", "exponent")
+
+    def __init__(self, code: str, exponent: int) -> None:
+        self.code, self.exponent = code, exponent
+
+
+class _LockedWallet:
+    """A wallet row locked by the posting on PostgreSQL, with the attributes of `Wallet` that
+    the posting reads (the SQLite path uses Wallet instances, which have the same ones). A model
+    instance per locked row (and django-fsm's per-instance state tracking) was ~20% of a
+    posting's Python CPU; the rows never leave the posting."""
+
+    __slots__ = ("pk", "asset_id", "kind", "status", "purpose", "shard", "is_platform", "balance", "held", "asset")
+
+    def __init__(self, values: tuple, asset: _LockedAsset) -> None:
+        (self.pk, self.asset_id, self.kind, self.status, self.purpose, self.shard, self.is_platform,
+         self.balance, self.held) = values[:9]
+        self.asset = asset
+
+
+_Row = Union[Wallet, _LockedWallet]  # a locked wallet row: a model instance on SQLite, slots on PostgreSQL
+
+
 @functools.lru_cache(maxsize=512)
-def _lock_sql_pg(wallet_ids: int, platform_conditions: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+def _lock_sql_pg(wallet_ids: int, platform_conditions: int) -> str:
     """The lock statement of `_lock` on PostgreSQL, written out once per shape (the number of
     wallet ids and of platform sides): the same SELECT ... JOIN asset ... ORDER BY id FOR UPDATE
     OF wallet that `wallets_for_update()` builds, without compiling a queryset on every posting
-    (the ORM compiler was ~70% of a posting's CPU in bench/ledger_bench.py's profile). The ids
-    are listed (`IN (%s, %s)`) rather than passed as one array: for `= ANY($1)` PostgreSQL never
-    settles on a generic plan and re-plans the prepared statement on every execution."""
+    (the ORM compiler was ~70% of a posting's CPU in bench/ledger_bench.py's profile), and only
+    the columns a posting reads (no timestamps to parse). The ids are listed (`IN (%s, %s)`)
+    rather than passed as one array: for `= ANY($1)` PostgreSQL never settles on a generic plan
+    and re-plans the prepared statement on every execution."""
     qn = connection.ops.quote_name
     wt, at = qn(Wallet._meta.db_table), qn(Asset._meta.db_table)
     wid = f"{wt}.{qn(Wallet._meta.pk.column)}"
-    wfields = tuple(f.attname for f in Wallet._meta.concrete_fields)
-    afields = tuple(f.attname for f in Asset._meta.concrete_fields)
-    cols = [f"{wt}.{qn(f.column)}" for f in Wallet._meta.concrete_fields]
-    cols += [f"{at}.{qn(f.column)}" for f in Asset._meta.concrete_fields]
+    cols = ", ".join(
+        [f"{wt}.{qn(c)}" for c in ("id", "asset_id", "kind", "status", "purpose", "shard")]
+        + [f"({wt}.{qn('customer_id')} IS NULL AND {wt}.{qn('organization_id')} IS NULL)"]
+        + [f"{wt}.{qn(c)}" for c in ("balance", "held")]
+        + [f"{at}.{qn(c)}" for c in ("code", "exponent")]
+    )
     platform = (
         f" OR ({wt}.customer_id IS NULL AND {wt}.organization_id IS NULL AND {wt}.purpose = %s AND {wt}.shard = %s"
         f" AND {wt}.asset_id = (SELECT c.asset_id FROM {wt} c WHERE c.id = %s))"
     )
-    sql = (
-        f"SELECT {', '.join(cols)} FROM {wt} INNER JOIN {at} ON ({wt}.asset_id = {at}.id)"
+    return (
+        f"SELECT {cols} FROM {wt} INNER JOIN {at} ON ({wt}.asset_id = {at}.id)"
         f" WHERE ({wid} IN ({', '.join(['%s'] * wallet_ids)}){platform * platform_conditions})"
         f" ORDER BY {wid} ASC FOR UPDATE OF {wt}"
     )
-    return sql, wfields, afields
 
 
-def _lock_rows_pg(ids: set[int], platform_sides: list[_Side], n: int) -> dict[int, Wallet]:
-    sql, wfields, afields = _lock_sql_pg(len(ids), len(platform_sides))
+def _lock_rows_pg(ids: set[int], platform_sides: list[_Side], n: int) -> dict[int, _LockedWallet]:
     params: list[Any] = sorted(ids)
     for _, purpose, cid in platform_sides:
         params += [purpose, cid % n, cid]
     with _pg_cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_lock_sql_pg(len(ids), len(platform_sides)), params)
         fetched = cursor.fetchall()
-    rows: dict[int, Wallet] = {}
-    assets: dict[int, Asset] = {}
-    asset_field = Wallet._meta.get_field("asset")
-    nw = len(wfields)
+    rows: dict[int, _LockedWallet] = {}
+    assets: dict[int, _LockedAsset] = {}
     for values in fetched:
-        wallet = Wallet.from_db(DEFAULT_DB_ALIAS, wfields, values[:nw])
-        asset = assets.get(wallet.asset_id)
+        asset = assets.get(values[1])
         if asset is None:
-            asset = assets[wallet.asset_id] = Asset.from_db(DEFAULT_DB_ALIAS, afields, values[nw:])
-        asset_field.set_cached_value(wallet, asset)
-        rows[wallet.pk] = wallet
+            asset = assets[values[1]] = _LockedAsset(values[9], values[10])
+        rows[values[0]] = _LockedWallet(values, asset)
     return rows
 
 
-def _lock(legs: list[_Leg], extra_wallet_ids: Iterable[int] = ()) -> tuple[dict[int, Wallet], dict[_Side, Wallet]]:
+def _lock(legs: list[_Leg], extra_wallet_ids: Iterable[int] = ()) -> tuple[dict[int, _Row], dict[_Side, _Row]]:
     """Lock every wallet of the posting in one statement, in id order. Returns the rows by id
     and the resolution of every leg side to a row."""
     n = hot_account_shards()
@@ -389,7 +412,7 @@ def _lock(legs: list[_Leg], extra_wallet_ids: Iterable[int] = ()) -> tuple[dict[
                 platform_sides.add(side)
                 ids.add(side[2])
 
-    def query() -> dict[int, Wallet]:
+    def query() -> dict[int, _Row]:
         if connection.vendor == "postgresql":
             return _lock_rows_pg(ids, sorted(platform_sides), n)
         cond = Q(pk__in=ids)
@@ -408,9 +431,9 @@ def _lock(legs: list[_Leg], extra_wallet_ids: Iterable[int] = ()) -> tuple[dict[
     if missing:
         raise WalletNotFound(f"Wallet {missing[0]} not found.", details={"wallet_id": missing[0]})
 
-    def resolve(rows: dict[int, Wallet]) -> tuple[dict[_Side, Wallet], set[tuple[int, str]]]:
+    def resolve(rows: dict[int, _Row]) -> tuple[dict[_Side, _Row], set[tuple[int, str]]]:
         by_key = {(w.asset_id, w.purpose, w.shard): w for w in rows.values() if w.is_platform}
-        resolved: dict[_Side, Wallet] = {}
+        resolved: dict[_Side, _Row] = {}
         absent: set[tuple[int, str]] = set()
         for side in platform_sides:
             _, purpose, cid = side
@@ -450,14 +473,14 @@ class _Plan:
     drawdown: dict[int, Decimal] = field(default_factory=dict)  # largest running outflow
 
 
-def _parse_amounts(legs: list[_Leg], resolved: dict[_Side, Wallet]) -> None:
+def _parse_amounts(legs: list[_Leg], resolved: dict[_Side, _Row]) -> None:
     for leg in legs:
         exponent = resolved[leg.source].asset.exponent
         leg.amount = parse_amount(leg.raw_amount, exponent=exponent, field=f"operations[{leg.index}].amount")
 
 
 def _simulate(
-    legs: list[_Leg], rows: dict[int, Wallet], resolved: dict[_Side, Wallet], released: dict[int, Decimal]
+    legs: list[_Leg], rows: dict[int, _Row], resolved: dict[_Side, _Row], released: dict[int, Decimal]
 ) -> tuple[_Plan, LedgerPostingError | None]:
     """Apply the legs in memory, in order. Returns the plan and the first failure (if any)."""
     plan = _Plan(
@@ -509,7 +532,7 @@ def _simulate(
 # --------------------------------------------------------------------------------------------
 
 
-def _operations_json(legs: list[_Leg], resolved: dict[_Side, Wallet] | None) -> list[dict[str, Any]]:
+def _operations_json(legs: list[_Leg], resolved: dict[_Side, _Row] | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for leg in legs:
         amount = leg.amount if leg.amount else leg.raw_amount
@@ -780,7 +803,7 @@ def _post(
     return PostingResult(transaction=tx, ok=True)
 
 
-def _place_review_holds(tx: Transaction, plan: _Plan, rows: dict[int, Wallet], now, why: str = "in review") -> PostingResult:
+def _place_review_holds(tx: Transaction, plan: _Plan, rows: dict[int, _Row], now, why: str = "in review") -> PostingResult:
     if not _insert_transaction(tx):
         return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
     holds = []
