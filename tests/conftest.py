@@ -35,3 +35,12 @@ def api_client() -> APIClient:
 @pytest.fixture
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(scope="module")
+def browser(django_db_setup):
+    """One headless Chromium for the module (tests/browser.py; mark the module `needs_chromium`)."""
+    from tests.browser import chromium_launched
+
+    with chromium_launched() as chromium:
+        yield chromium

@@ -8,63 +8,19 @@ Skipped with the reason when Chromium is missing (scripts/test-deps.sh installs 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from decimal import Decimal
 
 import pytest
 
 from accounts.models import Membership
 from payorders.models import PayOrder
+from tests.browser import needs_chromium, page_open
 from tests.dashboard.conftest import PLATFORM, deposit, platform_asset, system_wallet
 from tests.factories import DEFAULT_PASSWORD, MembershipFactory, OrganizationFactory
 
-CHROMIUM = shutil.which("chromium")
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (bash scripts/test-deps.sh installs it as root)"),
-]
-WAIT_MS = 10_000
+pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 SCREENSHOT = "/tmp/dashboard.png"
-
-
-@pytest.fixture(scope="module")
-def browser(django_db_setup):
-    """One Chromium for the module. Playwright's sync API keeps an asyncio loop on this thread
-    while it is open, which makes Django refuse the test's own (synchronous) ORM calls as
-    "async"; the check is off for exactly as long as the browser lives."""
-    from playwright.sync_api import sync_playwright
-
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"],
-                headless=True,
-            )
-            yield chromium
-            chromium.close()
-    finally:
-        if before is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
-
-
-def _page(browser, **context_options):
-    from playwright.sync_api import expect
-
-    context = browser.new_context(**context_options)
-    context.set_default_timeout(WAIT_MS)
-    expect.set_options(timeout=WAIT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    return context, page, errors
 
 
 def test_log_in_create_a_pay_order_find_it_and_open_it(browser, live_server):
@@ -78,7 +34,7 @@ def test_log_in_create_a_pay_order_find_it_and_open_it(browser, live_server):
     deposit(settlement, "1250.00", organization=organization, description="opening balance")
     deposit(system_wallet(organization, "EUR"), "310.45", organization=organization)
 
-    context, page, errors = _page(browser, viewport={"width": 1280, "height": 900})
+    context, page, errors = page_open(browser, viewport={"width": 1280, "height": 900})
     page.goto(f"{live_server.url}/dashboard/")
     expect(page).to_have_url(re.compile(r"/dashboard/login/\?next=/dashboard/$"))
     page.get_by_label("Email").fill(owner.email)
@@ -125,7 +81,7 @@ def test_the_overview_fits_a_phone(browser, live_server):
     owner = MembershipFactory(organization=organization, role=Membership.Role.OWNER).user
     deposit(system_wallet(organization, "ETH", purpose="settlement"), "0.123456789012345678", organization=organization)
 
-    context, page, errors = _page(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2)
+    context, page, errors = page_open(browser, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True, device_scale_factor=2)
     page.goto(f"{live_server.url}/dashboard/login/")
     page.get_by_label("Email").fill(owner.email)
     page.get_by_label("Password").fill(DEFAULT_PASSWORD)

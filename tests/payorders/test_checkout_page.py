@@ -12,9 +12,7 @@ Skipped with the reason when Chromium is missing (scripts/test-deps.sh installs 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from datetime import timedelta
 from decimal import Decimal
 from importlib import import_module
@@ -26,15 +24,11 @@ from django.utils import timezone
 from payorders import services, tasks
 from payorders.chains.sandbox import sandbox_mine, sandbox_send
 from payorders.models import PayOrder
+from tests.browser import needs_chromium, page_open
 from tests.payorders.test_payorders_support import new_merchant
 
-CHROMIUM = shutil.which("chromium")
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package (bash scripts/test-deps.sh installs it as root)"),
-]
-PHONE = {"width": 390, "height": 844}
-WAIT_MS = 10_000  # the page polls every 2 s
+pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
+PHONE = {"width": 390, "height": 844}  # the page polls every 2 s; each wait allows tests.browser.WAIT_MS (10 s)
 
 
 def reseed() -> None:
@@ -44,45 +38,14 @@ def reseed() -> None:
     import_module("compliance.migrations.0005_seed_defaults").seed(apps, None)
 
 
-@pytest.fixture(scope="module")
-def browser(django_db_setup):
-    """One Chromium for the module. Playwright's sync API keeps an asyncio loop on this thread
-    while it is open, which makes Django refuse every ORM call of the test (and of the database
-    flush after it) as "async"; they are plain synchronous code, so the check is switched off
-    for exactly as long as the browser lives. The live server has its own thread and no loop."""
-    from playwright.sync_api import sync_playwright
-
-    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"],
-                headless=True,
-            )
-            yield chromium
-            chromium.close()
-    finally:
-        if before is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
-
-
 @pytest.fixture
 def phone(browser, live_server):
     """A fresh phone-sized browser context and page; fails the test on any script error."""
-    from playwright.sync_api import expect
-
-    context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-    context.set_default_timeout(WAIT_MS)
-    expect.set_options(timeout=WAIT_MS)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    # console errors of the checkout page itself (not of the merchant's page it redirects to)
-    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" and "/pay/" in page.url else None)
+    context, page, errors = page_open(
+        browser, viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True,
+        # console errors of the checkout page itself (not of the merchant's page it redirects to)
+        console_from=lambda page: "/pay/" in page.url,
+    )
     page.errors = errors
     yield page
     context.close()
