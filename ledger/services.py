@@ -352,6 +352,42 @@ class _LockedWallet:
 _Row = Union[Wallet, _LockedWallet]  # a locked wallet row: a model instance on SQLite, slots on PostgreSQL
 
 
+def _pg_query(sql: str, params: list[Any], *, one: bool = False) -> Any:
+    """Run one statement of the posting on PostgreSQL and return its rows (`one`: the first).
+
+    Hot path: a psycopg server-binding cursor kept per connection, prepared statements, inside
+    Django's own error translation (`wrap_database_errors`: psycopg errors surface as
+    django.db IntegrityError/DatabaseError, as from any Django cursor) and after the checks a
+    Django cursor makes (thread sharing, a transaction already broken by an error). Django's
+    CursorWrapper and a cursor per statement were ~15% of a posting's Python CPU. The
+    transaction is Django's: the caller's atomic block (ledger_post always runs in one) turned
+    autocommit off, so psycopg sends BEGIN before the first statement and the block commits.
+
+    When something watches Django's cursors (query capture: DEBUG, CaptureQueriesContext,
+    assertNumQueries; or execute wrappers, e.g. bench/ledger_bench.py's round-trip count), the
+    statement goes through a Django cursor instead, so it is logged and wrapped as usual."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.queries_logged or db.execute_wrappers or not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
+        with _pg_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() if one else cursor.fetchall()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    db.validate_no_broken_transaction()
+    pg = db.connection
+    cursor = db.__dict__.get("_ledger_cursor")
+    if cursor is None or cursor.connection is not pg or cursor.closed:
+        if pg.prepare_threshold is None:
+            pg.prepare_threshold = 2**31 - 1  # see _pg_cursor
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        cursor = db._ledger_cursor = ServerBindingCursor(pg)
+    with db.wrap_database_errors:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone() if one else cursor.fetchall()
+
+
 @functools.lru_cache(maxsize=512)
 def _lock_sql_pg(wallet_ids: int, platform_conditions: int) -> str:
     """The lock statement of `_lock` on PostgreSQL, written out once per shape (the number of
@@ -385,9 +421,7 @@ def _lock_rows_pg(ids: set[int], platform_sides: list[_Side], n: int) -> dict[in
     params: list[Any] = sorted(ids)
     for _, purpose, cid in platform_sides:
         params += [purpose, cid % n, cid]
-    with _pg_cursor() as cursor:
-        cursor.execute(_lock_sql_pg(len(ids), len(platform_sides)), params)
-        fetched = cursor.fetchall()
+    fetched = _pg_query(_lock_sql_pg(len(ids), len(platform_sides)), params)
     rows: dict[int, _LockedWallet] = {}
     assets: dict[int, _LockedAsset] = {}
     for values in fetched:
@@ -650,9 +684,7 @@ def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int]) -
         " WHERE w.id = v.id"
         f"){holds_sql} SELECT id FROM t"
     )
-    with _pg_cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _pg_query(sql, params, one=True)
     return row[0] if row else None
 
 
