@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -19,7 +18,7 @@ import pyotp
 import pytest
 from django.core import mail
 from django.core.cache import cache
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import RequestFactory, override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -43,6 +42,7 @@ from compliance.services import audit_verify
 from core.errors import InvalidState, RateLimited
 from core.models import OutboxMessage
 from core.outbox import outbox_dispatch
+from tests.concurrency import run_in_threads
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -456,24 +456,7 @@ def test_code_header_helper():
 
 
 def _race(n: int, func) -> list:
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
-    def run(i):
-        try:
-            barrier.wait(timeout=10)
-            results[i] = func()
-        except Exception as exc:  # noqa: BLE001 - the outcome is what we assert on
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    return results
+    return run_in_threads(n, lambda i: func(), timeout=30)
 
 
 @pytest.mark.postgres

@@ -1,17 +1,17 @@
 """The audit chain: hashing, linking, verification, the database's refusal of UPDATE/DELETE, and
 appends from 16 threads at once on PostgreSQL."""
 
-import threading
 from decimal import Decimal
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 
 from compliance.models import GENESIS_HASH, AuditEvent
 from compliance.services import audit_event_hash, audit_record, audit_verify, canonical_json
+from tests.concurrency import errors_of, run_in_threads
 from tests.factories import OrganizationFactory, UserFactory
 
 
@@ -166,27 +166,15 @@ def test_verify_command_ok():
 @pytest.mark.postgres
 def test_sixteen_threads_append_one_unbroken_chain():
     threads_n, per_thread = 16, 10
-    barrier = threading.Barrier(threads_n)
-    errors: list[BaseException] = []
 
     def worker(n: int) -> None:
-        try:
-            barrier.wait()
-            for i in range(per_thread):
-                # Each append in its own transaction that also does other work, as services do.
-                with transaction.atomic():
-                    AuditEvent.objects.count()
-                    audit_record(action="concurrent", data={"thread": n, "i": i})
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connections.close_all()
+        for i in range(per_thread):
+            # Each append in its own transaction that also does other work, as services do.
+            with transaction.atomic():
+                AuditEvent.objects.count()
+                audit_record(action="concurrent", data={"thread": n, "i": i})
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(threads_n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    errors = errors_of(run_in_threads(threads_n, worker))
     assert not errors, errors
     result = audit_verify()
     assert result["valid"], result

@@ -23,6 +23,7 @@ from core.idempotency import (
 )
 from core.models import IdempotencyRecord, OutboxMessage
 from core.tasks import purge_idempotency_records
+from tests.concurrency import run_in_threads
 from tests.core.idempotency_urls import Controls
 
 pytestmark = pytest.mark.urls("tests.core.idempotency_urls")
@@ -323,28 +324,16 @@ class TestPurge:
 # --- Concurrency on PostgreSQL ---------------------------------------------------------------------------
 def _race(user, n, key, body, before=None):
     """`n` threads, each with its own client and connection, post the same request at once."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
+    clients = [_client(user) for _ in range(n)]
 
     def worker(i):
-        try:
-            client = _client(user)
-            barrier.wait(timeout=30)
-            if before:
-                before(i)
-            response = _post(client, key=key, body=body)
-            results[i] = (response.status_code, response.content, response.get("Idempotency-Replayed"))
-        except Exception as exc:  # surfaced by the assertion below
-            results[i] = ("exception", repr(exc), None)
-        finally:
-            connections.close_all()
+        if before:
+            before(i)
+        response = _post(clients[i], key=key, body=body)
+        return (response.status_code, response.content, response.get("Idempotency-Replayed"))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
+    # an exception is surfaced by the assertions on the results
+    return [("exception", repr(r), None) if isinstance(r, BaseException) else r for r in run_in_threads(n, worker)]
 
 
 def _assert_one_effect(results, allow_409=True):

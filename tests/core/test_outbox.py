@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Organization
@@ -31,6 +31,7 @@ from core.outbox import (
     unregister_handler,
 )
 from core.tasks import dispatch_outbox, sweep_outbox
+from tests.concurrency import run_in_threads
 
 REPO = Path(settings.BASE_DIR)
 
@@ -219,27 +220,6 @@ class TestDispatch:
 
 
 # --- Concurrency and outages (PostgreSQL, real processes/threads) ------------------------------------------
-def _in_threads(n, target):
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def run(i):
-        try:
-            barrier.wait(timeout=30)
-            results[i] = target(i)
-        except Exception as exc:
-            results[i] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
-
-
 def _subprocess_env(**extra) -> dict:
     db = connection.settings_dict
     env = {
@@ -257,7 +237,7 @@ class TestConcurrentAndOutages:
     def test_two_concurrent_dispatchers_run_the_handler_once(self, make_handler):
         handler = make_handler(delay=0.3)
         message = outbox_emit(topic=handler.topic, payload={})
-        results = _in_threads(2, lambda i: outbox_dispatch(message_id=message.pk))
+        results = run_in_threads(2, lambda i: outbox_dispatch(message_id=message.pk))
         assert sorted(results) == ["dispatched", "skipped"]
         assert handler.calls == [message.pk]
         message.refresh_from_db()
@@ -267,7 +247,7 @@ class TestConcurrentAndOutages:
         handler = make_handler(delay=0.01)
         ids = [outbox_emit(topic=handler.topic, payload={"i": i}).pk for i in range(30)]
         later = timezone.now() + timedelta(minutes=1)
-        _in_threads(6, lambda i: outbox_sweep(now=later))
+        run_in_threads(6, lambda i: outbox_sweep(now=later))
         assert sorted(handler.calls) == sorted(ids)
         assert OutboxMessage.objects.filter(dispatched_at__isnull=False).count() == 30
 

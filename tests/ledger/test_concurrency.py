@@ -8,11 +8,12 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.db import close_old_connections, connection, transaction
+from django.db import close_old_connections, transaction
 
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from ledger.services import Issue, PlatformAccount, Redeem, Transfer, hold_place, hold_release, ledger_post
+from tests.concurrency import errors_of, run_in_threads
 from tests.factories import OrganizationFactory
 from tests.ledger.conftest import open_wallet, platform_asset
 
@@ -20,25 +21,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def run_threads(count: int, target, *args) -> list[BaseException]:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(count)
-
-    def body(n: int) -> None:
-        try:
-            barrier.wait()
-            target(n, *args)
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted on
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=body, args=(n,)) for n in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not any(t.is_alive() for t in threads), "a worker thread hung"
-    return errors
+    return errors_of(run_in_threads(count, lambda n: target(n, *args), timeout=60))
 
 
 def test_sixteen_threads_transfer_both_ways_without_deadlock():

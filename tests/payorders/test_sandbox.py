@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
 from core.errors import NotFound, ValidationFailed
@@ -15,6 +13,7 @@ from payorders.chains import get_chain_provider
 from payorders.chains.base import TransactionNotFound, TransferStatus, UnsupportedAsset
 from payorders.chains.sandbox import FAUCET_ADDRESS, SandboxChainProvider, sandbox_mine, sandbox_send
 from payorders.models import SandboxBlock, SandboxTransaction
+from tests.concurrency import errors_of, run_in_threads
 from tests.factories import UserFactory
 
 ETH_ADDR = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
@@ -158,24 +157,9 @@ def test_mine_1000_blocks_at_once(eth):
 
 
 def _race(n, work):
-    barrier = threading.Barrier(n)
-    results, errors = [], []
-
-    def run(i):
-        try:
-            barrier.wait(timeout=10)
-            results.append(work(i))
-        except Exception as exc:  # collected and asserted on below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results, errors
+    """(what the calls returned, what they raised)."""
+    outcomes = run_in_threads(n, work, timeout=60)
+    return [o for o in outcomes if not isinstance(o, BaseException)], errors_of(outcomes)
 
 
 @pytest.mark.postgres

@@ -19,6 +19,7 @@ from core.models import IdempotencyRecord
 from ledger.checks import ledger_check
 from ledger.models import Entry, Transaction, Wallet
 from ledger.services import wallet_suspend
+from tests.concurrency import run_in_threads
 from tests.wallets.conftest import client_for, open_wallet, person
 
 DEPOSITS = "/api/v1/deposits"
@@ -263,27 +264,13 @@ class TestTransfers:
 
 # --- Concurrency on PostgreSQL ---------------------------------------------------------------------------------
 def _race(n, request, before=None):
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-
     def worker(i):
-        try:
-            barrier.wait(timeout=30)
-            if before:
-                before(i)
-            response = request(i)
-            results[i] = (response.status_code, response.content, response.get("Idempotency-Replayed"))
-        except Exception as exc:
-            results[i] = ("exception", repr(exc), None)
-        finally:
-            connections.close_all()
+        if before:
+            before(i)
+        response = request(i)
+        return (response.status_code, response.content, response.get("Idempotency-Replayed"))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
+    return [("exception", repr(r), None) if isinstance(r, BaseException) else r for r in run_in_threads(n, worker)]
 
 
 def _classify(results):
