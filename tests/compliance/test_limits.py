@@ -3,13 +3,12 @@ ledger postings, racing requests under `customer_lock`, and the /limits endpoint
 
 import datetime as dt
 import importlib
-import threading
 import time
 from decimal import Decimal
 
 import pytest
 from django.apps import apps as django_apps
-from django.db import connection, transaction
+from django.db import transaction
 from rest_framework.test import APIClient
 
 from accounts.models import Customer
@@ -28,6 +27,7 @@ from ledger.services import (
     ledger_reverse,
     wallet_open,
 )
+from tests.concurrency import run_in_threads
 from tests.factories import CustomerFactory, OrgCustomerFactory
 from tests.organizations.conftest import key_client, make_org_key
 
@@ -286,33 +286,21 @@ def test_racing_deposits_cannot_pass_the_daily_limit_together():
     customer = CustomerFactory(kyc_level="none")  # daily incoming deposit limit 2,000
     wallet = wallet_for(customer)
     threads_n, amount = 10, Decimal("300")
-    barrier = threading.Barrier(threads_n)
-    outcomes: list[str] = []
-    lock = threading.Lock()
 
-    def attempt():
+    def attempt(i: int) -> str:
         try:
-            barrier.wait()
             with transaction.atomic():
                 money_path_checks(customer=customer, wallet=wallet, asset=wallet.asset, movement_type="deposit",
                                   direction="incoming", amount=amount)
                 time.sleep(0.02)  # widen the window between check and post
                 ledger_post(type="deposit", operations=[Issue(wallet=wallet.pk, amount=amount)], customer=customer).raise_for_error()
-            result = "ok"
+            return "ok"
         except LimitExceeded:
-            result = "limit"
+            return "limit"
         except Exception as exc:  # noqa: BLE001 - reported below
-            result = f"error: {exc!r}"
-        finally:
-            connection.close()
-        with lock:
-            outcomes.append(result)
+            return f"error: {exc!r}"
 
-    threads = [threading.Thread(target=attempt) for _ in range(threads_n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = run_in_threads(threads_n, attempt)
 
     assert sorted(outcomes) == ["limit"] * 4 + ["ok"] * 6, outcomes
     wallet.refresh_from_db()

@@ -11,7 +11,6 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from accounts.models import WebhookDelivery
 from compliance.models import AuditEvent
@@ -19,6 +18,7 @@ from compliance.services import audit_verify
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from ledger.services import asset_create
+from tests.concurrency import errors_of, run_in_threads
 from tests.ledger_api.conftest import customer_wallet, op_issue, op_redeem, op_transfer, post_tx, system_wallet
 from tests.organizations.conftest import key_client, make_org_key
 
@@ -38,48 +38,36 @@ def test_sixteen_threads_post_multi_operation_transactions_over_shared_wallets()
     assert setup_client.post("/api/v1/webhook-endpoints", {"url": "http://127.0.0.1:9/h", "events": ["transaction.*"]}, format="json").status_code == 201
     start = sum(Wallet.objects.get(pk=i).balance for i in ids)
 
-    barrier = threading.Barrier(THREADS)
     results: list[tuple[int, dict, dict]] = []  # (status, request body, response body)
     duplicates: list[tuple[int, dict, int]] = []  # (status, response body, first id)
-    errors: list[BaseException] = []
     lock = threading.Lock()
+    clients = [key_client(org) for _ in range(THREADS)]
 
     def worker(n: int) -> None:
         rnd = random.Random(n)
-        client = key_client(org)
-        try:
-            barrier.wait(timeout=30)
-            first_reference = None
-            for k in range(PER_THREAD):
-                a, b, c = rnd.sample(ids, 3)
-                operations = [
-                    op_transfer(a, b, str(rnd.randint(1, 12))),
-                    op_transfer(b, c, str(rnd.randint(1, 12))),
-                    op_issue(rnd.choice(ids), str(rnd.randint(1, 3))),
-                    op_redeem(rnd.choice(ids), str(rnd.randint(1, 3))),
-                ]
-                rnd.shuffle(operations)
-                body = {"reference": f"t{n}-{k}", "operations": operations}
-                response = post_tx(client, body)
-                with lock:
-                    results.append((response.status_code, body, response.json()))
-                first_reference = first_reference or body["reference"]
-            again = post_tx(client, {"reference": first_reference, "operations": [op_issue(ids[0], "1")]})
-            first = next(r for s, q, r in results if q["reference"] == first_reference)
-            first_id = first["id"] if "id" in first else first["error"]["details"]["transaction_id"]
+        client = clients[n]
+        first_reference = None
+        for k in range(PER_THREAD):
+            a, b, c = rnd.sample(ids, 3)
+            operations = [
+                op_transfer(a, b, str(rnd.randint(1, 12))),
+                op_transfer(b, c, str(rnd.randint(1, 12))),
+                op_issue(rnd.choice(ids), str(rnd.randint(1, 3))),
+                op_redeem(rnd.choice(ids), str(rnd.randint(1, 3))),
+            ]
+            rnd.shuffle(operations)
+            body = {"reference": f"t{n}-{k}", "operations": operations}
+            response = post_tx(client, body)
             with lock:
-                duplicates.append((again.status_code, again.json(), first_id))
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            with lock:
-                errors.append(exc)
-        finally:
-            connection.close()
+                results.append((response.status_code, body, response.json()))
+            first_reference = first_reference or body["reference"]
+        again = post_tx(client, {"reference": first_reference, "operations": [op_issue(ids[0], "1")]})
+        first = next(r for s, q, r in results if q["reference"] == first_reference)
+        first_id = first["id"] if "id" in first else first["error"]["details"]["transaction_id"]
+        with lock:
+            duplicates.append((again.status_code, again.json(), first_id))
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    errors = errors_of(run_in_threads(THREADS, worker))
     assert not errors, errors
     assert len(results) == THREADS * PER_THREAD
 

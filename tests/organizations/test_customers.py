@@ -1,14 +1,13 @@
 """Customers by external id: upsert (201 then 200), list with filters, detail with wallets, and
 concurrent upserts of one id ending as one row."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.models import Customer
+from tests.concurrency import errors_of, run_in_threads
 from tests.organizations.conftest import audit_actions, key_client, make_org_key
 
 pytestmark = pytest.mark.django_db
@@ -105,26 +104,9 @@ def test_unknown_customer_is_404(client_a):
 @pytest.mark.django_db(transaction=True)
 def test_eight_threads_upserting_one_external_id_make_one_row():
     org_key = make_org_key("Racer")
-    barrier = threading.Barrier(8)
-    statuses: list[int] = []
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        try:
-            client = key_client(org_key)
-            barrier.wait(timeout=10)
-            response = client.put(f"{URL}/racy", {"name": f"writer {i}"}, format="json")
-            statuses.append(response.status_code)
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    clients = [key_client(org_key) for _ in range(8)]
+    statuses = run_in_threads(8, lambda i: clients[i].put(f"{URL}/racy", {"name": f"writer {i}"}, format="json").status_code, timeout=30)
+    errors = errors_of(statuses)
     assert not errors, errors
     assert sorted(statuses) == [200] * 7 + [201]
     assert Customer.objects.filter(organization=org_key.organization, external_id="racy").count() == 1

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from bip_utils import Base58Decoder, Base58Encoder
-from django.db import connection
 
 from compliance.models import AuditEvent
 from core.errors import ValidationFailed
@@ -19,6 +16,7 @@ from payorders.addresses import (
     xpub_key_register,
 )
 from payorders.models import DepositAddress, XpubKey
+from tests.concurrency import errors_of, run_in_threads
 from tests.factories import OrganizationFactory, UserFactory
 
 # BIP84 test vectors for "abandon ×11 about" (github.com/bitcoin/bips bip-0084.mediawiki).
@@ -268,24 +266,8 @@ def test_sixteen_racing_allocations_get_sixteen_addresses(eth_xpub):
     org = OrganizationFactory()
     xpub_key_register(organization=org, chain="ethereum", xpub=eth_xpub)
     n = 16
-    barrier = threading.Barrier(n)
-    results, errors = [], []
-
-    def allocate():
-        try:
-            barrier.wait(timeout=10)
-            results.append(deposit_address_allocate(organization=org, chain="ethereum"))
-        except Exception as exc:  # asserted on below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=allocate) for _ in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert errors == []
+    results = run_in_threads(n, lambda i: deposit_address_allocate(organization=org, chain="ethereum"), timeout=60)
+    assert errors_of(results) == []
     assert sorted(a.index for a in results) == list(range(n))
     assert len({a.address for a in results}) == n
     expected = {derive_address(chain="ethereum", xpub=eth_xpub, index=i) for i in range(n)}

@@ -437,28 +437,9 @@ def test_public_endpoints_are_rate_limited_per_address(client, merchant, setting
 
 def _at_once(*calls):
     """Run the calls in threads released together; return their results (or exceptions)."""
-    import threading
+    from tests.concurrency import run_in_threads
 
-    from django.db import connection
-
-    barrier = threading.Barrier(len(calls))
-    results: list = [None] * len(calls)
-
-    def run(i, call):
-        try:
-            barrier.wait(10)
-            results[i] = call()
-        except Exception as exc:  # noqa: BLE001 - reported to the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return results
+    return run_in_threads(len(calls), lambda i: calls[i](), timeout=60)
 
 
 @pytest.mark.postgres

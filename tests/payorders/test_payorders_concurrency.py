@@ -3,17 +3,16 @@ nothing is recorded, transitioned, announced or settled twice, and the ledger st
 
 from __future__ import annotations
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from accounts.models import WebhookDelivery
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from payorders import services, tasks
 from payorders.models import DepositAddress, PayOrder, PayOrderPayment, XpubKey
+from tests.concurrency import run_in_threads
 from tests.payorders.test_payorders_support import mine, new_merchant, order_row, reseed, sandbox_pay
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
@@ -22,25 +21,7 @@ S = PayOrder.Status
 
 def run_at_once(*funcs, timeout: float = 60) -> list:
     """Start every callable in its own thread behind one barrier; return results or exceptions."""
-    barrier = threading.Barrier(len(funcs))
-    results: list = [None] * len(funcs)
-
-    def worker(i, func):
-        try:
-            barrier.wait(10)
-            results[i] = func()
-        except Exception as exc:  # noqa: BLE001 - reported to the test
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, f)) for i, f in enumerate(funcs)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads)
-    return results
+    return run_in_threads(len(funcs), lambda i: funcs[i](), timeout=timeout)
 
 
 def _paid_order(merchant, *, mined: int = 3) -> tuple[dict, dict]:

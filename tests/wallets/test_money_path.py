@@ -4,14 +4,12 @@ sends a transfer to review with its funds held; a sanctions match rejects), orga
 webhooks, and the audit chain. Racing requests against a daily limit run on PostgreSQL."""
 
 import json
-import threading
 import uuid
 from datetime import datetime, timezone as dt_timezone
 from decimal import Decimal
 
 import pyotp
 import pytest
-from django.db import connections
 
 from accounts.models import WebhookDelivery, WebhookEndpoint
 from accounts.twofactor import totp_confirm, totp_enrol
@@ -20,6 +18,7 @@ from compliance.risk import register_risk_kind, review_approve, review_reject, u
 from compliance.services import audit_verify
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
+from tests.concurrency import run_in_threads
 from tests.factories import CustomerFactory, OrganizationFactory, StaffUserFactory
 from tests.wallets.conftest import asset, client_for, open_wallet, person
 
@@ -251,24 +250,11 @@ class TestLimitRace:
         )
         jane, john = person(), person()
         source, destination = open_wallet(jane, "USD", funded="1000"), open_wallet(john, "USD")
-        barrier = threading.Barrier(8)
-        results = [None] * 8
-
         def worker(i):
-            try:
-                barrier.wait(timeout=30)
-                response = _transfer(client_for(jane), source, destination, "30.00")
-                results[i] = (response.status_code, json.loads(response.content))
-            except Exception as exc:  # pragma: no cover - reported below
-                results[i] = ("exception", repr(exc))
-            finally:
-                connections.close_all()
+            response = _transfer(client_for(jane), source, destination, "30.00")
+            return (response.status_code, json.loads(response.content))
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        results = [("exception", repr(r)) if isinstance(r, BaseException) else r for r in run_in_threads(8, worker)]
         statuses = sorted(r[0] for r in results)
         assert statuses == [201] * 3 + [422] * 5, results
         assert all(r[1]["error"]["code"] == "LIMIT_EXCEEDED" for r in results if r[0] == 422)

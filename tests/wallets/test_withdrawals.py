@@ -7,14 +7,13 @@ import json
 import subprocess
 import sys
 import textwrap
-import threading
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from compliance.models import AuditEvent, FeeRule, ReviewCase, RiskRule, SanctionsEntry
@@ -25,6 +24,7 @@ from ledger.checks import ledger_check
 from ledger.models import Hold, Transaction, Wallet
 from ledger.selectors import platform_account_balance
 from ledger.services import wallet_suspend, wallet_activate
+from tests.concurrency import run_in_threads
 from tests.factories import StaffUserFactory
 from tests.wallets.conftest import asset, client_for, open_wallet, person
 from wallets.models import Payout
@@ -316,24 +316,11 @@ class TestConcurrentWithdrawals:
         _iban_fee_rule()
         jane = person()
         wallet = open_wallet(jane, "EUR", funded="100.00")
-        barrier = threading.Barrier(8)
-        results = [None] * 8
-
         def worker(i):
-            try:
-                barrier.wait(timeout=30)
-                response = _withdraw(client_for(jane), wallet, "30.00")
-                results[i] = (response.status_code, json.loads(response.content))
-            except Exception as exc:  # pragma: no cover
-                results[i] = ("exception", repr(exc))
-            finally:
-                connections.close_all()
+            response = _withdraw(client_for(jane), wallet, "30.00")
+            return (response.status_code, json.loads(response.content))
 
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        results = [("exception", repr(r)) if isinstance(r, BaseException) else r for r in run_in_threads(8, worker)]
         statuses = sorted(r[0] for r in results)
         assert statuses == [202] * 3 + [422] * 5, results  # 3 x (30 + 1 fee) = 93 <= 100
         assert all(r[1]["error"]["code"] == "INSUFFICIENT_FUNDS" for r in results if r[0] == 422)
