@@ -24,11 +24,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Prefetch, prefetch_related_objects
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.errors import ValidationFailed
+from core.fields import RawAmountField
 from core.money import format_amount
 from ledger.filters import Viewer
 from ledger.models import Asset, Entry, Transaction, Wallet
@@ -39,18 +38,6 @@ _WALLET_RELATED = ("asset", "customer__user", "organization")
 
 
 # --- Inputs ---------------------------------------------------------------------------------------
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class RawAmountField(serializers.Field):
-    """Keeps the request value as sent (str, int or Decimal from `core.parsers`); the service
-    parses it for the wallet's asset."""
-
-    def to_internal_value(self, data):
-        return data
-
-    def to_representation(self, value):
-        return str(value)
 
 
 OPERATION_TYPES = [("issue", "Issue"), ("redeem", "Redeem"), ("transfer", "Transfer")]

@@ -7,13 +7,13 @@ platform's authenticators accept): the sandbox moves no real value. They take no
 Idempotency-Key, because nothing in our ledger moves; a retried send is simply a second transfer.
 """
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import NotFound
+from core.fields import RawAmountField
 from core.money import format_amount
 from payorders.chains import get_chain_provider, sandbox_enabled
 from payorders.chains.base import CHAIN_ASSETS, chain_asset
@@ -22,20 +22,9 @@ from payorders.chains.sandbox import MAX_BLOCKS_PER_MINE, sandbox_mine, sandbox_
 _TX_HASH = "0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060"
 
 
-@extend_schema_field(OpenApiTypes.STR)
-class _RawAmountField(serializers.Field):
-    """Passes the JSON value through untouched (Decimal or str) so `parse_amount` judges it."""
-
-    def to_internal_value(self, data):
-        return data
-
-    def to_representation(self, value):
-        return value
-
-
 class SandboxTransactionInput(serializers.Serializer):
     to_address = serializers.CharField(max_length=100, help_text="A Bitcoin address for BTC, an Ethereum address for ETH/USDC.")
-    amount = _RawAmountField(help_text='Major units as a decimal string, e.g. "0.015".')
+    amount = RawAmountField(help_text='Major units as a decimal string, e.g. "0.015".')
     currency = serializers.ChoiceField(choices=sorted(CHAIN_ASSETS))
     from_address = serializers.CharField(
         max_length=100, required=False, allow_blank=True, help_text="Optional sender; it must hold the amount. Default: the faucet."

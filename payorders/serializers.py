@@ -3,25 +3,14 @@
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.fields import RawAmountField
 from core.money import format_amount
 from payorders.models import PayOrder, PayOrderPayment, PayOrderQuote, PayOrderStatusChange, Refund, XpubKey
 from payorders.selectors import checkout_url, fmt_source, payment_details, source_exponent
 from payorders.services import SOURCE_CURRENCIES, _exponent
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class RawAmountField(serializers.Field):
-    """Passes the JSON value (a string or a Decimal from the parser) to `parse_amount` untouched."""
-
-    def to_internal_value(self, data):
-        return data
-
-    def to_representation(self, value):
-        return value
 
 
 # --- Inputs ----------------------------------------------------------------------------------------

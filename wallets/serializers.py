@@ -2,26 +2,13 @@
 passed untouched to `core.money.parse_amount` (which knows the asset's exponent). Amounts out:
 strings at the asset's exponent."""
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ledger.models import Entry
+from core.fields import RawAmountField
 from ledger.filters import Viewer
+from ledger.models import Entry
 from ledger.selectors import wallet_owner_name
 from ledger.serializers import TransactionPresenter
-
-
-@extend_schema_field(OpenApiTypes.STR)
-class RawAmountField(serializers.Field):
-    """Keeps the request value as sent (str, int or Decimal from `DecimalJSONParser`); the
-    service parses it for the wallet's asset and names the field when it refuses it."""
-
-    def to_internal_value(self, data):
-        return data
-
-    def to_representation(self, value):
-        return str(value)
 
 
 class WalletCreateInput(serializers.Serializer):
