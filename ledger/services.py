@@ -352,7 +352,7 @@ class _LockedWallet:
 _Row = Union[Wallet, _LockedWallet]  # a locked wallet row: a model instance on SQLite, slots on PostgreSQL
 
 
-def _pg_query(sql: str, params: list[Any], *, one: bool = False) -> Any:
+def _pg_query(sql: str, params: list[Any], db: Any = None, *, one: bool = False) -> Any:
     """Run one statement of the posting on PostgreSQL and return its rows (`one`: the first).
 
     Hot path: a psycopg server-binding cursor kept per connection, prepared statements, inside
@@ -365,8 +365,10 @@ def _pg_query(sql: str, params: list[Any], *, one: bool = False) -> Any:
 
     When something watches Django's cursors (query capture: DEBUG, CaptureQueriesContext,
     assertNumQueries; or execute wrappers, e.g. bench/ledger_bench.py's round-trip count), the
-    statement goes through a Django cursor instead, so it is logged and wrapped as usual."""
-    db = connections[DEFAULT_DB_ALIAS]
+    statement goes through a Django cursor instead, so it is logged and wrapped as usual.
+    `db`: the default connection, when the caller already has it."""
+    if db is None:
+        db = connections[DEFAULT_DB_ALIAS]
     if db.queries_logged or db.execute_wrappers or not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
         with _pg_cursor() as cursor:
             cursor.execute(sql, params)
@@ -417,11 +419,11 @@ def _lock_sql_pg(wallet_ids: int, platform_conditions: int) -> str:
     )
 
 
-def _lock_rows_pg(ids: set[int], platform_sides: list[_Side], n: int) -> dict[int, _LockedWallet]:
+def _lock_rows_pg(ids: set[int], platform_sides: list[_Side], n: int, db: Any) -> dict[int, _LockedWallet]:
     params: list[Any] = sorted(ids)
     for _, purpose, cid in platform_sides:
         params += [purpose, cid % n, cid]
-    fetched = _pg_query(_lock_sql_pg(len(ids), len(platform_sides)), params)
+    fetched = _pg_query(_lock_sql_pg(len(ids), len(platform_sides)), params, db)
     rows: dict[int, _LockedWallet] = {}
     assets: dict[int, _LockedAsset] = {}
     for values in fetched:
@@ -432,9 +434,11 @@ def _lock_rows_pg(ids: set[int], platform_sides: list[_Side], n: int) -> dict[in
     return rows
 
 
-def _lock(legs: list[_Leg], extra_wallet_ids: Iterable[int] = ()) -> tuple[dict[int, _Row], dict[_Side, _Row]]:
+def _lock(legs: list[_Leg], extra_wallet_ids: Iterable[int] = (), db: Any = None) -> tuple[dict[int, _Row], dict[_Side, _Row]]:
     """Lock every wallet of the posting in one statement, in id order. Returns the rows by id
     and the resolution of every leg side to a row."""
+    if db is None:
+        db = connections[DEFAULT_DB_ALIAS]
     n = hot_account_shards()
     ids: set[int] = set(extra_wallet_ids)
     platform_sides: set[_Side] = set()
@@ -447,8 +451,8 @@ def _lock(legs: list[_Leg], extra_wallet_ids: Iterable[int] = ()) -> tuple[dict[
                 ids.add(side[2])
 
     def query() -> dict[int, _Row]:
-        if connection.vendor == "postgresql":
-            return _lock_rows_pg(ids, sorted(platform_sides), n)
+        if db.vendor == "postgresql":
+            return _lock_rows_pg(ids, sorted(platform_sides), n, db)
         cond = Q(pk__in=ids)
         for _, purpose, cid in sorted(platform_sides):
             cond |= Q(
@@ -643,7 +647,7 @@ def _duplicate(*, organization, customer, reference: str) -> PostingResult:
     return PostingResult(transaction=existing, ok=False, error=error)
 
 
-def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int]) -> int | None:
+def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int], db: Any = None) -> int | None:
     """One statement: insert the transaction (unless its reference is taken), its entries and
     every touched balance. Returns the transaction id, or None on a reference conflict."""
     params: list[Any] = [
@@ -684,7 +688,7 @@ def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int]) -
         " WHERE w.id = v.id"
         f"){holds_sql} SELECT id FROM t"
     )
-    row = _pg_query(sql, params, one=True)
+    row = _pg_query(sql, params, db, one=True)
     return row[0] if row else None
 
 
@@ -766,7 +770,7 @@ def ledger_post(
                 customer=customer,
                 reference=reference or "",
                 description=description or "",
-                metadata=json.loads(_dumps(metadata or {})),  # Decimals etc. as strings
+                metadata=json.loads(_dumps(metadata)) if metadata else {},  # Decimals etc. as strings
             ),
             complete=status_on_success == Transaction.Status.COMPLETED,
             hold_for_review=hold_for_review,
@@ -785,7 +789,8 @@ def _post(
 ) -> PostingResult:
     """Lock, validate, simulate, write. `tx` is a new pending transaction, or (existing=True)
     a locked transaction in review whose operations these legs are."""
-    rows, resolved = _lock(legs, extra_wallet_ids=[h.wallet_id for h in captured])
+    db = connections[DEFAULT_DB_ALIAS]  # resolved once: each `connection.x` is a lookup through a thread-local proxy
+    rows, resolved = _lock(legs, extra_wallet_ids=[h.wallet_id for h in captured], db=db)
     for leg in legs:
         if resolved[leg.source].pk == resolved[leg.destination].pk:
             raise ValidationFailed(f"operations[{leg.index}]: source and destination are the same wallet.")
@@ -820,8 +825,8 @@ def _post(
     if complete:
         tx.complete()
         tx.completed_at = now
-    if connection.vendor == "postgresql" and not existing:
-        tx_id = _write_pg(tx, plan, now, [h.pk for h in captured])
+    if db.vendor == "postgresql" and not existing:
+        tx_id = _write_pg(tx, plan, now, [h.pk for h in captured], db)
         if tx_id is None:
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
         tx.pk = tx_id
