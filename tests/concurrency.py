@@ -1,13 +1,16 @@
-"""Thread races for the PostgreSQL concurrency tests: run N callables at once, each in its own
-thread (so its own database connection), and look at every outcome."""
+"""Threads for the PostgreSQL concurrency tests: races of N callables at once, each in its own
+thread (so its own database connection) with every outcome kept; a call in the background; Redis
+emptied under a running test; waiting for a backend to block on a lock."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import connections
+from django.db import connection, connections
 
 
 def run_in_threads(n: int, target: Callable[[int], Any], *, timeout: float = 120) -> list[Any]:
@@ -39,3 +42,58 @@ def run_in_threads(n: int, target: Callable[[int], Any], *, timeout: float = 120
 def errors_of(results: list[Any]) -> list[BaseException]:
     """The exceptions among `run_in_threads` results."""
     return [r for r in results if isinstance(r, BaseException)]
+
+
+def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    """A thread (not started yet) that runs `call()` and closes its database connections; what
+    the call returns lands in the dict under "result"."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        finally:
+            connections.close_all()
+
+    return threading.Thread(target=run), outcome
+
+
+@contextmanager
+def redis_flushing(*, every: float) -> Iterator[None]:
+    """While the block runs, a thread empties this test run's Redis database every `every` seconds."""
+    from django_redis import get_redis_connection
+
+    flushing = threading.Event()
+    flushing.set()
+
+    def flusher() -> None:
+        redis = get_redis_connection("default")
+        while flushing.is_set():
+            redis.flushdb()
+            time.sleep(every)
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    try:
+        yield
+    finally:
+        flushing.clear()
+        thread.join()
+
+
+def blocked_insert_pid(table: str, *, timeout: float = 20) -> int | None:
+    """The process id of a PostgreSQL backend waiting on a lock to INSERT INTO `table`, looked for
+    over `timeout` seconds (None if none showed up). Uses this thread's connection: call it from
+    inside the transaction that holds the lock."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is frozen per transaction
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s", [f'INSERT INTO "{table}"%']
+            )
+            row = cursor.fetchone()
+            if row:
+                return row[0]
+            time.sleep(0.05)
+    return None

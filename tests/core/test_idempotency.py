@@ -2,13 +2,11 @@
 side effect is one `OutboxMessage` row per execution: "one request, one effect"."""
 
 import json
-import threading
-import time
 from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 from django_redis import get_redis_connection
@@ -23,7 +21,7 @@ from core.idempotency import (
 )
 from core.models import IdempotencyRecord, OutboxMessage
 from core.tasks import purge_idempotency_records
-from tests.concurrency import run_in_threads
+from tests.concurrency import blocked_insert_pid, in_background, redis_flushing, run_in_threads
 from tests.core.idempotency_urls import Controls
 
 pytestmark = pytest.mark.urls("tests.core.idempotency_urls")
@@ -378,22 +376,8 @@ class TestRacing:
     def test_redis_flushed_during_the_race(self):
         user = _user()
         Controls.delay = 0.2
-        flushing = threading.Event()
-        flushing.set()
-
-        def flusher():
-            redis = get_redis_connection("default")
-            while flushing.is_set():
-                redis.flushdb()
-                time.sleep(0.005)
-
-        thread = threading.Thread(target=flusher)
-        thread.start()
-        try:
+        with redis_flushing(every=0.005):
             results = _race(user, 32, "race-3", {"n": 3})
-        finally:
-            flushing.clear()
-            thread.join()
         originals, _, in_progress = _assert_one_effect(results)
         assert len(originals) == 1
         assert _effects() == 1 and IdempotencyRecord.objects.count() == 1
@@ -411,15 +395,7 @@ class TestRacing:
     def test_worker_killed_mid_request_leaves_nothing_and_retry_runs_once(self):
         user = _user()
         Controls.pause = True
-        outcome = {}
-
-        def victim():
-            try:
-                outcome["response"] = _post(_client(user), key="k-kill", body={"n": 5})
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=victim)
+        thread, outcome = in_background(lambda: _post(_client(user), key="k-kill", body={"n": 5}))
         thread.start()
         assert Controls.paused.wait(timeout=20)
         Controls.pause = False
@@ -433,7 +409,7 @@ class TestRacing:
             cursor.execute("SELECT pg_terminate_backend(%s)", [Controls.backend_pid])
         Controls.release.set()
         thread.join(timeout=30)
-        assert outcome["response"].status_code == 500
+        assert outcome["result"].status_code == 500
         assert _effects() == 0 and IdempotencyRecord.objects.count() == 0
         retry = _post(_client(user), key="k-kill", body={"n": 5})
         assert retry.status_code == 201 and "Idempotency-Replayed" not in retry
@@ -446,15 +422,7 @@ class TestRacing:
         user = _user()
         body = {"n": 6}
         winner_body = '{"effect_id":0,"winner":true}'
-        outcome = {}
-
-        def loser():
-            try:
-                outcome["response"] = _post(_client(user), key="k-last", body=body)
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=loser)
+        thread, outcome = in_background(lambda: _post(_client(user), key="k-last", body=body))
         with transaction.atomic():
             IdempotencyRecord.objects.create(
                 scope=f"user:{user.pk}", endpoint="tests.effect", key="k-last",
@@ -463,21 +431,10 @@ class TestRacing:
             )
             thread.start()
             # Wait until the request has done its effect and blocks inserting its record.
-            deadline = time.monotonic() + 20
-            with connection.cursor() as cursor:
-                while time.monotonic() < deadline:
-                    cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is frozen per transaction
-                    cursor.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE 'INSERT INTO \"core_idempotencyrecord\"%%'"
-                    )
-                    if cursor.fetchone()[0]:
-                        break
-                    time.sleep(0.05)
-                else:
-                    pytest.fail("the request never blocked on the record insert")
+            if blocked_insert_pid("core_idempotencyrecord") is None:
+                pytest.fail("the request never blocked on the record insert")
         thread.join(timeout=30)
-        response = outcome["response"]
+        response = outcome["result"]
         assert response.status_code == 201
         assert response["Idempotency-Replayed"] == "true"
         assert response.content.decode() == winner_body

@@ -3,14 +3,12 @@ HTTP contract together (issue 4, items 7-8). Concurrency tests run real threads 
 and end with `ledger_check()` clean."""
 
 import json
-import threading
-import time
 import uuid
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from django_redis import get_redis_connection
 
@@ -19,7 +17,7 @@ from core.models import IdempotencyRecord
 from ledger.checks import ledger_check
 from ledger.models import Entry, Transaction, Wallet
 from ledger.services import wallet_suspend
-from tests.concurrency import run_in_threads
+from tests.concurrency import blocked_insert_pid, in_background, redis_flushing, run_in_threads
 from tests.wallets.conftest import client_for, open_wallet, person
 
 DEPOSITS = "/api/v1/deposits"
@@ -307,22 +305,8 @@ class TestConcurrentMoney:
         jane = person()
         wallet = open_wallet(jane, "USD")
         key = _key()
-        flushing = threading.Event()
-        flushing.set()
-
-        def flusher():
-            redis = get_redis_connection("default")
-            while flushing.is_set():
-                redis.flushdb()
-                time.sleep(0.002)
-
-        thread = threading.Thread(target=flusher)
-        thread.start()
-        try:
+        with redis_flushing(every=0.002):
             results = _race(32, lambda i: _deposit(client_for(jane), wallet, "7.00", key=key))
-        finally:
-            flushing.clear()
-            thread.join()
         originals, _, _ = _classify(results)
         assert len(originals) == 1
         assert _balance(wallet) == Decimal("7.00") and Transaction.objects.count() == 1
@@ -357,40 +341,21 @@ class TestConcurrentMoney:
         wallet = open_wallet(jane, "USD")
         key = _key()
         body = {"wallet_id": wallet.pk, "amount": "40.00"}
-        outcome = {}
-
-        def victim():
-            try:
-                outcome["response"] = client_for(jane).post(DEPOSITS, body, format="json", headers={"Idempotency-Key": key})
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=victim)
+        thread, outcome = in_background(lambda: client_for(jane).post(DEPOSITS, body, format="json", headers={"Idempotency-Key": key}))
         with transaction.atomic():
             IdempotencyRecord.objects.create(
                 scope=f"user:{jane.pk}", endpoint="deposits.create", key=key, fingerprint="0" * 64, method="POST",
                 path=DEPOSITS, response_status=201, response_body="{}", expires_at=timezone.now() + timedelta(hours=48),
             )
             thread.start()
-            pid = None
-            deadline = time.monotonic() + 20
+            pid = blocked_insert_pid("core_idempotencyrecord")
+            assert pid is not None, "the request never reached the record insert"
+            # Posted, not yet answered: the deposit exists only inside the doomed transaction.
             with connection.cursor() as cursor:
-                while pid is None and time.monotonic() < deadline:
-                    cursor.execute("SELECT pg_stat_clear_snapshot()")
-                    cursor.execute(
-                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE 'INSERT INTO \"core_idempotencyrecord\"%%'"
-                    )
-                    row = cursor.fetchone()
-                    pid = row[0] if row else None
-                    if pid is None:
-                        time.sleep(0.05)
-                assert pid is not None, "the request never reached the record insert"
-                # Posted, not yet answered: the deposit exists only inside the doomed transaction.
                 cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
             transaction.set_rollback(True)  # and our blocking record goes too
         thread.join(timeout=30)
-        assert outcome["response"].status_code == 500
+        assert outcome["result"].status_code == 500
         assert _balance(wallet) == 0
         assert Transaction.objects.count() == 0 and Entry.objects.filter(wallet=wallet).count() == 0
         assert IdempotencyRecord.objects.count() == 0
@@ -411,15 +376,7 @@ class TestConcurrentMoney:
         key = _key()
         body = {"wallet_id": wallet.pk, "amount": "40.00"}
         winner = '{"winner":true}'
-        outcome = {}
-
-        def loser():
-            try:
-                outcome["response"] = client_for(jane).post(DEPOSITS, body, format="json", headers={"Idempotency-Key": key})
-            finally:
-                connections.close_all()
-
-        thread = threading.Thread(target=loser)
+        thread, outcome = in_background(lambda: client_for(jane).post(DEPOSITS, body, format="json", headers={"Idempotency-Key": key}))
         with transaction.atomic():
             IdempotencyRecord.objects.create(
                 scope=f"user:{jane.pk}", endpoint="deposits.create", key=key,
@@ -427,19 +384,9 @@ class TestConcurrentMoney:
                 response_status=201, response_body=winner, expires_at=timezone.now() + timedelta(hours=48),
             )
             thread.start()
-            deadline = time.monotonic() + 20
-            with connection.cursor() as cursor:
-                while time.monotonic() < deadline:
-                    cursor.execute("SELECT pg_stat_clear_snapshot()")
-                    cursor.execute(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE 'INSERT INTO \"core_idempotencyrecord\"%%'"
-                    )
-                    if cursor.fetchone()[0]:
-                        break
-                    time.sleep(0.05)
+            blocked_insert_pid("core_idempotencyrecord")  # the request has posted and waits on the winner's record
         thread.join(timeout=30)
-        response = outcome["response"]
+        response = outcome["result"]
         assert response.status_code == 201 and response["Idempotency-Replayed"] == "true"
         assert response.content.decode() == winner
         assert _balance(wallet) == 0 and Transaction.objects.count() == 0
