@@ -13,7 +13,7 @@ from ledger.services import asset_create
 from tests.factories import UserFactory
 from tests.organizations.conftest import key_client, make_org_key
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/fees/quote"
 

@@ -31,8 +31,6 @@ from tests.concurrency import run_in_threads
 from tests.factories import CustomerFactory, OrgCustomerFactory
 from tests.organizations.conftest import key_client, make_org_key
 
-pytestmark = pytest.mark.postgres
-
 SEED = importlib.import_module("compliance.migrations.0005_seed_defaults")
 NOW = dt.datetime(2030, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
 LEVELS = {
@@ -280,6 +278,7 @@ def test_money_path_checks_read_the_kyc_level_under_the_lock():
 # --- racing requests ----------------------------------------------------------------------------------
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_racing_deposits_cannot_pass_the_daily_limit_together():
     SEED.seed(django_apps)

@@ -29,7 +29,7 @@ from ledger.models import Asset, Transaction, Wallet
 from ledger.services import Issue, PlatformAccount, Redeem, Transfer, ledger_post, wallet_open, wallet_suspend
 from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 
 
 def usd() -> Asset:

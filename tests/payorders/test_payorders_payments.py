@@ -15,7 +15,7 @@ from payorders import services, tasks
 from payorders.models import PayOrder, PayOrderPayment, XpubKey
 from tests.payorders.test_payorders_support import API, history, merchant, mine, new_merchant, order_row, sandbox_pay  # noqa: F401
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 S = PayOrder.Status
 
 

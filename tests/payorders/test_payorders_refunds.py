@@ -17,7 +17,7 @@ from payorders.chains import get_chain_provider
 from payorders.models import PayOrder, Refund
 from tests.payorders.test_payorders_support import merchant, mine, order_row, sandbox_pay  # noqa: F401
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 S = PayOrder.Status
 PAYER = "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe"
 
