@@ -15,7 +15,7 @@ from payorders.models import PayOrder
 from tests.payorders.conftest import GANACHE_CHAIN_ID
 from tests.payorders.test_payorders_support import merchant, order_row  # noqa: F401
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 S = PayOrder.Status
 PAYER = "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe"
 

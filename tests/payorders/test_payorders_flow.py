@@ -18,7 +18,7 @@ from payorders.models import PayOrder
 from tests.organizations.conftest import receiver  # noqa: F401 - fixture
 from tests.payorders.test_payorders_support import API, history, merchant, mine, order_row, sandbox_pay  # noqa: F401
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 
 
 def test_sale_paid_on_sandbox_confirms_settles_and_notifies(merchant, receiver):  # noqa: F811
