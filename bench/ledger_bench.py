@@ -394,7 +394,9 @@ def run_pgbench(pgbench: str, url: str, first_id: int, n: int, clients: int, sec
 def round_trips(kind: str, ids: list[int]) -> tuple[int, int, list[str]]:
     """Statements (Django execute calls) and client->server round trips (libpq protocol trace:
     every simple Query and every extended-protocol Sync waits for the server) of one posting,
-    BEGIN and COMMIT included."""
+    BEGIN and COMMIT included. The statements are listed from one posting under an execute
+    wrapper (which sends ledger_post's statements through Django's cursor), the round trips
+    counted on another without it (the hot path: ledger.services' own psycopg cursor)."""
     from django.db import connection, transaction
     from psycopg.pq import Trace
 
@@ -407,13 +409,15 @@ def round_trips(kind: str, ids: list[int]) -> tuple[int, int, list[str]]:
         statements.append(" ".join(sql.split())[:70])
         return execute(sql, params, many, context)
 
+    with connection.execute_wrapper(count):
+        with transaction.atomic():
+            _posting(kind, rng, ids)
     with tempfile.TemporaryFile("w+") as trace:
         pgconn = connection.connection.pgconn
         pgconn.trace(trace.fileno())
         pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS | Trace.REGRESS_MODE)
-        with connection.execute_wrapper(count):
-            with transaction.atomic():
-                _posting(kind, rng, ids)
+        with transaction.atomic():
+            _posting(kind, rng, ids)
         pgconn.untrace()
         trace.seek(0)
         lines = [line for line in trace.read().splitlines() if line.startswith("F")]
@@ -503,36 +507,27 @@ def cpu_costs(pgbench: str, url: str, ids: list[int], postings: int) -> dict:
 
 def profile(ids: list[int], kind: str, postings: int) -> str:
     """cProfile of one worker's loop, timed in process CPU (so the numbers are the Python side,
-    not time spent waiting for PostgreSQL or for a core)."""
-    from django.db import connection, transaction
+    not time spent waiting for PostgreSQL or for a core). No execute wrapper: one would send
+    ledger_post's statements through Django's cursor instead of its hot path."""
+    from django.db import transaction
 
     rng = random.Random(11)
     for _ in range(20):
         with transaction.atomic():
             _posting(kind, rng, ids)
-    db_time = [0.0]
-    statements = [0]
-
-    def timed(execute, sql, params, many, context):
-        t0 = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            db_time[0] += time.perf_counter() - t0
-            statements[0] += 1
-
     prof = cProfile.Profile(time.process_time)
-    with connection.execute_wrapper(timed):
-        prof.enable()
-        for _ in range(postings):
-            with transaction.atomic():
-                _posting(kind, rng, ids)
-        prof.disable()
+    w0 = time.perf_counter()
+    prof.enable()
+    for _ in range(postings):
+        with transaction.atomic():
+            _posting(kind, rng, ids)
+    prof.disable()
+    wall = time.perf_counter() - w0
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf)
     total = sum(v[2] for v in stats.stats.values())  # own time of every function = total CPU
-    buf.write(f"{kind}: {postings} postings in one process, {statements[0] / postings:.0f} statements each, "
-              f"{db_time[0] / postings * 1e6:.0f} us wall per posting inside execute() (waiting included)\n")
+    buf.write(f"{kind}: {postings} postings in one process, {wall / postings * 1e6:.0f} us wall per posting "
+              "(profiler overhead and waiting for PostgreSQL included)\n")
     buf.write(f"CPU under cProfile {total / postings * 1e6:.0f} us per posting (profiler overhead included); "
               "by own CPU time, top 15:\n")
     stats.sort_stats("tottime").print_stats(15)
