@@ -20,6 +20,7 @@ every payout at settlement.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,14 +39,16 @@ class PayoutResult:
     reason: str = ""
 
 
-class PayoutProvider:
+class PayoutProvider(ABC):
     name = "abstract"
 
+    @abstractmethod
     def send(self, payout) -> PayoutResult:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def status(self, payout) -> PayoutResult:
-        raise NotImplementedError
+        ...
 
 
 def settle_seconds() -> float:

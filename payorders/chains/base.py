@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import re
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
@@ -126,7 +127,7 @@ def confirmations_required(chain: str) -> int:
         raise UnsupportedAsset(f"No confirmation threshold for chain {chain!r}.", details={"chain": chain}) from None
 
 
-class ChainProvider:
+class ChainProvider(ABC):
     """One chain as seen through one provider. Implementations: sandbox.SandboxChainProvider,
     evm.EvmChainProvider."""
 
@@ -135,21 +136,25 @@ class ChainProvider:
     def __init__(self, chain: str):
         self.chain = chain
 
+    @abstractmethod
     def get_transaction(self, tx_hash: str) -> list[ChainTransfer] | None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def get_confirmations(self, tx_hash: str) -> int:
         """Confirmations of a transaction; TransactionNotFound when the chain does not know it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def transfers_to(self, address: str, asset: str, from_block: int = 0) -> list[ChainTransfer]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def get_balance(self, address: str, asset: str) -> Decimal:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def current_block(self) -> int:
-        raise NotImplementedError
+        ...
 
     def confirmations_required(self, chain: str | None = None) -> int:
         return confirmations_required(chain or self.chain)
