@@ -864,6 +864,27 @@ def _lock_transaction(transaction: Transaction | int) -> Transaction:
     return transactions_for_update().get(pk=pk)
 
 
+def _capture_and_post(tx: Transaction) -> PostingResult:
+    """Post a held transaction's stored operations, capturing its holds; if the posting is refused
+    now, release them (the posting has locked the wallets either way)."""
+    holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD))
+    result = _post(_legs(operations_from_json(tx.operations)), tx=tx, captured=holds, existing=True)
+    if not result.ok:
+        for hold in holds:
+            _release(hold)
+    return result
+
+
+def _release_holds(tx: Transaction) -> None:
+    """Release a transaction's holds, its wallets locked first (lock order: wallets, then holds;
+    a posting may be changing `held` right now)."""
+    holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD).order_by("wallet_id"))
+    if holds:
+        list(wallets_for_update().filter(pk__in=[h.wallet_id for h in holds]))
+    for hold in holds:
+        _release(hold)
+
+
 def ledger_complete_reviewed(transaction: Transaction | int) -> PostingResult:
     """Approve a transaction in review: capture its holds and post its operations. If the
     posting is refused now (a wallet suspended meanwhile...), the transaction becomes `failed`
@@ -872,13 +893,7 @@ def ledger_complete_reviewed(transaction: Transaction | int) -> PostingResult:
         tx = _lock_transaction(transaction)
         if tx.status != Transaction.Status.IN_REVIEW:
             raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not in review.", details={"status": tx.status})
-        holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD))
-        legs = _legs(operations_from_json(tx.operations))
-        result = _post(legs, tx=tx, captured=holds, existing=True)
-        if not result.ok:
-            for hold in holds:
-                _release(hold)
-        return result
+        return _capture_and_post(tx)
 
 
 def ledger_hold_pending(
@@ -919,13 +934,7 @@ def ledger_complete_pending(transaction: Transaction | int) -> PostingResult:
         tx = _lock_transaction(transaction)
         if tx.status != Transaction.Status.PENDING or tx.entries.exists():
             raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not pending.", details={"status": tx.status})
-        holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD))
-        legs = _legs(operations_from_json(tx.operations))
-        result = _post(legs, tx=tx, captured=holds, existing=True)
-        if not result.ok:
-            for hold in holds:
-                _release(hold)
-        return result
+        return _capture_and_post(tx)
 
 
 def ledger_fail_pending(transaction: Transaction | int, *, code: str, reason: str = "") -> Transaction:
@@ -935,11 +944,7 @@ def ledger_fail_pending(transaction: Transaction | int, *, code: str, reason: st
         tx = _lock_transaction(transaction)
         if tx.status != Transaction.Status.PENDING or tx.entries.exists():
             raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not pending.", details={"status": tx.status})
-        holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD).order_by("wallet_id"))
-        if holds:  # lock order: wallets, then holds
-            list(wallets_for_update().filter(pk__in=[h.wallet_id for h in holds]))
-        for hold in holds:
-            _release(hold)
+        _release_holds(tx)
         tx.fail()
         tx.failure_code = code[:64]
         tx.failure_message = (reason or "Failed.")[:500]
@@ -956,11 +961,7 @@ def ledger_reject_reviewed(transaction: Transaction | int, *, reason: str = "") 
             tx.reject()
         except TransitionNotAllowed:
             raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not in review.", details={"status": tx.status}) from None
-        holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD).order_by("wallet_id"))
-        if holds:  # lock order: wallets, then holds (a posting may be changing `held` right now)
-            list(wallets_for_update().filter(pk__in=[h.wallet_id for h in holds]))
-        for hold in holds:
-            _release(hold)
+        _release_holds(tx)
         tx.failure_code = "REJECTED"
         tx.failure_message = (reason or "Rejected in review.")[:500]
         tx.completed_at = timezone.now()
