@@ -8,7 +8,7 @@ from core.fields import RawAmountField
 from ledger.filters import Viewer
 from ledger.models import Entry
 from ledger.selectors import wallet_owner_name
-from ledger.serializers import TransactionPresenter
+from ledger.serializers import LedgerTransactionOutput, TransactionPresenter
 
 
 class WalletCreateInput(serializers.Serializer):
@@ -47,22 +47,9 @@ class TransferInput(serializers.Serializer):
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class MoneyTransactionOutput(serializers.Serializer):
-    id = serializers.IntegerField()
-    type = serializers.CharField()
-    status = serializers.CharField()
-    amount = serializers.CharField()
-    currency = serializers.CharField()
-    fee = serializers.CharField()
-    source_wallet_id = serializers.IntegerField(allow_null=True)
-    source_wallet_name = serializers.CharField(allow_null=True)
-    destination_wallet_id = serializers.IntegerField(allow_null=True)
-    destination_wallet_name = serializers.CharField(allow_null=True)
-    reference = serializers.CharField(allow_blank=True)
-    description = serializers.CharField(allow_blank=True)
-    created_at = serializers.DateTimeField()
-    completed_at = serializers.DateTimeField(allow_null=True)
-    balance_after = serializers.CharField(allow_null=True, help_text="The caller's wallet balance right after this transaction.")
+class MoneyTransactionOutput(LedgerTransactionOutput):
+    """A money movement as its initiator sees it: the SPEC 6 transaction representation, the same
+    as `GET /transactions/{id}` shows it."""
 
 
 class WithdrawalInput(serializers.Serializer):
