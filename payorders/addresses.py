@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from bip_utils import (
@@ -29,7 +30,7 @@ from bip_utils import (
     SegwitBech32Decoder,
 )
 from bip_utils.utils.crypto import Kekkak256
-from django.db import transaction
+from django.db import connection, transaction
 
 from core.errors import CofferError, ValidationFailed
 from payorders.chains.base import CHAINS
@@ -175,6 +176,11 @@ def normalize_address(*, chain: str, address: object, field: str = "to_address")
     raise bad
 
 
+def _key_material(normalized: str) -> bytes:
+    """Chain code + public key of a (parsed) extended key: what its addresses derive from."""
+    return bytes(Base58Decoder.CheckDecode(normalized)[13:])
+
+
 @transaction.atomic
 def xpub_key_register(*, organization, chain: str, xpub: str, actor=None) -> XpubKey:
     """Make `xpub` the organization's active key for `chain` (deactivating the previous one).
@@ -184,7 +190,15 @@ def xpub_key_register(*, organization, chain: str, xpub: str, actor=None) -> Xpu
     from compliance.services import audit_record
 
     normalized, network = parse_xpub(chain=chain, xpub=xpub)
-    existing = XpubKey.objects.select_for_update().filter(chain=chain, xpub=normalized).first()
+    # A key is its chain code and public key: the parent fingerprint and child number in the
+    # serialization do not change the addresses, so a re-encoded copy is the same key.
+    material = _key_material(normalized)
+    if connection.vendor == "postgresql":  # two registrations of one key (in any encoding) queue here
+        lock_id = int.from_bytes(hashlib.sha256(b"payorders.xpub:" + material).digest()[:8], "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
+    same = [pk for pk, text in XpubKey.objects.filter(chain=chain, network=network).values_list("pk", "xpub") if _key_material(text) == material]
+    existing = XpubKey.objects.select_for_update().filter(pk__in=same).order_by("pk").first()
     if existing is not None and existing.organization_id != organization.pk:
         raise _invalid("This extended public key is already registered.")
     XpubKey.objects.filter(organization=organization, chain=chain, is_active=True).exclude(
