@@ -22,7 +22,8 @@ The amount a transaction counts for is worked out per leg, from the customer's s
 - ... excluding legs whose other side is another wallet of the same customer (moving money
   between one's own wallets is neither outgoing nor incoming) or the platform fee account (a
   fee is not part of the movement: limits apply to the amount the customer asked to move, the
-  same number the money path passes to `limits_enforce`).
+  same number the money path passes to `limits_enforce`), except for an exchange, whose fee is
+  part of its source amount and is enforced with it (`FEE_INCLUDED_TYPES`).
 
 Racing requests. `limits_enforce` must run inside the posting's database transaction after
 `customer_lock` has locked the customer row (STYLE 4 lock order: customer, then wallets). Two
@@ -52,6 +53,10 @@ ZERO = Decimal(0)
 COUNTED_STATUSES = (Transaction.Status.COMPLETED, Transaction.Status.PENDING, Transaction.Status.IN_REVIEW)
 UNPOSTED_STATUSES = (Transaction.Status.IN_REVIEW, Transaction.Status.PENDING)
 FEE_PURPOSE = Wallet.Purpose.FEE
+# Movements whose fee is part of the amount the customer asked to move (an exchange's fee comes
+# out of its source amount, and `exchange_execute` enforces the whole source amount): their fee
+# legs count. Elsewhere the fee comes on top (withdrawals) and is left out.
+FEE_INCLUDED_TYPES = frozenset({MovementType.EXCHANGE})
 
 
 class LimitExceeded(CofferError):
@@ -123,12 +128,12 @@ def _posted_movements(own: set[int], movement_type: str, direction: str, since: 
     side, other_side = (
         (Entry.Direction.DEBIT, Entry.Direction.CREDIT) if direction == Direction.OUTGOING else (Entry.Direction.CREDIT, Entry.Direction.DEBIT)
     )
+    not_counted = Q(wallet_id__in=own)
+    if movement_type not in FEE_INCLUDED_TYPES:
+        not_counted |= Q(wallet__purpose=FEE_PURPOSE, wallet__customer__isnull=True, wallet__organization__isnull=True)
     excluded_counterpart = Entry.objects.filter(
         transaction_id=OuterRef("transaction_id"), operation_index=OuterRef("operation_index"), direction=other_side
-    ).filter(
-        Q(wallet_id__in=own)
-        | Q(wallet__purpose=FEE_PURPOSE, wallet__customer__isnull=True, wallet__organization__isnull=True)
-    )
+    ).filter(not_counted)
     rows = (
         Entry.objects.filter(
             wallet_id__in=own,
@@ -148,11 +153,11 @@ def _posted_movements(own: set[int], movement_type: str, direction: str, since: 
     }
 
 
-def _leg_counts(item: dict[str, Any], own: set[int], direction: str) -> bool:
+def _leg_counts(item: dict[str, Any], own: set[int], direction: str, fees_count: bool = False) -> bool:
     src, dst = item.get("source_wallet_id"), item.get("destination_wallet_id")
     if direction == Direction.OUTGOING:
-        return src in own and dst not in own and item.get("destination_platform") != FEE_PURPOSE
-    return dst in own and src not in own and item.get("source_platform") != FEE_PURPOSE
+        return src in own and dst not in own and (fees_count or item.get("destination_platform") != FEE_PURPOSE)
+    return dst in own and src not in own and (fees_count or item.get("source_platform") != FEE_PURPOSE)
 
 
 def _unposted_movements(own: set[int], movement_type: str, direction: str, since: dt.datetime) -> dict[int, Movement]:
@@ -169,7 +174,8 @@ def _unposted_movements(own: set[int], movement_type: str, direction: str, since
         qs = qs.filter(involving)
     found: dict[int, Movement] = {}
     for tx in qs.only("pk", "operations", "created_at", "status"):
-        total = sum((Decimal(item["amount"]) for item in tx.operations if _leg_counts(item, own, direction)), ZERO)
+        fees_count = movement_type in FEE_INCLUDED_TYPES
+        total = sum((Decimal(item["amount"]) for item in tx.operations if _leg_counts(item, own, direction, fees_count)), ZERO)
         if total > 0:
             found[tx.pk] = Movement(tx.pk, total, tx.created_at, tx.status)
     return found
