@@ -74,7 +74,7 @@ from compliance.models import Direction, MovementType
 from compliance.risk import RiskDecision, review_case_open, risk_evaluate, risk_reject_record
 from compliance.services import audit_record
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
-from core.money import MONEY_CONTEXT, format_amount, parse_amount, quantum
+from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, format_amount, parse_amount, quantum
 from core.outbox import outbox_emit, register_handler
 from core.prices import get_price_provider
 from ledger.errors import InsufficientFunds
@@ -595,6 +595,8 @@ def exchange_quote_create(*, user: User, source_wallet_id: int, destination_wall
         destination_amount = (net * rate).quantize(quantum(destination.asset.exponent), rounding=ROUND_FLOOR) if net > 0 else Decimal(0)
     if destination_amount <= 0:
         raise _field_error("amount", "Too small to exchange: nothing would arrive after the fee.")
+    if destination_amount.adjusted() >= MAX_INTEGER_DIGITS:  # the ledger stores NUMERIC(38, 18)
+        raise _field_error("amount", f"Too large to exchange: the {destination.asset.code} amount would exceed {MAX_INTEGER_DIGITS} integer digits.")
     now = timezone.now()
     return ExchangeQuote.objects.create(
         user=user, customer_id=source.customer_id, source_wallet=source, destination_wallet=destination,
