@@ -872,6 +872,30 @@ def payorders_unsettled():
     return PayOrder.objects.filter(status=S.COMPLETED, settlement_transaction__isnull=True).order_by("id").values_list("pk", flat=True)
 
 
+def _unmined_payments(order: PayOrder):
+    """The order's payments last seen outside a block (submitted from the mempool)."""
+    return order.payments.filter(status=PayOrderPayment.Status.PENDING, confirmations__lt=1)
+
+
+def _payments_now_in_a_block(order: PayOrder) -> set[int]:
+    """Ids of the order's unmined-when-seen payments that the chain now shows executed in a block
+    (asked before any lock is taken: a network call). A refund counts only money on chain."""
+    payments = list(_unmined_payments(order))
+    if not payments:
+        return set()
+    provider = get_chain_provider(order.chain)
+    mined = set()
+    for payment in payments:
+        transfers = provider.get_transaction(payment.tx_hash) or []
+        if any(
+            _log_index(t) == payment.log_index and t.asset == payment.asset
+            and t.status == TransferStatus.SUCCEEDED and t.confirmations >= 1
+            for t in transfers
+        ):
+            mined.add(payment.pk)
+    return mined
+
+
 def payorder_refund(*, organization, public_id, destination_address: str, kind: str = Refund.Kind.FULL, actor=None, reason: str = "") -> Refund:
     """Give the payer's money back to `destination_address` (see Refund).
 
@@ -888,6 +912,7 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
     if kind not in Refund.Kind.values:
         raise _field_error("kind", "One of full, excess.")
     work = _Work(actor)
+    in_block = _payments_now_in_a_block(payorder_get(organization=organization, public_id=public_id))
     with transaction.atomic():
         order = payorders_for_update().select_related("organization", "deposit_address").get(
             pk=payorder_get(organization=organization, public_id=public_id).pk
@@ -910,6 +935,11 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
             amount = order.amount_received - refunded
             if amount <= 0:
                 raise NothingToRefund(details={"id": str(order.public_id), "status": order.status})
+        if _unmined_payments(order).exclude(pk__in=in_block).exists():
+            raise PayOrderInvalidState(
+                "A payment to this order is not in a block yet (it can still be replaced or dropped); refund once it is mined.",
+                details={"id": str(order.public_id), "status": order.status},
+            )
         if Refund.objects.filter(pay_order=order, kind=kind).exists():
             raise PayOrderInvalidState(f"This order already has a {kind} refund.", details={"id": str(order.public_id), "kind": kind})
         ledger_tx = None
