@@ -32,7 +32,7 @@ def _member_organization(request, user: User, roles) -> Organization | None:
     memberships = Membership.objects.select_related("organization").filter(user=user)
     wanted = request.META.get(ORGANIZATION_HEADER, "").strip()
     if wanted:
-        memberships = memberships.filter(organization__pk=int(wanted)) if wanted.isdigit() else memberships.filter(organization__slug=wanted)
+        memberships = memberships.filter(organization__pk=int(wanted)) if wanted.isascii() and wanted.isdigit() else memberships.filter(organization__slug=wanted)
     found = list(memberships[:2])
     if len(found) != 1 or found[0].role not in roles:
         return None

@@ -21,7 +21,7 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 
 from accounts.org_serializers import OrgErrorOutput
-from accounts.tenancy import OrganizationScopedMixin
+from accounts.tenancy import OWNER_ONLY, OrganizationScopedMixin
 from accounts.throttles import MoneyThrottle
 from core.idempotency import HEADER, LEGACY_HEADER, idempotent, idempotent_execute
 from payorders import selectors, services
@@ -378,6 +378,7 @@ XPUB = {
 class XpubKeyListCreateApi(OrganizationScopedMixin, generics.ListAPIView):
     queryset = XpubKey.objects.order_by("chain", "-is_active", "-id")
     serializer_class = XpubKeyOutput
+    organization_write_roles = OWNER_ONLY  # the active key decides whose wallet customers pay into
     filter_backends: list = []
 
     @extend_schema(
