@@ -82,7 +82,7 @@ from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
 from core.errors import CofferError, InvalidState, ValidationFailed
-from core.money import MONEY_CONTEXT, parse_amount
+from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, parse_amount
 from ledger.checks import ledger_check  # noqa: F401  (re-exported: ledger.services.ledger_check)
 from ledger.errors import (
     CurrencyMismatch,
@@ -550,6 +550,13 @@ def _simulate(
             amount = leg.amount
             plan.balances[src.pk] -= amount
             plan.balances[dst.pk] += amount
+            for wid in (src.pk, dst.pk):  # NUMERIC(38, 18): a balance past 20 integer digits cannot be stored
+                if plan.balances[wid] and abs(plan.balances[wid]).adjusted() >= MAX_INTEGER_DIGITS:
+                    raise ValidationFailed(
+                        f"operations[{i}].amount: wallet {wid}'s balance would exceed {MAX_INTEGER_DIGITS} integer digits.",
+                        details={"fields": {f"operations[{i}].amount": [f"The resulting balance would exceed {MAX_INTEGER_DIGITS} integer digits."]},
+                                 "operation_index": i, "wallet_id": wid},
+                    )
             plan.entries.append((src.pk, Entry.Direction.DEBIT, amount, plan.balances[src.pk], i))
             plan.entries.append((dst.pk, Entry.Direction.CREDIT, amount, plan.balances[dst.pk], i))
             plan.touched.update((src.pk, dst.pk))

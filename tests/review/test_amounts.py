@@ -32,3 +32,30 @@ class TestHugeExchangeQuotes:
         )
         assert response.status_code == 201, response.content
         assert Decimal(response.json()["destination_amount"]) > 0
+
+
+@pytest.mark.django_db
+class TestBalanceOverflow:
+    def test_a_deposit_that_would_overflow_the_balance_is_a_400_and_moves_nothing(self, jane):
+        """Enhanced KYC has no limits: two deposits of 20 integer digits each were a 500 from the
+        database (numeric field overflow) on the second; now a 400 before anything is written."""
+        import uuid
+
+        from ledger.checks import ledger_check
+        from ledger.models import Transaction, Wallet
+
+        jane.customer.kyc_level = "enhanced"
+        jane.customer.save(update_fields=["kyc_level"])
+        wallet = open_wallet(jane, "USD")
+        client = client_for(jane)
+
+        def deposit():
+            return client.post("/api/v1/deposits", {"wallet_id": wallet.pk, "amount": "99999999999999999999"}, format="json",
+                               headers={"Idempotency-Key": str(uuid.uuid4())})
+
+        assert deposit().status_code == 201
+        second = deposit()
+        assert second.status_code == 400, second.content
+        assert second.json()["error"]["code"] == "VALIDATION_ERROR"
+        assert Wallet.objects.get(pk=wallet.pk).balance == Decimal("99999999999999999999")
+        assert Transaction.objects.filter(type="deposit").count() == 1 and ledger_check() == []
