@@ -99,11 +99,21 @@ def normalize_event_patterns(events: list[str]) -> list[str]:
 # --- URL checks ---------------------------------------------------------------------------------
 
 
+# Not globally reachable although this Python's `is_global` says so: IETF protocol assignments
+# (192.0.0.0/24 except the anycast 192.0.0.9 and 192.0.0.10, as newer Pythons have it).
+_IETF_PROTOCOL = ipaddress.ip_network("192.0.0.0/24")
+_IETF_GLOBAL = {ipaddress.ip_address("192.0.0.9"), ipaddress.ip_address("192.0.0.10")}
+
+
 def _address_is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address):
         mapped = ip.ipv4_mapped or ip.sixtofour
         if mapped is not None:
             return _address_is_public(mapped)
+        if ip.is_site_local:  # fec0::/10, deprecated but still routed inside some networks
+            return False
+    elif ip in _IETF_PROTOCOL and ip not in _IETF_GLOBAL:
+        return False
     return not (
         ip.is_private
         or ip.is_loopback
