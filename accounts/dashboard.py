@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import math
 from decimal import Decimal
 from functools import wraps
 
@@ -63,11 +64,43 @@ def landing(request):
     return render(request, "landing.html")
 
 
+class _PostedData:
+    """What the API's auth throttles read from a request, for the form post."""
+
+    def __init__(self, request):
+        self.META, self.data = request.META, request.POST
+
+
+def login_throttle_wait(request) -> int | None:
+    """The API's `auth` throttles (per client address, per account) on a login form post;
+    seconds to wait when one refuses, else None (and the attempt is counted)."""
+    from accounts.throttles import AuthAccountThrottle, AuthAddressThrottle
+
+    posted = _PostedData(request)
+    waits = []
+    for throttle in (AuthAddressThrottle(), AuthAccountThrottle()):
+        if not throttle.allow_request(posted, None):
+            waits.append(throttle.wait() or 1)
+    return max(1, math.ceil(max(waits))) if waits else None
+
+
 class DashboardLoginView(auth_views.LoginView):
+    """The same limits as POST /auth/token (THROTTLE_AUTH per address and per account) before
+    the password is even looked at; the per-account lockout comes on top."""
+
     template_name = "dashboard/login.html"
     authentication_form = DashboardLoginForm
     redirect_authenticated_user = True
     next_page = reverse_lazy("dashboard:overview")
+
+    def post(self, request, *args, **kwargs):
+        wait = login_throttle_wait(request)
+        if wait is None:
+            return super().post(request, *args, **kwargs)
+        messages.error(request, f"Too many login attempts; try again in {wait} seconds.")
+        response = self.render_to_response(self.get_context_data(form=self.get_form_class()(request)), status=429)
+        response["Retry-After"] = str(wait)
+        return response
 
 
 class DashboardLogoutView(auth_views.LogoutView):
