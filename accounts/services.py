@@ -145,6 +145,7 @@ def _login_attempt(*, email: str, password: str, client_ip: str) -> tuple[User |
         audit_record(action="user.login_failed", data={"reason": "unknown_email", "email_sha256": _email_digest(email), "client_ip": client_ip})
         return None, "locked" if _lock_seconds(failures) else "unknown_email"
     if user.locked_until and user.locked_until > now:
+        User().set_password(password)  # the same hashing time as an unknown address: no timing oracle
         audit_record(actor=user, action="user.login_failed", target=user, data={"reason": "locked", "client_ip": client_ip})
         return None, "locked"
     if not user.check_password(password):
