@@ -19,6 +19,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -68,16 +69,16 @@ class Rate:
         )
 
 
-class PriceProvider:
+class PriceProvider(ABC):
     """Interface: `quote(base, quote) -> Rate`; `currencies()` lists what it can price."""
 
     name = "abstract"
 
-    def quote(self, base: str, quote: str) -> Rate:
-        raise NotImplementedError
+    @abstractmethod
+    def quote(self, base: str, quote: str) -> Rate: ...
 
-    def currencies(self) -> list[str]:
-        raise NotImplementedError
+    @abstractmethod
+    def currencies(self) -> list[str]: ...
 
 
 def _spread() -> Decimal:
