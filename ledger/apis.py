@@ -40,7 +40,7 @@ from core.idempotency import idempotent
 from core.money import parse_amount
 from core.pagination import LimitOffsetPagination
 from ledger.errors import DuplicateReference, WalletNotFound
-from ledger.filters import TransactionFilter, Viewer, transaction_entries_visible, transaction_get, transactions_visible, wallets_owned
+from ledger.filters import TransactionFilter, Viewer, entries_in_range, transaction_entries_visible, transaction_get, transactions_visible, wallets_owned
 from ledger.models import Asset, Transaction, Wallet
 from ledger.selectors import asset_get, assets_visible, wallet_entries
 from ledger.serializers import (
@@ -551,7 +551,7 @@ def org_wallet_retrieve(request, wallet_id: int) -> Response:
 
 def org_wallet_entries(request, view, wallet_id: int) -> Response:
     wallet = org_wallet_get(request.organization, wallet_id)
-    entries = wallet_entries(wallet=wallet).select_related("wallet__customer")
+    entries = entries_in_range(wallet_entries(wallet=wallet).select_related("wallet__customer"), request.query_params)
     paginator = LimitOffsetPagination()
     page = paginator.paginate_queryset(entries, request, view=view)
     presenter = TransactionPresenter(viewer=Viewer(organization=request.organization))

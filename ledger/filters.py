@@ -36,6 +36,8 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from rest_framework import serializers
+
 from core.errors import NotFound
 from ledger.models import Entry, Transaction, Wallet
 
@@ -152,6 +154,25 @@ class PositiveIntegerFilter(django_filters.NumberFilter):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("min_value", 1)
         super().__init__(*args, **kwargs)
+
+
+class EntryFilter(django_filters.FilterSet):
+    """A wallet statement's date range (`GET /wallets/{id}/entries?from=&to=`)."""
+
+    locals()["from"] = InstantFilter(bound="from", help_text="Posted at or after (ISO 8601 date or date-time; UTC if no offset).")
+    locals()["to"] = InstantFilter(bound="to", help_text="Posted at or before (ISO 8601; a bare date includes that whole day).")
+
+    class Meta:
+        model = Entry
+        fields: list[str] = []
+
+
+def entries_in_range(queryset: QuerySet[Entry], params) -> QuerySet[Entry]:
+    """`queryset` narrowed by the `from`/`to` query parameters; a malformed one is a 400."""
+    entry_filter = EntryFilter(params, queryset=queryset)
+    if not entry_filter.is_valid():
+        raise serializers.ValidationError(entry_filter.errors)
+    return entry_filter.qs
 
 
 class TransactionFilter(django_filters.FilterSet):

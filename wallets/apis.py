@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from accounts.tenancy import IsUser
 from ledger import apis as ledger_apis  # the organization side of /wallets (ledger.apis)
+from ledger.filters import entries_in_range
 from accounts.throttles import MoneyThrottle
 from accounts.twofactor import HEADER as TWO_FACTOR_HEADER, twofactor_code_from
 from core.idempotency import idempotent
@@ -181,7 +182,11 @@ class WalletEntriesApi(_UserApi):
     @extend_schema(
         operation_id="wallets_entries", tags=["wallets"], summary="A wallet's statement, newest first",
         responses={200: EntryOutput(many=True), 404: OpenApiResponse(description="NOT_FOUND")},
-        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        parameters=[
+            OpenApiParameter("limit", int), OpenApiParameter("offset", int),
+            OpenApiParameter("from", str, description="Posted at or after (ISO 8601 date or date-time; UTC if no offset)."),
+            OpenApiParameter("to", str, description="Posted at or before (ISO 8601; a bare date includes that whole day)."),
+        ],
         examples=[OpenApiExample("Statement", response_only=True, value={
             "results": [{"id": 5, "transaction_id": 3, "wallet_id": 42, "entry_type": "debit", "amount": "100.00",
                          "currency": "USD", "balance_after": "550.00", "created_at": "2026-05-31T12:05:00Z"}],
@@ -190,7 +195,7 @@ class WalletEntriesApi(_UserApi):
     def get(self, request, wallet_id: int):
         if request.organization is not None:
             return ledger_apis.org_wallet_entries(request, self, wallet_id)
-        entries = selectors.wallet_entries_for_user(user=request.user, wallet_id=wallet_id)
+        entries = entries_in_range(selectors.wallet_entries_for_user(user=request.user, wallet_id=wallet_id), request.query_params)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(entries, request, view=self)
         return paginator.get_paginated_response(EntryOutput(page, many=True).data)

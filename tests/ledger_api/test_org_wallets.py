@@ -87,6 +87,9 @@ def test_list_and_retrieve_only_the_organizations_wallets(client_a, client_b, or
     assert client_a.get("/api/v1/wallets?status=frozen").status_code == 400
     assert client_a.get(f"/api/v1/wallets/{a1.pk}").json()["balance"] == "3"
     assert client_a.get(f"/api/v1/wallets/{a1.pk}/entries").json()["results"][0]["balance_after"] == "3"
+    assert client_a.get(f"/api/v1/wallets/{a1.pk}/entries?from=2999-01-01").json()["count"] == 0
+    assert client_a.get(f"/api/v1/wallets/{a1.pk}/entries?to=2999-01-01").json()["count"] == 1
+    assert client_a.get(f"/api/v1/wallets/{a1.pk}/entries?to=not-a-date").status_code == 400
     for wallet_id in (b1.pk, 999_999_999):
         for url in (f"/api/v1/wallets/{wallet_id}", f"/api/v1/wallets/{wallet_id}/entries"):
             assert client_a.get(url).status_code == 404

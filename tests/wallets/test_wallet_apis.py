@@ -1,8 +1,10 @@
 """Wallets of a user: open, list, read, statement. Someone else's wallet is a 404."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from ledger.models import Wallet
@@ -102,6 +104,28 @@ class TestRead:
         assert [e["balance_after"] for e in page["results"]] == ["70.00", "90.00"]
         bad = client.get(f"/api/v1/wallets/{wallet.pk}/entries?limit=abc")
         assert bad.status_code == 400
+
+    def test_statement_by_date_range(self, jane, john):
+        wallet = open_wallet(jane, "USD", funded="100.00")
+        ledger_post(type="transfer", operations=[Transfer(source=wallet, destination=open_wallet(john, "USD"), amount=Decimal("10.00"))]).raise_for_error()
+        client = client_for(jane)
+        url = f"/api/v1/wallets/{wallet.pk}/entries"
+        today = timezone.now().date()
+        counts = {
+            "": 2,
+            f"?from={today.isoformat()}": 2,
+            f"?to={today.isoformat()}": 2,  # a bare date includes that whole day
+            f"?from={(today + timedelta(days=1)).isoformat()}": 0,
+            f"?to={(today - timedelta(days=1)).isoformat()}": 0,
+            f"?from={(timezone.now() - timedelta(hours=1)).isoformat().replace('+00:00', 'Z')}": 2,
+        }
+        for query, expected in counts.items():
+            response = client.get(url + query)
+            assert response.status_code == 200, (query, response.content)
+            assert response.json()["count"] == expected, query
+        bad = client.get(url + "?from=yesterday")
+        assert bad.status_code == 400 and _code(bad) == "VALIDATION_ERROR"
+        assert "from" in bad.json()["error"]["details"]["fields"]
 
     def test_suspended_wallet_is_still_readable(self, jane):
         wallet = open_wallet(jane, "USD", funded="5")
