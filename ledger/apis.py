@@ -580,18 +580,52 @@ WALLET_STATE_ERRORS = {
 }
 
 
+class IsOrganizationOrWalletStaff(BasePermission):
+    """Organizations (IsOrganization's rules) or, with a user token and no X-Organization header,
+    staff holding `ledger.change_wallet` (the compliance officer role), on any wallet (SPEC 6:
+    suspend/activate are for organizations or staff)."""
+
+    message = "Use organization credentials, or a staff token with the wallet permission."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        if isinstance(user, User) and user.is_active and user.is_staff and not request.META.get(ORGANIZATION_HEADER):
+            request.organization = None
+            return user.has_perm("ledger.change_wallet")
+        return IsOrganization().has_permission(request, view)
+
+
+def staff_wallet_transition(*, user: User, wallet_id: int, action: str, reason: str = "") -> Wallet:
+    """A staff member suspends or activates any wallet through the ledger's FSM services
+    (audited with the staff actor); the owning organization, if any, gets the webhook."""
+    if not Wallet.objects.filter(pk=wallet_id).exists():
+        raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
+    service = {"suspend": wallet_suspend, "activate": wallet_activate}[action]
+    with db_transaction.atomic():
+        service(wallet=wallet_id, actor=user, reason=reason)
+        wallet = Wallet.objects.select_related(*WALLET_RELATED).get(pk=wallet_id)
+        owner = wallet.organization or (wallet.customer.organization if wallet.customer_id else None)
+        if owner is not None:
+            webhook_publish(organization=owner, event_type=WALLET_EVENTS[action], payload=_wallet_payload(wallet))
+    return wallet
+
+
 class _WalletTransitionApi(generics.GenericAPIView):
     serializer_class = OrgWalletOutput
     queryset = Wallet.objects.none()
-    permission_classes = [IsOrganization]
+    permission_classes = [IsOrganizationOrWalletStaff]
     filter_backends: list = []
     action = ""
 
     def post(self, request, wallet_id: int):
         data = validated(WalletActionInput(data=request.data or {}))
-        wallet = organization_wallet_transition(
-            organization=request.organization, user=None, principal=request.user, wallet_id=wallet_id, action=self.action, reason=data["reason"],
-        )
+        if request.organization is None:  # staff (IsOrganizationOrWalletStaff)
+            wallet = staff_wallet_transition(user=request.user, wallet_id=wallet_id, action=self.action, reason=data["reason"])
+        else:
+            wallet = organization_wallet_transition(
+                organization=request.organization, user=None, principal=request.user, wallet_id=wallet_id, action=self.action,
+                reason=data["reason"],
+            )
         return Response(OrgWalletOutput(wallet).data)
 
 
@@ -600,7 +634,7 @@ class WalletSuspendApi(_WalletTransitionApi):
 
     @extend_schema(
         operation_id="wallets_suspend", tags=["wallets"], parameters=[ORG_HEADER], request=WalletActionInput,
-        summary="Suspend a wallet (organizations): it keeps its balance but takes part in no transaction (WALLET_INACTIVE)",
+        summary="Suspend a wallet (organizations or staff): it keeps its balance but takes part in no transaction (WALLET_INACTIVE)",
         responses={200: OrgWalletOutput, **WALLET_STATE_ERRORS},
         examples=[
             OpenApiExample("Why", value={"reason": "chargeback investigation"}, request_only=True),
@@ -618,7 +652,7 @@ class WalletActivateApi(_WalletTransitionApi):
 
     @extend_schema(
         operation_id="wallets_activate", tags=["wallets"], parameters=[ORG_HEADER], request=WalletActionInput,
-        summary="Re-activate a suspended wallet (organizations)",
+        summary="Re-activate a suspended wallet (organizations or staff)",
         responses={200: OrgWalletOutput, **WALLET_STATE_ERRORS},
         examples=[
             OpenApiExample("Why", value={"reason": "investigation closed"}, request_only=True),

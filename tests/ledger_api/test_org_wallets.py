@@ -154,3 +154,37 @@ def test_users_close_their_own_wallets_only_and_cannot_suspend(org, usd):
     assert client.delete(f"/api/v1/wallets/{janes.pk}").json()["status"] == "closed"
     assert Wallet.objects.get(pk=johns.pk).status == Wallet.objects.get(pk=org_wallet.pk).status == "active"
     assert Decimal(0) == Wallet.objects.get(pk=janes.pk).balance
+
+
+def test_staff_with_the_wallet_permission_suspend_and_activate_any_wallet(client_a, org, points, usd):
+    from django.contrib.auth.models import Group
+
+    from ledger.services import wallet_open
+    from tests.factories import StaffUserFactory
+
+    subscribe_all(client_a)
+    wallet = customer_wallet(org, points, "2")
+    jane = person()
+    personal = wallet_open(asset=usd, customer=jane.customer)
+    officer = StaffUserFactory()
+    officer.groups.add(Group.objects.get(name="compliance officer"))
+    staff = user_client(officer)
+
+    response = staff.post(f"/api/v1/wallets/{wallet.pk}/suspend", {"reason": "sanctions hit"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "suspended"
+    wallet.refresh_from_db()
+    assert wallet.status == Wallet.Status.SUSPENDED
+    event = AuditEvent.objects.filter(action="wallet.suspend", target_id=str(wallet.pk)).latest("id")
+    assert event.actor == officer and event.data.get("reason") == "sanctions hit"
+    assert WebhookDelivery.objects.filter(endpoint__organization=org.organization, event_type="wallet.suspended").count() == 1
+    assert staff.post(f"/api/v1/wallets/{wallet.pk}/activate", {"reason": "cleared"}, format="json").json()["status"] == "active"
+    # a person's own wallet too (no organization to notify), and a missing one is a 404
+    assert staff.post(f"/api/v1/wallets/{personal.pk}/suspend", {"reason": "fraud"}, format="json").status_code == 200
+    assert staff.post("/api/v1/wallets/999999999/suspend", {"reason": "x"}, format="json").status_code == 404
+
+    # staff without the permission, and ordinary users, may not
+    support = StaffUserFactory()
+    support.groups.add(Group.objects.get(name="support"))
+    assert user_client(support).post(f"/api/v1/wallets/{wallet.pk}/suspend", {"reason": "x"}, format="json").status_code == 403
+    assert user_client(jane).post(f"/api/v1/wallets/{personal.pk}/activate", {"reason": "x"}, format="json").status_code == 403
