@@ -7,6 +7,7 @@ chain in the same database transaction as the change.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,7 @@ from core.errors import InvalidState, NotFound, ValidationFailed
 API_KEY_ID_PREFIX = "key_"
 API_KEY_SECRET_PREFIX = "sk_"
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+auth_logger = logging.getLogger("coffer.auth")
 
 
 def audit(*, actor: User | None = None, action: str, target=None, data: dict | None = None) -> None:
@@ -108,13 +110,23 @@ def api_key_mark_used(*, api_key: ApiKey) -> None:
 
 
 def api_key_auth_failed(*, scheme: str, reason: str, key_id: str = "", api_key: ApiKey | None = None, client_ip: str = "") -> None:
-    """An authentication failure lands in the audit chain (never with the presented secret)."""
-    with transaction.atomic():
-        audit(
-            action="api_key.auth_failed",
-            target=api_key,
-            data={"scheme": scheme, "reason": reason, "key_id": key_id[:80], "client_ip": client_ip},
-        )
+    """An API-key, signature or organization-token failure: logged, and counted in the cache per
+    key (or per client address when no key id was presented) per minute; the sequencer's beat
+    task writes one `api_key.auth_failed` audit event per key and minute with the count and the
+    first failure's details. No database write here, so a credential spray costs the database
+    nothing (never with the presented secret)."""
+    from compliance.services import audit_count
+
+    key_id = key_id[:80]
+    data = {"scheme": scheme, "reason": reason, "key_id": key_id, "client_ip": client_ip}
+    count = audit_count(
+        action="api_key.auth_failed",
+        group=f"key:{key_id}" if key_id else f"ip:{client_ip}",
+        target_type=api_key._meta.label_lower if api_key is not None else "",
+        target_id=str(api_key.pk) if api_key is not None else "",
+        data=data,
+    )
+    auth_logger.warning("API authentication failed: %s (%s), key id %r, client %s, failure %d this minute", reason, scheme, key_id, client_ip, count)
 
 
 # --- Organizations (management command, demo data) ----------------------------------------------

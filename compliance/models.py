@@ -1,12 +1,17 @@
-"""The audit chain: an append-only, hash-chained log of everything that matters.
+"""The audit chain: an append-only, keyed hash chain of everything that matters.
 
-Invariants (SPEC 4.5, 8):
-- Rows are only ever inserted, by `compliance.services.audit_record` (or its private helper);
-  the database refuses UPDATE and DELETE (a trigger installed by migration 0002).
-- `hash` = SHA-256 over the canonical JSON of the event's fields and `prev_hash`
-  (`compliance.services.audit_event_hash`); the first event links to `GENESIS_HASH`.
-- Chain order is id order: appends are serialised (an advisory lock on PostgreSQL, IMMEDIATE
-  transactions on SQLite), so ids are allocated in the order events join the chain.
+Invariants (SPEC 4.5, 8; how they are kept is in `compliance.services`):
+- Rows are only ever inserted, by `compliance.services.audit_record` (one INSERT, no lock), with
+  `sequence`, `prev_hash` and `hash` NULL. The sequencer (`audit_chain_advance`) later fills
+  those three columns exactly once; the database refuses every other UPDATE, every DELETE and
+  TRUNCATE (triggers installed by migrations 0002 and 0007).
+- Chained events are numbered 1, 2, 3 ... without gaps in `sequence` (chain order); `hash` =
+  HMAC-SHA256(AUDIT_CHAIN_KEY, canonical JSON of the event's fields, its id, sequence and
+  `prev_hash`); sequence 1 links to `GENESIS_HASH`. Id order is allocation order, not chain order.
+- PostgreSQL only: a column `txid` (xid8, default `pg_current_xact_id()`) that the model does not
+  declare records the inserting transaction, for the sequencer's watermark.
+- `AuditCheckpoint` rows are the sequencer's signed checkpoints (also written to the log and to
+  AUDIT_CHECKPOINT_PATH, outside the database).
 """
 
 from decimal import Decimal
@@ -34,15 +39,42 @@ class AuditEvent(models.Model):
     target_type = models.CharField(max_length=100, blank=True, default="", db_index=True)
     target_id = models.CharField(max_length=100, blank=True, default="")
     data = models.JSONField(default=dict, blank=True)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    # NULL until the sequencer links the event into the chain.
+    sequence = models.BigIntegerField(null=True, blank=True, unique=True)
+    prev_hash = models.CharField(max_length=64, null=True, blank=True)
+    hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["target_type", "target_id"], name="auditevent_target_idx")]
+        indexes = [
+            models.Index(fields=["target_type", "target_id"], name="auditevent_target_idx"),
+            # The sequencer's scan: the few events not chained yet.
+            models.Index(fields=["id"], condition=Q(sequence__isnull=True), name="auditevent_unchained_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.action} by {self.actor_label or 'system'}"
+
+
+class AuditCheckpoint(models.Model):
+    """A signed statement by the sequencer: "the chain had `count` events, the last one
+    (`head_sequence`, `head_id`) hashing to `head_hash`, at `created_at`". `signature` is an
+    HMAC with AUDIT_CHAIN_KEY over those fields. Copies go to the log and to a file, so a
+    truncated or rewound table is caught against a record it does not hold."""
+
+    id = models.BigAutoField(primary_key=True)
+    created_at = models.DateTimeField()
+    head_sequence = models.BigIntegerField()
+    head_id = models.BigIntegerField()
+    head_hash = models.CharField(max_length=64)
+    count = models.BigIntegerField()
+    signature = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-head_sequence"]
+
+    def __str__(self) -> str:
+        return f"checkpoint at sequence {self.head_sequence}"
 
 
 # --- Fees, limits, risk rules, sanctions and the review queue ------------------------------------

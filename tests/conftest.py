@@ -27,6 +27,13 @@ def _clear_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _audit_checkpoint_file(settings, tmp_path):
+    """Each test its own audit checkpoint file: the database is emptied between tests, and a
+    checkpoint left by another test would read as a truncated chain."""
+    settings.AUDIT_CHECKPOINT_PATH = str(tmp_path / "audit" / "checkpoints.jsonl")
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

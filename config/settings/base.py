@@ -282,6 +282,16 @@ PAYOUT_SANDBOX_FAIL = env.bool("PAYOUT_SANDBOX_FAIL", default=False)
 PAYOUT_SWEEP_SECONDS = env.int("PAYOUT_SWEEP_SECONDS", default=10)
 EXCHANGE_QUOTE_TTL_SECONDS = env.int("EXCHANGE_QUOTE_TTL_SECONDS", default=30)
 
+# --- Audit chain (compliance.services) ---------------------------------------------------------
+# HMAC key of the audit chain and its checkpoints: a secret, never stored in the database.
+# No default here: local and test settings carry a development key, production requires one.
+AUDIT_CHAIN_KEY = env("AUDIT_CHAIN_KEY", default="")
+# The sequencer's signed checkpoints, one JSON line each, outside the database it protects.
+AUDIT_CHECKPOINT_PATH = env("AUDIT_CHECKPOINT_PATH", default="") or str(VAR_DIR / "audit" / "checkpoints.jsonl")
+# How often the beat task links committed events into the chain, and how many per transaction.
+AUDIT_CHAIN_ADVANCE_SECONDS = env.float("AUDIT_CHAIN_ADVANCE_SECONDS", default=2.0)
+AUDIT_CHAIN_BATCH = env.int("AUDIT_CHAIN_BATCH", default=1000)
+
 # --- Logging: every record passes the redaction filter ---------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -5,10 +5,12 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import env
 
 from .base import *  # noqa: F403
-from .base import CHAIN_PROVIDER, DEBUG, INSECURE_DEFAULT_SECRET_KEY, SECRET_KEY, WEBHOOK_ALLOW_PRIVATE_URLS
+from .base import AUDIT_CHAIN_KEY, CHAIN_PROVIDER, DEBUG, INSECURE_DEFAULT_SECRET_KEY, SECRET_KEY, WEBHOOK_ALLOW_PRIVATE_URLS
 
 
-def check_production_settings(*, debug: bool, secret_key: str, chain_provider: str, allow_private: bool) -> None:
+def check_production_settings(
+    *, debug: bool, secret_key: str, chain_provider: str, allow_private: bool, audit_chain_key: str
+) -> None:
     problems = []
     if debug:
         problems.append("DEBUG is on")
@@ -18,6 +20,8 @@ def check_production_settings(*, debug: bool, secret_key: str, chain_provider: s
         problems.append("CHAIN_PROVIDER is the sandbox")
     if allow_private:
         problems.append("WEBHOOK_ALLOW_PRIVATE_URLS is on")
+    if len(audit_chain_key) < 32:
+        problems.append("AUDIT_CHAIN_KEY is missing or shorter than 32 characters")
     if problems:
         raise ImproperlyConfigured("Refusing to start in production: " + "; ".join(problems))
 
@@ -27,6 +31,7 @@ check_production_settings(
     secret_key=env("SECRET_KEY", default="") and SECRET_KEY,
     chain_provider=CHAIN_PROVIDER,
     allow_private=WEBHOOK_ALLOW_PRIVATE_URLS,
+    audit_chain_key=AUDIT_CHAIN_KEY,
 )
 
 SESSION_COOKIE_SECURE = True

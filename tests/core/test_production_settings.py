@@ -15,6 +15,7 @@ GOOD = {
     "EVM_RPC_URL": "http://127.0.0.1:8545",
     "WEBHOOK_ALLOW_PRIVATE_URLS": "0",
     "ALLOWED_HOSTS": "coffer.example",
+    "AUDIT_CHAIN_KEY": "a-long-random-audit-chain-hmac-key-0123456789abcdef",
 }
 
 
@@ -49,6 +50,8 @@ def test_a_safe_configuration_boots():
         ({"CHAIN_PROVIDER": None}, "CHAIN_PROVIDER is the sandbox"),
         ({"CHAIN_PROVIDER": "sandbox"}, "CHAIN_PROVIDER is the sandbox"),
         ({"WEBHOOK_ALLOW_PRIVATE_URLS": "1"}, "WEBHOOK_ALLOW_PRIVATE_URLS is on"),
+        ({"AUDIT_CHAIN_KEY": None}, "AUDIT_CHAIN_KEY is missing"),
+        ({"AUDIT_CHAIN_KEY": "short"}, "AUDIT_CHAIN_KEY is missing or shorter than 32"),
     ],
 )
 def test_an_unsafe_configuration_refuses_to_start(overrides, reason):
