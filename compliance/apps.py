@@ -6,6 +6,7 @@ class ComplianceConfig(AppConfig):
     verbose_name = "Compliance"
 
     def ready(self) -> None:
-        from compliance import signals
+        from compliance import rules, signals
 
         signals.connect()
+        rules.connect()

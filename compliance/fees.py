@@ -27,9 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 
-from django.db.models import Q
 
 from compliance.models import FeeRule, MovementType
+from compliance.rules import rules
 from core.errors import ValidationFailed
 from core.money import MONEY_CONTEXT, format_amount, quantum
 
@@ -76,12 +76,10 @@ def _normalise_destination(destination_type: str | None) -> str:
 def fee_rule_for(*, movement_type: str, currency: str, destination_type: str = "") -> FeeRule | None:
     """The most specific active rule (see the module docstring), or None."""
     destination_type = _normalise_destination(destination_type)
-    candidates = FeeRule.objects.filter(
-        Q(currency="") | Q(currency=currency),
-        Q(destination_type="") | Q(destination_type=destination_type),
-        movement_type=movement_type,
-        active=True,
-    )
+    candidates = [
+        rule for rule in rules().fees
+        if rule.movement_type == movement_type and rule.currency in ("", currency) and rule.destination_type in ("", destination_type)
+    ]
 
     def specificity(rule: FeeRule) -> tuple[int, int]:
         score = (2 if rule.destination_type else 0) + (1 if rule.currency else 0)

@@ -3,39 +3,29 @@
 Rules. `LimitRule(kyc_level, movement_type, direction, currency)`: a rule naming the asset's
 code wins over the blank-currency rule; limits are in the major units of the moving asset; NULL
 is no limit; no rule at all is no limit (the seed migration writes a rule for every level and
-every movement a customer's money takes, enhanced with NULLs, so "no rule" only happens for
-movement types that have no limits, such as settlement).
+every movement a customer's money takes, enhanced with NULLs). Rules are read through
+`compliance.rules` (a per-process snapshot, reloaded when an admin changes one).
 
-Usage is derived from the ledger every time, never kept in a counter that could drift. For a
-customer, an asset, a movement type and a direction, the movements that count are the ledger
-transactions of that `type` whose status is `completed`, `pending` (posted, payout in flight) or
-`in_review` (funds held), created in the window: the current UTC day (from 00:00 UTC) or the
-current UTC calendar month. A movement counts in the period in which it was requested
-(`Transaction.created_at`), also when a reviewer approves it later. Not counted: `failed` and
-`rejected` transactions (no money moved) and `reversed` ones (the money came back).
-
-The amount a transaction counts for is worked out per leg, from the customer's side:
-- posted transactions (they have entries): the sum of the customer's entries in that asset on
-  the direction's side (debits for outgoing, credits for incoming) ...
-- not-yet-posted transactions (`in_review`, or `pending` without entries): the same legs read
-  from the operations the ledger stored on the transaction;
-- ... excluding legs whose other side is another wallet of the same customer (moving money
-  between one's own wallets is neither outgoing nor incoming) or the platform fee account (a
-  fee is not part of the movement: limits apply to the amount the customer asked to move, the
-  same number the money path passes to `limits_enforce`), except for an exchange, whose fee is
-  part of its source amount and is enforced with it (`FEE_INCLUDED_TYPES`).
+Usage comes from the per-customer counters the posting engine keeps (`ledger.usage`: what
+counts, per leg, and when a movement is released): today's and this month's usage (UTC) of a
+scope are one statement over at most 31 counter rows, whatever the customer's history. A
+movement counts on the day it was requested, also when a reviewer approves it later.
 
 Racing requests. `limits_enforce` must run inside the posting's database transaction after
 `customer_lock` has locked the customer row (STYLE 4 lock order: customer, then wallets). Two
 requests of the same customer then run their check-and-post one after the other, and the second
-reads usage after the first committed (READ COMMITTED: each statement sees what was committed
-before it began), so together they cannot pass a daily limit.
+reads the counters after the first committed (READ COMMITTED), so together they cannot pass a
+daily limit.
+
+`customer_movements` (the customer's individual movements in a window, from the ledger) is
+kept for the structuring risk rule, which needs amounts one by one; it runs only for a movement
+that is itself just under a single limit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -45,9 +35,11 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from compliance.models import Direction, LimitRule, MovementType
+from compliance.rules import rules
 from core.errors import CofferError, ValidationFailed
 from core.money import format_amount
 from ledger.models import Entry, Transaction, Wallet
+from ledger.usage import customer_usage
 
 ZERO = Decimal(0)
 COUNTED_STATUSES = (Transaction.Status.COMPLETED, Transaction.Status.PENDING, Transaction.Status.IN_REVIEW)
@@ -201,10 +193,7 @@ def customer_movements(
 
 
 def limit_rule_for(*, kyc_level: str, movement_type: str, direction: str, currency: str) -> LimitRule | None:
-    rules = {r.currency: r for r in LimitRule.objects.filter(
-        kyc_level=kyc_level, movement_type=movement_type, direction=direction, currency__in=["", currency]
-    )}
-    return rules.get(currency) or rules.get("")
+    return rules().limit_rule(kyc_level=kyc_level, movement_type=movement_type, direction=direction, currency=currency)
 
 
 @dataclass
@@ -221,7 +210,6 @@ class LimitStatus:
     monthly_used: Decimal
     amount: Decimal | None = None
     failed_limit: str | None = None  # "single" | "daily" | "monthly"
-    movements: list[Movement] = field(default_factory=list, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -314,19 +302,15 @@ def limits_status(
     single = rule.single_limit if rule else None
     daily = rule.daily_limit if rule else None
     monthly = rule.monthly_limit if rule else None
-    movements: list[Movement] = []
     daily_used = monthly_used = ZERO
-    if daily is not None or monthly is not None or always_usage:
-        movements = customer_movements(
-            customer=customer, asset=asset, movement_type=movement_type, direction=direction, since=month_start(now)
+    if (daily is not None or monthly is not None or always_usage) and customer.pk is not None:
+        daily_used, monthly_used = customer_usage(
+            customer_id=customer.pk, asset_id=asset.pk, movement_type=movement_type, direction=direction, now=now
         )
-        start = day_start(now)
-        monthly_used = sum((m.amount for m in movements), ZERO)
-        daily_used = sum((m.amount for m in movements if m.created_at >= start), ZERO)
     status = LimitStatus(
         customer=customer, asset=asset, movement_type=movement_type, direction=direction, rule=rule,
         single_limit=single, daily_limit=daily, daily_used=daily_used, monthly_limit=monthly,
-        monthly_used=monthly_used, amount=amount, movements=movements,
+        monthly_used=monthly_used, amount=amount,
     )
     wanted = amount if amount is not None else ZERO
     if amount is not None and single is not None and amount > single:

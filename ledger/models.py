@@ -305,7 +305,12 @@ class Entry(models.Model):
     class Meta:
         ordering = ["id"]
         verbose_name_plural = "entries"
-        indexes = [models.Index(fields=["wallet", "id"], name="entry_wallet_id")]
+        indexes = [
+            models.Index(fields=["wallet", "id"], name="entry_wallet_id"),
+            # The risk screen's velocity rule counts a wallet's recent debits: a range scan of
+            # this index, never the wallet's whole history.
+            models.Index(fields=["wallet", "created_at"], condition=Q(direction="debit"), name="entry_wallet_recent_debits"),
+        ]
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="entry_amount_positive")]
 
     def __str__(self) -> str:
@@ -352,3 +357,30 @@ class Hold(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=Status.HELD, target=Status.RELEASED)
     def release(self) -> None:
         pass
+
+
+class UsageCounter(models.Model):
+    """A customer's usage of one (asset, movement type, direction) on one UTC day: the sum of
+    the movements that count toward their limits, and how many there were. Written only by the
+    posting engine (`ledger.usage`), in the same database transaction as the posting that
+    charges it or the transition that releases it (review rejected, payout failed, reversed),
+    so it always equals a recount from the ledger (`ledger.usage.usage_recount`, run by
+    `check_ledger`). A month's usage is the sum of at most 31 rows: constant cost per request,
+    whatever the customer's history."""
+
+    customer = models.ForeignKey("accounts.Customer", on_delete=models.PROTECT, related_name="+", db_index=False)
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+", db_index=False)
+    movement_type = models.CharField(max_length=16)
+    direction = models.CharField(max_length=8)
+    day = models.DateField()
+    amount = AMOUNT(default=Decimal(0))
+    count = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "asset", "movement_type", "direction", "day"], name="usage_counter_key"),
+            models.CheckConstraint(condition=Q(amount__gte=0) & Q(count__gte=0), name="usage_counter_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"customer {self.customer_id} {self.movement_type} {self.direction} {self.day}: {self.amount}"

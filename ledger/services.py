@@ -96,6 +96,7 @@ from ledger.errors import (
 )
 from ledger.locks import holds_for_update, transactions_for_update, wallets_for_update
 from ledger.models import Asset, Entry, Hold, Transaction, Wallet, hot_account_shards
+from ledger.usage import UsageLeg, WalletOwner, usage_apply, usage_charges, usage_day, usage_release, usage_rows_sql
 
 MAX_OPERATIONS = 100
 _TRANSACTION_TYPES = frozenset(Transaction.Type.values)  # .values rebuilds a list on every access
@@ -341,11 +342,12 @@ class _LockedWallet:
     instance per locked row (and django-fsm's per-instance state tracking) was ~20% of a
     posting's Python CPU; the rows never leave the posting."""
 
-    __slots__ = ("pk", "asset_id", "kind", "status", "purpose", "shard", "is_platform", "balance", "held", "asset")
+    __slots__ = ("pk", "asset_id", "kind", "status", "purpose", "shard", "is_platform", "balance", "held", "asset", "customer_id")
 
     def __init__(self, values: tuple, asset: _LockedAsset) -> None:
         (self.pk, self.asset_id, self.kind, self.status, self.purpose, self.shard, self.is_platform,
          self.balance, self.held) = values[:9]
+        self.customer_id = values[11]
         self.asset = asset
 
 
@@ -407,6 +409,7 @@ def _lock_sql_pg(wallet_ids: int, platform_conditions: int) -> str:
         + [f"({wt}.{qn('customer_id')} IS NULL AND {wt}.{qn('organization_id')} IS NULL)"]
         + [f"{wt}.{qn(c)}" for c in ("balance", "held")]
         + [f"{at}.{qn(c)}" for c in ("code", "exponent")]
+        + [f"{wt}.{qn('customer_id')}"]
     )
     platform = (
         f" OR ({wt}.customer_id IS NULL AND {wt}.organization_id IS NULL AND {wt}.purpose = %s AND {wt}.shard = %s"
@@ -654,9 +657,10 @@ def _duplicate(*, organization, customer, reference: str) -> PostingResult:
     return PostingResult(transaction=existing, ok=False, error=error)
 
 
-def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int], db: Any = None) -> int | None:
-    """One statement: insert the transaction (unless its reference is taken), its entries and
-    every touched balance. Returns the transaction id, or None on a reference conflict."""
+def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int], db: Any = None, charges: dict | None = None) -> int | None:
+    """One statement: insert the transaction (unless its reference is taken), its entries,
+    every touched balance and the customers' usage counters (`ledger.usage`). Returns the
+    transaction id, or None on a reference conflict (then nothing is written)."""
     params: list[Any] = [
         tx.type, tx.status, tx.organization_id, tx.customer_id, tx.reference, tx.description,
         _dumps(tx.metadata), _dumps(tx.operations), tx.created_at, tx.completed_at,
@@ -678,6 +682,18 @@ def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int], d
             "FROM t WHERE hd.id = ANY(%s) AND hd.status = 'held')"
         )
         params += [now, captured_hold_ids]
+    usage_sql = ""
+    if charges:
+        usage_rows, usage_params = usage_rows_sql(charges, usage_day(now))
+        usage_sql = (
+            ", c AS (INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, count)"
+            " SELECT v.* FROM t CROSS JOIN (VALUES "
+            + usage_rows.replace("(%s, %s, %s, %s, %s, %s, %s)", "(%s::bigint, %s::bigint, %s::varchar, %s::varchar, %s::date, %s::numeric, %s::int)")
+            + ") AS v(customer_id, asset_id, movement_type, direction, day, amount, count)"
+            " ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE"
+            " SET amount = ledger_usagecounter.amount + excluded.amount, count = ledger_usagecounter.count + excluded.count)"
+        )
+        params += usage_params
     sql = (
         "WITH t AS ("
         " INSERT INTO ledger_transaction (type, status, organization_id, customer_id, reference, description,"
@@ -693,7 +709,7 @@ def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int], d
         " UPDATE ledger_wallet AS w SET balance = v.balance, held = v.held, updated_at = %s"
         f" FROM t, (VALUES {', '.join(wallet_rows)}) AS v(id, balance, held)"
         " WHERE w.id = v.id"
-        f"){holds_sql} SELECT id FROM t"
+        f"){holds_sql}{usage_sql} SELECT id FROM t"
     )
     row = _pg_query(sql, params, db, one=True)
     return row[0] if row else None
@@ -823,17 +839,18 @@ def _post(
         error.details["transaction_id"] = tx.pk
         return PostingResult(transaction=tx, ok=False, error=error)
 
+    charges = {} if existing else _charges(tx, legs, resolved)  # an existing transaction was charged when held
     if hold_for_review:
         tx.hold_for_review()
-        return _place_review_holds(tx, plan, rows, now)
+        return _place_review_holds(tx, plan, rows, now, charges=charges)
     if hold_pending:  # a payout in flight: stays pending, funds held (ledger_hold_pending)
-        return _place_review_holds(tx, plan, rows, now, why="payout in flight")
+        return _place_review_holds(tx, plan, rows, now, why="payout in flight", charges=charges)
 
     if complete:
         tx.complete()
         tx.completed_at = now
     if db.vendor == "postgresql" and not existing:
-        tx_id = _write_pg(tx, plan, now, [h.pk for h in captured], db)
+        tx_id = _write_pg(tx, plan, now, [h.pk for h in captured], db, charges)
         if tx_id is None:
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
         tx.pk = tx_id
@@ -842,14 +859,31 @@ def _post(
         for hold in captured:
             hold.capture()
             hold.transaction = tx
-    elif not _write_orm(tx, plan, now, list(captured), existing=existing):
+    elif _write_orm(tx, plan, now, list(captured), existing=existing):
+        usage_apply(charges, day=usage_day(now))
+    else:
         return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
     return PostingResult(transaction=tx, ok=True)
 
 
-def _place_review_holds(tx: Transaction, plan: _Plan, rows: dict[int, _Row], now, why: str = "in review") -> PostingResult:
+_OPERATION_NAMES = {Issue: "issue", Redeem: "redeem", Transfer: "transfer"}
+
+
+def _charges(tx: Transaction, legs: list[_Leg], resolved: dict[_Side, _Row]) -> dict:
+    """What this posting counts toward its customers' usage (`ledger.usage`)."""
+    usage_legs, owners = [], {}
+    for leg in legs:
+        src, dst = resolved[leg.source], resolved[leg.destination]
+        usage_legs.append(UsageLeg(_OPERATION_NAMES[type(leg.op)], src.pk, dst.pk, src.asset_id, leg.amount))
+        for w in (src, dst):
+            owners[w.pk] = WalletOwner(w.customer_id, w.is_platform and w.purpose == Wallet.Purpose.FEE)
+    return usage_charges(tx_type=tx.type, legs=usage_legs, owners=owners)
+
+
+def _place_review_holds(tx: Transaction, plan: _Plan, rows: dict[int, _Row], now, why: str = "in review", charges: dict | None = None) -> PostingResult:
     if not _insert_transaction(tx):
         return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+    usage_apply(charges or {}, day=usage_day(now))
     holds = []
     for wid in sorted(plan.drawdown):
         amount = plan.drawdown[wid]
@@ -879,6 +913,7 @@ def _capture_and_post(tx: Transaction) -> PostingResult:
     if not result.ok:
         for hold in holds:
             _release(hold)
+        usage_release(tx)
     return result
 
 
@@ -952,6 +987,7 @@ def ledger_fail_pending(transaction: Transaction | int, *, code: str, reason: st
         if tx.status != Transaction.Status.PENDING or tx.entries.exists():
             raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not pending.", details={"status": tx.status})
         _release_holds(tx)
+        usage_release(tx)
         tx.fail()
         tx.failure_code = code[:64]
         tx.failure_message = (reason or "Failed.")[:500]
@@ -969,6 +1005,7 @@ def ledger_reject_reviewed(transaction: Transaction | int, *, reason: str = "") 
         except TransitionNotAllowed:
             raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not in review.", details={"status": tx.status}) from None
         _release_holds(tx)
+        usage_release(tx)
         tx.failure_code = "REJECTED"
         tx.failure_message = (reason or "Rejected in review.")[:500]
         tx.completed_at = timezone.now()
@@ -1008,6 +1045,7 @@ def ledger_reverse(transaction: Transaction | int, *, reference: str = "", descr
         if result.ok:
             original.reverse()
             original.save(update_fields=["status"])
+            usage_release(original)
         return result
 
 

@@ -28,6 +28,7 @@ from ledger.services import (
     wallet_open,
 )
 from tests.concurrency import run_in_threads
+from tests.usage import backdate_transaction
 from tests.factories import CustomerFactory, OrgCustomerFactory
 from tests.organizations.conftest import key_client, make_org_key
 
@@ -55,7 +56,7 @@ def deposit(wallet: Wallet, amount, **kwargs) -> Transaction:
 
 
 def backdate(tx: Transaction, when: dt.datetime) -> None:
-    Transaction.objects.filter(pk=tx.pk).update(created_at=when)
+    backdate_transaction(tx, when)
 
 
 def status(customer, movement_type, direction=None, amount=None, code="USD", now=NOW):

@@ -27,6 +27,7 @@ from core.errors import InvalidState, ValidationFailed
 from core.exceptions import api_exception_handler
 from ledger.models import Asset, Transaction, Wallet
 from ledger.services import Issue, PlatformAccount, Redeem, Transfer, ledger_post, wallet_open, wallet_suspend
+from tests.usage import backdate_transaction
 from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -51,7 +52,7 @@ def age(customer: Customer, hours: int) -> None:
 
 
 def backdate(tx: Transaction, delta: dt.timedelta) -> None:
-    Transaction.objects.filter(pk=tx.pk).update(created_at=timezone.now() - delta)
+    backdate_transaction(tx, timezone.now() - delta)
 
 
 def move(*, wallet: Wallet, movement_type: str, amount: str, operations, beneficiary_name=None, direction=None, counterparty=None):

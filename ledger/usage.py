@@ -1,0 +1,213 @@
+"""Per-customer usage counters: what each posting counts toward its customers' limits.
+
+A movement counts, per leg, from each customer's side:
+- outgoing for the customer owning the leg's source wallet, incoming for the one owning its
+  destination, in the leg's asset, under the movement type of the transaction (`USAGE_TYPES`;
+  an organization transaction's legs count by operation: issue = deposit, redeem = withdrawal,
+  transfer = transfer);
+- not counted: a leg between two wallets of the same customer (nothing enters or leaves), a
+  leg into the platform's fee account (the fee is not part of the amount asked to move) except
+  for an exchange, whose fee is part of its source amount (`FEE_INCLUDED_TYPES`).
+A transaction counts while it is `completed`, `pending` (payout in flight) or `in_review`
+(funds held), on the UTC day it was created; it is released when it becomes `failed`,
+`rejected` or `reversed` (the money came back).
+
+Who writes. The posting engine only (`ledger.services`): it charges a new transaction in the
+same statement that writes it (PostgreSQL) or right after (elsewhere), and releases it in the
+transition that ends it. `usage_charges` is the one definition of what counts; the engine, the
+release and `usage_recount` (the check) all call it, so counters and recount cannot disagree
+by construction, only by a write that bypassed the engine, which `usage_check` reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import NamedTuple
+
+from django.db import connection
+from django.db.models import F
+from django.utils import timezone
+
+from ledger.models import Transaction, UsageCounter, Wallet
+
+ZERO = Decimal(0)
+OUTGOING, INCOMING = "outgoing", "incoming"
+USAGE_TYPES = frozenset({"deposit", "withdrawal", "transfer", "exchange", "settlement"})
+FEE_INCLUDED_TYPES = frozenset({"exchange"})
+OPERATION_USAGE = {"issue": "deposit", "redeem": "withdrawal", "transfer": "transfer"}
+COUNTED_STATUSES = frozenset({Transaction.Status.COMPLETED, Transaction.Status.PENDING, Transaction.Status.IN_REVIEW})
+
+
+class UsageLeg(NamedTuple):
+    operation: str  # issue | redeem | transfer
+    source: int  # wallet ids, platform shards resolved
+    destination: int
+    asset_id: int
+    amount: Decimal
+
+
+class WalletOwner(NamedTuple):
+    customer_id: int | None
+    is_fee_account: bool  # the platform's fee account (a shard of it)
+
+
+# (customer_id, asset_id, movement_type, direction) -> amount
+UsageKey = tuple[int, int, str, str]
+
+
+def movement_type_of(tx_type: str, operation: str) -> str | None:
+    if tx_type == Transaction.Type.LEDGER:
+        return OPERATION_USAGE.get(operation)
+    return tx_type if tx_type in USAGE_TYPES else None
+
+
+def usage_charges(*, tx_type: str, legs: Iterable[UsageLeg], owners: Mapping[int, WalletOwner]) -> dict[UsageKey, Decimal]:
+    """What a transaction of `tx_type` with these legs counts, per customer scope (module
+    docstring). `owners` must hold every wallet of the legs."""
+    charges: dict[UsageKey, Decimal] = defaultdict(Decimal)
+    for leg in legs:
+        movement_type = movement_type_of(tx_type, leg.operation)
+        if movement_type is None:
+            continue
+        src, dst = owners[leg.source], owners[leg.destination]
+        if src.customer_id is not None and src.customer_id == dst.customer_id:
+            continue
+        if dst.is_fee_account and movement_type not in FEE_INCLUDED_TYPES:
+            continue
+        if src.customer_id is not None:
+            charges[(src.customer_id, leg.asset_id, movement_type, OUTGOING)] += leg.amount
+        if dst.customer_id is not None and not src.is_fee_account:
+            charges[(dst.customer_id, leg.asset_id, movement_type, INCOMING)] += leg.amount
+    return dict(charges)
+
+
+def usage_day(created_at: dt.datetime) -> dt.date:
+    return created_at.astimezone(dt.timezone.utc).date()
+
+
+def _upsert_sql() -> str:
+    table = UsageCounter._meta.db_table
+    return (
+        f"INSERT INTO {table} (customer_id, asset_id, movement_type, direction, day, amount, count) VALUES {{rows}}"
+        " ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE"
+        f" SET amount = {table}.amount + excluded.amount, count = {table}.count + excluded.count"
+    )
+
+
+def usage_rows_sql(charges: Mapping[UsageKey, Decimal], day: dt.date, sign: int = 1) -> tuple[str, list]:
+    """The VALUES rows of a counter upsert (for the engine's single write statement too)."""
+    rows, params = [], []
+    for (customer_id, asset_id, movement_type, direction), amount in sorted(charges.items()):
+        rows.append("(%s, %s, %s, %s, %s, %s, %s)")
+        params += [customer_id, asset_id, movement_type, direction, day, sign * amount, sign]
+    return ", ".join(rows), params
+
+
+def usage_apply(charges: Mapping[UsageKey, Decimal], *, day: dt.date, sign: int = 1) -> None:
+    """Add (sign=1) or release (sign=-1) `charges` on `day`, in the caller's transaction. Adding
+    is one statement; rows go in key order so two postings never wait on each other's counters
+    in opposite orders. Releasing updates the rows the charge wrote (an upsert's candidate row
+    would fail the counters' CHECK before its conflict is found)."""
+    if not charges:
+        return
+    if sign < 0:
+        for (customer_id, asset_id, movement_type, direction), amount in sorted(charges.items()):
+            UsageCounter.objects.filter(
+                customer_id=customer_id, asset_id=asset_id, movement_type=movement_type, direction=direction, day=day
+            ).update(amount=F("amount") - amount, count=F("count") - 1)
+        return
+    rows, params = usage_rows_sql(charges, day, sign)
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert_sql().format(rows=rows), params)
+
+
+def wallet_owners(wallet_ids: Iterable[int]) -> dict[int, WalletOwner]:
+    rows = Wallet.objects.filter(pk__in=set(wallet_ids)).values_list("pk", "customer_id", "organization_id", "purpose")
+    return {
+        pk: WalletOwner(customer_id, customer_id is None and organization_id is None and purpose == Wallet.Purpose.FEE)
+        for pk, customer_id, organization_id, purpose in rows.iterator()
+    }
+
+
+def transaction_legs(tx: Transaction) -> list[UsageLeg]:
+    """The legs of a stored transaction (its resolved operations) with their asset."""
+    items = tx.operations or []
+    ids = {i for item in items for i in (item.get("source_wallet_id"), item.get("destination_wallet_id")) if i is not None}
+    assets = dict(Wallet.objects.filter(pk__in=ids).values_list("pk", "asset_id")) if ids else {}
+    return [
+        UsageLeg(item["type"], item["source_wallet_id"], item["destination_wallet_id"], assets[item["source_wallet_id"]], Decimal(item["amount"]))
+        for item in items
+        if item.get("source_wallet_id") is not None and item.get("destination_wallet_id") is not None
+    ]
+
+
+def transaction_charges(tx: Transaction) -> dict[UsageKey, Decimal]:
+    if tx.type not in USAGE_TYPES and tx.type != Transaction.Type.LEDGER:
+        return {}
+    legs = transaction_legs(tx)
+    return usage_charges(tx_type=tx.type, legs=legs, owners=wallet_owners(w for leg in legs for w in (leg.source, leg.destination)))
+
+
+def usage_release(tx: Transaction) -> None:
+    """A counted transaction ended without moving money (rejected, failed) or was reversed:
+    give its usage back, on the day it was charged."""
+    usage_apply(transaction_charges(tx), day=usage_day(tx.created_at), sign=-1)
+
+
+def customer_usage(*, customer_id: int, asset_id: int, movement_type: str, direction: str, now: dt.datetime | None = None) -> tuple[Decimal, Decimal]:
+    """(today's usage, this month's usage) in UTC, from at most 31 counter rows: one statement."""
+    today = usage_day(now or timezone.now())
+    table = UsageCounter._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT coalesce(sum(CASE WHEN day = %s THEN amount END), 0), coalesce(sum(amount), 0) FROM {table}"
+            " WHERE customer_id = %s AND asset_id = %s AND movement_type = %s AND direction = %s AND day >= %s AND day <= %s",
+            [today, customer_id, asset_id, movement_type, direction, today.replace(day=1), today],
+        )
+        daily, monthly = cursor.fetchone()
+    return Decimal(daily).normalize() if daily else ZERO, Decimal(monthly).normalize() if monthly else ZERO
+
+
+def usage_recount(*, since: dt.date | None = None) -> dict[tuple[UsageKey, dt.date], Decimal]:
+    """Usage recounted from the ledger (every counted transaction, optionally from `since`)."""
+    qs = Transaction.objects.filter(status__in=COUNTED_STATUSES, type__in=[*USAGE_TYPES, Transaction.Type.LEDGER])
+    if since is not None:
+        qs = qs.filter(created_at__gte=dt.datetime.combine(since, dt.time.min, tzinfo=dt.timezone.utc))
+    assets = dict(Wallet.objects.values_list("pk", "asset_id"))
+    owners = wallet_owners(assets)
+    totals: dict[tuple[UsageKey, dt.date], Decimal] = defaultdict(Decimal)
+    for tx in qs.only("id", "type", "operations", "created_at").iterator(chunk_size=2000):
+        legs = [
+            UsageLeg(item["type"], item["source_wallet_id"], item["destination_wallet_id"], assets[item["source_wallet_id"]], Decimal(item["amount"]))
+            for item in tx.operations or []
+            if item.get("source_wallet_id") is not None and item.get("destination_wallet_id") is not None
+        ]
+        day = usage_day(tx.created_at)
+        for key, amount in usage_charges(tx_type=tx.type, legs=legs, owners=owners).items():
+            totals[(key, day)] += amount
+    return dict(totals)
+
+
+def usage_check(*, since: dt.date | None = None, limit: int = 100) -> list[str]:
+    """Every counter that differs from the recount (empty: counters are exact)."""
+    expected = usage_recount(since=since)
+    stored: dict[tuple[UsageKey, dt.date], Decimal] = {}
+    counters = UsageCounter.objects.all()
+    if since is not None:
+        counters = counters.filter(day__gte=since)
+    for c in counters.iterator():
+        stored[((c.customer_id, c.asset_id, c.movement_type, c.direction), c.day)] = c.amount
+    problems = []
+    for key in sorted(set(expected) | set(stored), key=repr):
+        want, have = expected.get(key, ZERO), stored.get(key, ZERO)
+        if want != have:
+            (customer_id, asset_id, movement_type, direction), day = key
+            problems.append(
+                f"usage customer {customer_id} asset {asset_id} {movement_type} {direction} {day}: counter {have} but the ledger counts {want}"
+            )
+            if len(problems) >= limit:
+                break
+    return problems
