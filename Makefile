@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test install migrate seed bench check-ledger clean
+.PHONY: run test install migrate seed bench bench-api bench-deps check-ledger clean
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: install
 
 bench: install
 	$(BIN)/python bench/ledger_bench.py
+
+## The HTTP API under wrk beside the pgbench ceiling (bench/README.md); ARGS="--quick" for a smoke run.
+bench-deps:
+	@bash scripts/bench-deps.sh
+
+bench-api: install bench-deps
+	$(BIN)/python bench/api_bench.py $(ARGS)
 
 check-ledger: install
 	$(BIN)/python manage.py check_ledger
