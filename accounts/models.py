@@ -65,6 +65,11 @@ class Organization(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
     members = models.ManyToManyField(User, through="Membership", related_name="organizations")
+    # The money path's controls for this organization's customers (SPEC 4): limits by KYC
+    # level, and the risk rules. Sanctions screening of external beneficiaries and refund
+    # destinations applies whatever these say.
+    limits_enabled = models.BooleanField(default=True, help_text="Apply the KYC-level limits to this organization's customers.")
+    risk_rules_enabled = models.BooleanField(default=True, help_text="Screen this organization's customers' movements with the risk rules.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
