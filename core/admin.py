@@ -1,5 +1,5 @@
 """Back-office views of the plumbing tables: read-only (rows are written by services only), with
-one action to re-queue failed outbox messages."""
+one action to re-queue dead (or waiting) outbox messages."""
 
 from django.contrib import admin, messages
 
@@ -28,13 +28,13 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(OutboxMessage)
 class OutboxMessageAdmin(ReadOnlyAdmin):
-    list_display = ("id", "topic", "state", "attempts", "organization", "created_at", "next_attempt_at", "dispatched_at")
-    list_filter = ("topic",)
+    list_display = ("id", "topic", "status", "attempts", "organization", "created_at", "next_attempt_at", "lease_owner", "done_at", "dead_at")
+    list_filter = ("status", "topic")
     list_select_related = ("organization",)
     search_fields = ("topic", "key")
     actions = ["retry_now"]
 
-    @admin.action(description="Retry selected undispatched messages now", permissions=["retry"])
+    @admin.action(description="Retry the selected dead or waiting messages now", permissions=["retry"])
     def retry_now(self, request, queryset):
         count = outbox_retry_now(message_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} message(s) queued for the next sweep.", messages.SUCCESS)

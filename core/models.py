@@ -8,11 +8,15 @@
     4xx outcomes are stored; a 5xx rolls everything back and the client may retry.
 
 `OutboxMessage`
-    A side effect that leaves the database (webhook, payout, email), written in the transaction
-    that caused it and dispatched after commit by `core.tasks.dispatch_outbox`, or later by the
-    `core.tasks.sweep_outbox` beat task if the broker was down at commit time. A message is
-    dispatched at most once successfully (the row lock + `dispatched_at`), but a handler can see
-    it again after a failure or a crash, so every handler must be idempotent.
+    A side effect that leaves the database (webhook delivery, payout send or status check,
+    e-mail, settlement kick), written in the transaction that caused it and run after commit by
+    the one dispatcher of `core.outbox`: claimed with a lease (`lease_owner`, `lease_expires_at`,
+    committed), handled with no database transaction open, then recorded in a new short
+    transaction: `done`, or retried at `next_attempt_at` (one backoff policy), or `dead` after the
+    maximum attempts or age (the admin re-queues it). While a message is leased,
+    `next_attempt_at` is the lease's expiry, so a killed worker's message simply falls due again.
+    A handler can run more than once (a crash between its outside call and the record), so
+    every handler is idempotent.
 """
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -45,6 +49,11 @@ class IdempotencyRecord(models.Model):
 
 
 class OutboxMessage(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DONE = "done", "Done"
+        DEAD = "dead", "Dead (gave up)"
+
     topic = models.CharField(max_length=200, db_index=True)
     payload = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
     organization = models.ForeignKey(
@@ -52,12 +61,15 @@ class OutboxMessage(models.Model):
     )
     # Optional de-duplication key: a second emit with the same (topic, key) returns the first row.
     key = models.CharField(max_length=200, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    next_attempt_at = models.DateTimeField(help_text="When the sweeper may (re)try it.")
-    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    next_attempt_at = models.DateTimeField(help_text="When a dispatcher may claim it next (the lease expiry while leased).")
+    attempts = models.PositiveIntegerField(default=0, help_text="Claims so far (a claim whose worker died counts).")
     last_error = models.TextField(blank=True, default="")
-    dispatched_at = models.DateTimeField(null=True, blank=True)
-    failed_at = models.DateTimeField(null=True, blank=True, help_text="Gave up after the maximum attempts.")
+    lease_owner = models.CharField(max_length=100, blank=True, default="", help_text="The dispatcher running it now.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    dead_at = models.DateTimeField(null=True, blank=True, help_text="Gave up after the maximum attempts or age.")
 
     class Meta:
         ordering = ["id"]
@@ -65,20 +77,8 @@ class OutboxMessage(models.Model):
             models.UniqueConstraint(fields=["topic", "key"], condition=~Q(key=""), name="outbox_message_unique_key"),
         ]
         indexes = [
-            models.Index(
-                fields=["next_attempt_at"],
-                condition=Q(dispatched_at__isnull=True, failed_at__isnull=True),
-                name="outbox_message_due",
-            ),
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="outbox_message_due"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.topic} #{self.pk}"
-
-    @property
-    def state(self) -> str:
-        if self.dispatched_at:
-            return "dispatched"
-        if self.failed_at:
-            return "failed"
-        return "pending"
+        return f"{self.topic} #{self.pk} ({self.status})"

@@ -1,38 +1,59 @@
-"""The transactional outbox (SPEC 4, "the money path").
+"""The one outbox (SPEC 4, "the money path"): every side effect that leaves the database.
 
-Anything that leaves the database (webhooks, payouts, emails) is written as an `OutboxMessage`
-row in the same transaction as the change that caused it, with `outbox_emit`. After that
-transaction commits, `core.tasks.dispatch_outbox` is enqueued for the row; if the broker is down
-at that moment the enqueue error is swallowed (logged), because the row is already durable: the
-`core.tasks.sweep_outbox` beat task picks up every due, undispatched row a little later. A
-rollback removes the row with everything else, so nothing is sent for work that never happened.
+Webhook deliveries (`webhook.deliver`), payout sending and status checks (`payout.send`,
+`payout.check`), e-mails (`accounts.2fa.email_code`) and pay-order settlement kicks
+(`payorder.settle`) are all topics of this one mechanism; nothing else enqueues work after commit.
 
-Dispatch (`outbox_dispatch`) locks the row with `SELECT ... FOR UPDATE SKIP LOCKED`, so two
-dispatchers never run the handlers of one message at the same time, runs every handler registered
-for a prefix of its topic inside a savepoint, and marks the row dispatched in the same
-transaction. A failing handler rolls back its own database writes, and the row gets
-`attempts + 1`, `last_error` and `next_attempt_at` with exponential backoff (OUTBOX_BACKOFF_BASE_SECONDS
-doubling up to OUTBOX_BACKOFF_MAX_SECONDS); after OUTBOX_MAX_ATTEMPTS it is marked failed and left
-for a human (admin).
+Invariants:
+- Emit. `outbox_emit` writes an `OutboxMessage` row in the caller's transaction (the money
+  transaction): a rollback removes it with everything else, a commit makes it durable. After
+  commit `core.tasks.dispatch_outbox` is enqueued for it (fail fast: a dead broker only delays
+  the message, it is never lost). A message may be made due later (`available_at`).
+- Claim. A dispatcher takes a due row with `SELECT ... FOR UPDATE SKIP LOCKED`, counts the
+  attempt, writes a lease (`lease_owner`, `lease_expires_at`, and `next_attempt_at` = the lease's
+  expiry) and COMMITS. The row lock lives only for that short claim transaction, so two
+  dispatchers never run one message at the same time while its lease holds, and a message whose
+  worker died (SIGKILL, OOM, a lost host) simply falls due again when its lease runs out.
+- Handle. The handlers run with NO database transaction open and no row lock held
+  (`_require_no_transaction`: the dispatcher refuses to run inside `atomic()`; a handler that
+  calls the outside world never does it under a lock). A handler takes its own short
+  transactions for what it records.
+- Record. The outcome is written in a new short statement: `done`; or, on an exception, the
+  error, and `next_attempt_at` by ONE backoff policy (`backoff_seconds`: base * 2^(n-1), capped,
+  with equal jitter seeded by the message id and attempt, so everyone computes the same time);
+  or `dead` after OUTBOX_MAX_ATTEMPTS claims or OUTBOX_MAX_AGE_SECONDS of age (admin: visible,
+  re-queued by the "retry" action). A failure is recorded only by the lease's owner; a success
+  by whoever finishes first (the effect happened).
+- Sweep. `core.tasks.sweep_outbox` (Celery beat, every OUTBOX_SWEEP_SECONDS) claims and runs
+  every due row: retries, expired leases, and first attempts whose after-commit dispatch never
+  came (a message gets SWEEP_GRACE_SECONDS for its own dispatch before the sweeper takes it).
 
-Handlers must be idempotent. A handler's external effect (an HTTP call) can succeed and the
-process die before the row is marked, so the message will be handled again; use the message id
-(or `key`) as the idempotency key towards the outside world. Register handlers at import time of a
-module the worker loads (an app's `tasks.py` or `AppConfig.ready`):
+Handlers must be idempotent: one can run twice (a crash between its outside call and the
+record, or a lease that ran out under a hung call). Use a stable id towards the outside world
+(a webhook's `webhook-id`, a payout's `reference`). Register handlers at import time of the
+app's `tasks.py`, which its `AppConfig.ready` imports (so web processes, workers and tests all
+have them):
 
-    register_handler("payorder.", deliver_payorder_webhook)  # func(message: OutboxMessage) -> None
+    register_handler("payout.send", _payout_send_handler)  # func(message: OutboxMessage) -> None
 
-A topic with no registered handler counts as a failure (retried with backoff, then failed), so a
-worker that forgot to import a handler module does not silently drop messages.
+A topic with no registered handler counts as a failure (retried, then dead), so a worker that
+forgot a handler module does not silently drop messages.
 """
 
+from __future__ import annotations
+
 import logging
+import os
+import random
+import socket
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from core.models import OutboxMessage
@@ -43,10 +64,22 @@ Handler = Callable[[OutboxMessage], Any]
 _handlers: list[tuple[str, Handler]] = []
 
 SWEEP_GRACE_SECONDS = 15  # the after-commit dispatch gets the first chance before the sweeper
+KICK_MAX_COUNTDOWN_SECONDS = 60  # a message due later than this is left to the sweeper
+JITTER = 0.5  # a retry waits between (1 - JITTER) and 1 times the capped exponential delay
+PENDING, DONE, DEAD = OutboxMessage.Status.PENDING, OutboxMessage.Status.DONE, OutboxMessage.Status.DEAD
+
+
+class OutboxInTransaction(RuntimeError):
+    """The dispatcher was called inside a database transaction: its claim would not commit and
+    its handlers would run under the caller's locks."""
 
 
 def _setting(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
+
+
+def lease_seconds() -> int:
+    return _setting("OUTBOX_LEASE_SECONDS", 60)
 
 
 def register_handler(topic_prefix: str, func: Handler) -> Handler:
@@ -66,34 +99,61 @@ def handlers_for(topic: str) -> list[Handler]:
     return [func for prefix, func in _handlers if topic.startswith(prefix)]
 
 
-def backoff_seconds(attempts: int) -> int:
-    """Delay before retry number `attempts` (1-based): base * 2^(attempts-1), capped."""
+# --- The one retry policy ------------------------------------------------------------------------
+
+
+def backoff_seconds(attempts: int, *, seed: Any = 0) -> float:
+    """Delay before retrying after failed attempt number `attempts` (1-based): the capped
+    exponential delay base * 2^(attempts-1) <= max, less a jitter of up to JITTER of it (so
+    messages that failed together do not retry together). The jitter is seeded by `seed` (the
+    message id) and the attempt, so the same message and attempt always give the same delay."""
     base = _setting("OUTBOX_BACKOFF_BASE_SECONDS", 10)
     cap = _setting("OUTBOX_BACKOFF_MAX_SECONDS", 3600)
-    return min(base * 2 ** max(attempts - 1, 0), cap)
+    ceiling = float(min(base * 2 ** max(attempts - 1, 0), cap))
+    return ceiling * (1 - JITTER * random.Random(f"{seed}:{attempts}").random())
 
 
-def _enqueue_dispatch(message_id: int) -> None:
+def outbox_retry_at(message: OutboxMessage, *, now: datetime | None = None) -> datetime | None:
+    """When `message`, whose attempt number `message.attempts` just failed, is tried again; None
+    when the outbox gives up on it (dead): after OUTBOX_MAX_ATTEMPTS attempts, or when the retry
+    would come later than OUTBOX_MAX_AGE_SECONDS after the message was written."""
+    now = now or timezone.now()
+    if message.attempts >= _setting("OUTBOX_MAX_ATTEMPTS", 30):
+        return None
+    retry_at = now + timedelta(seconds=backoff_seconds(message.attempts, seed=message.pk))
+    if retry_at > message.created_at + timedelta(seconds=_setting("OUTBOX_MAX_AGE_SECONDS", 3 * 24 * 3600)):
+        return None
+    return retry_at
+
+
+# --- Emit ------------------------------------------------------------------------------------------
+
+
+def _enqueue_dispatch(message_id: int, countdown: float = 0) -> None:
     from core.tasks import dispatch_outbox
 
     try:
         # retry=False: with the broker down, fail now instead of blocking the request; the
-        # sweeper delivers the row later.
-        dispatch_outbox.apply_async((message_id,), retry=False)
+        # sweeper dispatches the row later.
+        dispatch_outbox.apply_async((message_id,), countdown=countdown or None, retry=False)
     except Exception as exc:  # a broker outage only delays the message
         logger.warning("outbox: could not enqueue dispatch of message %s (%s); the sweeper will", message_id, exc)
 
 
-def outbox_emit(*, topic: str, payload: dict, organization=None, key: str = "") -> OutboxMessage:
-    """Write an outbox row in the caller's transaction; dispatch is enqueued after commit.
+def outbox_emit(
+    *, topic: str, payload: dict, organization=None, key: str = "", available_at: datetime | None = None
+) -> OutboxMessage:
+    """Write an outbox row in the caller's transaction; its dispatch is enqueued after commit.
 
     With a non-empty `key`, emitting the same (topic, key) again returns the existing row
-    instead of a second one (e.g. one "payorder.completed" per order, however often the
-    caller's code runs)."""
+    instead of a second one (e.g. one "payout.send" per payout, however often the caller's code
+    runs). `available_at` delays the message (e.g. the next status check of a payout)."""
     if not topic:
         raise ValueError("An outbox message needs a topic.")
-    next_attempt_at = timezone.now() + timedelta(seconds=SWEEP_GRACE_SECONDS)
-    fields = {"topic": topic, "payload": payload, "organization": organization, "key": key, "next_attempt_at": next_attempt_at}
+    now = timezone.now()
+    due = max(available_at or now, now)
+    organization_id = getattr(organization, "pk", organization)  # an Organization, its id, or None
+    fields = {"topic": topic, "payload": payload, "organization_id": organization_id, "key": key, "created_at": now, "next_attempt_at": due}
     if key:
         existing = OutboxMessage.objects.filter(topic=topic, key=key).first()
         if existing is not None:
@@ -105,71 +165,145 @@ def outbox_emit(*, topic: str, payload: dict, organization=None, key: str = "") 
             return OutboxMessage.objects.get(topic=topic, key=key)
     else:
         message = OutboxMessage.objects.create(**fields)
-    message_id = message.pk
-    transaction.on_commit(lambda: _enqueue_dispatch(message_id), robust=True)
+    countdown = (due - now).total_seconds()
+    if countdown <= KICK_MAX_COUNTDOWN_SECONDS:
+        message_id = message.pk
+        transaction.on_commit(lambda: _enqueue_dispatch(message_id, countdown), robust=True)
     return message
 
 
-def outbox_dispatch(*, message_id: int) -> str:
-    """Run the handlers of one message, at most one dispatcher at a time. Returns what happened:
-    'dispatched', 'failed' (will retry), 'gave_up', or 'skipped' (already done, or locked by
-    another dispatcher)."""
-    with transaction.atomic():
-        message = (
-            OutboxMessage.objects.select_for_update(skip_locked=True)
-            .filter(pk=message_id, dispatched_at__isnull=True, failed_at__isnull=True)
-            .first()
-        )
-        if message is None:
-            return "skipped"
-        handlers = handlers_for(message.topic)
-        now = timezone.now()
-        message.attempts += 1
-        try:
-            if not handlers:
-                raise LookupError(f"no handler registered for topic {message.topic!r}")
-            with transaction.atomic():  # a failing handler's own writes roll back
-                for handler in handlers:
-                    handler(message)
-        except Exception as exc:
-            logger.warning("outbox: message %s (%s) attempt %s failed: %s", message.pk, message.topic, message.attempts, exc)
-            message.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            if message.attempts >= _setting("OUTBOX_MAX_ATTEMPTS", 30):
-                message.failed_at = now
-                outcome = "gave_up"
-            else:
-                message.next_attempt_at = now + timedelta(seconds=backoff_seconds(message.attempts))
-                outcome = "failed"
-            message.save(update_fields=["attempts", "last_error", "next_attempt_at", "failed_at"])
-            return outcome
-        message.dispatched_at = now
-        message.last_error = ""
-        message.save(update_fields=["attempts", "last_error", "dispatched_at"])
-        return "dispatched"
+# --- Claim, handle, record -------------------------------------------------------------------------
+
+
+def _require_no_transaction() -> None:
+    if connection.in_atomic_block or not connection.get_autocommit():
+        raise OutboxInTransaction("The outbox dispatcher runs outside any database transaction (no atomic block open).")
+
+
+def _lease_owner() -> str:
+    return f"{socket.gethostname()[:50]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _claim(*, message_id: int | None, now: datetime, exclude: set[int] = frozenset()) -> OutboxMessage | None:
+    """Claim one due message (the given one, or the most overdue) in a short transaction that
+    commits before any handler runs. A message that already used up its attempts or age (its
+    workers kept dying) is marked dead here instead of being run again."""
+    while True:
+        with transaction.atomic():
+            due = OutboxMessage.objects.select_for_update(skip_locked=True).filter(status=PENDING, next_attempt_at__lte=now)
+            if message_id is not None:
+                due = due.filter(pk=message_id)
+            else:  # a fresh message first gets its own after-commit dispatch
+                due = due.filter(Q(attempts__gt=0) | Q(created_at__lte=now - timedelta(seconds=SWEEP_GRACE_SECONDS)))
+                if exclude:
+                    due = due.exclude(pk__in=exclude)
+            message = due.order_by("next_attempt_at", "id").first()
+            if message is None:
+                return None
+            if message.attempts > 0 and outbox_retry_at(message, now=now) is None and message.lease_owner:
+                # its last lease ran out without a recorded result: the worker died on it, again
+                message.status, message.dead_at = DEAD, now
+                message.last_error = (message.last_error or f"lease of {message.lease_owner} expired without a result")[:2000]
+                message.lease_owner, message.lease_expires_at = "", None
+                message.save(update_fields=["status", "dead_at", "last_error", "lease_owner", "lease_expires_at"])
+                logger.error("outbox: message %s (%s) is dead: its workers kept dying", message.pk, message.topic)
+                if message_id is not None:
+                    return None
+                continue
+            message.attempts += 1
+            message.lease_owner = _lease_owner()
+            message.lease_expires_at = message.next_attempt_at = now + timedelta(seconds=lease_seconds())
+            message.save(update_fields=["attempts", "lease_owner", "lease_expires_at", "next_attempt_at"])
+            return message
+
+
+def _handle(message: OutboxMessage) -> None:
+    handlers = handlers_for(message.topic)
+    if not handlers:
+        raise LookupError(f"no handler registered for topic {message.topic!r}")
+    for handler in handlers:
+        _require_no_transaction()  # no claim transaction, no row lock, while the outside world is called
+        handler(message)
+
+
+def _record_done(message: OutboxMessage) -> None:
+    OutboxMessage.objects.filter(pk=message.pk, status=PENDING).update(
+        status=DONE, done_at=timezone.now(), last_error="", lease_owner="", lease_expires_at=None
+    )
+
+
+def _record_failure(message: OutboxMessage, exc: BaseException) -> str:
+    now = timezone.now()
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    retry_at = outbox_retry_at(message, now=now)
+    mine = OutboxMessage.objects.filter(pk=message.pk, status=PENDING, lease_owner=message.lease_owner)
+    lease = {"lease_owner": "", "lease_expires_at": None, "last_error": error}
+    if retry_at is None:
+        mine.update(status=DEAD, dead_at=now, **lease)
+        logger.error("outbox: message %s (%s) is dead after %s attempts: %s", message.pk, message.topic, message.attempts, error)
+        return "gave_up"
+    mine.update(next_attempt_at=retry_at, **lease)
+    logger.warning("outbox: message %s (%s) attempt %s failed: %s", message.pk, message.topic, message.attempts, error)
+    return "failed"
+
+
+def _run(message: OutboxMessage) -> str:
+    try:
+        _handle(message)
+    except OutboxInTransaction:
+        raise
+    except Exception as exc:
+        return _record_failure(message, exc)
+    _record_done(message)
+    return "dispatched"
+
+
+def outbox_dispatch(*, message_id: int, now: datetime | None = None) -> str:
+    """Claim one message if it is due and not leased, run its handlers with no transaction
+    open, record the outcome. Returns 'dispatched', 'failed' (will retry), 'gave_up' (dead) or
+    'skipped' (done, dead, not due, or leased by another dispatcher)."""
+    _require_no_transaction()
+    message = _claim(message_id=message_id, now=now or timezone.now())
+    return _run(message) if message is not None else "skipped"
 
 
 def outbox_due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int]:
     now = now or timezone.now()
     return list(
-        OutboxMessage.objects.filter(dispatched_at__isnull=True, failed_at__isnull=True, next_attempt_at__lte=now)
+        OutboxMessage.objects.filter(status=PENDING, next_attempt_at__lte=now)
+        .filter(Q(attempts__gt=0) | Q(created_at__lte=now - timedelta(seconds=SWEEP_GRACE_SECONDS)))
         .order_by("next_attempt_at", "id")
         .values_list("id", flat=True)[:limit]
     )
 
 
-def outbox_sweep(*, now: datetime | None = None, limit: int = 500) -> dict[str, int]:
-    """Dispatch every due, undispatched message (the safety net for a broker outage at commit
-    time and for retries after a failure). Returns counts per outcome."""
+def outbox_sweep(*, now: datetime | None = None, limit: int = 500, time_budget: float = 50.0) -> dict[str, int]:
+    """Claim and run due messages one at a time (retries, expired leases, first attempts whose
+    dispatch never came), each at most once per sweep, until none is due, `limit` were run or
+    the time budget is spent. Several sweeps may run at once: each claim takes a different row.
+    Returns counts per outcome."""
+    _require_no_transaction()
+    started = timezone.now()
     counts: dict[str, int] = {}
-    for message_id in outbox_due_ids(now=now, limit=limit):
-        outcome = outbox_dispatch(message_id=message_id)
+    seen: set[int] = set()
+    for _ in range(limit):
+        if (timezone.now() - started).total_seconds() > time_budget:
+            break
+        message = _claim(message_id=None, now=now or timezone.now(), exclude=seen)
+        if message is None:
+            break
+        seen.add(message.pk)
+        outcome = _run(message)
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
 
 
 def outbox_retry_now(*, message_ids: list[int]) -> int:
-    """Make undispatched messages (pending, or failed after the maximum attempts) due now; the
-    next sweep dispatches them. Returns how many were queued."""
-    return OutboxMessage.objects.filter(pk__in=message_ids, dispatched_at__isnull=True).update(
-        failed_at=None, next_attempt_at=timezone.now()
+    """Make pending or dead messages due now; the next sweep runs them. A message leased right
+    now is left to its dispatcher. The attempts and age are kept, so a dead message gets one more
+    attempt per re-queue. Returns how many were queued."""
+    return (
+        OutboxMessage.objects.filter(pk__in=message_ids)
+        .filter(Q(status=DEAD) | Q(status=PENDING, lease_owner=""))
+        .update(status=PENDING, dead_at=None, next_attempt_at=timezone.now())
     )

@@ -1,13 +1,15 @@
 """Celery tasks for the shared plumbing, and their beat entries.
 
-- `dispatch_outbox(message_id)`: enqueued after commit by `core.outbox.outbox_emit`.
-- `sweep_outbox()`: every OUTBOX_SWEEP_SECONDS (10 s): dispatches due, undispatched outbox rows,
-  so a broker outage at commit time or a failed handler only delays a message.
+- `dispatch_outbox(message_id)`: enqueued after commit by `core.outbox.outbox_emit` (the low-latency
+  path): claims that message with a lease and runs its handlers with no transaction open.
+- `sweep_outbox()`: THE sweeper, every OUTBOX_SWEEP_SECONDS (10 s): claims and runs every due
+  outbox message (retries, expired leases of dead workers, first attempts whose dispatch never
+  came). Webhooks, payouts, e-mails and settlement kicks have no sweeper of their own.
 - `purge_idempotency_records()`: hourly, deletes idempotency records past their expiry
   (kept IDEMPOTENCY_KEY_TTL_HOURS, never less than 24 h).
 
-Every task is safe to run twice or concurrently: dispatch locks the row (SKIP LOCKED) and checks
-`dispatched_at`; the purge only deletes expired rows.
+Every task is safe to run twice or concurrently: a claim takes a row with SKIP LOCKED and a
+lease; the purge only deletes expired rows.
 """
 
 from django.conf import settings

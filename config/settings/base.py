@@ -266,20 +266,22 @@ IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
 LEDGER_HOT_ACCOUNT_SHARDS = env.int("LEDGER_HOT_ACCOUNT_SHARDS", default=16)
 # How long the Redis fast-path lock of a running idempotent request lives (the database guards anyway).
 IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=60)
-# Outbox (core.outbox): retry backoff base * 2^(attempt-1) capped at max; give up after max attempts.
+# Outbox (core.outbox), the one after-commit mechanism: a claimed message's lease; retry backoff
+# base * 2^(attempt-1) capped at max, with jitter; dead after max attempts or max age.
 OUTBOX_SWEEP_SECONDS = env.int("OUTBOX_SWEEP_SECONDS", default=10)
+OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=60)
 OUTBOX_BACKOFF_BASE_SECONDS = env.int("OUTBOX_BACKOFF_BASE_SECONDS", default=10)
 OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=3600)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=30)
+OUTBOX_MAX_AGE_SECONDS = env.int("OUTBOX_MAX_AGE_SECONDS", default=3 * 24 * 3600)
 TWO_FACTOR_THRESHOLD = Decimal(env("TWO_FACTOR_THRESHOLD", default="5000"))
 # Per-asset overrides of the step-up threshold, in that asset's major units, as strings: {"BTC": "0.1"}.
 TWO_FACTOR_THRESHOLDS = env.json("TWO_FACTOR_THRESHOLDS", default={})
-# Customer withdrawals and exchanges (wallets): payout provider, sandbox settle delay / forced failure,
-# the beat sweep of due payouts, and how long an exchange quote is honoured.
+# Customer withdrawals and exchanges (wallets): payout provider, sandbox settle delay / forced failure
+# (payouts are sent and checked through the outbox), and how long an exchange quote is honoured.
 PAYOUT_PROVIDER = env("PAYOUT_PROVIDER", default="sandbox")
 PAYOUT_SANDBOX_SETTLE_SECONDS = env.float("PAYOUT_SANDBOX_SETTLE_SECONDS", default=5.0)
 PAYOUT_SANDBOX_FAIL = env.bool("PAYOUT_SANDBOX_FAIL", default=False)
-PAYOUT_SWEEP_SECONDS = env.int("PAYOUT_SWEEP_SECONDS", default=10)
 EXCHANGE_QUOTE_TTL_SECONDS = env.int("EXCHANGE_QUOTE_TTL_SECONDS", default=30)
 
 # --- Audit chain (compliance.services) ---------------------------------------------------------

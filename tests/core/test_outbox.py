@@ -1,8 +1,10 @@
-"""The transactional outbox: rows written with the caller's transaction, dispatched after commit
-(or by the sweeper after a broker outage), at most one dispatcher per message, retries with
-backoff."""
+"""The one outbox: rows written with the caller's transaction, dispatched after commit (or by the
+sweeper after a broker outage), claimed with a lease and handled with no transaction open, at
+most one dispatcher per message while its lease holds, retries with one jittered backoff, dead
+after the maximum attempts or age; a hung or killed dispatcher's message is re-claimed."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -15,13 +17,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from accounts.models import Organization
 from config.celery import app
 from core.models import OutboxMessage
 from core.outbox import (
+    OutboxInTransaction,
     backoff_seconds,
     outbox_dispatch,
     outbox_due_ids,
@@ -36,12 +39,18 @@ from tests.concurrency import run_in_threads
 REPO = Path(settings.BASE_DIR)
 
 
+def connections_close() -> None:
+    connections.close_all()
+
+
 class Recorder:
     """A handler that remembers every call and can fail its first `fail_times` calls. Each call
-    also writes a row (an Organization) so we can see whether handler writes commit."""
+    notes whether a database transaction was open when it started, and writes a row (an
+    Organization) in its own autocommit statement, as real handlers record what they did."""
 
     def __init__(self, fail_times=0, delay=0.0):
         self.calls: list[int] = []
+        self.in_transaction: list[bool] = []
         self.fail_times = fail_times
         self.delay = delay
         self.lock = threading.Lock()
@@ -49,6 +58,7 @@ class Recorder:
     def __call__(self, message):
         with self.lock:
             self.calls.append(message.pk)
+            self.in_transaction.append(connection.in_atomic_block or not connection.get_autocommit())
             attempt = len(self.calls)
         Organization.objects.create(name="handled", slug=f"handled-{message.pk}-{attempt}-{uuid.uuid4().hex[:6]}")
         if self.delay:
@@ -87,22 +97,37 @@ def _handled_rows() -> int:
 # --- Emit -----------------------------------------------------------------------------------------------
 @pytest.mark.django_db
 class TestEmit:
-    def test_emit_then_commit_enqueues_and_dispatch_runs_the_handler_once(self, handler, django_capture_on_commit_callbacks):
+    def test_emit_then_commit_enqueues_its_dispatch(self, handler, django_capture_on_commit_callbacks):
         org = Organization.objects.create(name="Acme", slug="acme")
-        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
             with transaction.atomic():
                 message = outbox_emit(topic=handler.topic, payload={"amount": Decimal("10.50"), "id": 7}, organization=org)
         assert len(callbacks) == 1
         message.refresh_from_db()
         assert message.payload == {"amount": "10.50", "id": 7}  # Decimals stored exactly, as strings
-        assert message.state == "pending"
-        assert dispatch_outbox(message.pk) == "dispatched"  # the Celery task, run in process
+        assert message.status == "pending" and message.organization_id == org.pk and message.attempts == 0
+
+    def test_dispatch_refuses_to_run_inside_a_transaction(self, handler):
+        """A dispatcher inside the caller's transaction would run its handlers under that
+        transaction's locks, and its claim would not commit: refused, nothing claimed."""
+        message = outbox_emit(topic=handler.topic, payload={})
+        assert connection.in_atomic_block  # the test's own transaction
+        with pytest.raises(OutboxInTransaction):
+            outbox_dispatch(message_id=message.pk)
+        with pytest.raises(OutboxInTransaction):
+            outbox_sweep(now=timezone.now() + timedelta(days=1))
         message.refresh_from_db()
-        assert message.state == "dispatched" and message.attempts == 1 and message.last_error == ""
-        assert handler.calls == [message.pk]
-        assert dispatch_outbox(message.pk) == "skipped"
-        assert outbox_sweep(now=timezone.now() + timedelta(days=1)) == {}
-        assert handler.calls == [message.pk] and _handled_rows() == 1
+        assert handler.calls == [] and message.attempts == 0 and message.lease_owner == ""
+
+    def test_a_delayed_message_is_due_later(self, handler, django_capture_on_commit_callbacks):
+        soon, later = timezone.now() + timedelta(seconds=5), timezone.now() + timedelta(hours=1)
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            with transaction.atomic():
+                first = outbox_emit(topic=handler.topic, payload={}, available_at=soon)
+                second = outbox_emit(topic=handler.topic, payload={}, available_at=later)
+        assert len(callbacks) == 1, "a message due within a minute is kicked with a countdown; later ones are the sweeper's"
+        assert outbox_due_ids(now=soon + timedelta(seconds=16)) == [first.pk]
+        assert outbox_due_ids(now=later + timedelta(seconds=1)) == [first.pk, second.pk]
 
     def test_rollback_leaves_no_row_and_enqueues_nothing(self, handler, django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks(execute=True) as callbacks:
@@ -143,39 +168,62 @@ class TestEmit:
             queue.close()
 
 
-# --- Dispatch, failure, backoff -------------------------------------------------------------------------------
-@pytest.mark.django_db
+# --- Dispatch, failure, backoff (the dispatcher runs outside any transaction: real commits) -------------------
+@pytest.mark.django_db(transaction=True)
 class TestDispatch:
     def _message(self, topic):
         return outbox_emit(topic=topic, payload={"n": 1})
 
-    def test_failing_handler_is_retried_with_backoff_and_its_writes_roll_back(self, make_handler):
+    def test_dispatch_runs_the_handler_once_with_no_transaction_open(self, handler):
+        message = self._message(handler.topic)
+        assert dispatch_outbox(message.pk) == "dispatched"  # the Celery task, run in process
+        message.refresh_from_db()
+        assert message.status == "done" and message.done_at and message.attempts == 1 and message.last_error == ""
+        assert message.lease_owner == "" and message.lease_expires_at is None
+        assert handler.calls == [message.pk] and handler.in_transaction == [False]
+        assert dispatch_outbox(message.pk) == "skipped"
+        assert outbox_sweep(now=timezone.now() + timedelta(days=1)) == {}
+        assert handler.calls == [message.pk] and _handled_rows() == 1
+
+    def test_failing_handler_is_retried_with_backoff(self, make_handler):
         handler = make_handler(fail_times=2)
         message = self._message(handler.topic)
         start = timezone.now()
         assert outbox_dispatch(message_id=message.pk) == "failed"
         message.refresh_from_db()
-        assert message.attempts == 1 and message.dispatched_at is None
+        assert message.attempts == 1 and message.status == "pending" and message.lease_owner == ""
         assert "ConnectionError: endpoint down (attempt 1)" in message.last_error
-        assert start + timedelta(seconds=10) <= message.next_attempt_at <= timezone.now() + timedelta(seconds=10)
-        assert _handled_rows() == 0, "a failed handler's own writes roll back"
-        # Not due yet: the sweeper leaves it alone.
-        assert outbox_sweep() == {} and len(handler.calls) == 1
+        assert start + timedelta(seconds=5) <= message.next_attempt_at <= timezone.now() + timedelta(seconds=10)  # 10 s, jittered
+        # Not due yet: neither the sweeper nor a second dispatch of the same id runs it early.
+        assert outbox_sweep() == {} and outbox_dispatch(message_id=message.pk) == "skipped" and len(handler.calls) == 1
         assert outbox_sweep(now=timezone.now() + timedelta(seconds=11)) == {"failed": 1}
         message.refresh_from_db()
         assert message.attempts == 2
-        assert message.next_attempt_at >= timezone.now() + timedelta(seconds=19)  # 20 s: doubled
+        assert message.next_attempt_at >= timezone.now() + timedelta(seconds=9)  # 20 s doubled, jittered
         assert outbox_sweep(now=timezone.now() + timedelta(seconds=21)) == {"dispatched": 1}
         message.refresh_from_db()
-        assert message.state == "dispatched" and message.attempts == 3 and message.last_error == ""
-        assert handler.calls == [message.pk] * 3
-        assert _handled_rows() == 1, "only the successful attempt's writes commit"
+        assert message.status == "done" and message.attempts == 3 and message.last_error == ""
+        assert handler.calls == [message.pk] * 3 and handler.in_transaction == [False] * 3
 
-    def test_backoff_doubles_and_is_capped(self, settings):
+    def test_backoff_doubles_is_capped_and_jittered(self, settings):
         settings.OUTBOX_BACKOFF_BASE_SECONDS = 10
         settings.OUTBOX_BACKOFF_MAX_SECONDS = 3600
-        assert [backoff_seconds(n) for n in range(1, 6)] == [10, 20, 40, 80, 160]
-        assert backoff_seconds(20) == 3600
+        for n, ceiling in zip(range(1, 6), [10, 20, 40, 80, 160]):
+            delays = {backoff_seconds(n, seed=message_id) for message_id in range(50)}
+            assert all(ceiling / 2 <= d <= ceiling for d in delays), (n, delays)
+            assert len(delays) > 40, "messages that failed together retry at different times"
+        assert 1800 <= backoff_seconds(20, seed=7) <= 3600
+        assert backoff_seconds(3, seed=7) == backoff_seconds(3, seed=7), "one message's retry time is reproducible"
+
+    def test_gives_up_after_max_age(self, make_handler, settings):
+        handler = make_handler(fail_times=100)
+        settings.OUTBOX_MAX_AGE_SECONDS = 60
+        message = self._message(handler.topic)
+        assert outbox_dispatch(message_id=message.pk) == "failed"
+        OutboxMessage.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(seconds=55))
+        assert outbox_sweep(now=timezone.now() + timedelta(seconds=11)) == {"gave_up": 1}
+        message.refresh_from_db()
+        assert message.status == "dead" and message.dead_at and message.attempts == 2
 
     def test_gives_up_after_max_attempts(self, make_handler, settings):
         handler = make_handler(fail_times=100)
@@ -186,7 +234,7 @@ class TestDispatch:
         assert outbox_sweep(now=far) == {"failed": 1}
         assert outbox_sweep(now=far) == {"gave_up": 1}
         message.refresh_from_db()
-        assert message.state == "failed" and message.failed_at is not None and message.attempts == 3
+        assert message.status == "dead" and message.dead_at is not None and message.attempts == 3
         assert outbox_due_ids(now=far + timedelta(days=10)) == []
         assert len(handler.calls) == 3
 
@@ -194,7 +242,7 @@ class TestDispatch:
         message = outbox_emit(topic="nobody.listens", payload={})
         assert outbox_dispatch(message_id=message.pk) == "failed"
         message.refresh_from_db()
-        assert "no handler registered" in message.last_error and message.dispatched_at is None
+        assert "no handler registered" in message.last_error and message.status == "pending" and message.done_at is None
 
     def test_every_matching_prefix_handler_runs(self, handler):
         second = Recorder()
@@ -213,7 +261,8 @@ class TestDispatch:
 
     def test_sweep_task_and_beat_entry(self, handler):
         message = self._message(handler.topic)
-        OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+        # its after-commit dispatch never came, and the grace period is over
+        OutboxMessage.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(seconds=20))
         assert sweep_outbox() == {"dispatched": 1}  # the beat task, run in process
         schedule = {e["task"]: e["schedule"] for e in app.conf.beat_schedule.values()}
         assert schedule["core.tasks.sweep_outbox"] <= 10
@@ -224,7 +273,7 @@ def _subprocess_env(**extra) -> dict:
     db = connection.settings_dict
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE,
+        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE") or settings.SETTINGS_MODULE or "config.settings.test",
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
     }
     env.update(extra)
@@ -241,7 +290,7 @@ class TestConcurrentAndOutages:
         assert sorted(results) == ["dispatched", "skipped"]
         assert handler.calls == [message.pk]
         message.refresh_from_db()
-        assert message.attempts == 1 and message.state == "dispatched"
+        assert message.attempts == 1 and message.status == "done"
 
     def test_concurrent_sweepers_dispatch_each_message_once(self, make_handler):
         handler = make_handler(delay=0.01)
@@ -249,7 +298,109 @@ class TestConcurrentAndOutages:
         later = timezone.now() + timedelta(minutes=1)
         run_in_threads(6, lambda i: outbox_sweep(now=later))
         assert sorted(handler.calls) == sorted(ids)
-        assert OutboxMessage.objects.filter(dispatched_at__isnull=False).count() == 30
+        assert OutboxMessage.objects.filter(status="done").count() == 30
+
+    def test_no_handler_runs_while_its_claim_transaction_is_open(self, make_handler):
+        """In the handler: no transaction on the dispatcher's connection, and from another
+        connection the claim is visible (committed) and the row is not locked."""
+        seen = {}
+
+        def observe(message):
+            seen["atomic"], seen["autocommit"] = connection.in_atomic_block, connection.get_autocommit()
+
+            def from_another_connection():
+                with transaction.atomic():
+                    row = OutboxMessage.objects.select_for_update(nowait=True).get(pk=message.pk)  # raises if locked
+                    return row.lease_owner, row.attempts
+
+            seen["other"] = run_in_threads(1, lambda i: from_another_connection())[0]
+
+        handler = make_handler()
+        register_handler(handler.topic, observe)
+        try:
+            message = outbox_emit(topic=handler.topic, payload={})
+            assert outbox_dispatch(message_id=message.pk) == "dispatched"
+        finally:
+            unregister_handler(handler.topic, observe)
+        assert seen["atomic"] is False and seen["autocommit"] is True
+        lease_owner, attempts = seen["other"]
+        assert lease_owner and attempts == 1, "the claim (lease, attempt) was committed before the handler ran"
+
+    def test_a_handler_hung_past_its_lease_is_reclaimed_by_another_dispatcher(self, make_handler, settings):
+        settings.OUTBOX_LEASE_SECONDS = 1
+        release, started = threading.Event(), threading.Event()
+        calls = []
+
+        def hangs_the_first_time(message):
+            calls.append(message.pk)
+            if len(calls) == 1:
+                started.set()
+                release.wait(30)  # a receiver that never answers
+
+        handler = make_handler()
+        register_handler(handler.topic, hangs_the_first_time)
+        try:
+            message = outbox_emit(topic=handler.topic, payload={})
+            first = threading.Thread(target=lambda: (outbox_dispatch(message_id=message.pk), connections_close()))
+            first.start()
+            assert started.wait(10)
+            assert outbox_sweep() == {} and outbox_dispatch(message_id=message.pk) == "skipped", "leased: nobody else takes it"
+            message.refresh_from_db()
+            assert message.attempts == 1 and message.lease_owner
+            time.sleep(1.2)  # the lease runs out
+            assert outbox_sweep() == {"dispatched": 1}
+            release.set()
+            first.join(10)
+        finally:
+            release.set()
+            unregister_handler(handler.topic, hangs_the_first_time)
+        message.refresh_from_db()
+        assert message.status == "done" and message.attempts == 2 and calls == [message.pk, message.pk]
+
+    def test_a_dispatcher_killed_mid_handler_leaves_the_message_to_be_retried(self, handler, settings):
+        """A separate process claims the message and is SIGKILLed inside its handler: the row
+        keeps its lease (no result), falls due when the lease runs out and another dispatcher
+        runs it."""
+        message = outbox_emit(topic=handler.topic, payload={"n": 1})
+        script = textwrap.dedent(f"""
+            import django
+            django.setup()
+            import tests.core.outbox_worker_handlers
+            from core.outbox import outbox_dispatch
+            outbox_dispatch(message_id={message.pk})
+        """)
+        process = subprocess.Popen(
+            [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=_subprocess_env(COFFER_OUTBOX_TEST_TOPIC=handler.topic, COFFER_OUTBOX_TEST_HANG="1", OUTBOX_LEASE_SECONDS="5"),
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not Organization.objects.filter(slug=f"worker-handled-{message.pk}").exists():
+                assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
+                time.sleep(0.1)
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+        assert process.returncode == -signal.SIGKILL
+        message.refresh_from_db()
+        assert message.status == "pending" and message.attempts == 1 and message.lease_owner, "claimed, never recorded"
+        assert message.lease_expires_at <= timezone.now() + timedelta(seconds=5)
+        assert outbox_sweep() == {} and handler.calls == [], "not before the lease runs out"
+        assert outbox_sweep(now=message.lease_expires_at + timedelta(seconds=1)) == {"dispatched": 1}
+        message.refresh_from_db()
+        assert message.status == "done" and message.attempts == 2 and handler.calls == [message.pk]
+
+    def test_a_message_whose_workers_keep_dying_ends_dead(self, handler, settings):
+        settings.OUTBOX_MAX_ATTEMPTS = 2
+        message = outbox_emit(topic=handler.topic, payload={})
+        # two claims whose workers died (lease set, never recorded)
+        OutboxMessage.objects.filter(pk=message.pk).update(attempts=2, lease_owner="gone:1:x", next_attempt_at=timezone.now())
+        assert outbox_sweep() == {}
+        message.refresh_from_db()
+        assert message.status == "dead" and "expired without a result" in message.last_error and handler.calls == []
 
     def test_broker_down_at_commit_keeps_the_row_and_the_sweeper_sends_it(self, handler):
         # A separate process commits an emit while its broker URL points at a closed port.
@@ -273,7 +424,7 @@ class TestConcurrentAndOutages:
         assert float(elapsed) < 10, "a broker outage must not hang the request"
         assert "could not enqueue dispatch" in done.stderr
         message = OutboxMessage.objects.get(pk=int(message_id))
-        assert message.state == "pending" and handler.calls == []
+        assert message.status == "pending" and handler.calls == []
         assert outbox_sweep(now=timezone.now() + timedelta(seconds=20)) == {"dispatched": 1}
         assert handler.calls == [message.pk]
 
@@ -299,7 +450,7 @@ class TestConcurrentAndOutages:
             deadline = time.monotonic() + 45
             while time.monotonic() < deadline:
                 message.refresh_from_db()
-                if message.dispatched_at:
+                if message.status == "done":
                     break
                 time.sleep(0.2)
         finally:
@@ -310,20 +461,21 @@ class TestConcurrentAndOutages:
             except subprocess.TimeoutExpired:
                 worker.kill()
                 output = worker.communicate()[0]
-        assert message.dispatched_at is not None, output[-3000:]
+        assert message.done_at is not None, output[-3000:]
         assert message.attempts == 1
         assert Organization.objects.filter(slug=f"worker-handled-{message.pk}").count() == 1
         assert handler.calls == [], "dispatched by the worker process, not by this one"
 
 
 # --- Admin --------------------------------------------------------------------------------------------------
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 class TestAdmin:
     def test_changelists_render_read_only(self, admin_client):
         message = outbox_emit(topic="nobody.listens", payload={"n": 1})
         for url in ("/admin/core/outboxmessage/", "/admin/core/idempotencyrecord/", f"/admin/core/outboxmessage/{message.pk}/change/"):
             assert admin_client.get(url).status_code == 200, url
         assert admin_client.get("/admin/core/outboxmessage/add/").status_code == 403
+        assert admin_client.get("/admin/core/outboxmessage/", {"status__exact": "dead"}).status_code == 200
 
     def test_retry_action_requeues_a_failed_message(self, admin_client, handler, settings):
         settings.OUTBOX_MAX_ATTEMPTS = 1
@@ -333,6 +485,6 @@ class TestAdmin:
         response = admin_client.post("/admin/core/outboxmessage/", {"action": "retry_now", "_selected_action": [message.pk]})
         assert response.status_code == 302
         message.refresh_from_db()
-        assert message.state == "pending" and message.next_attempt_at <= timezone.now()
+        assert message.status == "pending" and message.dead_at is None and message.next_attempt_at <= timezone.now()
         settings.OUTBOX_MAX_ATTEMPTS = 5
         assert outbox_sweep() == {"dispatched": 1}
