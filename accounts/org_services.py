@@ -293,7 +293,7 @@ def webhook_endpoint_delete(*, organization: Organization, endpoint_id: int, act
 def webhook_delivery_redeliver(*, organization: Organization, delivery_id, actor=None) -> WebhookDelivery:
     """Queue one more round of attempts for a delivered or failed event (same webhook-id, so the
     receiver can deduplicate)."""
-    from accounts.webhooks import enqueue_delivery_on_commit
+    from accounts.webhooks import webhook_delivery_queue
 
     delivery = (
         WebhookDelivery.objects.select_for_update(of=("self",))
@@ -313,5 +313,5 @@ def webhook_delivery_redeliver(*, organization: Organization, delivery_id, actor
     delivery.next_attempt_at = timezone.now()
     delivery.save(update_fields=["status", "attempt_count", "next_attempt_at", "updated_at"])
     audit(actor=actor_user(actor), action="webhook_delivery.redelivered", target=delivery, data={"event_id": delivery.event_id, **principal_audit_data(actor)})
-    enqueue_delivery_on_commit(delivery.pk)
+    webhook_delivery_queue(delivery)
     return delivery

@@ -1,16 +1,17 @@
 """The signed-webhook delivery engine (Standard Webhooks), shared by every event source.
 
 Invariants:
-- `webhook_publish` writes one WebhookDelivery row per matching enabled endpoint inside the
-  caller's database transaction: the rows are the outbox. Enqueueing the Celery task happens only
-  after commit and may fail (broker down) without losing anything: `webhook_sweep`, run by beat
-  every few seconds, delivers every pending row whose time has come.
-- An attempt is claimed by moving `next_attempt_at` one lease into the future in a short
-  transaction (`SELECT ... FOR UPDATE SKIP LOCKED`), so two workers never send the same attempt
-  at once and no database transaction stays open during the HTTP call; a worker that dies
-  mid-attempt leaves the row to be retried when the lease runs out.
-- Every attempt is logged (WebhookAttempt). 2xx -> delivered; anything else -> retried on the
-  backoff schedule (about a day in all), then failed.
+- `webhook_publish` writes one WebhookDelivery row per matching enabled endpoint, and one
+  `webhook.deliver` outbox message per delivery, inside the caller's database transaction: both
+  commit or roll back with the change they announce. Delivery is a topic of the one outbox
+  (`core.outbox`): its lease makes sure two workers never send the same attempt at once, no
+  database transaction is open during the HTTP call, a worker that dies mid-attempt leaves the
+  message to be re-claimed when the lease runs out, and retries follow the outbox's one backoff
+  policy (then dead, and the delivery `failed`).
+- The delivery row is what the API and dashboard show: its status, attempt count and next
+  attempt time mirror the outbox. Every attempt is logged (WebhookAttempt). 2xx -> delivered;
+  anything else -> the handler raises, the outbox retries. Every attempt of one delivery carries
+  the same `webhook-id` (its `id`), so a receiver deduplicates a resend after a crash.
 - The target host is resolved and every address checked before each attempt (not only when the
   endpoint was created: DNS rebinding), and the connection goes to the address that was checked,
   with the original Host header and TLS server name.
@@ -27,9 +28,8 @@ import secrets
 import socket
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from datetime import timezone as dt_timezone
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,14 +43,13 @@ from standardwebhooks import Webhook
 from accounts.crypto import decrypt_secret
 from accounts.models import Organization, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from core.errors import ValidationFailed
+from core.models import OutboxMessage
+from core.outbox import outbox_emit, outbox_retry_at
 
 logger = logging.getLogger("coffer.webhooks")
 
-# Seconds to wait after the 1st, 2nd, ... failed attempt: 11 attempts over about 23.7 hours.
-BACKOFF_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800)
-MAX_ATTEMPTS = len(BACKOFF_SCHEDULE) + 1
-REQUEST_TIMEOUT = 10.0
-CLAIM_LEASE = timedelta(seconds=60)  # > REQUEST_TIMEOUT: a live attempt is never claimed twice
+WEBHOOK_TOPIC = "webhook.deliver"
+REQUEST_TIMEOUT = 10.0  # well inside the outbox lease (OUTBOX_LEASE_SECONDS, 60): a live attempt is never claimed twice
 RESPONSE_EXCERPT_BYTES = 1024
 SECRET_PREFIX = "whsec_"
 
@@ -198,54 +197,21 @@ def webhook_publish(*, organization: Organization, event_type: str, payload: dic
         ]
     )
     for delivery in deliveries:
-        enqueue_delivery_on_commit(delivery.pk)
+        webhook_delivery_queue(delivery)
     return deliveries
 
 
-def _enqueue(delivery_id) -> None:
-    """Hand the delivery to a worker, failing fast (one connection try, no publish retries): a
-    request must not hang on a dead broker, and the sweep delivers whatever is not enqueued."""
-    from accounts.tasks import deliver_webhook
-    from config.celery import app
-
-    try:
-        if app.conf.task_always_eager:
-            deliver_webhook.apply_async(args=[str(delivery_id)])
-            return
-        with app.pool.acquire(block=True, timeout=2) as connection:
-            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
-            deliver_webhook.apply_async(args=[str(delivery_id)], connection=connection, retry=False)
-    except Exception:  # broker down: the row is pending and due, the sweep delivers it
-        logger.warning("could not enqueue webhook delivery %s; the sweep will deliver it", delivery_id, exc_info=True)
+def webhook_delivery_queue(delivery: WebhookDelivery) -> OutboxMessage:
+    """Queue a round of attempts for a pending delivery: one outbox message, written in the
+    caller's transaction (publishing, or a redelivery)."""
+    return outbox_emit(topic=WEBHOOK_TOPIC, payload={"delivery_id": str(delivery.pk)}, organization=delivery.organization_id)
 
 
-def enqueue_delivery_on_commit(delivery_id) -> None:
-    transaction.on_commit(partial(_enqueue, delivery_id))
+# --- Delivering (the `webhook.deliver` outbox handler) ---------------------------------------------
 
 
-# --- Delivering ---------------------------------------------------------------------------------
-
-
-def _claim(delivery_id=None) -> WebhookDelivery | None:
-    """Claim one due pending delivery (the given one, or the most overdue) for one attempt."""
-    now = timezone.now()
-    with transaction.atomic():
-        qs = WebhookDelivery.objects.select_for_update(skip_locked=True).filter(
-            status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now
-        )
-        if delivery_id is not None:
-            qs = qs.filter(pk=delivery_id)
-        delivery = qs.order_by("next_attempt_at").first()
-        if delivery is None:
-            return None
-        claimed = WebhookDelivery.objects.filter(
-            pk=delivery.pk, status=WebhookDelivery.Status.PENDING, next_attempt_at=delivery.next_attempt_at
-        ).update(next_attempt_at=now + CLAIM_LEASE, attempt_count=delivery.attempt_count + 1, updated_at=now)
-        if not claimed:  # SQLite has no row locks; the conditional UPDATE is the guard there
-            return None
-        delivery.attempt_count += 1
-        delivery.next_attempt_at = now + CLAIM_LEASE
-    return WebhookDelivery.objects.select_related("endpoint").get(pk=delivery.pk)
+class WebhookAttemptFailed(Exception):
+    """The receiver did not answer 2xx (or could not be reached): the outbox retries."""
 
 
 def _pinned_request(url: str, address: str) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -302,66 +268,58 @@ def _attempt(delivery: WebhookDelivery) -> WebhookAttempt:
     return attempt
 
 
-def _record(delivery: WebhookDelivery, attempt: WebhookAttempt) -> WebhookDelivery:
+def _record(delivery: WebhookDelivery, attempt: WebhookAttempt, *, retry_at: datetime | None) -> WebhookDelivery:
+    """The attempt and the delivery's new state, in one short transaction locking the delivery.
+    `retry_at` is when the outbox tries again (None: it gives up, the delivery fails)."""
     now = timezone.now()
     with transaction.atomic():
         locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
         attempt.save()
+        locked.attempt_count += 1
         locked.last_attempt_at = attempt.attempted_at
         locked.last_status_code = attempt.status_code
         locked.last_error = attempt.error
-        if attempt.succeeded:
+        if locked.status != WebhookDelivery.Status.PENDING:
+            pass  # failed meanwhile (endpoint deleted): the attempt is history, the status stays
+        elif attempt.succeeded:
             locked.status = WebhookDelivery.Status.DELIVERED
             locked.delivered_at = now
             locked.next_attempt_at = None
-        elif locked.attempt_count >= MAX_ATTEMPTS:
+        elif retry_at is None:
             locked.status = WebhookDelivery.Status.FAILED
             locked.next_attempt_at = None
         else:
-            locked.next_attempt_at = now + timedelta(seconds=BACKOFF_SCHEDULE[locked.attempt_count - 1])
+            locked.next_attempt_at = retry_at
         locked.save()
     return locked
 
 
 def _abandon(delivery: WebhookDelivery, reason: str) -> WebhookDelivery:
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
+    WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.PENDING).update(
         status=WebhookDelivery.Status.FAILED, next_attempt_at=None, last_error=reason, updated_at=timezone.now()
     )
     delivery.refresh_from_db()
     return delivery
 
 
-def _deliver_claimed(delivery: WebhookDelivery) -> WebhookDelivery:
+def webhook_deliver(message: OutboxMessage) -> WebhookDelivery | None:
+    """The `webhook.deliver` outbox handler: one attempt for the message's delivery if it is
+    still pending, made with no database transaction open. A failed attempt raises
+    WebhookAttemptFailed after it is recorded, so the outbox retries it (or gives up: the
+    delivery is then `failed`). Nothing to do (delivered, failed, gone) -> None."""
+    delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=message.payload["delivery_id"]).first()
+    if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
+        return None
     endpoint = delivery.endpoint
     if endpoint.deleted_at is not None or not endpoint.is_enabled:
         return _abandon(delivery, "endpoint disabled" if endpoint.deleted_at is None else "endpoint deleted")
     attempt = _attempt(delivery)
-    delivery = _record(delivery, attempt)
+    delivery = _record(delivery, attempt, retry_at=None if attempt.succeeded else outbox_retry_at(message))
     logger.info(
         "webhook %s %s -> endpoint %s: attempt %s %s in %s ms",
         delivery.webhook_id, delivery.event_type, endpoint.pk, delivery.attempt_count,
         attempt.status_code or attempt.error, attempt.duration_ms,
     )
+    if not attempt.succeeded:
+        raise WebhookAttemptFailed(f"delivery {delivery.pk}: {attempt.error}")
     return delivery
-
-
-def webhook_deliver(*, delivery_id) -> WebhookDelivery | None:
-    """One attempt for this delivery if it is pending and due; None when there is nothing to do
-    (delivered, failed, not yet due, or another worker holds it)."""
-    delivery = _claim(delivery_id)
-    return _deliver_claimed(delivery) if delivery is not None else None
-
-
-def webhook_sweep(*, limit: int = 100, time_budget: float = 12.0) -> int:
-    """Deliver due pending rows (first attempts the broker never carried, and retries) until
-    none is due, `limit` attempts were made, or the time budget is spent. Several sweeps may run
-    at once: each row is claimed by one. Returns the number of attempts made."""
-    started = time.monotonic()
-    done = 0
-    while done < limit and time.monotonic() - started < time_budget:
-        delivery = _claim()
-        if delivery is None:
-            break
-        _deliver_claimed(delivery)
-        done += 1
-    return done

@@ -10,11 +10,14 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from accounts.tasks import deliver_webhook, sweep_webhooks
-from accounts.webhooks import BACKOFF_SCHEDULE, MAX_ATTEMPTS, webhook_publish, webhook_sweep
+from accounts.webhooks import WEBHOOK_TOPIC, webhook_deliver, webhook_publish
 from config.celery import app as celery_app
+from core.models import OutboxMessage
+from core.outbox import backoff_seconds, handlers_for, outbox_sweep
+from core.tasks import dispatch_outbox, sweep_outbox
 
-pytestmark = pytest.mark.django_db
+# Delivery is a topic of the outbox, whose dispatcher runs only outside a transaction: real commits.
+pytestmark = pytest.mark.django_db(transaction=True)
 ENDPOINTS = "/api/v1/webhook-endpoints"
 DELIVERIES = "/api/v1/webhook-deliveries"
 
@@ -24,6 +27,21 @@ def create_endpoint(client, receiver, events=("*",)) -> dict:
     assert response.status_code == 201, response.content
     receiver.secret = response.json()["secret"]
     return response.json()
+
+
+def message_of(delivery) -> OutboxMessage:
+    """The newest outbox message that carries this delivery."""
+    return OutboxMessage.objects.filter(topic=WEBHOOK_TOPIC, payload__delivery_id=str(delivery.pk)).latest("id")
+
+
+def deliver(delivery) -> str:
+    """One attempt now, the way the after-commit dispatch runs it (the Celery task, in process)."""
+    return dispatch_outbox.apply(args=[message_of(delivery).pk]).get()
+
+
+def sweep() -> dict:
+    """The outbox sweeper, once the grace period of fresh messages (their own dispatch) is over."""
+    return outbox_sweep(now=timezone.now() + timedelta(seconds=16))
 
 
 def publish(org, event_type="transaction.completed", data=None, capture=None):
@@ -155,11 +173,15 @@ def test_retried_after_500_then_delivered(client_a, org, receiver, eager_celery,
     (delivery,) = publish(org, capture=django_capture_on_commit_callbacks)
     delivery.refresh_from_db()
     assert delivery.status == "pending" and delivery.attempt_count == 1 and delivery.last_status_code == 500
+    message = message_of(delivery)
+    assert message.status == "pending" and message.attempts == 1 and "HTTP 500" in message.last_error
+    # the delivery shows when the outbox tries again (its one backoff policy: 10 s, jittered)
+    assert abs((delivery.next_attempt_at - message.next_attempt_at).total_seconds()) < 1
     wait = (delivery.next_attempt_at - timezone.now()).total_seconds()
-    assert BACKOFF_SCHEDULE[0] - 2 < wait <= BACKOFF_SCHEDULE[0]
-    assert webhook_sweep() == 0  # not due yet
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))  # time passes
-    assert sweep_webhooks.apply().get() == 1
+    assert backoff_seconds(1, seed=message.pk) - 2 < wait <= backoff_seconds(1, seed=message.pk)
+    assert outbox_sweep() == {}  # not due yet
+    OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))  # time passes
+    assert sweep_outbox.apply().get() == {"dispatched": 1}
     delivery.refresh_from_db()
     assert delivery.status == "delivered" and delivery.attempt_count == 2
     assert [r.verified for r in receiver.received] == [True, True]
@@ -169,21 +191,23 @@ def test_retried_after_500_then_delivered(client_a, org, receiver, eager_celery,
     assert first.error == "HTTP 500" and len(first.response_excerpt.encode()) <= 1024 and first.duration_ms >= 0
 
 
-def test_gives_up_after_the_last_attempt(client_a, org, receiver, django_capture_on_commit_callbacks):
+def test_gives_up_after_the_last_attempt(client_a, org, receiver, django_capture_on_commit_callbacks, settings):
     create_endpoint(client_a, receiver)
     (delivery,) = publish(org, capture=django_capture_on_commit_callbacks)
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(attempt_count=MAX_ATTEMPTS - 1)
+    settings.OUTBOX_MAX_ATTEMPTS = 1  # this attempt is the last
     receiver.statuses = [503]
-    deliver_webhook.apply(args=[str(delivery.pk)])
+    assert deliver(delivery) == "gave_up"
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.next_attempt_at is None and delivery.last_status_code == 503
-    assert sum(BACKOFF_SCHEDULE) > 20 * 3600  # about a day of retries
+    assert message_of(delivery).status == "dead"  # visible in the admin
+    settings.OUTBOX_MAX_ATTEMPTS = 30
+    assert sum(backoff_seconds(n) for n in range(1, 30)) > 10 * 3600  # the default: most of a day of retries
     # redeliver queues it again with the same webhook-id
     receiver.statuses = []
     with django_capture_on_commit_callbacks(execute=True):
         response = client_a.post(f"{DELIVERIES}/{delivery.pk}/redeliver")
     assert response.status_code == 202 and response.json()["status"] == "pending"
-    webhook_sweep()
+    assert sweep() == {"dispatched": 1}
     delivery.refresh_from_db()
     assert delivery.status == "delivered"
     assert receiver.received[-1].verified and receiver.received[-1].headers["webhook-id"] == delivery.webhook_id
@@ -200,7 +224,7 @@ def test_connection_errors_are_logged_attempts(client_a, org, django_capture_on_
     response = client_a.post(ENDPOINTS, {"url": "http://127.0.0.1:9/closed-port", "events": ["*"]}, format="json")
     assert response.status_code == 201
     (delivery,) = publish(org, capture=django_capture_on_commit_callbacks)
-    deliver_webhook.apply(args=[str(delivery.pk)])
+    assert deliver(delivery) == "failed"
     delivery.refresh_from_db()
     assert delivery.status == "pending" and delivery.attempt_count == 1 and delivery.last_status_code is None
     assert "ConnectError" in WebhookAttempt.objects.get().error
@@ -215,16 +239,16 @@ def test_not_lost_when_the_broker_is_down_at_commit(client_a, org, receiver, dja
     celery_app._pool = None
     celery_app.amqp._producer_pool = None
     try:
-        with caplog.at_level(logging.WARNING, logger="coffer.webhooks"):
+        with caplog.at_level(logging.WARNING, logger="coffer.outbox"):
             (delivery,) = publish(org, capture=django_capture_on_commit_callbacks)  # commits; enqueue fails
     finally:
         celery_app.conf.broker_url, celery_app.conf.broker_write_url = previous
         celery_app._pool = None
         celery_app.amqp._producer_pool = None
-    assert "could not enqueue webhook delivery" in caplog.text
+    assert "could not enqueue dispatch" in caplog.text
     delivery.refresh_from_db()
     assert delivery.status == "pending" and delivery.attempt_count == 0 and receiver.received == []
-    assert webhook_sweep() == 1
+    assert sweep() == {"dispatched": 1}
     delivery.refresh_from_db()
     assert delivery.status == "delivered"
     assert receiver.received[0].verified
@@ -235,7 +259,7 @@ def test_private_address_refused_again_at_delivery_time(client_a, org, receiver,
     create_endpoint(client_a, receiver)
     (delivery,) = publish(org, capture=django_capture_on_commit_callbacks)
     with override_settings(WEBHOOK_ALLOW_PRIVATE_URLS=False):
-        deliver_webhook.apply(args=[str(delivery.pk)])
+        assert deliver(delivery) == "failed"
     delivery.refresh_from_db()
     assert receiver.received == []
     assert delivery.status == "pending" and delivery.attempt_count == 1
@@ -245,9 +269,10 @@ def test_private_address_refused_again_at_delivery_time(client_a, org, receiver,
 def test_two_sweeps_never_send_one_delivery_twice(client_a, org, receiver, django_capture_on_commit_callbacks):
     create_endpoint(client_a, receiver)
     (delivery,) = publish(org, capture=django_capture_on_commit_callbacks)
-    assert webhook_sweep() == 1
-    assert webhook_sweep() == 0
-    deliver_webhook.apply(args=[str(delivery.pk)])
+    assert sweep() == {"dispatched": 1}
+    assert sweep() == {}
+    assert deliver(delivery) == "skipped"
+    webhook_deliver(message_of(delivery))  # the handler itself, run again (a crash before the record): nothing sent
     assert len(receiver.received) == 1
 
 
@@ -255,12 +280,13 @@ def test_disabled_endpoint_stops_pending_deliveries(client_a, org, receiver, dja
     endpoint = create_endpoint(client_a, receiver)
     (delivery,) = publish(org, capture=django_capture_on_commit_callbacks)
     client_a.post(f"{ENDPOINTS}/{endpoint['id']}/disable")
-    webhook_sweep()
+    assert sweep() == {"dispatched": 1}
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.last_error == "endpoint disabled" and receiver.received == []
     assert client_a.post(f"{DELIVERIES}/{delivery.pk}/redeliver").status_code == 409
 
 
-def test_beat_schedule_registers_the_sweep():
-    entry = celery_app.conf.beat_schedule["accounts.sweep_webhooks"]
-    assert entry["task"] == "accounts.tasks.sweep_webhooks" and entry["schedule"] <= 30
+def test_delivery_is_a_topic_of_the_one_outbox():
+    assert handlers_for(WEBHOOK_TOPIC) == [webhook_deliver]
+    tasks = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
+    assert "core.tasks.sweep_outbox" in tasks and not any(t.startswith("accounts.") for t in tasks)
