@@ -644,7 +644,9 @@ def audit_counts_flush(*, now: float | None = None) -> int:
         except Exception:
             cache.delete(claim_key)
             raise
-        cache.delete_many([slots_key] + [f"{_COUNT_PREFIX}:{minute}:s:{slot}" for slot in range(1, slots + 1)])
+        # Released with the rest, so an occurrence that still lands in this minute (a clock
+        # skewed past the grace) is written by a later run rather than lost.
+        cache.delete_many([slots_key, claim_key] + [f"{_COUNT_PREFIX}:{minute}:s:{slot}" for slot in range(1, slots + 1)])
     return written
 
 
