@@ -1,6 +1,6 @@
 """Read-mostly admin for payouts and exchange quotes: rows change only through the services
-(`payout_send` / `payout_settle`, `exchange_execute`); the one action asks the worker's
-settlement service to look at a sent payout now."""
+(`payout_send` / `payout_settle`, `exchange_execute`); the one action asks the provider about a
+sent payout now (`payout_settle`: the provider is called with no transaction open)."""
 
 from django.contrib import admin, messages
 

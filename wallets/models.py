@@ -5,7 +5,10 @@ Invariants:
   `pending` with its amount + fee on hold by `ledger.services.ledger_hold_pending` in the same
   database transaction that creates the payout and its `payout.send` outbox row. Its status
   machine (django-fsm, `ConcurrentTransitionMixin`, rows locked FOR UPDATE by the services) is
-      pending -> sent -> completed | failed;  pending -> failed;  in_review -> pending | cancelled
+      pending -> sending -> sent -> completed | failed;  sending -> failed;  in_review -> pending | cancelled
+  `sending` is the committed claim of a send: the provider is called after it, with no database
+  transaction open, and the result is recorded in a new short transaction (a crash in between
+  leaves it `sending`, and the outbox sends it again with the same reference).
   and the ledger follows it exactly once: `completed` posts the held transaction
   (`ledger_complete_pending`), `failed` releases the holds (`ledger_fail_pending`). `reference`
   is unique and is the idempotency key towards the payout provider, so a resent payout cannot
@@ -35,6 +38,7 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     class Status(models.TextChoices):
         IN_REVIEW = "in_review", "Held for compliance review"
         PENDING = "pending", "Pending (not yet handed to the provider)"
+        SENDING = "sending", "Sending (being handed to the provider)"
         SENT = "sent", "Sent (provider accepted it)"
         COMPLETED = "completed", "Completed"
         FAILED = "failed", "Failed"
@@ -84,7 +88,11 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     def cancel(self) -> None:
         """State only."""
 
-    @transition(field=status, source=Status.PENDING, target=Status.SENT)
+    @transition(field=status, source=Status.PENDING, target=Status.SENDING)
+    def claim_send(self) -> None:
+        """State only; `payout_send` saves and commits it before calling the provider."""
+
+    @transition(field=status, source=Status.SENDING, target=Status.SENT)
     def mark_sent(self) -> None:
         """State only; `payout_send` saves."""
 
@@ -92,7 +100,7 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     def complete(self) -> None:
         """State only; `payout_settle` posts and saves."""
 
-    @transition(field=status, source=[Status.PENDING, Status.SENT], target=Status.FAILED)
+    @transition(field=status, source=[Status.PENDING, Status.SENDING, Status.SENT], target=Status.FAILED)
     def fail(self) -> None:
         """State only; `payout_settle` / `payout_send` release the holds and save."""
 
@@ -134,18 +142,3 @@ class ExchangeQuote(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=Status.OPEN, target=Status.EXECUTED)
     def execute(self) -> None:
         """State only; `exchange_execute` posts and saves."""
-
-
-# A reviewer's decision on a held withdrawal releases or cancels its payout, in the decision's
-# own transaction (compliance.risk._decide saves the case after the ledger followed it).
-from django.db.models.signals import post_save  # noqa: E402
-from django.dispatch import receiver  # noqa: E402
-
-
-@receiver(post_save, sender="compliance.ReviewCase", dispatch_uid="wallets.payout_review_decided")
-def _review_case_saved(sender, instance, created: bool, raw: bool = False, **kwargs) -> None:
-    if created or raw:
-        return
-    from wallets.services import payout_review_decided
-
-    payout_review_decided(case=instance)

@@ -7,13 +7,16 @@ Interface (`PayoutProvider`):
   `failed` (with a reason).
 - `status(payout) -> PayoutResult`: where an accepted payout stands now: `accepted` (still in
   flight, ask again at `check_at`), `completed` or `failed`.
-Neither is called under a wallet or customer lock (STYLE 4): `wallets.services.payout_send` and
-`payout_settle` lock only the payout row around them.
+Neither is ever called inside a database transaction or under a row lock (STYLE 4):
+`wallets.services.payout_send` claims the payout (pending -> sending, committed), calls `send`
+with no transaction open and records the answer in a new short transaction that locks the payout
+row; `payout_settle` calls `status` the same way. Both run as outbox handlers (`payout.send`,
+`payout.check`), so a call can be repeated after a crash: hence the idempotency on `reference`.
 
 `SandboxPayoutProvider` (default, PAYOUT_PROVIDER=sandbox) needs no network. It accepts every
 payout and settles it PAYOUT_SANDBOX_SETTLE_SECONDS (default 5) after it was sent: the delay is
-a time the worker comes back (a Celery countdown and the payout's `next_check_at`), never a
-sleep. It can be told to fail: a beneficiary name containing "FAIL" (any case) fails at
+a time the worker comes back (a `payout.check` outbox message due at the payout's
+`next_check_at`), never a sleep. It can be told to fail: a beneficiary name containing "FAIL" (any case) fails at
 settlement, one containing "REJECT" is refused at send, and PAYOUT_SANDBOX_FAIL=true fails
 every payout at settlement.
 """

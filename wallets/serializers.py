@@ -64,7 +64,7 @@ class WithdrawalInput(serializers.Serializer):
 
 class PayoutOutput(serializers.Serializer):
     id = serializers.IntegerField()
-    status = serializers.CharField(help_text="in_review, pending, sent, completed, failed or cancelled.")
+    status = serializers.CharField(help_text="in_review, pending, sending, sent, completed, failed or cancelled.")
     destination_type = serializers.CharField()
     beneficiary_name = serializers.CharField()
     destination = serializers.SerializerMethodField(help_text="The beneficiary, IBAN masked to its country, check digits and last 4.")

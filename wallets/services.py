@@ -75,7 +75,7 @@ from compliance.risk import RiskDecision, review_case_open, risk_evaluate, risk_
 from compliance.services import audit_record
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, format_amount, parse_amount, quantum
-from core.outbox import outbox_emit, register_handler
+from core.outbox import outbox_emit
 from core.prices import get_price_provider
 from ledger.errors import InsufficientFunds
 from ledger.models import Asset, Transaction, Wallet
@@ -104,6 +104,7 @@ from wallets.selectors import customer_of, transfer_destination_get, wallet_get_
 logger = logging.getLogger("coffer.wallets")
 
 PAYOUT_TOPIC = "payout.send"
+PAYOUT_CHECK_TOPIC = "payout.check"
 
 
 def _customer_for(user: User) -> Customer:
@@ -378,21 +379,14 @@ def beneficiary_parse(destination: Any) -> Beneficiary:
     return Beneficiary(type=kind, name=name, details={"account": account, "network": _text(destination.get("network"))[:50]})
 
 
-def _payout_schedule_settle(payout: Payout) -> None:
-    """After commit: ask the worker to settle at `next_check_at` (a countdown, never a sleep).
-    A broker outage only delays it: the beat sweeper settles every due payout."""
-    payout_id = payout.pk
-    countdown = max((payout.next_check_at - timezone.now()).total_seconds(), 0) if payout.next_check_at else 0
-
-    def enqueue():
-        from wallets.tasks import settle_payout
-
-        try:
-            settle_payout.apply_async((payout_id,), countdown=countdown, retry=False)
-        except Exception as exc:
-            logger.warning("payout %s: could not schedule settlement (%s); the sweeper will", payout_id, exc)
-
-    db_transaction.on_commit(enqueue, robust=True)
+def _payout_check_later(payout: Payout) -> None:
+    """In the caller's transaction: a `payout.check` outbox message due at `next_check_at` (a
+    time the worker comes back, never a sleep). Keyed by that time, so recording the same
+    provider answer twice schedules one check."""
+    outbox_emit(
+        topic=PAYOUT_CHECK_TOPIC, payload={"payout_id": payout.pk}, available_at=payout.next_check_at,
+        key=f"payout:{payout.pk}:check:{payout.next_check_at.isoformat()}",
+    )
 
 
 def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: Any, description: str = "", two_factor_code: str | None = None) -> Transaction:
@@ -443,17 +437,45 @@ def _payout_locked(payout_id: int) -> Payout | None:
     return Payout.objects.select_for_update(of=("self",)).select_related("transaction").filter(pk=payout_id).first()
 
 
-def payout_send(*, payout_id: int) -> Payout | None:
-    """Hand a pending payout to its provider, once: the payout row is locked and only a
-    `pending` payout is sent (a second dispatch of the outbox row finds it `sent` and does
-    nothing); the provider call carries `payout.reference` as its idempotency key. Accepted ->
-    `sent` with the time to ask again; refused -> failed at once (holds released)."""
+def _require_no_transaction(what: str) -> None:
+    """The payout provider is called over the network: never inside a database transaction,
+    never under a row lock (STYLE 4)."""
+    connection = db_transaction.get_connection()
+    if connection.in_atomic_block or not connection.get_autocommit():
+        raise RuntimeError(f"{what} calls the payout provider: call it outside any database transaction.")
+
+
+def _payout_claim_send(payout_id: int) -> Payout | None:
+    """Step 1 of a send, committed before the provider is called: pending -> sending. A payout
+    already `sending` (an earlier attempt died between its claim and its record) is sent again:
+    the provider takes `reference` as its idempotency key. Anything else: nothing to send."""
     with db_transaction.atomic():
         payout = _payout_locked(payout_id)
-        if payout is None or payout.status != Payout.Status.PENDING:
-            return payout
-        result = get_payout_provider(payout.provider).send(payout)
+        if payout is None or payout.status not in (Payout.Status.PENDING, Payout.Status.SENDING):
+            return None
+        if payout.status == Payout.Status.PENDING:
+            payout.claim_send()
         payout.attempts += 1
+        payout.save(update_fields=["status", "attempts", "updated_at"])
+    return payout
+
+
+def payout_send(*, payout_id: int) -> Payout | None:
+    """The `payout.send` outbox handler, in three steps, so the provider is never called under
+    a lock or inside a transaction: (1) claim the payout (pending -> sending, committed); (2)
+    hand it to the provider with no transaction open, `reference` as the idempotency key; (3)
+    record the answer in a short transaction that locks the payout row: accepted -> `sent`, with
+    a `payout.check` due when the provider said to ask again; completed -> settled at once;
+    refused -> failed (holds released). A second run finds it `sent` or settled and does nothing."""
+    _require_no_transaction("payout_send")
+    claimed = _payout_claim_send(payout_id)
+    if claimed is None:
+        return Payout.objects.filter(pk=payout_id).first()
+    result = get_payout_provider(claimed.provider).send(claimed)
+    with db_transaction.atomic():
+        payout = _payout_locked(payout_id)
+        if payout.status != Payout.Status.SENDING:  # a concurrent run recorded it first
+            return payout
         payout.provider_reference = result.provider_reference or payout.provider_reference
         if result.status == FAILED:
             _payout_failed(payout, reason=result.reason or "Refused by the payout provider.")
@@ -461,13 +483,11 @@ def payout_send(*, payout_id: int) -> Payout | None:
         payout.mark_sent()
         payout.sent_at = timezone.now()
         payout.next_check_at = result.check_at or payout.sent_at
-        payout.save(update_fields=["status", "attempts", "provider_reference", "sent_at", "next_check_at", "updated_at"])
+        payout.save(update_fields=["status", "provider_reference", "sent_at", "next_check_at", "updated_at"])
         audit_record(action="payout.sent", target=payout, data={"transaction_id": payout.transaction_id, "provider": payout.provider,
                                                                 "provider_reference": payout.provider_reference})
-        if result.status == COMPLETED:
-            return payout_settle(payout_id=payout.pk)
-        _payout_schedule_settle(payout)
-        return payout
+        _payout_follow(payout, result)
+    return payout
 
 
 def _payout_failed(payout: Payout, *, reason: str) -> None:
@@ -486,66 +506,66 @@ def _payout_failed(payout: Payout, *, reason: str) -> None:
     audit_record(action="withdrawal.failed", target=tx, data={"payout_id": payout.pk, "reason": reason})
 
 
+def _payout_follow(payout: Payout, result) -> None:
+    """Follow the provider's answer about a LOCKED `sent` payout in the ledger, once: completed
+    -> `ledger_complete_pending` (holds captured, Redeem + fee posted, transaction completed);
+    failed -> holds released, transaction failed; still in flight -> check again at the
+    provider's time. If the ledger refuses the posting of money the bank already paid out (a
+    wallet suspended meanwhile), the payout stays `sent`, the refusal is audited and a check is
+    due in a minute: the money did leave."""
+    if result.status == ACCEPTED:
+        payout.next_check_at = result.check_at or timezone.now() + timedelta(seconds=30)
+        payout.save(update_fields=["next_check_at", "updated_at"])
+        _payout_check_later(payout)
+        return
+    if result.status == FAILED:
+        _payout_failed(payout, reason=result.reason or "The payout failed.")
+        return
+    tx = payout.transaction
+    if tx.status == Transaction.Status.PENDING:
+        with db_transaction.atomic():
+            posted = ledger_complete_pending(tx)
+            if not posted.ok:
+                db_transaction.set_rollback(True)  # keep the transaction pending, its funds held
+        if not posted.ok:
+            payout.failure_reason = f"Posting refused: {posted.error.code}: {posted.error.message}"[:500]
+            payout.next_check_at = timezone.now() + timedelta(seconds=60)
+            payout.save(update_fields=["failure_reason", "next_check_at", "updated_at"])
+            audit_record(action="payout.posting_refused", target=payout, data={"transaction_id": tx.pk, "code": posted.error.code})
+            _payout_check_later(payout)
+            return
+    payout.complete()
+    payout.settled_at = timezone.now()
+    payout.next_check_at = None
+    payout.failure_reason = ""
+    payout.save(update_fields=["status", "settled_at", "next_check_at", "failure_reason", "updated_at"])
+    audit_record(action="withdrawal.completed", target=tx, data={"payout_id": payout.pk, "provider_reference": payout.provider_reference})
+
+
 def payout_settle(*, payout_id: int) -> Payout | None:
-    """Ask the provider where a sent payout stands and follow it in the ledger, once (the
-    payout row is locked; only a `sent` payout moves): completed -> `ledger_complete_pending`
-    (holds captured, Redeem + fee posted, transaction completed); failed -> holds released,
-    transaction failed; still in flight -> ask again at the provider's time. If the ledger
-    refuses the posting of money the bank already paid out (a wallet suspended meanwhile), the
-    payout stays `sent`, the refusal is audited and the sweeper retries: the money did leave."""
+    """The `payout.check` outbox handler (and the admin's "ask now"): ask the provider where a
+    `sent` payout stands, with no transaction open, then follow the answer in a short
+    transaction that locks the payout row (`_payout_follow`); only a payout still `sent` moves,
+    so a second run does nothing."""
+    _require_no_transaction("payout_settle")
+    payout = Payout.objects.filter(pk=payout_id).first()
+    if payout is None or payout.status != Payout.Status.SENT:
+        return payout
+    result = get_payout_provider(payout.provider).status(payout)
     with db_transaction.atomic():
         payout = _payout_locked(payout_id)
         if payout is None or payout.status != Payout.Status.SENT:
             return payout
-        result = get_payout_provider(payout.provider).status(payout)
-        if result.status == ACCEPTED:
-            payout.next_check_at = result.check_at or timezone.now() + timedelta(seconds=30)
-            payout.save(update_fields=["next_check_at", "updated_at"])
-            _payout_schedule_settle(payout)
-            return payout
-        if result.status == FAILED:
-            _payout_failed(payout, reason=result.reason or "The payout failed.")
-            return payout
-        tx = payout.transaction
-        if tx.status == Transaction.Status.PENDING:
-            with db_transaction.atomic():
-                posted = ledger_complete_pending(tx)
-                if not posted.ok:
-                    db_transaction.set_rollback(True)  # keep the transaction pending, its funds held
-            if not posted.ok:
-                payout.failure_reason = f"Posting refused: {posted.error.code}: {posted.error.message}"[:500]
-                payout.next_check_at = timezone.now() + timedelta(seconds=60)
-                payout.save(update_fields=["failure_reason", "next_check_at", "updated_at"])
-                audit_record(action="payout.posting_refused", target=payout, data={"transaction_id": tx.pk, "code": posted.error.code})
-                return payout
-        payout.complete()
-        payout.settled_at = timezone.now()
-        payout.next_check_at = None
-        payout.failure_reason = ""
-        payout.save(update_fields=["status", "settled_at", "next_check_at", "failure_reason", "updated_at"])
-        audit_record(action="withdrawal.completed", target=tx, data={"payout_id": payout.pk, "provider_reference": payout.provider_reference})
-        return payout
-
-
-def payouts_due_ids(*, limit: int = 200) -> list[int]:
-    return list(
-        Payout.objects.filter(status=Payout.Status.SENT, next_check_at__lte=timezone.now())
-        .order_by("next_check_at", "id").values_list("id", flat=True)[:limit]
-    )
-
-
-def _handle_payout_message(message) -> None:
-    payout_send(payout_id=int(message.payload["payout_id"]))
-
-
-register_handler(PAYOUT_TOPIC, _handle_payout_message)
+        _payout_follow(payout, result)
+    return payout
 
 
 def payout_review_decided(*, case) -> None:
-    """A reviewer decided a held withdrawal (post_save of compliance.ReviewCase, inside the
-    decision's transaction, after the ledger followed it): approved and posted -> the payout is
-    released to the provider (outbox row); rejected, or approved but refused by the ledger ->
-    the payout is cancelled (its holds were released by the ledger)."""
+    """A reviewer decided a held withdrawal: called by the review decision
+    (`compliance.risk.review_approve` / `review_reject`) inside its transaction, after the ledger
+    followed it. Approved and posted -> the payout is released to the provider (a `payout.send`
+    outbox row); rejected, or approved but refused by the ledger -> the payout is cancelled (its
+    holds were released by the ledger)."""
     payout = Payout.objects.select_for_update(of=("self",)).select_related("transaction").filter(
         transaction_id=case.transaction_id, status=Payout.Status.IN_REVIEW
     ).first()

@@ -1,44 +1,27 @@
-"""Celery tasks of the customer wallets API, and their beat entry.
+"""Outbox handlers of the customer wallets API (topics of the one outbox, `core.outbox`; dispatched
+after commit and swept by `core.tasks`). Imported by `WalletsConfig.ready`.
 
-- `settle_payout(payout_id)`: scheduled after a payout is sent, with a countdown to the time the
-  provider said to ask again (the sandbox's settle delay): `wallets.services.payout_settle`.
-- `sweep_payouts()`: every PAYOUT_SWEEP_SECONDS (10 s), settles every sent payout whose
-  `next_check_at` has passed: the safety net when the broker was down at scheduling time or a
-  worker died. Sending is the outbox's job (topic `payout.send`, handler registered by
-  `wallets.services`), so a broker outage at request time only delays a payout.
+- `payout.send` (written with the withdrawal, or when a reviewer approves it): `payout_send`
+  claims the payout, calls the provider with no transaction open, records the answer.
+- `payout.check` (due when the provider said to ask again): `payout_settle` asks the provider
+  where a sent payout stands and follows it in the ledger.
 
-Both are safe to run twice or concurrently: the services lock the payout row and only move a
-payout from the state they expect.
+Both are safe to run twice or concurrently: the services lock the payout row to record, and only
+move a payout from the state they expect; the provider is idempotent on `Payout.reference`.
 """
 
-from django.conf import settings
-
-from config.celery import app
-from wallets.services import payout_settle, payouts_due_ids
-
-
-@app.task(name="wallets.tasks.settle_payout", ignore_result=True, autoretry_for=(Exception,), retry_backoff=True, max_retries=5)
-def settle_payout(payout_id: int) -> str | None:
-    payout = payout_settle(payout_id=payout_id)
-    return payout.status if payout is not None else None
+from core.models import OutboxMessage
+from core.outbox import register_handler
+from wallets.services import PAYOUT_CHECK_TOPIC, PAYOUT_TOPIC, payout_send, payout_settle
 
 
-@app.task(name="wallets.tasks.sweep_payouts", ignore_result=True)
-def sweep_payouts() -> int:
-    done = 0
-    for payout_id in payouts_due_ids():
-        try:
-            payout_settle(payout_id=payout_id)
-            done += 1
-        except Exception:  # one bad payout must not stop the others; it stays due
-            import logging
-
-            logging.getLogger("coffer.wallets").exception("payout %s: settlement failed", payout_id)
-    return done
+def payout_send_handler(message: OutboxMessage) -> None:
+    payout_send(payout_id=int(message.payload["payout_id"]))
 
 
-app.conf.beat_schedule["wallets.sweep_payouts"] = {
-    "task": "wallets.tasks.sweep_payouts",
-    "schedule": float(getattr(settings, "PAYOUT_SWEEP_SECONDS", 10)),
-    "options": {"expires": 30},
-}
+def payout_check_handler(message: OutboxMessage) -> None:
+    payout_settle(payout_id=int(message.payload["payout_id"]))
+
+
+register_handler(PAYOUT_TOPIC, payout_send_handler)
+register_handler(PAYOUT_CHECK_TOPIC, payout_check_handler)

@@ -1,7 +1,9 @@
 """POST /withdrawals end to end: beneficiary checks, the fee on top, amount + fee held while the
-payout is in flight (202 pending), the outbox sending it through the sandbox provider, the
-settlement posting it (or releasing it when the payout fails), exactly once. Concurrency and
-the broker outage run on PostgreSQL."""
+payout is in flight (202 pending), the outbox sending it through the sandbox provider (claim
+committed, provider called with no transaction open, answer recorded under the payout lock), the
+`payout.check` messages settling it (or releasing it when the payout fails), exactly once.
+The outbox dispatcher runs outside any transaction, so these tests commit for real. Concurrency
+and the broker outage run on PostgreSQL."""
 
 import json
 import subprocess
@@ -13,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.models import AuditEvent, FeeRule, ReviewCase, RiskRule, SanctionsEntry
@@ -27,8 +29,9 @@ from ledger.services import wallet_suspend, wallet_activate
 from tests.concurrency import run_in_threads
 from tests.factories import StaffUserFactory
 from tests.wallets.conftest import asset, client_for, open_wallet, person
+from wallets import payouts
 from wallets.models import Payout
-from wallets.services import payout_send, payout_settle, payouts_due_ids
+from wallets.services import _payout_claim_send, payout_send, payout_settle
 
 URL = "/api/v1/withdrawals"
 IBAN = "DE89370400440532013000"
@@ -58,7 +61,18 @@ def _withdraw(client, wallet, amount="50.00", destination=None, key=None, raw=No
 
 
 def _send_all() -> None:
-    for message in OutboxMessage.objects.filter(topic="payout.send", dispatched_at__isnull=True):
+    for message in OutboxMessage.objects.filter(topic="payout.send", status="pending"):
+        assert outbox_dispatch(message_id=message.pk) == "dispatched"
+
+
+def _due_checks() -> list[int]:
+    """The payouts whose `payout.check` outbox message is due now."""
+    due = OutboxMessage.objects.filter(topic="payout.check", status="pending", next_attempt_at__lte=timezone.now())
+    return [m.payload["payout_id"] for m in due.order_by("id")]
+
+
+def _check_all() -> None:
+    for message in OutboxMessage.objects.filter(topic="payout.check", status="pending", next_attempt_at__lte=timezone.now()):
         assert outbox_dispatch(message_id=message.pk) == "dispatched"
 
 
@@ -67,7 +81,7 @@ def instant(settings):
     settings.PAYOUT_SANDBOX_SETTLE_SECONDS = 0
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded fee rules
 class TestWithdrawals:
     def test_iban_withdrawal_holds_then_settles(self, jane, instant):
         wallet = open_wallet(jane, "EUR", funded="200.00")
@@ -89,8 +103,8 @@ class TestWithdrawals:
         _send_all()
         sent = Payout.objects.get(pk=payout["id"])
         assert sent.status == "sent" and sent.provider_reference == f"sbx_{sent.reference}"
-        assert payouts_due_ids() == [sent.pk]
-        payout_settle(payout_id=sent.pk)
+        assert _due_checks() == [sent.pk]
+        _check_all()  # the provider says completed: the held transaction is posted
 
         done = client.get(f"{URL}/{body['id']}").json()
         assert done["status"] == "completed" and done["payout"]["status"] == "completed" and done["balance_after"] == "149.00"
@@ -109,7 +123,9 @@ class TestWithdrawals:
         _send_all()
         payout = Payout.objects.get(pk=body["payout"]["id"])
         assert payout.next_check_at > timezone.now() + timedelta(minutes=59)
-        assert payouts_due_ids() == []
+        assert _due_checks() == []
+        check = OutboxMessage.objects.get(topic="payout.check", payload__payout_id=payout.pk)
+        assert check.next_attempt_at == payout.next_check_at  # the outbox comes back when the provider said
         assert payout_settle(payout_id=payout.pk).status == "sent"  # not yet
         assert Transaction.objects.get(pk=body["id"]).status == "pending"
 
@@ -159,6 +175,52 @@ class TestWithdrawals:
         assert tx.status == "completed" and tx.entries.count() == 4  # redeem + fee, two entries each
         assert _wallet(wallet).balance == Decimal("89.00")
         assert ledger_check() == []
+
+    def test_the_provider_is_called_with_no_transaction_open_and_no_lock_held(self, jane, instant, settings):
+        seen = []
+
+        class ProbeProvider(payouts.SandboxPayoutProvider):
+            def _observe(self, payout, call):
+                def from_another_connection():
+                    with transaction.atomic():  # NOWAIT: raises if anyone holds the payout row
+                        return Payout.objects.select_for_update(nowait=True).get(pk=payout.pk).status
+                other = run_in_threads(1, lambda i: from_another_connection())[0]
+                seen.append((call, connection.in_atomic_block, connection.get_autocommit(), other))
+
+            def send(self, payout):
+                self._observe(payout, "send")
+                return super().send(payout)
+
+            def status(self, payout):
+                self._observe(payout, "status")
+                return super().status(payout)
+
+        payouts.register_payout_provider("probe", ProbeProvider)
+        settings.PAYOUT_PROVIDER = "probe"
+        try:
+            wallet = open_wallet(jane, "EUR", funded="100")
+            body = _withdraw(client_for(jane), wallet, "10.00").json()
+            _send_all()
+            _check_all()
+        finally:
+            payouts._PROVIDERS.pop("probe")
+        # the claim (pending -> sending) was committed before the provider was called
+        assert seen == [("send", False, True, "sending"), ("status", False, True, "sent")]
+        assert Payout.objects.get(pk=body["payout"]["id"]).status == "completed"
+        with transaction.atomic(), pytest.raises(RuntimeError, match="outside any database transaction"):
+            payout_send(payout_id=body["payout"]["id"])
+
+    def test_a_send_that_died_after_its_claim_is_sent_again_with_the_same_reference(self, jane, instant):
+        wallet = open_wallet(jane, "EUR", funded="100")
+        body = _withdraw(client_for(jane), wallet, "10.00").json()
+        payout_id = body["payout"]["id"]
+        claimed = _payout_claim_send(payout_id)  # step 1 committed; the worker dies before the provider answers
+        assert claimed.status == "sending" and Payout.objects.get(pk=payout_id).status == "sending"
+        _send_all()  # the outbox message was never marked done: it runs again
+        payout = Payout.objects.get(pk=payout_id)
+        assert payout.status == "sent" and payout.attempts == 2 and payout.provider_reference == f"sbx_{payout.reference}"
+        _check_all()
+        assert Payout.objects.get(pk=payout_id).status == "completed" and ledger_check() == []
 
     def test_idempotent_replay_makes_one_payout(self, jane):
         wallet = open_wallet(jane, "EUR", funded="100")
@@ -268,7 +330,7 @@ def review_withdrawals():
     unregister_risk_kind("test_review_withdrawals")
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded fee rules
 class TestWithdrawalReview:
     def test_approved_withdrawal_is_then_paid_out(self, jane, review_withdrawals, instant):
         wallet = open_wallet(jane, "EUR", funded="100")
@@ -278,8 +340,9 @@ class TestWithdrawalReview:
         assert Payout.objects.get(pk=payout_id).status == "in_review" and not OutboxMessage.objects.filter(topic="payout.send").exists()
         assert _wallet(wallet).held == Decimal("11.00")
         case = ReviewCase.objects.get(transaction_id=response.json()["id"])
-        review_approve(case=case, actor=StaffUserFactory(), reason="ok")
+        review_approve(case=case, actor=StaffUserFactory(), reason="ok")  # releases the payout explicitly
         assert Payout.objects.get(pk=payout_id).status == "pending"
+        assert OutboxMessage.objects.filter(topic="payout.send", payload__payout_id=payout_id).count() == 1
         _send_all()
         assert payout_settle(payout_id=payout_id).status == "completed"
         assert _wallet(wallet).balance == Decimal("89.00") and _wallet(wallet).held == 0
@@ -364,7 +427,8 @@ class TestConcurrentWithdrawals:
         assert "could not enqueue dispatch" in done.stderr
         payout = Payout.objects.get(transaction_id=int(tx_id))
         assert payout.status == "pending" and _wallet(wallet).held == Decimal("21.00")
-        # The broker is back: the sweeper sends it, the settlement posts it.
-        assert outbox_sweep(now=timezone.now() + timedelta(seconds=30)) == {"dispatched": 1}
-        assert payout_settle(payout_id=payout.pk).status == "completed"
+        # The broker is back: the sweeper sends it, then runs the status check the send scheduled,
+        # which posts it.
+        assert outbox_sweep(now=timezone.now() + timedelta(seconds=30)) == {"dispatched": 2}
+        assert Payout.objects.get(pk=payout.pk).status == "completed"
         assert _wallet(wallet).balance == Decimal("79.00") and ledger_check() == []
