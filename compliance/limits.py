@@ -77,14 +77,17 @@ def _check_scope(movement_type: str, direction: str) -> None:
 
 
 def customer_lock(customer: Customer | int, *others: Customer | int | None) -> Customer:
-    """Lock the customer row (and any `others`, e.g. a transfer's recipient) FOR UPDATE, in
-    ascending id order, and return the freshly read first customer (its KYC level as of now).
+    """Lock the customer row (and any `others`, e.g. a transfer's recipient) FOR NO KEY UPDATE,
+    in ascending id order, and return the freshly read first customer (its KYC level as of now).
+    NO KEY: it serialises the customer's movements among themselves but not the foreign-key
+    checks of other postings that charge this customer's usage counters (a payment into the
+    customer would otherwise wait for it, and deadlock with it when the customer pays back).
     Must run inside `transaction.atomic()`: the lock lasts until that transaction ends."""
     if not connection.in_atomic_block:
         raise RuntimeError("customer_lock must be called inside transaction.atomic(): the lock ends with the transaction")
     first_pk = customer.pk if isinstance(customer, Customer) else customer
     pks = {first_pk} | {o.pk if isinstance(o, Customer) else o for o in others if o is not None}
-    locked = {c.pk: c for c in Customer.objects.select_for_update(of=("self",)).filter(pk__in=sorted(pks)).order_by("pk")}
+    locked = {c.pk: c for c in Customer.objects.select_for_update(of=("self",), no_key=True).filter(pk__in=sorted(pks)).order_by("pk")}
     if first_pk not in locked:
         raise Customer.DoesNotExist(f"customer {first_pk} not found")
     return locked[first_pk]

@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction as db_transaction
+from django.db import transaction as db_transaction
 from django.utils import timezone
 from rapidfuzz import fuzz, process, utils as fuzz_utils
 
@@ -342,8 +342,10 @@ def risk_evaluate(
     beneficiary_name: str | None = None,
     now: dt.datetime | None = None,
     direction: str | None = None,
+    only_kinds: frozenset[str] | None = None,
 ) -> RiskDecision:
-    """Run the active rules (module docstring). Reads only; records nothing."""
+    """Run the active rules (module docstring), or only those of `only_kinds` (an organization
+    that turned its risk rules off still gets the sanctions screen). Reads only; records nothing."""
     ctx = RiskContext(
         customer=customer, wallet=wallet, asset=asset, movement_type=movement_type,
         direction=direction or default_direction(movement_type), amount=amount,
@@ -351,6 +353,8 @@ def risk_evaluate(
     )
     hits: list[tuple[RiskRule, str]] = []
     for rule in rules().risk:
+        if only_kinds is not None and rule.kind not in only_kinds:
+            continue
         check = _REGISTRY.get(rule.kind)
         if check is None:
             logger.error("risk rule %s has unknown kind %r; skipped", rule.pk, rule.kind)

@@ -9,7 +9,8 @@
   the first) plus its amount for a credit, minus it for a debit;
 * no customer or system wallet is negative or below its holds, and no `held` is negative;
 * every wallet's `held` equals the sum of its holds in status `held`;
-* only completed or reversed transactions carry entries.
+* only completed or reversed transactions carry entries;
+* every customer usage counter equals its recount from the ledger (`ledger.usage.usage_check`).
 
 On PostgreSQL each check is one set-based query (GROUP BY / window `LAG`), so the whole run is
 a handful of sequential scans and scales to millions of entries without loading them into
@@ -143,6 +144,7 @@ def _check_python(limit: int) -> list[str]:
 
 def ledger_check(*, limit: int = 100) -> list[str]:
     """Every breach of the ledger invariants, as messages (empty list: all hold)."""
-    if connection.vendor == "postgresql":
-        return _check_postgres(limit)
-    return _check_python(limit)
+    from ledger.usage import usage_check
+
+    found = _check_postgres(limit) if connection.vendor == "postgresql" else _check_python(limit)
+    return found + usage_check(limit=limit)

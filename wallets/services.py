@@ -2,48 +2,16 @@
 transfers, withdrawals with payouts, currency exchange). Every balance change goes through the
 ledger's services; nothing here writes a balance, a hold or an entry.
 
-The money path (SPEC 4), one function for every movement: `money_path(MoneyMovement)`.
-
-    validate -> authorize (owner) -> idempotency -> lock -> limits -> 2FA step-up -> risk -> post | hold
-
-1. validate: the service parses the amount for the wallet's asset (`core.money.parse_amount`,
-   400 naming the field) and the rest of the input (IBAN, beneficiary, quote) before anything
-   is locked or written.
-2. authorize: the source wallet (the deposit's wallet, the quote's wallets) must be the
-   caller's own (`wallets.selectors.wallet_get_for_user`): anyone else's is a 404 and nothing
-   moves. A transfer may go to any active customer wallet.
-3. idempotency: the view layer (`core.idempotency.idempotent`): the whole service runs in the
-   request's durable transaction, with the stored response.
-4. lock: the caller's Customer row FOR UPDATE (`compliance.limits.customer_lock`), then the
-   wallets, which the ledger locks in ascending id order in its one lock statement when it
-   posts (STYLE 4: customer, then wallets by id; an exchange quote, like a pay order, is
-   locked before the customer). The customer lock serialises a customer's movements, so the
-   limit and risk reads below see every earlier movement committed.
-5. limits: `limits_enforce` for the CALLER'S OWN customer only, in the direction the money
-   moves for them: deposits incoming; transfers, withdrawals and exchanges outgoing (an
-   exchange also incoming, in the destination asset, for the destination amount). The
-   recipient of a transfer is not checked at send time: that would lock and disclose another
-   customer's limit state to the sender. A transfer between the caller's own wallets moves
-   nothing in or out and is neither limited (the ledger-derived usage ignores it too) nor
-   risk-screened; it still needs the step-up code at the threshold.
-6. 2FA step-up: outgoing movements (transfers, withdrawals, exchanges) of TWO_FACTOR_THRESHOLD
-   (5,000) or more of their own asset need `X-2FA-Code` (`accounts.twofactor.twofactor_require`:
-   403 2FA_REQUIRED / 2FA_VERIFICATION_FAILED; a code is spent once).
-7. risk: `compliance.risk.risk_evaluate` over the configured rules, with the beneficiary name
-   (a withdrawal's beneficiary, the owner of a transfer's destination) for the sanctions
-   screen. reject -> recorded in the audit chain, 422 TRANSACTION_REJECTED, nothing posted;
-   review -> `ledger_post(..., hold_for_review=True)`: the transaction is `in_review` with its
-   funds held, a ReviewCase is opened, and the API answers 202.
-8. post: `ledger_post` (completed), or for withdrawals `ledger_hold_pending` (pending, amount +
-   fee held, payout in flight). Then the movement's own rows (payout + outbox row, executed
-   quote), `transaction.*` webhooks for organization-owned customer wallets involved (users have
-   no webhooks), and the audit event LAST (`audit_record` holds the chain lock until commit).
-
-Errors and what commits. The path runs in a savepoint and never raises out of it: a refusal
-(limit, 2FA, risk, the ledger's INSUFFICIENT_FUNDS...) is returned in `MovementResult` and
-raised by `raise_for_error()` after the savepoint closed, so what the path recorded on the
-way (a failed ledger transaction, a failed 2FA attempt, a risk rejection) commits with the
-stored error response. A 2FA code accepted before a later refusal stays spent.
+Every movement here runs the money path (`moneypath.pipeline.money_path`), after this module
+validated its input and authorized it: the source wallet (the deposit's wallet, the quote's
+wallets) must be the caller's own (`wallets.selectors.wallet_get_for_user`: anyone else's is a
+404 and nothing moves); a transfer may go to any active customer wallet. Limits are checked for
+the CALLER'S OWN customer only, in the direction the money moves for them: deposits incoming;
+transfers, withdrawals and exchanges outgoing (an exchange also incoming, in the destination
+asset). The recipient of a transfer is not checked at send time (that would lock and disclose
+another customer's limit state to the sender), but the transfer counts toward their incoming
+usage. A transfer between the caller's own wallets moves nothing in or out: neither limited nor
+risk-screened, it still needs the step-up code at the threshold.
 
 Withdrawals and payouts: see `withdrawal_create`, `payout_send`, `payout_settle` and
 `wallets.payouts`. Exchanges: see `exchange_quote_create` and `exchange_execute`.
@@ -53,8 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
@@ -66,15 +33,12 @@ from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
 from accounts.models import Customer, User
-from accounts.twofactor import twofactor_require
-from accounts.webhooks import webhook_publish
 from compliance.fees import fee_compute
-from compliance.limits import customer_lock, limits_enforce
 from compliance.models import Direction, MovementType
-from compliance.risk import RiskDecision, review_case_open, risk_evaluate, risk_reject_record
 from compliance.services import audit_record
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, format_amount, parse_amount, quantum
+from moneypath.pipeline import LimitScope, MoneyMovement, money_path
 from core.outbox import outbox_emit
 from core.prices import get_price_provider
 from ledger.errors import InsufficientFunds
@@ -84,12 +48,10 @@ from ledger.services import (
     Issue,
     Operation,
     PlatformAccount,
-    PostingResult,
     Redeem,
     Transfer,
     ledger_complete_pending,
     ledger_fail_pending,
-    ledger_hold_pending,
     ledger_post,
     ledger_reverse,
     platform_wallet_covering,
@@ -98,7 +60,7 @@ from ledger.services import (
 )
 from wallets.errors import InvalidBeneficiary, InvalidIban, QuoteExpired
 from wallets.models import ExchangeQuote, Payout
-from wallets.payouts import ACCEPTED, COMPLETED, FAILED, get_payout_provider
+from wallets.payouts import ACCEPTED, FAILED, get_payout_provider
 from wallets.selectors import customer_of, transfer_destination_get, wallet_get_for_user
 
 logger = logging.getLogger("coffer.wallets")
@@ -140,153 +102,6 @@ def wallet_create(*, user: User, currency: str, label: str = "") -> Wallet:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LimitScope:
-    asset: Asset
-    movement_type: str
-    direction: str
-    amount: Decimal
-
-
-@dataclass
-class MoneyMovement:
-    """One movement a user starts. `wallet` is the caller's wallet the checks run against (the
-    source; a deposit's destination); `amount` is what the customer asked to move, in its asset."""
-
-    user: User
-    movement_type: str  # compliance.models.MovementType
-    ledger_type: str  # ledger.models.Transaction.Type
-    wallet: Wallet
-    amount: Decimal
-    operations: list[Operation]
-    direction: str = Direction.OUTGOING
-    limits: list[LimitScope] = field(default_factory=list)
-    step_up: bool = True
-    risk: bool = True
-    two_factor_code: str | None = None
-    beneficiary_name: str | None = None
-    description: str = ""
-    metadata: dict = field(default_factory=dict)
-    pending: bool = False  # withdrawals: hold now, post when the payout settles
-    counterparty_wallets: list[Wallet] = field(default_factory=list)
-    after_post: Callable[[Transaction], None] | None = None  # the movement's own rows, same DB transaction
-    audit_data: dict = field(default_factory=dict)
-
-
-@dataclass
-class MovementResult:
-    transaction: Transaction | None
-    error: CofferError | None = None
-    decision: RiskDecision | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def raise_for_error(self) -> Transaction:
-        if self.error is not None:
-            raise self.error
-        assert self.transaction is not None
-        return self.transaction
-
-
-def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
-    """lock -> limits -> 2FA -> risk. Raises LIMIT_EXCEEDED / 2FA_*; returns the risk decision
-    (a rejection already recorded in the audit chain) and the 2FA method used."""
-    customer = customer_lock(movement.wallet.customer_id)
-    now = timezone.now()
-    for scope in movement.limits:
-        limits_enforce(
-            customer=customer, asset=scope.asset, movement_type=scope.movement_type, direction=scope.direction,
-            amount=scope.amount, now=now,
-        )
-    method = None
-    asset = movement.wallet.asset
-    if movement.step_up:
-        method = twofactor_require(user=movement.user, amount=movement.amount, currency=asset.code, code=movement.two_factor_code)
-    if not movement.risk:
-        return RiskDecision(action="allow"), method
-    decision = risk_evaluate(
-        customer=customer, wallet=movement.wallet, movement_type=movement.movement_type, amount=movement.amount,
-        asset=asset, beneficiary_name=movement.beneficiary_name, now=now, direction=movement.direction,
-    )
-    if decision.rejected:
-        risk_reject_record(
-            decision=decision, customer=customer, wallet=movement.wallet, asset=asset, movement_type=movement.movement_type,
-            direction=movement.direction, amount=movement.amount, beneficiary_name=movement.beneficiary_name, actor=movement.user,
-        )
-    return decision, method
-
-
-def _webhook_payload(tx: Transaction, movement: MoneyMovement) -> dict[str, Any]:
-    asset = movement.wallet.asset
-    return {
-        "id": tx.pk, "type": tx.type, "status": tx.status, "amount": format_amount(movement.amount, asset.exponent),
-        "currency": asset.code, "created_at": tx.created_at, "completed_at": tx.completed_at,
-        "failure_code": tx.failure_code or None,
-    }
-
-
-def _publish_for_organizations(tx: Transaction, movement: MoneyMovement) -> None:
-    """`transaction.completed` / `transaction.failed` to every organization whose customer's
-    wallet took part (a transfer into an organization customer's wallet); users have none."""
-    if tx.status not in (Transaction.Status.COMPLETED, Transaction.Status.FAILED):
-        return
-    organizations = {}
-    for wallet in [movement.wallet, *movement.counterparty_wallets]:
-        customer = wallet.customer if wallet.customer_id else None
-        if customer is not None and customer.organization_id is not None:
-            organizations[customer.organization_id] = customer.organization
-    for organization in organizations.values():
-        payload = _webhook_payload(tx, movement)
-        payload["wallet_ids"] = sorted(w.pk for w in [movement.wallet, *movement.counterparty_wallets] if w.customer_id and w.customer.organization_id == organization.pk)
-        webhook_publish(organization=organization, event_type=f"transaction.{tx.status}", payload=payload)
-
-
-def money_path(movement: MoneyMovement) -> MovementResult:
-    """Run one movement through the money path (module docstring). Never raises a refusal:
-    call `.raise_for_error()` on the result once your own transaction block has closed."""
-    error: CofferError | None = None
-    tx: Transaction | None = None
-    decision: RiskDecision | None = None
-    with db_transaction.atomic():
-        try:
-            decision, method = _checks(movement)
-        except CofferError as exc:  # limits, 2FA: keep what the checks recorded, answer the refusal
-            return MovementResult(transaction=None, error=exc)
-        if decision.rejected:
-            return MovementResult(transaction=None, error=decision.error(), decision=decision)
-        posting = dict(
-            type=movement.ledger_type, operations=movement.operations, customer=movement.wallet.customer,
-            description=movement.description, metadata=movement.metadata,
-        )
-        if decision.needs_review:
-            result: PostingResult = ledger_post(**posting, hold_for_review=True)
-        elif movement.pending:
-            result = ledger_hold_pending(**posting)
-        else:
-            result = ledger_post(**posting)
-        tx = result.transaction
-        assert tx is not None
-        if result.ok:
-            if tx.status == Transaction.Status.IN_REVIEW:
-                review_case_open(transaction=tx, decision=decision, customer=movement.wallet.customer, actor=movement.user)
-            if movement.after_post is not None:
-                movement.after_post(tx)
-        else:
-            error = result.error
-        _publish_for_organizations(tx, movement)
-        data = {
-            "type": tx.type, "status": tx.status, "currency": movement.wallet.asset.code,
-            "amount": format_amount(movement.amount, movement.wallet.asset.exponent), "wallet_id": movement.wallet.pk,
-            "two_factor": method, "risk": decision.action, **movement.audit_data,
-        }
-        if not result.ok:
-            data.update(failure_code=tx.failure_code, operation_index=tx.failure_operation_index)
-        audit_record(actor=movement.user, action=f"{movement.movement_type}.{tx.status}", target=tx, data=data)
-    return MovementResult(transaction=tx, error=error, decision=decision)
-
-
 # --------------------------------------------------------------------------------------------
 # Deposits and transfers
 # --------------------------------------------------------------------------------------------
@@ -299,7 +114,7 @@ def deposit_create(*, user: User, wallet_id: int, amount: Any, source: str = "")
     wallet = wallet_get_for_user(user=user, wallet_id=wallet_id)
     value = parse_amount(amount, exponent=wallet.asset.exponent, field="amount")
     movement = MoneyMovement(
-        user=user, movement_type=MovementType.DEPOSIT, ledger_type=Transaction.Type.DEPOSIT, wallet=wallet, amount=value,
+        actor=user, movement_type=MovementType.DEPOSIT, ledger_type=Transaction.Type.DEPOSIT, wallet=wallet, amount=value,
         operations=[Issue(wallet=wallet.pk, amount=value, currency=wallet.asset.code)],
         direction=Direction.INCOMING, step_up=False,
         limits=[LimitScope(wallet.asset, MovementType.DEPOSIT, Direction.INCOMING, value)],
@@ -322,7 +137,7 @@ def transfer_create(
     value = parse_amount(amount, exponent=source.asset.exponent, field="amount")
     own = destination.customer_id == source.customer_id
     movement = MoneyMovement(
-        user=user, movement_type=MovementType.TRANSFER, ledger_type=Transaction.Type.TRANSFER, wallet=source, amount=value,
+        actor=user, movement_type=MovementType.TRANSFER, ledger_type=Transaction.Type.TRANSFER, wallet=source, amount=value,
         operations=[Transfer(source=source.pk, destination=destination.pk, amount=value, currency=(currency or "").strip().upper())],
         limits=[] if own else [LimitScope(source.asset, MovementType.TRANSFER, Direction.OUTGOING, value)], risk=not own,
         two_factor_code=two_factor_code, beneficiary_name=None if own else wallet_owner_name(destination),
@@ -421,7 +236,7 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
 
     masked = beneficiary.details.get("iban", beneficiary.details.get("account", ""))
     movement = MoneyMovement(
-        user=user, movement_type=MovementType.WITHDRAWAL, ledger_type=Transaction.Type.WITHDRAWAL, wallet=wallet, amount=value,
+        actor=user, movement_type=MovementType.WITHDRAWAL, ledger_type=Transaction.Type.WITHDRAWAL, wallet=wallet, amount=value,
         operations=operations, limits=[LimitScope(asset, MovementType.WITHDRAWAL, Direction.OUTGOING, value)],
         two_factor_code=two_factor_code, beneficiary_name=beneficiary.name, pending=True,
         description=description or f"Withdrawal to {beneficiary.type} {masked[:4]}...{masked[-4:]}",
@@ -675,7 +490,7 @@ def exchange_execute(*, user: User, quote_id, two_factor_code: str | None = None
             quote.save(update_fields=["status", "transaction", "executed_at"])
 
         result = money_path(MoneyMovement(
-            user=user, movement_type=MovementType.EXCHANGE, ledger_type=Transaction.Type.EXCHANGE, wallet=source,
+            actor=user, movement_type=MovementType.EXCHANGE, ledger_type=Transaction.Type.EXCHANGE, wallet=source,
             amount=quote.source_amount, operations=operations,
             limits=[LimitScope(src, MovementType.EXCHANGE, Direction.OUTGOING, quote.source_amount),
                     LimitScope(dst, MovementType.EXCHANGE, Direction.INCOMING, quote.destination_amount)],

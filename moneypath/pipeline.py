@@ -1,0 +1,263 @@
+"""The money path (SPEC 4): every money movement, whatever its entry point, runs this one
+pipeline inside the caller's database transaction, and only the ledger's posting engine writes
+balances, entries and usage counters.
+
+    validate -> authorize (owner) -> idempotency -> lock -> limits -> 2FA step-up -> risk -> post | hold
+
+Entry points (each builds a `MoneyMovement` and calls `money_path`): customer deposits,
+transfers, withdrawals and exchanges (`wallets.services`); organization transactions
+(`ledger.apis.organization_transaction_post`); pay-order settlements and refunds
+(`payorders.services`). Validation and authorization are the entry point's (they need its
+input); idempotency is the request's (`core.idempotency`, or the transaction `reference`).
+
+1. lock: the customers the movement is checked for, FOR UPDATE in ascending id order
+   (`compliance.limits.customer_lock`), before the wallets, which the ledger locks in ascending
+   id order in its one lock statement (STYLE 4: payorder or quote, customer, wallets). The
+   customer lock serialises a customer's movements, so the usage read below sees every earlier
+   movement of theirs committed.
+2. limits: `limits_enforce` for each `LimitScope`, reading the customer's usage counters (one
+   statement, constant in their history). Skipped for the customers of an organization that
+   turned limits off (`Organization.limits_enabled`).
+3. 2FA step-up: outgoing movements a user starts, at TWO_FACTOR_THRESHOLD or more
+   (`accounts.twofactor.twofactor_require`); API keys have no second factor.
+4. risk: `compliance.risk.risk_evaluate` over the rules (cached), with the beneficiary name for
+   the sanctions screen. An organization that turned its risk rules off still gets the
+   sanctions screen of external beneficiaries and refund destinations. reject -> audited, 422
+   TRANSACTION_REJECTED, nothing posted; review -> posted `in_review` with its funds held and a
+   ReviewCase opened (the API answers 202).
+5. post: `ledger_post` (completed), or `ledger_hold_pending` for a movement whose money leaves
+   later (a withdrawal's payout). The posting charges the customers' usage counters in the same
+   statement (`ledger.usage`). Then the movement's own rows (`after_post`), its webhooks as
+   outbox rows, and its audit event: one INSERT, no lock (the chain is linked after commit by
+   the sequencer, `compliance.services`).
+
+Errors and what commits. The path runs in the caller's transaction and never raises a refusal:
+it is returned in `MovementResult` and raised by `raise_for_error()` once the caller's own
+block closed, so what the path recorded on the way (a failed ledger transaction, a failed 2FA
+attempt, a risk rejection) commits with the stored error response. Nothing here opens a
+savepoint: a check that raises has written nothing yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection, transaction as db_transaction
+from django.utils import timezone
+
+from accounts.models import Customer, Organization, User
+from compliance.limits import customer_lock, limits_enforce
+from compliance.models import Direction
+from compliance.risk import RiskDecision, review_case_open, risk_evaluate, risk_reject_record
+from compliance.services import audit_record
+from core.errors import CofferError
+from core.money import format_amount
+from ledger.models import Asset, Transaction, Wallet
+from ledger.services import Operation, PostingResult, ledger_hold_pending, ledger_post
+
+SANCTIONS_ONLY = frozenset({"sanctions"})
+
+
+@dataclass(frozen=True)
+class LimitScope:
+    asset: Asset
+    movement_type: str
+    direction: str
+    amount: Decimal
+    customer_id: int | None = None  # None: the movement's own customer
+
+
+@dataclass
+class MoneyMovement:
+    """One movement. `wallet` is the wallet the checks run against (the source; a deposit's
+    destination), or None for a movement of an organization's own system wallets; `amount` is
+    what was asked to move, in its asset."""
+
+    actor: Any  # the User who acted, or an organization's principal (audited by label)
+    movement_type: str  # compliance.models.MovementType
+    ledger_type: str  # ledger.models.Transaction.Type
+    wallet: Wallet | None
+    amount: Decimal
+    operations: list[Operation]
+    direction: str = Direction.OUTGOING
+    limits: list[LimitScope] = field(default_factory=list)
+    customers: list[int] = field(default_factory=list)  # to lock besides the wallet's own customer
+    step_up: bool = True
+    risk: bool = True
+    two_factor_code: str | None = None
+    beneficiary_name: str | None = None
+    organization: Organization | None = None  # the transaction's owner, for organization movements
+    reference: str = ""
+    description: str = ""
+    metadata: dict = field(default_factory=dict)
+    pending: bool = False  # withdrawals: hold now, post when the payout settles
+    counterparty_wallets: list[Wallet] = field(default_factory=list)
+    after_post: Callable[[Transaction], None] | None = None  # the movement's own rows, same DB transaction
+    publish: Callable[[Transaction], None] | None = None  # webhooks; default: to organizations whose customers took part
+    audit_action: str | None = None  # a template with {type} and {status}; default "{type}.{status}"
+    audit_data: dict = field(default_factory=dict)
+
+    @property
+    def customer(self) -> Customer | None:
+        return self.wallet.customer if self.wallet is not None and self.wallet.customer_id else None
+
+
+@dataclass
+class MovementResult:
+    transaction: Transaction | None
+    error: CofferError | None = None
+    decision: RiskDecision | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def raise_for_error(self) -> Transaction:
+        if self.error is not None:
+            raise self.error
+        assert self.transaction is not None
+        return self.transaction
+
+
+def _controls(customer: Customer | None, known: Organization | None = None) -> tuple[bool, bool]:
+    """(limits apply, risk rules apply) to `customer`: their organization's choice, else yes."""
+    if customer is None or customer.organization_id is None:
+        return True, True
+    organization = known if known is not None and known.pk == customer.organization_id else customer.organization
+    return organization.limits_enabled, organization.risk_rules_enabled
+
+
+def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
+    """lock -> limits -> 2FA -> risk. Raises LIMIT_EXCEEDED / 2FA_*; returns the risk decision
+    (a rejection already recorded in the audit chain) and the 2FA method used."""
+    own = movement.customer
+    to_lock = sorted({*movement.customers, *([own.pk] if own is not None else [])})
+    locked: dict[int, Customer] = {}
+    if to_lock:
+        first = customer_lock(to_lock[0], *to_lock[1:])
+        locked = {first.pk: first}
+        locked.update({c.pk: c for c in Customer.objects.filter(pk__in=to_lock[1:])} if len(to_lock) > 1 else {})
+    customer = locked.get(own.pk) if own is not None else None
+    now = timezone.now()
+    for scope in movement.limits:
+        subject = locked.get(scope.customer_id) if scope.customer_id is not None else customer
+        if subject is None or not _controls(subject, movement.organization)[0]:
+            continue
+        limits_enforce(
+            customer=subject, asset=scope.asset, movement_type=scope.movement_type, direction=scope.direction,
+            amount=scope.amount, now=now,
+        )
+    method = None
+    if movement.step_up and isinstance(movement.actor, User) and movement.wallet is not None:
+        from accounts.twofactor import twofactor_require
+
+        method = twofactor_require(
+            user=movement.actor, amount=movement.amount, currency=movement.wallet.asset.code, code=movement.two_factor_code
+        )
+    if not movement.risk or movement.wallet is None:
+        return RiskDecision(action="allow"), method
+    only_kinds = None if customer is not None and _controls(customer, movement.organization)[1] else SANCTIONS_ONLY
+    if only_kinds is not None and not movement.beneficiary_name:
+        return RiskDecision(action="allow"), method
+    asset = movement.wallet.asset
+    decision = risk_evaluate(
+        customer=customer, wallet=movement.wallet, movement_type=movement.movement_type, amount=movement.amount,
+        asset=asset, beneficiary_name=movement.beneficiary_name, now=now, direction=movement.direction, only_kinds=only_kinds,
+    )
+    if decision.rejected:
+        risk_reject_record(
+            decision=decision, customer=customer if customer is not None else movement.organization, wallet=movement.wallet,
+            asset=asset, movement_type=movement.movement_type, direction=movement.direction, amount=movement.amount,
+            beneficiary_name=movement.beneficiary_name, actor=movement.actor,
+        )
+    return decision, method
+
+
+def _webhook_payload(tx: Transaction, movement: MoneyMovement) -> dict[str, Any]:
+    asset = movement.wallet.asset
+    return {
+        "id": tx.pk, "type": tx.type, "status": tx.status, "amount": format_amount(movement.amount, asset.exponent),
+        "currency": asset.code, "created_at": tx.created_at, "completed_at": tx.completed_at,
+        "failure_code": tx.failure_code or None,
+    }
+
+
+def _publish_for_organizations(tx: Transaction, movement: MoneyMovement) -> None:
+    """`transaction.completed` / `transaction.failed` to every organization whose customer's
+    wallet took part (a transfer into an organization customer's wallet); users have none."""
+    from accounts.webhooks import webhook_publish
+
+    if tx.status not in (Transaction.Status.COMPLETED, Transaction.Status.FAILED) or movement.wallet is None:
+        return
+    wallets = [movement.wallet, *movement.counterparty_wallets]
+    organizations = {}
+    for wallet in wallets:
+        customer = wallet.customer if wallet.customer_id else None
+        if customer is not None and customer.organization_id is not None:
+            organizations[customer.organization_id] = customer.organization
+    for organization in organizations.values():
+        payload = _webhook_payload(tx, movement)
+        payload["wallet_ids"] = sorted(w.pk for w in wallets if w.customer_id and w.customer.organization_id == organization.pk)
+        webhook_publish(organization=organization, event_type=f"transaction.{tx.status}", payload=payload)
+
+
+def money_path(movement: MoneyMovement) -> MovementResult:
+    """Run one movement through the money path (module docstring). Never raises a refusal:
+    call `.raise_for_error()` on the result once your own transaction block has closed. A
+    posting refused for a used `reference` comes back as the ledger's DuplicateReference with
+    the existing transaction, nothing written. Outside a transaction it opens its own."""
+    if not connection.in_atomic_block:
+        with db_transaction.atomic():
+            return _run(movement)
+    return _run(movement)
+
+
+def _run(movement: MoneyMovement) -> MovementResult:
+    from ledger.errors import DuplicateReference
+
+    try:
+        decision, method = _checks(movement)
+    except CofferError as exc:  # limits, 2FA: keep what the checks recorded, answer the refusal
+        return MovementResult(transaction=None, error=exc)
+    if decision.rejected:
+        return MovementResult(transaction=None, error=decision.error(), decision=decision)
+    posting = dict(
+        type=movement.ledger_type, operations=movement.operations, customer=movement.customer,
+        organization=movement.organization, reference=movement.reference,
+        description=movement.description, metadata=movement.metadata,
+    )
+    if decision.needs_review:
+        result: PostingResult = ledger_post(**posting, hold_for_review=True)
+    elif movement.pending:
+        result = ledger_hold_pending(**posting)
+    else:
+        result = ledger_post(**posting)
+    tx = result.transaction
+    if isinstance(result.error, DuplicateReference):
+        return MovementResult(transaction=tx, error=result.error, decision=decision)
+    assert tx is not None
+    if result.ok:
+        if tx.status == Transaction.Status.IN_REVIEW:
+            review_case_open(transaction=tx, decision=decision, customer=movement.customer, actor=movement.actor)
+        if movement.after_post is not None:
+            movement.after_post(tx)
+    if movement.publish is not None:
+        movement.publish(tx)
+    else:
+        _publish_for_organizations(tx, movement)
+    asset = movement.wallet.asset if movement.wallet is not None else None
+    data = {
+        "type": tx.type, "status": tx.status, "two_factor": method, "risk": decision.action, **movement.audit_data,
+    }
+    if asset is not None:
+        data.update(currency=asset.code, amount=format_amount(movement.amount, asset.exponent), wallet_id=movement.wallet.pk)
+    if not result.ok:
+        data.update(failure_code=tx.failure_code, operation_index=tx.failure_operation_index)
+    audit_record(
+        actor=movement.actor if isinstance(movement.actor, User) else None,
+        action=(movement.audit_action or "{type}.{status}").format(type=movement.movement_type, status=tx.status), target=tx, data=data,
+    )
+    return MovementResult(transaction=tx, error=result.error, decision=decision)
