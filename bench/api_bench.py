@@ -70,6 +70,7 @@ APP_NAME = "apibench-web"  # application_name of gunicorn's PostgreSQL connectio
 USER_FUNDING = Decimal("1000.00")  # within the default deposit limits of every KYC level
 BUSY_FUNDING = Decimal("100000.00")  # per busy wallet
 BUSY_DESCRIPTION = "apibench busy-customer history"
+BUSY_BATCH = 50  # postings per database transaction when seeding the busy customer's history
 SCENARIOS = {
     "transfer": ("POST /transfers (users, JWT)", "transfer.lua"),
     "deposit": ("POST /deposits (users, JWT)", "deposit.lua"),
@@ -158,24 +159,54 @@ def seed_busy_customer(wallet_count: int) -> dict:
 
 
 def _busy_worker(customer_id: int, sources: list[int], destinations: list[int], count: int, seed: int, out) -> None:
+    import datetime as dt
+
     from django.db import connection, transaction
+    from django.utils import timezone
 
     from accounts.models import Customer
+    from ledger.models import Transaction, Wallet
     from ledger.services import Transfer, ledger_post
+
+    try:  # the engine keeps per-customer usage counters: move each movement's charge with its date
+        from ledger.usage import UsageLeg, usage_apply, usage_charges, usage_day, wallet_owners
+    except ImportError:  # usage derived from the ledger: the date is all there is to move
+        usage_apply = None
 
     connection.close()  # never share the parent's socket
     rng = random.Random(seed)
     customer = Customer.objects.get(pk=customer_id)
     amount = Decimal("0.01")
+    asset_id = Wallet.objects.get(pk=sources[0]).asset_id
+    owners = wallet_owners([*sources, *destinations]) if usage_apply else {}
+    now = timezone.now()
+    start = now.astimezone(dt.timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    span = max((now - dt.timedelta(minutes=15)) - start, dt.timedelta(0))
     failed = 0
     for k in range(count):
-        with transaction.atomic():
-            result = ledger_post(
-                type="transfer", customer=customer, description=BUSY_DESCRIPTION,
-                operations=[Transfer(source=sources[k % len(sources)], destination=destinations[rng.randrange(len(destinations))],
-                                     amount=amount)],
-            )
-        failed += 0 if result.ok else 1
+        source, destination = sources[k % len(sources)], destinations[rng.randrange(len(destinations))]
+        if k % BUSY_BATCH == 0:  # one commit per BUSY_BATCH postings (each its own ledger_post / transaction row)
+            if k:
+                block.__exit__(None, None, None)
+            block = transaction.atomic()
+            block.__enter__()
+        result = ledger_post(
+            type="transfer", customer=customer, description=BUSY_DESCRIPTION,
+            operations=[Transfer(source=source, destination=destination, amount=amount)],
+        )
+        if not result.ok:
+            failed += 1
+            continue
+        tx = result.transaction
+        at = start + span * rng.random()
+        Transaction.objects.filter(pk=tx.pk).update(created_at=at, completed_at=at)
+        if usage_apply is not None:
+            charges = usage_charges(tx_type="transfer", legs=[UsageLeg("transfer", source, destination, asset_id, amount)],
+                                    owners=owners)
+            usage_apply(charges, day=usage_day(tx.created_at), sign=-1)
+            usage_apply(charges, day=usage_day(at))
+    if count:
+        block.__exit__(None, None, None)
     connection.close()
     out.put(failed)
 
@@ -184,10 +215,12 @@ def seed_busy_history(busy: dict, destinations: list[int], movements: int, proce
     """`movements` completed outgoing transfers (one Transfer each: limits count movements by
     transaction) from the busy customer's wallets to the organization's wallets, posted through
     `ledger_post` by `processes` forked workers, each on its own share of the source wallets (no
-    lock waits between them). Then the transactions are dated uniformly over the current UTC month
-    up to 15 minutes ago (out of the velocity rule's 10-minute window, as a steady business's
-    would be; `created_at` is what limits count by) and VACUUM ANALYZE. Returns seconds taken."""
-    from django.db import connection, connections
+    lock waits between them). Each is dated, in its posting's transaction, at a random time of the
+    current UTC month up to 15 minutes ago (out of the velocity rule's 10-minute window, as a
+    steady business's would be; `created_at` is what limits count by), and when the engine keeps
+    usage counters (`ledger.usage`) its charge moves from today to that day through
+    `usage_apply`, so `check_ledger`'s recount agrees. Then VACUUM ANALYZE. Returns seconds."""
+    from django.db import connections
 
     started = time.monotonic()
     connections.close_all()
@@ -208,20 +241,6 @@ def seed_busy_history(busy: dict, destinations: list[int], movements: int, proce
         p.join()
     if failed or any(p.exitcode for p in procs):
         sys.exit(f"api_bench: seeding the busy customer's history failed ({failed} refused postings).")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            UPDATE ledger_transaction t
-               SET created_at = d.at, completed_at = d.at
-              FROM (SELECT x.id, m.start + random() * greatest(m.stop - m.start, interval '0') AS at
-                      FROM ledger_transaction x,
-                           (SELECT date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS start,
-                                   now() - interval '15 minutes' AS stop) m
-                     WHERE x.customer_id = %s AND x.description = %s) d
-             WHERE t.id = d.id
-            """,
-            [busy["customer"].pk, BUSY_DESCRIPTION],
-        )
     vacuum_analyze()
     return time.monotonic() - started
 
@@ -621,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="outgoing transfers of the busy customer this month (default 100,000)")
     parser.add_argument("--busy-wallets", type=int, default=64, help="USD wallets of the busy customer (default 64)")
     parser.add_argument("--busy-share", type=float, default=0.5, help="share of the busy row's transfers it sends (default 0.5)")
-    parser.add_argument("--seed-processes", type=int, default=4, help="processes posting the busy history (default 4)")
+    parser.add_argument("--seed-processes", type=int, default=2, help="processes posting the busy history (default 2: they share the customer's usage counter rows)")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
                         help="py-spy one gunicorn worker during an extra 8-connection transfer row (default on)")
     parser.add_argument("--profile-seconds", type=int, default=20, help="length of the profiled row (default 20)")

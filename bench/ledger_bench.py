@@ -161,6 +161,24 @@ UPDATE ledger_wallet w SET balance = w.balance + d.delta, updated_at = now()
 """
 
 
+# When the posting engine keeps per-customer usage counters (ledger_usagecounter, checked against a
+# recount by ledger_check), the generated history is charged to them too, as the engine would have:
+# outgoing for the source wallet's customer, incoming for the destination's, on the UTC day of
+# the rows (every bench wallet has its own customer, so no leg is between one customer's wallets).
+HISTORY_USAGE_SQL = """
+INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, count)
+SELECT w.customer_id, w.asset_id, 'transfer', u.direction, ((now() - interval '1 day') AT TIME ZONE 'UTC')::date,
+       sum(u.amount), count(*)
+  FROM (SELECT src AS wallet_id, 'outgoing' AS direction, amount FROM bench_history
+        UNION ALL SELECT dst, 'incoming', amount FROM bench_history) u
+  JOIN ledger_wallet w ON w.id = u.wallet_id
+ WHERE w.customer_id IS NOT NULL
+ GROUP BY w.customer_id, w.asset_id, u.direction
+ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE
+   SET amount = ledger_usagecounter.amount + excluded.amount, count = ledger_usagecounter.count + excluded.count
+"""
+
+
 def grow_history(ids: list[int], target_entries: int, org_id: int) -> float:
     """Generate past transfers until the ledger holds ~target_entries entries. Rows are a correct
     ledger (balance_after chains continue each wallet's balance); triggers (FK checks and the
@@ -198,6 +216,9 @@ def grow_history(ids: list[int], target_entries: int, org_id: int) -> float:
             }
             for statement in [s for s in HISTORY_SQL.split(";\n") if s.strip()]:
                 cursor.execute(statement, params)
+            cursor.execute("SELECT to_regclass('ledger_usagecounter') IS NOT NULL")
+            if cursor.fetchone()[0]:
+                cursor.execute(HISTORY_USAGE_SQL)
     vacuum_analyze()
     return time.monotonic() - started
 
