@@ -50,6 +50,7 @@ from accounts.models import Customer, User
 from accounts.webhooks import webhook_publish
 from core.errors import ValidationFailed
 from core.money import MONEY_CONTEXT, format_amount, parse_amount, quantum
+from core.outbox import outbox_emit
 from core.prices import get_price_provider
 from payorders.addresses import deposit_address_allocate, normalize_address
 from payorders.chains import get_chain_provider, sandbox_enabled
@@ -673,29 +674,19 @@ def payorder_scan(*, order_id: int) -> PayOrder | None:
     return order
 
 
-def _enqueue_settlement(order_id: int) -> None:
-    """Hand the settlement to a worker after commit; a dead broker only delays it (the beat
-    `settle_completed` sweep picks up every completed, unsettled order)."""
-    from config.celery import app
-    from payorders.tasks import settle_order
+PAYORDER_SETTLE_TOPIC = "payorder.settle"
 
-    def send():
-        try:
-            if app.conf.task_always_eager:
-                settle_order.apply_async(args=[order_id])
-                return
-            with app.pool.acquire(block=True, timeout=2) as connection:
-                connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2, timeout=2)
-                settle_order.apply_async(args=[order_id], connection=connection, retry=False)
-        except Exception:
-            logger.warning("could not enqueue settlement of pay order %s; the sweep settles it", order_id, exc_info=True)
 
-    transaction.on_commit(send)
+def _enqueue_settlement(order: PayOrder) -> None:
+    """In the transaction that completes the order: a `payorder.settle` outbox message (one per
+    order), run after commit by the one outbox (`payorders.tasks` handles it with
+    `payorder_settle`); a dead broker only delays it, the outbox sweeper runs it."""
+    outbox_emit(topic=PAYORDER_SETTLE_TOPIC, payload={"order_id": order.pk}, organization=order.organization_id, key=f"payorder:{order.pk}:settle")
 
 
 def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
     """Confirmations of an order's pending payments; enough confirmed -> COMPLETED (and its
-    settlement queued after commit); a payment that failed on chain -> FAILED if the rest does
+    settlement kicked through the outbox); a payment that failed on chain -> FAILED if the rest does
     not cover the order."""
     order = PayOrder.objects.filter(pk=order_id).first()
     if order is None or order.status not in (S.AWAITING_CONFIRMATION, S.EXECUTING_ORDER):
@@ -746,7 +737,7 @@ def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
             _transition(work, order, "fail", cause="a payment failed or vanished on chain; what is left does not cover the order")
         elif confirmed >= order.source_amount:
             _transition(work, order, "complete", cause=f"payment confirmed ({required} confirmations)", data={"confirmations_required": required})
-            _enqueue_settlement(order.pk)
+            _enqueue_settlement(order)
         work.flush()
     return order
 
@@ -866,10 +857,6 @@ def payorder_settle(*, order_id: int) -> PayOrder | None:
         _settle_locked(work, order)
         work.flush()
     return order
-
-
-def payorders_unsettled():
-    return PayOrder.objects.filter(status=S.COMPLETED, settlement_transaction__isnull=True).order_by("id").values_list("pk", flat=True)
 
 
 def _unmined_payments(order: PayOrder):

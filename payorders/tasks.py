@@ -7,11 +7,15 @@ A chain or price provider that cannot be reached raises; the task is retried wit
 backoff (`autoretry_for`, `retry_backoff`), and the next beat run covers it anyway.
 
 - `poll_confirmations`: AWAITING_CONFIRMATION orders -> COMPLETED once their payments have
-  settings.CHAIN_CONFIRMATIONS[chain] confirmations (settlement queued after commit).
+  settings.CHAIN_CONFIRMATIONS[chain] confirmations (the completing transaction writes a
+  `payorder.settle` outbox message).
 - `watch_addresses`: payments to issued addresses that nobody submitted (and late ones).
 - `expire_orders`: PENDING / AWAITING_PAYMENT orders past their window (after a last look).
-- `settle_order(order_id)`: one completed order into the merchant's settlement wallet.
-- `settle_completed`: the sweep for completed orders whose settlement was never enqueued.
+
+Settlement is a topic of the one outbox (`core.outbox`, dispatched after commit and swept by
+`core.tasks`): `payorder.settle` -> `payorder_settle_handler` settles one completed order into
+the merchant's settlement wallet, exactly once (order row lock + unique ledger reference); a
+failure is retried on the outbox's backoff. This module is imported by `PayordersConfig.ready`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import logging
 from django.db import OperationalError
 
 from config.celery import app
+from core.models import OutboxMessage
+from core.outbox import register_handler
 from core.prices import PriceUnavailable
 from payorders import services
 from payorders.chains.base import ChainUnavailable
@@ -68,21 +74,17 @@ def expire_orders() -> int:
     return services.payorder_expire_due(limit=BATCH)
 
 
-@app.task(name="payorders.tasks.settle_order", ignore_result=True, **RETRY)
-def settle_order(order_id: int) -> None:
-    services.payorder_settle(order_id=order_id)
+def payorder_settle_handler(message: OutboxMessage) -> None:
+    services.payorder_settle(order_id=int(message.payload["order_id"]))
 
 
-@app.task(name="payorders.tasks.settle_completed", ignore_result=True, **RETRY)
-def settle_completed() -> int:
-    return _each(list(services.payorders_unsettled()[:BATCH]), services.payorder_settle, "settle_completed")
+register_handler(services.PAYORDER_SETTLE_TOPIC, payorder_settle_handler)
 
 
 BEAT = {
     "payorders.poll_confirmations": ("payorders.tasks.poll_confirmations", 15.0),
     "payorders.watch_addresses": ("payorders.tasks.watch_addresses", 30.0),
     "payorders.expire_orders": ("payorders.tasks.expire_orders", 60.0),
-    "payorders.settle_completed": ("payorders.tasks.settle_completed", 60.0),
 }
 for _name, (_task, _every) in BEAT.items():
     app.conf.beat_schedule[_name] = {"task": _task, "schedule": _every, "options": {"expires": _every * 2}}

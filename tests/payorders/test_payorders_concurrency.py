@@ -3,11 +3,15 @@ nothing is recorded, transitioned, announced or settled twice, and the ledger st
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import WebhookDelivery
+from core.models import OutboxMessage
+from core.outbox import outbox_sweep
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from payorders import services, tasks
@@ -57,7 +61,9 @@ def test_settle_twice_at_once_settles_once(merchant):
     mine(merchant.client, 3)
     tasks.poll_confirmations()
     pks = [order_row(o["id"]).pk for o in orders]
-    funcs = [lambda pk=pk: tasks.settle_order(pk) for pk in pks for _ in range(2)] + [tasks.settle_completed, tasks.settle_completed]
+    assert OutboxMessage.objects.filter(topic="payorder.settle").count() == 3  # one kick per completed order
+    later = timezone.now() + timedelta(seconds=16)  # past the grace of the messages' own dispatch
+    funcs = [lambda pk=pk: services.payorder_settle(order_id=pk) for pk in pks for _ in range(2)] + [lambda: outbox_sweep(now=later)] * 2
     results = run_at_once(*funcs)
     assert not any(isinstance(r, Exception) for r in results), results
     settlements = Transaction.objects.filter(type="settlement", organization=merchant.organization)
@@ -67,8 +73,10 @@ def test_settle_twice_at_once_settles_once(merchant):
     assert wallet.balance == Decimal("297.00")
     assert all(order_row(o["id"]).settlement_transaction_id for o in orders)
     assert ledger_check() == []
+    assert set(OutboxMessage.objects.filter(topic="payorder.settle").values_list("status", flat=True)) == {"done"}
     # and once more, sequentially: still nothing new
-    tasks.settle_completed()
+    for pk in pks:
+        services.payorder_settle(order_id=pk)
     assert settlements.count() == 3
 
 

@@ -4,24 +4,33 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
 from accounts.models import WebhookDelivery
-from accounts.webhooks import webhook_sweep
 from compliance.services import audit_verify
+from core.models import OutboxMessage
+from core.outbox import outbox_dispatch, outbox_sweep
 from ledger.checks import ledger_check
 from ledger.models import Asset, Wallet
 from ledger.selectors import platform_account_balance
-from payorders import tasks
+from payorders import services, tasks
 from payorders.models import PayOrder
 from tests.organizations.conftest import receiver  # noqa: F401 - fixture
-from tests.payorders.test_payorders_support import API, history, merchant, mine, order_row, sandbox_pay  # noqa: F401
+from tests.payorders.test_payorders_support import API, history, merchant, mine, order_row, reseed, sandbox_pay  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
 
-def test_sale_paid_on_sandbox_confirms_settles_and_notifies(merchant, receiver):  # noqa: F811
+@pytest.fixture
+def reseeded(transactional_db):
+    reseed()  # the flush of a transactional test removed the migration seeds
+
+
+@pytest.mark.django_db(transaction=True)  # the outbox dispatcher runs outside any transaction
+def test_sale_paid_on_sandbox_confirms_settles_and_notifies(reseeded, merchant, receiver):  # noqa: F811
     receiver.secret = merchant.subscribe(receiver.url)
     order = merchant.create(customer_external_id=None, description="Order #1001", metadata={"cart": "1001"}, redirect_url="https://shop.example.com/thanks")
     assert order["status"] == "PENDING"
@@ -59,8 +68,11 @@ def test_sale_paid_on_sandbox_confirms_settles_and_notifies(merchant, receiver):
     assert row.status == PayOrder.Status.COMPLETED and row.completed_at is not None
     assert row.payments.get().status == "confirmed"
 
-    tasks.settle_order(row.pk)
-    tasks.settle_order(row.pk)  # again: nothing more
+    # the completing transaction kicked the settlement through the outbox
+    kick = OutboxMessage.objects.get(topic="payorder.settle", payload__order_id=row.pk)
+    assert outbox_dispatch(message_id=kick.pk) == "dispatched"
+    assert outbox_dispatch(message_id=kick.pk) == "skipped"
+    services.payorder_settle(order_id=row.pk)  # again: nothing more
     row = order_row(order["id"])
     usd = Asset.objects.get(code="USD", organization__isnull=True)
     wallet = Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset=usd)
@@ -81,7 +93,7 @@ def test_sale_paid_on_sandbox_confirms_settles_and_notifies(merchant, receiver):
 
     events = list(WebhookDelivery.objects.filter(organization=merchant.organization).order_by("created_at").values_list("event_type", flat=True))
     assert events == ["payorder.created", "payorder.awaiting_payment", "payorder.awaiting_confirmation", "payorder.completed"]
-    webhook_sweep(time_budget=20)
+    outbox_sweep(now=timezone.now() + timedelta(seconds=16), time_budget=20)
     verified = [r.payload["type"] for r in receiver.received if r.verified]
     assert "payorder.completed" in verified
     completed = next(r.payload for r in receiver.received if r.payload and r.payload["type"] == "payorder.completed")

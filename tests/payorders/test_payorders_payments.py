@@ -355,7 +355,7 @@ def test_settlement_in_another_currency_with_fee(merchant):
     mine(merchant.client, 3)
     tasks.poll_confirmations()
     row = order_row(order["id"])
-    tasks.settle_order(row.pk)
+    services.payorder_settle(order_id=row.pk)
     row = order_row(order["id"])
     # 200 USD at the sandbox mid (1 / 1.08) = 185.185185... -> 185.18 EUR, fee 1% rounded up 1.86
     assert row.settlement_amount == Decimal("185.18") and row.settlement_fee == Decimal("1.86")
@@ -363,5 +363,5 @@ def test_settlement_in_another_currency_with_fee(merchant):
 
     assert Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset__code="EUR").balance == Decimal("183.32")
     assert ledger_check() == []
-    assert services.payorders_unsettled().count() == 0
+    assert not PayOrder.objects.filter(status="COMPLETED", settlement_transaction__isnull=True).exists()
     assert PayOrderPayment.objects.get(pay_order=row).asset == "USDC"

@@ -40,7 +40,7 @@ def _refund(merchant, order_id: str, key: str | None = "r-1", **body):  # noqa: 
 
 def test_full_refund_takes_the_settlement_back_and_sends_the_crypto(merchant):  # noqa: F811
     order, details = _completed(merchant)
-    tasks.settle_order(order_row(order["id"]).pk)
+    services.payorder_settle(order_id=order_row(order["id"]).pk)
     assert _refund(merchant, order["id"], key=None).json()["error"]["code"] == "IDEMPOTENCY_KEY_REQUIRED"
     r = _refund(merchant, order["id"], reason="returned")
     assert r.status_code == 201, r.json()
@@ -72,7 +72,7 @@ def test_refund_of_an_unsettled_order_settles_it_first(merchant):  # noqa: F811
     row = order_row(order["id"])
     assert row.settlement_transaction is not None and row.settlement_fee == Decimal("1.00")
     assert Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset__code="USD").balance == 0
-    tasks.settle_completed()  # a REFUNDED order is never settled again
+    services.payorder_settle(order_id=row.pk)  # a REFUNDED order is never settled again (its kick may still run)
     assert Transaction.objects.filter(reference__startswith=f"payorder:{order['id']}:").count() == 2
     assert ledger_check() == []
 
@@ -124,7 +124,7 @@ def test_refund_refused_cases_leave_everything_unchanged(merchant):  # noqa: F81
     r = _refund(merchant, order["id"], key="no-excess", kind="excess")
     assert (r.status_code, r.json()["error"]["code"]) == (409, "INVALID_STATE")
     # the merchant has spent the settlement: the refund cannot take it back
-    tasks.settle_order(order_row(order["id"]).pk)
+    services.payorder_settle(order_id=order_row(order["id"]).pk)
     wallet = Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset__code="USD")
     ledger_post(type="withdrawal", operations=[Redeem(wallet=wallet, amount=Decimal("50.00"))], organization=merchant.organization).raise_for_error()
     r = _refund(merchant, order["id"], key="broke")
@@ -197,6 +197,11 @@ def test_beat_schedule_registers_the_pay_order_tasks():
     from config.celery import app
 
     entries = {e["task"]: e["schedule"] for e in app.conf.beat_schedule.values()}
-    for name in ("poll_confirmations", "watch_addresses", "expire_orders", "settle_completed"):
+    for name in ("poll_confirmations", "watch_addresses", "expire_orders"):
         assert f"payorders.tasks.{name}" in entries and entries[f"payorders.tasks.{name}"] <= 60
-    assert tasks.settle_order.autoretry_for and tasks.poll_confirmations.retry_backoff
+    assert tasks.poll_confirmations.retry_backoff
+    # settlement is a topic of the one outbox, not a task with a sweeper of its own
+    from core.outbox import handlers_for
+
+    assert handlers_for(services.PAYORDER_SETTLE_TOPIC) == [tasks.payorder_settle_handler]
+    assert not hasattr(tasks, "settle_order") and not hasattr(tasks, "settle_completed")

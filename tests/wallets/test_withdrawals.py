@@ -28,6 +28,7 @@ from ledger.selectors import platform_account_balance
 from ledger.services import wallet_suspend, wallet_activate
 from tests.concurrency import run_in_threads
 from tests.factories import StaffUserFactory
+from tests.payorders.test_payorders_support import reseed
 from tests.wallets.conftest import asset, client_for, open_wallet, person
 from wallets import payouts
 from wallets.models import Payout
@@ -81,7 +82,15 @@ def instant(settings):
     settings.PAYOUT_SANDBOX_SETTLE_SECONDS = 0
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded fee rules
+@pytest.fixture
+def seeded(transactional_db):
+    """The dispatcher runs outside any transaction, so these tests commit for real; the flush
+    between them removes the migration seeds (assets, default fee rules): put them back."""
+    reseed()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("seeded")
 class TestWithdrawals:
     def test_iban_withdrawal_holds_then_settles(self, jane, instant):
         wallet = open_wallet(jane, "EUR", funded="200.00")
@@ -330,7 +339,8 @@ def review_withdrawals():
     unregister_risk_kind("test_review_withdrawals")
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded fee rules
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("seeded")
 class TestWithdrawalReview:
     def test_approved_withdrawal_is_then_paid_out(self, jane, review_withdrawals, instant):
         wallet = open_wallet(jane, "EUR", funded="100")
