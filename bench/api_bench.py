@@ -32,6 +32,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import queue
 import random
 import re
 import shutil
@@ -158,7 +159,7 @@ def seed_busy_customer(wallet_count: int) -> dict:
     return {"user": user, "customer": customer, "wallets": wallets, "token": token_pair_for_user(user=user)["access_token"]}
 
 
-def _busy_worker(customer_id: int, sources: list[int], destinations: list[int], count: int, seed: int, out) -> None:
+def _busy_worker(customer_id: int, sources: list[int], destinations: list[int], count: int, seed: int, batch: int, out) -> None:
     import datetime as dt
 
     from django.db import connection, transaction
@@ -185,7 +186,7 @@ def _busy_worker(customer_id: int, sources: list[int], destinations: list[int], 
     failed = 0
     for k in range(count):
         source, destination = sources[k % len(sources)], destinations[rng.randrange(len(destinations))]
-        if k % BUSY_BATCH == 0:  # one commit per BUSY_BATCH postings (each its own ledger_post / transaction row)
+        if k % batch == 0:  # one commit per `batch` postings (each its own ledger_post / transaction row)
             if k:
                 block.__exit__(None, None, None)
             block = transaction.atomic()
@@ -233,10 +234,24 @@ def seed_busy_history(busy: dict, destinations: list[int], movements: int, proce
         count = movements // processes + (1 if w < movements % processes else 0)
         if not sources or not count:
             continue
-        procs.append(ctx.Process(target=_busy_worker, args=(busy["customer"].pk, sources, destinations, count, 1000 + w, out)))
+        # Several postings per commit only with one process: the customer's usage counter row is
+        # shared by all of them, and two processes holding counter rows across postings deadlock.
+        batch = BUSY_BATCH if processes == 1 else 1
+        procs.append(ctx.Process(target=_busy_worker, args=(busy["customer"].pk, sources, destinations, count, 1000 + w, batch, out)))
     for p in procs:
         p.start()
-    failed = sum(out.get(timeout=3600) for _ in procs)
+    failed, reported = 0, 0
+    while reported < len(procs):
+        try:
+            failed += out.get(timeout=1)
+            reported += 1
+        except queue.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                for p in procs:
+                    if p.exitcode is None:
+                        p.terminate()
+                sys.exit(f"api_bench: a process seeding the busy customer's history died (exit {dead[0].exitcode}).")
     for p in procs:
         p.join()
     if failed or any(p.exitcode for p in procs):
@@ -640,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="outgoing transfers of the busy customer this month (default 100,000)")
     parser.add_argument("--busy-wallets", type=int, default=64, help="USD wallets of the busy customer (default 64)")
     parser.add_argument("--busy-share", type=float, default=0.5, help="share of the busy row's transfers it sends (default 0.5)")
-    parser.add_argument("--seed-processes", type=int, default=2, help="processes posting the busy history (default 2: they share the customer's usage counter rows)")
+    parser.add_argument("--seed-processes", type=int, default=1, help="processes posting the busy history (default 1, 50 postings per commit; more processes commit every "
+                             "posting: they all update the customer's usage counter row)")
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
                         help="py-spy one gunicorn worker during an extra 8-connection transfer row (default on)")
     parser.add_argument("--profile-seconds", type=int, default=20, help="length of the profiled row (default 20)")
@@ -661,6 +677,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit("api_bench: pgbench not found; run scripts/bench-deps.sh (Debian package postgresql-client).")
     redis_db = urlsplit(args.redis_url).path.lstrip("/")
 
+    def terminated(signum, frame):  # SIGTERM (or SIGINT when run in the background): clean up in `finally`
+        raise SystemExit(f"api_bench: stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminated)
+    signal.signal(signal.SIGINT, terminated)
     name = f"coffer_apibench_{os.getpid()}"
     url = bench_url(args.database_url, name)
     t_start = time.monotonic()
