@@ -323,7 +323,8 @@ def _file_checkpoint_last() -> tuple[Checkpoint | None, bool]:
 
 
 def _table_checkpoint_last() -> Checkpoint | None:
-    row = AuditCheckpoint.objects.order_by("-head_sequence", "-id").first()
+    # The newest row is the furthest along (one sequencer, heads only grow): a primary-key lookup.
+    row = AuditCheckpoint.objects.order_by("-id").first()
     if row is None:
         return None
     return Checkpoint(
@@ -439,7 +440,10 @@ def _advance_once(*, batch_size: int) -> ChainAdvance:
         sequence, head_id, prev_hash = _chain_head()
         halted = _behind_checkpoint(sequence, prev_hash)
         if halted:
-            logger.error("audit sequencer halted: %s; run verify_audit_chain", halted)
+            logger.error(
+                "audit sequencer halted: %s; run verify_audit_chain (if this database was recreated on purpose, "
+                "move AUDIT_CHECKPOINT_PATH aside)", halted,
+            )
             return ChainAdvance(linked=0, head_sequence=sequence, head_hash=prev_hash, halted=halted)
         events = _unchained_safe(batch_size)
         if not events:

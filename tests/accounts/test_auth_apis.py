@@ -10,7 +10,7 @@ from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from accounts.models import Customer, User
 from accounts.services import INVALID_CREDENTIALS, TOKEN_GRANT_HANDLERS, token_grant_register
 from compliance.models import AuditEvent
-from compliance.services import audit_verify
+from tests.audit_chain import audit_chain_verified
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -191,7 +191,7 @@ def test_lockout_after_threshold_doubles_and_resets(api_client):
     assert _token(api_client, "jane@example.com").status_code == 200
     user.refresh_from_db()
     assert user.failed_login_count == 0 and user.locked_until is None
-    assert audit_verify()["valid"]
+    assert audit_chain_verified()["valid"]
 
 
 @override_settings(LOGIN_LOCK_THRESHOLD=2, LOGIN_LOCK_SECONDS=1000)

@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from accounts.models import Customer, Membership, Organization, User
 from compliance.models import AuditEvent
-from compliance.services import audit_verify
+from tests.audit_chain import audit_chain_verified
 
 pytestmark = pytest.mark.django_db
 
@@ -53,7 +53,7 @@ def test_seed_demo_is_idempotent_and_prints_the_same_logins(api_client, settings
     for expected in ("http://demo.example:8000/", "http://demo.example:8000/admin/", "http://demo.example:8000/api/docs/",
                      "admin@coffer.local / coffer-admin-demo", "demo@coffer.local / coffer-demo-pass", "bob@coffer.local / coffer-demo-pass"):
         assert expected in second, expected
-    assert audit_verify()["valid"]
+    assert audit_chain_verified()["valid"]
 
     response = api_client.post("/api/v1/auth/token", {"username": "demo@coffer.local", "password": "coffer-demo-pass"})
     assert response.status_code == 200 and response.json()["token_type"] == "bearer"

@@ -11,7 +11,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import Organization
 from compliance.models import AuditEvent
-from compliance.services import audit_record, audit_verify
+from compliance.services import audit_chain_advance, audit_record, audit_verify
 from tests.factories import OrganizationFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -48,8 +48,11 @@ def test_audit_endpoints_permissions(api_client, url):
 
 def test_verify_endpoint_reports_the_chain(api_client):
     events = [audit_record(action=f"a{n}") for n in range(3)]
+    audit_chain_advance()
     body = _client_for(api_client, StaffUserFactory()).get("/api/v1/audit-logs/verify").json()
-    assert body == {"valid": True, "checked": 3, "head_hash": events[-1].hash, "first_invalid_id": None}
+    head = AuditEvent.objects.get(pk=events[-1].pk)
+    assert head.sequence == 3
+    assert body == {"valid": True, "checked": 3, "head_hash": head.hash, "first_invalid_id": None, "reason": None}
 
 
 def test_list_is_paginated_newest_first_with_filters(api_client):
@@ -64,7 +67,9 @@ def test_list_is_paginated_newest_first_with_filters(api_client):
     assert set(body) == {"results", "count", "limit", "offset"}
     assert body["count"] == 3 and body["limit"] == 2 and len(body["results"]) == 2
     assert body["results"][0]["action"] == "organization.changed"
-    assert set(body["results"][0]) == {"id", "created_at", "actor_id", "actor_label", "action", "target_type", "target_id", "data", "prev_hash", "hash"}
+    assert set(body["results"][0]) == {
+        "id", "created_at", "actor_id", "actor_label", "action", "target_type", "target_id", "data", "sequence", "prev_hash", "hash",
+    }
 
     assert client.get("/api/v1/audit-logs", {"action": "user.login"}).json()["count"] == 2
     assert client.get("/api/v1/audit-logs", {"actor": alice.pk}).json()["count"] == 2
@@ -100,6 +105,7 @@ def test_admin_audit_log_is_read_only_with_verify(client, admin_user):
     assert detail.status_code == 200 and b'name="_save"' not in detail.content
     assert client.post(f"/admin/compliance/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
 
+    audit_chain_advance()
     verify = client.get("/admin/compliance/auditevent/verify/", follow=True)
     assert verify.status_code == 200
     assert any("Audit chain valid" in str(m) for m in verify.context["messages"])
@@ -136,6 +142,7 @@ def test_admin_changes_land_in_the_chain(client, admin_user):
     assert event.actor_id == admin_user.pk
     assert (event.target_type, event.target_id) == ("accounts.organization", str(org.pk))
     assert "Name" in event.data["change_message"] or "name" in event.data["change_message"].lower()
+    assert audit_chain_advance().linked >= 1
     assert audit_verify()["valid"]
 
 
@@ -149,6 +156,7 @@ def test_admin_bulk_deletion_lands_in_the_chain(client, admin_user):
     assert not Organization.objects.filter(pk__in=[o.pk for o in orgs]).exists()
     deleted = set(AuditEvent.objects.filter(action="admin.deletion").values_list("target_id", flat=True))
     assert deleted == {str(o.pk) for o in orgs}
+    assert audit_chain_advance().linked >= 2
     assert audit_verify()["valid"]
 
 
@@ -156,7 +164,7 @@ def test_trigger_exists_in_this_database():
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT tgname FROM pg_trigger WHERE tgrelid = 'compliance_auditevent'::regclass AND NOT tgisinternal")
-            assert [r[0] for r in cursor.fetchall()] == ["compliance_auditevent_append_only"]
+            assert sorted(r[0] for r in cursor.fetchall()) == ["compliance_auditevent_append_only", "compliance_auditevent_no_truncate"]
     else:
         with connection.cursor() as cursor:
             cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'compliance_auditevent'")

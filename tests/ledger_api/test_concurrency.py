@@ -14,10 +14,10 @@ import pytest
 
 from accounts.models import WebhookDelivery
 from compliance.models import AuditEvent
-from compliance.services import audit_verify
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from ledger.services import asset_create
+from tests.audit_chain import audit_chain_verified
 from tests.concurrency import errors_of, run_in_threads
 from tests.ledger_api.conftest import customer_wallet, op_issue, op_redeem, op_transfer, post_tx, system_wallet
 from tests.organizations.conftest import key_client, make_org_key
@@ -96,4 +96,4 @@ def test_sixteen_threads_post_multi_operation_transactions_over_shared_wallets()
     # the side records were written in the same transactions as the postings
     assert WebhookDelivery.objects.filter(organization=org.organization).count() == len(results)
     assert AuditEvent.objects.filter(action__in=["transaction.completed", "transaction.failed"]).count() == len(results)
-    assert audit_verify()["valid"]
+    assert audit_chain_verified()["valid"]

@@ -15,9 +15,9 @@ from accounts.models import WebhookDelivery, WebhookEndpoint
 from accounts.twofactor import totp_confirm, totp_enrol
 from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
 from compliance.risk import register_risk_kind, review_approve, review_reject, unregister_risk_kind
-from compliance.services import audit_verify
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
+from tests.audit_chain import audit_chain_verified
 from tests.concurrency import run_in_threads
 from tests.factories import CustomerFactory, OrganizationFactory, StaffUserFactory
 from tests.wallets.conftest import asset, client_for, open_wallet, person
@@ -179,7 +179,7 @@ class TestRisk:
         assert _wallet(source).balance == Decimal("350") and _wallet(source).held == 0
         assert _wallet(destination).balance == Decimal("150")
         assert Transaction.objects.get(pk=body["id"]).status == "completed"
-        assert ledger_check() == [] and audit_verify()["valid"]
+        assert ledger_check() == [] and audit_chain_verified()["valid"]
 
     def test_rejected_review_releases_the_funds(self, jane, john, review_everything_over_100):
         source, destination = open_wallet(jane, "USD", funded="500"), open_wallet(john, "USD")
@@ -219,7 +219,7 @@ class TestAuditAndWebhooks:
         assert _actions("ledger.transaction") == ["deposit.completed", "transfer.completed", "transfer.failed"]
         failed = AuditEvent.objects.get(action="transfer.failed")
         assert failed.data["failure_code"] == "INSUFFICIENT_FUNDS"
-        assert audit_verify()["valid"]
+        assert audit_chain_verified()["valid"]
 
     def test_a_transfer_into_an_organization_customers_wallet_is_announced_to_that_organization(self, jane):
         org = OrganizationFactory()
