@@ -11,3 +11,11 @@ class AccountsConfig(AppConfig):
         from accounts.services import token_grant_register
 
         token_grant_register(GRANT_TYPE, client_credentials_grant)
+
+        from django.db.models.signals import post_delete, post_save
+
+        from accounts.authentication import user_cache_forget
+        from accounts.models import User
+
+        post_save.connect(user_cache_forget, sender=User, dispatch_uid="accounts.user_cache_forget.saved")
+        post_delete.connect(user_cache_forget, sender=User, dispatch_uid="accounts.user_cache_forget.deleted")

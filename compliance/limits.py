@@ -86,11 +86,19 @@ def customer_lock(customer: Customer | int, *others: Customer | int | None) -> C
     if not connection.in_atomic_block:
         raise RuntimeError("customer_lock must be called inside transaction.atomic(): the lock ends with the transaction")
     first_pk = customer.pk if isinstance(customer, Customer) else customer
-    pks = {first_pk} | {o.pk if isinstance(o, Customer) else o for o in others if o is not None}
-    locked = {c.pk: c for c in Customer.objects.select_for_update(of=("self",), no_key=True).filter(pk__in=sorted(pks)).order_by("pk")}
+    locked = customers_lock([first_pk, *(o.pk if isinstance(o, Customer) else o for o in others if o is not None)])
     if first_pk not in locked:
         raise Customer.DoesNotExist(f"customer {first_pk} not found")
     return locked[first_pk]
+
+
+def customers_lock(pks) -> dict[int, Customer]:
+    """`customer_lock` for several customers at once: every one of them, freshly read, by id
+    (their organizations with them), locked in ascending id order in one statement."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("customers_lock must be called inside transaction.atomic(): the lock ends with the transaction")
+    rows = Customer.objects.select_for_update(of=("self",), no_key=True).select_related("organization")
+    return {c.pk: c for c in rows.filter(pk__in=sorted(set(pks))).order_by("pk")}
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +300,7 @@ def limits_status(
     amount: Decimal | None = None,
     now: dt.datetime | None = None,
     always_usage: bool = False,
+    usage: tuple[Decimal, Decimal] | None = None,
 ) -> LimitStatus:
     """Limits and usage for one scope (usage is only worked out when a daily or monthly limit
     needs it, or with `always_usage`, as the API shows it even when there is no limit). With `amount`, `failed_limit` names the first limit
@@ -306,7 +315,9 @@ def limits_status(
     daily = rule.daily_limit if rule else None
     monthly = rule.monthly_limit if rule else None
     daily_used = monthly_used = ZERO
-    if (daily is not None or monthly is not None or always_usage) and customer.pk is not None:
+    if usage is not None:  # read by the caller (the money path reads it with the rest, in one statement)
+        daily_used, monthly_used = usage
+    elif (daily is not None or monthly is not None or always_usage) and customer.pk is not None:
         daily_used, monthly_used = customer_usage(
             customer_id=customer.pk, asset_id=asset.pk, movement_type=movement_type, direction=direction, now=now
         )
@@ -325,15 +336,22 @@ def limits_status(
     return status
 
 
+def limits_needs_usage(*, customer: Customer, asset, movement_type: str, direction: str) -> bool:
+    """Whether enforcing this scope reads the customer's usage (a daily or monthly limit)."""
+    rule = limit_rule_for(kyc_level=customer.kyc_level, movement_type=movement_type, direction=direction, currency=asset.code)
+    return rule is not None and (rule.daily_limit is not None or rule.monthly_limit is not None)
+
+
 def limits_enforce(
-    *, customer: Customer, asset, movement_type: str, direction: str | None = None, amount: Decimal, now: dt.datetime | None = None
+    *, customer: Customer, asset, movement_type: str, direction: str | None = None, amount: Decimal, now: dt.datetime | None = None,
+    usage: tuple[Decimal, Decimal] | None = None,
 ) -> LimitStatus:
     """Raise `LimitExceeded` (422 LIMIT_EXCEEDED; details: limit_type, limit, used, remaining)
     if moving `amount` breaks a limit. Call it after `customer_lock`, inside the posting's
     database transaction (module docstring)."""
     if not connection.in_atomic_block:
         raise RuntimeError("limits_enforce must run inside the posting's transaction, after customer_lock")
-    status = limits_status(customer=customer, asset=asset, movement_type=movement_type, direction=direction, amount=amount, now=now)
+    status = limits_status(customer=customer, asset=asset, movement_type=movement_type, direction=direction, amount=amount, now=now, usage=usage)
     if not status.passed:
         raise status.error()
     return status

@@ -100,6 +100,7 @@ class RiskContext:
     amount: Decimal
     beneficiary_name: str | None
     now: dt.datetime
+    outgoing_counts: dict[int, int] = field(default_factory=dict)  # window minutes -> count, read by the caller
 
 
 @dataclass(frozen=True)
@@ -170,20 +171,42 @@ def _int_param(rule: RiskRule, name: str, default: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _outgoing_ids(*, wallet_id: int, since: dt.datetime):
+    posted = Entry.objects.filter(  # an entry is never older than its transaction: the range scan bounds the join
+        wallet_id=wallet_id, direction=Entry.Direction.DEBIT, created_at__gte=since,
+        transaction__created_at__gte=since, transaction__status__in=COUNTED_STATUSES,
+    ).values_list("transaction_id", flat=True)
+    held = Hold.objects.filter(
+        wallet_id=wallet_id, status=Hold.Status.HELD, created_at__gte=since, transaction__created_at__gte=since,
+    ).values_list("transaction_id", flat=True)
+    return posted.union(held).order_by()
+
+
 def wallet_outgoing_count(*, wallet: Wallet, since: dt.datetime, cap: int | None = None) -> int:
     """Distinct ledger transactions taking money out of `wallet` since `since`: posted ones by
     their debit entries, in-review or pending ones by their open holds. One statement over two
     index range scans (recent debits of the wallet, its open holds), never its whole history;
     with `cap`, counting stops there (the velocity rule only needs to know it passed)."""
-    posted = Entry.objects.filter(  # an entry is never older than its transaction: the range scan bounds the join
-        wallet_id=wallet.pk, direction=Entry.Direction.DEBIT, created_at__gte=since,
-        transaction__created_at__gte=since, transaction__status__in=COUNTED_STATUSES,
-    ).values_list("transaction_id", flat=True)
-    held = Hold.objects.filter(
-        wallet_id=wallet.pk, status=Hold.Status.HELD, created_at__gte=since, transaction__created_at__gte=since,
-    ).values_list("transaction_id", flat=True)
-    ids = posted.union(held).order_by()
+    ids = _outgoing_ids(wallet_id=wallet.pk, since=since)
     return len(ids[:cap]) if cap is not None else len(ids)
+
+
+def wallet_outgoing_count_subquery(*, wallet_id: int, since: dt.datetime, cap: int) -> tuple[str, list]:
+    """`wallet_outgoing_count` as a scalar subquery, for a caller that reads several things in
+    one statement (the money path)."""
+    sql, params = _outgoing_ids(wallet_id=wallet_id, since=since)[:cap].query.sql_with_params()
+    return f"(SELECT count(*) FROM ({sql}) AS recent_outgoing)", list(params)
+
+
+def velocity_windows() -> dict[int, int]:
+    """Window minutes -> the highest max_count among the active velocity rules of that window
+    (a count capped there answers every one of them)."""
+    windows: dict[int, int] = {}
+    for rule in rules().risk:
+        if rule.kind == "velocity":
+            minutes = _int_param(rule, "window_minutes", 10)
+            windows[minutes] = max(windows.get(minutes, 0), _int_param(rule, "max_count", 100))
+    return windows
 
 
 @register_risk_kind("velocity")
@@ -192,7 +215,9 @@ def _velocity(rule: RiskRule, ctx: RiskContext) -> str | None:
         return None
     max_count = _int_param(rule, "max_count", 100)
     minutes = _int_param(rule, "window_minutes", 10)
-    earlier = wallet_outgoing_count(wallet=ctx.wallet, since=ctx.now - dt.timedelta(minutes=minutes), cap=max_count)
+    earlier = ctx.outgoing_counts.get(minutes)  # read ahead, capped at the highest max_count of the window
+    if earlier is None:
+        earlier = wallet_outgoing_count(wallet=ctx.wallet, since=ctx.now - dt.timedelta(minutes=minutes), cap=max_count)
     if earlier + 1 > max_count:
         return f"{earlier + 1} outgoing movements from wallet {ctx.wallet.pk} within {minutes} minutes (more than {max_count})"
     return None
@@ -343,6 +368,7 @@ def risk_evaluate(
     now: dt.datetime | None = None,
     direction: str | None = None,
     only_kinds: frozenset[str] | None = None,
+    outgoing_counts: dict[int, int] | None = None,
 ) -> RiskDecision:
     """Run the active rules (module docstring), or only those of `only_kinds` (an organization
     that turned its risk rules off still gets the sanctions screen). Reads only; records nothing."""
@@ -350,6 +376,7 @@ def risk_evaluate(
         customer=customer, wallet=wallet, asset=asset, movement_type=movement_type,
         direction=direction or default_direction(movement_type), amount=amount,
         beneficiary_name=(beneficiary_name or "").strip() or None, now=now or timezone.now(),
+        outgoing_counts=outgoing_counts or {},
     )
     hits: list[tuple[RiskRule, str]] = []
     for rule in rules().risk:

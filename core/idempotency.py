@@ -65,7 +65,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
@@ -288,16 +288,45 @@ def idempotent_execute(*, request, endpoint: str, handler: Callable[[], Any], vi
                 logger.warning("idempotency: could not release cache lock (%s); it expires by itself", exc)
 
 
+def _claim(*, scope: str, endpoint: str, key: str) -> IdempotencyRecord | None:
+    """In the request's transaction: take the key's advisory lock (PostgreSQL; not getting it
+    means the key is running elsewhere -> 409) and return its committed record, if any, in ONE
+    statement (the lock and the lookup are one round trip on the hot path)."""
+    if connection.vendor == "postgresql":
+        table = IdempotencyRecord._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT pg_try_advisory_xact_lock(%s), (SELECT id FROM {table} WHERE scope = %s AND endpoint = %s AND key = %s)",
+                [_advisory_lock_id(scope, endpoint, key), scope, endpoint, key],
+            )
+            got, record_id = cursor.fetchone()
+        if not got:
+            raise IdempotencyKeyInProgress(details={"idempotency_key": key})
+        return None if record_id is None else IdempotencyRecord.objects.filter(pk=record_id).first()
+    return IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key).first()
+
+
+def _store(record: IdempotencyRecord) -> bool:
+    """Insert the record; False if the key's row exists (a concurrent commit won). No savepoint:
+    ON CONFLICT DO NOTHING on both databases."""
+    fields = [f for f in IdempotencyRecord._meta.concrete_fields if not f.primary_key]
+    qn = connection.ops.quote_name
+    table = qn(IdempotencyRecord._meta.db_table)
+    values = [f.get_db_prep_save(getattr(record, f.attname), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))})"
+            f" ON CONFLICT ({', '.join(qn(c) for c in ('scope', 'endpoint', 'key'))}) DO NOTHING",
+            values,
+        )
+        return cursor.rowcount == 1
+
+
 def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprint):
     try:
         with transaction.atomic(durable=True):
-            if connection.vendor == "postgresql":
-                with connection.cursor() as cursor:
-                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [_advisory_lock_id(scope, endpoint, key)])
-                    if not cursor.fetchone()[0]:
-                        raise IdempotencyKeyInProgress(details={"idempotency_key": key})
             now = timezone.now()
-            existing = IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key).first()
+            existing = _claim(scope=scope, endpoint=endpoint, key=key)
             if existing is not None:
                 if existing.expires_at > now:
                     return _replay(existing, fingerprint)
@@ -316,23 +345,21 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
                 return response
             headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
             stored_at = timezone.now()
-            try:
-                with transaction.atomic():
-                    IdempotencyRecord.objects.create(
-                        scope=scope,
-                        endpoint=endpoint,
-                        key=key,
-                        fingerprint=fingerprint,
-                        method=request.method,
-                        path=request.path[:500],
-                        response_status=response.status_code,
-                        response_body=_response_body(response),
-                        response_headers=headers,
-                        created_at=stored_at,
-                        expires_at=stored_at + timedelta(hours=ttl_hours()),
-                    )
-            except IntegrityError as exc:
-                raise _LostRace() from exc
+            stored = _store(IdempotencyRecord(
+                scope=scope,
+                endpoint=endpoint,
+                key=key,
+                fingerprint=fingerprint,
+                method=request.method,
+                path=request.path[:500],
+                response_status=response.status_code,
+                response_body=_response_body(response),
+                response_headers=headers,
+                created_at=stored_at,
+                expires_at=stored_at + timedelta(hours=ttl_hours()),
+            ))
+            if not stored:
+                raise _LostRace()
             return response
     except _ServerError as exc:
         return exc.response

@@ -280,14 +280,22 @@ class TransactionPresenter:
     def __init__(self, *, viewer: Viewer):
         self.viewer = viewer
 
-    def _wallets(self, transactions: Iterable[Transaction]) -> dict[int, Wallet]:
+    def _wallets(self, transactions: Iterable[Transaction], *, detail: bool) -> dict[int, Wallet]:
+        """The wallets the representations name, with their assets and owners: those the caller
+        already holds (`known_wallets`, set on a transaction by the money path), those loaded
+        with the entries, and the rest in one query. A summary needs only the principal
+        operation's wallets; a detail view every operation's."""
         wallets: dict[int, Wallet] = {}
         wanted: set[int] = set()
         for tx in transactions:
-            for entry in tx.entries.all():
-                wallets[entry.wallet_id] = entry.wallet
-            for item in tx.operations or []:
-                wanted.update(_operation_wallet_ids(item))
+            wallets.update(getattr(tx, "known_wallets", None) or {})
+            for entry in self._entries(tx, detail=detail):
+                if Entry.wallet.is_cached(entry):
+                    wallets[entry.wallet_id] = entry.wallet
+                elif detail:
+                    wanted.add(entry.wallet_id)
+            for item in (tx.operations or []) if detail else (tx.operations or [])[:1]:
+                wanted.update(_operation_wallet_ids(item) if detail else [w for w in self._sides(item) if w is not None])
         missing = wanted - wallets.keys()
         if missing:
             wallets.update({w.pk: w for w in Wallet.objects.filter(pk__in=missing).select_related(*_WALLET_RELATED)})
@@ -295,17 +303,24 @@ class TransactionPresenter:
 
     def many(self, transactions: Iterable[Transaction], *, detail: bool = False) -> list[dict[str, Any]]:
         transactions = list(transactions)
-        # A no-op for transactions from `transactions_with_entries`; one query for the others
-        # (e.g. the transaction a service just returned).
-        prefetch_related_objects(transactions, _entries_prefetch())
-        wallets = self._wallets(transactions)
+        # A no-op for transactions from `transactions_with_entries`, and not needed for the
+        # summary of one a posting just returned (`posted_entries`); one query for the others.
+        unread = [tx for tx in transactions if detail or getattr(tx, "posted_entries", None) is None]
+        prefetch_related_objects(unread, _entries_prefetch())
+        wallets = self._wallets(transactions, detail=detail)
         return [self._one(tx, wallets, detail=detail) for tx in transactions]
 
     def one(self, transaction: Transaction, *, detail: bool = False) -> dict[str, Any]:
         return self.many([transaction], detail=detail)[0]
 
-    def entry(self, entry: Entry) -> dict[str, Any]:
-        asset = entry.wallet.asset
+    @staticmethod
+    def _entries(tx: Transaction, *, detail: bool) -> list[Entry]:
+        posted = getattr(tx, "posted_entries", None)
+        return posted if posted is not None and not detail else list(tx.entries.all())
+
+    def entry(self, entry: Entry, wallets: dict[int, Wallet] | None = None) -> dict[str, Any]:
+        wallet = wallets[entry.wallet_id] if wallets and entry.wallet_id in wallets else entry.wallet
+        asset = wallet.asset
         return {
             "id": entry.pk,
             "transaction_id": entry.transaction_id,
@@ -313,7 +328,7 @@ class TransactionPresenter:
             "entry_type": entry.direction,
             "amount": asset.format(entry.amount),
             "currency": asset.code,
-            "balance_after": asset.format(entry.balance_after) if self.viewer.owns(entry.wallet) else None,
+            "balance_after": asset.format(entry.balance_after) if self.viewer.owns(wallet) else None,
             "operation_index": entry.operation_index,
             "created_at": entry.created_at,
         }
@@ -373,7 +388,7 @@ class TransactionPresenter:
             (Decimal(str(op.get("amount", "0"))) for op in operations[1:] if op.get("destination_platform") == Wallet.Purpose.FEE),
             Decimal(0),
         )
-        entries = list(tx.entries.all())
+        entries = self._entries(tx, detail=detail)
         balance_after = None
         for wallet in (source, destination):
             if wallet is not None and self.viewer.owns(wallet):
@@ -406,5 +421,5 @@ class TransactionPresenter:
                 else None
             )
             data["operations"] = [self._operation(i, item, wallets) for i, item in enumerate(operations)]
-            data["entries"] = [self.entry(e) for e in entries]
+            data["entries"] = [self.entry(e, wallets) for e in entries]
         return data

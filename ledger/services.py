@@ -863,7 +863,18 @@ def _post(
         usage_apply(charges, day=usage_day(now))
     else:
         return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+    _attach_entries(tx, plan, now)
     return PostingResult(transaction=tx, ok=True)
+
+
+def _attach_entries(tx: Transaction, plan: _Plan, now) -> None:
+    """Give the posted transaction its entries as written (`tx.posted_entries`), so a caller can
+    answer from what the posting already knows (the transaction summary's `balance_after`)
+    without reading them back. They carry no ids; `tx.entries` still reads the stored rows."""
+    tx.posted_entries = [
+        Entry(transaction_id=tx.pk, wallet_id=wid, direction=d, amount=a, balance_after=after, operation_index=i, created_at=now)
+        for wid, d, a, after, i in plan.entries
+    ]
 
 
 _OPERATION_NAMES = {Issue: "issue", Redeem: "redeem", Transfer: "transfer"}

@@ -25,7 +25,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import F
@@ -157,18 +157,30 @@ def usage_release(tx: Transaction) -> None:
     usage_apply(transaction_charges(tx), day=usage_day(tx.created_at), sign=-1)
 
 
-def customer_usage(*, customer_id: int, asset_id: int, movement_type: str, direction: str, now: dt.datetime | None = None) -> tuple[Decimal, Decimal]:
-    """(today's usage, this month's usage) in UTC, from at most 31 counter rows: one statement."""
+def usage_subqueries(*, customer_id: int, asset_id: int, movement_type: str, direction: str, now: dt.datetime | None = None) -> tuple[list[str], list]:
+    """Two scalar subqueries, (today's usage, this month's usage) in UTC over at most 31 counter
+    rows, for a caller that reads several things in one statement (the money path)."""
     today = usage_day(now or timezone.now())
     table = UsageCounter._meta.db_table
+    where = f" FROM {table} WHERE customer_id = %s AND asset_id = %s AND movement_type = %s AND direction = %s AND day >= %s AND day <= %s"
+    scope = [customer_id, asset_id, movement_type, direction, today.replace(day=1), today]
+    return (
+        [f"(SELECT coalesce(sum(amount), 0){where} AND day = %s)", f"(SELECT coalesce(sum(amount), 0){where})"],
+        [*scope, today, *scope],
+    )
+
+
+def usage_value(raw: Any) -> Decimal:
+    return Decimal(raw).normalize() if raw else ZERO
+
+
+def customer_usage(*, customer_id: int, asset_id: int, movement_type: str, direction: str, now: dt.datetime | None = None) -> tuple[Decimal, Decimal]:
+    """(today's usage, this month's usage) in UTC, from at most 31 counter rows: one statement."""
+    parts, params = usage_subqueries(customer_id=customer_id, asset_id=asset_id, movement_type=movement_type, direction=direction, now=now)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT coalesce(sum(CASE WHEN day = %s THEN amount END), 0), coalesce(sum(amount), 0) FROM {table}"
-            " WHERE customer_id = %s AND asset_id = %s AND movement_type = %s AND direction = %s AND day >= %s AND day <= %s",
-            [today, customer_id, asset_id, movement_type, direction, today.replace(day=1), today],
-        )
+        cursor.execute("SELECT " + ", ".join(parts), params)
         daily, monthly = cursor.fetchone()
-    return Decimal(daily).normalize() if daily else ZERO, Decimal(monthly).normalize() if monthly else ZERO
+    return usage_value(daily), usage_value(monthly)
 
 
 def usage_recount(*, since: dt.date | None = None) -> dict[tuple[UsageKey, dt.date], Decimal]:

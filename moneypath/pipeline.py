@@ -40,6 +40,7 @@ savepoint: a check that raises has written nothing yet.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,14 +50,22 @@ from django.db import connection, transaction as db_transaction
 from django.utils import timezone
 
 from accounts.models import Customer, Organization, User
-from compliance.limits import customer_lock, limits_enforce
+from compliance.limits import customers_lock, limits_enforce, limits_needs_usage
 from compliance.models import Direction
-from compliance.risk import RiskDecision, review_case_open, risk_evaluate, risk_reject_record
+from compliance.risk import (
+    RiskDecision,
+    review_case_open,
+    risk_evaluate,
+    risk_reject_record,
+    velocity_windows,
+    wallet_outgoing_count_subquery,
+)
 from compliance.services import audit_record
 from core.errors import CofferError
 from core.money import format_amount
 from ledger.models import Asset, Transaction, Wallet
 from ledger.services import Operation, PostingResult, ledger_hold_pending, ledger_post
+from ledger.usage import usage_subqueries, usage_value
 
 SANCTIONS_ONLY = frozenset({"sanctions"})
 
@@ -130,25 +139,60 @@ def _controls(customer: Customer | None, known: Organization | None = None) -> t
     return organization.limits_enabled, organization.risk_rules_enabled
 
 
+def _read_ahead(movement: MoneyMovement, locked: dict[int, Customer], customer: Customer | None, risk_runs: bool, now):
+    """What the limits and the velocity rule need, read in ONE statement after the customers
+    are locked (so it sees every earlier movement of theirs committed): each limited scope's
+    usage today and this month, and the checked wallet's recent outgoing movements per velocity
+    window. Returns ({scope index: (daily, monthly)}, {window minutes: count})."""
+    parts: list[str] = []
+    params: list = []
+    usage_at: dict[int, int] = {}
+    for i, scope in enumerate(movement.limits):
+        subject = locked.get(scope.customer_id) if scope.customer_id is not None else customer
+        if subject is None or not _controls(subject, movement.organization)[0]:
+            continue
+        if not limits_needs_usage(customer=subject, asset=scope.asset, movement_type=scope.movement_type, direction=scope.direction):
+            continue
+        sql, values = usage_subqueries(
+            customer_id=subject.pk, asset_id=scope.asset.pk, movement_type=scope.movement_type, direction=scope.direction, now=now
+        )
+        usage_at[i] = len(parts)
+        parts += sql
+        params += values
+    windows_at: dict[int, int] = {}
+    if risk_runs and movement.direction == Direction.OUTGOING:
+        for minutes, cap in velocity_windows().items():
+            sql, values = wallet_outgoing_count_subquery(wallet_id=movement.wallet.pk, since=now - dt.timedelta(minutes=minutes), cap=cap)
+            windows_at[minutes] = len(parts)
+            parts.append(sql)
+            params += values
+    if not parts:
+        return {}, {}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(parts), params)
+        row = cursor.fetchone()
+    usage = {i: (usage_value(row[at]), usage_value(row[at + 1])) for i, at in usage_at.items()}
+    return usage, {minutes: row[at] for minutes, at in windows_at.items()}
+
+
 def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
     """lock -> limits -> 2FA -> risk. Raises LIMIT_EXCEEDED / 2FA_*; returns the risk decision
     (a rejection already recorded in the audit chain) and the 2FA method used."""
     own = movement.customer
     to_lock = sorted({*movement.customers, *([own.pk] if own is not None else [])})
-    locked: dict[int, Customer] = {}
-    if to_lock:
-        first = customer_lock(to_lock[0], *to_lock[1:])
-        locked = {first.pk: first}
-        locked.update({c.pk: c for c in Customer.objects.filter(pk__in=to_lock[1:])} if len(to_lock) > 1 else {})
+    locked = customers_lock(to_lock) if to_lock else {}
     customer = locked.get(own.pk) if own is not None else None
     now = timezone.now()
-    for scope in movement.limits:
+    only_kinds = None if customer is not None and _controls(customer, movement.organization)[1] else SANCTIONS_ONLY
+    risk_runs = movement.risk and movement.wallet is not None and (only_kinds is None or bool(movement.beneficiary_name))
+    usage, outgoing_counts = _read_ahead(movement, locked, customer, risk_runs and only_kinds is None, now)
+    for i, scope in enumerate(movement.limits):
         subject = locked.get(scope.customer_id) if scope.customer_id is not None else customer
         if subject is None or not _controls(subject, movement.organization)[0]:
             continue
         limits_enforce(
             customer=subject, asset=scope.asset, movement_type=scope.movement_type, direction=scope.direction,
-            amount=scope.amount, now=now,
+            amount=scope.amount, now=now, usage=usage.get(i, (Decimal(0), Decimal(0))),
         )
     method = None
     if movement.step_up and isinstance(movement.actor, User) and movement.wallet is not None:
@@ -157,15 +201,13 @@ def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
         method = twofactor_require(
             user=movement.actor, amount=movement.amount, currency=movement.wallet.asset.code, code=movement.two_factor_code
         )
-    if not movement.risk or movement.wallet is None:
-        return RiskDecision(action="allow"), method
-    only_kinds = None if customer is not None and _controls(customer, movement.organization)[1] else SANCTIONS_ONLY
-    if only_kinds is not None and not movement.beneficiary_name:
+    if not risk_runs:
         return RiskDecision(action="allow"), method
     asset = movement.wallet.asset
     decision = risk_evaluate(
         customer=customer, wallet=movement.wallet, movement_type=movement.movement_type, amount=movement.amount,
         asset=asset, beneficiary_name=movement.beneficiary_name, now=now, direction=movement.direction, only_kinds=only_kinds,
+        outgoing_counts=outgoing_counts,
     )
     if decision.rejected:
         risk_reject_record(
@@ -236,6 +278,8 @@ def _run(movement: MoneyMovement) -> MovementResult:
     else:
         result = ledger_post(**posting)
     tx = result.transaction
+    if tx is not None and movement.wallet is not None:  # the response names them: no re-read
+        tx.known_wallets = {w.pk: w for w in [movement.wallet, *movement.counterparty_wallets]}
     if isinstance(result.error, DuplicateReference):
         return MovementResult(transaction=tx, error=result.error, decision=decision)
     assert tx is not None

@@ -814,7 +814,8 @@ def _settle_locked(work: _Work, order: PayOrder) -> None:
     from compliance.fees import fee_compute
     from ledger.errors import DuplicateReference
     from ledger.models import Transaction
-    from ledger.services import Issue, PlatformAccount, Transfer, ledger_post
+    from ledger.services import Issue, PlatformAccount, Transfer
+    from moneypath.pipeline import MoneyMovement, money_path
 
     if order.settlement_transaction_id is not None:
         return
@@ -825,14 +826,15 @@ def _settle_locked(work: _Work, order: PayOrder) -> None:
     operations = [Issue(wallet=wallet, amount=gross, currency=asset.code)]
     if fee > 0:
         operations.append(Transfer(source=wallet, destination=PlatformAccount("fee"), amount=fee, currency=asset.code))
-    result = ledger_post(
-        type=Transaction.Type.SETTLEMENT,
-        operations=operations,
-        organization=order.organization,
+    result = money_path(MoneyMovement(  # the merchant's system wallet: no customer to limit or screen
+        actor=None, movement_type="settlement", ledger_type=Transaction.Type.SETTLEMENT, wallet=wallet, amount=gross,
+        operations=operations, direction="incoming", step_up=False, risk=False, organization=order.organization,
         reference=f"payorder:{order.public_id}:settlement",
         description=f"Pay order {order.public_id}" + (f": {order.description}" if order.description else "")[:400],
         metadata={"pay_order": str(order.public_id), "gross": gross, "fee": fee, "source_currency": order.source_currency},
-    )
+        publish=lambda tx: None,  # the merchant hears of it as payorder.* events
+        audit_data={"pay_order": str(order.public_id)},
+    ))
     if not result.ok and isinstance(result.error, DuplicateReference) and result.transaction.status == Transaction.Status.COMPLETED:
         tx = result.transaction  # settled before (the order row was not updated): the posting stands
     else:
@@ -894,7 +896,8 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
     On the sandbox chain the refund is sent at once from the deposit address; on a live chain it
     waits for the merchant's own signed transaction (`refund_attach_transaction`)."""
     from ledger.models import Transaction
-    from ledger.services import Redeem, ledger_post
+    from ledger.services import Redeem
+    from moneypath.pipeline import MoneyMovement, money_path
 
     if kind not in Refund.Kind.values:
         raise _field_error("kind", "One of full, excess.")
@@ -936,14 +939,16 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
             ledger_amount = order.settlement_amount - (order.settlement_fee or 0)
             if ledger_amount > 0:
                 wallet = settlement_wallet(organization=order.organization, asset=_asset(order.settlement_currency))
-                ledger_tx = ledger_post(
-                    type=Transaction.Type.REFUND,
+                ledger_tx = money_path(MoneyMovement(  # sanctions screening of the destination always applies
+                    actor=actor if isinstance(actor, User) else None, movement_type="withdrawal", ledger_type=Transaction.Type.REFUND,
+                    wallet=wallet, amount=ledger_amount,
                     operations=[Redeem(wallet=wallet, amount=ledger_amount, currency=order.settlement_currency)],
-                    organization=order.organization,
+                    step_up=False, beneficiary_name=destination, organization=order.organization,
                     reference=f"payorder:{order.public_id}:refund",
                     description=f"Refund of pay order {order.public_id}",
                     metadata={"pay_order": str(order.public_id), "refund_amount": amount, "currency": order.source_currency},
-                ).raise_for_error()
+                    publish=lambda tx: None, audit_action="refund.{status}", audit_data={"pay_order": str(order.public_id)},
+                )).raise_for_error()
         refund = Refund.objects.create(
             pay_order=order,
             kind=kind,

@@ -3,7 +3,7 @@ wallets; anything else is `WalletNotFound` (404, never 403: SPEC 5)."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import Customer, User
 from ledger.errors import WalletNotFound
@@ -16,7 +16,9 @@ def customer_of(*, user: User) -> Customer | None:
 
 
 def wallets_of_user(*, user: User) -> QuerySet[Wallet]:
-    return Wallet.objects.filter(customer__user=user, kind=Wallet.Kind.CUSTOMER).select_related("asset", "customer__user").order_by("id")
+    return Wallet.objects.filter(customer__user=user, kind=Wallet.Kind.CUSTOMER).select_related(
+        "asset", "customer__user", "customer__organization"
+    ).order_by("id")
 
 
 def wallet_get_for_user(*, user: User, wallet_id: int) -> Wallet:
@@ -32,13 +34,21 @@ def wallet_entries_for_user(*, user: User, wallet_id: int) -> QuerySet[Entry]:
     return wallet_entries(wallet=wallet)
 
 
-def transfer_destination_get(*, wallet_id: int) -> Wallet:
-    """A transfer may go to any customer's wallet by id; platform and system wallets are not
-    addressable by users, so they are as absent as a wallet that does not exist."""
-    wallet = Wallet.objects.filter(pk=wallet_id, kind=Wallet.Kind.CUSTOMER).select_related("asset").first()
-    if wallet is None:
-        raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
-    return wallet
+def transfer_wallets_get(*, user: User, source_wallet_id: int, destination_wallet_id: int) -> tuple[Wallet, Wallet]:
+    """A transfer's two wallets in one read: the source must be one of the user's, the
+    destination any customer wallet (platform and system wallets are not addressable by users,
+    so they are as absent as a wallet that does not exist); else 404 naming the first missing
+    one. Loaded with what the money path and the response need (asset, owners)."""
+    found = {
+        w.pk: w
+        for w in Wallet.objects.filter(
+            Q(pk=source_wallet_id, customer__user=user) | Q(pk=destination_wallet_id), kind=Wallet.Kind.CUSTOMER
+        ).select_related("asset", "customer__user", "customer__organization")
+    }
+    for wallet_id in (source_wallet_id, destination_wallet_id):
+        if wallet_id not in found:
+            raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
+    return found[source_wallet_id], found[destination_wallet_id]
 
 
 def withdrawal_get_for_user(*, user: User, transaction_id: int) -> Transaction:

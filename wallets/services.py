@@ -61,7 +61,7 @@ from ledger.services import (
 from wallets.errors import InvalidBeneficiary, InvalidIban, QuoteExpired
 from wallets.models import ExchangeQuote, Payout
 from wallets.payouts import ACCEPTED, FAILED, get_payout_provider
-from wallets.selectors import customer_of, transfer_destination_get, wallet_get_for_user
+from wallets.selectors import customer_of, transfer_wallets_get, wallet_get_for_user
 
 logger = logging.getLogger("coffer.wallets")
 
@@ -130,10 +130,10 @@ def transfer_create(
 ) -> Transaction:
     """From one of the user's wallets to any customer wallet of the same asset. The source
     must be the caller's (else 404); the ledger checks status, asset and funds under lock."""
-    source = wallet_get_for_user(user=user, wallet_id=source_wallet_id)
-    destination = transfer_destination_get(wallet_id=destination_wallet_id)
-    if destination.pk == source.pk:
+    if destination_wallet_id == source_wallet_id:
+        wallet_get_for_user(user=user, wallet_id=source_wallet_id)  # someone else's is still a 404
         raise _field_error("destination_wallet_id", "Must differ from the source wallet.")
+    source, destination = transfer_wallets_get(user=user, source_wallet_id=source_wallet_id, destination_wallet_id=destination_wallet_id)
     value = parse_amount(amount, exponent=source.asset.exponent, field="amount")
     own = destination.customer_id == source.customer_id
     movement = MoneyMovement(
