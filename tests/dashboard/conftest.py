@@ -123,13 +123,15 @@ def failed_delivery(org: Org, url: str = "http://127.0.0.1:9/coffer-hook"):
     """A delivery that really failed: its endpoint was disabled when the attempt came (the engine
     abandons it), then the endpoint was enabled again, so a redeliver is allowed."""
     from accounts.org_services import webhook_endpoint_create, webhook_endpoint_disable, webhook_endpoint_enable
-    from accounts.webhooks import webhook_deliver
+    from accounts.webhooks import WEBHOOK_TOPIC, webhook_deliver
+    from core.models import OutboxMessage
 
     # Subscribed to one event only, so other tests' events do not reach it.
     endpoint, _ = webhook_endpoint_create(organization=org.organization, url=url, events=["wallet.closed"], actor=org.owner)
     [delivery] = [d for d in publish(org.organization, "wallet.closed", {"id": "w"}) if d.endpoint_id == endpoint.pk]
     webhook_endpoint_disable(organization=org.organization, endpoint_id=endpoint.pk, actor=org.owner)
-    delivery = webhook_deliver(delivery_id=delivery.pk)
+    message = OutboxMessage.objects.filter(topic=WEBHOOK_TOPIC, payload__delivery_id=str(delivery.pk)).latest("id")
+    delivery = webhook_deliver(message)  # the outbox handler: the endpoint is disabled, it abandons the delivery
     assert delivery.status == "failed"
     webhook_endpoint_enable(organization=org.organization, endpoint_id=endpoint.pk, actor=org.owner)
     return delivery

@@ -181,7 +181,10 @@ def test_another_organizations_webhook_delivery_is_a_404_and_not_redelivered(alp
     assert owner_client.get(f"/dashboard/webhooks/deliveries/{delivery.pk}/").status_code == 404
     assert owner_client.post(f"/dashboard/webhooks/deliveries/{delivery.pk}/redeliver/").status_code == 404
     delivery.refresh_from_db()
-    assert delivery.status == WebhookDelivery.Status.FAILED and delivery.attempt_count == 1
+    from core.models import OutboxMessage
+
+    assert delivery.status == WebhookDelivery.Status.FAILED  # not redelivered: no second outbox message queued
+    assert OutboxMessage.objects.filter(topic="webhook.deliver", payload__delivery_id=str(delivery.pk)).count() == 1
     assert owner_client.post(f"/dashboard/webhooks/{delivery.endpoint_id}/disable/").status_code == 404
     delivery.endpoint.refresh_from_db()
     assert delivery.endpoint.is_enabled

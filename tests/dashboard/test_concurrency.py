@@ -48,3 +48,6 @@ def test_eight_simultaneous_redelivers_queue_once(db):
     delivery.refresh_from_db()
     assert delivery.status == WebhookDelivery.Status.PENDING and delivery.attempt_count == 0
     assert AuditEvent.objects.filter(action="webhook_delivery.redelivered").count() == 1
+    from core.models import OutboxMessage
+
+    assert OutboxMessage.objects.filter(topic="webhook.deliver", payload__delivery_id=str(delivery.pk)).count() == 2  # published + one redeliver
