@@ -253,8 +253,32 @@ def _response_body(response) -> str:
     return response.content.decode(response.charset or "utf-8")
 
 
-def idempotent_execute(*, request, endpoint: str, handler: Callable[[], Any], view=None):
-    """Run `handler()` at most once per (caller, endpoint, key); see the module docstring."""
+def _execute_plain(*, request, view, handler):
+    """A request without a key on an endpoint whose body carries its own retry key (an
+    organization transaction's `reference`, unique per owner in the ledger): one durable
+    transaction, a client error committed with what the handler recorded (a failed transaction),
+    a 5xx rolled back."""
+    try:
+        with transaction.atomic(durable=True):
+            try:
+                response = handler()
+            except Exception as exc:
+                response = _render_client_error(exc, view, request)
+                if response is None:
+                    raise
+            if response.status_code >= 500:
+                raise _ServerError(response)
+            return response
+    except _ServerError as exc:
+        return exc.response
+
+
+def idempotent_execute(*, request, endpoint: str, handler: Callable[[], Any], view=None, key_optional: bool = False):
+    """Run `handler()` at most once per (caller, endpoint, key); see the module docstring. With
+    `key_optional`, a request without a key runs once per request (its body's reference is the
+    retry key)."""
+    if key_optional and request.headers.get(HEADER) is None and request.headers.get(LEGACY_HEADER) is None:
+        return _execute_plain(request=request, view=view, handler=handler)
     key = idempotency_key_from(request)
     scope = caller_scope(request)
     data = request.data if isinstance(request, Request) else request.POST
@@ -371,9 +395,10 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
         return _replay(record, fingerprint)
 
 
-def idempotent(*, endpoint: str):
+def idempotent(*, endpoint: str, key_optional: bool = False):
     """Decorator for an APIView handler method (`def post(self, request, ...)`) or a function
-    view taking `request` first. See the module docstring."""
+    view taking `request` first. See the module docstring. `key_optional`: for an endpoint whose
+    body carries a retry key the database enforces (`POST /transactions`' reference)."""
 
     def decorator(func):
         @functools.wraps(func)
@@ -382,7 +407,9 @@ def idempotent(*, endpoint: str):
                 view, request = None, args[0]
             else:
                 view, request = args[0], args[1]
-            return idempotent_execute(request=request, endpoint=endpoint, handler=lambda: func(*args, **kwargs), view=view)
+            return idempotent_execute(
+                request=request, endpoint=endpoint, handler=lambda: func(*args, **kwargs), view=view, key_optional=key_optional
+            )
 
         wrapper.idempotent_endpoint = endpoint
         return wrapper

@@ -9,8 +9,10 @@ credential (API key, signature, client-credentials token) or a member's JWT with
 person (their own wallets), even when the person is also a member of an organization. Who sees
 which transaction is decided in `ledger.filters`; another caller's object is a 404.
 
-`POST /transactions` is money movement: `@idempotent` (Idempotency-Key required; the failed
-transaction recorded by a refused posting commits together with the stored 4xx) and throttled
+`POST /transactions` is money movement: its `reference` is the retry key (seed 003: repeating
+the call with the same reference is safe: 409 DUPLICATE_REFERENCE with the transaction), so
+`Idempotency-Key` is optional there; with one, `@idempotent` rules as on every money endpoint
+(the failed transaction recorded by a refused posting commits together with the 4xx) and throttled
 by `MoneyThrottle`. `organization_transaction_post` is its service: it runs inside the
 idempotent request's database transaction, so the posting, the webhook deliveries and the audit
 event commit together or not at all.
@@ -119,7 +121,7 @@ def _ledger_operations(*, organization: Organization, operations: list[dict[str,
     organization's (else a 404 that says nothing about the wallet) and every amount parsed for
     its wallet's asset (400 naming `operations[i].amount`). Returns them with the wallets."""
     ids = {op[key] for op in operations for key in ("wallet_id", "source_wallet_id", "destination_wallet_id") if key in op}
-    owned = {w.pk: w for w in wallets_owned(viewer=Viewer(organization=organization)).filter(pk__in=ids).select_related("asset", "customer")}
+    owned = {w.pk: w for w in wallets_owned(viewer=Viewer(organization=organization)).filter(pk__in=ids).select_related("asset", "customer__user", "organization")}
     out: list = []
     for index, op in enumerate(operations):
         names = ("source_wallet_id", "destination_wallet_id") if op["type"] == "transfer" else ("wallet_id",)
@@ -202,7 +204,8 @@ def organization_transaction_post(
     published: dict[str, Any] = {}
 
     def publish(tx: Transaction) -> None:
-        published["representation"] = representation = _present(organization, tx.pk)
+        tx.known_wallets = wallets
+        published["representation"] = representation = TransactionPresenter(viewer=Viewer(organization=organization)).one(tx, detail=True)
         if tx.status in (Transaction.Status.COMPLETED, Transaction.Status.FAILED):
             webhook_publish(organization=organization, event_type=f"transaction.{tx.status}", payload=representation)
 
@@ -256,6 +259,12 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     description="1-255 printable characters, one per transaction you mean to make once (a UUID). The same key and body "
     "replay the first response (`Idempotency-Replayed: true`); another body is 422 IDEMPOTENCY_KEY_REUSED; while the "
     "first runs, 409 IDEMPOTENCY_KEY_IN_PROGRESS. `X-Idempotency-Key` is accepted too.",
+)
+REFERENCE_IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Optional here: the transaction's `reference` is its retry key (a reference used before, completed or "
+    "failed, is 409 DUPLICATE_REFERENCE carrying that transaction). With a key, the key's rules apply as on every money "
+    "endpoint (same key and body: the first response replayed).",
 )
 AUTH_ERRORS = {
     401: OpenApiResponse(ErrorOutput, description="AUTHENTICATION_FAILED"),
@@ -397,7 +406,7 @@ class LedgerTransactionListCreateApi(generics.GenericAPIView):
         return self.get_paginated_response(LedgerTransactionOutput(data, many=True).data)
 
     @extend_schema(
-        operation_id="transactions_create", tags=["ledger: transactions"], parameters=[IDEMPOTENCY_PARAMETER, ORG_HEADER],
+        operation_id="transactions_create", tags=["ledger: transactions"], parameters=[REFERENCE_IDEMPOTENCY_PARAMETER, ORG_HEADER],
         summary="Post operations (issue, redeem, transfer) in order, all or none",
         description=(
             "Operations apply in the order given and every wallet must stay at or above zero after each one (seed 003: "
@@ -442,7 +451,7 @@ class LedgerTransactionListCreateApi(generics.GenericAPIView):
                 {"fields": {"operations[0].amount": ["This asset allows at most 0 decimals."]}})),
         ],
     )
-    @idempotent(endpoint="ledger.transactions.create")
+    @idempotent(endpoint="ledger.transactions.create", key_optional=True)
     def post(self, request):
         data = validated(LedgerTransactionCreateInput(data=request.data))
         representation = organization_transaction_post(organization=request.organization, principal=request.user, **data)

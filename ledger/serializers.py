@@ -303,9 +303,9 @@ class TransactionPresenter:
 
     def many(self, transactions: Iterable[Transaction], *, detail: bool = False) -> list[dict[str, Any]]:
         transactions = list(transactions)
-        # A no-op for transactions from `transactions_with_entries`, and not needed for the
-        # summary of one a posting just returned (`posted_entries`); one query for the others.
-        unread = [tx for tx in transactions if detail or getattr(tx, "posted_entries", None) is None]
+        # A no-op for transactions from `transactions_with_entries`, and not needed for one a
+        # posting just returned (`posted_entries`); one query for the others.
+        unread = [tx for tx in transactions if self._posted(tx, detail=detail) is None]
         prefetch_related_objects(unread, _entries_prefetch())
         wallets = self._wallets(transactions, detail=detail)
         return [self._one(tx, wallets, detail=detail) for tx in transactions]
@@ -314,9 +314,17 @@ class TransactionPresenter:
         return self.many([transaction], detail=detail)[0]
 
     @staticmethod
-    def _entries(tx: Transaction, *, detail: bool) -> list[Entry]:
+    def _posted(tx: Transaction, *, detail: bool) -> list[Entry] | None:
+        """The entries a posting just wrote (`ledger.services`), when they serve this view (a
+        detail view shows entry ids: only if the database returned them)."""
         posted = getattr(tx, "posted_entries", None)
-        return posted if posted is not None and not detail else list(tx.entries.all())
+        if posted is None or (detail and any(e.pk is None for e in posted)):
+            return None
+        return posted
+
+    def _entries(self, tx: Transaction, *, detail: bool) -> list[Entry]:
+        posted = self._posted(tx, detail=detail)
+        return posted if posted is not None else list(tx.entries.all())
 
     def entry(self, entry: Entry, wallets: dict[int, Wallet] | None = None) -> dict[str, Any]:
         wallet = wallets[entry.wallet_id] if wallets and entry.wallet_id in wallets else entry.wallet

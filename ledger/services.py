@@ -657,10 +657,13 @@ def _duplicate(*, organization, customer, reference: str) -> PostingResult:
     return PostingResult(transaction=existing, ok=False, error=error)
 
 
-def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int], db: Any = None, charges: dict | None = None) -> int | None:
+def _write_pg(
+    tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int], db: Any = None, charges: dict | None = None
+) -> tuple[int, list[int]] | None:
     """One statement: insert the transaction (unless its reference is taken), its entries,
     every touched balance and the customers' usage counters (`ledger.usage`). Returns the
-    transaction id, or None on a reference conflict (then nothing is written)."""
+    transaction id and the entry ids in plan order (ids are drawn in insertion order), or None
+    on a reference conflict (then nothing is written)."""
     params: list[Any] = [
         tx.type, tx.status, tx.organization_id, tx.customer_id, tx.reference, tx.description,
         _dumps(tx.metadata), _dumps(tx.operations), tx.created_at, tx.completed_at,
@@ -704,23 +707,25 @@ def _write_pg(tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int], d
         " INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at)"
         " SELECT t.id, v.wallet_id, v.direction, v.amount, v.balance_after, v.operation_index, %s"
         f" FROM t CROSS JOIN (VALUES {', '.join(entry_rows)}) AS v(wallet_id, ord, direction, amount, balance_after, operation_index)"
-        " ORDER BY v.ord"
+        " ORDER BY v.ord RETURNING id"
         "), u AS ("
         " UPDATE ledger_wallet AS w SET balance = v.balance, held = v.held, updated_at = %s"
         f" FROM t, (VALUES {', '.join(wallet_rows)}) AS v(id, balance, held)"
         " WHERE w.id = v.id"
-        f"){holds_sql}{usage_sql} SELECT id FROM t"
+        f"){holds_sql}{usage_sql} SELECT t.id, (SELECT array_agg(e.id ORDER BY e.id) FROM e) FROM t"
     )
     row = _pg_query(sql, params, db, one=True)
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
 
 
-def _write_orm(tx: Transaction, plan: _Plan, now, captured: list[Hold], *, existing: bool) -> bool:
+def _write_orm(tx: Transaction, plan: _Plan, now, captured: list[Hold], *, existing: bool) -> list[int | None] | None:
+    """The same rows with ORM statements (SQLite). Returns the entry ids (None where the
+    database does not return them), or None if the owner's reference is taken."""
     if existing:
         tx.save()
     elif not _insert_transaction(tx):
-        return False
-    Entry.objects.bulk_create(
+        return None
+    entries = Entry.objects.bulk_create(
         [
             Entry(transaction=tx, wallet_id=wid, direction=d, amount=a, balance_after=after, operation_index=i, created_at=now)
             for wid, d, a, after, i in plan.entries
@@ -732,7 +737,7 @@ def _write_orm(tx: Transaction, plan: _Plan, now, captured: list[Hold], *, exist
         hold.capture()
         hold.transaction = tx
         hold.save(update_fields=["status", "transaction", "updated_at"])
-    return True
+    return [e.pk for e in entries]
 
 
 def _record_failure(tx: Transaction, error: LedgerPostingError, *, existing: bool) -> bool:
@@ -850,30 +855,30 @@ def _post(
         tx.complete()
         tx.completed_at = now
     if db.vendor == "postgresql" and not existing:
-        tx_id = _write_pg(tx, plan, now, [h.pk for h in captured], db, charges)
-        if tx_id is None:
+        written = _write_pg(tx, plan, now, [h.pk for h in captured], db, charges)
+        if written is None:
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
-        tx.pk = tx_id
+        tx.pk, entry_ids = written
         tx._state.adding = False
         tx._state.db = "default"
         for hold in captured:
             hold.capture()
             hold.transaction = tx
-    elif _write_orm(tx, plan, now, list(captured), existing=existing):
-        usage_apply(charges, day=usage_day(now))
     else:
-        return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
-    _attach_entries(tx, plan, now)
+        entry_ids = _write_orm(tx, plan, now, list(captured), existing=existing)
+        if entry_ids is None:
+            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+        usage_apply(charges, day=usage_day(now))
+    _attach_entries(tx, plan, now, entry_ids)
     return PostingResult(transaction=tx, ok=True)
 
 
-def _attach_entries(tx: Transaction, plan: _Plan, now) -> None:
-    """Give the posted transaction its entries as written (`tx.posted_entries`), so a caller can
-    answer from what the posting already knows (the transaction summary's `balance_after`)
-    without reading them back. They carry no ids; `tx.entries` still reads the stored rows."""
+def _attach_entries(tx: Transaction, plan: _Plan, now, entry_ids: list[int | None]) -> None:
+    """Give the posted transaction its entries as written (`tx.posted_entries`, with their
+    ids), so a caller can answer from what the posting already knows without reading them back."""
     tx.posted_entries = [
-        Entry(transaction_id=tx.pk, wallet_id=wid, direction=d, amount=a, balance_after=after, operation_index=i, created_at=now)
-        for wid, d, a, after, i in plan.entries
+        Entry(pk=pk, transaction_id=tx.pk, wallet_id=wid, direction=d, amount=a, balance_after=after, operation_index=i, created_at=now)
+        for pk, (wid, d, a, after, i) in zip(entry_ids, plan.entries, strict=True)
     ]
 
 

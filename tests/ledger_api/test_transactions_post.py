@@ -8,6 +8,7 @@ import pytest
 
 from accounts.models import WebhookDelivery, WebhookEndpoint
 from compliance.models import AuditEvent
+from core.models import IdempotencyRecord
 from ledger.models import Entry, Transaction
 from ledger.services import wallet_close, wallet_suspend
 from tests.factories import MembershipFactory, UserFactory
@@ -176,14 +177,29 @@ def test_idempotent_replay_of_a_failure_replays_the_422(client_a, w1, w2):
     assert Transaction.objects.filter(reference="idem-2").count() == 1
 
 
-def test_same_key_other_body_is_422_and_missing_key_is_400(client_a, w1, w2):
+def test_same_key_other_body_is_422(client_a, w1, w2):
     assert post_tx(client_a, {"reference": "idem-3", "operations": [op_issue(w1, "1")]}, key="k3").status_code == 201
     reused = post_tx(client_a, {"reference": "idem-3b", "operations": [op_issue(w1, "1")]}, key="k3")
     assert reused.status_code == 422 and reused.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
-    missing = client_a.post("/api/v1/transactions", {"reference": "idem-4", "operations": [op_issue(w1, "1")]}, format="json")
-    assert missing.status_code == 400 and missing.json()["error"]["code"] == "IDEMPOTENCY_KEY_REQUIRED"
-    assert not Transaction.objects.filter(reference__in=["idem-3b", "idem-4"]).exists()
+    assert not Transaction.objects.filter(reference="idem-3b").exists()
     assert balance(w1) == Decimal(6)
+
+
+def test_the_reference_is_the_retry_key_without_an_idempotency_key(client_a, w1, w2):
+    """Seed 003: "it's safe to repeat the call with the same Reference ID"."""
+    body = {"reference": "ref-only", "operations": [op_transfer(w1, w2, "2")]}
+    first = client_a.post("/api/v1/transactions", body, format="json")
+    assert first.status_code == 201, first.content
+    again = client_a.post("/api/v1/transactions", body, format="json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "DUPLICATE_REFERENCE"
+    assert again.json()["error"]["details"]["transaction"]["id"] == first.json()["id"]
+    assert (balance(w1), balance(w2)) == (Decimal(3), Decimal(9))
+    assert not IdempotencyRecord.objects.exists()
+    failed = client_a.post("/api/v1/transactions", {"reference": "ref-fail", "operations": [op_transfer(w1, w2, "99")]}, format="json")
+    assert failed.status_code == 422 and failed.json()["error"]["code"] == "INSUFFICIENT_FUNDS"
+    assert Transaction.objects.get(reference="ref-fail").status == "failed"  # recorded and committed with the 422
+    retried = client_a.post("/api/v1/transactions", {"reference": "ref-fail", "operations": [op_transfer(w1, w2, "99")]}, format="json")
+    assert retried.status_code == 409 and retried.json()["error"]["details"]["transaction"]["status"] == "failed"
 
 
 # --- bad input ------------------------------------------------------------------------------------
