@@ -20,11 +20,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_pg)
 
 
+def _cache_clear() -> None:
+    # django-redis's clear() is FLUSHDB, which would also empty the other xdist workers' keys
+    # (one Redis database, one key prefix per worker): delete only this prefix's keys.
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
+
+
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    cache.clear()
+    _cache_clear()
     yield
-    cache.clear()
+    _cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,9 @@ CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
 # Throttles are exercised by dedicated tests that lower the rates; everything else runs freely.
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "10000/min", "money": "10000/second"}}
 if "KEY_PREFIX" in CACHES["default"]:
-    CACHES["default"]["KEY_PREFIX"] = env("CACHE_KEY_PREFIX", default="coffer-test")
+    # One prefix per pytest-xdist worker: the workers share one Redis database, and each test
+    # empties only its own worker's keys (tests/conftest.py).
+    CACHES["default"]["KEY_PREFIX"] = env("CACHE_KEY_PREFIX", default="coffer-test") + env("PYTEST_XDIST_WORKER", default="")
 AUDIT_CHAIN_KEY = env("AUDIT_CHAIN_KEY", default="") or "coffer-test-audit-chain-key-0123456789abcdef"
 # tests/conftest.py gives every test its own checkpoint file.
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
