@@ -74,6 +74,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from core.db import insert_or_skip
 from core.errors import (
     AuthenticationFailed,
     CofferError,
@@ -330,22 +331,6 @@ def _claim(*, scope: str, endpoint: str, key: str) -> IdempotencyRecord | None:
     return IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key).first()
 
 
-def _store(record: IdempotencyRecord) -> bool:
-    """Insert the record; False if the key's row exists (a concurrent commit won). No savepoint:
-    ON CONFLICT DO NOTHING on both databases."""
-    fields = [f for f in IdempotencyRecord._meta.concrete_fields if not f.primary_key]
-    qn = connection.ops.quote_name
-    table = qn(IdempotencyRecord._meta.db_table)
-    values = [f.get_db_prep_save(getattr(record, f.attname), connection) for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))})"
-            f" ON CONFLICT ({', '.join(qn(c) for c in ('scope', 'endpoint', 'key'))}) DO NOTHING",
-            values,
-        )
-        return cursor.rowcount == 1
-
-
 def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprint):
     try:
         with transaction.atomic(durable=True):
@@ -369,7 +354,7 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
                 return response
             headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
             stored_at = timezone.now()
-            stored = _store(IdempotencyRecord(
+            stored = insert_or_skip(IdempotencyRecord(
                 scope=scope,
                 endpoint=endpoint,
                 key=key,
@@ -381,7 +366,7 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
                 response_headers=headers,
                 created_at=stored_at,
                 expires_at=stored_at + timedelta(hours=ttl_hours()),
-            ))
+            ), conflict=("scope", "endpoint", "key"))  # no savepoint: a lost race is rolled back whole below
             if not stored:
                 raise _LostRace()
             return response

@@ -52,10 +52,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core.db import insert_or_skip
 from core.models import OutboxMessage
 
 logger = logging.getLogger("coffer.outbox")
@@ -154,14 +155,9 @@ def outbox_emit(
     due = max(available_at or now, now)
     organization_id = getattr(organization, "pk", organization)  # an Organization, its id, or None
     fields = {"topic": topic, "payload": payload, "organization_id": organization_id, "key": key, "created_at": now, "next_attempt_at": due}
-    if key:
-        existing = OutboxMessage.objects.filter(topic=topic, key=key).first()
-        if existing is not None:
-            return existing
-        try:
-            with transaction.atomic():  # savepoint: a lost race must not break the caller's transaction
-                message = OutboxMessage.objects.create(**fields)
-        except IntegrityError:
+    if key:  # one statement, no savepoint: a conflict never breaks the caller's transaction
+        message = OutboxMessage(**fields)
+        if not insert_or_skip(message, conflict=("topic", "key"), where="NOT (key = '')"):
             return OutboxMessage.objects.get(topic=topic, key=key)
     else:
         message = OutboxMessage.objects.create(**fields)

@@ -657,6 +657,38 @@ def _duplicate(*, organization, customer, reference: str) -> PostingResult:
     return PostingResult(transaction=existing, ok=False, error=error)
 
 
+_TX_INSERT_SQL = (
+    "WITH t AS ("
+    " INSERT INTO ledger_transaction (type, status, organization_id, customer_id, reference, description,"
+    " metadata, operations, failure_code, failure_message, failure_operation_index, created_at, completed_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, '', '', NULL, %s, %s)"
+    " ON CONFLICT DO NOTHING RETURNING id)"
+)
+
+
+def _tx_params(tx: Transaction) -> list[Any]:
+    return [
+        tx.type, tx.status, tx.organization_id, tx.customer_id, tx.reference, tx.description,
+        _dumps(tx.metadata), _dumps(tx.operations), tx.created_at, tx.completed_at,
+    ]
+
+
+def _usage_cte(charges: dict | None, now) -> tuple[str, list[Any]]:
+    """The usage counters' upsert as a CTE of a write statement (runs only if `t` inserted)."""
+    if not charges:
+        return "", []
+    usage_rows, usage_params = usage_rows_sql(charges, usage_day(now))
+    sql = (
+        ", c AS (INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, count)"
+        " SELECT v.* FROM t CROSS JOIN (VALUES "
+        + usage_rows.replace("(%s, %s, %s, %s, %s, %s, %s)", "(%s::bigint, %s::bigint, %s::varchar, %s::varchar, %s::date, %s::numeric, %s::int)")
+        + ") AS v(customer_id, asset_id, movement_type, direction, day, amount, count)"
+        " ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE"
+        " SET amount = ledger_usagecounter.amount + excluded.amount, count = ledger_usagecounter.count + excluded.count)"
+    )
+    return sql, usage_params
+
+
 def _write_pg(
     tx: Transaction, plan: _Plan, now, captured_hold_ids: list[int], db: Any = None, charges: dict | None = None
 ) -> tuple[int, list[int]] | None:
@@ -664,10 +696,7 @@ def _write_pg(
     every touched balance and the customers' usage counters (`ledger.usage`). Returns the
     transaction id and the entry ids in plan order (ids are drawn in insertion order), or None
     on a reference conflict (then nothing is written)."""
-    params: list[Any] = [
-        tx.type, tx.status, tx.organization_id, tx.customer_id, tx.reference, tx.description,
-        _dumps(tx.metadata), _dumps(tx.operations), tx.created_at, tx.completed_at,
-    ]
+    params: list[Any] = _tx_params(tx)
     params.append(now)  # entry created_at, placed before the VALUES list in the SQL
     entry_rows = []
     for ord_, (wid, direction, amount, after, op_index) in enumerate(plan.entries):
@@ -685,25 +714,11 @@ def _write_pg(
             "FROM t WHERE hd.id = ANY(%s) AND hd.status = 'held')"
         )
         params += [now, captured_hold_ids]
-    usage_sql = ""
-    if charges:
-        usage_rows, usage_params = usage_rows_sql(charges, usage_day(now))
-        usage_sql = (
-            ", c AS (INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, count)"
-            " SELECT v.* FROM t CROSS JOIN (VALUES "
-            + usage_rows.replace("(%s, %s, %s, %s, %s, %s, %s)", "(%s::bigint, %s::bigint, %s::varchar, %s::varchar, %s::date, %s::numeric, %s::int)")
-            + ") AS v(customer_id, asset_id, movement_type, direction, day, amount, count)"
-            " ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE"
-            " SET amount = ledger_usagecounter.amount + excluded.amount, count = ledger_usagecounter.count + excluded.count)"
-        )
-        params += usage_params
+    usage_sql, usage_params = _usage_cte(charges, now)
+    params += usage_params
     sql = (
-        "WITH t AS ("
-        " INSERT INTO ledger_transaction (type, status, organization_id, customer_id, reference, description,"
-        " metadata, operations, failure_code, failure_message, failure_operation_index, created_at, completed_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, '', '', NULL, %s, %s)"
-        " ON CONFLICT DO NOTHING RETURNING id"
-        "), e AS ("
+        _TX_INSERT_SQL
+        + ", e AS ("
         " INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at)"
         " SELECT t.id, v.wallet_id, v.direction, v.amount, v.balance_after, v.operation_index, %s"
         f" FROM t CROSS JOIN (VALUES {', '.join(entry_rows)}) AS v(wallet_id, ord, direction, amount, balance_after, operation_index)"
@@ -716,6 +731,30 @@ def _write_pg(
     )
     row = _pg_query(sql, params, db, one=True)
     return (row[0], row[1]) if row else None
+
+
+def _write_held_pg(tx: Transaction, holds: list[tuple[int, Decimal, Decimal]], why: str, now, db: Any, charges: dict | None) -> int | None:
+    """One statement for a transaction left in review or pending: insert it (unless its
+    reference is taken), hold `(wallet_id, amount, held after)` on each wallet and charge the
+    customers' usage. Returns the transaction id, or None on a reference conflict."""
+    params: list[Any] = _tx_params(tx)
+    holds_sql = ""
+    if holds:
+        params.append(now)
+        params += [v for wid, _, after in holds for v in (wid, after)]
+        params += [why, now, now]
+        params += [v for wid, amount, _ in holds for v in (wid, amount)]
+        holds_sql = (
+            ", u AS (UPDATE ledger_wallet AS w SET held = v.held, updated_at = %s"
+            f" FROM t, (VALUES {', '.join(['(%s::bigint, %s::numeric)'] * len(holds))}) AS v(id, held) WHERE w.id = v.id)"
+            ", h AS (INSERT INTO ledger_hold (wallet_id, transaction_id, amount, status, reason, created_at, updated_at)"
+            " SELECT v.wallet_id, t.id, v.amount, 'held', 'transaction ' || t.id || ' ' || %s::text, %s, %s"
+            f" FROM t CROSS JOIN (VALUES {', '.join(['(%s::bigint, %s::numeric)'] * len(holds))}) AS v(wallet_id, amount))"
+        )
+    usage_sql, usage_params = _usage_cte(charges, now)
+    params += usage_params
+    row = _pg_query(_TX_INSERT_SQL + holds_sql + usage_sql + " SELECT t.id FROM t", params, db, one=True)
+    return row[0] if row else None
 
 
 def _write_orm(tx: Transaction, plan: _Plan, now, captured: list[Hold], *, existing: bool) -> list[int | None] | None:
@@ -897,17 +936,29 @@ def _charges(tx: Transaction, legs: list[_Leg], resolved: dict[_Side, _Row]) -> 
 
 
 def _place_review_holds(tx: Transaction, plan: _Plan, rows: dict[int, _Row], now, why: str = "in review", charges: dict | None = None) -> PostingResult:
-    if not _insert_transaction(tx):
-        return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
-    usage_apply(charges or {}, day=usage_day(now))
-    holds = []
-    for wid in sorted(plan.drawdown):
-        amount = plan.drawdown[wid]
-        if amount <= 0 or rows[wid].kind == Wallet.Kind.ISSUANCE:
-            continue
-        holds.append(Hold(wallet_id=wid, transaction=tx, amount=amount, reason=f"transaction {tx.pk} {why}"))
-        Wallet.objects.filter(pk=wid).update(held=rows[wid].held + amount, updated_at=now)
-    Hold.objects.bulk_create(holds)
+    """Leave `tx` (in review, or pending) with holds for each wallet's largest running outflow
+    (not on issuance accounts) and its usage charged: one statement on PostgreSQL."""
+    holds = [
+        (wid, plan.drawdown[wid], rows[wid].held + plan.drawdown[wid])
+        for wid in sorted(plan.drawdown)
+        if plan.drawdown[wid] > 0 and rows[wid].kind != Wallet.Kind.ISSUANCE
+    ]
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "postgresql":
+        tx_id = _write_held_pg(tx, holds, why, now, db, charges)
+        if tx_id is None:
+            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+        tx.pk = tx_id
+        tx._state.adding = False
+        tx._state.db = "default"
+    else:
+        if not _insert_transaction(tx):
+            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+        usage_apply(charges or {}, day=usage_day(now))
+        for wid, _, after in holds:
+            Wallet.objects.filter(pk=wid).update(held=after, updated_at=now)
+        Hold.objects.bulk_create([Hold(wallet_id=wid, transaction=tx, amount=amount, reason=f"transaction {tx.pk} {why}") for wid, amount, _ in holds])
+    tx.posted_entries = []  # nothing posted yet: nothing to read back for the answer
     return PostingResult(transaction=tx, ok=True)
 
 
