@@ -517,11 +517,11 @@ class Bench:
 
 
 HEADER = (
-    f"| {'scenario':<38} | {'conns':>5} | {'entries':>9} | {'req/s':>7} | {'2xx/s':>7} | {'p50 ms':>7} | {'p99 ms':>8} "
+    f"| {'scenario':<44} | {'conns':>5} | {'entries':>9} | {'req/s':>7} | {'2xx/s':>7} | {'p50 ms':>7} | {'p99 ms':>8} "
     f"| {'non-2xx':>7} | {'5xx':>4} | {'sock err':>8} | {'202':>5} | {'ceiling':>7} | {'app CPU ms':>10} | {'box CPU ms':>10} | {'load':>4} |"
 )
 RULE = (
-    f"|{'-' * 40}|{'-' * 6}:|{'-' * 10}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 9}:|{'-' * 8}:|{'-' * 5}:|{'-' * 9}:|{'-' * 6}:"
+    f"|{'-' * 46}|{'-' * 6}:|{'-' * 10}:|{'-' * 8}:|{'-' * 8}:|{'-' * 8}:|{'-' * 9}:|{'-' * 8}:|{'-' * 5}:|{'-' * 9}:|{'-' * 6}:"
     f"|{'-' * 8}:|{'-' * 11}:|{'-' * 11}:|{'-' * 5}:|"
 )
 
@@ -532,7 +532,7 @@ def _ratio(row: dict, ceiling: float | None) -> str:
 
 def fmt_api(row: dict, ceiling: float | None = None) -> str:
     return (
-        f"| {row['label']:<38} | {row['connections']:>5} | {row['entries']:>9,} | {row['rps']:>7.1f} | {row['rate']:>7.1f} "
+        f"| {row['label']:<44} | {row['connections']:>5} | {row['entries']:>9,} | {row['rps']:>7.1f} | {row['rate']:>7.1f} "
         f"| {row['p50']:>7.1f} | {row['p99']:>8.1f} | {row['non2xx']:>7} | {row['5xx']:>4} | {row['socket']:>8} | {row['held']:>5} "
         f"| {_ratio(row, ceiling)} | {row['app_cpu']:>10.2f} | {row['box_cpu']:>10.2f} | {row['load']:>4.1f} |"
     )
@@ -540,7 +540,7 @@ def fmt_api(row: dict, ceiling: float | None = None) -> str:
 
 def fmt_engine(row: dict, ceiling: float | None = None) -> str:
     return (
-        f"| {row['label']:<38} | {row['connections']:>5} | {row['entries']:>9,} | {row['rps']:>7.0f} | {row['rate']:>7.0f} "
+        f"| {row['label']:<44} | {row['connections']:>5} | {row['entries']:>9,} | {row['rps']:>7.0f} | {row['rate']:>7.0f} "
         f"| {row['p50']:>7.2f} | {row['p99']:>8.2f} | {row['non2xx']:>7} | {row['5xx']:>4} | {'':>8} | {'':>5} "
         f"| {_ratio(row, ceiling)} | {'':>10} | {'':>10} | {row['load']:>4.1f} |"
     )
