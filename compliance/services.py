@@ -196,9 +196,11 @@ def audit_append(
     target_type: str = "",
     target_id: str = "",
     data: dict[str, Any] | None = None,
+    save: bool = True,
 ) -> AuditEvent:
     """Insert one unchained event with an explicit target type/id (for targets that are not
-    loaded instances, such as admin log entries). Prefer `audit_record`."""
+    loaded instances, such as admin log entries). Prefer `audit_record`. `save=False` builds it
+    only (`audit_event`)."""
     if not action:
         raise ValueError("an audit event needs an action")
     user, label = _actor_fields(actor)
@@ -216,9 +218,18 @@ def audit_append(
         target_id=str(target_id)[:100],
         data=clean_data,
     )
+    if not save:
+        return event
     # One INSERT (no atomic block of its own: a single statement is atomic already).
     event.save(force_insert=True)
     return event
+
+
+def audit_event(*, actor: Any = None, action: str, target: Any = None, data: dict[str, Any] | None = None) -> AuditEvent:
+    """`audit_record`'s event, not yet saved: for a caller that inserts it together with its
+    other rows in one statement (the money path, `core.db.insert_all`)."""
+    target_type, target_id = _target_fields(target)
+    return audit_append(actor=actor, action=action, target_type=target_type, target_id=target_id, data=data, save=False)
 
 
 def audit_record(*, actor: Any = None, action: str, target: Any = None, data: dict[str, Any] | None = None) -> AuditEvent:

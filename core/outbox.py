@@ -56,7 +56,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.db import insert_or_skip
+from core.db import Insert, insert_all
 from core.models import OutboxMessage
 
 logger = logging.getLogger("coffer.outbox")
@@ -141,6 +141,28 @@ def _enqueue_dispatch(message_id: int, countdown: float = 0) -> None:
         logger.warning("outbox: could not enqueue dispatch of message %s (%s); the sweeper will", message_id, exc)
 
 
+def outbox_message(
+    *, topic: str, payload: dict, organization=None, key: str = "", available_at: datetime | None = None
+) -> Insert:
+    """An outbox row to insert with other rows of the caller's transaction (`core.db.insert_all`:
+    the money path writes its side rows in one statement); its dispatch is enqueued after commit
+    once it is inserted. A keyed row whose (topic, key) exists is skipped."""
+    if not topic:
+        raise ValueError("An outbox message needs a topic.")
+    now = timezone.now()
+    due = max(available_at or now, now)
+    organization_id = getattr(organization, "pk", organization)  # an Organization, its id, or None
+    message = OutboxMessage(topic=topic, payload=payload, organization_id=organization_id, key=key, created_at=now, next_attempt_at=due)
+    countdown = (due - now).total_seconds()
+
+    def kick(saved: OutboxMessage) -> None:
+        if countdown <= KICK_MAX_COUNTDOWN_SECONDS:
+            message_id = saved.pk
+            transaction.on_commit(lambda: _enqueue_dispatch(message_id, countdown), robust=True)
+
+    return Insert(message, conflict=("topic", "key") if key else (), where="NOT (key = '')" if key else "", on_saved=kick)
+
+
 def outbox_emit(
     *, topic: str, payload: dict, organization=None, key: str = "", available_at: datetime | None = None
 ) -> OutboxMessage:
@@ -148,24 +170,13 @@ def outbox_emit(
 
     With a non-empty `key`, emitting the same (topic, key) again returns the existing row
     instead of a second one (e.g. one "payout.send" per payout, however often the caller's code
-    runs). `available_at` delays the message (e.g. the next status check of a payout)."""
-    if not topic:
-        raise ValueError("An outbox message needs a topic.")
-    now = timezone.now()
-    due = max(available_at or now, now)
-    organization_id = getattr(organization, "pk", organization)  # an Organization, its id, or None
-    fields = {"topic": topic, "payload": payload, "organization_id": organization_id, "key": key, "created_at": now, "next_attempt_at": due}
-    if key:  # one statement, no savepoint: a conflict never breaks the caller's transaction
-        message = OutboxMessage(**fields)
-        if not insert_or_skip(message, conflict=("topic", "key"), where="NOT (key = '')"):
-            return OutboxMessage.objects.get(topic=topic, key=key)
-    else:
-        message = OutboxMessage.objects.create(**fields)
-    countdown = (due - now).total_seconds()
-    if countdown <= KICK_MAX_COUNTDOWN_SECONDS:
-        message_id = message.pk
-        transaction.on_commit(lambda: _enqueue_dispatch(message_id, countdown), robust=True)
-    return message
+    runs): one statement, no savepoint. `available_at` delays the message (e.g. the next status
+    check of a payout)."""
+    row = outbox_message(topic=topic, payload=payload, organization=organization, key=key, available_at=available_at)
+    insert_all([row])
+    if row.instance._state.adding:  # skipped: the key's row exists
+        return OutboxMessage.objects.get(topic=topic, key=key)
+    return row.instance
 
 
 # --- Claim, handle, record -------------------------------------------------------------------------

@@ -27,9 +27,9 @@ input); idempotency is the request's (`core.idempotency`, or the transaction `re
    ReviewCase opened (the API answers 202).
 5. post: `ledger_post` (completed), or `ledger_hold_pending` for a movement whose money leaves
    later (a withdrawal's payout). The posting charges the customers' usage counters in the same
-   statement (`ledger.usage`). Then the movement's own rows (`after_post`), its webhooks as
-   outbox rows, and its audit event: one INSERT, no lock (the chain is linked after commit by
-   the sequencer, `compliance.services`).
+   statement (`ledger.usage`). Then its webhooks as outbox rows, and the movement's own rows
+   (`after_post`) with its audit event, inserted together in one statement (`core.db.insert_all`;
+   no lock: the chain is linked after commit by the sequencer, `compliance.services`).
 
 Errors and what commits. The path runs in the caller's transaction and never raises a refusal:
 it is returned in `MovementResult` and raised by `raise_for_error()` once the caller's own
@@ -60,7 +60,8 @@ from compliance.risk import (
     velocity_windows,
     wallet_outgoing_count_subquery,
 )
-from compliance.services import audit_record
+from compliance.services import audit_event
+from core.db import Insert, insert_all
 from core.errors import CofferError
 from core.money import format_amount
 from ledger.models import Asset, Transaction, Wallet
@@ -104,7 +105,9 @@ class MoneyMovement:
     metadata: dict = field(default_factory=dict)
     pending: bool = False  # withdrawals: hold now, post when the payout settles
     counterparty_wallets: list[Wallet] = field(default_factory=list)
-    after_post: Callable[[Transaction], None] | None = None  # the movement's own rows, same DB transaction
+    # The movement's own rows, same DB transaction: it may write them, or return them (`core.db.Insert`)
+    # to be inserted with the audit event in one statement.
+    after_post: Callable[[Transaction], list[Insert] | None] | None = None
     publish: Callable[[Transaction], None] | None = None  # webhooks; default: to organizations whose customers took part
     audit_action: str | None = None  # a template with {type} and {status}; default "{type}.{status}"
     audit_data: dict = field(default_factory=dict)
@@ -283,11 +286,12 @@ def _run(movement: MoneyMovement) -> MovementResult:
     if isinstance(result.error, DuplicateReference):
         return MovementResult(transaction=tx, error=result.error, decision=decision)
     assert tx is not None
+    side_rows: list[Insert] = []
     if result.ok:
         if tx.status == Transaction.Status.IN_REVIEW:
             review_case_open(transaction=tx, decision=decision, customer=movement.customer, actor=movement.actor)
         if movement.after_post is not None:
-            movement.after_post(tx)
+            side_rows += movement.after_post(tx) or []
     if movement.publish is not None:
         movement.publish(tx)
     else:
@@ -300,8 +304,9 @@ def _run(movement: MoneyMovement) -> MovementResult:
         data.update(currency=asset.code, amount=format_amount(movement.amount, asset.exponent), wallet_id=movement.wallet.pk)
     if not result.ok:
         data.update(failure_code=tx.failure_code, operation_index=tx.failure_operation_index)
-    audit_record(
+    event = audit_event(
         actor=movement.actor if isinstance(movement.actor, User) else None,
         action=(movement.audit_action or "{type}.{status}").format(type=movement.movement_type, status=tx.status), target=tx, data=data,
     )
+    insert_all([*side_rows, Insert(event)])  # the movement's own rows and its audit event: one statement
     return MovementResult(transaction=tx, error=result.error, decision=decision)

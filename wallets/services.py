@@ -39,7 +39,8 @@ from compliance.services import audit_record
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, format_amount, parse_amount, quantum
 from moneypath.pipeline import LimitScope, MoneyMovement, money_path
-from core.outbox import outbox_emit
+from core.db import Insert
+from core.outbox import outbox_emit, outbox_message
 from core.prices import get_price_provider
 from ledger.errors import InsufficientFunds
 from ledger.models import Asset, Transaction, Wallet
@@ -222,7 +223,10 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
     if fee.fee_amount > 0:
         operations.append(Transfer(source=wallet.pk, destination=PlatformAccount(Wallet.Purpose.FEE), amount=fee.fee_amount, currency=asset.code))
 
-    def create_payout(tx: Transaction) -> None:
+    def create_payout(tx: Transaction) -> list[Insert]:
+        """The payout and (unless held for review) its `payout.send` message, inserted by the
+        money path with its audit event in one statement; the message names the payout by its
+        transaction (one payout per transaction), so the two rows need not wait for each other."""
         in_review = tx.status == Transaction.Status.IN_REVIEW
         payout = Payout(
             transaction=tx, wallet=wallet, customer_id=wallet.customer_id, amount=value, fee=fee.fee_amount,
@@ -230,9 +234,11 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
             beneficiary_name=beneficiary.name, reference=f"po_{uuid.uuid4().hex}", provider=getattr(settings, "PAYOUT_PROVIDER", "sandbox"),
             status=Payout.Status.IN_REVIEW if in_review else Payout.Status.PENDING,  # the initial state (protected field)
         )
-        payout.save(force_insert=True)
+        tx.payout = payout  # the answer shows it
+        rows = [Insert(payout)]
         if not in_review:
-            outbox_emit(topic=PAYOUT_TOPIC, payload={"payout_id": payout.pk}, key=f"payout:{payout.pk}")
+            rows.append(outbox_message(topic=PAYOUT_TOPIC, payload=_payout_payload(tx), key=f"payout:tx:{tx.pk}"))
+        return rows
 
     masked = beneficiary.details.get("iban", beneficiary.details.get("account", ""))
     movement = MoneyMovement(
@@ -246,6 +252,17 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
                     "beneficiary_name": beneficiary.name},
     )
     return money_path(movement).raise_for_error()
+
+
+def _payout_payload(tx: Transaction) -> dict[str, int]:
+    return {"transaction_id": tx.pk}
+
+
+def payout_id_of(payload: dict) -> int | None:
+    """The payout an outbox message names: by id, or by its transaction (`_payout_payload`)."""
+    if "payout_id" in payload:
+        return int(payload["payout_id"])
+    return Payout.objects.filter(transaction_id=int(payload["transaction_id"])).values_list("pk", flat=True).first()
 
 
 def _payout_locked(payout_id: int) -> Payout | None:
@@ -390,7 +407,7 @@ def payout_review_decided(*, case) -> None:
     if case.status == "approved" and payout.transaction.status == Transaction.Status.COMPLETED:
         payout.approve()
         payout.save(update_fields=["status", "updated_at"])
-        outbox_emit(topic=PAYOUT_TOPIC, payload={"payout_id": payout.pk}, key=f"payout:{payout.pk}")
+        outbox_emit(topic=PAYOUT_TOPIC, payload=_payout_payload(payout.transaction), key=f"payout:tx:{payout.transaction_id}")
     else:
         payout.cancel()
         payout.failure_reason = (case.decision_reason or "Rejected in review.")[:500]

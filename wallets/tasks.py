@@ -12,11 +12,13 @@ move a payout from the state they expect; the provider is idempotent on `Payout.
 
 from core.models import OutboxMessage
 from core.outbox import register_handler
-from wallets.services import PAYOUT_CHECK_TOPIC, PAYOUT_TOPIC, payout_send, payout_settle
+from wallets.services import PAYOUT_CHECK_TOPIC, PAYOUT_TOPIC, payout_id_of, payout_send, payout_settle
 
 
 def payout_send_handler(message: OutboxMessage) -> None:
-    payout_send(payout_id=int(message.payload["payout_id"]))
+    payout_id = payout_id_of(message.payload)
+    if payout_id is not None:  # written with its payout in one transaction: only a deleted payout is missing
+        payout_send(payout_id=payout_id)
 
 
 def payout_check_handler(message: OutboxMessage) -> None:

@@ -107,7 +107,7 @@ class TestWithdrawals:
         tx = Transaction.objects.get(pk=body["id"])
         assert tx.status == "pending" and not tx.entries.exists()
         message = OutboxMessage.objects.get(topic="payout.send")
-        assert message.payload == {"payout_id": payout["id"]}
+        assert message.payload == {"transaction_id": body["id"]} and message.key == f"payout:tx:{body['id']}"
 
         _send_all()
         sent = Payout.objects.get(pk=payout["id"])
@@ -352,7 +352,7 @@ class TestWithdrawalReview:
         case = ReviewCase.objects.get(transaction_id=response.json()["id"])
         review_approve(case=case, actor=StaffUserFactory(), reason="ok")  # releases the payout explicitly
         assert Payout.objects.get(pk=payout_id).status == "pending"
-        assert OutboxMessage.objects.filter(topic="payout.send", payload__payout_id=payout_id).count() == 1
+        assert OutboxMessage.objects.filter(topic="payout.send", payload__transaction_id=Payout.objects.get(pk=payout_id).transaction_id).count() == 1
         _send_all()
         assert payout_settle(payout_id=payout_id).status == "completed"
         assert _wallet(wallet).balance == Decimal("89.00") and _wallet(wallet).held == 0
