@@ -38,14 +38,12 @@ otherwise). A `RiskRule(kind="name", action=..., params={...})` row switches it 
 A rule whose kind is not registered is skipped and logged (a misconfiguration must not stop
 every payment); its kind cannot be chosen in the admin.
 
-Rejections. `money_path_checks` (compliance.services) records a rejected attempt as an audit
-event (`risk.rejected`: customer, wallet, amount, asset, rule, reason, beneficiary) and then
-raises `TransactionRejected` (422). We do not create a ledger transaction for it: no operations
-exist yet at the risk step, and a rejected attempt moves no money; the audit chain is the
-tamper-evident record compliance staff read. Because an exception rolls back the caller's
-savepoint (and the audit event with it), a caller running the checks inside a savepoint passes
-`raise_on_reject=False` and calls `decision.raise_for_reject()` after its block has closed, the
-same pattern as `PostingResult.raise_for_error()`.
+Rejections. The money path (`moneypath.pipeline`) records a rejected attempt as an audit event
+(`risk_reject_record`, `risk.rejected`: customer, wallet, amount, asset, rule, reason,
+beneficiary) and answers `TransactionRejected` (422) in its result, raised by the caller once
+its transaction block closed, so the record commits with the answer. No ledger transaction is
+created for it: a rejected attempt moves no money; the audit chain is the tamper-evident record
+compliance staff read.
 
 Reviews. `review_approve` / `review_reject` (reason required) lock the case, move it with its FSM
 transition, call `ledger_complete_reviewed` (holds captured, operations posted) or

@@ -683,70 +683,8 @@ def _count_minute_write(minute: int, slots: int) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# The compliance steps of the money path (limits, risk) and the review queue
+# The review queue (compliance.risk owns it; these names are kept for the admin and tests)
 # --------------------------------------------------------------------------------------------
-
-
-def money_path_checks(
-    *,
-    customer,
-    wallet,
-    asset,
-    movement_type: str,
-    direction: str | None = None,
-    amount: Decimal,
-    beneficiary_name: str | None = None,
-    now: dt.datetime | None = None,
-    counterparty=None,
-    step_up=None,
-    raise_on_reject: bool = True,
-    actor=None,
-):
-    """The compliance part of SPEC 4 "The money path", for the money path to call inside the
-    posting's database transaction, before `ledger_post`:
-
-        lock customer -> limits -> 2FA step-up -> risk -> post, or hold for review
-
-    1. `customer_lock`: the customer row (and `counterparty`, a transfer's recipient customer)
-       FOR UPDATE in id order, before any wallet lock (STYLE 4).
-    2. `limits_enforce` for the customer (`direction` defaults to incoming for deposits and
-       settlements, outgoing otherwise); for a transfer with `counterparty`, also the
-       recipient's incoming transfer limit. Raises LIMIT_EXCEEDED.
-    3. `step_up()` if given: the 2FA step-up (`accounts.twofactor.twofactor_require`), which
-       belongs between limits and risk; it raises 2FA_REQUIRED / 2FA_VERIFICATION_FAILED.
-    4. `risk_evaluate`. A reject is recorded in the audit chain and raised as
-       TRANSACTION_REJECTED (with `raise_on_reject=False` it is returned instead, for a caller
-       that must close its savepoint before raising: see compliance.risk).
-
-    Returns the `RiskDecision`. On `decision.needs_review` the caller posts with
-    `ledger_post(..., hold_for_review=True)` and calls `review_case_open(transaction=...,
-    decision=decision)` in the same transaction; otherwise it posts normally.
-    """
-    from compliance.limits import customer_lock, default_direction, limits_enforce
-    from compliance.risk import risk_evaluate, risk_reject_record
-
-    direction = direction or default_direction(movement_type)
-    now = now or timezone.now()
-    locked = customer_lock(customer, counterparty)
-    limits_enforce(customer=locked, asset=asset, movement_type=movement_type, direction=direction, amount=amount, now=now)
-    if counterparty is not None and movement_type == "transfer" and direction == "outgoing":
-        recipient = type(locked).objects.get(pk=counterparty.pk if hasattr(counterparty, "pk") else counterparty)
-        if recipient.pk != locked.pk:
-            limits_enforce(customer=recipient, asset=asset, movement_type=movement_type, direction="incoming", amount=amount, now=now)
-    if step_up is not None:
-        step_up()
-    decision = risk_evaluate(
-        customer=locked, wallet=wallet, movement_type=movement_type, amount=amount, asset=asset,
-        beneficiary_name=beneficiary_name, now=now, direction=direction,
-    )
-    if decision.rejected:
-        risk_reject_record(
-            decision=decision, customer=locked, wallet=wallet, asset=asset, movement_type=movement_type,
-            direction=direction, amount=amount, beneficiary_name=beneficiary_name, actor=actor,
-        )
-        if raise_on_reject:
-            raise decision.error()
-    return decision
 
 
 def review_case_open(*, transaction, decision, customer=None, actor=None):

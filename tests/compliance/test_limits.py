@@ -3,7 +3,6 @@ ledger postings, racing requests under `customer_lock`, and the /limits endpoint
 
 import datetime as dt
 import importlib
-import time
 from decimal import Decimal
 
 import pytest
@@ -14,7 +13,6 @@ from rest_framework.test import APIClient
 from accounts.models import Customer
 from compliance.limits import LimitExceeded, customer_lock, customer_movements, limits_enforce, limits_status
 from compliance.models import LimitRule
-from compliance.services import money_path_checks
 from ledger.models import Asset, Transaction, Wallet
 from ledger.services import (
     Issue,
@@ -28,6 +26,7 @@ from ledger.services import (
     wallet_open,
 )
 from tests.concurrency import run_in_threads
+from moneypath.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
 from tests.factories import CustomerFactory, OrgCustomerFactory
 from tests.organizations.conftest import key_client, make_org_key
@@ -249,31 +248,49 @@ def test_lock_and_enforce_refuse_to_run_outside_a_transaction():
         limits_enforce(customer=customer, asset=asset(), movement_type="deposit", amount=Decimal(1))
 
 
+def _through_the_money_path(*, wallet, movement_type, direction, amount, operations, others=()):
+    """One movement through the money path, limited for the wallet's customer (and `others`:
+    (customer, direction) scopes, as an organization transaction limits both its customers)."""
+    scopes = [LimitScope(wallet.asset, movement_type, direction, Decimal(amount))]
+    scopes += [LimitScope(wallet.asset, movement_type, d, Decimal(amount), customer_id=c.pk) for c, d in others]
+    with transaction.atomic():
+        result = money_path(MoneyMovement(
+            actor=None, movement_type=movement_type, ledger_type=movement_type, wallet=wallet, amount=Decimal(amount),
+            operations=operations, direction=direction, limits=scopes, customers=[c.pk for c, _ in others],
+            step_up=False, risk=False,
+        ))
+    return result.raise_for_error()
+
+
 @pytest.mark.django_db
-def test_money_path_checks_enforce_the_recipients_incoming_limit():
+def test_the_money_path_enforces_a_recipients_incoming_limit_when_asked():
     sender, recipient = CustomerFactory(kyc_level="verified"), CustomerFactory(kyc_level="none")
     source, destination = wallet_for(sender), wallet_for(recipient)
     deposit(source, "50000")
-    deposit_tx = ledger_post(type="transfer", operations=[Transfer(source=source, destination=destination, amount=Decimal("1500"))], customer=sender).raise_for_error()
-    assert deposit_tx.status == "completed"
-    with transaction.atomic():
-        decision = money_path_checks(customer=sender, wallet=source, asset=asset(), movement_type="transfer", direction="outgoing",
-                                     amount=Decimal("500"), counterparty=recipient)
-        assert decision.allowed
-    with pytest.raises(LimitExceeded) as exc, transaction.atomic():
-        money_path_checks(customer=sender, wallet=source, asset=asset(), movement_type="transfer", direction="outgoing",
-                          amount=Decimal("500.01"), counterparty=recipient)
+    ledger_post(type="transfer", operations=[Transfer(source=source, destination=destination, amount=Decimal("1500"))], customer=sender).raise_for_error()
+
+    def send(amount):
+        return _through_the_money_path(
+            wallet=source, movement_type="transfer", direction="outgoing", amount=amount,
+            operations=[Transfer(source=source, destination=destination, amount=Decimal(amount))], others=[(recipient, "incoming")],
+        )
+
+    with pytest.raises(LimitExceeded) as exc:
+        send("500.01")
     assert exc.value.details["direction"] == "incoming" and exc.value.details["kyc_level"] == "none"
     assert exc.value.details["limit_type"] == "daily" and exc.value.details["remaining"] == "500.00"
+    assert send("500").status == "completed"
 
 
 @pytest.mark.django_db
-def test_money_path_checks_read_the_kyc_level_under_the_lock():
+def test_the_money_path_reads_the_kyc_level_under_the_lock():
     customer = CustomerFactory(kyc_level="none")
     wallet = wallet_for(customer)
     Customer.objects.filter(pk=customer.pk).update(kyc_level="basic")  # upgraded after we loaded it
-    with transaction.atomic():
-        assert money_path_checks(customer=customer, wallet=wallet, asset=asset(), movement_type="deposit", amount=Decimal("5000")).allowed
+    tx = _through_the_money_path(
+        wallet=wallet, movement_type="deposit", direction="incoming", amount="5000", operations=[Issue(wallet=wallet, amount=Decimal("5000"))]
+    )
+    assert tx.status == "completed"
 
 
 # --- racing requests ----------------------------------------------------------------------------------
@@ -289,11 +306,9 @@ def test_racing_deposits_cannot_pass_the_daily_limit_together():
 
     def attempt(i: int) -> str:
         try:
-            with transaction.atomic():
-                money_path_checks(customer=customer, wallet=wallet, asset=wallet.asset, movement_type="deposit",
-                                  direction="incoming", amount=amount)
-                time.sleep(0.02)  # widen the window between check and post
-                ledger_post(type="deposit", operations=[Issue(wallet=wallet.pk, amount=amount)], customer=customer).raise_for_error()
+            _through_the_money_path(
+                wallet=wallet, movement_type="deposit", direction="incoming", amount=amount, operations=[Issue(wallet=wallet.pk, amount=amount)]
+            )
             return "ok"
         except LimitExceeded:
             return "limit"

@@ -22,11 +22,13 @@ from compliance.risk import (
     sanctions_match,
     unregister_risk_kind,
 )
-from compliance.services import money_path_checks, review_approve, review_case_open, review_reject
+from compliance.limits import default_direction
+from compliance.services import review_approve, review_case_open, review_reject
 from core.errors import InvalidState, ValidationFailed
 from core.exceptions import api_exception_handler
 from ledger.models import Asset, Transaction, Wallet
 from ledger.services import Issue, PlatformAccount, Redeem, Transfer, ledger_post, wallet_open, wallet_suspend
+from moneypath.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
 from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
 
@@ -56,21 +58,17 @@ def backdate(tx: Transaction, delta: dt.timedelta) -> None:
 
 
 def move(*, wallet: Wallet, movement_type: str, amount: str, operations, beneficiary_name=None, direction=None, counterparty=None):
-    """A small money path, as the wallets API will run it: lock customer -> limits -> risk ->
-    post, or hold for review with a case; a rejection is committed before it is raised."""
-    customer = wallet.customer
-    tx = None
+    """One movement through the money path (moneypath.pipeline): lock customer -> limits -> risk
+    -> post, or hold for review with a case; a rejection is committed before it is raised."""
+    direction = direction or default_direction(movement_type)
     with transaction.atomic():
-        decision = money_path_checks(
-            customer=customer, wallet=wallet, asset=wallet.asset, movement_type=movement_type, direction=direction,
-            amount=Decimal(amount), beneficiary_name=beneficiary_name, counterparty=counterparty, raise_on_reject=False,
-        )
-        if not decision.rejected:
-            tx = ledger_post(type=movement_type, operations=operations, customer=customer, hold_for_review=decision.needs_review).raise_for_error()
-            if decision.needs_review:
-                review_case_open(transaction=tx, decision=decision)
-    decision.raise_for_reject()
-    return decision, tx
+        result = money_path(MoneyMovement(
+            actor=None, movement_type=movement_type, ledger_type=movement_type, wallet=wallet, amount=Decimal(amount),
+            operations=operations, direction=direction, step_up=False, beneficiary_name=beneficiary_name,
+            limits=[LimitScope(wallet.asset, movement_type, direction, Decimal(amount))],
+        ))
+    result.raise_for_error()
+    return result.decision, result.transaction
 
 
 def transfer(source: Wallet, destination: Wallet, amount: str, **kwargs):
@@ -346,11 +344,16 @@ def test_a_sanctions_match_rejects_records_and_moves_nothing(drago):
     assert withdraw(wallet, "100.00", beneficiary_name="Ivan Drago")[1].status == "completed"
 
 
-def test_money_path_checks_raise_a_rejection_by_default(drago):
+def test_the_money_path_answers_a_rejection_and_keeps_its_audit_record(drago):
     wallet = funded_wallet(amount="1000")
-    with pytest.raises(TransactionRejected), transaction.atomic():
-        money_path_checks(customer=wallet.customer, wallet=wallet, asset=wallet.asset, movement_type="withdrawal",
-                          amount=Decimal("10"), beneficiary_name="Ivan Drago")
+    with transaction.atomic():
+        result = money_path(MoneyMovement(
+            actor=None, movement_type="withdrawal", ledger_type="withdrawal", wallet=wallet, amount=Decimal("10"),
+            operations=[Redeem(wallet=wallet, amount=Decimal("10"))], step_up=False, beneficiary_name="Ivan Drago",
+        ))
+    assert isinstance(result.error, TransactionRejected) and result.transaction is None
+    assert AuditEvent.objects.filter(action="risk.rejected", target_id=str(wallet.customer_id)).exists()
+    assert Wallet.objects.get(pk=wallet.pk).balance == Decimal("1000")
 
 
 def test_import_sanctions_command(tmp_path):
