@@ -6,7 +6,6 @@ class ComplianceConfig(AppConfig):
     verbose_name = "Compliance"
 
     def ready(self) -> None:
-        from compliance import rules, signals
+        from compliance import rules
 
-        signals.connect()
         rules.connect()

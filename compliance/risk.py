@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction as db_transaction
+from django.db import connection, transaction as db_transaction
 from django.utils import timezone
 from rapidfuzz import fuzz, process, utils as fuzz_utils
 
@@ -75,7 +75,7 @@ from compliance.models import Direction, MovementType, ReviewCase, RiskRule, San
 from compliance.rules import rules
 from core.errors import CofferError, InvalidState, ValidationFailed
 from core.money import format_amount
-from ledger.models import Entry, Hold, Transaction, Wallet
+from ledger.models import Entry, Transaction, Wallet
 
 logger = logging.getLogger("coffer.compliance.risk")
 
@@ -169,31 +169,40 @@ def _int_param(rule: RiskRule, name: str, default: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
-def _outgoing_ids(*, wallet_id: int, since: dt.datetime):
-    posted = Entry.objects.filter(  # an entry is never older than its transaction: the range scan bounds the join
-        wallet_id=wallet_id, direction=Entry.Direction.DEBIT, created_at__gte=since,
-        transaction__created_at__gte=since, transaction__status__in=COUNTED_STATUSES,
-    ).values_list("transaction_id", flat=True)
-    held = Hold.objects.filter(
-        wallet_id=wallet_id, status=Hold.Status.HELD, created_at__gte=since, transaction__created_at__gte=since,
-    ).values_list("transaction_id", flat=True)
-    return posted.union(held).order_by()
+def _outgoing_count_sql(*, wallet_id: int, since: dt.datetime, cap: int) -> tuple[str, list]:
+    """Distinct transactions taking money out of the wallet since `since`, at most `cap`: posted
+    ones by their first debit entry on the wallet, in-review or pending ones by their open holds
+    (the two sets are disjoint: a hold is captured when its transaction posts). Both parts are
+    index range scans (recent debits of the wallet, its open holds) that stop at `cap` rows,
+    never the wallet's history."""
+    counted = [str(s) for s in COUNTED_STATUSES]
+    status_list = ", ".join(["%s"] * len(counted))
+    sql = (
+        "((SELECT count(*) FROM (SELECT 1 FROM ledger_entry e"
+        " WHERE e.wallet_id = %s AND e.direction = 'debit' AND e.created_at >= %s"
+        " AND NOT EXISTS (SELECT 1 FROM ledger_entry p WHERE p.transaction_id = e.transaction_id AND p.wallet_id = e.wallet_id"
+        " AND p.direction = 'debit' AND p.id < e.id)"
+        f" AND EXISTS (SELECT 1 FROM ledger_transaction t WHERE t.id = e.transaction_id AND t.created_at >= %s AND t.status IN ({status_list}))"
+        " LIMIT %s) AS posted)"
+        " + (SELECT count(*) FROM (SELECT 1 FROM ledger_hold h JOIN ledger_transaction t ON t.id = h.transaction_id"
+        " WHERE h.wallet_id = %s AND h.status = 'held' AND h.created_at >= %s AND t.created_at >= %s LIMIT %s) AS held))"
+    )
+    return sql, [wallet_id, since, since, *counted, cap, wallet_id, since, since, cap]
 
 
-def wallet_outgoing_count(*, wallet: Wallet, since: dt.datetime, cap: int | None = None) -> int:
-    """Distinct ledger transactions taking money out of `wallet` since `since`: posted ones by
-    their debit entries, in-review or pending ones by their open holds. One statement over two
-    index range scans (recent debits of the wallet, its open holds), never its whole history;
-    with `cap`, counting stops there (the velocity rule only needs to know it passed)."""
-    ids = _outgoing_ids(wallet_id=wallet.pk, since=since)
-    return len(ids[:cap]) if cap is not None else len(ids)
+def wallet_outgoing_count(*, wallet: Wallet, since: dt.datetime, cap: int = 10_000) -> int:
+    """Distinct ledger transactions taking money out of `wallet` since `since`, counted up to
+    `cap` (the velocity rule only needs to know it passed); see `_outgoing_count_sql`."""
+    sql, params = _outgoing_count_sql(wallet_id=wallet.pk, since=since, cap=cap)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + sql, params)
+        return min(cursor.fetchone()[0], cap)
 
 
 def wallet_outgoing_count_subquery(*, wallet_id: int, since: dt.datetime, cap: int) -> tuple[str, list]:
     """`wallet_outgoing_count` as a scalar subquery, for a caller that reads several things in
     one statement (the money path)."""
-    sql, params = _outgoing_ids(wallet_id=wallet_id, since=since)[:cap].query.sql_with_params()
-    return f"(SELECT count(*) FROM ({sql}) AS recent_outgoing)", list(params)
+    return _outgoing_count_sql(wallet_id=wallet_id, since=since, cap=cap)
 
 
 def velocity_windows() -> dict[int, int]:

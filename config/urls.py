@@ -14,9 +14,6 @@ api_v1 = [
     path("", include("payorders.urls")),
 ]
 
-admin.site.site_header = "Coffer back office"
-admin.site.site_title = "Coffer back office"
-admin.site.index_title = "Compliance and operations"
 
 urlpatterns = [
     path("health", core_views.health, name="health"),

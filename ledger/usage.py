@@ -191,14 +191,15 @@ def usage_recount(*, since: dt.date | None = None) -> dict[tuple[UsageKey, dt.da
     assets = dict(Wallet.objects.values_list("pk", "asset_id"))
     owners = wallet_owners(assets)
     totals: dict[tuple[UsageKey, dt.date], Decimal] = defaultdict(Decimal)
-    for tx in qs.only("id", "type", "operations", "created_at").iterator(chunk_size=2000):
+    # values_list, not model instances: django-fsm would re-read each deferred status
+    for tx_type, operations, created_at in qs.values_list("type", "operations", "created_at").iterator(chunk_size=2000):
         legs = [
             UsageLeg(item["type"], item["source_wallet_id"], item["destination_wallet_id"], assets[item["source_wallet_id"]], Decimal(item["amount"]))
-            for item in tx.operations or []
+            for item in operations or []
             if item.get("source_wallet_id") is not None and item.get("destination_wallet_id") is not None
         ]
-        day = usage_day(tx.created_at)
-        for key, amount in usage_charges(tx_type=tx.type, legs=legs, owners=owners).items():
+        day = usage_day(created_at)
+        for key, amount in usage_charges(tx_type=tx_type, legs=legs, owners=owners).items():
             totals[(key, day)] += amount
     return dict(totals)
 

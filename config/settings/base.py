@@ -21,7 +21,7 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 VAR_DIR = Path(env("COFFER_VAR_DIR", default=str(BASE_DIR / "var")))
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.admin.CofferAdminConfig",  # django.contrib.admin with Coffer's audited site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
