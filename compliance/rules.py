@@ -4,9 +4,9 @@ list), kept per process and re-read only when one of them changed.
 A version token lives in the shared cache (`RULES_VERSION_KEY`). Every save or delete of a
 `LimitRule`, `FeeRule`, `RiskRule` or `SanctionsEntry` (admin, import command, migration...)
 replaces it at once and again when its transaction commits (`rules_changed`, connected in
-`compliance.signals`), so each process reloads its snapshot on its next request: a request that
-changes nothing about the rules reads none of them from the database, only the token from the
-cache. A flushed cache just means one reload per process; with the cache down the rules are
+`compliance.apps`), so each process reloads its snapshot within RULES_VERSION_TTL_SECONDS: a
+request that changes nothing about the rules reads none of them from the database, and the
+token from the cache at most once a second per process. A flushed cache just means one reload per process; with the cache down the rules are
 read from the database on every request (correct, slower). The sanctions names, the expensive
 part, are indexed lazily on the first screen after a change.
 """
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from rapidfuzz import utils as fuzz_utils
@@ -89,15 +91,25 @@ def _current_version() -> str | None:
         return None
 
 
+_checked_at = 0.0  # when this process last compared its snapshot's version with the cache's
+
+
 def rules() -> RuleSet:
-    """The current rules (module docstring)."""
-    global _snapshot
-    version = _current_version()
+    """The current rules (module docstring). The version token is asked of the cache at most
+    every RULES_VERSION_TTL_SECONDS (default 1 s; 0 in tests) per process: a request reads
+    the rules several times, and another process's change shows within that time (this
+    process's own at once)."""
+    global _snapshot, _checked_at
     snapshot = _snapshot
+    now = time.monotonic()
+    if snapshot is not None and now - _checked_at < float(getattr(settings, "RULES_VERSION_TTL_SECONDS", 1.0)):
+        return snapshot
+    version = _current_version()
     if version is None:
         return _load("uncached")
     if snapshot is None or snapshot.version != version:
         snapshot = _snapshot = _load(version)
+    _checked_at = now
     return snapshot
 
 

@@ -29,3 +29,6 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # a connection that sets this.
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     _options["options"] = (_options.get("options", "") + " -c coffer.allow_audit_truncate=on").strip()
+
+# Rules changed in a test apply at once, whatever the process read before (compliance.rules).
+RULES_VERSION_TTL_SECONDS = 0
