@@ -261,17 +261,24 @@ def _execute_plain(*, request, view, handler):
     a 5xx rolled back."""
     try:
         with transaction.atomic(durable=True):
-            try:
-                response = handler()
-            except Exception as exc:
-                response = _render_client_error(exc, view, request)
-                if response is None:
-                    raise
-            if response.status_code >= 500:
-                raise _ServerError(response)
-            return response
+            return _outcome(handler, view, request)
     except _ServerError as exc:
         return exc.response
+
+
+def _outcome(handler, view, request):
+    """Run the handler inside the request's transaction: a client error is an outcome (rendered
+    in the envelope, committed with what the handler wrote); a 5xx raises `_ServerError`, which
+    rolls the transaction back."""
+    try:
+        response = handler()
+    except Exception as exc:
+        response = _render_client_error(exc, view, request)
+        if response is None:
+            raise
+    if response.status_code >= 500:
+        raise _ServerError(response)
+    return response
 
 
 def idempotent_execute(*, request, endpoint: str, handler: Callable[[], Any], view=None, key_optional: bool = False):
@@ -341,15 +348,7 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
                     return _replay(existing, fingerprint)
                 existing.delete()  # expired: the key is free again
 
-            try:
-                response = handler()
-            except Exception as exc:
-                response = _render_client_error(exc, view, request)
-                if response is None:
-                    raise
-            if response.status_code >= 500:
-                raise _ServerError(response)
-
+            response = _outcome(handler, view, request)
             if _error_code(response) in _NOT_STORED_CODES:
                 return response
             headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
