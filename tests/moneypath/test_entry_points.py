@@ -99,3 +99,16 @@ def test_a_users_transfer_counts_for_the_sender_and_the_recipient():
     assert _usage(source, "transfer", "outgoing") == Decimal("30") and _usage(destination, "transfer", "incoming") == Decimal("30")
     assert AuditEvent.objects.filter(action="transfer.completed", target_id=str(response.json()["id"])).exists()
     assert usage_check() == []
+
+
+def test_compliance_staff_switch_an_organizations_controls_in_the_admin_and_it_is_audited(org, admin_client):
+    url = f"/admin/accounts/organization/{org.organization.pk}/change/"
+    page = admin_client.get(url)
+    assert page.status_code == 200 and b"limits_enabled" in page.content
+    form = {"name": org.organization.name, "slug": org.organization.slug, "limits_enabled": "", "risk_rules_enabled": "on",
+            "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000"}
+    response = admin_client.post(url, form)
+    assert response.status_code == 302, response.content[:2000]
+    org.organization.refresh_from_db()
+    assert org.organization.limits_enabled is False and org.organization.risk_rules_enabled is True
+    assert AuditEvent.objects.filter(action="admin.change", target_type="accounts.organization", target_id=str(org.organization.pk)).exists()
