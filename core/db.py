@@ -75,3 +75,23 @@ def insert_all(rows: Sequence[Insert]) -> None:
         ids = cursor.fetchone()
     for row, pk in zip(rows, ids, strict=True):
         _saved(row, pk)
+
+
+def model_columns(model: type[models.Model], alias: str) -> str:
+    """`alias.col, ...` for every concrete field of `model`, in `model_from_row`'s order."""
+    qn = connection.ops.quote_name
+    return ", ".join(f"{alias}.{qn(f.column)}" for f in model._meta.concrete_fields)
+
+
+def model_from_row(model: type[models.Model], row: Sequence[Any], start: int) -> tuple[models.Model | None, int]:
+    """The instance whose `model_columns` start at `row[start]` (None for an outer join that
+    matched nothing), with database values converted as the ORM would, and the next index."""
+    fields = model._meta.concrete_fields
+    values = list(row[start:start + len(fields)])
+    end = start + len(fields)
+    if values[[f.primary_key for f in fields].index(True)] is None:
+        return None, end
+    for i, field in enumerate(fields):
+        for converter in field.get_db_converters(connection) + connection.ops.get_db_converters(field.cached_col):
+            values[i] = converter(values[i], field.cached_col, connection)
+    return model.from_db(connection.alias, [f.attname for f in fields], values), end
