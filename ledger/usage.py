@@ -187,7 +187,11 @@ def usage_subqueries(*, customer_id: int, asset_id: int, movement_type: str, dir
 
 
 def usage_value(raw: Any) -> Decimal:
-    return Decimal(raw).normalize() if raw else ZERO
+    if not raw:
+        return ZERO
+    if isinstance(raw, float):  # SQLite sums its floating-point NUMERIC: its shortest repr is the value
+        return Decimal(repr(raw))
+    return Decimal(raw).normalize()
 
 
 def customer_usage(*, customer_id: int, asset_id: int, movement_type: str, direction: str, now: dt.datetime | None = None) -> tuple[Decimal, Decimal]:
