@@ -23,22 +23,16 @@ def wallets_of_user(*, user: User) -> QuerySet[Wallet]:
     ).order_by("id")
 
 
-def wallet_get_for_user(*, user: User, wallet_id: int) -> Wallet:
-    wallet = wallets_of_user(user=user).filter(pk=wallet_id).first()
-    if wallet is None:
-        raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
-    return wallet
-
-
 def wallet_entries_for_user(*, user: User, wallet_id: int) -> QuerySet[Entry]:
     """The statement of one of the user's wallets, newest first."""
     wallet = wallet_get_for_user(user=user, wallet_id=wallet_id)
     return wallet_entries(wallet=wallet)
 
 
-def _transfer_wallets_sql() -> str:
-    """The transfer's read, written out once (the ORM compiling a 4-join select_related on every
-    money request was a fifth of a transfer's CPU)."""
+def _wallets_with_owners_sql(where: str) -> str:
+    """Customer wallets with their asset and owner (customer, its user, its organization), the
+    read every money request starts with, written out once per shape (the ORM compiling a
+    4-join select_related on every money request was a fifth of a transfer's CPU)."""
     from accounts.models import Organization
 
     tables = {m: connection.ops.quote_name(m._meta.db_table) for m in (Wallet, Asset, Customer, User, Organization)}
@@ -49,25 +43,21 @@ def _transfer_wallets_sql() -> str:
         f" LEFT JOIN {tables[Customer]} c ON c.id = w.customer_id"
         f" LEFT JOIN {tables[User]} u ON u.id = c.user_id"
         f" LEFT JOIN {tables[Organization]} o ON o.id = c.organization_id"
-        " WHERE w.kind = %s AND ((w.id = %s AND u.id = %s) OR w.id = %s)"
+        f" WHERE w.kind = %s AND ({where})"
     )
 
 
-_TRANSFER_WALLETS_SQL: dict[str, str] = {}
+_SQL: dict[tuple[str, str], str] = {}
 
 
-def transfer_wallets_get(*, user: User, source_wallet_id: int, destination_wallet_id: int) -> tuple[Wallet, Wallet]:
-    """A transfer's two wallets in one read: the source must be one of the user's, the
-    destination any customer wallet (platform and system wallets are not addressable by users,
-    so they are as absent as a wallet that does not exist); else 404 naming the first missing
-    one. Loaded with what the money path and the response need (asset, owners)."""
+def _wallets_with_owners(where: str, params: list) -> dict[int, Wallet]:
     from accounts.models import Organization
 
-    sql = _TRANSFER_WALLETS_SQL.get(connection.vendor)
+    sql = _SQL.get((connection.vendor, where))
     if sql is None:
-        sql = _TRANSFER_WALLETS_SQL[connection.vendor] = _transfer_wallets_sql()
+        sql = _SQL[(connection.vendor, where)] = _wallets_with_owners_sql(where)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [Wallet.Kind.CUSTOMER, source_wallet_id, user.pk, destination_wallet_id])
+        cursor.execute(sql, [Wallet.Kind.CUSTOMER, *params])
         rows = cursor.fetchall()
     found: dict[int, Wallet] = {}
     for row in rows:
@@ -82,8 +72,27 @@ def transfer_wallets_get(*, user: User, source_wallet_id: int, destination_walle
             Customer._meta.get_field("user").set_cached_value(customer, owner)
             Customer._meta.get_field("organization").set_cached_value(customer, organization)
         found[wallet.pk] = wallet
-    if source_wallet_id in found and found[source_wallet_id].customer is not None and found[source_wallet_id].customer.user_id != user.pk:
-        del found[source_wallet_id]  # matched as a destination only: not the caller's
+    return found
+
+
+def wallet_get_for_user(*, user: User, wallet_id: int) -> Wallet:
+    """One of the user's customer wallets, with its asset and owner (else 404)."""
+    try:
+        pk = int(wallet_id)
+    except (TypeError, ValueError):
+        pk = None
+    wallet = _wallets_with_owners("w.id = %s AND u.id = %s", [pk, user.pk]).get(pk) if pk is not None and not isinstance(wallet_id, bool) else None
+    if wallet is None:
+        raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
+    return wallet
+
+
+def transfer_wallets_get(*, user: User, source_wallet_id: int, destination_wallet_id: int) -> tuple[Wallet, Wallet]:
+    """A transfer's two wallets in one read: the source must be one of the user's, the
+    destination any customer wallet (platform and system wallets are not addressable by users,
+    so they are as absent as a wallet that does not exist); else 404 naming the first missing
+    one. Loaded with what the money path and the response need (asset, owners)."""
+    found = _wallets_with_owners("(w.id = %s AND u.id = %s) OR w.id = %s", [source_wallet_id, user.pk, destination_wallet_id])
     for wallet_id in (source_wallet_id, destination_wallet_id):
         if wallet_id not in found:
             raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
