@@ -102,7 +102,7 @@ def rules() -> RuleSet:
     global _snapshot, _checked_at
     snapshot = _snapshot
     now = time.monotonic()
-    if snapshot is not None and now - _checked_at < float(getattr(settings, "RULES_VERSION_TTL_SECONDS", 1.0)):
+    if snapshot is not None and now - _checked_at < getattr(settings, "RULES_VERSION_TTL_SECONDS", 1.0):
         return snapshot
     version = _current_version()
     if version is None:

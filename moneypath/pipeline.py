@@ -269,8 +269,9 @@ def _run(movement: MoneyMovement) -> MovementResult:
         return MovementResult(transaction=None, error=exc)
     if decision.rejected:
         return MovementResult(transaction=None, error=decision.error(), decision=decision)
-    posting = dict(
-        type=movement.ledger_type, operations=movement.operations, customer=movement.customer,
+    posting = dict(  # an organization's transaction is the organization's (its reference namespace), not its customer's
+        type=movement.ledger_type, operations=movement.operations,
+        customer=movement.customer if movement.organization is None else None,
         organization=movement.organization, reference=movement.reference,
         description=movement.description, metadata=movement.metadata,
     )

@@ -84,6 +84,8 @@ def test_risk_rules_hold_an_organization_transaction_for_review_unless_turned_of
 def test_an_organization_transaction_is_audited_with_its_principal(org):
     a, b = _customer_wallet(org, "100"), _customer_wallet(org)
     response = _transfer(org, a, b, "10", reference="audited")
+    tx = Transaction.objects.get(pk=response.json()["id"])
+    assert tx.organization_id == org.organization.pk and tx.customer_id is None  # the organization's, by its reference
     event = AuditEvent.objects.get(action="transaction.completed", target_id=str(response.json()["id"]))
     assert event.data["reference"] == "audited" and event.data["operations"] == 1 and event.data["risk"] == "allow"
 
