@@ -36,16 +36,16 @@ Guarantees
   work has already rolled back to their savepoint when they raise.
 - 5xx responses and any other exception roll the whole block back and store nothing: the retry runs
   the request again.
-- Concurrency. Redis is only the fast path: `cache.add(lock)` lets the first request through and
-  answers the others 409 without touching the database. The database is the guard: on PostgreSQL
-  the block takes `pg_try_advisory_xact_lock(<64 bits of SHA-256(scope, endpoint, key)>)` (64
-  bits rather than `hashtext`'s 32 so unrelated keys practically never share a lock); not getting
-  it means the key is running elsewhere -> 409. Holding it, a committed record is looked up (READ
-  COMMITTED sees anything committed before the lock was granted). On SQLite every write
-  transaction is IMMEDIATE, so writers are serialised already. Last line: the UNIQUE constraint
-  (scope, endpoint, key); if the insert loses to a concurrent commit, everything this request did
-  is rolled back and the winner's record is replayed. Flushing Redis therefore never allows a
-  double effect, it only makes the losers of a race reach the database before getting their 409.
+- Concurrency. The database is the guard: on PostgreSQL the block's first statement takes
+  `pg_try_advisory_xact_lock(<64 bits of SHA-256(scope, endpoint, key)>)` (64 bits rather than
+  `hashtext`'s 32 so unrelated keys practically never share a lock) and looks the key's record up;
+  not getting the lock means the key is running elsewhere -> 409. On SQLite every write
+  transaction is IMMEDIATE, so writers are serialised already, and a Redis lock (`cache.add`) in
+  front answers a concurrent duplicate 409 (IDEMPOTENCY_CACHE_LOCK: "auto" = only where there is
+  no advisory lock, "on", "off"). Last line: the UNIQUE constraint (scope, endpoint, key). The
+  lookup's snapshot is the statement's, taken before the lock was granted, so a request whose
+  twin committed in between runs once more and then loses the insert: everything it did is
+  rolled back and the winner's record is replayed. Flushing Redis never allows a double effect.
 - Records live IDEMPOTENCY_KEY_TTL_HOURS (default 48, never less than 24) and are purged by the
   beat task `core.tasks.purge_idempotency_records`. An expired record no longer counts.
 """
@@ -293,6 +293,10 @@ def idempotent_execute(*, request, endpoint: str, handler: Callable[[], Any], vi
     query = request.query_params if isinstance(request, Request) else request.GET
     fingerprint = request_fingerprint(method=request.method, path=request.path, query=query, data=data)
 
+    if not _cache_lock_wanted():
+        return _execute_guarded(
+            request=request, view=view, endpoint=endpoint, handler=handler, scope=scope, key=key, fingerprint=fingerprint
+        )
     lock_key = _cache_lock_key(scope, endpoint, key)
     token = uuid.uuid4().hex
     have_cache_lock = False
@@ -318,6 +322,17 @@ def idempotent_execute(*, request, endpoint: str, handler: Callable[[], Any], vi
                     cache.delete(lock_key)
             except Exception as exc:
                 logger.warning("idempotency: could not release cache lock (%s); it expires by itself", exc)
+
+
+def _cache_lock_wanted() -> bool:
+    """The Redis lock in front of the database (module docstring): "auto" only without PostgreSQL's
+    advisory lock, whose claim statement the request runs anyway."""
+    mode = str(settings.IDEMPOTENCY_CACHE_LOCK).lower()
+    if mode in ("on", "true", "1"):
+        return True
+    if mode in ("off", "false", "0"):
+        return False
+    return connection.vendor != "postgresql"
 
 
 def _claim(*, scope: str, endpoint: str, key: str) -> IdempotencyRecord | None:

@@ -266,6 +266,9 @@ IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
 LEDGER_HOT_ACCOUNT_SHARDS = env.int("LEDGER_HOT_ACCOUNT_SHARDS", default=16)
 # How long the Redis fast-path lock of a running idempotent request lives (the database guards anyway).
 IDEMPOTENCY_LOCK_SECONDS = env.int("IDEMPOTENCY_LOCK_SECONDS", default=60)
+# The Redis lock in front of an idempotent request (core.idempotency): "auto" takes it only where the
+# database has no advisory lock to answer 409 with (SQLite); PostgreSQL's lock costs no round trip.
+IDEMPOTENCY_CACHE_LOCK = env("IDEMPOTENCY_CACHE_LOCK", default="auto")
 # How often a process asks the cache whether the limit, fee and risk rules changed
 # (compliance.rules); a change made in this process applies at once.
 RULES_VERSION_TTL_SECONDS = env.float("RULES_VERSION_TTL_SECONDS", default=1.0)
