@@ -36,7 +36,7 @@ from django.utils import timezone
 from accounts.models import Customer
 from compliance.models import Direction, LimitRule, MovementType
 from compliance.rules import rules
-from core.db import model_columns, model_from_row
+from core.db import model_columns, model_from_row, query
 from core.errors import CofferError, ValidationFailed
 from core.money import format_amount
 from ledger.models import Entry, Transaction, Wallet
@@ -109,13 +109,11 @@ def customers_lock(pks) -> dict[int, Customer]:
         + (" FOR NO KEY UPDATE OF c" if connection.vendor == "postgresql" else "")
     )
     locked: dict[int, Customer] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, ids)
-        for row in cursor.fetchall():
-            customer, at = model_from_row(Customer, row, 0)
-            organization, _ = model_from_row(Organization, row, at)
-            Customer._meta.get_field("organization").set_cached_value(customer, organization)
-            locked[customer.pk] = customer
+    for row in query(sql, ids):
+        customer, at = model_from_row(Customer, row, 0)
+        organization, _ = model_from_row(Organization, row, at)
+        Customer._meta.get_field("organization").set_cached_value(customer, organization)
+        locked[customer.pk] = customer
     return locked
 
 

@@ -1,4 +1,14 @@
-"""Small database helpers the hot paths share."""
+"""Small database helpers the hot paths share.
+
+- `query` runs a written-out statement of a money request. On PostgreSQL it is bound server-side
+  and prepared once per connection (parsed and planned once, no client-side quoting of values),
+  unless something watches Django's cursors (query capture, execute wrappers: then a Django
+  cursor runs it, so statement budgets count it) or LEDGER_PREPARED_STATEMENTS is off (a
+  transaction-mode pooler without prepared statements). Errors surface as django.db errors.
+- `insert_all` writes rows of several tables in one statement; `insert_or_skip` one row unless a
+  unique key is taken. Both without savepoints.
+- `model_columns` / `model_from_row` read model instances from such statements.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +16,36 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, models
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+
+_PREPARE_ONLY_WHEN_ASKED = 2**31 - 1  # psycopg's threshold: prepare only `execute(..., prepare=True)`
+
+
+def query(sql: str, params: Sequence[Any] = (), *, one: bool = False) -> Any:
+    """Rows of one statement (`one`: the first row, or None); see the module docstring."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql" or db.queries_logged or db.execute_wrappers or not settings.LEDGER_PREPARED_STATEMENTS:
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() if one else cursor.fetchall()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    db.validate_no_broken_transaction()
+    pg = db.connection
+    cursor = db.__dict__.get("_prepared_cursor")
+    if cursor is None or cursor.connection is not pg or cursor.closed:
+        if pg.prepare_threshold is None:  # Django turns psycopg's preparation off
+            pg.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        cursor = db._prepared_cursor = ServerBindingCursor(pg)
+    with db.wrap_database_errors:
+        cursor.execute(sql, params, prepare=True)
+        if cursor.description is None:
+            return None
+        return cursor.fetchone() if one else cursor.fetchall()
 
 
 def insert_or_skip(instance: models.Model, *, conflict: Sequence[str], where: str = "") -> bool:
@@ -59,9 +98,7 @@ def insert_all(rows: Sequence[Insert]) -> None:
     if connection.vendor != "postgresql" or len(rows) == 1:
         for row in rows:
             sql, values = _insert_sql(row)
-            with connection.cursor() as cursor:
-                cursor.execute(sql, values)
-                found = cursor.fetchone()
+            found = query(sql, values, one=True)
             _saved(row, found[0] if found else None)
         return
     parts, params = [], []
@@ -70,9 +107,7 @@ def insert_all(rows: Sequence[Insert]) -> None:
         parts.append(f"r{i} AS ({sql})")
         params += values
     selects = ", ".join(f"(SELECT * FROM r{i})" for i in range(len(rows)))
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(parts)} SELECT {selects}", params)
-        ids = cursor.fetchone()
+    ids = query(f"WITH {', '.join(parts)} SELECT {selects}", params, one=True)
     for row, pk in zip(rows, ids, strict=True):
         _saved(row, pk)
 

@@ -74,7 +74,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.db import insert_or_skip
+from core.db import insert_or_skip, query
 from core.errors import (
     AuthenticationFailed,
     CofferError,
@@ -341,12 +341,10 @@ def _claim(*, scope: str, endpoint: str, key: str) -> IdempotencyRecord | None:
     statement (the lock and the lookup are one round trip on the hot path)."""
     if connection.vendor == "postgresql":
         table = IdempotencyRecord._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT pg_try_advisory_xact_lock(%s), (SELECT id FROM {table} WHERE scope = %s AND endpoint = %s AND key = %s)",
-                [_advisory_lock_id(scope, endpoint, key), scope, endpoint, key],
-            )
-            got, record_id = cursor.fetchone()
+        got, record_id = query(
+            f"SELECT pg_try_advisory_xact_lock(%s), (SELECT id FROM {table} WHERE scope = %s AND endpoint = %s AND key = %s)",
+            [_advisory_lock_id(scope, endpoint, key), scope, endpoint, key], one=True,
+        )
         if not got:
             raise IdempotencyKeyInProgress(details={"idempotency_key": key})
         return None if record_id is None else IdempotencyRecord.objects.filter(pk=record_id).first()

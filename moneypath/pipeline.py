@@ -61,7 +61,7 @@ from compliance.risk import (
     wallet_outgoing_count_subquery,
 )
 from compliance.services import audit_event
-from core.db import Insert, insert_all
+from core.db import Insert, insert_all, query
 from core.errors import CofferError
 from core.money import format_amount
 from ledger.models import Asset, Transaction, Wallet
@@ -171,9 +171,7 @@ def _read_ahead(movement: MoneyMovement, locked: dict[int, Customer], customer: 
             params += values
     if not parts:
         return {}, {}
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT " + ", ".join(parts), params)
-        row = cursor.fetchone()
+    row = query("SELECT " + ", ".join(parts), params, one=True)
     usage = {i: (usage_value(row[at]), usage_value(row[at + 1])) for i, at in usage_at.items()}
     return usage, {minutes: row[at] for minutes, at in windows_at.items()}
 

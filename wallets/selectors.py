@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 
 from accounts.models import Customer, User
 from ledger.errors import WalletNotFound
-from core.db import model_columns, model_from_row
+from core.db import model_columns, model_from_row, query
 from ledger.models import Asset, Entry, Transaction, Wallet
 from ledger.selectors import wallet_entries
 
@@ -56,9 +56,7 @@ def _wallets_with_owners(where: str, params: list) -> dict[int, Wallet]:
     sql = _SQL.get((connection.vendor, where))
     if sql is None:
         sql = _SQL[(connection.vendor, where)] = _wallets_with_owners_sql(where)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [Wallet.Kind.CUSTOMER, *params])
-        rows = cursor.fetchall()
+    rows = query(sql, [Wallet.Kind.CUSTOMER, *params])
     found: dict[int, Wallet] = {}
     for row in rows:
         wallet, at = model_from_row(Wallet, row, 0)

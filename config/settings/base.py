@@ -262,6 +262,9 @@ WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=Fals
 FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
+# Statements of the money path are prepared once per connection (ledger engine, core.db.query). Turn
+# off behind a transaction-mode pooler that cannot carry prepared statements (pgbouncer < 1.21).
+LEDGER_PREPARED_STATEMENTS = env.bool("LEDGER_PREPARED_STATEMENTS", default=True)
 # Hot platform accounts (issuance, fee, FX, settlement) are split into this many rows (ledger.services).
 LEDGER_HOT_ACCOUNT_SHARDS = env.int("LEDGER_HOT_ACCOUNT_SHARDS", default=16)
 # How long the Redis fast-path lock of a running idempotent request lives (the database guards anyway).
