@@ -39,7 +39,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hash
-from accounts.models import ApiKey, Organization
+from accounts.models import ApiKey, Organization, User
 from accounts.org_services import api_key_auth_failed, api_key_mark_used
 
 logger = logging.getLogger("coffer.auth")
@@ -270,6 +270,9 @@ class UserJWTAuthentication(JWTAuthentication):
     """simplejwt's user authentication, which leaves organization tokens to the next class. The
     user row is read through the cache (USER_CACHE_SECONDS, dropped on any change to the user:
     `user_cache_forget`), so an authenticated money request spends no statement on it."""
+
+    def __init__(self) -> None:  # DRF builds one per request: skip simplejwt's get_user_model() lookup
+        self.user_model = User
 
     def get_user(self, validated_token):
         user_id = validated_token.get(jwt_settings.USER_ID_CLAIM)

@@ -70,15 +70,26 @@ class Insert:
     on_saved: Callable[[models.Model], None] | None = None
 
 
+_INSERT_SQL: dict[tuple, tuple[str, tuple]] = {}
+
+
 def _insert_sql(row: Insert) -> tuple[str, list[Any]]:
+    """The INSERT of `row` (written once per model, column set and conflict clause) and its values."""
+    db = connections[DEFAULT_DB_ALIAS]
     meta = row.instance._meta
-    qn = connection.ops.quote_name
-    fields = [f for f in meta.concrete_fields if not (f.primary_key and getattr(row.instance, f.attname) is None)]
-    values = [f.get_db_prep_save(f.pre_save(row.instance, add=True), connection) for f in fields]
-    sql = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))})"
-    if row.conflict:
-        sql += f" ON CONFLICT ({', '.join(qn(meta.get_field(name).column) for name in row.conflict)}){f' WHERE {row.where}' if row.where else ''} DO NOTHING"
-    return sql + f" RETURNING {qn(meta.pk.column)}", values
+    instance = row.instance
+    with_pk = getattr(instance, meta.pk.attname) is not None
+    shape = (db.vendor, meta.label, with_pk, tuple(row.conflict), row.where)
+    cached = _INSERT_SQL.get(shape)
+    if cached is None:
+        qn = db.ops.quote_name
+        fields = tuple(f for f in meta.concrete_fields if with_pk or not f.primary_key)
+        sql = f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))})"
+        if row.conflict:
+            sql += f" ON CONFLICT ({', '.join(qn(meta.get_field(name).column) for name in row.conflict)}){f' WHERE {row.where}' if row.where else ''} DO NOTHING"
+        cached = _INSERT_SQL[shape] = (sql + f" RETURNING {qn(meta.pk.column)}", fields)
+    sql, fields = cached
+    return sql, [f.get_db_prep_save(f.pre_save(instance, add=True), db) for f in fields]
 
 
 def _saved(row: Insert, pk: Any) -> None:
@@ -118,15 +129,37 @@ def model_columns(model: type[models.Model], alias: str) -> str:
     return ", ".join(f"{alias}.{qn(f.column)}" for f in model._meta.concrete_fields)
 
 
+_READERS: dict[tuple, tuple] = {}
+
+
+def _reader(model: type[models.Model], db) -> tuple:
+    """(attnames, pk position, [(position, converters, expression)]) of `model` on `db`, built once."""
+    key = (db.vendor, model)
+    reader = _READERS.get(key)
+    if reader is None:
+        fields = model._meta.concrete_fields
+        conversions = []
+        for i, field in enumerate(fields):
+            converters = field.get_db_converters(db) + db.ops.get_db_converters(field.cached_col)
+            if converters:
+                conversions.append((i, tuple(converters), field.cached_col))
+        pk_at = [f.primary_key for f in fields].index(True)
+        reader = _READERS[key] = ([f.attname for f in fields], pk_at, tuple(conversions))
+    return reader
+
+
 def model_from_row(model: type[models.Model], row: Sequence[Any], start: int) -> tuple[models.Model | None, int]:
     """The instance whose `model_columns` start at `row[start]` (None for an outer join that
     matched nothing), with database values converted as the ORM would, and the next index."""
-    fields = model._meta.concrete_fields
-    values = list(row[start:start + len(fields)])
-    end = start + len(fields)
-    if values[[f.primary_key for f in fields].index(True)] is None:
+    db = connections[DEFAULT_DB_ALIAS]
+    attnames, pk_at, conversions = _reader(model, db)
+    end = start + len(attnames)
+    values = list(row[start:end])
+    if values[pk_at] is None:
         return None, end
-    for i, field in enumerate(fields):
-        for converter in field.get_db_converters(connection) + connection.ops.get_db_converters(field.cached_col):
-            values[i] = converter(values[i], field.cached_col, connection)
-    return model.from_db(connection.alias, [f.attname for f in fields], values), end
+    for i, converters, expression in conversions:
+        value = values[i]
+        for converter in converters:
+            value = converter(value, expression, db)
+        values[i] = value
+    return model.from_db(db.alias, attnames, values), end

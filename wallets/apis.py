@@ -218,7 +218,7 @@ class DepositCreateApi(_UserApi):
         data = DepositInput(data=request.data)
         data.is_valid(raise_exception=True)
         tx = services.deposit_create(user=request.user, **data.validated_data)
-        return Response(MoneyTransactionOutput(transaction_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
+        return Response(transaction_representation(transaction=tx, viewer=request.user), status=_money_status(tx))  # MoneyTransactionOutput's shape (tested)
 
 
 class TransferCreateApi(_UserApi):
@@ -239,7 +239,7 @@ class TransferCreateApi(_UserApi):
         data = TransferInput(data=request.data)
         data.is_valid(raise_exception=True)
         tx = services.transfer_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
-        return Response(MoneyTransactionOutput(transaction_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
+        return Response(transaction_representation(transaction=tx, viewer=request.user), status=_money_status(tx))  # MoneyTransactionOutput's shape (tested)
 
 
 # --- Withdrawals and exchanges (wallets.services: the money path, payouts, FX) -------------------------------

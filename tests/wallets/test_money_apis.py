@@ -167,6 +167,20 @@ class TestTransfers:
         assert _balance(source) == Decimal("74.50") and _balance(destination) == Decimal("25.50")
         assert ledger_check() == []
 
+    def test_bodies_are_exactly_the_documented_serializer(self, jane, john):
+        """The views render the presenter's dict without a serializer pass: it must be what
+        MoneyTransactionOutput (the schema's response) would render, field for field."""
+        from rest_framework.renderers import JSONRenderer
+
+        from wallets.serializers import MoneyTransactionOutput
+
+        source, destination = open_wallet(jane, "USD", funded="100.00"), open_wallet(john, "USD")
+        for response in (_transfer(client_for(jane), source, destination, "1.5"), _deposit(client_for(jane), source, "2")):
+            assert response.status_code == 201, response.content
+            body = response.json()
+            assert set(body) == set(MoneyTransactionOutput().fields)
+            assert json.loads(JSONRenderer().render(MoneyTransactionOutput(body).data)) == body
+
     def test_between_my_own_wallets_balance_after_is_the_source(self, jane):
         source = open_wallet(jane, "USD", funded="10")
         savings = open_wallet(jane, "USD", label="savings")
