@@ -306,7 +306,8 @@ class TransactionPresenter:
         # A no-op for transactions from `transactions_with_entries`, and not needed for one a
         # posting just returned (`posted_entries`); one query for the others.
         unread = [tx for tx in transactions if self._posted(tx, detail=detail) is None]
-        prefetch_related_objects(unread, _entries_prefetch())
+        if unread:  # building the Prefetch queryset alone was ~4% of a transfer's CPU
+            prefetch_related_objects(unread, _entries_prefetch())
         wallets = self._wallets(transactions, detail=detail)
         return [self._one(tx, wallets, detail=detail) for tx in transactions]
 
