@@ -25,6 +25,17 @@ class LimitOffsetPagination(pagination.LimitOffsetPagination):
             },
         }
 
+    def get_schema_operation_parameters(self, view):
+        """DRF's two parameters with the bounds this paginator enforces (a 400 outside them)."""
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.limit_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_limit, default=self.default_limit)
+                parameter["description"] = f"Page size, 1-{self.max_limit} (default {self.default_limit}); larger values are capped."
+            elif parameter["name"] == self.offset_query_param:
+                parameter["schema"].update(minimum=0, default=0)
+        return parameters
+
     def _non_negative_int(self, request, name: str, default: int, minimum: int) -> int:
         raw = request.query_params.get(name)
         if raw in (None, ""):
