@@ -234,7 +234,7 @@ def _chart_days(now: dt.datetime) -> list[dt.date]:
 def volume_charts(*, organization, currency: str | None) -> dict:
     """Per day over the last 30 days: money credited to the organization's wallets (its system
     wallets and its customers') in one currency, and pay orders completed."""
-    from ledger.filters import Viewer, wallets_owned
+    from ledger.selectors import Viewer, wallets_owned
     from ledger.models import Entry
     from payorders.models import PayOrder
 
@@ -604,8 +604,8 @@ def transactions_csv(queryset, viewer, filename: str) -> StreamingHttpResponse:
 
 @dashboard_view()
 def transaction_list(request):
-    from ledger.filters import TransactionFilter, Viewer, transactions_visible
-    from ledger.selectors import assets_visible
+    from ledger.filters import TransactionFilter
+    from ledger.selectors import Viewer, assets_visible, transactions_visible
     from ledger.serializers import TransactionPresenter, transactions_with_entries
 
     organization = request.organization

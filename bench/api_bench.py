@@ -113,7 +113,8 @@ def seed_users(n: int) -> list[dict]:
     from accounts.models import Customer, User
     from accounts.services import token_pair_for_user
     from ledger.models import Asset
-    from ledger.services import Issue, ledger_post, wallet_open
+    from ledger.posting import Issue, ledger_post
+    from ledger.services import wallet_open
 
     usd = Asset.objects.get(code="USD", organization__isnull=True)
     users = User.objects.bulk_create(
@@ -144,7 +145,8 @@ def seed_busy_customer(wallet_count: int, tag: str = "busy") -> dict:
     from accounts.models import Customer, User
     from accounts.services import token_pair_for_user
     from ledger.models import Asset
-    from ledger.services import Issue, ledger_post, wallet_open
+    from ledger.posting import Issue, ledger_post
+    from ledger.services import wallet_open
 
     usd = Asset.objects.get(code="USD", organization__isnull=True)
     user = User.objects.create(email=f"apibench-{tag}@bench.invalid", first_name=tag.capitalize(), last_name="Business",
@@ -167,7 +169,7 @@ def _busy_worker(customer_id: int, sources: list[int], destinations: list[int], 
 
     from accounts.models import Customer
     from ledger.models import Transaction, Wallet
-    from ledger.services import Transfer, ledger_post
+    from ledger.posting import Transfer, ledger_post
 
     try:  # the engine keeps per-customer usage counters: move each movement's charge with its date
         from ledger.usage import UsageLeg, usage_apply, usage_charges, usage_day, wallet_owners

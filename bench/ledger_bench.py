@@ -100,7 +100,8 @@ def django_setup(url: str) -> None:
 def seed_wallets(n: int) -> list[int]:
     from accounts.models import Customer, Organization
     from ledger.models import Asset
-    from ledger.services import Issue, ledger_post, wallet_open
+    from ledger.posting import Issue, ledger_post
+    from ledger.services import wallet_open
 
     usd = Asset.objects.get(code="USD", organization__isnull=True)
     org = Organization.objects.create(name="Ledger bench", slug="ledger-bench")
@@ -244,7 +245,7 @@ def _pick_pair(rng: random.Random, ids: list[int]) -> tuple[int, int]:
 
 
 def _posting(kind: str, rng: random.Random, ids: list[int]):
-    from ledger.services import Issue, Transfer, ledger_post
+    from ledger.posting import Issue, Transfer, ledger_post
 
     if kind == "deposit":
         return ledger_post(type="deposit", operations=[Issue(wallet=ids[rng.randrange(len(ids))], amount=AMOUNT)])
@@ -417,7 +418,7 @@ def round_trips(kind: str, ids: list[int]) -> tuple[int, int, list[str]]:
     every simple Query and every extended-protocol Sync waits for the server) of one posting,
     BEGIN and COMMIT included. The statements are listed from one posting under an execute
     wrapper (which sends ledger_post's statements through Django's cursor), the round trips
-    counted on another without it (the hot path: ledger.services' own psycopg cursor)."""
+    counted on another without it (the hot path: ledger.posting.pg's own psycopg cursor)."""
     from django.db import connection, transaction
     from psycopg.pq import Trace
 
@@ -553,7 +554,7 @@ def profile(ids: list[int], kind: str, postings: int) -> str:
               "by own CPU time, top 15:\n")
     stats.sort_stats("tottime").print_stats(15)
     buf.write("cumulative CPU of the posting path:\n")
-    stats.sort_stats("cumulative").print_stats(r"ledger/services.py|transaction.py:.*(__exit__|__enter__)")
+    stats.sort_stats("cumulative").print_stats(r"ledger/posting/|transaction.py:.*(__exit__|__enter__)")
     lines = [line for line in buf.getvalue().splitlines() if line.strip() and not line.startswith(("   Ordered by", "   List reduced"))]
     return "\n".join(lines)
 

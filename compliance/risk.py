@@ -458,7 +458,7 @@ def review_case_open(*, transaction: Transaction, decision: RiskDecision, custom
 
 def _decide(*, case: ReviewCase | int, actor, reason: str, approve: bool) -> ReviewCase:
     from compliance.services import audit_record
-    from ledger.services import ledger_complete_reviewed, ledger_reject_reviewed
+    from ledger.posting import ledger_complete_reviewed, ledger_reject_reviewed
 
     reason = (reason or "").strip()
     if not reason:

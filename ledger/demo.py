@@ -11,7 +11,8 @@ from django.db import transaction
 from accounts.models import Customer, User
 from ledger.errors import DuplicateReference
 from ledger.models import Asset, Wallet
-from ledger.services import Issue, ledger_post, wallet_open
+from ledger.posting import Issue, ledger_post
+from ledger.services import wallet_open
 
 DEMO_EMAIL = "demo@coffer.local"
 BOB_EMAIL = "bob@coffer.local"

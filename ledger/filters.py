@@ -1,104 +1,32 @@
-"""Who sees which ledger transactions, and the history filters over them (SPEC 6, GET /transactions).
+"""FilterSets of the ledger's history endpoints (SPEC 6): `GET /transactions` and statements.
 
-Visibility is decided here, in one place, for both kinds of caller (`Viewer`):
-
-* a **user** sees the transactions they initiated (`Transaction.customer` is their own Customer:
-  this is how a failed or in-review attempt, which has no entries, stays visible to them) and
-  every transaction with an entry on one of their own wallets (a transfer they received);
-* an **organization** sees the transactions it posted (`Transaction.organization`) and every
-  transaction with an entry on one of its wallets (its system wallets and its customers'
-  wallets: e.g. a user's transfer into one of them).
-
-Anything else does not exist for the caller: `transaction_get` raises NOT_FOUND (404), never a
-403 that would confirm the id exists. Both conditions are index-backed: `(organization, -id)` /
-`(customer, -id)` on transactions and `(wallet, id)` on entries.
-
-Filters: `type`, `status`, `currency` (asset code), `wallet_id` (any operation of the
-transaction names the wallet, so failed attempts match too: jsonb containment over the stored
-operations on PostgreSQL, `json_each` on SQLite), `from`/`to` (ISO 8601 instants or
-dates; a naive time is UTC; a bare `to` date includes that whole day), `search` (reference or
-description, case-insensitive). A malformed value is a 400 VALIDATION_ERROR naming the parameter.
+Invariants:
+* Filters only narrow a queryset that `ledger.selectors` already restricted to the viewer;
+  they never widen it and never decide access.
+* `type`, `status`, `currency` (the asset of the first operation), `wallet_id` (any operation
+  names the wallet, so failed attempts match too), `from`/`to` (ISO 8601 instants or dates; a
+  naive time is UTC; a bare `to` date includes that whole day), `search` (reference or
+  description, case-insensitive).
+* A malformed value is a 400 VALIDATION_ERROR naming the parameter.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
 
 import django_filters
 from django import forms
 from django.db import connection
-from django.db.models import BigIntegerField, BooleanField, Exists, OuterRef, Q, QuerySet
+from django.db.models import BigIntegerField, BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
-
 from rest_framework import serializers
 
-from core.errors import NotFound
 from ledger.models import Entry, Transaction, Wallet
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """The caller of a ledger read: exactly one of a user or an organization."""
-
-    user: object | None = None
-    organization: object | None = None
-
-    def __post_init__(self):
-        if (self.user is None) == (self.organization is None):
-            raise ValueError("a viewer is exactly one of a user or an organization")
-
-    def owns(self, wallet: Wallet) -> bool:
-        """Whether the caller owns `wallet` (and so may see its balance snapshots). Reads
-        `wallet.customer` / `wallet.organization_id`: select `wallet__customer` with it."""
-        if self.organization is not None:
-            if wallet.organization_id == self.organization.pk:
-                return True
-            return wallet.customer_id is not None and wallet.customer.organization_id == self.organization.pk
-        return wallet.customer_id is not None and wallet.customer.user_id == self.user.pk
-
-
-def wallets_owned(*, viewer: Viewer) -> QuerySet[Wallet]:
-    if viewer.organization is not None:
-        return Wallet.objects.filter(Q(organization=viewer.organization) | Q(customer__organization=viewer.organization))
-    return Wallet.objects.filter(customer__user=viewer.user)
-
-
-def transactions_visible(*, viewer: Viewer) -> QuerySet[Transaction]:
-    """Every transaction the viewer may see, newest first (see the module docstring)."""
-    touches_own = Exists(
-        Entry.objects.filter(transaction=OuterRef("pk"), wallet_id__in=wallets_owned(viewer=viewer).values("pk"))
-    )
-    if viewer.organization is not None:
-        initiated = Q(organization=viewer.organization)
-    else:
-        initiated = Q(customer__user=viewer.user)
-    return Transaction.objects.filter(initiated | touches_own).order_by("-id")
-
-
-def transaction_get(*, viewer: Viewer, transaction_id: int) -> Transaction:
-    found = transactions_visible(viewer=viewer).filter(pk=transaction_id).first()
-    if found is None:
-        raise NotFound("Transaction not found.", details={"transaction_id": transaction_id})
-    return found
-
-
-def transaction_entries_visible(*, viewer: Viewer, transaction_id: int) -> QuerySet[Entry]:
-    """The entries of a visible transaction, in posting order (404 if the transaction is not)."""
-    transaction = transaction_get(viewer=viewer, transaction_id=transaction_id)
-    return (
-        Entry.objects.filter(transaction=transaction)
-        .select_related("wallet__asset", "wallet__customer")
-        .order_by("id")
-    )
-
-
-# --- Filters ---------------------------------------------------------------------------------------
 
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -11,7 +11,7 @@ Invariants (SPEC 4), and who keeps them:
   included) is zero. A deferred PostgreSQL constraint trigger re-checks the first at commit.
 * `Wallet.balance` equals sum(credits) - sum(debits) of its entries, and each entry's
   `balance_after` is the previous entry's (in id order) plus or minus its amount.
-  `ledger.services.ledger_post` is the only writer of balances, holds and entries.
+  `ledger.posting` is the only writer of balances, holds and entries.
 * No customer or system wallet goes below zero, nor below its holds: CHECK constraints
   (`balance >= 0`, `balance - held >= 0`, `held >= 0`) exempt only `kind=issuance`, the asset's
   issuance account, which is where value enters and leaves the ledger and so goes negative.
@@ -19,7 +19,7 @@ Invariants (SPEC 4), and who keeps them:
   entries and DELETE on transactions and holds.
 * Hot platform accounts (issuance per asset, platform fee/FX/settlement wallets) are split into
   `LEDGER_HOT_ACCOUNT_SHARDS` rows (`shard` 0..N-1) with the same (asset, kind, purpose); see
-  `ledger.services` for why and how a posting picks one.
+  `ledger.posting.shards` for how a posting picks one.
 """
 
 from __future__ import annotations

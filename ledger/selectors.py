@@ -1,13 +1,83 @@
-"""Reads of the ledger. Access checks (who may see which wallet) belong to the API layer's
-selectors built on these; these never write and never lock."""
+"""Reads of the ledger, and who may see what (SPEC 6): the only place access is decided.
+
+Invariants:
+* A reader is a `Viewer`: exactly one of a user or an organization. A user sees the
+  transactions they initiated and every one with an entry on their own wallets; an
+  organization sees the ones it posted and every one with an entry on its wallets (system
+  wallets and its customers'). Anything else is NOT_FOUND (404), never a 403.
+* Both visibility conditions are index-backed: `(organization, -id)` / `(customer, -id)` on
+  transactions and `(wallet, id)` on entries.
+* Selectors never write and never lock; they run in whatever transaction the caller has.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
+from core.errors import NotFound
+from ledger.errors import WalletNotFound
 from ledger.models import Asset, Entry, Hold, Transaction, Wallet
+
+WALLET_RELATED = ("asset", "customer__user", "organization")
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The caller of a ledger read: exactly one of a user or an organization."""
+
+    user: object | None = None
+    organization: object | None = None
+
+    def __post_init__(self):
+        if (self.user is None) == (self.organization is None):
+            raise ValueError("a viewer is exactly one of a user or an organization")
+
+    def owns(self, wallet: Wallet) -> bool:
+        """Whether the caller owns `wallet` (and so may see its balance snapshots). Reads
+        `wallet.customer` / `wallet.organization_id`: select `wallet__customer` with it."""
+        if self.organization is not None:
+            if wallet.organization_id == self.organization.pk:
+                return True
+            return wallet.customer_id is not None and wallet.customer.organization_id == self.organization.pk
+        return wallet.customer_id is not None and wallet.customer.user_id == self.user.pk
+
+
+def wallets_owned(*, viewer: Viewer) -> QuerySet[Wallet]:
+    if viewer.organization is not None:
+        return Wallet.objects.filter(Q(organization=viewer.organization) | Q(customer__organization=viewer.organization))
+    return Wallet.objects.filter(customer__user=viewer.user)
+
+
+def transactions_visible(*, viewer: Viewer) -> QuerySet[Transaction]:
+    """Every transaction the viewer may see, newest first (module docstring)."""
+    touches_own = Exists(
+        Entry.objects.filter(transaction=OuterRef("pk"), wallet_id__in=wallets_owned(viewer=viewer).values("pk"))
+    )
+    if viewer.organization is not None:
+        initiated = Q(organization=viewer.organization)
+    else:
+        initiated = Q(customer__user=viewer.user)
+    return Transaction.objects.filter(initiated | touches_own).order_by("-id")
+
+
+def transaction_get(*, viewer: Viewer, transaction_id: int) -> Transaction:
+    found = transactions_visible(viewer=viewer).filter(pk=transaction_id).first()
+    if found is None:
+        raise NotFound("Transaction not found.", details={"transaction_id": transaction_id})
+    return found
+
+
+def transaction_entries_visible(*, viewer: Viewer, transaction_id: int) -> QuerySet[Entry]:
+    """The entries of a visible transaction, in posting order (404 if the transaction is not)."""
+    transaction = transaction_get(viewer=viewer, transaction_id=transaction_id)
+    return (
+        Entry.objects.filter(transaction=transaction)
+        .select_related("wallet__asset", "wallet__customer")
+        .order_by("id")
+    )
 
 
 def assets_visible(*, organization=None) -> QuerySet[Asset]:
@@ -79,3 +149,15 @@ def platform_account_balance(asset: Asset | int, purpose: str) -> Decimal:
         asset_id=asset_id, purpose=purpose, customer__isnull=True, organization__isnull=True
     ).aggregate(total=Sum("balance"))["total"]
     return total or Decimal(0)
+
+
+def org_wallets_for(organization) -> QuerySet[Wallet]:
+    """An organization's system wallets and its customers' wallets, with assets and owners."""
+    return wallets_owned(viewer=Viewer(organization=organization)).select_related(*WALLET_RELATED).order_by("id")
+
+
+def org_wallet_get(organization, wallet_id: int) -> Wallet:
+    wallet = org_wallets_for(organization).filter(pk=wallet_id).first()
+    if wallet is None:
+        raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
+    return wallet

@@ -29,9 +29,8 @@ from rest_framework import serializers
 from core.errors import ValidationFailed
 from core.fields import RawAmountField
 from core.money import format_amount
-from ledger.filters import Viewer
 from ledger.models import Asset, Entry, Transaction, Wallet
-from ledger.selectors import wallet_owner_name
+from ledger.selectors import Viewer, wallet_owner_name
 
 MAX_OPERATIONS = 100
 _WALLET_RELATED = ("asset", "customer__user", "organization")
@@ -316,7 +315,7 @@ class TransactionPresenter:
 
     @staticmethod
     def _posted(tx: Transaction, *, detail: bool) -> list[Entry] | None:
-        """The entries a posting just wrote (`ledger.services`), when they serve this view (a
+        """The entries a posting just wrote (`ledger.posting`), when they serve this view (a
         detail view shows entry ids: only if the database returned them)."""
         posted = getattr(tx, "posted_entries", None)
         if posted is None or (detail and any(e.pk is None for e in posted)):

@@ -1,17 +1,17 @@
 from django.urls import path
 
-from ledger import apis
+from ledger.apis import assets, transactions, wallets
 
 urlpatterns = [
-    path("assets", apis.AssetListCreateApi.as_view(), name="asset-list"),
-    path("transactions", apis.LedgerTransactionListCreateApi.as_view(), name="transaction-list"),
-    path("transactions/<int:transaction_id>", apis.LedgerTransactionDetailApi.as_view(), name="transaction-detail"),
-    path("transactions/<int:transaction_id>/entries", apis.LedgerTransactionEntriesApi.as_view(), name="transaction-entries"),
+    path("assets", assets.AssetListCreateApi.as_view(), name="asset-list"),
+    path("transactions", transactions.LedgerTransactionListCreateApi.as_view(), name="transaction-list"),
+    path("transactions/<int:transaction_id>", transactions.LedgerTransactionDetailApi.as_view(), name="transaction-detail"),
+    path("transactions/<int:transaction_id>/entries", transactions.LedgerTransactionEntriesApi.as_view(), name="transaction-entries"),
 ]
 
 # Lifecycle of wallets (the rest of /wallets is wallets.urls, shared by users and organizations).
 urlpatterns += [
-    path("wallets/<int:wallet_id>/suspend", apis.WalletSuspendApi.as_view(), name="wallet-suspend"),
-    path("wallets/<int:wallet_id>/activate", apis.WalletActivateApi.as_view(), name="wallet-activate"),
-    path("wallets/<int:wallet_id>/close", apis.WalletCloseApi.as_view(), name="wallet-close"),
+    path("wallets/<int:wallet_id>/suspend", wallets.WalletSuspendApi.as_view(), name="wallet-suspend"),
+    path("wallets/<int:wallet_id>/activate", wallets.WalletActivateApi.as_view(), name="wallet-activate"),
+    path("wallets/<int:wallet_id>/close", wallets.WalletCloseApi.as_view(), name="wallet-close"),
 ]

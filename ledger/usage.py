@@ -12,7 +12,7 @@ A transaction counts while it is `completed`, `pending` (payout in flight) or `i
 (funds held), on the UTC day it was created; it is released when it becomes `failed`,
 `rejected` or `reversed` (the money came back).
 
-Who writes. The posting engine only (`ledger.services`): it charges a new transaction in the
+Who writes. The posting engine only (`ledger.posting`): it charges a new transaction in the
 same statement that writes it (PostgreSQL) or right after (elsewhere), and releases it in the
 transition that ends it. `usage_charges` is the one definition of what counts; the engine, the
 release and `usage_recount` (the check) all call it, so counters and recount cannot disagree

@@ -6,7 +6,7 @@ balances, entries and usage counters.
 
 Entry points (each builds a `MoneyMovement` and calls `money_path`): customer deposits,
 transfers, withdrawals and exchanges (`wallets.services`); organization transactions
-(`ledger.apis.organization_transaction_post`); pay-order settlements and refunds
+(`ledger.services.organization_transaction_post`); pay-order settlements and refunds
 (`payorders.services`). Validation and authorization are the entry point's (they need its
 input); idempotency is the request's (`core.idempotency`, or the transaction `reference`).
 
@@ -65,7 +65,7 @@ from core.db import Insert, insert_all, query
 from core.errors import CofferError
 from core.money import format_amount
 from ledger.models import Asset, Transaction, Wallet
-from ledger.services import Operation, PostingResult, ledger_hold_pending, ledger_post
+from ledger.posting import Operation, PostingResult, ledger_hold_pending, ledger_post
 from ledger.usage import usage_subqueries, usage_value
 
 SANCTIONS_ONLY = frozenset({"sanctions"})

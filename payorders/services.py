@@ -814,7 +814,7 @@ def _settle_locked(work: _Work, order: PayOrder) -> None:
     from compliance.fees import fee_compute
     from ledger.errors import DuplicateReference
     from ledger.models import Transaction
-    from ledger.services import Issue, PlatformAccount, Transfer
+    from ledger.posting import Issue, PlatformAccount, Transfer
     from moneypath.pipeline import MoneyMovement, money_path
 
     if order.settlement_transaction_id is not None:
@@ -896,7 +896,7 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
     On the sandbox chain the refund is sent at once from the deposit address; on a live chain it
     waits for the merchant's own signed transaction (`refund_attach_transaction`)."""
     from ledger.models import Transaction
-    from ledger.services import Redeem
+    from ledger.posting import Redeem
     from moneypath.pipeline import MoneyMovement, money_path
 
     if kind not in Refund.Kind.values:

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.tenancy import IsUser
-from ledger import apis as ledger_apis  # the organization side of /wallets (ledger.apis)
+from ledger.apis import wallets as ledger_apis  # the organization side of /wallets (ledger.apis.wallets)
 from ledger.filters import entries_in_range
 from accounts.throttles import MoneyThrottle
 from accounts.twofactor import HEADER as TWO_FACTOR_HEADER, twofactor_code_from
@@ -114,7 +114,7 @@ class _UserApi(APIView):
 
 
 class WalletListCreateApi(_UserApi):
-    permission_classes = [ledger_apis.IsOrganizationOrUser]  # organizations: ledger.apis.org_wallets_*
+    permission_classes = [ledger_apis.IsOrganizationOrUser]  # organizations: ledger.apis.wallets.org_wallets_*
 
     @extend_schema(
         operation_id="wallets_list", tags=["wallets"], summary="Your wallets",

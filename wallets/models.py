@@ -2,7 +2,7 @@
 
 Invariants:
 - A `Payout` belongs to exactly one ledger transaction (one-to-one) of type `withdrawal`, left
-  `pending` with its amount + fee on hold by `ledger.services.ledger_hold_pending` in the same
+  `pending` with its amount + fee on hold by `ledger.posting.ledger_hold_pending` in the same
   database transaction that creates the payout and its `payout.send` outbox row. Its status
   machine (django-fsm, `ConcurrentTransitionMixin`, rows locked FOR UPDATE by the services) is
       pending -> sending -> sent -> completed | failed;  sending -> failed;  in_review -> pending | cancelled

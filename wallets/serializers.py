@@ -5,9 +5,8 @@ strings at the asset's exponent."""
 from rest_framework import serializers
 
 from core.fields import RawAmountField
-from ledger.filters import Viewer
 from ledger.models import Entry
-from ledger.selectors import wallet_owner_name
+from ledger.selectors import Viewer, wallet_owner_name
 from ledger.serializers import LedgerTransactionOutput, TransactionPresenter
 
 

@@ -45,7 +45,7 @@ from core.prices import get_price_provider
 from ledger.errors import InsufficientFunds
 from ledger.models import Asset, Transaction, Wallet
 from ledger.selectors import asset_get, wallet_owner_name
-from ledger.services import (
+from ledger.posting import (
     Issue,
     Operation,
     PlatformAccount,
@@ -57,8 +57,8 @@ from ledger.services import (
     ledger_reverse,
     platform_wallet_covering,
     platform_wallets_ensure,
-    wallet_open,
 )
+from ledger.services import wallet_open
 from wallets.errors import InvalidBeneficiary, InvalidIban, QuoteExpired
 from wallets.models import ExchangeQuote, Payout
 from wallets.payouts import ACCEPTED, FAILED, get_payout_provider

@@ -14,7 +14,7 @@ from accounts.models import Customer
 from compliance.limits import LimitExceeded, customer_lock, customer_movements, limits_enforce, limits_status
 from compliance.models import LimitRule
 from ledger.models import Asset, Transaction, Wallet
-from ledger.services import (
+from ledger.posting import (
     Issue,
     PlatformAccount,
     Redeem,
@@ -23,8 +23,8 @@ from ledger.services import (
     ledger_post,
     ledger_reject_reviewed,
     ledger_reverse,
-    wallet_open,
 )
+from ledger.services import wallet_open
 from tests.concurrency import run_in_threads
 from moneypath.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction

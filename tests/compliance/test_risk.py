@@ -27,7 +27,8 @@ from compliance.services import review_approve, review_case_open, review_reject
 from core.errors import InvalidState, ValidationFailed
 from core.exceptions import api_exception_handler
 from ledger.models import Asset, Transaction, Wallet
-from ledger.services import Issue, PlatformAccount, Redeem, Transfer, ledger_post, wallet_open, wallet_suspend
+from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, ledger_post
+from ledger.services import wallet_open, wallet_suspend
 from moneypath.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
 from tests.factories import CustomerFactory, StaffUserFactory, UserFactory

@@ -13,7 +13,8 @@ from django.test import Client
 
 from accounts.models import Membership, Organization, User
 from ledger.models import Asset, Wallet
-from ledger.services import Issue, ledger_post, wallet_open
+from ledger.posting import Issue, ledger_post
+from ledger.services import wallet_open
 from tests.factories import MembershipFactory, OrganizationFactory
 
 PLATFORM = {

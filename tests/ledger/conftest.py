@@ -6,7 +6,8 @@ from decimal import Decimal
 import pytest
 
 from ledger.models import Asset, Wallet
-from ledger.services import Issue, ledger_post, wallet_open
+from ledger.posting import Issue, ledger_post
+from ledger.services import wallet_open
 from tests.factories import CustomerFactory, OrganizationFactory
 
 

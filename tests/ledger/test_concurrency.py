@@ -12,7 +12,7 @@ from django.db import close_old_connections, transaction
 
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
-from ledger.services import Issue, PlatformAccount, Redeem, Transfer, hold_place, hold_release, ledger_post
+from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, hold_place, hold_release, ledger_post
 from tests.concurrency import errors_of, run_in_threads
 from tests.factories import OrganizationFactory
 from tests.ledger.conftest import open_wallet, platform_asset

@@ -9,7 +9,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from ledger.checks import ledger_check
 from ledger.models import Entry, Hold, Transaction, Wallet
-from ledger.services import Issue, Transfer, hold_place, ledger_post
+from ledger.posting import Issue, Transfer, hold_place, ledger_post
 from tests.ledger.conftest import open_wallet, platform_asset
 
 

@@ -8,7 +8,7 @@ from core.errors import InvalidState, ValidationFailed
 from ledger.checks import ledger_check
 from ledger.errors import InsufficientFunds, WalletInactive, WalletNotFound
 from ledger.models import Hold, Transaction, Wallet
-from ledger.services import (
+from ledger.posting import (
     Issue,
     PlatformAccount,
     Redeem,
@@ -19,8 +19,8 @@ from ledger.services import (
     ledger_complete_reviewed,
     ledger_post,
     ledger_reject_reviewed,
-    wallet_suspend,
 )
+from ledger.services import wallet_suspend
 from tests.ledger.conftest import balance
 
 pytestmark = pytest.mark.django_db

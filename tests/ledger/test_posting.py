@@ -10,15 +10,8 @@ from core.errors import ValidationFailed
 from ledger.checks import ledger_check
 from ledger.errors import CurrencyMismatch, DuplicateReference, InsufficientFunds, WalletInactive, WalletNotFound
 from ledger.models import Entry, Transaction, Wallet
-from ledger.services import (
-    Issue,
-    PlatformAccount,
-    Redeem,
-    Transfer,
-    ledger_post,
-    ledger_reverse,
-    wallet_suspend,
-)
+from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, ledger_post, ledger_reverse
+from ledger.services import wallet_suspend
 from tests.factories import CustomerFactory
 from tests.ledger.conftest import balance
 
@@ -117,7 +110,7 @@ def test_failed_record_survives_when_the_caller_commits_after_raising_outside(us
 
 
 def test_available_balance_counts_holds(usd, make_wallet):
-    from ledger.services import hold_place
+    from ledger.posting import hold_place
 
     a, b = make_wallet(usd, "10"), make_wallet(usd)
     hold_place(wallet=a, amount="7", reason="payout")

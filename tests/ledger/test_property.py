@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from ledger.checks import ledger_check
 from ledger.models import Wallet
-from ledger.services import Issue, PlatformAccount, Redeem, Transfer, hold_place, ledger_post, wallet_suspend
+from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, hold_place, ledger_post
+from ledger.services import wallet_suspend
 from tests.ledger.conftest import open_wallet, platform_asset
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ledger.checks import ledger_check
 from ledger.models import Transaction, UsageCounter
-from ledger.services import (
+from ledger.posting import (
     Issue,
     PlatformAccount,
     Redeem,

@@ -5,7 +5,8 @@ import pytest
 
 from ledger.models import Wallet
 from ledger.selectors import wallet_owner_name
-from ledger.services import platform_wallets_ensure, wallet_open
+from ledger.posting import platform_wallets_ensure
+from ledger.services import wallet_open
 from tests.factories import CustomerFactory, OrganizationFactory, OrgCustomerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

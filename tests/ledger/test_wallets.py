@@ -12,22 +12,18 @@ from ledger.checks import ledger_check
 from ledger.errors import WalletAlreadyExists, WalletNotEmpty
 from ledger.models import Asset, Wallet
 from ledger.selectors import asset_get, assets_visible, platform_account_balance, wallet_entries, wallet_list
-from ledger.services import (
+from ledger.posting import (
     Issue,
     PlatformAccount,
     Redeem,
     Transfer,
-    asset_create,
     hold_place,
     hold_release,
     ledger_post,
     platform_wallet,
     platform_wallet_covering,
-    wallet_activate,
-    wallet_close,
-    wallet_open,
-    wallet_suspend,
 )
+from ledger.services import asset_create, wallet_activate, wallet_close, wallet_open, wallet_suspend
 from tests.factories import CustomerFactory, OrganizationFactory, StaffUserFactory
 from tests.ledger.conftest import balance
 

@@ -15,7 +15,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from ledger.models import Asset, Wallet
-from ledger.services import Issue, asset_create, ledger_post, wallet_open
+from ledger.posting import Issue, ledger_post
+from ledger.services import asset_create, wallet_open
 from tests.factories import CustomerFactory, OrgCustomerFactory, UserFactory
 from tests.organizations.conftest import OrgKey, key_client, make_org_key
 

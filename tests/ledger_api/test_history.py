@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ledger.models import Transaction
-from ledger.services import Issue, Transfer, ledger_post, wallet_open
+from ledger.posting import Issue, Transfer, ledger_post
+from ledger.services import wallet_open
 from tests.factories import MembershipFactory
 from tests.ledger_api.conftest import customer_wallet, op_issue, op_transfer, person, platform_asset, post_tx, user_client
 

@@ -9,7 +9,8 @@ import pytest
 
 from compliance.models import AuditEvent, ReviewCase, RiskRule
 from ledger.models import Transaction, UsageCounter, Wallet
-from ledger.services import Issue, ledger_post, wallet_open
+from ledger.posting import Issue, ledger_post
+from ledger.services import wallet_open
 from ledger.usage import usage_check
 from tests.factories import OrgCustomerFactory
 from tests.organizations.conftest import key_client, make_org_key

@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from ledger.services import Issue, ledger_post, wallet_open
+from ledger.posting import Issue, ledger_post
+from ledger.services import wallet_open
 from tests.factories import OrgCustomerFactory
 from tests.organizations.conftest import key_client, make_org_key
 from tests.wallets.conftest import asset, open_wallet, person

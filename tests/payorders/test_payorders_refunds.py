@@ -11,7 +11,7 @@ from compliance.services import audit_verify
 from core.errors import NotFound
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
-from ledger.services import Redeem, ledger_post
+from ledger.posting import Redeem, ledger_post
 from payorders import services, tasks
 from payorders.chains import get_chain_provider
 from payorders.models import PayOrder, Refund

@@ -8,7 +8,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from ledger.models import Asset, Wallet
-from ledger.services import Issue, ledger_post, wallet_open
+from ledger.posting import Issue, ledger_post
+from ledger.services import wallet_open
 from tests.factories import CustomerFactory, UserFactory
 
 ASSETS = {"USD": ("US Dollar", 2, "fiat"), "EUR": ("Euro", 2, "fiat"), "ETH": ("Ether", 18, "crypto"), "BTC": ("Bitcoin", 8, "crypto")}

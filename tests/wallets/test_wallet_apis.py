@@ -8,7 +8,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from ledger.models import Wallet
-from ledger.services import Transfer, ledger_post, wallet_suspend
+from ledger.posting import Transfer, ledger_post
+from ledger.services import wallet_suspend
 from tests.wallets.conftest import client_for, open_wallet
 
 pytestmark = pytest.mark.django_db
@@ -64,7 +65,7 @@ class TestRead:
         assert [w["id"] for w in body["results"]] == [w.pk for w in mine]
 
     def test_detail_with_balances_and_holds(self, jane):
-        from ledger.services import hold_place
+        from ledger.posting import hold_place
 
         wallet = open_wallet(jane, "USD", funded="700.00")
         hold_place(wallet=wallet, amount="50", reason="payout in flight")

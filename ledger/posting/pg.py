@@ -1,0 +1,280 @@
+"""The PostgreSQL writer of the posting engine: two prepared statements per posting.
+
+Invariants:
+* All use of Django's private database API (`_prepare_cursor`, a cursor cached on the
+  connection, `validate_no_broken_transaction`, a model instance's `_state`) lives in this
+  module and nowhere else; `tests/ledger/test_posting.py` pins the Django minor version.
+* A posting is two statements: `lock_rows` (SELECT ... ORDER BY id FOR UPDATE OF wallet, shard
+  rows resolved in the same statement) and `write_posted` / `write_held` (one data-modifying
+  CTE: the transaction with `ON CONFLICT DO NOTHING` on its reference, its entries, balances,
+  holds and usage counters). A reference conflict writes nothing and returns None.
+* Runs only inside the caller's atomic block (the engine's), never commits, never opens a
+  savepoint. Errors are Django's (`wrap_database_errors`), as from any Django cursor.
+* `ledger.posting.orm` writes the same rows on other databases (SQLite).
+"""
+
+from __future__ import annotations
+
+import functools
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+
+from ledger.models import Asset, Transaction, Wallet
+from ledger.posting.operations import Plan, Side, json_dumps
+from ledger.usage import usage_day, usage_rows_sql
+
+
+@functools.cache
+def _prepared_cursor_class() -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class PreparedCursor(ServerBindingCursor):
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
+
+        def _convert_query(self, query, params=None):
+            # psycopg records the statement (`_query`, what Django's query log reads) only on
+            # the unprepared path; record it on the prepared one too.
+            self._query = pgq = super()._convert_query(query, params)
+            return pgq
+
+    return PreparedCursor
+
+
+def pg_cursor():
+    """A Django cursor (execute wrappers, query capture, error translation all apply) over a
+    psycopg cursor with server-side binding that prepares its statements: the two statements
+    of a posting are parsed and planned once per connection instead of on every posting
+    (planning was about half of their server time). Set LEDGER_PREPARED_STATEMENTS = False
+    behind a transaction-mode pooler that cannot carry prepared statements (pgbouncer < 1.21)."""
+    if not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
+        return connection.cursor()
+    db = connections[DEFAULT_DB_ALIAS]  # one lookup through the `connection` proxy, not six
+    db.ensure_connection()
+    pg = db.connection
+    if pg.prepare_threshold is None:
+        # Django turns psycopg's statement preparation off (None); a huge threshold turns it on
+        # for explicit `prepare=True` only. Django's own cursors bind client-side and so never
+        # prepare anything: only the statements run through this cursor are prepared.
+        pg.prepare_threshold = 2**31 - 1
+    with db.wrap_database_errors:
+        return db._prepare_cursor(_prepared_cursor_class()(pg))
+
+
+class LockedAsset:
+    """The asset of a locked row: what a posting reads of it."""
+
+    __slots__ = ("code", "exponent")
+
+    def __init__(self, code: str, exponent: int) -> None:
+        self.code, self.exponent = code, exponent
+
+
+class LockedWallet:
+    """A wallet row locked by the posting on PostgreSQL, with the attributes of `Wallet` that
+    the posting reads (the SQLite path uses Wallet instances, which have the same ones). A model
+    instance per locked row (and django-fsm's per-instance state tracking) was ~20% of a
+    posting's Python CPU; the rows never leave the posting."""
+
+    __slots__ = ("pk", "asset_id", "kind", "status", "purpose", "shard", "is_platform", "balance", "held", "asset", "customer_id")
+
+    def __init__(self, values: tuple, asset: LockedAsset) -> None:
+        (self.pk, self.asset_id, self.kind, self.status, self.purpose, self.shard, self.is_platform,
+         self.balance, self.held) = values[:9]
+        self.customer_id = values[11]
+        self.asset = asset
+
+
+def pg_query(sql: str, params: list[Any], db: Any = None, *, one: bool = False) -> Any:
+    """Run one statement of the posting on PostgreSQL and return its rows (`one`: the first).
+
+    Hot path: a psycopg server-binding cursor kept per connection, prepared statements, inside
+    Django's own error translation (`wrap_database_errors`: psycopg errors surface as
+    django.db IntegrityError/DatabaseError, as from any Django cursor) and after the checks a
+    Django cursor makes (thread sharing, a transaction already broken by an error). Django's
+    CursorWrapper and a cursor per statement were ~15% of a posting's Python CPU. The
+    transaction is Django's: the caller's atomic block (ledger_post always runs in one) turned
+    autocommit off, so psycopg sends BEGIN before the first statement and the block commits.
+
+    When something watches Django's cursors (query capture: DEBUG, CaptureQueriesContext,
+    assertNumQueries; or execute wrappers, e.g. bench/ledger_bench.py's round-trip count), the
+    statement goes through a Django cursor instead, so it is logged and wrapped as usual.
+    `db`: the default connection, when the caller already has it."""
+    if db is None:
+        db = connections[DEFAULT_DB_ALIAS]
+    if db.queries_logged or db.execute_wrappers or not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
+        with pg_cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone() if one else cursor.fetchall()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    db.validate_no_broken_transaction()
+    pg = db.connection
+    cursor = db.__dict__.get("_ledger_cursor")
+    if cursor is None or cursor.connection is not pg or cursor.closed:
+        if pg.prepare_threshold is None:
+            pg.prepare_threshold = 2**31 - 1  # see pg_cursor
+        from django.db.backends.postgresql.base import ServerBindingCursor
+
+        cursor = db._ledger_cursor = ServerBindingCursor(pg)
+    with db.wrap_database_errors:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchone() if one else cursor.fetchall()
+
+
+@functools.lru_cache(maxsize=512)
+def lock_sql(wallet_ids: int, platform_conditions: int) -> str:
+    """The lock statement of the engine's `lock` on PostgreSQL, written out once per shape (the number of
+    wallet ids and of platform sides): the same SELECT ... JOIN asset ... ORDER BY id FOR UPDATE
+    OF wallet that `wallets_for_update()` builds, without compiling a queryset on every posting
+    (the ORM compiler was ~70% of a posting's CPU in bench/ledger_bench.py's profile), and only
+    the columns a posting reads (no timestamps to parse). The ids are listed (`IN (%s, %s)`)
+    rather than passed as one array: for `= ANY($1)` PostgreSQL never settles on a generic plan
+    and re-plans the prepared statement on every execution."""
+    qn = connection.ops.quote_name
+    wt, at = qn(Wallet._meta.db_table), qn(Asset._meta.db_table)
+    wid = f"{wt}.{qn(Wallet._meta.pk.column)}"
+    cols = ", ".join(
+        [f"{wt}.{qn(c)}" for c in ("id", "asset_id", "kind", "status", "purpose", "shard")]
+        + [f"({wt}.{qn('customer_id')} IS NULL AND {wt}.{qn('organization_id')} IS NULL)"]
+        + [f"{wt}.{qn(c)}" for c in ("balance", "held")]
+        + [f"{at}.{qn(c)}" for c in ("code", "exponent")]
+        + [f"{wt}.{qn('customer_id')}"]
+    )
+    platform = (
+        f" OR ({wt}.customer_id IS NULL AND {wt}.organization_id IS NULL AND {wt}.purpose = %s AND {wt}.shard = %s"
+        f" AND {wt}.asset_id = (SELECT c.asset_id FROM {wt} c WHERE c.id = %s))"
+    )
+    return (
+        f"SELECT {cols} FROM {wt} INNER JOIN {at} ON ({wt}.asset_id = {at}.id)"
+        f" WHERE ({wid} IN ({', '.join(['%s'] * wallet_ids)}){platform * platform_conditions})"
+        f" ORDER BY {wid} ASC FOR UPDATE OF {wt}"
+    )
+
+
+def lock_rows(ids: set[int], platform_sides: list[Side], n: int, db: Any) -> dict[int, LockedWallet]:
+    params: list[Any] = sorted(ids)
+    for _, purpose, cid in platform_sides:
+        params += [purpose, cid % n, cid]
+    fetched = pg_query(lock_sql(len(ids), len(platform_sides)), params, db)
+    rows: dict[int, LockedWallet] = {}
+    assets: dict[int, LockedAsset] = {}
+    for values in fetched:
+        asset = assets.get(values[1])
+        if asset is None:
+            asset = assets[values[1]] = LockedAsset(values[9], values[10])
+        rows[values[0]] = LockedWallet(values, asset)
+    return rows
+
+
+
+_TX_INSERT_SQL = (
+    "WITH t AS ("
+    " INSERT INTO ledger_transaction (type, status, organization_id, customer_id, reference, description,"
+    " metadata, operations, failure_code, failure_message, failure_operation_index, created_at, completed_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, '', '', NULL, %s, %s)"
+    " ON CONFLICT DO NOTHING RETURNING id)"
+)
+
+
+def _tx_params(tx: Transaction) -> list[Any]:
+    return [
+        tx.type, tx.status, tx.organization_id, tx.customer_id, tx.reference, tx.description,
+        json_dumps(tx.metadata), json_dumps(tx.operations), tx.created_at, tx.completed_at,
+    ]
+
+
+def _usage_cte(charges: dict | None, now) -> tuple[str, list[Any]]:
+    """The usage counters' upsert as a CTE of a write statement (runs only if `t` inserted)."""
+    if not charges:
+        return "", []
+    usage_rows, usage_params = usage_rows_sql(charges, usage_day(now))
+    sql = (
+        ", c AS (INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, count)"
+        " SELECT v.* FROM t CROSS JOIN (VALUES "
+        + usage_rows.replace("(%s, %s, %s, %s, %s, %s, %s)", "(%s::bigint, %s::bigint, %s::varchar, %s::varchar, %s::date, %s::numeric, %s::int)")
+        + ") AS v(customer_id, asset_id, movement_type, direction, day, amount, count)"
+        " ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE"
+        " SET amount = ledger_usagecounter.amount + excluded.amount, count = ledger_usagecounter.count + excluded.count)"
+    )
+    return sql, usage_params
+
+
+def write_posted(
+    tx: Transaction, plan: Plan, now, captured_hold_ids: list[int], db: Any = None, charges: dict | None = None
+) -> tuple[int, list[int]] | None:
+    """One statement: insert the transaction (unless its reference is taken), its entries,
+    every touched balance and the customers' usage counters (`ledger.usage`). Returns the
+    transaction id and the entry ids in plan order (ids are drawn in insertion order), or None
+    on a reference conflict (then nothing is written)."""
+    params: list[Any] = _tx_params(tx)
+    params.append(now)  # entry created_at, placed before the VALUES list in the SQL
+    entry_rows = []
+    for ord_, (wid, direction, amount, after, op_index) in enumerate(plan.entries):
+        entry_rows.append("(%s::bigint, %s::int, %s, %s::numeric, %s::numeric, %s::int)")
+        params += [wid, ord_, direction, amount, after, op_index]
+    params.append(now)  # wallet updated_at
+    wallet_rows = []
+    for wid in sorted(plan.touched):
+        wallet_rows.append("(%s::bigint, %s::numeric, %s::numeric)")
+        params += [wid, plan.balances[wid], plan.held[wid]]
+    holds_sql = ""
+    if captured_hold_ids:
+        holds_sql = (
+            ", h AS (UPDATE ledger_hold AS hd SET status = 'captured', updated_at = %s, transaction_id = t.id "
+            "FROM t WHERE hd.id = ANY(%s) AND hd.status = 'held')"
+        )
+        params += [now, captured_hold_ids]
+    usage_sql, usage_params = _usage_cte(charges, now)
+    params += usage_params
+    sql = (
+        _TX_INSERT_SQL
+        + ", e AS ("
+        " INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at)"
+        " SELECT t.id, v.wallet_id, v.direction, v.amount, v.balance_after, v.operation_index, %s"
+        f" FROM t CROSS JOIN (VALUES {', '.join(entry_rows)}) AS v(wallet_id, ord, direction, amount, balance_after, operation_index)"
+        " ORDER BY v.ord RETURNING id"
+        "), u AS ("
+        " UPDATE ledger_wallet AS w SET balance = v.balance, held = v.held, updated_at = %s"
+        f" FROM t, (VALUES {', '.join(wallet_rows)}) AS v(id, balance, held)"
+        " WHERE w.id = v.id"
+        f"){holds_sql}{usage_sql} SELECT t.id, (SELECT array_agg(e.id ORDER BY e.id) FROM e) FROM t"
+    )
+    row = pg_query(sql, params, db, one=True)
+    return (row[0], row[1]) if row else None
+
+
+def write_held(tx: Transaction, holds: list[tuple[int, Decimal, Decimal]], why: str, now, db: Any, charges: dict | None) -> int | None:
+    """One statement for a transaction left in review or pending: insert it (unless its
+    reference is taken), hold `(wallet_id, amount, held after)` on each wallet and charge the
+    customers' usage. Returns the transaction id, or None on a reference conflict."""
+    params: list[Any] = _tx_params(tx)
+    holds_sql = ""
+    if holds:
+        params.append(now)
+        params += [v for wid, _, after in holds for v in (wid, after)]
+        params += [why, now, now]
+        params += [v for wid, amount, _ in holds for v in (wid, amount)]
+        holds_sql = (
+            ", u AS (UPDATE ledger_wallet AS w SET held = v.held, updated_at = %s"
+            f" FROM t, (VALUES {', '.join(['(%s::bigint, %s::numeric)'] * len(holds))}) AS v(id, held) WHERE w.id = v.id)"
+            ", h AS (INSERT INTO ledger_hold (wallet_id, transaction_id, amount, status, reason, created_at, updated_at)"
+            " SELECT v.wallet_id, t.id, v.amount, 'held', 'transaction ' || t.id || ' ' || %s::text, %s, %s"
+            f" FROM t CROSS JOIN (VALUES {', '.join(['(%s::bigint, %s::numeric)'] * len(holds))}) AS v(wallet_id, amount))"
+        )
+    usage_sql, usage_params = _usage_cte(charges, now)
+    params += usage_params
+    row = pg_query(_TX_INSERT_SQL + holds_sql + usage_sql + " SELECT t.id FROM t", params, db, one=True)
+    return row[0] if row else None
+
+
+
+def mark_saved(tx: Transaction, pk: int) -> None:
+    """`tx` was inserted by one of the statements above: make the instance a saved row."""
+    tx.pk = pk
+    tx._state.adding = False
+    tx._state.db = DEFAULT_DB_ALIAS
