@@ -137,12 +137,15 @@ SELECT g AS k,
        (SELECT %(ids)s::bigint[] AS ids, %(n)s::int AS n) p;
 
 INSERT INTO ledger_transaction (id, type, status, organization_id, customer_id, reference, description,
-    metadata, operations, failure_code, failure_message, failure_operation_index, created_at, completed_at)
+    metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at)
 SELECT %(tbase)s + k, 'transfer', 'completed', %(org)s, NULL, '', 'bench history', '{}'::jsonb,
-       jsonb_build_array(jsonb_build_object('type', 'transfer', 'amount', amount::numeric(20, 2)::text,
-                                            'source_wallet_id', src, 'destination_wallet_id', dst)),
        '', '', NULL, now() - interval '1 day', now() - interval '1 day'
   FROM bench_history ORDER BY k;
+
+INSERT INTO ledger_posting (transaction_id, "index", kind, source_wallet_id, source_purpose, destination_wallet_id,
+    destination_purpose, amount, asset_id)
+SELECT %(tbase)s + k, 0, 'transfer', src, '', dst, '', amount, w.asset_id
+  FROM bench_history JOIN ledger_wallet w ON w.id = src ORDER BY k;
 
 INSERT INTO ledger_entry (id, transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at)
 SELECT e.id, e.tx, e.wallet_id, e.direction, e.amount,

@@ -39,7 +39,7 @@ from compliance.rules import rules
 from core.db import model_columns, model_from_row, query
 from core.errors import CofferError, ValidationFailed
 from core.money import format_amount
-from ledger.models import Entry, Transaction, Wallet
+from ledger.models import Entry, Posting, Transaction, Wallet
 from ledger.usage import customer_usage
 
 ZERO = Decimal(0)
@@ -172,31 +172,24 @@ def _posted_movements(own: set[int], movement_type: str, direction: str, since: 
     }
 
 
-def _leg_counts(item: dict[str, Any], own: set[int], direction: str, fees_count: bool = False) -> bool:
-    src, dst = item.get("source_wallet_id"), item.get("destination_wallet_id")
-    if direction == Direction.OUTGOING:
-        return src in own and dst not in own and (fees_count or item.get("destination_platform") != FEE_PURPOSE)
-    return dst in own and src not in own and (fees_count or item.get("source_platform") != FEE_PURPOSE)
-
-
 def _unposted_movements(own: set[int], movement_type: str, direction: str, since: dt.datetime) -> dict[int, Movement]:
-    """Transactions holding funds (in review, or pending without entries) count from the
-    operations the ledger stored on them (wallet ids resolved, amounts as strings)."""
-    qs = Transaction.objects.filter(type=movement_type, status__in=UNPOSTED_STATUSES, created_at__gte=since).filter(
-        ~Exists(Entry.objects.filter(transaction_id=OuterRef("pk")))
-    )
-    if connection.vendor == "postgresql":  # jsonb containment narrows to this customer's wallets
-        involving = Q()
-        key = "source_wallet_id" if direction == Direction.OUTGOING else "destination_wallet_id"
-        for wid in sorted(own):
-            involving |= Q(operations__contains=[{key: wid}])
-        qs = qs.filter(involving)
+    """Transactions holding funds (in review, or pending without entries) count from their
+    posting rows: the legs that leave (outgoing) or enter (incoming) the customer's wallets,
+    fee legs only where the fee is part of the amount asked to move. Summed in Python: exact
+    on every database."""
+    if direction == Direction.OUTGOING:
+        counted, fee_leg = Q(source_wallet_id__in=own) & ~Q(destination_wallet_id__in=own), Q(destination_purpose=FEE_PURPOSE)
+    else:
+        counted, fee_leg = Q(destination_wallet_id__in=own) & ~Q(source_wallet_id__in=own), Q(source_purpose=FEE_PURPOSE)
+    postings = Posting.objects.filter(
+        counted, transaction__type=movement_type, transaction__status__in=UNPOSTED_STATUSES, transaction__created_at__gte=since
+    ).filter(~Exists(Entry.objects.filter(transaction_id=OuterRef("transaction_id"))))
+    if movement_type not in FEE_INCLUDED_TYPES:
+        postings = postings.exclude(fee_leg)
     found: dict[int, Movement] = {}
-    for tx in qs.only("pk", "operations", "created_at", "status"):
-        fees_count = movement_type in FEE_INCLUDED_TYPES
-        total = sum((Decimal(item["amount"]) for item in tx.operations if _leg_counts(item, own, direction, fees_count)), ZERO)
-        if total > 0:
-            found[tx.pk] = Movement(tx.pk, total, tx.created_at, tx.status)
+    for tx_id, created_at, status, amount in postings.values_list("transaction_id", "transaction__created_at", "transaction__status", "amount"):
+        previous = found.get(tx_id)
+        found[tx_id] = Movement(tx_id, (previous.amount if previous else ZERO) + amount, created_at, status)
     return found
 
 

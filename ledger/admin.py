@@ -1,11 +1,11 @@
 """The ledger in the compliance back office (SPEC 8): assets editable; wallets read-only with
 suspend/activate actions that call the services (never FSMAdminMixin, which saves the model
-itself); transactions, entries and holds read-only."""
+itself); transactions (with their postings and entries), entries and holds read-only."""
 
 from django.contrib import admin, messages
 
 from core.errors import CofferError
-from ledger.models import Asset, Entry, Hold, Transaction, Wallet
+from ledger.models import Asset, Entry, Hold, Posting, Transaction, Wallet
 from ledger.services import wallet_activate, wallet_suspend
 
 
@@ -83,13 +83,30 @@ class EntryInline(admin.TabularInline):
         return super().get_queryset(request).select_related("wallet__asset")
 
 
+class PostingInline(admin.TabularInline):
+    model = Posting
+    fields = ("index", "kind", "source_wallet", "source_purpose", "destination_wallet", "destination_purpose", "amount", "asset")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("source_wallet__asset", "destination_wallet__asset", "asset")
+
+
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyAdmin):
     list_display = ("id", "type", "status", "organization", "customer", "reference", "failure_code", "created_at", "completed_at")
     list_filter = ("status", "type")
     search_fields = ("id", "reference", "description")
     list_select_related = ("organization", "customer")
-    inlines = [EntryInline]
+    inlines = [PostingInline, EntryInline]
     date_hierarchy = "created_at"
 
 

@@ -3,8 +3,8 @@
 Invariants:
 * Filters only narrow a queryset that `ledger.selectors` already restricted to the viewer;
   they never widen it and never decide access.
-* `type`, `status`, `currency` (the asset of the first operation), `wallet_id` (any operation
-  names the wallet, so failed attempts match too), `from`/`to` (ISO 8601 instants or dates; a
+* `type`, `status`, `currency` (the asset of the first posting), `wallet_id` (any posting
+  names the wallet, so failed and held attempts match too; both index-backed), `from`/`to` (ISO 8601 instants or dates; a
   naive time is UTC; a bare `to` date includes that whole day), `search` (reference or
   description, case-insensitive).
 * A malformed value is a 400 VALIDATION_ERROR naming the parameter.
@@ -17,16 +17,12 @@ import re
 
 import django_filters
 from django import forms
-from django.db import connection
-from django.db.models import BigIntegerField, BooleanField, Q, QuerySet
-from django.db.models.expressions import RawSQL
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
-from ledger.models import Entry, Transaction, Wallet
+from ledger.models import Entry, Posting, Transaction
 
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -117,27 +113,14 @@ class TransactionFilter(django_filters.FilterSet):
         fields = ["type", "status"]
 
     def filter_currency(self, queryset, name, value):
-        # The representation's currency is the asset of the first operation's wallets.
-        first_destination = Cast(KeyTextTransform("destination_wallet_id", KeyTransform("0", "operations")), BigIntegerField())
-        wallets = Wallet.objects.filter(asset__code=value.strip().upper()).values("pk")
-        return queryset.alias(_first_destination=first_destination).filter(_first_destination__in=wallets)
+        # The representation's currency is the asset of the first operation.
+        first = Posting.objects.filter(transaction_id=OuterRef("pk"), index=0, asset__code=value.strip().upper())
+        return queryset.filter(Exists(first))
 
     def filter_wallet(self, queryset, name, value):
         wallet_id = int(value)
-        if connection.vendor == "postgresql":
-            named = Q()
-            for key in ("wallet_id", "source_wallet_id", "destination_wallet_id"):
-                named |= Q(operations__contains=[{key: wallet_id}])
-            return queryset.filter(named)
-        table = Transaction._meta.db_table
-        return queryset.filter(
-            RawSQL(
-                f"EXISTS (SELECT 1 FROM json_each({table}.operations) AS op WHERE json_extract(op.value, '$.wallet_id') = %s"
-                " OR json_extract(op.value, '$.source_wallet_id') = %s OR json_extract(op.value, '$.destination_wallet_id') = %s)",
-                [wallet_id, wallet_id, wallet_id],
-                output_field=BooleanField(),
-            )
-        )
+        postings = Posting.objects.filter(transaction_id=OuterRef("pk"))
+        return queryset.filter(Exists(postings.filter(source_wallet_id=wallet_id)) | Exists(postings.filter(destination_wallet_id=wallet_id)))
 
     def filter_search(self, queryset, name, value):
         value = value.strip()

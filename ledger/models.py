@@ -195,8 +195,8 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
 
     Status: pending -> in_review -> completed | failed | rejected; pending -> completed | failed;
     completed -> reversed. A refused attempt is kept as a `failed` transaction with
-    `failure_code`, `failure_message` and `failure_operation_index`, and no entries.
-    `operations` keeps the requested operations (JSON, amounts as strings)."""
+    `failure_code`, `failure_message` and `failure_operation_index`, and no entries. Its
+    operations, as requested and resolved, are its `postings`, whatever its status."""
 
     class Type(models.TextChoices):
         DEPOSIT = "deposit", "Deposit"
@@ -234,7 +234,6 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
     reference = models.CharField(max_length=200, blank=True, default="")
     description = models.CharField(max_length=500, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
-    operations = models.JSONField(default=list, blank=True)
     failure_code = models.CharField(max_length=64, blank=True, default="")
     failure_message = models.CharField(max_length=500, blank=True, default="")
     failure_operation_index = models.IntegerField(null=True, blank=True)
@@ -319,6 +318,46 @@ class Entry(models.Model):
     @property
     def signed_amount(self) -> Decimal:
         return self.amount if self.direction == self.Direction.CREDIT else -self.amount
+
+
+class Posting(models.Model):
+    """One operation of a transaction, as requested and resolved: `index` is its place in the
+    transaction (0..n-1, the `operation_index` of its entries), `kind` what was asked, `amount`
+    (> 0) moved from `source_wallet` to `destination_wallet` in `asset`. A side named as a
+    platform account has its purpose in `*_purpose` ("issuance" for an issue's source and a
+    redeem's destination) and the shard row it resolved to as its wallet. Written by the
+    posting engine with the transaction, for every status (a failed attempt keeps what it
+    tried; a held one is re-posted from these rows); append-only (a trigger on PostgreSQL)."""
+
+    class Kind(models.TextChoices):
+        ISSUE = "issue", "Issue"
+        REDEEM = "redeem", "Redeem"
+        TRANSFER = "transfer", "Transfer"
+
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, related_name="postings", db_index=False)
+    index = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="+", db_index=False)
+    source_purpose = models.CharField(max_length=16, choices=Wallet.Purpose.choices, blank=True, default="")
+    destination_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="+", db_index=False)
+    destination_purpose = models.CharField(max_length=16, choices=Wallet.Purpose.choices, blank=True, default="")
+    amount = AMOUNT()
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+", db_index=False)
+
+    class Meta:
+        ordering = ["transaction", "index"]
+        indexes = [
+            # "transactions naming this wallet" (history filter, limits on held transactions)
+            models.Index(fields=["source_wallet", "transaction"], name="posting_source_wallet"),
+            models.Index(fields=["destination_wallet", "transaction"], name="posting_destination_wallet"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["transaction", "index"], name="posting_transaction_index"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="posting_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} {self.source_wallet_id} -> {self.destination_wallet_id}"
 
 
 class Hold(ConcurrentTransitionMixin, models.Model):

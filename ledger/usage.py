@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from itertools import groupby
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -31,7 +32,7 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from ledger.models import Transaction, UsageCounter, Wallet
+from ledger.models import Posting, Transaction, UsageCounter, Wallet
 
 ZERO = Decimal(0)
 OUTGOING, INCOMING = "outgoing", "incoming"
@@ -149,15 +150,10 @@ def wallet_owners(wallet_ids: Iterable[int]) -> dict[int, WalletOwner]:
 
 
 def transaction_legs(tx: Transaction) -> list[UsageLeg]:
-    """The legs of a stored transaction (its resolved operations) with their asset."""
-    items = tx.operations or []
-    ids = {i for item in items for i in (item.get("source_wallet_id"), item.get("destination_wallet_id")) if i is not None}
-    assets = dict(Wallet.objects.filter(pk__in=ids).values_list("pk", "asset_id")) if ids else {}
-    return [
-        UsageLeg(item["type"], item["source_wallet_id"], item["destination_wallet_id"], assets[item["source_wallet_id"]], Decimal(item["amount"]))
-        for item in items
-        if item.get("source_wallet_id") is not None and item.get("destination_wallet_id") is not None
-    ]
+    """The legs of a stored transaction: its posting rows (wallet ids resolved, with their asset)."""
+    rows = Posting.objects.filter(transaction_id=tx.pk).order_by("index").values_list(
+        "kind", "source_wallet_id", "destination_wallet_id", "asset_id", "amount")
+    return [UsageLeg(*row) for row in rows]
 
 
 def transaction_charges(tx: Transaction) -> dict[UsageKey, Decimal]:
@@ -205,19 +201,20 @@ def customer_usage(*, customer_id: int, asset_id: int, movement_type: str, direc
 
 def usage_recount(*, since: dt.date | None = None) -> dict[tuple[UsageKey, dt.date], Decimal]:
     """Usage recounted from the ledger (every counted transaction, optionally from `since`)."""
-    qs = Transaction.objects.filter(status__in=COUNTED_STATUSES, type__in=[*USAGE_TYPES, Transaction.Type.LEDGER])
+    postings = Posting.objects.filter(transaction__status__in=COUNTED_STATUSES, transaction__type__in=[*USAGE_TYPES, Transaction.Type.LEDGER])
     if since is not None:
-        qs = qs.filter(created_at__gte=dt.datetime.combine(since, dt.time.min, tzinfo=dt.timezone.utc))
-    assets = dict(Wallet.objects.values_list("pk", "asset_id"))
-    owners = wallet_owners(assets)
+        postings = postings.filter(transaction__created_at__gte=dt.datetime.combine(since, dt.time.min, tzinfo=dt.timezone.utc))
+    owners = wallet_owners(Wallet.objects.values_list("pk", flat=True))
     totals: dict[tuple[UsageKey, dt.date], Decimal] = defaultdict(Decimal)
+    rows = (
+        postings.order_by("transaction_id", "index")
+        .values_list("transaction_id", "transaction__type", "transaction__created_at", "kind", "source_wallet_id", "destination_wallet_id", "asset_id", "amount")
+    )
     # values_list, not model instances: django-fsm would re-read each deferred status
-    for tx_type, operations, created_at in qs.values_list("type", "operations", "created_at").iterator(chunk_size=2000):
-        legs = [
-            UsageLeg(item["type"], item["source_wallet_id"], item["destination_wallet_id"], assets[item["source_wallet_id"]], Decimal(item["amount"]))
-            for item in operations or []
-            if item.get("source_wallet_id") is not None and item.get("destination_wallet_id") is not None
-        ]
+    for _, group in groupby(rows.iterator(chunk_size=2000), key=lambda row: row[0]):
+        group = list(group)
+        tx_type, created_at = group[0][1], group[0][2]
+        legs = [UsageLeg(*row[3:]) for row in group]
         day = usage_day(created_at)
         for key, amount in usage_charges(tx_type=tx_type, legs=legs, owners=owners).items():
             totals[(key, day)] += amount

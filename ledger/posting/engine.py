@@ -30,7 +30,7 @@ from core.errors import InvalidState, ValidationFailed
 from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, parse_amount
 from ledger.errors import CurrencyMismatch, DuplicateReference, InsufficientFunds, LedgerPostingError, WalletInactive, WalletNotFound
 from ledger.locks import holds_for_update
-from ledger.models import Entry, Hold, Transaction, Wallet, hot_account_shards
+from ledger.models import Entry, Hold, Posting, Transaction, Wallet, hot_account_shards
 from ledger.posting import orm, pg
 from ledger.posting.operations import (
     OPERATION_KINDS,
@@ -42,7 +42,7 @@ from ledger.posting.operations import (
     Side,
     json_dumps,
     legs_of,
-    operations_json,
+    postings_of,
 )
 from ledger.posting.shards import platform_wallets_ensure
 from ledger.usage import UsageLeg, WalletOwner, usage_apply, usage_charges, usage_day
@@ -183,7 +183,9 @@ def _duplicate(*, organization, customer, reference: str) -> PostingResult:
     return PostingResult(transaction=existing, ok=False, error=error)
 
 
-def _record_failure(tx: Transaction, error: LedgerPostingError, *, existing: bool) -> bool:
+def _record_failure(tx: Transaction, postings: list[Posting], error: LedgerPostingError, *, existing: bool, db: Any) -> bool:
+    """Record the refused attempt as a failed transaction with the postings it tried (an
+    existing one has them already). False if the owner's reference is taken."""
     tx.failure_code = error.code
     tx.failure_message = error.message[:500]
     tx.failure_operation_index = error.details.get("operation_index")
@@ -191,7 +193,13 @@ def _record_failure(tx: Transaction, error: LedgerPostingError, *, existing: boo
     if existing:
         tx.save()
         return True
-    return orm.insert_transaction(tx)
+    if db.vendor == "postgresql":
+        tx_id = pg.write_failed(tx, postings, db)
+        if tx_id is None:
+            return False
+        pg.mark_saved(tx, tx_id)
+        return True
+    return orm.insert_with_postings(tx, postings)
 
 
 class in_transaction:
@@ -272,28 +280,29 @@ def post(
         released[hold.wallet_id] = released.get(hold.wallet_id, ZERO) + hold.amount
     plan, error = _simulate(legs, rows, resolved, released)
     now = timezone.now()
+    postings = postings_of(legs, resolved)
     if not existing:
-        tx.operations = operations_json(legs, resolved)
         tx.created_at = now
 
     if error is not None:
-        if not _record_failure(tx, error, existing=existing):
+        if not _record_failure(tx, postings, error, existing=existing, db=db):
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
         error.details["transaction_id"] = tx.pk
+        _attach_postings(tx, postings)
         return PostingResult(transaction=tx, ok=False, error=error)
 
     charges = {} if existing else _charges(tx, legs, resolved)  # an existing transaction was charged when held
     if hold_for_review:
         tx.hold_for_review()
-        return _place_review_holds(tx, plan, rows, now, charges=charges)
+        return _place_review_holds(tx, postings, plan, rows, now, charges=charges)
     if hold_pending:  # a payout in flight: stays pending, funds held (ledger_hold_pending)
-        return _place_review_holds(tx, plan, rows, now, why="payout in flight", charges=charges)
+        return _place_review_holds(tx, postings, plan, rows, now, why="payout in flight", charges=charges)
 
     if complete:
         tx.complete()
         tx.completed_at = now
     if db.vendor == "postgresql" and not existing:
-        written = pg.write_posted(tx, plan, now, [h.pk for h in captured], db, charges)
+        written = pg.write_posted(tx, postings, plan, now, [h.pk for h in captured], db, charges)
         if written is None:
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
         pk, entry_ids = written
@@ -302,11 +311,12 @@ def post(
             hold.capture()
             hold.transaction = tx
     else:
-        entry_ids = orm.write_posted(tx, plan, now, list(captured), existing=existing)
+        entry_ids = orm.write_posted(tx, postings, plan, now, list(captured), existing=existing)
         if entry_ids is None:
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
         usage_apply(charges, day=usage_day(now))
     _attach_entries(tx, plan, now, entry_ids)
+    _attach_postings(tx, postings)
     return PostingResult(transaction=tx, ok=True)
 
 
@@ -317,6 +327,14 @@ def _attach_entries(tx: Transaction, plan: Plan, now, entry_ids: list[int | None
         Entry(pk=pk, transaction_id=tx.pk, wallet_id=wid, direction=d, amount=a, balance_after=after, operation_index=i, created_at=now)
         for pk, (wid, d, a, after, i) in zip(entry_ids, plan.entries, strict=True)
     ]
+
+
+def _attach_postings(tx: Transaction, postings: list[Posting]) -> None:
+    """The posting rows as written (`tx.posted_postings`): a held transaction's are its stored
+    ones, recomputed from the same legs."""
+    for posting in postings:
+        posting.transaction_id = tx.pk
+    tx.posted_postings = postings
 
 
 def _charges(tx: Transaction, legs: list[Leg], resolved: dict[Side, Row]) -> dict:
@@ -330,7 +348,7 @@ def _charges(tx: Transaction, legs: list[Leg], resolved: dict[Side, Row]) -> dic
     return usage_charges(tx_type=tx.type, legs=usage_legs, owners=owners)
 
 
-def _place_review_holds(tx: Transaction, plan: Plan, rows: dict[int, Row], now, why: str = "in review", charges: dict | None = None) -> PostingResult:
+def _place_review_holds(tx: Transaction, postings: list[Posting], plan: Plan, rows: dict[int, Row], now, why: str = "in review", charges: dict | None = None) -> PostingResult:
     """Leave `tx` (in review, or pending) with holds for each wallet's largest running outflow
     (not on issuance accounts) and its usage charged: one statement on PostgreSQL."""
     holds = [
@@ -340,14 +358,15 @@ def _place_review_holds(tx: Transaction, plan: Plan, rows: dict[int, Row], now, 
     ]
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor == "postgresql":
-        tx_id = pg.write_held(tx, holds, why, now, db, charges)
+        tx_id = pg.write_held(tx, postings, holds, why, now, db, charges)
         if tx_id is None:
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
         pg.mark_saved(tx, tx_id)
     else:
-        if not orm.write_held(tx, holds, why, now):
+        if not orm.write_held(tx, postings, holds, why, now):
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
         usage_apply(charges or {}, day=usage_day(now))
     tx.posted_entries = []  # nothing posted yet: nothing to read back for the answer
+    _attach_postings(tx, postings)
     return PostingResult(transaction=tx, ok=True)
 

@@ -7,13 +7,15 @@ Invariants:
 * A leg side is `("w", wallet_id)` or `("p", purpose, counterparty_wallet_id)`: a platform side
   is resolved to a shard by the engine, from the counterparty wallet (`ledger.posting.shards`).
 * 1..MAX_OPERATIONS operations per transaction; a wallet never transfers to itself.
+* Stored, an operation is a `Posting` row (`postings_of`), and a row reads back as the same
+  operation (`operations_of`), so a deferred posting resolves to the same wallets and shards.
 Pure data: nothing here reads or writes the database.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Union
@@ -21,7 +23,7 @@ from typing import Any, Union
 from django.core.serializers.json import DjangoJSONEncoder
 
 from core.errors import CofferError, ValidationFailed
-from ledger.models import Transaction, Wallet
+from ledger.models import Posting, Transaction, Wallet
 
 MAX_OPERATIONS = 100
 ZERO = Decimal(0)
@@ -177,45 +179,38 @@ def json_dumps(value: Any) -> str:
     return json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":"))
 
 
-def operations_json(legs: list[Leg], resolved: dict[Side, Any] | None) -> list[dict[str, Any]]:
-    """The legs as stored on `Transaction.operations` (amounts as strings, wallet ids resolved)."""
-    out: list[dict[str, Any]] = []
+
+def postings_of(legs: list[Leg], resolved: dict[Side, Any]) -> list[Posting]:
+    """The legs as the transaction's posting rows (unsaved; `transaction` set by the writer):
+    each side's resolved wallet row, and the platform purpose a side was named by."""
+    out: list[Posting] = []
     for leg in legs:
-        amount = leg.amount if leg.amount else leg.raw_amount
-        item: dict[str, Any] = {"amount": str(amount)}
-        op = leg.op
-        if isinstance(op, Issue):
-            item.update(type="issue", wallet_id=leg.destination[1])
-        elif isinstance(op, Redeem):
-            item.update(type="redeem", wallet_id=leg.source[1])
-        else:
-            item["type"] = "transfer"
-            if leg.source[0] == "p":
-                item["source_platform"] = leg.source[1]
-            if leg.destination[0] == "p":
-                item["destination_platform"] = leg.destination[1]
-        if resolved is not None:
-            item["source_wallet_id"] = resolved[leg.source].pk
-            item["destination_wallet_id"] = resolved[leg.destination].pk
-        elif leg.source[0] == "w" and leg.destination[0] == "w":
-            item["source_wallet_id"], item["destination_wallet_id"] = leg.source[1], leg.destination[1]
-        if leg.currency is not None:
-            item["currency"] = leg.currency
-        out.append(item)
+        source, destination = resolved[leg.source], resolved[leg.destination]
+        out.append(Posting(
+            index=leg.index,
+            kind=OPERATION_KINDS[type(leg.op)],
+            source_wallet_id=source.pk,
+            source_purpose=leg.source[1] if leg.source[0] == "p" else "",
+            destination_wallet_id=destination.pk,
+            destination_purpose=leg.destination[1] if leg.destination[0] == "p" else "",
+            amount=leg.amount,
+            asset_id=source.asset_id,
+        ))
     return out
 
 
-def operations_from_json(items: list[dict[str, Any]]) -> list[Operation]:
-    """The requested operations stored on a transaction, back as operation objects."""
+def operations_of(postings: Iterable[Posting]) -> list[Operation]:
+    """A transaction's posting rows back as the operations that were asked (a held
+    transaction's deferred posting, a reversal): platform sides by purpose, so they resolve to
+    the same shards again."""
     ops: list[Operation] = []
-    for item in items:
-        amount, currency = Decimal(item["amount"]), item.get("currency")
-        if item["type"] == "issue":
-            ops.append(Issue(wallet=item["wallet_id"], amount=amount, currency=currency))
-        elif item["type"] == "redeem":
-            ops.append(Redeem(wallet=item["wallet_id"], amount=amount, currency=currency))
+    for p in postings:
+        if p.kind == Posting.Kind.ISSUE:
+            ops.append(Issue(wallet=p.destination_wallet_id, amount=p.amount))
+        elif p.kind == Posting.Kind.REDEEM:
+            ops.append(Redeem(wallet=p.source_wallet_id, amount=p.amount))
         else:
-            src = PlatformAccount(item["source_platform"]) if "source_platform" in item else item["source_wallet_id"]
-            dst = PlatformAccount(item["destination_platform"]) if "destination_platform" in item else item["destination_wallet_id"]
-            ops.append(Transfer(source=src, destination=dst, amount=amount, currency=currency))
+            source = PlatformAccount(p.source_purpose) if p.source_purpose else p.source_wallet_id
+            destination = PlatformAccount(p.destination_purpose) if p.destination_purpose else p.destination_wallet_id
+            ops.append(Transfer(source=source, destination=destination, amount=p.amount))
     return ops

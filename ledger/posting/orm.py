@@ -1,8 +1,9 @@
 """The ORM writer of the posting engine: the rows `ledger.posting.pg` writes, for SQLite.
 
 Invariants:
-* Writes exactly the rows the PostgreSQL writer writes for the same plan (transaction, entries
-  in plan order, balances, holds); `tests/ledger/test_posting.py` checks the two agree.
+* Writes exactly the rows the PostgreSQL writer writes for the same plan (transaction,
+  postings, entries in plan order, balances, holds); `tests/ledger/test_writers.py`
+  checks the two agree.
 * A reference already taken by the owner is caught by the unique constraints in a savepoint
   around the INSERT (the only savepoint of a posting) and reported as None: nothing written.
 * Runs only inside the engine's transaction; never commits.
@@ -16,7 +17,7 @@ from django.db import IntegrityError, transaction as db_transaction
 from django.db.models import Q, Subquery
 
 from ledger.locks import wallets_for_update
-from ledger.models import Entry, Hold, Transaction, Wallet
+from ledger.models import Entry, Hold, Posting, Transaction, Wallet
 from ledger.posting.operations import Plan, Side
 
 
@@ -46,12 +47,23 @@ def insert_transaction(tx: Transaction) -> bool:
     return True
 
 
-def write_posted(tx: Transaction, plan: Plan, now, captured: list[Hold], *, existing: bool) -> list[int | None] | None:
+def insert_with_postings(tx: Transaction, postings: list[Posting]) -> bool:
+    """The transaction and its posting rows; False if the owner's reference is taken."""
+    if not insert_transaction(tx):
+        return False
+    for posting in postings:
+        posting.transaction = tx
+    Posting.objects.bulk_create(postings)
+    return True
+
+
+def write_posted(tx: Transaction, postings: list[Posting], plan: Plan, now, captured: list[Hold], *, existing: bool) -> list[int | None] | None:
     """The same rows with ORM statements (SQLite). Returns the entry ids (None where the
-    database does not return them), or None if the owner's reference is taken."""
+    database does not return them), or None if the owner's reference is taken. An existing
+    transaction (held, now posted) already has its postings."""
     if existing:
         tx.save()
-    elif not insert_transaction(tx):
+    elif not insert_with_postings(tx, postings):
         return None
     entries = Entry.objects.bulk_create(
         [
@@ -68,10 +80,10 @@ def write_posted(tx: Transaction, plan: Plan, now, captured: list[Hold], *, exis
     return [e.pk for e in entries]
 
 
-def write_held(tx: Transaction, holds: list[tuple[int, Decimal, Decimal]], why: str, now) -> bool:
-    """A transaction left in review or pending, with `(wallet_id, amount, held after)` holds.
-    False if the owner's reference is taken (nothing written)."""
-    if not insert_transaction(tx):
+def write_held(tx: Transaction, postings: list[Posting], holds: list[tuple[int, Decimal, Decimal]], why: str, now) -> bool:
+    """A transaction left in review or pending, with its postings and `(wallet_id, amount, held
+    after)` holds. False if the owner's reference is taken (nothing written)."""
+    if not insert_with_postings(tx, postings):
         return False
     for wid, _, after in holds:
         Wallet.objects.filter(pk=wid).update(held=after, updated_at=now)

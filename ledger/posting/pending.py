@@ -29,7 +29,7 @@ from ledger.errors import InsufficientFunds, WalletInactive, WalletNotFound
 from ledger.locks import holds_for_update, transactions_for_update, wallets_for_update
 from ledger.models import Hold, Transaction, Wallet
 from ledger.posting.engine import TRANSACTION_TYPES, in_transaction, post
-from ledger.posting.operations import Operation, PostingResult, inverse, json_dumps, legs_of, operations_from_json, wallet_id_of
+from ledger.posting.operations import Operation, PostingResult, inverse, json_dumps, legs_of, operations_of, wallet_id_of
 from ledger.usage import usage_release
 
 
@@ -42,7 +42,7 @@ def _capture_and_post(tx: Transaction) -> PostingResult:
     """Post a held transaction's stored operations, capturing its holds; if the posting is refused
     now, release them (the posting has locked the wallets either way)."""
     holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD))
-    result = post(legs_of(operations_from_json(tx.operations)), tx=tx, captured=holds, existing=True)
+    result = post(legs_of(operations_of(tx.postings.order_by("index"))), tx=tx, captured=holds, existing=True)
     if not result.ok:
         for hold in holds:
             _release(hold)
@@ -155,7 +155,7 @@ def ledger_reverse(transaction: Transaction | int, *, reference: str = "", descr
         original = _lock_transaction(transaction)
         if original.status != Transaction.Status.COMPLETED:
             raise InvalidState(f"Transaction {original.pk} is {original.status}, not completed.", details={"status": original.status})
-        ops = [inverse(op) for op in reversed(operations_from_json(original.operations))]
+        ops = [inverse(op) for op in reversed(operations_of(original.postings.order_by("index")))]
         result = post(
             legs_of(ops),
             tx=Transaction(

@@ -3,11 +3,12 @@
 Invariants:
 * All use of Django's private database API (`_prepare_cursor`, a cursor cached on the
   connection, `validate_no_broken_transaction`, a model instance's `_state`) lives in this
-  module and nowhere else; `tests/ledger/test_posting.py` pins the Django minor version.
+  module and nowhere else; `tests/ledger/test_writers.py` pins the Django minor version.
 * A posting is two statements: `lock_rows` (SELECT ... ORDER BY id FOR UPDATE OF wallet, shard
-  rows resolved in the same statement) and `write_posted` / `write_held` (one data-modifying
-  CTE: the transaction with `ON CONFLICT DO NOTHING` on its reference, its entries, balances,
-  holds and usage counters). A reference conflict writes nothing and returns None.
+  rows resolved in the same statement) and `write_posted` / `write_held` / `write_failed` (one
+  data-modifying CTE: the transaction with `ON CONFLICT DO NOTHING` on its reference, its
+  postings, entries, balances, holds and usage counters, each only if the transaction row was
+  inserted). A reference conflict writes nothing and returns None.
 * Runs only inside the caller's atomic block (the engine's), never commits, never opens a
   savepoint. Errors are Django's (`wrap_database_errors`), as from any Django cursor.
 * `ledger.posting.orm` writes the same rows on other databases (SQLite).
@@ -22,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 
-from ledger.models import Asset, Transaction, Wallet
+from ledger.models import Asset, Posting, Transaction, Wallet
 from ledger.posting.operations import Plan, Side, json_dumps
 from ledger.usage import usage_day, usage_rows_sql
 
@@ -175,17 +176,31 @@ def lock_rows(ids: set[int], platform_sides: list[Side], n: int, db: Any) -> dic
 _TX_INSERT_SQL = (
     "WITH t AS ("
     " INSERT INTO ledger_transaction (type, status, organization_id, customer_id, reference, description,"
-    " metadata, operations, failure_code, failure_message, failure_operation_index, created_at, completed_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, '', '', NULL, %s, %s)"
+    " metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::int, %s, %s)"
     " ON CONFLICT DO NOTHING RETURNING id)"
 )
+_POSTING_ROW = "(%s::int, %s::varchar, %s::bigint, %s::varchar, %s::bigint, %s::varchar, %s::numeric, %s::bigint)"
 
 
-def _tx_params(tx: Transaction) -> list[Any]:
-    return [
-        tx.type, tx.status, tx.organization_id, tx.customer_id, tx.reference, tx.description,
-        json_dumps(tx.metadata), json_dumps(tx.operations), tx.created_at, tx.completed_at,
+def _tx_params(tx: Transaction, postings: list[Posting]) -> list[Any]:
+    """The parameters of `_TX_INSERT_SQL` and of `_postings_cte`, which always follows it."""
+    params = [
+        tx.type, tx.status, tx.organization_id, tx.customer_id, tx.reference, tx.description, json_dumps(tx.metadata),
+        tx.failure_code, tx.failure_message, tx.failure_operation_index, tx.created_at, tx.completed_at,
     ]
+    for p in postings:
+        params += [p.index, p.kind, p.source_wallet_id, p.source_purpose, p.destination_wallet_id, p.destination_purpose, p.amount, p.asset_id]
+    return params
+
+
+def _postings_cte(postings: list[Posting]) -> str:
+    """The transaction's posting rows, inserted with it (only if `t` inserted)."""
+    return (
+        ', p AS (INSERT INTO ledger_posting (transaction_id, "index", kind, source_wallet_id, source_purpose,'
+        " destination_wallet_id, destination_purpose, amount, asset_id) SELECT t.id, v.* FROM t CROSS JOIN"
+        f" (VALUES {', '.join([_POSTING_ROW] * len(postings))}) AS v(i, kind, sw, sp, dw, dp, amount, asset_id))"
+    )
 
 
 def _usage_cte(charges: dict | None, now) -> tuple[str, list[Any]]:
@@ -205,13 +220,13 @@ def _usage_cte(charges: dict | None, now) -> tuple[str, list[Any]]:
 
 
 def write_posted(
-    tx: Transaction, plan: Plan, now, captured_hold_ids: list[int], db: Any = None, charges: dict | None = None
+    tx: Transaction, postings: list[Posting], plan: Plan, now, captured_hold_ids: list[int], db: Any = None, charges: dict | None = None
 ) -> tuple[int, list[int]] | None:
-    """One statement: insert the transaction (unless its reference is taken), its entries,
-    every touched balance and the customers' usage counters (`ledger.usage`). Returns the
-    transaction id and the entry ids in plan order (ids are drawn in insertion order), or None
-    on a reference conflict (then nothing is written)."""
-    params: list[Any] = _tx_params(tx)
+    """One statement: insert the transaction (unless its reference is taken), its postings, its
+    entries, every touched balance and the customers' usage counters (`ledger.usage`). Returns
+    the transaction id and the entry ids in plan order (ids are drawn in insertion order), or
+    None on a reference conflict (then nothing is written)."""
+    params: list[Any] = _tx_params(tx, postings)
     params.append(now)  # entry created_at, placed before the VALUES list in the SQL
     entry_rows = []
     for ord_, (wid, direction, amount, after, op_index) in enumerate(plan.entries):
@@ -233,6 +248,7 @@ def write_posted(
     params += usage_params
     sql = (
         _TX_INSERT_SQL
+        + _postings_cte(postings)
         + ", e AS ("
         " INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at)"
         " SELECT t.id, v.wallet_id, v.direction, v.amount, v.balance_after, v.operation_index, %s"
@@ -248,11 +264,14 @@ def write_posted(
     return (row[0], row[1]) if row else None
 
 
-def write_held(tx: Transaction, holds: list[tuple[int, Decimal, Decimal]], why: str, now, db: Any, charges: dict | None) -> int | None:
+def write_held(
+    tx: Transaction, postings: list[Posting], holds: list[tuple[int, Decimal, Decimal]], why: str, now, db: Any, charges: dict | None
+) -> int | None:
     """One statement for a transaction left in review or pending: insert it (unless its
-    reference is taken), hold `(wallet_id, amount, held after)` on each wallet and charge the
-    customers' usage. Returns the transaction id, or None on a reference conflict."""
-    params: list[Any] = _tx_params(tx)
+    reference is taken) with its postings, hold `(wallet_id, amount, held after)` on each
+    wallet and charge the customers' usage. Returns the transaction id, or None on a reference
+    conflict."""
+    params: list[Any] = _tx_params(tx, postings)
     holds_sql = ""
     if holds:
         params.append(now)
@@ -268,9 +287,15 @@ def write_held(tx: Transaction, holds: list[tuple[int, Decimal, Decimal]], why: 
         )
     usage_sql, usage_params = _usage_cte(charges, now)
     params += usage_params
-    row = pg_query(_TX_INSERT_SQL + holds_sql + usage_sql + " SELECT t.id FROM t", params, db, one=True)
+    row = pg_query(_TX_INSERT_SQL + _postings_cte(postings) + holds_sql + usage_sql + " SELECT t.id FROM t", params, db, one=True)
     return row[0] if row else None
 
+
+def write_failed(tx: Transaction, postings: list[Posting], db: Any) -> int | None:
+    """One statement for a refused attempt: the failed transaction with the postings it tried.
+    Returns its id, or None when the owner's reference is taken (nothing written)."""
+    row = pg_query(_TX_INSERT_SQL + _postings_cte(postings) + " SELECT t.id FROM t", _tx_params(tx, postings), db, one=True)
+    return row[0] if row else None
 
 
 def mark_saved(tx: Transaction, pk: int) -> None:

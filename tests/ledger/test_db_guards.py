@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from ledger.checks import ledger_check
-from ledger.models import Entry, Hold, Transaction, Wallet
+from ledger.models import Entry, Hold, Posting, Transaction, Wallet
 from ledger.posting import Issue, Transfer, hold_place, ledger_post
 from tests.ledger.conftest import open_wallet, platform_asset
 
@@ -41,6 +41,17 @@ def test_entries_refuse_update_and_delete_even_raw(posted):
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         Entry.objects.filter(pk=entry.pk).delete()
     assert Entry.objects.get(pk=entry.pk).amount == Decimal("4")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_postings_refuse_update_and_delete_even_raw(posted):
+    _, _, tx = posted
+    posting = tx.postings.get()
+    for sql in ("UPDATE ledger_posting SET amount = 1000 WHERE id = %s", "DELETE FROM ledger_posting WHERE id = %s"):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            raw(sql, [posting.pk])
+    assert Posting.objects.get(pk=posting.pk).amount == Decimal("4")
 
 
 @pytest.mark.postgres

@@ -35,10 +35,10 @@ def test_issue_credits_wallet_and_debits_an_issuance_shard(usd, make_wallet):
     assert issuance.kind == Wallet.Kind.ISSUANCE and issuance.shard == wallet.pk % 16
     assert (d, amount, after, op) == ("debit", Decimal("100.50"), Decimal("-100.50"), 0)
     assert credit == (wallet.pk, "credit", Decimal("100.50"), Decimal("100.50"), 0)
-    assert tx.operations == [
-        {"amount": "100.50", "type": "issue", "wallet_id": wallet.pk, "source_wallet_id": issuance.pk,
-         "destination_wallet_id": wallet.pk, "currency": "USD"}
-    ]
+    # the operation as stored: a posting row (was the JSON `operations`; the stated currency is its asset)
+    assert list(tx.postings.values_list(
+        "index", "kind", "source_wallet_id", "source_purpose", "destination_wallet_id", "destination_purpose", "amount", "asset__code"
+    )) == [(0, "issue", issuance.pk, "issuance", wallet.pk, "", Decimal("100.50"), "USD")]
     assert ledger_check() == []
 
 
@@ -90,7 +90,7 @@ def test_insufficient_funds_records_a_failed_transaction_and_moves_nothing(usd, 
     failed = Transaction.objects.get(pk=result.transaction.pk)
     assert failed.status == Transaction.Status.FAILED
     assert (failed.failure_code, failed.failure_operation_index) == ("INSUFFICIENT_FUNDS", 2)
-    assert failed.reference == "r-1" and failed.customer == customer and len(failed.operations) == 3
+    assert failed.reference == "r-1" and failed.customer == customer and failed.postings.count() == 3
     assert not failed.entries.exists()
     assert (balance(a), balance(b)) == (Decimal("10"), 0)
     with pytest.raises(InsufficientFunds):

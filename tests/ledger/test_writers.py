@@ -1,5 +1,5 @@
 """The two writers of the posting engine (`ledger.posting.pg`, `ledger.posting.orm`) write the
-same rows for the same plan, and the PostgreSQL writer's use of Django's private API is pinned
+same rows (transaction, postings, entries, balances) for the same plan, and the PostgreSQL writer's use of Django's private API is pinned
 to the Django minor version it was written against."""
 
 from decimal import Decimal
@@ -9,10 +9,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from ledger.models import Entry, Transaction, Wallet
-from ledger.posting import Issue, PlatformAccount, Transfer, ledger_post
+from ledger.models import Entry, Posting, Transaction, Wallet
+from ledger.posting import Issue, PlatformAccount, Transfer
 from ledger.posting import engine, orm, pg
-from ledger.posting.operations import legs_of
+from ledger.posting.operations import legs_of, postings_of
 from tests.ledger.conftest import open_wallet
 
 pytestmark = pytest.mark.django_db
@@ -38,16 +38,22 @@ def _plan(source: Wallet, destination: Wallet):
     return legs, resolved, plan
 
 
-def _written(tx_id: int, source: Wallet, destination: Wallet) -> tuple[list, dict]:
-    """The entries and balances, with wallets named by role (the two runs use other wallets)."""
+def _written(tx_id: int, source: Wallet, destination: Wallet) -> tuple[list, dict, list]:
+    """The entries, balances and postings, with wallets named by role (the two runs use other wallets)."""
     role = {source.pk: "source", destination.pk: "destination"}
+    name = lambda wid: role.get(wid) or Wallet.objects.get(pk=wid).purpose  # noqa: E731
     entries = [
         (role.get(wid, Wallet.objects.get(pk=wid).purpose), d, amount, after if wid in role else None, i)
         for wid, d, amount, after, i in Entry.objects.filter(transaction_id=tx_id).order_by("id").values_list(
             "wallet_id", "direction", "amount", "balance_after", "operation_index")
     ]
     balances = {role[w.pk]: (w.balance, w.held) for w in Wallet.objects.filter(pk__in=role)}
-    return entries, balances
+    postings = [
+        (i, kind, name(sw), sp, name(dw), dp, amount, asset)
+        for i, kind, sw, sp, dw, dp, amount, asset in Posting.objects.filter(transaction_id=tx_id).order_by("index").values_list(
+            "index", "kind", "source_wallet_id", "source_purpose", "destination_wallet_id", "destination_purpose", "amount", "asset__code")
+    ]
+    return entries, balances, postings
 
 
 @pytest.mark.postgres
@@ -59,20 +65,25 @@ def test_pg_and_orm_writers_write_the_same_rows(usd):
         legs, resolved, plan = _plan(source, destination)
         now = timezone.now()
         tx = Transaction(type="transfer", reference=f"parity-{writer}", created_at=now)
-        tx.operations = engine.operations_json(legs, resolved)
+        postings = postings_of(legs, resolved)
         tx.complete()
         tx.completed_at = now
         if writer == "pg":
-            tx_id, entry_ids = pg.write_posted(tx, plan, now, [], None, {})
+            tx_id, entry_ids = pg.write_posted(tx, postings, plan, now, [], None, {})
             assert len(entry_ids) == len(plan.entries)
         else:
-            entry_ids = orm.write_posted(tx, plan, now, [], existing=False)
+            entry_ids = orm.write_posted(tx, postings, plan, now, [], existing=False)
             tx_id = tx.pk
             assert len(entry_ids) == len(plan.entries)
         stored = Transaction.objects.get(pk=tx_id)
         assert (stored.status, stored.type, stored.reference) == ("completed", "transfer", f"parity-{writer}")
         results.append(_written(tx_id, source, destination))
     assert results[0] == results[1]
-    entries, balances = results[0]
+    entries, balances, postings = results[0]
     assert balances == {"source": (Decimal("7"), Decimal("0")), "destination": (Decimal("7.25"), Decimal("0"))}
     assert [e[0] for e in entries] == ["issuance", "source", "source", "destination", "source", "fee"]
+    assert postings == [
+        (0, "issue", "issuance", "issuance", "source", "", Decimal("5"), "USD"),
+        (1, "transfer", "source", "", "destination", "", Decimal("7.25"), "USD"),
+        (2, "transfer", "source", "", "fee", "fee", Decimal("0.75"), "USD"),
+    ]
