@@ -1,6 +1,11 @@
-"""The ledger in the compliance back office (SPEC 8): assets editable; wallets read-only with
-suspend/activate actions that call the services (never FSMAdminMixin, which saves the model
-itself); transactions (with their postings and entries), entries and holds read-only."""
+"""The ledger in the compliance back office (SPEC 8).
+
+Invariants:
+* Assets are editable (never an exponent in use); wallets, transactions (with their postings
+  and entries), entries and holds are read-only.
+* Wallet suspend/activate are actions that call `ledger.services` (never FSMAdminMixin, which
+  saves the model itself), so every change is audited with the staff actor.
+"""
 
 from django.contrib import admin, messages
 

@@ -1,3 +1,5 @@
+"""Django app config of the ledger (label `ledger`; tables `ledger_*`, never renamed by moves)."""
+
 from django.apps import AppConfig
 
 

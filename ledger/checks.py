@@ -1,22 +1,16 @@
 """The ledger invariant checker (SPEC 4, invariants 2-4), over the whole database.
 
-`ledger_check()` returns a list of human-readable breaches (empty when the ledger is sound):
-
-* per asset, the sum of all wallet balances (issuance accounts included) is zero;
-* per transaction and asset, its entries net to zero (credits == debits);
-* every wallet's balance equals sum(credits) - sum(debits) of its entries;
-* every entry's `balance_after` equals the previous entry's (by id, per wallet; zero before
-  the first) plus its amount for a credit, minus it for a debit;
-* no customer or system wallet is negative or below its holds, and no `held` is negative;
-* every wallet's `held` equals the sum of its holds in status `held`;
-* only completed or reversed transactions carry entries;
-* every customer usage counter equals its recount from the ledger (`ledger.usage.usage_check`).
-
-On PostgreSQL each check is one set-based query (GROUP BY / window `LAG`), so the whole run is
-a handful of sequential scans and scales to millions of entries without loading them into
-Python. SQLite stores NUMERIC as floating point, so summing there in SQL would not be exact:
-on SQLite the same checks run in Python over Decimal values (fine for a development database).
-Each check reports at most `limit` rows.
+`ledger_check()` returns human-readable breaches (empty when the ledger is sound) of:
+* per asset, wallet balances (issuance included) sum to zero; per transaction and asset, its
+  entries net to zero;
+* each wallet's balance is its entries' credits - debits, each `balance_after` continues the
+  previous one, and `held` is the sum of its `held` holds;
+* no customer or system wallet is negative or below its holds;
+* only completed, reversed or pending transactions carry entries, and they are its postings
+  (a debit on the source, a credit on the destination, per posting; nothing else);
+* every usage counter equals its recount (`ledger.usage.usage_check`).
+Read-only, any transaction. One set-based query per check on PostgreSQL; on SQLite (NUMERIC is
+floating point there) the same checks in Python over Decimals. At most `limit` rows per check.
 """
 
 from __future__ import annotations
@@ -26,7 +20,7 @@ from decimal import Decimal
 
 from django.db import connection
 
-from ledger.models import Entry, Hold, Transaction, Wallet
+from ledger.models import Entry, Hold, Posting, Transaction, Wallet
 
 _PG_CHECKS: list[tuple[str, str]] = [
     (
@@ -72,6 +66,21 @@ _PG_CHECKS: list[tuple[str, str]] = [
         "SELECT t.id, t.status FROM ledger_transaction t"
         " WHERE t.status NOT IN ('completed', 'reversed', 'pending')"
         " AND EXISTS (SELECT 1 FROM ledger_entry e WHERE e.transaction_id = t.id) ORDER BY 1 LIMIT %s",
+    ),
+    (
+        "transaction {0}: operation {1} has entries that do not match its posting",
+        "SELECT transaction_id, operation_index FROM ("
+        " SELECT e.transaction_id, e.operation_index, e.wallet_id, e.direction, e.amount FROM ledger_entry e"
+        " EXCEPT SELECT p.transaction_id, p.\"index\", v.wallet_id, v.direction, p.amount FROM ledger_posting p"
+        " CROSS JOIN LATERAL (VALUES (p.source_wallet_id, 'debit'), (p.destination_wallet_id, 'credit')) AS v(wallet_id, direction)"
+        " WHERE EXISTS (SELECT 1 FROM ledger_entry x WHERE x.transaction_id = p.transaction_id)"
+        " ) d UNION SELECT p.transaction_id, p.\"index\" FROM ledger_posting p"
+        " WHERE EXISTS (SELECT 1 FROM ledger_entry x WHERE x.transaction_id = p.transaction_id)"
+        " AND NOT (EXISTS (SELECT 1 FROM ledger_entry e WHERE e.transaction_id = p.transaction_id AND e.operation_index = p.\"index\""
+        " AND e.wallet_id = p.source_wallet_id AND e.direction = 'debit' AND e.amount = p.amount)"
+        " AND EXISTS (SELECT 1 FROM ledger_entry e WHERE e.transaction_id = p.transaction_id AND e.operation_index = p.\"index\""
+        " AND e.wallet_id = p.destination_wallet_id AND e.direction = 'credit' AND e.amount = p.amount))"
+        " ORDER BY 1, 2 LIMIT %s",
     ),
 ]
 
@@ -139,7 +148,16 @@ def _check_python(limit: int) -> list[str]:
     )
     for tx_id, status in bad_status.values_list("id", "status")[:limit]:
         add("status", f"transaction {tx_id} is {status} but has entries")
-    return [m for kind in ("asset", "tx", "sum", "chain", "neg", "held", "status") for m in found[kind]]
+
+    legs = {
+        (p.transaction_id, p.index, wid, direction, p.amount)
+        for p in Posting.objects.filter(transaction_id__in=tx_with_entries).iterator()
+        for wid, direction in ((p.source_wallet_id, Entry.Direction.DEBIT), (p.destination_wallet_id, Entry.Direction.CREDIT))
+    }
+    written = set(Entry.objects.values_list("transaction_id", "operation_index", "wallet_id", "direction", "amount"))
+    for tx_id, index in sorted({(t, i) for t, i, *_ in legs ^ written}):
+        add("postings", f"transaction {tx_id}: operation {index} has entries that do not match its posting")
+    return [m for kind in ("asset", "tx", "sum", "chain", "neg", "held", "status", "postings") for m in found[kind]]
 
 
 def ledger_check(*, limit: int = 100) -> list[str]:

@@ -1,6 +1,10 @@
-"""Demo ledger data for `seed_demo` (SPEC 10). Idempotent: wallets are opened only if missing,
-and the deposits carry fixed references ("demo-seed-..."), so a second run gets
-DUPLICATE_REFERENCE from the ledger and moves nothing."""
+"""Demo ledger data for `seed_demo` (SPEC 10).
+
+Invariants:
+* Idempotent: wallets are opened only if missing, and the deposits carry fixed references
+  ("demo-seed-..."), so a second run gets DUPLICATE_REFERENCE from the ledger and moves nothing.
+* Money only through `ledger.posting.ledger_post`, one transaction per demo wallet.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,12 @@
-"""Ledger error types (SPEC 5 error table). All are `CofferError`s, rendered by
-`core.exceptions.api_exception_handler` as `{"error": {"code", "message", "details"}}`."""
+"""Ledger error types (SPEC 5 error table).
+
+Invariants:
+* All are `CofferError`s with a fixed code and status, rendered by
+  `core.exceptions.api_exception_handler` as `{"error": {"code", "message", "details"}}`.
+* A refusal on locked state (`LedgerPostingError`: WALLET_INACTIVE, CURRENCY_MISMATCH,
+  INSUFFICIENT_FUNDS) carries `operation_index` in its details and is returned by the engine
+  in `PostingResult`, not raised; the others are raised before anything is written.
+"""
 
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 

@@ -1,6 +1,14 @@
-"""Row-lock querysets. One order everywhere (STYLE 4): a transaction or pay order first, then the
-customer, then wallets by ascending primary key, then holds. Entries are insert-only and never
-locked. `of=("self",)` keeps joined rows (the asset) unlocked."""
+"""Row-lock querysets of the ledger, and where the ledger's locks sit in the global order.
+
+Invariants (STYLE 4, SPEC 4.7):
+* One order everywhere: the parent row first (a payout, review case, exchange quote or pay
+  order, locked by its own app), then the ledger transaction, then customers by ascending id
+  (`compliance.limits.customers_lock`), then wallets by ascending id (a posting's shard rows
+  in the same statement), then holds. Nothing locks backwards, so postings cannot deadlock.
+* Entries and postings are insert-only and never locked.
+* `of=("self",)` keeps joined rows (the asset) unlocked.
+* Every lock lasts until the caller's transaction ends: call these inside one.
+"""
 
 from django.db.models import QuerySet
 

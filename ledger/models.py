@@ -1,25 +1,16 @@
-"""The double-entry ledger: assets, wallets, transactions, entries and holds.
+"""The double-entry ledger: assets, wallets, transactions, postings, entries, holds, usage.
 
-Invariants (SPEC 4), and who keeps them:
-
-* Money is exact: every amount and balance is NUMERIC(38, 18) (`AMOUNT`), wide enough for an
-  18-decimal asset; a bigint of minor units would overflow near 9.2 ETH.
-* Direction is from the wallet holder's point of view: a **credit** increases the wallet's
-  balance, a **debit** decreases it. Every leg of a posting writes one debit (source) and one
-  credit (destination) of the same amount in the same asset, so per transaction and per asset
-  sum(credits) == sum(debits), and the sum of all balances of an asset (issuance accounts
-  included) is zero. A deferred PostgreSQL constraint trigger re-checks the first at commit.
-* `Wallet.balance` equals sum(credits) - sum(debits) of its entries, and each entry's
-  `balance_after` is the previous entry's (in id order) plus or minus its amount.
-  `ledger.posting` is the only writer of balances, holds and entries.
-* No customer or system wallet goes below zero, nor below its holds: CHECK constraints
-  (`balance >= 0`, `balance - held >= 0`, `held >= 0`) exempt only `kind=issuance`, the asset's
-  issuance account, which is where value enters and leaves the ledger and so goes negative.
-* Entries are append-only: PostgreSQL triggers (migration 0002) refuse UPDATE and DELETE on
-  entries and DELETE on transactions and holds.
-* Hot platform accounts (issuance per asset, platform fee/FX/settlement wallets) are split into
-  `LEDGER_HOT_ACCOUNT_SHARDS` rows (`shard` 0..N-1) with the same (asset, kind, purpose); see
-  `ledger.posting.shards` for how a posting picks one.
+Invariants (SPEC 4), kept by the database where it can and by `ledger.posting` otherwise:
+* Amounts and balances are NUMERIC(38, 18) (`AMOUNT`) and positive where they are moved.
+* A credit raises a wallet's balance, a debit lowers it. Each posting writes one debit (source)
+  and one credit (destination) of its amount, so a transaction's entries net to zero per asset
+  (a deferred PostgreSQL trigger checks at commit) and every asset's balances sum to zero.
+* `Wallet.balance` = credits - debits of its entries; each `balance_after` continues the last;
+  `Wallet.held` = the sum of its `held` holds (`ledger.checks.ledger_check` verifies all three).
+* Only issuance wallets go below zero or below their holds (CHECK constraints).
+* Entries and postings are append-only; transactions and holds are never deleted (triggers).
+* `ledger.posting` is the only writer of balances, holds, postings, entries and usage counters.
+* Hot platform accounts are `LEDGER_HOT_ACCOUNT_SHARDS` rows each (`ledger.posting.shards`).
 """
 
 from __future__ import annotations

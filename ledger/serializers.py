@@ -1,20 +1,15 @@
-"""Input and output shapes of the ledger API (assets, organization transactions, history).
+"""Input and output shapes of the ledger API, and `TransactionPresenter` (SPEC 6).
 
-Amounts in: strings or JSON numbers, kept as sent and parsed by `core.money.parse_amount` for
-the wallet's asset (which names the field when it refuses one). Amounts out: strings at the
-asset's exponent (`core.money.format_amount`).
-
-A transaction's representation (SPEC 6) is built by `TransactionPresenter` for a page of
-transactions at once, in a fixed number of queries whatever the page size: the entries of the
-whole page in one prefetch (with their wallets, assets and owners), and the wallets named only by
-failed attempts in one more. Its summary fields describe the transaction's first operation (its
-"principal" operation: a deposit's issue, a transfer's transfer, an organization's first
-operation): `amount`, `currency`, source and destination wallet ids and names (null for the
-outside world: the source of an issue, the destination of a redeem). `fee` is the sum of the
-legs paid into the platform's fee account. `balance_after` is the caller's own balance right
-after the transaction, from the last entry on the first wallet of the principal operation that
-the caller owns (null when it owns neither, and for attempts that posted nothing). In entries, a
-`balance_after` on a wallet the caller does not own is always null.
+Invariants:
+* Amounts in are strings or JSON numbers, parsed by `core.money.parse_amount` for the wallet's
+  asset (never through a float); amounts out are strings at the asset's exponent.
+* A page of transactions is presented in a fixed number of queries whatever its size (entries
+  and postings prefetched, the remaining wallets in one query); a transaction a posting just
+  returned is presented from `posted_entries` / `posted_postings`, without reading it back.
+* Summary fields describe the first posting (the principal operation); the outside world and
+  platform accounts are null sides; `fee` is the postings paid into the platform fee account;
+  `balance_after` is the caller's own balance after the transaction, else null.
+* A `balance_after` on a wallet the viewer does not own is always null.
 """
 
 from __future__ import annotations

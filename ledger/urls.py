@@ -1,3 +1,5 @@
+"""Routes of the ledger API under /api/v1/ (the rest of /wallets is `wallets.urls`)."""
+
 from django.urls import path
 
 from ledger.apis import assets, transactions, wallets

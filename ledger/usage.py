@@ -1,22 +1,17 @@
 """Per-customer usage counters: what each posting counts toward its customers' limits.
 
-A movement counts, per leg, from each customer's side:
-- outgoing for the customer owning the leg's source wallet, incoming for the one owning its
-  destination, in the leg's asset, under the movement type of the transaction (`USAGE_TYPES`;
-  an organization transaction's legs count by operation: issue = deposit, redeem = withdrawal,
-  transfer = transfer);
-- not counted: a leg between two wallets of the same customer (nothing enters or leaves), a
-  leg into the platform's fee account (the fee is not part of the amount asked to move) except
-  for an exchange, whose fee is part of its source amount (`FEE_INCLUDED_TYPES`).
-A transaction counts while it is `completed`, `pending` (payout in flight) or `in_review`
-(funds held), on the UTC day it was created; it is released when it becomes `failed`,
-`rejected` or `reversed` (the money came back).
-
-Who writes. The posting engine only (`ledger.posting`): it charges a new transaction in the
-same statement that writes it (PostgreSQL) or right after (elsewhere), and releases it in the
-transition that ends it. `usage_charges` is the one definition of what counts; the engine, the
-release and `usage_recount` (the check) all call it, so counters and recount cannot disagree
-by construction, only by a write that bypassed the engine, which `usage_check` reports.
+Invariants:
+* Per leg, a movement counts outgoing for the customer owning the source wallet and incoming
+  for the one owning the destination, in the leg's asset, under the transaction's movement type
+  (`USAGE_TYPES`; an organization transaction by operation: issue = deposit, redeem =
+  withdrawal). Not counted: a leg between one customer's wallets, a fee leg (except an
+  exchange's, `FEE_INCLUDED_TYPES`).
+* A transaction counts while completed, pending or in review, on the UTC day it was created,
+  and is released when it fails, is rejected or reversed.
+* Only the posting engine writes counters, in the transaction of the posting or transition;
+  `usage_charges` is the one definition of what counts (engine, release and recount), so a
+  counter always equals `usage_recount` over the posting rows unless a write bypassed the
+  engine, which `usage_check` (run by `check_ledger`) reports.
 """
 
 from __future__ import annotations

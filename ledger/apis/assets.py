@@ -1,6 +1,11 @@
-"""`GET /assets` (platform assets and the caller's custom ones) and `POST /assets` (an
-organization defines a custom asset, visible only to itself). Writes go through
-`ledger.services.organization_asset_create`."""
+"""`/assets`: platform assets and an organization's custom ones (SPEC 6).
+
+Invariants:
+* `GET` lists the platform's assets plus the caller organization's own (a user sees platform
+  assets only); another organization's custom asset never appears.
+* `POST` is for organizations only and goes through `ledger.services.organization_asset_create`
+  (audited; a taken code is 400); an asset's exponent never changes once created.
+"""
 
 from __future__ import annotations
 

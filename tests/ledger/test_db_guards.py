@@ -173,6 +173,18 @@ def test_checker_finds_an_unbalanced_transaction_and_a_broken_chain(usd, make_wa
 
 
 @pytest.mark.django_db
+def test_checker_finds_entries_that_are_not_the_postings(usd, make_wallet):
+    a, b = make_wallet(usd, "10"), make_wallet(usd)
+    tx = ledger_post(type="transfer", operations=[Transfer(a, b, "3")]).raise_for_error()
+    assert ledger_check() == []
+    _entry(tx, a, "debit", "1", "6", 1)  # an operation the transaction never had
+    _entry(tx, b, "credit", "1", "4", 1)
+    breaches = ledger_check()
+    assert any(f"transaction {tx.pk}: operation 1 has entries that do not match its posting" in x for x in breaches), breaches
+    assert not any(f"transaction {tx.pk}: operation 0 " in x for x in breaches), breaches
+
+
+@pytest.mark.django_db
 def test_checker_finds_held_mismatch_and_entries_on_failed_transactions(usd, make_wallet):
     a, b = make_wallet(usd, "10"), make_wallet(usd)
     Wallet.objects.filter(pk=a.pk).update(held=Decimal("3"))
