@@ -421,7 +421,7 @@ def round_trips(kind: str, ids: list[int]) -> tuple[int, int, list[str]]:
     every simple Query and every extended-protocol Sync waits for the server) of one posting,
     BEGIN and COMMIT included. The statements are listed from one posting under an execute
     wrapper (which sends ledger_post's statements through Django's cursor), the round trips
-    counted on another without it (the hot path: ledger.posting.pg's own psycopg cursor)."""
+    counted on another without it (the hot path: core.db.query's prepared psycopg cursor)."""
     from django.db import connection, transaction
     from psycopg.pq import Trace
 

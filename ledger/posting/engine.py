@@ -69,7 +69,7 @@ def lock(legs: list[Leg], extra_wallet_ids: Iterable[int] = (), db: Any = None) 
 
     def query() -> dict[int, Row]:
         if db.vendor == "postgresql":
-            return pg.lock_rows(ids, sorted(platform_sides), n, db)
+            return pg.lock_rows(ids, sorted(platform_sides), n)
         return orm.lock_rows(ids, sorted(platform_sides), n)
 
     rows = query()
@@ -194,7 +194,7 @@ def _record_failure(tx: Transaction, postings: list[Posting], error: LedgerPosti
         tx.save()
         return True
     if db.vendor == "postgresql":
-        tx_id = pg.write_failed(tx, postings, db)
+        tx_id = pg.write_failed(tx, postings)
         if tx_id is None:
             return False
         pg.mark_saved(tx, tx_id)
@@ -302,7 +302,7 @@ def post(
         tx.complete()
         tx.completed_at = now
     if db.vendor == "postgresql" and not existing:
-        written = pg.write_posted(tx, postings, plan, now, [h.pk for h in captured], db, charges)
+        written = pg.write_posted(tx, postings, plan, now, [h.pk for h in captured], charges)
         if written is None:
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
         pk, entry_ids = written
@@ -358,7 +358,7 @@ def _place_review_holds(tx: Transaction, postings: list[Posting], plan: Plan, ro
     ]
     db = connections[DEFAULT_DB_ALIAS]
     if db.vendor == "postgresql":
-        tx_id = pg.write_held(tx, postings, holds, why, now, db, charges)
+        tx_id = pg.write_held(tx, postings, holds, why, now, charges)
         if tx_id is None:
             return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
         pg.mark_saved(tx, tx_id)

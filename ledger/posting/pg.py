@@ -1,9 +1,10 @@
 """The PostgreSQL writer of the posting engine: two prepared statements per posting.
 
 Invariants:
-* All use of Django's private database API (`_prepare_cursor`, a cursor cached on the
-  connection, `validate_no_broken_transaction`, a model instance's `_state`) lives in this
-  module and nowhere else; `tests/ledger/test_writers.py` pins the Django minor version.
+* Statements run through `core.db.query` (bound server-side, prepared once per connection;
+  through a Django cursor when something watches them, so statement budgets count them). The
+  ledger's own use of Django internals (a saved instance's `_state`) is here and nowhere else;
+  `tests/ledger/test_writers.py` pins the Django minor version both were written against.
 * A posting is two statements: `lock_rows` (SELECT ... ORDER BY id FOR UPDATE OF wallet, shard
   rows resolved in the same statement) and `write_posted` / `write_held` / `write_failed` (one
   data-modifying CTE: the transaction with `ON CONFLICT DO NOTHING` on its reference, its
@@ -20,49 +21,13 @@ import functools
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection
+
+from core.db import query
 
 from ledger.models import Asset, Posting, Transaction, Wallet
 from ledger.posting.operations import Plan, Side, json_dumps
 from ledger.usage import usage_day, usage_rows_sql
-
-
-@functools.cache
-def _prepared_cursor_class() -> type:
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
-    class PreparedCursor(ServerBindingCursor):
-        def execute(self, query, params=None, *, prepare=None, binary=None):
-            return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
-
-        def _convert_query(self, query, params=None):
-            # psycopg records the statement (`_query`, what Django's query log reads) only on
-            # the unprepared path; record it on the prepared one too.
-            self._query = pgq = super()._convert_query(query, params)
-            return pgq
-
-    return PreparedCursor
-
-
-def pg_cursor():
-    """A Django cursor (execute wrappers, query capture, error translation all apply) over a
-    psycopg cursor with server-side binding that prepares its statements: the two statements
-    of a posting are parsed and planned once per connection instead of on every posting
-    (planning was about half of their server time). Set LEDGER_PREPARED_STATEMENTS = False
-    behind a transaction-mode pooler that cannot carry prepared statements (pgbouncer < 1.21)."""
-    if not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
-        return connection.cursor()
-    db = connections[DEFAULT_DB_ALIAS]  # one lookup through the `connection` proxy, not six
-    db.ensure_connection()
-    pg = db.connection
-    if pg.prepare_threshold is None:
-        # Django turns psycopg's statement preparation off (None); a huge threshold turns it on
-        # for explicit `prepare=True` only. Django's own cursors bind client-side and so never
-        # prepare anything: only the statements run through this cursor are prepared.
-        pg.prepare_threshold = 2**31 - 1
-    with db.wrap_database_errors:
-        return db._prepare_cursor(_prepared_cursor_class()(pg))
 
 
 class LockedAsset:
@@ -87,44 +52,6 @@ class LockedWallet:
          self.balance, self.held) = values[:9]
         self.customer_id = values[11]
         self.asset = asset
-
-
-def pg_query(sql: str, params: list[Any], db: Any = None, *, one: bool = False) -> Any:
-    """Run one statement of the posting on PostgreSQL and return its rows (`one`: the first).
-
-    Hot path: a psycopg server-binding cursor kept per connection, prepared statements, inside
-    Django's own error translation (`wrap_database_errors`: psycopg errors surface as
-    django.db IntegrityError/DatabaseError, as from any Django cursor) and after the checks a
-    Django cursor makes (thread sharing, a transaction already broken by an error). Django's
-    CursorWrapper and a cursor per statement were ~15% of a posting's Python CPU. The
-    transaction is Django's: the caller's atomic block (ledger_post always runs in one) turned
-    autocommit off, so psycopg sends BEGIN before the first statement and the block commits.
-
-    When something watches Django's cursors (query capture: DEBUG, CaptureQueriesContext,
-    assertNumQueries; or execute wrappers, e.g. bench/ledger_bench.py's round-trip count), the
-    statement goes through a Django cursor instead, so it is logged and wrapped as usual.
-    `db`: the default connection, when the caller already has it."""
-    if db is None:
-        db = connections[DEFAULT_DB_ALIAS]
-    if db.queries_logged or db.execute_wrappers or not getattr(settings, "LEDGER_PREPARED_STATEMENTS", True):
-        with pg_cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchone() if one else cursor.fetchall()
-    db.close_if_health_check_failed()
-    db.ensure_connection()
-    db.validate_thread_sharing()
-    db.validate_no_broken_transaction()
-    pg = db.connection
-    cursor = db.__dict__.get("_ledger_cursor")
-    if cursor is None or cursor.connection is not pg or cursor.closed:
-        if pg.prepare_threshold is None:
-            pg.prepare_threshold = 2**31 - 1  # see pg_cursor
-        from django.db.backends.postgresql.base import ServerBindingCursor
-
-        cursor = db._ledger_cursor = ServerBindingCursor(pg)
-    with db.wrap_database_errors:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchone() if one else cursor.fetchall()
 
 
 @functools.lru_cache(maxsize=512)
@@ -157,11 +84,11 @@ def lock_sql(wallet_ids: int, platform_conditions: int) -> str:
     )
 
 
-def lock_rows(ids: set[int], platform_sides: list[Side], n: int, db: Any) -> dict[int, LockedWallet]:
+def lock_rows(ids: set[int], platform_sides: list[Side], n: int) -> dict[int, LockedWallet]:
     params: list[Any] = sorted(ids)
     for _, purpose, cid in platform_sides:
         params += [purpose, cid % n, cid]
-    fetched = pg_query(lock_sql(len(ids), len(platform_sides)), params, db)
+    fetched = query(lock_sql(len(ids), len(platform_sides)), params)
     rows: dict[int, LockedWallet] = {}
     assets: dict[int, LockedAsset] = {}
     for values in fetched:
@@ -220,7 +147,7 @@ def _usage_cte(charges: dict | None, now) -> tuple[str, list[Any]]:
 
 
 def write_posted(
-    tx: Transaction, postings: list[Posting], plan: Plan, now, captured_hold_ids: list[int], db: Any = None, charges: dict | None = None
+    tx: Transaction, postings: list[Posting], plan: Plan, now, captured_hold_ids: list[int], charges: dict | None = None
 ) -> tuple[int, list[int]] | None:
     """One statement: insert the transaction (unless its reference is taken), its postings, its
     entries, every touched balance and the customers' usage counters (`ledger.usage`). Returns
@@ -260,12 +187,12 @@ def write_posted(
         " WHERE w.id = v.id"
         f"){holds_sql}{usage_sql} SELECT t.id, (SELECT array_agg(e.id ORDER BY e.id) FROM e) FROM t"
     )
-    row = pg_query(sql, params, db, one=True)
+    row = query(sql, params, one=True)
     return (row[0], row[1]) if row else None
 
 
 def write_held(
-    tx: Transaction, postings: list[Posting], holds: list[tuple[int, Decimal, Decimal]], why: str, now, db: Any, charges: dict | None
+    tx: Transaction, postings: list[Posting], holds: list[tuple[int, Decimal, Decimal]], why: str, now, charges: dict | None
 ) -> int | None:
     """One statement for a transaction left in review or pending: insert it (unless its
     reference is taken) with its postings, hold `(wallet_id, amount, held after)` on each
@@ -287,14 +214,14 @@ def write_held(
         )
     usage_sql, usage_params = _usage_cte(charges, now)
     params += usage_params
-    row = pg_query(_TX_INSERT_SQL + _postings_cte(postings) + holds_sql + usage_sql + " SELECT t.id FROM t", params, db, one=True)
+    row = query(_TX_INSERT_SQL + _postings_cte(postings) + holds_sql + usage_sql + " SELECT t.id FROM t", params, one=True)
     return row[0] if row else None
 
 
-def write_failed(tx: Transaction, postings: list[Posting], db: Any) -> int | None:
+def write_failed(tx: Transaction, postings: list[Posting]) -> int | None:
     """One statement for a refused attempt: the failed transaction with the postings it tried.
     Returns its id, or None when the owner's reference is taken (nothing written)."""
-    row = pg_query(_TX_INSERT_SQL + _postings_cte(postings) + " SELECT t.id FROM t", _tx_params(tx, postings), db, one=True)
+    row = query(_TX_INSERT_SQL + _postings_cte(postings) + " SELECT t.id FROM t", _tx_params(tx, postings), one=True)
     return row[0] if row else None
 
 

@@ -69,7 +69,7 @@ def test_pg_and_orm_writers_write_the_same_rows(usd):
         tx.complete()
         tx.completed_at = now
         if writer == "pg":
-            tx_id, entry_ids = pg.write_posted(tx, postings, plan, now, [], None, {})
+            tx_id, entry_ids = pg.write_posted(tx, postings, plan, now, [], {})
             assert len(entry_ids) == len(plan.entries)
         else:
             entry_ids = orm.write_posted(tx, postings, plan, now, [], existing=False)
