@@ -1,8 +1,8 @@
 """The posting engine: `ledger_post` locks, simulates in memory, then writes, all or none.
 
 Invariants:
-* The only writer of balances, holds, entries and usage counters (`ledger.posting.pg` on
-  PostgreSQL, `ledger.posting.orm` elsewhere); every other module posts through it.
+* The only writer of balances, holds, postings, entries and usage counters (through
+  `ledger.posting.pg` on PostgreSQL, `ledger.posting.orm` elsewhere); all else posts through it.
 * Every wallet of a posting (shard rows included) is locked once, in ascending id order, in one
   statement (SPEC 4.7); legs apply in order and after each one no non-issuance wallet's
   available balance (balance - held) is below zero.
