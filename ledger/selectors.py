@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
+from core.db import model_columns, model_from_row, query
 from core.errors import NotFound
 from ledger.errors import WalletNotFound
 from ledger.models import Asset, Entry, Hold, Transaction, Wallet
@@ -43,6 +45,58 @@ class Viewer:
                 return True
             return wallet.customer_id is not None and wallet.customer.organization_id == self.organization.pk
         return wallet.customer_id is not None and wallet.customer.user_id == self.user.pk
+
+
+_OWNERS_SQL: dict[tuple[str, str], str] = {}
+
+
+def wallets_with_owners(where: str, params: list) -> dict[int, Wallet]:
+    """Wallets by id with their asset and owner (customer, its user, the owning organization:
+    the customer's, or the wallet's own for a system wallet) in one written-out statement, the
+    read every money request starts with. `where` is SQL over `w` (wallet), `c` (customer), `u`
+    (user). The ORM compiling this 4-join select_related was a fifth of a transfer's CPU."""
+    from accounts.models import Customer, Organization, User
+
+    key = (connection.vendor, where)
+    sql = _OWNERS_SQL.get(key)
+    if sql is None:
+        tables = {m: connection.ops.quote_name(m._meta.db_table) for m in (Wallet, Asset, Customer, User, Organization)}
+        sql = _OWNERS_SQL[key] = (
+            f"SELECT {model_columns(Wallet, 'w')}, {model_columns(Asset, 'a')}, {model_columns(Customer, 'c')},"
+            f" {model_columns(User, 'u')}, {model_columns(Organization, 'o')}"
+            f" FROM {tables[Wallet]} w JOIN {tables[Asset]} a ON a.id = w.asset_id"
+            f" LEFT JOIN {tables[Customer]} c ON c.id = w.customer_id"
+            f" LEFT JOIN {tables[User]} u ON u.id = c.user_id"
+            f" LEFT JOIN {tables[Organization]} o ON o.id = coalesce(c.organization_id, w.organization_id)"
+            f" WHERE {where}"
+        )
+    found: dict[int, Wallet] = {}
+    for row in query(sql, params):
+        wallet, at = model_from_row(Wallet, row, 0)
+        asset, at = model_from_row(Asset, row, at)
+        customer, at = model_from_row(Customer, row, at)
+        owner, at = model_from_row(User, row, at)
+        organization, _ = model_from_row(Organization, row, at)
+        Wallet._meta.get_field("asset").set_cached_value(wallet, asset)
+        Wallet._meta.get_field("customer").set_cached_value(wallet, customer)
+        Wallet._meta.get_field("organization").set_cached_value(wallet, organization if wallet.organization_id else None)
+        if customer is not None:
+            Customer._meta.get_field("user").set_cached_value(customer, owner)
+            Customer._meta.get_field("organization").set_cached_value(customer, organization if customer.organization_id else None)
+        found[wallet.pk] = wallet
+    return found
+
+
+def organization_wallets_get(*, organization, ids) -> dict[int, Wallet]:
+    """Those of `ids` that are the organization's wallets (its system wallets and its customers'),
+    with asset and owner; the others are simply absent."""
+    ids = sorted({i for i in ids if isinstance(i, int) and not isinstance(i, bool)})
+    if not ids:
+        return {}
+    return wallets_with_owners(
+        f"w.id IN ({', '.join(['%s'] * len(ids))}) AND (w.organization_id = %s OR c.organization_id = %s)",
+        [*ids, organization.pk, organization.pk],
+    )
 
 
 def wallets_owned(*, viewer: Viewer) -> QuerySet[Wallet]:

@@ -35,7 +35,7 @@ from ledger.posting import Issue, Redeem, Transfer
 from ledger.posting.engine import in_transaction
 from ledger.posting.operations import wallet_id_of
 from ledger.posting.shards import platform_wallets_ensure
-from ledger.selectors import WALLET_RELATED, Viewer, asset_get, wallets_owned
+from ledger.selectors import WALLET_RELATED, Viewer, asset_get, organization_wallets_get, wallets_owned
 from ledger.serializers import OrgWalletOutput, TransactionPresenter, transactions_with_entries
 from ledger.usage import UsageLeg, WalletOwner, usage_charges
 from moneypath.pipeline import LimitScope, MoneyMovement, money_path
@@ -149,7 +149,7 @@ def _ledger_operations(*, organization: Organization, operations: list[dict[str,
     organization's (else a 404 that says nothing about the wallet) and every amount parsed for
     its wallet's asset (400 naming `operations[i].amount`). Returns them with the wallets."""
     ids = {op[key] for op in operations for key in ("wallet_id", "source_wallet_id", "destination_wallet_id") if key in op}
-    owned = {w.pk: w for w in wallets_owned(viewer=Viewer(organization=organization)).filter(pk__in=ids).select_related("asset", "customer__user", "organization")}
+    owned = organization_wallets_get(organization=organization, ids=ids)
     out: list = []
     for index, op in enumerate(operations):
         names = ("source_wallet_id", "destination_wallet_id") if op["type"] == "transfer" else ("wallet_id",)

@@ -3,14 +3,12 @@ wallets; anything else is `WalletNotFound` (404, never 403: SPEC 5)."""
 
 from __future__ import annotations
 
-from django.db import connection
 from django.db.models import QuerySet
 
 from accounts.models import Customer, User
 from ledger.errors import WalletNotFound
-from core.db import model_columns, model_from_row, query
-from ledger.models import Asset, Entry, Transaction, Wallet
-from ledger.selectors import wallet_entries
+from ledger.models import Entry, Transaction, Wallet
+from ledger.selectors import wallet_entries, wallets_with_owners
 
 
 def customer_of(*, user: User) -> Customer | None:
@@ -29,48 +27,9 @@ def wallet_entries_for_user(*, user: User, wallet_id: int) -> QuerySet[Entry]:
     return wallet_entries(wallet=wallet)
 
 
-def _wallets_with_owners_sql(where: str) -> str:
-    """Customer wallets with their asset and owner (customer, its user, its organization), the
-    read every money request starts with, written out once per shape (the ORM compiling a
-    4-join select_related on every money request was a fifth of a transfer's CPU)."""
-    from accounts.models import Organization
-
-    tables = {m: connection.ops.quote_name(m._meta.db_table) for m in (Wallet, Asset, Customer, User, Organization)}
-    return (
-        f"SELECT {model_columns(Wallet, 'w')}, {model_columns(Asset, 'a')}, {model_columns(Customer, 'c')},"
-        f" {model_columns(User, 'u')}, {model_columns(Organization, 'o')}"
-        f" FROM {tables[Wallet]} w JOIN {tables[Asset]} a ON a.id = w.asset_id"
-        f" LEFT JOIN {tables[Customer]} c ON c.id = w.customer_id"
-        f" LEFT JOIN {tables[User]} u ON u.id = c.user_id"
-        f" LEFT JOIN {tables[Organization]} o ON o.id = c.organization_id"
-        f" WHERE w.kind = %s AND ({where})"
-    )
-
-
-_SQL: dict[tuple[str, str], str] = {}
-
-
 def _wallets_with_owners(where: str, params: list) -> dict[int, Wallet]:
-    from accounts.models import Organization
-
-    sql = _SQL.get((connection.vendor, where))
-    if sql is None:
-        sql = _SQL[(connection.vendor, where)] = _wallets_with_owners_sql(where)
-    rows = query(sql, [Wallet.Kind.CUSTOMER, *params])
-    found: dict[int, Wallet] = {}
-    for row in rows:
-        wallet, at = model_from_row(Wallet, row, 0)
-        asset, at = model_from_row(Asset, row, at)
-        customer, at = model_from_row(Customer, row, at)
-        owner, at = model_from_row(User, row, at)
-        organization, _ = model_from_row(Organization, row, at)
-        Wallet._meta.get_field("asset").set_cached_value(wallet, asset)
-        Wallet._meta.get_field("customer").set_cached_value(wallet, customer)
-        if customer is not None:
-            Customer._meta.get_field("user").set_cached_value(customer, owner)
-            Customer._meta.get_field("organization").set_cached_value(customer, organization)
-        found[wallet.pk] = wallet
-    return found
+    """Customer wallets matching `where` with their asset and owner (ledger.selectors)."""
+    return wallets_with_owners(f"w.kind = %s AND ({where})", [Wallet.Kind.CUSTOMER, *params])
 
 
 def wallet_get_for_user(*, user: User, wallet_id: int) -> Wallet:

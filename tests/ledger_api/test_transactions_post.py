@@ -94,6 +94,27 @@ def test_seed_003_issue_first_succeeds(client_a, w1, w2):
     assert len(issuance) == 1 and issuance[0]["balance_after"] is None  # the platform's account is not the caller's
 
 
+def test_bodies_are_exactly_the_documented_serializer(client_a, org, points, w1, w2):
+    """The view renders the presenter's dict without a serializer pass: it must be what
+    LedgerTransactionDetailOutput (the schema's response) renders, field for field, for a
+    completed transaction, one through a system wallet, and a failed one (in the 422's details)."""
+    import json
+
+    from rest_framework.renderers import JSONRenderer
+
+    from ledger.serializers import LedgerTransactionDetailOutput
+
+    system = system_wallet(org, points)
+    bodies = [
+        post_tx(client_a, {"reference": "shape-1", "operations": [op_issue(w1, "6"), op_transfer(w1, w2, "2")]}),
+        post_tx(client_a, {"reference": "shape-2", "operations": [op_issue(system, "3"), op_transfer(system, w2, "1"), op_redeem(w2, "1")]}),
+    ]
+    failed = post_tx(client_a, {"reference": "shape-3", "operations": [op_transfer(w2, w1, "1000")]})
+    assert [r.status_code for r in bodies] == [201, 201] and failed.status_code == 422
+    for body in [r.json() for r in bodies] + [failed.json()["error"]["details"]["transaction"]]:
+        assert json.loads(JSONRenderer().render(LedgerTransactionDetailOutput(body).data)) == body
+
+
 def test_redeem_and_system_wallets(client_a, org, points, w1):
     fees = system_wallet(org, points, label="fees")
     response = post_tx(client_a, {"reference": "r-1", "description": "cash out", "metadata": {"order": 7},
