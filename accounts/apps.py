@@ -2,20 +2,30 @@ from django.apps import AppConfig
 
 
 class AccountsConfig(AppConfig):
+    """Who is asking: identity (users, login, tokens, 2FA), organizations (keys and their auth
+    schemes, tenancy), the webhook engine, and the merchant dashboard. One app label, `accounts`."""
+
     name = "accounts"
     verbose_name = "Users, customers and organizations"
 
     def ready(self) -> None:
-        from accounts import org_admin, tasks, twofactor  # noqa: F401 - admin registrations, outbox handlers (webhooks, 2FA mail)
-        from accounts.oauth import GRANT_TYPE, client_credentials_grant
-        from accounts.services import token_grant_register
-
-        token_grant_register(GRANT_TYPE, client_credentials_grant)
-
         from django.db.models.signals import post_delete, post_save
 
-        from accounts.authentication import user_cache_forget
+        from accounts import admin  # noqa: F401 - admin registrations
+        from accounts.identity.email_codes import email_otp_deliver
+        from accounts.identity.tokens import token_grant_register
+        from accounts.identity.twofactor import EMAIL_CODE_TOPIC
         from accounts.models import User
+        from accounts.orgs.authentication import user_cache_forget
+        from accounts.orgs.oauth import GRANT_TYPE, client_credentials_grant
+        from accounts.webhooks import WEBHOOK_TOPIC
+        from accounts.webhooks.deliver import webhook_deliver
+        from core.outbox import register_handler
+
+        # Outbox handlers, in every process that dispatches: webhook attempts and 2FA mail.
+        register_handler(WEBHOOK_TOPIC, webhook_deliver)
+        register_handler(EMAIL_CODE_TOPIC, email_otp_deliver)
+        token_grant_register(GRANT_TYPE, client_credentials_grant)
 
         post_save.connect(user_cache_forget, sender=User, dispatch_uid="accounts.user_cache_forget.saved")
         post_delete.connect(user_cache_forget, sender=User, dispatch_uid="accounts.user_cache_forget.deleted")

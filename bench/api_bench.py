@@ -6,8 +6,8 @@ One run measures the money API as clients see it, beside the engine's own ceilin
 1. A throwaway PostgreSQL database `coffer_apibench_<pid>` on the server of `--database-url`
    (default postgres://postgres@127.0.0.1:5432), migrated and seeded: `--users` users (default
    1,000), each with a customer profile, one USD wallet funded through `ledger_post` (Issue) and a
-   JWT access token (`accounts.services.token_pair_for_user`, a day's lifetime); an organization
-   with an API key (`accounts.org_services.api_key_create`) and `--org-wallets` customer wallets
+   JWT access token (`accounts.identity.tokens.token_pair_for_user`, a day's lifetime); an organization
+   with an API key (`accounts.orgs.services.api_key_create`) and `--org-wallets` customer wallets
    (default 1,000; `ledger_bench.seed_wallets`, contiguous ids, as the pgbench ceiling needs).
 2. gunicorn (`config.wsgi:application`, `--workers` sync workers, default 4) on 127.0.0.1 and a
    free port, DEBUG off, Redis db 12, the money throttle raised out of the way.
@@ -111,7 +111,7 @@ def seed_users(n: int) -> list[dict]:
     from django.contrib.auth.hashers import make_password
 
     from accounts.models import Customer, User
-    from accounts.services import token_pair_for_user
+    from accounts.identity.tokens import token_pair_for_user
     from ledger.models import Asset
     from ledger.posting import Issue, ledger_post
     from ledger.services import wallet_open
@@ -143,7 +143,7 @@ def seed_busy_customer(wallet_count: int, tag: str = "busy") -> dict:
     from django.contrib.auth.hashers import make_password
 
     from accounts.models import Customer, User
-    from accounts.services import token_pair_for_user
+    from accounts.identity.tokens import token_pair_for_user
     from ledger.models import Asset
     from ledger.posting import Issue, ledger_post
     from ledger.services import wallet_open
@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
 
     from accounts.models import Organization
-    from accounts.org_services import api_key_create
+    from accounts.orgs.services import api_key_create
 
     tmp = Path(tempfile.mkdtemp(prefix="apibench-"))
     server = Server(url, args.workers, args.redis_url, tmp / "gunicorn.log")

@@ -5,7 +5,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import Customer
-from accounts.tenancy import ORGANIZATION_HEADER, IsOrganization, IsUser, request_organization
+from accounts.orgs.tenancy import ORGANIZATION_HEADER, IsOrganization, IsUser, request_organization
 from compliance.fees import fee_compute
 from compliance.filters import AuditEventFilter
 from compliance.limits import limits_status

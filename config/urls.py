@@ -2,12 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from accounts import dashboard
+from accounts.dashboard.views.landing import landing
 from core import views as core_views
 
 api_v1 = [
     path("", include("accounts.urls")),
-    path("", include("accounts.org_urls")),
     path("", include("compliance.urls")),
     path("", include("ledger.urls")),
     path("", include("wallets.urls")),
@@ -24,6 +23,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/", admin.site.urls),
-    path("dashboard/", include("accounts.dashboard_urls")),
-    path("", dashboard.landing, name="landing"),
+    path("dashboard/", include("accounts.dashboard.urls")),
+    path("", landing, name="landing"),
 ]

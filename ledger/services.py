@@ -22,7 +22,7 @@ from django.db.models import Q
 from django_fsm import TransitionNotAllowed
 
 from accounts.models import Customer, Organization, User
-from accounts.org_services import principal_audit_data
+from accounts.orgs.services import principal_audit_data
 from accounts.webhooks import webhook_publish
 from compliance.models import Direction, MovementType
 from compliance.services import audit_record

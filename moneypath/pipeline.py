@@ -19,7 +19,7 @@ input); idempotency is the request's (`core.idempotency`, or the transaction `re
    statement, constant in their history). Skipped for the customers of an organization that
    turned limits off (`Organization.limits_enabled`).
 3. 2FA step-up: outgoing movements a user starts, at TWO_FACTOR_THRESHOLD or more
-   (`accounts.twofactor.twofactor_require`); API keys have no second factor.
+   (`accounts.identity.twofactor.twofactor_require`); API keys have no second factor.
 4. risk: `compliance.risk.risk_evaluate` over the rules (cached), with the beneficiary name for
    the sanctions screen. An organization that turned its risk rules off still gets the
    sanctions screen of external beneficiaries and refund destinations. reject -> audited, 422
@@ -197,7 +197,7 @@ def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
         )
     method = None
     if movement.step_up and isinstance(movement.actor, User) and movement.wallet is not None:
-        from accounts.twofactor import twofactor_require
+        from accounts.identity.twofactor import twofactor_require
 
         method = twofactor_require(
             user=movement.actor, amount=movement.amount, currency=movement.wallet.asset.code, code=movement.two_factor_code

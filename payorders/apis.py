@@ -20,9 +20,9 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from accounts.org_serializers import OrgErrorOutput
-from accounts.tenancy import OWNER_ONLY, OrganizationScopedMixin
-from accounts.throttles import MoneyThrottle
+from accounts.orgs.serializers import OrgErrorOutput
+from accounts.orgs.tenancy import OWNER_ONLY, OrganizationScopedMixin
+from accounts.identity.throttles import MoneyThrottle
 from core.idempotency import HEADER, LEGACY_HEADER, idempotent, idempotent_execute
 from payorders import selectors, services
 from payorders.models import PayOrder, XpubKey

@@ -45,7 +45,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
-from accounts.authentication import OrganizationPrincipal
+from accounts.orgs.authentication import OrganizationPrincipal
 from accounts.models import Customer, User
 from accounts.webhooks import webhook_publish
 from core.errors import ValidationFailed

@@ -42,7 +42,7 @@ PAGE_CSP = (
 
 def _client_ident(request: HttpRequest) -> str:
     """REMOTE_ADDR, unless REST_FRAMEWORK["NUM_PROXIES"] says proxies sit in front (the same rule
-    as accounts.throttles: a client-made X-Forwarded-For must not dodge the limit)."""
+    as accounts.identity.throttles: a client-made X-Forwarded-For must not dodge the limit)."""
     if api_settings.NUM_PROXIES is None:
         return request.META.get("REMOTE_ADDR", "")
     return BaseThrottle().get_ident(request)

@@ -10,11 +10,11 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.tenancy import IsUser
+from accounts.orgs.tenancy import IsUser
 from ledger.apis import wallets as ledger_apis  # the organization side of /wallets (ledger.apis.wallets)
 from ledger.filters import entries_in_range
-from accounts.throttles import MoneyThrottle
-from accounts.twofactor import HEADER as TWO_FACTOR_HEADER, twofactor_code_from
+from accounts.identity.throttles import MoneyThrottle
+from accounts.identity.twofactor import HEADER as TWO_FACTOR_HEADER, twofactor_code_from
 from core.idempotency import idempotent
 from core.pagination import LimitOffsetPagination
 from ledger.serializers import WalletOutput

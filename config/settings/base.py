@@ -167,12 +167,12 @@ THROTTLE_MONEY = env("THROTTLE_MONEY", default="100/second")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Users' JWTs first (organization tokens are left to the next class), then the
-        # organization schemes of SPEC 5 (accounts.authentication).
-        "accounts.authentication.UserJWTAuthentication",
-        "accounts.authentication.OrganizationTokenAuthentication",
-        "accounts.authentication.ApiKeyAuthentication",
-        "accounts.authentication.ApiKeySignatureAuthentication",
-        "accounts.authentication.HmacSignatureAuthentication",
+        # organization schemes of SPEC 5 (accounts.orgs.authentication).
+        "accounts.orgs.authentication.UserJWTAuthentication",
+        "accounts.orgs.authentication.OrganizationTokenAuthentication",
+        "accounts.orgs.authentication.ApiKeyAuthentication",
+        "accounts.orgs.authentication.ApiKeySignatureAuthentication",
+        "accounts.orgs.authentication.HmacSignatureAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": [

@@ -13,7 +13,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from accounts.tenancy import IsOrganization, request_organization
+from accounts.orgs.tenancy import IsOrganization, request_organization
 from ledger.apis.common import AUTH_ERRORS, ORG_HEADER, ErrorOutput, IsOrganizationOrUser, error_body, paginated
 from ledger.models import Asset
 from ledger.selectors import assets_visible

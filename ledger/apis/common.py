@@ -2,7 +2,7 @@
 
 Invariants:
 * An organization credential (API key, signature, client-credentials token) or a member's JWT
-  with `X-Organization` reads and writes as the organization (`accounts.tenancy`); a user's JWT
+  with `X-Organization` reads and writes as the organization (`accounts.orgs.tenancy`); a user's JWT
   without that header reads as the person, even when they are also a member.
 * `viewer_of(request)` is the one translation of a request into a `ledger.selectors.Viewer`.
 """
@@ -13,10 +13,10 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework.permissions import BasePermission
 
-from accounts.authentication import OrganizationPrincipal
+from accounts.orgs.authentication import OrganizationPrincipal
 from accounts.models import User
-from accounts.org_serializers import OrgErrorOutput as ErrorOutput
-from accounts.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
+from accounts.orgs.serializers import OrgErrorOutput as ErrorOutput
+from accounts.orgs.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
 from ledger.selectors import Viewer
 
 class IsOrganizationOrUser(BasePermission):

@@ -16,8 +16,8 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from accounts.tenancy import IsOrganization
-from accounts.throttles import MoneyThrottle
+from accounts.orgs.tenancy import IsOrganization
+from accounts.identity.throttles import MoneyThrottle
 from core.idempotency import idempotent
 from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, ORG_HEADER, ErrorOutput, IsOrganizationOrUser, error_body, paginated, viewer_of
 from ledger.filters import TransactionFilter

@@ -17,7 +17,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from accounts.models import User
-from accounts.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
+from accounts.orgs.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
 from core.pagination import LimitOffsetPagination
 from core.errors import ValidationFailed
 from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, ORG_HEADER, ErrorOutput, IsOrganizationOrUser, error_body

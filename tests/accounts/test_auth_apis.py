@@ -8,7 +8,8 @@ from django.utils import timezone
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import Customer, User
-from accounts.services import INVALID_CREDENTIALS, TOKEN_GRANT_HANDLERS, token_grant_register
+from accounts.identity.login import INVALID_CREDENTIALS
+from accounts.identity.tokens import TOKEN_GRANT_HANDLERS, token_grant_register
 from compliance.models import AuditEvent
 from tests.audit_chain import audit_chain_verified
 from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory

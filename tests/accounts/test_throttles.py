@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
-from accounts.throttles import MoneyThrottle
+from accounts.identity.throttles import MoneyThrottle
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""2FA step-up (accounts.twofactor): TOTP enrolment and confirmation, e-mail codes, the step-up
+"""2FA step-up (accounts.identity.twofactor, totp, email_codes): TOTP enrolment and confirmation, e-mail codes, the step-up
 check of the money path, the HTTP endpoints, and user-only /users endpoints.
 
 Time is driven by passing `now` into the services and computing codes with pyotp's `at(for_time)`;
@@ -25,13 +25,12 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import EmailOtp, TotpDevice
-from accounts.twofactor import (
+from accounts.identity.email_codes import email_otp_send
+from accounts.identity.totp import totp_confirm, totp_enrol
+from accounts.identity.twofactor import (
     EMAIL_CODE_TOPIC,
     TwoFactorRequired,
     TwoFactorVerificationFailed,
-    email_otp_send,
-    totp_confirm,
-    totp_enrol,
     twofactor_code_from,
     twofactor_require,
     twofactor_threshold,
@@ -408,7 +407,7 @@ def test_money_must_be_decimal_and_callers_must_be_users():
         twofactor_require(user=user, amount=5000.0, currency="USD", code=None, now=T0)
     with pytest.raises(TypeError):
         twofactor_require(user=user, amount=5000, currency="USD", code=None, now=T0)
-    from accounts.authentication import OrganizationPrincipal
+    from accounts.orgs.authentication import OrganizationPrincipal
 
     with pytest.raises(TypeError):
         twofactor_require(user=OrganizationPrincipal(), amount=BIG, currency="USD", code=None, now=T0)
@@ -581,7 +580,7 @@ def test_http_send_and_verify_code():
 
 
 def test_http_2fa_endpoints_are_for_users_only(db):
-    from accounts.org_services import api_key_create
+    from accounts.orgs.services import api_key_create
     from tests.factories import OrganizationFactory
 
     _, secret = api_key_create(organization=OrganizationFactory(), name="k")
@@ -598,7 +597,7 @@ def test_http_2fa_endpoints_are_for_users_only(db):
 
 def test_users_endpoints_refuse_organization_credentials(db):
     """The bug: /users/me and /users/{id} answered an API key with {"id": null}."""
-    from accounts.org_services import api_key_create
+    from accounts.orgs.services import api_key_create
     from tests.factories import OrganizationFactory
 
     user = UserFactory()

@@ -27,7 +27,7 @@ def _failed_auth_events() -> list[AuditEvent]:
 
 
 def test_failed_api_authentications_are_logged_and_counted_then_audited_once_per_key_and_minute(caplog):
-    from accounts.org_services import api_key_create
+    from accounts.orgs.services import api_key_create
 
     org = OrganizationFactory()
     api_key, _secret = api_key_create(organization=org, name="ci")

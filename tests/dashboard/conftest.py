@@ -123,8 +123,9 @@ def publish(organization: Organization, event_type: str = "payorder.created", pa
 def failed_delivery(org: Org, url: str = "http://127.0.0.1:9/coffer-hook"):
     """A delivery that really failed: its endpoint was disabled when the attempt came (the engine
     abandons it), then the endpoint was enabled again, so a redeliver is allowed."""
-    from accounts.org_services import webhook_endpoint_create, webhook_endpoint_disable, webhook_endpoint_enable
-    from accounts.webhooks import WEBHOOK_TOPIC, webhook_deliver
+    from accounts.webhooks.services import webhook_endpoint_create, webhook_endpoint_disable, webhook_endpoint_enable
+    from accounts.webhooks import WEBHOOK_TOPIC
+    from accounts.webhooks.deliver import webhook_deliver
     from core.models import OutboxMessage
 
     # Subscribed to one event only, so other tests' events do not reach it.

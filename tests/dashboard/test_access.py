@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import ApiKey, Membership, WebhookDelivery
-from accounts.org_services import api_key_create
+from accounts.orgs.services import api_key_create
 from compliance.models import AuditEvent
 from payorders.models import PayOrder
 from tests.dashboard.conftest import create_payorder, failed_delivery, logged_in

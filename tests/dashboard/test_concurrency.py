@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import ApiKey, Membership, WebhookDelivery
-from accounts.org_services import api_key_create
+from accounts.orgs.services import api_key_create
 from compliance.models import AuditEvent
 from tests.concurrency import run_in_threads
 from tests.dashboard.conftest import Org, failed_delivery, logged_in

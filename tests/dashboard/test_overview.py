@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from accounts.dashboard import _compact, bar_chart
+from accounts.dashboard.charts import _compact, bar_chart
 from ledger.services import wallet_open
 from tests.dashboard.conftest import complete_payorder, deposit, platform_asset, system_wallet
 from tests.factories import OrgCustomerFactory

@@ -10,7 +10,7 @@ import io
 import pytest
 from django.utils import timezone
 
-from accounts import dashboard
+from accounts.dashboard.views import transactions as dashboard
 from tests.dashboard.conftest import deposit, system_wallet
 
 pytestmark = pytest.mark.django_db

@@ -11,8 +11,9 @@ import pytest
 
 from accounts.crypto import decrypt_secret
 from accounts.models import WebhookDelivery, WebhookEndpoint
-from accounts.org_services import webhook_endpoint_create
-from accounts.webhooks import WEBHOOK_TOPIC, webhook_deliver
+from accounts.webhooks.services import webhook_endpoint_create
+from accounts.webhooks import WEBHOOK_TOPIC
+from accounts.webhooks.deliver import webhook_deliver
 from core.models import OutboxMessage
 from tests.dashboard.conftest import failed_delivery, publish
 

@@ -18,8 +18,8 @@ from rest_framework.test import APIClient
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from accounts.authentication import hmac_string_to_sign
-from accounts.org_services import api_key_create
+from accounts.orgs.authentication import hmac_string_to_sign
+from accounts.orgs.services import api_key_create
 from config.celery import app as celery_app
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
 

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import ApiKey
-from accounts.org_services import api_key_revoke
+from accounts.orgs.services import api_key_revoke
 from tests.factories import DEFAULT_PASSWORD, MembershipFactory, UserFactory
 from tests.organizations.conftest import basic, compat_header, hmac_header, json_body
 
@@ -274,7 +274,7 @@ def test_org_token_dies_with_its_key(org):
 
 
 def test_expired_org_token(org):
-    from accounts.authentication import org_access_token
+    from accounts.orgs.authentication import org_access_token
 
     token = org_access_token(api_key=org.api_key)
     token.set_exp(lifetime=timedelta(seconds=-1))
@@ -285,7 +285,7 @@ def test_org_token_is_not_a_user_token(org):
     """An organization's token never authenticates as a user: user-only views see no User."""
     from rest_framework.views import APIView
     from rest_framework.test import APIRequestFactory
-    from accounts.tenancy import IsUser
+    from accounts.orgs.tenancy import IsUser
     from rest_framework.response import Response
 
     class WhoAmI(APIView):
@@ -294,7 +294,7 @@ def test_org_token_is_not_a_user_token(org):
         def get(self, request):
             return Response({"email": request.user.email})
 
-    from accounts.authentication import org_access_token
+    from accounts.orgs.authentication import org_access_token
 
     token = org_access_token(api_key=org.api_key)
     request = APIRequestFactory().get("/api/v1/whoami", HTTP_AUTHORIZATION=f"Bearer {token}")

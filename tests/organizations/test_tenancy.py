@@ -5,7 +5,7 @@ import pytest
 from django.db import transaction
 
 from accounts.models import ApiKey, Customer, WebhookDelivery, WebhookEndpoint
-from accounts.tenancy import OrganizationScopedMixin
+from accounts.orgs.tenancy import OrganizationScopedMixin
 from accounts.webhooks import webhook_publish
 
 pytestmark = pytest.mark.django_db

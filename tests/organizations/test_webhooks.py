@@ -10,7 +10,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from accounts.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from accounts.webhooks import WEBHOOK_TOPIC, webhook_deliver, webhook_publish
+from accounts.webhooks import WEBHOOK_TOPIC, webhook_publish
+from accounts.webhooks.deliver import webhook_deliver
 from config.celery import app as celery_app
 from core.models import OutboxMessage
 from core.outbox import backoff_seconds, handlers_for, outbox_sweep

@@ -332,7 +332,7 @@ def test_create_validation(merchant, body, field):
 
 
 def test_create_with_customer_and_optional_idempotency_key(merchant):
-    from accounts.org_services import customer_upsert
+    from accounts.orgs.services import customer_upsert
 
     customer_upsert(organization=merchant.organization, external_id="user-1", data={"name": "Ada"})
     body = {"type": "SALE", "amount": "12.50", "currency": "USD", "customer_external_id": "user-1", "metadata": {"n": 1.25}}

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from bip_utils import Bip44, Bip44Coins, Bip84, Bip84Coins
 
-from accounts.org_services import webhook_endpoint_create
+from accounts.webhooks.services import webhook_endpoint_create
 from payorders.addresses import xpub_key_register
 from payorders.models import PayOrder
 from tests.organizations.conftest import OrgKey, key_client, make_org_key

@@ -219,7 +219,7 @@ def test_api_send_and_mine(user_client):
 
 
 def test_api_accepts_an_organization_api_key(api_client):
-    from accounts.org_services import api_key_create
+    from accounts.orgs.services import api_key_create
     from tests.factories import OrganizationFactory
 
     _, secret = api_key_create(organization=OrganizationFactory(), name="sandbox")

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
 from django.test import override_settings
 
-from accounts.services import LOCKED_MESSAGE
+from accounts.identity.login import LOCKED_MESSAGE
 from accounts.models import User
 from tests.factories import UserFactory
 

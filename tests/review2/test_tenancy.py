@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.services import token_pair_for_user
+from accounts.identity.tokens import token_pair_for_user
 from payorders.models import XpubKey
 from tests.factories import MembershipFactory, UserFactory
 from tests.organizations.conftest import make_org_key

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from accounts.webhooks import WebhookUrlRefused, webhook_url_check
+from accounts.webhooks.url_guard import WebhookUrlRefused, webhook_url_check
 
 REFUSED = [
     # deprecated IPv6 site-local (RFC 3879): still routed inside some networks, never public

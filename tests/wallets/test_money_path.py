@@ -12,7 +12,7 @@ import pyotp
 import pytest
 
 from accounts.models import WebhookDelivery, WebhookEndpoint
-from accounts.twofactor import totp_confirm, totp_enrol
+from accounts.identity.totp import totp_confirm, totp_enrol
 from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
 from compliance.risk import register_risk_kind, review_approve, review_reject, unregister_risk_kind
 from ledger.checks import ledger_check

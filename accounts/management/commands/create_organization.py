@@ -4,7 +4,7 @@ The secret is printed once, here; Coffer keeps only its keyed hash and an encryp
 
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.org_services import organization_create
+from accounts.orgs.services import organization_create
 from core.errors import CofferError
 
 

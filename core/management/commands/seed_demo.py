@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from accounts.models import Membership, Organization, User
-from accounts.services import user_create
+from accounts.identity.services import user_create
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@coffer.local", "coffer-admin-demo"
 DEMO_EMAIL, BOB_EMAIL, USER_PASSWORD = "demo@coffer.local", "bob@coffer.local", "coffer-demo-pass"
@@ -61,7 +61,7 @@ class Command(BaseCommand):
         if Organization.objects.filter(name=ORGANIZATION_NAME, memberships__user=owner).exists():
             return
         try:
-            from accounts.org_services import organization_create
+            from accounts.orgs.services import organization_create
         except ImportError:  # organization services not installed: just the organization and its owner
             organization = Organization.objects.create(name=ORGANIZATION_NAME, slug="demo-shop")
             Membership.objects.create(organization=organization, user=owner, role=Membership.Role.OWNER)

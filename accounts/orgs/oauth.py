@@ -3,7 +3,7 @@
 client_id = an API key's id, client_secret = its secret, sent in the form/JSON body or as HTTP
 Basic (`Authorization: Basic base64(client_id:client_secret)`, RFC 6749 2.3.1). The answer is a
 short-lived bearer JWT with claims `org_id`, `key_id`, `token_use=org`, which only
-`accounts.authentication.OrganizationTokenAuthentication` accepts; revoking the key makes it
+`accounts.orgs.authentication.OrganizationTokenAuthentication` accepts; revoking the key makes it
 useless at once. Plugged into the token endpoint by `token_grant_register` (AccountsConfig.ready).
 """
 
@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-from accounts.authentication import org_access_token, org_token_lifetime_seconds
+from accounts.orgs.authentication import org_access_token, org_token_lifetime_seconds
 from accounts.crypto import lookup_hash
 from accounts.models import ApiKey
-from accounts.org_services import api_key_auth_failed, api_key_mark_used
+from accounts.orgs.services import api_key_auth_failed, api_key_mark_used
 from core.errors import AuthenticationFailed, ValidationFailed
 
 GRANT_TYPE = "client_credentials"

@@ -1,6 +1,6 @@
 """2FA endpoints (SPEC 6 "2FA step-up"): enrol and confirm an authenticator app, send and check
 e-mail codes, and read the caller's 2FA state. User tokens only (organization credentials get 403).
-Thin: validate, call one service of accounts.twofactor, render. The semantics, including why
+Thin: validate, call one service of accounts.identity.twofactor, totp or email_codes, render. The semantics, including why
 `verify-code` consumes nothing, are in that module's docstring."""
 
 from datetime import timedelta
@@ -10,13 +10,12 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.tenancy import IsUser
-from accounts.twofactor import (
+from accounts.orgs.tenancy import IsUser
+from accounts.identity.email_codes import email_otp_send
+from accounts.identity.totp import totp_confirm, totp_enrol
+from accounts.identity.twofactor import (
     HEADER,
-    email_otp_send,
     email_resend_seconds,
-    totp_confirm,
-    totp_enrol,
     twofactor_code_from,
     twofactor_status,
     twofactor_verify,

@@ -40,7 +40,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hash
 from accounts.models import ApiKey, Organization, User
-from accounts.org_services import api_key_auth_failed, api_key_mark_used
+from accounts.orgs.services import api_key_auth_failed, api_key_mark_used
 
 logger = logging.getLogger("coffer.auth")
 

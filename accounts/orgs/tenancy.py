@@ -3,7 +3,7 @@ in one place, so a view cannot forget the filter; another organization's object 
 
 Who "the organization" is:
 - a request authenticated by an organization credential (API key, signature, client-credentials
-  token): the key's organization (`request.organization`, set by accounts.authentication);
+  token): the key's organization (`request.organization`, set by accounts.orgs.authentication);
 - a user (JWT) who is a member of organizations: the one named by the `X-Organization` header
   (id or slug), or their only organization when they have one. The member's role must be in the
   view's `organization_roles` for safe methods and `organization_write_roles` for the others.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from accounts.authentication import OrganizationPrincipal
+from accounts.orgs.authentication import OrganizationPrincipal
 from accounts.models import Membership, Organization, User
 
 ALL_ROLES = (Membership.Role.OWNER, Membership.Role.DEVELOPER, Membership.Role.VIEWER)

@@ -1,5 +1,5 @@
-"""Forms of the merchant dashboard (accounts.dashboard). They validate what a person typed and
-hand it to the existing services and selectors; none of them saves a model.
+"""Forms of the merchant dashboard. They validate what a person typed and hand it to the
+existing services and selectors; none of them saves a model.
 
 Amounts stay strings until `payorder_create` parses them with `core.money.parse_amount` (never a
 float); date filters are whole UTC days, a `to` date including that whole day.
@@ -13,19 +13,21 @@ from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import QuerySet
 
+from accounts.identity.login import user_authenticate
 from accounts.models import WebhookDelivery
+from accounts.webhooks import EVENT_TYPES
 from core.errors import AuthenticationFailed, CofferError, ValidationFailed
+from ledger.models import Transaction
+from payorders.models import PayOrder
 
 
 class DashboardLoginForm(AuthenticationForm):
-    """Django's login form, checked by `accounts.services.user_authenticate` so the dashboard
+    """Django's login form, checked by `accounts.identity.login.user_authenticate` so the dashboard
     shares the API's failed-login lockout and audit trail."""
 
     username = forms.EmailField(label="Email", widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
 
     def clean(self):
-        from accounts.services import user_authenticate
-
         email = self.cleaned_data.get("username")
         password = self.cleaned_data.get("password")
         if email and password:
@@ -92,8 +94,6 @@ class PayOrderFilterForm(DateRangeMixin, forms.Form):
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
     def __init__(self, *args, **kwargs):
-        from payorders.models import PayOrder
-
         super().__init__(*args, **kwargs)
         self.fields["status"].choices = _blank_choices(PayOrder.Status.choices)
         self.fields["type"].choices = _blank_choices(PayOrder.Type.choices)
@@ -120,8 +120,6 @@ class PayOrderCreateForm(forms.Form):
     expires_in_minutes = forms.IntegerField(min_value=1, max_value=7 * 24 * 60, initial=30, label="Expires in (minutes)")
 
     def __init__(self, *args, currencies: list[str], **kwargs):
-        from payorders.models import PayOrder
-
         super().__init__(*args, **kwargs)
         self.fields["type"].choices = PayOrder.Type.choices
         self.fields["currency"].choices = [(c, c) for c in currencies]
@@ -141,7 +139,6 @@ class PayOrderCreateForm(forms.Form):
         }
 
 
-
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="What uses this key, e.g. \"shop backend\".")
 
@@ -152,8 +149,6 @@ class WebhookEndpointCreateForm(forms.Form):
     description = forms.CharField(max_length=500, required=False)
 
     def __init__(self, *args, **kwargs):
-        from accounts.webhooks import EVENT_TYPES
-
         super().__init__(*args, **kwargs)
         self.fields["events"].choices = [("*", "All events"), *((e, e) for e in EVENT_TYPES)]
 
@@ -182,8 +177,6 @@ class TransactionFilterForm(DateRangeMixin, forms.Form):
     search = forms.CharField(required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "Reference or description"}))
 
     def __init__(self, *args, currencies: list[str], **kwargs):
-        from ledger.models import Transaction
-
         super().__init__(*args, **kwargs)
         self.fields["type"].choices = _blank_choices(Transaction.Type.choices)
         self.fields["status"].choices = _blank_choices(Transaction.Status.choices)

@@ -7,9 +7,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.oauth import with_basic_client_credentials
-from accounts.selectors import user_get
-from accounts.serializers import (
+from accounts.orgs.oauth import with_basic_client_credentials
+from accounts.identity.selectors import user_get
+from accounts.identity.serializers import (
     PasswordChangeInput,
     SignupInput,
     TokenInput,
@@ -18,9 +18,10 @@ from accounts.serializers import (
     UserDetailOutput,
     UserOutput,
 )
-from accounts.services import token_grant, token_refresh, user_change_password, user_create
-from accounts.tenancy import IsUser
-from accounts.throttles import AuthAccountThrottle, AuthAddressThrottle
+from accounts.identity.services import user_change_password, user_create
+from accounts.identity.tokens import token_grant, token_refresh
+from accounts.orgs.tenancy import IsUser
+from accounts.identity.throttles import AuthAccountThrottle, AuthAddressThrottle
 from core.parsers import DecimalJSONParser
 
 _ERROR = OpenApiResponse(description='`{"error": {"code", "message", "details"}}`')
@@ -86,7 +87,7 @@ class TokenApi(_PublicAuthApi):
     def post(self, request):
         grant_type = request.data.get("grant_type") if hasattr(request.data, "get") else None
         data = request.data if hasattr(request.data, "get") else {}
-        data = with_basic_client_credentials(request, data)  # HTTP Basic client_id:client_secret (accounts.oauth)
+        data = with_basic_client_credentials(request, data)  # HTTP Basic client_id:client_secret (accounts.orgs.oauth)
         tokens = token_grant(grant_type=grant_type if isinstance(grant_type, str) else None, data=data, client_ip=client_ip(request))
         return Response(tokens, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 

@@ -1,0 +1,72 @@
+"""Organizations (merchants and ledger-API clients), their members and their API keys.
+
+Invariants:
+- One membership per (organization, user); its role (owner, developer, viewer) decides what a
+  member may do (accounts.orgs.tenancy).
+- An API key's secret is never stored in plain text: `secret_hash` is a keyed HMAC-SHA256 for
+  the X-API-Key lookup; `secret_encrypted` is Fernet ciphertext, needed because the signature
+  schemes verify with the secret itself. A revoked key (`revoked_at` set) never authenticates.
+- Keys are written only by accounts.orgs.services (which audits every creation and revocation).
+"""
+
+from django.db import models
+
+from accounts.models.users import User
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    members = models.ManyToManyField(User, through="Membership", related_name="organizations")
+    # The money path's controls for this organization's customers (SPEC 4): limits by KYC
+    # level, and the risk rules. Sanctions screening of external beneficiaries and refund
+    # destinations applies whatever these say.
+    limits_enabled = models.BooleanField(default=True, help_text="Apply the KYC-level limits to this organization's customers.")
+    risk_rules_enabled = models.BooleanField(default=True, help_text="Screen this organization's customers' movements with the risk rules.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        DEVELOPER = "developer", "Developer"
+        VIEWER = "viewer", "Viewer"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="membership_unique")]
+
+
+class ApiKey(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    key_id = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    secret_encrypted = models.TextField()
+    secret_prefix = models.CharField(max_length=12, help_text="The first characters of the secret, to recognise it.")
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return self.key_id
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

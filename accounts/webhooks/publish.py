@@ -1,0 +1,110 @@
+"""Publishing webhook events: every app announces its changes here.
+
+Invariants:
+- `webhook_publish` writes one WebhookDelivery row per enabled endpoint subscribed to the event,
+  and one `webhook.deliver` outbox message per delivery, inside the CALLER'S transaction: they
+  commit or roll back with the change they announce. It opens no transaction and calls nothing
+  outside the database.
+- The event body is plain JSON (Decimals as strings, datetimes ISO 8601) with a fresh `evt_` id
+  shared by every endpoint's delivery.
+- Event names are `<namespace>.<name>`; endpoints subscribe by name, `<namespace>.*` or `*`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import uuid
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+
+from accounts.models import Organization, WebhookDelivery, WebhookEndpoint
+from core.errors import ValidationFailed
+from core.models import OutboxMessage
+from core.outbox import outbox_emit
+
+WEBHOOK_TOPIC = "webhook.deliver"
+SECRET_PREFIX = "whsec_"
+
+EVENT_TYPES = (
+    "transaction.completed",
+    "transaction.failed",
+    "wallet.created",
+    "wallet.suspended",
+    "wallet.activated",
+    "wallet.closed",
+    "customer.created",
+    "customer.updated",
+    "payorder.created",
+    "payorder.awaiting_payment",
+    "payorder.awaiting_confirmation",
+    "payorder.executing_order",
+    "payorder.completed",
+    "payorder.failed",
+    "payorder.expired",
+    "payorder.refunded",
+)
+_EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
+_EVENT_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*\.\*|[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*)$")
+
+
+def new_webhook_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def normalize_event_patterns(events: list[str]) -> list[str]:
+    if not isinstance(events, list) or not events:
+        raise ValidationFailed("Name at least one event, or \"*\" for all.", details={"events": ["Must be a non-empty list."]})
+    out: list[str] = []
+    for event in events:
+        if not isinstance(event, str) or not _EVENT_PATTERN.match(event) or len(event) > 100:
+            raise ValidationFailed(f"Not an event name: {event!r}.", details={"events": [f"Not an event name: {event!r}."]})
+        if event not in out:
+            out.append(event)
+    return ["*"] if "*" in out else out
+
+
+def webhook_publish(*, organization: Organization, event_type: str, payload: dict[str, Any]) -> list[WebhookDelivery]:
+    """Announce `event_type` to the organization's subscribed endpoints. Call it inside the
+    transaction that makes the change: the deliveries commit or roll back with it."""
+    if not _EVENT_NAME.match(event_type):
+        raise ValueError(f"not an event type: {event_type!r}")
+    now = timezone.now()
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": event_type,
+        "created_at": now.isoformat().replace("+00:00", "Z"),
+        "data": payload,
+    }
+    event = json.loads(json.dumps(event, cls=DjangoJSONEncoder))  # Decimals -> strings, dates -> ISO
+    endpoints = [
+        e
+        for e in WebhookEndpoint.objects.filter(organization=organization, is_enabled=True, deleted_at__isnull=True)
+        if e.subscribes_to(event_type)
+    ]
+    deliveries = WebhookDelivery.objects.bulk_create(
+        [
+            WebhookDelivery(
+                organization=organization,
+                endpoint=endpoint,
+                event_id=event["id"],
+                event_type=event_type,
+                payload=event,
+                next_attempt_at=now,
+            )
+            for endpoint in endpoints
+        ]
+    )
+    for delivery in deliveries:
+        webhook_delivery_queue(delivery)
+    return deliveries
+
+
+def webhook_delivery_queue(delivery: WebhookDelivery) -> OutboxMessage:
+    """Queue a round of attempts for a pending delivery: one outbox message, written in the
+    caller's transaction (publishing, or a redelivery)."""
+    return outbox_emit(topic=WEBHOOK_TOPIC, payload={"delivery_id": str(delivery.pk)}, organization=delivery.organization_id)

@@ -1,0 +1,54 @@
+"""Input and output serializers of the webhook API. Names are unique across the project so
+drf-spectacular's components stay distinct."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from accounts.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+
+class WebhookEndpointCreateInput(serializers.Serializer):
+    url = serializers.URLField(max_length=2000)
+    events = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False, max_length=100,
+                                   help_text='Event names (e.g. "transaction.completed"), "<namespace>.*", or ["*"] for all.')
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class WebhookEndpointOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookEndpoint
+        fields = ["id", "url", "events", "description", "is_enabled", "created_at", "updated_at", "disabled_at"]
+
+
+class WebhookEndpointCreatedOutput(WebhookEndpointOutput):
+    secret = serializers.CharField(help_text="Standard Webhooks signing secret (whsec_...). Shown once, now.")
+
+    class Meta(WebhookEndpointOutput.Meta):
+        fields = [*WebhookEndpointOutput.Meta.fields, "secret"]
+
+
+class WebhookAttemptOutput(serializers.ModelSerializer):
+    class Meta:
+        model = WebhookAttempt
+        fields = ["attempted_at", "url", "status_code", "duration_ms", "response_excerpt", "error", "succeeded"]
+
+
+class WebhookDeliveryOutput(serializers.ModelSerializer):
+    webhook_id = serializers.CharField(read_only=True, help_text="The `webhook-id` header of every attempt.")
+    endpoint_id = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = WebhookDelivery
+        fields = [
+            "id", "webhook_id", "endpoint_id", "event_id", "event_type", "status", "attempt_count",
+            "next_attempt_at", "last_attempt_at", "last_status_code", "last_error", "delivered_at",
+            "created_at", "payload",
+        ]
+
+
+class WebhookDeliveryDetailOutput(WebhookDeliveryOutput):
+    attempts = WebhookAttemptOutput(many=True, read_only=True)
+
+    class Meta(WebhookDeliveryOutput.Meta):
+        fields = [*WebhookDeliveryOutput.Meta.fields, "attempts"]
