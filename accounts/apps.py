@@ -16,7 +16,7 @@ class AccountsConfig(AppConfig):
         from accounts.identity.tokens import token_grant_register
         from accounts.identity.twofactor import EMAIL_CODE_TOPIC
         from accounts.models import User
-        from accounts.orgs.authentication import user_cache_forget
+        from accounts.identity.authentication import user_cache_forget
         from accounts.orgs.oauth import GRANT_TYPE, client_credentials_grant
         from accounts.webhooks import WEBHOOK_TOPIC
         from accounts.webhooks.deliver import webhook_deliver

@@ -13,7 +13,8 @@ Schemes:
   where Signature = HMAC-SHA256(secret, "METHOD\\npath\\nquery\\ntimestamp\\nnonce\\nhex(sha256(body))")
   (+-300 s; a nonce is accepted once per key inside the window);
 - `Authorization: Bearer <jwt>` from `grant_type=client_credentials` (claims org_id, key_id,
-  token_use=org). User JWTs and organization JWTs are not interchangeable.
+  token_use=org). User JWTs (accounts.identity.authentication) and organization JWTs are not
+  interchangeable.
 """
 
 from __future__ import annotations
@@ -21,32 +22,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
 from django.http.request import RawPostDataException
 from rest_framework import authentication, exceptions
-from rest_framework_simplejwt.authentication import JWTAuthentication
-from rest_framework_simplejwt.exceptions import AuthenticationFailed as JWTAuthenticationFailed
-from rest_framework_simplejwt.settings import api_settings as jwt_settings
-from rest_framework_simplejwt.utils import get_md5_hash_password
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hash
-from accounts.models import ApiKey, Organization, User
+from accounts.identity.authentication import ORG_TOKEN_USE
+from accounts.models import ApiKey, Organization
 from accounts.orgs.services import api_key_auth_failed, api_key_mark_used
-
-logger = logging.getLogger("coffer.auth")
 
 TIMESTAMP_TOLERANCE_SECONDS = 300
 NONCE_TTL_SECONDS = 2 * TIMESTAMP_TOLERANCE_SECONDS  # covers the whole window a timestamp is valid in
-ORG_TOKEN_USE = "org"
 HMAC_SCHEME = "Coffer-HMAC-SHA256"
 _NONCE = re.compile(r"^[A-Za-z0-9_\-]{8,128}$")
 
@@ -244,70 +236,6 @@ def org_token_lifetime_seconds() -> int:
     return int(settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds())
 
 
-USER_CACHE_SECONDS = 60
-
-
-def _user_cache_key(user_id: Any) -> str:
-    return f"auth:user:{user_id}"
-
-
-def user_cache_forget(sender=None, instance=None, **_: Any) -> None:
-    """Any change to a user (deactivated, password changed, renamed) drops its cached copy, now
-    and again after commit (a request that re-read it in between read the old row)."""
-    key = _user_cache_key(instance.pk)
-
-    def forget() -> None:
-        try:
-            cache.delete(key)
-        except Exception as exc:  # the cache is down: nothing is served from it either
-            logger.warning("could not drop a cached user (%s)", exc.__class__.__name__)
-
-    forget()
-    transaction.on_commit(forget, robust=True)
-
-
-class UserJWTAuthentication(JWTAuthentication):
-    """simplejwt's user authentication, which leaves organization tokens to the next class. The
-    user row is read through the cache (USER_CACHE_SECONDS, dropped on any change to the user:
-    `user_cache_forget`), so an authenticated money request spends no statement on it."""
-
-    def __init__(self) -> None:  # DRF builds one per request: skip simplejwt's get_user_model() lookup
-        self.user_model = User
-
-    def get_user(self, validated_token):
-        user_id = validated_token.get(jwt_settings.USER_ID_CLAIM)
-        key = _user_cache_key(user_id)
-        try:
-            user = cache.get(key) if user_id is not None else None
-        except Exception:  # the cache is down: read the database
-            user = None
-        if user is None:
-            user = super().get_user(validated_token)
-            try:
-                cache.set(key, user, USER_CACHE_SECONDS)
-            except Exception as exc:
-                logger.warning("could not cache a user (%s)", exc.__class__.__name__)
-            return user
-        # simplejwt's own checks, on the cached row
-        if jwt_settings.CHECK_USER_IS_ACTIVE and not user.is_active:
-            raise JWTAuthenticationFailed("User is inactive", code="user_inactive")
-        if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
-            raise JWTAuthenticationFailed("The user's password has been changed.", code="password_changed")
-        return user
-
-    def authenticate(self, request):
-        header = self.get_header(request)
-        if header is None:
-            return None
-        raw_token = self.get_raw_token(header)
-        if raw_token is None:
-            return None
-        validated = self.get_validated_token(raw_token)
-        if validated.get("token_use") == ORG_TOKEN_USE:
-            return None
-        return self.get_user(validated), validated
-
-
 class OrganizationTokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer <jwt>` issued by the client_credentials grant. A user's token is not
     an organization token (and an organization token never authenticates a user)."""
@@ -336,14 +264,6 @@ class OrganizationTokenAuthentication(authentication.BaseAuthentication):
 
 # --- OpenAPI: how each scheme appears in the schema -------------------------------------------------
 from drf_spectacular.extensions import OpenApiAuthenticationExtension  # noqa: E402
-
-
-class _UserJWTScheme(OpenApiAuthenticationExtension):
-    target_class = UserJWTAuthentication
-    name = "userJWT"
-
-    def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "A user's access token from POST /api/v1/auth/token."}
 
 
 class _OrgTokenScheme(OpenApiAuthenticationExtension):

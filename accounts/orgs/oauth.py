@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-from accounts.orgs.authentication import org_access_token, org_token_lifetime_seconds
 from accounts.crypto import lookup_hash
 from accounts.models import ApiKey
+from accounts.orgs.authentication import org_access_token, org_token_lifetime_seconds
 from accounts.orgs.services import api_key_auth_failed, api_key_mark_used
 from core.errors import AuthenticationFailed, ValidationFailed
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from accounts.orgs.authentication import OrganizationPrincipal
 from accounts.models import Membership, Organization, User
+from accounts.orgs.authentication import OrganizationPrincipal
 
 ALL_ROLES = (Membership.Role.OWNER, Membership.Role.DEVELOPER, Membership.Role.VIEWER)
 WRITE_ROLES = (Membership.Role.OWNER, Membership.Role.DEVELOPER)

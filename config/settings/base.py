@@ -167,8 +167,8 @@ THROTTLE_MONEY = env("THROTTLE_MONEY", default="100/second")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # Users' JWTs first (organization tokens are left to the next class), then the
-        # organization schemes of SPEC 5 (accounts.orgs.authentication).
-        "accounts.orgs.authentication.UserJWTAuthentication",
+        # organization schemes of SPEC 5 (accounts.identity.authentication, accounts.orgs.authentication).
+        "accounts.identity.authentication.UserJWTAuthentication",
         "accounts.orgs.authentication.OrganizationTokenAuthentication",
         "accounts.orgs.authentication.ApiKeyAuthentication",
         "accounts.orgs.authentication.ApiKeySignatureAuthentication",
