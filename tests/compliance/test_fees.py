@@ -11,7 +11,7 @@ from core.errors import ValidationFailed
 from ledger.models import Asset
 from ledger.services import asset_create
 from tests.factories import UserFactory
-from tests.organizations.conftest import key_client, make_org_key
+from tests.accounts.conftest import key_client, make_org_key
 
 pytestmark = pytest.mark.django_db
 

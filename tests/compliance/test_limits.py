@@ -29,7 +29,7 @@ from tests.concurrency import run_in_threads
 from moneypath.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
 from tests.factories import CustomerFactory, OrgCustomerFactory
-from tests.organizations.conftest import key_client, make_org_key
+from tests.accounts.conftest import key_client, make_org_key
 
 SEED = importlib.import_module("compliance.migrations.0005_seed_defaults")
 NOW = dt.datetime(2030, 6, 15, 12, 0, tzinfo=dt.timezone.utc)

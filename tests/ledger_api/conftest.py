@@ -18,7 +18,7 @@ from ledger.models import Asset, Wallet
 from ledger.posting import Issue, ledger_post
 from ledger.services import asset_create, wallet_open
 from tests.factories import CustomerFactory, OrgCustomerFactory, UserFactory
-from tests.organizations.conftest import OrgKey, key_client, make_org_key
+from tests.accounts.conftest import OrgKey, key_client, make_org_key
 
 PLATFORM = {"USD": ("US Dollar", 2, "fiat"), "EUR": ("Euro", 2, "fiat"), "ETH": ("Ether", 18, "crypto")}
 

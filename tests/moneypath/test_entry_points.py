@@ -13,7 +13,7 @@ from ledger.posting import Issue, ledger_post
 from ledger.services import wallet_open
 from ledger.usage import usage_check
 from tests.factories import OrgCustomerFactory
-from tests.organizations.conftest import key_client, make_org_key
+from tests.accounts.conftest import key_client, make_org_key
 from tests.wallets.conftest import asset, client_for, open_wallet, person
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from ledger.posting import Issue, ledger_post
 from ledger.services import wallet_open
 from tests.factories import OrgCustomerFactory
-from tests.organizations.conftest import key_client, make_org_key
+from tests.accounts.conftest import key_client, make_org_key
 from tests.wallets.conftest import asset, open_wallet, person
 
 BUDGET = 10

@@ -19,7 +19,7 @@ from payorders.chains.sandbox import sandbox_mine, sandbox_send
 from payorders.checkout import payment_qr_document
 from payorders.models import PayOrder, PayOrderQuote, XpubKey
 from tests.payorders.test_payorders_support import account_keys, merchant, new_merchant  # noqa: F401 - fixture
-from tests.organizations.conftest import make_org_key
+from tests.accounts.conftest import make_org_key
 
 pytestmark = pytest.mark.django_db
 S = PayOrder.Status

@@ -18,7 +18,7 @@ from ledger.models import Asset, Wallet
 from ledger.selectors import platform_account_balance
 from payorders import services, tasks
 from payorders.models import PayOrder
-from tests.organizations.conftest import receiver  # noqa: F401 - fixture
+from tests.accounts.conftest import receiver  # noqa: F401 - fixture
 from tests.payorders.test_payorders_support import API, history, merchant, mine, order_row, reseed, sandbox_pay  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -108,7 +108,7 @@ def test_sale_paid_on_sandbox_confirms_settles_and_notifies(reseeded, merchant, 
 
 
 def test_created_with_the_compatibility_signature(merchant):
-    from tests.organizations.conftest import compat_header
+    from tests.accounts.conftest import compat_header
     from rest_framework.test import APIClient
 
     client = APIClient()

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from accounts.identity.tokens import token_pair_for_user
 from payorders.models import XpubKey
 from tests.factories import MembershipFactory, UserFactory
-from tests.organizations.conftest import make_org_key
+from tests.accounts.conftest import make_org_key
 
 pytestmark = pytest.mark.django_db
 

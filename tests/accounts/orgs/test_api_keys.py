@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from accounts.crypto import decrypt_secret, lookup_hash
 from accounts.models import ApiKey, Membership, Organization, User
 from tests.factories import DEFAULT_PASSWORD, MembershipFactory, UserFactory
-from tests.organizations.conftest import audit_actions
+from tests.accounts.conftest import audit_actions
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/api-keys"

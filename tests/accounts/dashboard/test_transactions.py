@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.dashboard.views import transactions as dashboard
-from tests.dashboard.conftest import deposit, system_wallet
+from tests.accounts.dashboard.conftest import deposit, system_wallet
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.dashboard.charts import _compact, bar_chart
 from ledger.services import wallet_open
-from tests.dashboard.conftest import complete_payorder, deposit, platform_asset, system_wallet
+from tests.accounts.dashboard.conftest import complete_payorder, deposit, platform_asset, system_wallet
 from tests.factories import OrgCustomerFactory
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from django.utils import timezone
 from compliance.models import AuditEvent
 from payorders.models import PayOrder
 from payorders.services import payorder_cancel
-from tests.dashboard.conftest import create_payorder
+from tests.accounts.dashboard.conftest import create_payorder
 
 pytestmark = pytest.mark.django_db
 

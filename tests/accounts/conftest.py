@@ -1,5 +1,5 @@
-"""Fixtures for the organization API: organizations with keys, signed-request helpers, and a real
-local HTTP receiver for webhooks that verifies signatures with the receiver-side library."""
+"""Fixtures for the accounts tests (organizations with keys, signed-request helpers, and a real
+local HTTP receiver for webhooks that verifies signatures with the receiver-side library)."""
 
 from __future__ import annotations
 
