@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         users = seed_users(args.users)
         org_wallets = seed_wallets(64)
         from accounts.models import Organization
-        from accounts.org_services import api_key_create
+        from accounts.orgs.services import api_key_create
 
         org = Organization.objects.get(slug="ledger-bench")
         _, secret = api_key_create(organization=org, name="reqcpu")

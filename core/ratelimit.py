@@ -1,4 +1,4 @@
-"""Rate limiting: one counter mechanism for every throttle (`accounts.throttles` on top of it).
+"""Rate limiting: one counter mechanism for every throttle (`accounts.identity.throttles` on top of it).
 
 Invariants:
 - A hit is counted only if it is allowed, atomically with the check: on Redis one Lua script, one
