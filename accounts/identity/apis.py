@@ -14,12 +14,13 @@ from accounts.identity.serializers import (
     SignupInput,
     TokenInput,
     TokenOutput,
+    LogoutInput,
     TokenRefreshInput,
     UserDetailOutput,
     UserOutput,
 )
 from accounts.identity.services import user_change_password, user_create
-from accounts.identity.tokens import token_grant, token_refresh
+from accounts.identity.tokens import token_grant, token_refresh, token_revoke
 from accounts.orgs.tenancy import IsUser
 from accounts.identity.throttles import AuthAccountThrottle, AuthAddressThrottle
 from core.parsers import DecimalJSONParser
@@ -98,6 +99,11 @@ class TokenRefreshApi(_PublicAuthApi):
     @extend_schema(
         tags=["auth"],
         summary="Refresh tokens",
+        description=(
+            "Returns the next pair; the refresh token sent is used up. Sending a used refresh token again "
+            "ends its whole session (every refresh token descended from that login): 401 with "
+            "`details.reason` `refresh_token_reused`, then `session_revoked`."
+        ),
         request=TokenRefreshInput,
         responses={200: TokenOutput, 400: _ERROR, 401: _ERROR},
         examples=[OpenApiExample("Refresh", value={"refresh_token": "eyJhbGciOiJIUzI1NiIs…"}, request_only=True), _TOKEN_EXAMPLE],
@@ -105,8 +111,26 @@ class TokenRefreshApi(_PublicAuthApi):
     def post(self, request):
         data = TokenRefreshInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tokens = token_refresh(refresh_token=data.validated_data["refresh_token"])
+        tokens = token_refresh(refresh_token=data.validated_data["refresh_token"], client_ip=client_ip(request))
         return Response(tokens, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+class LogoutApi(_PublicAuthApi):
+    throttle_classes = [AuthAddressThrottle]
+
+    @extend_schema(
+        tags=["auth"],
+        summary="Log out (revoke a refresh token and its session)",
+        description="The refresh token and every refresh token of its session stop working; other logins are untouched. Idempotent.",
+        request=LogoutInput,
+        responses={204: None, 400: _ERROR, 401: _ERROR, 429: _ERROR},
+        examples=[OpenApiExample("Logout", value={"refresh_token": "eyJhbGciOiJIUzI1NiIs…"}, request_only=True)],
+    )
+    def post(self, request):
+        data = LogoutInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        token_revoke(refresh_token=data.validated_data["refresh_token"], client_ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 _USER_EXAMPLE = OpenApiExample(

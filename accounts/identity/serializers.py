@@ -43,6 +43,10 @@ class TokenRefreshInput(serializers.Serializer):
     refresh_token = serializers.CharField()
 
 
+class LogoutInput(serializers.Serializer):
+    refresh_token = serializers.CharField(help_text="The refresh token of the session to end.")
+
+
 class PasswordChangeInput(serializers.Serializer):
     current_password = serializers.CharField(trim_whitespace=False, max_length=256)
     new_password = serializers.CharField(trim_whitespace=False, max_length=256)

@@ -3,7 +3,7 @@ their second factors, organizations with members and API keys, customers, webhoo
 
 from accounts.models.customers import Customer
 from accounts.models.orgs import ApiKey, Membership, Organization
-from accounts.models.users import EmailOtp, TotpDevice, User, UserManager
+from accounts.models.users import EmailOtp, RefreshTokenFamily, TotpDevice, User, UserManager
 from accounts.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "EmailOtp",
     "Membership",
     "Organization",
+    "RefreshTokenFamily",
     "TotpDevice",
     "User",
     "UserManager",

@@ -8,7 +8,10 @@ Invariants:
 - A TOTP secret is never stored in plain text (Fernet ciphertext, accounts.crypto); an e-mail
   code is stored only as a keyed HMAC-SHA256. A TOTP time step, once used, never verifies again
   for its device: `last_used_step` only grows, read and written under a row lock.
+- A refresh-token family, once revoked, stays revoked (accounts.identity.tokens).
 """
+
+import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
@@ -109,3 +112,28 @@ class EmailOtp(models.Model):
 
     def __str__(self) -> str:
         return f"e-mail code {self.pk} of user {self.user_id}"
+
+
+class RefreshTokenFamily(models.Model):
+    """Every refresh token descended from one login (rotation keeps the family, in the token's
+    `fam` claim). Revoking the family (logout, or a rotated token presented again: theft) kills
+    all of them at once; `revoked_at` is set once and never cleared."""
+
+    class Reason(models.TextChoices):
+        LOGOUT = "logout", "Logged out"
+        REUSE = "reuse", "A rotated refresh token was presented again"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="refresh_token_families")
+    created_at = models.DateTimeField(default=timezone.now)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_reason = models.CharField(max_length=16, choices=Reason.choices, blank=True)
+
+    class Meta:
+        verbose_name = "refresh-token family"
+        verbose_name_plural = "refresh-token families"
+        indexes = [models.Index(fields=["user", "-created_at"], name="refresh_family_user")]
+
+    def __str__(self) -> str:
+        return f"refresh-token family {self.pk} of user {self.user_id}"
