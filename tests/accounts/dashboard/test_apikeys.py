@@ -84,3 +84,29 @@ def _create_with_csrf(client: Client):
     response = client.post("/dashboard/api-keys/new/", {"name": "csrf", "csrfmiddlewaretoken": token})
     assert response.status_code == 200
     return response, re.search(r'value="(sk_[^"]+)"', response.content.decode()).group(1)
+
+
+def test_scopes_are_chosen_on_creation_and_shown(alpha, owner_client, api_client):
+    """Least privilege by default: a key made without choosing scopes can only read."""
+    form = owner_client.get("/dashboard/api-keys/new/").content.decode()
+    assert re.search(r'value="read"[^>]*checked', form) and not re.search(r'value="keys:manage"[^>]*checked', form)
+    assert 'value="keys:manage"' in form
+
+    _, reader_secret = _create(owner_client, "reader")
+    reader = ApiKey.objects.get(organization=alpha.organization, name="reader")
+    assert reader.scopes == ["read"]
+    refused = api_client.post("/api/v1/pay-orders", {}, format="json", HTTP_X_API_KEY=reader_secret)
+    assert refused.status_code == 403 and refused.json()["error"]["details"]["required_scope"] == "payorders:write"
+
+    response = owner_client.post("/dashboard/api-keys/new/", {"name": "shop", "scopes": ["read", "payorders:write"]})
+    assert response.status_code == 200
+    assert "payorders:write" in response.content.decode()
+    shop = ApiKey.objects.get(organization=alpha.organization, name="shop")
+    assert shop.scopes == ["read", "payorders:write"]
+    listing = owner_client.get("/dashboard/api-keys/").content.decode()
+    assert "payorders:write" in listing and listing.count("read") >= 2
+
+    bad = owner_client.post("/dashboard/api-keys/new/", {"name": "none", "scopes": []})
+    assert bad.status_code == 200 and ApiKey.objects.get(name="none").scopes == ["read"]  # nothing chosen: read only
+    unknown = owner_client.post("/dashboard/api-keys/new/", {"name": "bad", "scopes": ["root"]})
+    assert unknown.status_code == 400 and not ApiKey.objects.filter(name="bad").exists()
