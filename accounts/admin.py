@@ -81,11 +81,11 @@ class CustomerAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["key_id", "organization", "name", "secret_prefix", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["key_id", "organization", "name", "scopes", "secret_prefix", "created_at", "last_used_at", "revoked_at"]
     list_filter = ["revoked_at"]
     list_select_related = ["organization"]
     search_fields = ["key_id", "name", "organization__name"]
-    readonly_fields = ["organization", "key_id", "name", "secret_prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["organization", "key_id", "name", "scopes", "secret_prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
     exclude = ["secret_hash", "secret_encrypted"]
     actions = ["revoke"]
 

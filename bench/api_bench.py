@@ -712,7 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         org_wallets = seed_wallets(args.org_wallets)
         organization = Organization.objects.get(slug="ledger-bench")
-        _, secret = api_key_create(organization=organization, name="api bench")
+        _, secret = api_key_create(organization=organization, name="api bench", scopes=["read", "ledger:write"])
         org = {"key": secret, "first": org_wallets[0], "n": len(org_wallets)}
         users = seed_users(args.users)
         vacuum_analyze()

@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         from accounts.orgs.services import api_key_create
 
         org = Organization.objects.get(slug="ledger-bench")
-        _, secret = api_key_create(organization=org, name="reqcpu")
+        _, secret = api_key_create(organization=org, name="reqcpu", scopes=["read", "ledger:write"])
         client = Client()
 
         def build(i: int) -> tuple[str, dict, dict]:

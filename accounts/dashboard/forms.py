@@ -15,6 +15,7 @@ from django.db.models import QuerySet
 
 from accounts.identity.login import user_authenticate
 from accounts.models import WebhookDelivery
+from accounts.orgs.scopes import DEFAULT_SCOPES, SCOPES
 from accounts.webhooks import EVENT_TYPES
 from core.errors import AuthenticationFailed, CofferError, ValidationFailed
 from ledger.models import Transaction
@@ -141,6 +142,14 @@ class PayOrderCreateForm(forms.Form):
 
 class ApiKeyCreateForm(forms.Form):
     name = forms.CharField(max_length=200, help_text="What uses this key, e.g. \"shop backend\".")
+    scopes = forms.MultipleChoiceField(
+        required=False, initial=list(DEFAULT_SCOPES), widget=forms.CheckboxSelectMultiple,
+        choices=[(scope, f"{scope}: {meaning}") for scope, meaning in SCOPES.items()],
+        help_text="Least privilege: give the key only what its integration needs. None chosen: read only.",
+    )
+
+    def chosen_scopes(self) -> list[str]:
+        return list(self.cleaned_data.get("scopes") or DEFAULT_SCOPES)
 
 
 class WebhookEndpointCreateForm(forms.Form):

@@ -6,6 +6,7 @@ Invariants:
 - An API key's secret is never stored in plain text: `secret_hash` is a keyed HMAC-SHA256 for
   the X-API-Key lookup; `secret_encrypted` is Fernet ciphertext, needed because the signature
   schemes verify with the secret itself. A revoked key (`revoked_at` set) never authenticates.
+- A key's `scopes` (a list of accounts.orgs.scopes.SCOPES names) bound every request made with it.
 - Keys are written only by accounts.orgs.services (which audits every creation and revocation).
 """
 
@@ -48,6 +49,10 @@ class Membership(models.Model):
         constraints = [models.UniqueConstraint(fields=["organization", "user"], name="membership_unique")]
 
 
+def default_api_key_scopes() -> list[str]:
+    return ["read"]  # accounts.orgs.scopes.DEFAULT_SCOPES
+
+
 class ApiKey(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
     key_id = models.CharField(max_length=64, unique=True)
@@ -55,6 +60,7 @@ class ApiKey(models.Model):
     secret_hash = models.CharField(max_length=64, unique=True)
     secret_encrypted = models.TextField()
     secret_prefix = models.CharField(max_length=12, help_text="The first characters of the secret, to recognise it.")
+    scopes = models.JSONField(default=default_api_key_scopes, help_text="What the key may do (accounts.orgs.scopes); least privilege by default.")
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

@@ -28,6 +28,7 @@ from core.errors import ValidationFailed
 KEY_EXAMPLE = {
     "key_id": "key_4f9c2a7d1e3b5c6a8d0e2f41",
     "name": "production backend",
+    "scopes": ["read", "payorders:write"],
     "secret_prefix": "sk_Qm3x",
     "created_at": "2026-01-15T10:00:00Z",
     "last_used_at": "2026-01-15T10:05:00Z",
@@ -58,7 +59,7 @@ class ApiKeyListCreateApi(OrganizationScopedMixin, generics.GenericAPIView):
         operation_id="api_keys_list", tags=["organization: API keys"], parameters=[ORG_HEADER],
         responses={200: ApiKeyOutput(many=True), **ERRORS},
         examples=[OpenApiExample("Keys", value=paginated_example(KEY_EXAMPLE), response_only=True)],
-        summary="List the organization's API keys (secrets are never shown again)",
+        summary="List the organization's API keys with their scopes (secrets are never shown again)",
     )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
@@ -68,15 +69,19 @@ class ApiKeyListCreateApi(OrganizationScopedMixin, generics.GenericAPIView):
         operation_id="api_keys_create", tags=["organization: API keys"], parameters=[ORG_HEADER],
         request=ApiKeyCreateInput, responses={201: ApiKeyCreatedOutput, **ERRORS},
         examples=[
-            OpenApiExample("Create", value={"name": "production backend"}, request_only=True),
+            OpenApiExample("Create", value={"name": "production backend", "scopes": ["read", "payorders:write"]}, request_only=True),
+            OpenApiExample("Read-only (the default)", value={"name": "reporting"}, request_only=True),
             OpenApiExample("Created", value={**KEY_EXAMPLE, "last_used_at": None, "secret": "sk_Qm3xV6bq0n1Jm2yXy0cJr8lJ5n9m7h3wq4e5r6t7y8u"}, response_only=True, status_codes=["201"]),
         ],
         summary="Create an API key; the secret is in this response only",
+        description="Scopes default to `read`. An owner may grant any scope; a key with `keys:manage` grants at most its own (403 otherwise).",
     )
     def post(self, request):
         data = ApiKeyCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
-        api_key, secret = org_services.api_key_create(organization=self.organization, name=data.validated_data["name"], actor=request.user)
+        api_key, secret = org_services.api_key_create(
+            organization=self.organization, name=data.validated_data["name"], scopes=data.validated_data["scopes"], actor=request.user
+        )
         return Response({**ApiKeyOutput(api_key).data, "secret": secret}, status=status.HTTP_201_CREATED)
 
 

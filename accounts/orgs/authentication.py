@@ -2,8 +2,9 @@
 
 Every class returns None when the request does not use its scheme (so the next class may try)
 and raises AuthenticationFailed (401 AUTHENTICATION_FAILED) when it does but the credentials are
-wrong; every such failure lands in the audit chain. On success `request.user` is an
-`OrganizationPrincipal` and `request.organization` the key's organization.
+wrong; every such failure lands in the audit chain. A key without the scope the request needs
+is a 403 (accounts.orgs.scopes). On success `request.user` is an `OrganizationPrincipal` and
+`request.organization` the key's organization.
 
 Schemes:
 - `X-API-Key: sk_...` (the secret itself; looked up by its keyed hash);
@@ -35,6 +36,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hash
 from accounts.identity.authentication import ORG_TOKEN_USE
 from accounts.models import ApiKey, Organization
+from accounts.orgs.scopes import SCOPES, scope_check
 from accounts.orgs.services import api_key_auth_failed, api_key_mark_used
 
 TIMESTAMP_TOLERANCE_SECONDS = 300
@@ -114,6 +116,7 @@ def _parse_params(value: str) -> dict[str, str]:
 
 
 def _authenticated(request, api_key: ApiKey, scheme: str):
+    scope_check(request, api_key)  # 403 before anything else: the key's scopes (accounts.orgs.scopes)
     api_key_mark_used(api_key=api_key)
     principal = OrganizationPrincipal(organization=api_key.organization, api_key=api_key, scheme=scheme)
     request.organization = api_key.organization
@@ -274,7 +277,7 @@ class _OrgTokenScheme(OpenApiAuthenticationExtension):
         return {
             "type": "oauth2",
             "description": "grant_type=client_credentials with client_id=<key id>, client_secret=<secret>; use the token as `Authorization: Bearer <token>`.",
-            "flows": {"clientCredentials": {"tokenUrl": "/api/v1/auth/token", "scopes": {}}},
+            "flows": {"clientCredentials": {"tokenUrl": "/api/v1/auth/token", "scopes": dict(SCOPES)}},
         }
 
 

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import ApiKey, Customer
+from accounts.orgs.scopes import DEFAULT_SCOPES, SCOPES
 
 
 class OrgErrorDetailOutput(serializers.Serializer):
@@ -24,12 +25,17 @@ class OrgErrorOutput(serializers.Serializer):
 
 class ApiKeyCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(SCOPES.items())), required=False, allow_empty=False, max_length=len(SCOPES),
+        default=list(DEFAULT_SCOPES),
+        help_text="What the key may do; default `[\"read\"]`. A key with `keys:manage` grants at most its own scopes.",
+    )
 
 
 class ApiKeyOutput(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
-        fields = ["key_id", "name", "secret_prefix", "created_at", "last_used_at", "revoked_at"]
+        fields = ["key_id", "name", "scopes", "secret_prefix", "created_at", "last_used_at", "revoked_at"]
 
 
 class ApiKeyCreatedOutput(ApiKeyOutput):

@@ -4,7 +4,8 @@ Invariants:
 - The only writers of Organization, Membership (at creation), ApiKey and organization Customer
   rows. Every change lands in the audit chain in the same database transaction.
 - A key's secret exists in plain text only in the return value of `api_key_create`; the row keeps
-  its keyed hash (lookups) and its Fernet ciphertext (signature schemes).
+  its keyed hash (lookups) and its Fernet ciphertext (signature schemes). A new key is read-only
+  unless scopes are chosen, and a key creating a key grants at most its own scopes.
 - An authentication failure writes nothing to the database on the request path (a cache count;
   the audit event is written per key and minute by the audit sequencer).
 - `customer_upsert` is safe under races (row lock, or the unique constraint and a savepoint).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -25,7 +27,8 @@ from django.utils.text import slugify
 
 from accounts.crypto import encrypt_secret, lookup_hash
 from accounts.models import ApiKey, Customer, Membership, Organization, User
-from core.errors import InvalidState, NotFound, ValidationFailed
+from accounts.orgs.scopes import DEFAULT_SCOPES, INTEGRATION_SCOPES, normalize_scopes
+from core.errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 
 API_KEY_ID_PREFIX = "key_"
 API_KEY_SECRET_PREFIX = "sk_"
@@ -61,10 +64,29 @@ def _new_secret() -> str:
     return API_KEY_SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
+def _granted_scopes(scopes: Iterable[str], actor) -> list[str]:
+    """The scopes for a new key: known ones, each once; a key creating a key grants at most its own."""
+    try:
+        granted = normalize_scopes(scopes)
+    except ValueError as exc:
+        raise ValidationFailed(str(exc), details={"fields": {"scopes": [str(exc)]}}) from None
+    if not granted:
+        raise ValidationFailed("Choose at least one scope.", details={"fields": {"scopes": ["Choose at least one scope."]}})
+    creator_key = getattr(actor, "api_key", None)
+    if creator_key is not None:
+        missing = [scope for scope in granted if scope not in (creator_key.scopes or [])]
+        if missing:
+            raise PermissionDenied(
+                "An API key can only grant scopes it has itself.", details={"reason": "scope_not_held", "scopes": missing}
+            )
+    return granted
+
+
 @transaction.atomic
-def api_key_create(*, organization: Organization, name: str, actor=None) -> tuple[ApiKey, str]:
-    """A new key for the organization. Returns the key and its secret: the only time the secret
-    exists in plain text outside the caller's hands."""
+def api_key_create(*, organization: Organization, name: str, actor=None, scopes: Iterable[str] = DEFAULT_SCOPES) -> tuple[ApiKey, str]:
+    """A new key for the organization, with `scopes` (read-only unless chosen). Returns the key
+    and its secret: the only time the secret exists in plain text outside the caller's hands."""
+    granted = _granted_scopes(scopes, actor)
     secret = _new_secret()
     api_key = ApiKey.objects.create(
         organization=organization,
@@ -73,13 +95,14 @@ def api_key_create(*, organization: Organization, name: str, actor=None) -> tupl
         secret_hash=lookup_hash(secret),
         secret_encrypted=encrypt_secret(secret),
         secret_prefix=secret[:7],
+        scopes=granted,
         created_by=actor_user(actor),
     )
     audit(
         actor=actor_user(actor),
         action="api_key.created",
         target=api_key,
-        data={"organization_id": organization.pk, "key_id": api_key.key_id, "name": name, **principal_audit_data(actor)},
+        data={"organization_id": organization.pk, "key_id": api_key.key_id, "name": name, "scopes": granted, **principal_audit_data(actor)},
     )
     return api_key, secret
 
@@ -168,7 +191,7 @@ def organization_create(*, name: str, owner_email: str) -> OrganizationCreated:
     organization = Organization.objects.create(name=name, slug=_unique_slug(name))
     Membership.objects.create(organization=organization, user=owner, role=Membership.Role.OWNER)
     audit(actor=owner, action="organization.created", target=organization, data={"name": name, "owner_id": owner.pk})
-    api_key, secret = api_key_create(organization=organization, name="default", actor=owner)
+    api_key, secret = api_key_create(organization=organization, name="default", actor=owner, scopes=INTEGRATION_SCOPES)
     return OrganizationCreated(organization, owner, owner_created, api_key, secret)
 
 

@@ -19,6 +19,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from accounts.orgs.authentication import hmac_string_to_sign
+from accounts.orgs.scopes import ALL_SCOPES
 from accounts.orgs.services import api_key_create
 from config.celery import app as celery_app
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -40,7 +41,7 @@ def make_org_key(name: str | None = None) -> OrgKey:
     organization = OrganizationFactory(**({"name": name, "slug": name.lower()} if name else {}))
     owner = UserFactory()
     MembershipFactory(organization=organization, user=owner, role="owner")
-    api_key, secret = api_key_create(organization=organization, name="test", actor=owner)
+    api_key, secret = api_key_create(organization=organization, name="test", actor=owner, scopes=ALL_SCOPES)  # owner-equivalent
     return OrgKey(organization, api_key, secret, owner)
 
 

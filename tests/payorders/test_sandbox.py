@@ -222,7 +222,7 @@ def test_api_accepts_an_organization_api_key(api_client):
     from accounts.orgs.services import api_key_create
     from tests.factories import OrganizationFactory
 
-    _, secret = api_key_create(organization=OrganizationFactory(), name="sandbox")
+    _, secret = api_key_create(organization=OrganizationFactory(), name="sandbox", scopes=["read", "payorders:write"])
     api_client.credentials(HTTP_X_API_KEY=secret)
     response = api_client.post(
         "/api/v1/sandbox/chain/transactions", {"to_address": BTC_ADDR, "amount": "0.5", "currency": "BTC"}, format="json"

@@ -1,5 +1,5 @@
-"""API-key pages (owners only): list, create (the secret shown once, no-store), revoke. Writes go
-through accounts.orgs.services, which audits."""
+"""API-key pages (owners only): list with scopes, create (scopes chosen, read-only by default; the
+secret shown once, no-store), revoke. Writes go through accounts.orgs.services, which audits."""
 
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def apikey_list(request):
 def apikey_create(request):
     form = ApiKeyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        api_key, secret = api_key_create(organization=request.organization, name=form.cleaned_data["name"].strip(), actor=request.user)
+        api_key, secret = api_key_create(
+            organization=request.organization, name=form.cleaned_data["name"].strip(), scopes=form.chosen_scopes(), actor=request.user
+        )
         return no_store(render(request, "dashboard/apikey_created.html", {"api_key": api_key, "secret": secret, "nav": "apikeys"}))
     return render(request, "dashboard/apikey_form.html", {"form": form, "nav": "apikeys"}, status=400 if form.errors else 200)
 

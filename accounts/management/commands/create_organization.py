@@ -32,5 +32,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Owner: {created.owner.email} (existing user)")
         self.stdout.write(f"Key id: {created.api_key.key_id}")
+        self.stdout.write(f"Scopes: {', '.join(created.api_key.scopes)}")
         self.stdout.write(f"Secret: {created.secret}")
         self.stdout.write("Store the secret now: it is not shown again.")

@@ -12,7 +12,7 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
-from accounts.orgs.scopes import ALL_SCOPES, DEFAULT_SCOPES, KEYLESS_ROUTES, LEGACY_SCOPES, ROUTE_SCOPES
+from accounts.orgs.scopes import ALL_SCOPES, DEFAULT_SCOPES, NO_KEY_WRITE_ROUTES, LEGACY_SCOPES, ROUTE_SCOPES
 from accounts.orgs.services import api_key_create
 from tests.accounts.conftest import audit_actions
 from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
@@ -45,7 +45,7 @@ ENDPOINTS = [
     ("delete", "/api/v1/webhook-endpoints/999999", None, "webhooks:write"),
     ("post", "/api/v1/webhook-endpoints/999999/disable", None, "webhooks:write"),
     ("get", "/api/v1/api-keys", None, "keys:manage"),
-    ("post", "/api/v1/api-keys", {"name": "another"}, "keys:manage"),
+    ("post", "/api/v1/api-keys", {"name": "another", "scopes": ["keys:manage"]}, "keys:manage"),
     ("post", "/api/v1/api-keys/key_missing/revoke", None, "keys:manage"),
 ]
 KEY_SCOPE_SETS = [(scope,) for scope in ALL_SCOPES] + [tuple(ALL_SCOPES)]
@@ -148,7 +148,7 @@ def test_scopes_are_read_from_the_key_on_every_request(org):
 
 
 def test_every_api_route_has_a_scope_decision():
-    """A new endpoint fails this test until it is given a scope (or declared keyless), so no
+    """A new endpoint fails this test until it is given a scope (or declared without key writes), so no
     route is reachable by a key by accident: unknown write routes are refused to keys anyway."""
 
     def names(resolver, prefix=""):
@@ -158,7 +158,7 @@ def test_every_api_route_has_a_scope_decision():
             elif isinstance(pattern, URLPattern) and (prefix + str(pattern.pattern)).startswith("api/v1/"):
                 yield pattern.name
 
-    undecided = {name for name in names(get_resolver()) if name not in ROUTE_SCOPES and name not in KEYLESS_ROUTES}
+    undecided = {name for name in names(get_resolver()) if name not in ROUTE_SCOPES and name not in NO_KEY_WRITE_ROUTES}
     assert not undecided
     assert set(ROUTE_SCOPES.values()) <= set(ALL_SCOPES)
     assert DEFAULT_SCOPES == ("read",)
