@@ -13,6 +13,8 @@ class AccountsConfig(AppConfig):
 
         from accounts import admin  # noqa: F401 - admin registrations
         from accounts.identity.email_codes import email_otp_deliver
+        from accounts.identity.login import LOGIN_LOCKED_TOPIC, login_locked_notify
+        from accounts.identity.services import SIGNUP_EXISTING_TOPIC, signup_existing_notify
         from accounts.identity.tokens import token_grant_register
         from accounts.identity.twofactor import EMAIL_CODE_TOPIC
         from accounts.models import User
@@ -22,9 +24,12 @@ class AccountsConfig(AppConfig):
         from accounts.webhooks.deliver import webhook_deliver
         from core.outbox import register_handler
 
-        # Outbox handlers, in every process that dispatches: webhook attempts and 2FA mail.
+        # Outbox handlers, in every process that dispatches: webhook attempts, and the mails of
+        # 2FA codes, account lockouts and signups with a taken address.
         register_handler(WEBHOOK_TOPIC, webhook_deliver)
         register_handler(EMAIL_CODE_TOPIC, email_otp_deliver)
+        register_handler(LOGIN_LOCKED_TOPIC, login_locked_notify)
+        register_handler(SIGNUP_EXISTING_TOPIC, signup_existing_notify)
         token_grant_register(GRANT_TYPE, client_credentials_grant)
 
         post_save.connect(user_cache_forget, sender=User, dispatch_uid="accounts.user_cache_forget.saved")

@@ -12,14 +12,14 @@ from accounts.identity.selectors import user_get
 from accounts.identity.serializers import (
     PasswordChangeInput,
     SignupInput,
+    SignupOutput,
     TokenInput,
     TokenOutput,
     LogoutInput,
     TokenRefreshInput,
     UserDetailOutput,
-    UserOutput,
 )
-from accounts.identity.services import user_change_password, user_create
+from accounts.identity.services import user_change_password, user_signup
 from accounts.identity.tokens import token_grant, token_refresh, token_revoke
 from accounts.orgs.tenancy import IsUser
 from accounts.identity.throttles import AuthAccountThrottle, AuthAddressThrottle
@@ -51,22 +51,27 @@ class SignupApi(_PublicAuthApi):
     @extend_schema(
         tags=["auth"],
         summary="Sign up",
+        description=(
+            "201 with what was sent (never the password), whether the address was free or already has an account: "
+            "the answer does not tell which. A new address gets its user; the owner of a taken one gets an e-mail. "
+            "Then log in with POST /auth/token."
+        ),
         request=SignupInput,
-        responses={201: UserOutput, 400: _ERROR, 429: _ERROR},
+        responses={201: SignupOutput, 400: _ERROR, 429: _ERROR},
         examples=[
             OpenApiExample(
                 "Signup",
                 value={"first_name": "Jane", "last_name": "Doe", "email": "jane@example.com", "password": "a-long-unusual-passphrase"},
                 request_only=True,
             ),
-            OpenApiExample("Created", value={"id": 1, "first_name": "Jane", "last_name": "Doe", "email": "jane@example.com"}, response_only=True),
+            OpenApiExample("Created", value={"first_name": "Jane", "last_name": "Doe", "email": "jane@example.com"}, response_only=True, status_codes=["201"]),
         ],
     )
     def post(self, request):
         data = SignupInput(data=request.data)
         data.is_valid(raise_exception=True)
-        user = user_create(**data.validated_data, client_ip=client_ip(request))
-        return Response(UserOutput(user).data, status=status.HTTP_201_CREATED)
+        body = user_signup(**data.validated_data, client_ip=client_ip(request))
+        return Response(SignupOutput(body).data, status=status.HTTP_201_CREATED)
 
 
 class TokenApi(_PublicAuthApi):

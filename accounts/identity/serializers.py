@@ -10,6 +10,14 @@ class SignupInput(serializers.Serializer):
     password = serializers.CharField(max_length=256, write_only=True, trim_whitespace=False, style={"input_type": "password"})
 
 
+class SignupOutput(serializers.Serializer):
+    """What a signup answers, the same whether the address was free or taken (no id: that would tell)."""
+
+    first_name = serializers.CharField()
+    last_name = serializers.CharField()
+    email = serializers.EmailField()
+
+
 class UserOutput(serializers.ModelSerializer):
     class Meta:
         model = User

@@ -148,10 +148,16 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/dashboard/login/"
-# Repeated failed logins for one account: after LOGIN_LOCK_THRESHOLD failures the account is
-# locked for LOGIN_LOCK_SECONDS (doubling with each further failure, capped at an hour).
+# Repeated failed logins for one account from one client address: after LOGIN_LOCK_THRESHOLD
+# failures that address is locked out of that account for LOGIN_LOCK_SECONDS (doubling with each
+# further failure, capped at an hour); other addresses are not.
 LOGIN_LOCK_THRESHOLD = env.int("LOGIN_LOCK_THRESHOLD", default=5)
 LOGIN_LOCK_SECONDS = env.int("LOGIN_LOCK_SECONDS", default=60)
+# Distributed guessing: every LOGIN_ACCOUNT_CEILING-th failure of one account (from any address,
+# since its last login) locks it for everyone for LOGIN_ACCOUNT_LOCK_SECONDS (doubling, capped at
+# a day) and e-mails the owner (accounts.identity.login).
+LOGIN_ACCOUNT_CEILING = env.int("LOGIN_ACCOUNT_CEILING", default=50)
+LOGIN_ACCOUNT_LOCK_SECONDS = env.int("LOGIN_ACCOUNT_LOCK_SECONDS", default=3600)
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=15)),

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
 from django.test import override_settings
 
-from accounts.identity.login import LOCKED_MESSAGE
+from accounts.identity.login import LOCKED_MESSAGE, login_lock_seconds
 from accounts.models import User
 from tests.factories import UserFactory
 
@@ -41,7 +41,10 @@ def test_a_locked_account_and_a_locked_unknown_address_hash_alike(api_client):
     for _ in range(3):
         _hashes_for(api_client, "real@example.com")
         _hashes_for(api_client, "nobody@example.com")
-    assert User.objects.get(pk=user.pk).locked_until is not None
+    assert User.objects.get(pk=user.pk).failed_login_count == 3
+    # locked for this address (issue 12 item 7: the lock is per account and client address)
+    assert login_lock_seconds(email="real@example.com", client_ip="127.0.0.1") > 0
+    assert login_lock_seconds(email="nobody@example.com", client_ip="127.0.0.1") > 0
 
     real_calls, real = _hashes_for(api_client, "real@example.com")
     ghost_calls, ghost = _hashes_for(api_client, "nobody@example.com")

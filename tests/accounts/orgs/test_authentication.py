@@ -89,7 +89,7 @@ def test_compat_signature_wrong_secret(org):
     assert failures() == before + 1
 
 
-@pytest.mark.parametrize("offset", [-301, 301, -3600, 86400])
+@pytest.mark.parametrize("offset", [-301, 305, -3600, 86400])  # +305: slack for a loaded box (the server reads its clock later)
 def test_compat_signature_timestamp_outside_window(org, offset):
     header = compat_header(org.key_id, org.secret, timestamp=int(time.time()) + offset)
     assert_401(APIClient().get(CUSTOMERS, HTTP_AUTHORIZATION=header))
