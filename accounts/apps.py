@@ -12,13 +12,13 @@ class AccountsConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from accounts import admin  # noqa: F401 - admin registrations
+        from accounts.identity.authentication import user_cache_forget
         from accounts.identity.email_codes import email_otp_deliver
         from accounts.identity.login import LOGIN_LOCKED_TOPIC, login_locked_notify
         from accounts.identity.services import SIGNUP_EXISTING_TOPIC, signup_existing_notify
         from accounts.identity.tokens import token_grant_register
         from accounts.identity.twofactor import EMAIL_CODE_TOPIC
         from accounts.models import User
-        from accounts.identity.authentication import user_cache_forget
         from accounts.orgs.oauth import GRANT_TYPE, client_credentials_grant
         from accounts.webhooks import WEBHOOK_TOPIC
         from accounts.webhooks.deliver import webhook_deliver

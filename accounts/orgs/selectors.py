@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from accounts.models import Customer
+from ledger.models import Wallet
 
 
 def customer_wallets(*, customer: Customer) -> list:
     """The customer's wallets (ledger.Wallet rows whose `customer` is this one)."""
-    from ledger.models import Wallet
-
     return list(Wallet.objects.select_related("asset").filter(customer=customer).order_by("id"))

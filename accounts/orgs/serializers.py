@@ -3,11 +3,14 @@ Names are unique across the project so drf-spectacular's components stay distinc
 
 from __future__ import annotations
 
+import json
+
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import ApiKey, Customer
 from accounts.orgs.scopes import DEFAULT_SCOPES, SCOPES
+from accounts.orgs.selectors import customer_wallets
 
 
 class OrgErrorDetailOutput(serializers.Serializer):
@@ -55,8 +58,6 @@ class CustomerUpsertInput(serializers.Serializer):
     metadata = serializers.DictField(required=False, help_text="Free-form JSON object, yours to keep (at most 16 KB).")
 
     def validate_metadata(self, value: dict) -> dict:
-        import json
-
         if len(json.dumps(value, default=str)) > 16384:
             raise serializers.ValidationError("At most 16 KB of metadata.")
         return value
@@ -92,6 +93,4 @@ class CustomerDetailOutput(CustomerOutput):
 
     @extend_schema_field(CustomerWalletOutput(many=True))
     def get_wallets(self, customer):
-        from accounts.orgs.selectors import customer_wallets
-
         return CustomerWalletOutput(customer_wallets(customer=customer), many=True).data

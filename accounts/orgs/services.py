@@ -28,6 +28,7 @@ from django.utils.text import slugify
 from accounts.crypto import encrypt_secret, lookup_hash
 from accounts.models import ApiKey, Customer, Membership, Organization, User
 from accounts.orgs.scopes import DEFAULT_SCOPES, INTEGRATION_SCOPES, normalize_scopes
+from compliance.services import audit_count, audit_record
 from core.errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 
 API_KEY_ID_PREFIX = "key_"
@@ -37,9 +38,6 @@ auth_logger = logging.getLogger("coffer.auth")
 
 
 def audit(*, actor: User | None = None, action: str, target=None, data: dict | None = None) -> None:
-    # Imported here: compliance depends on accounts, not the other way round.
-    from compliance.services import audit_record
-
     audit_record(actor=actor, action=action, target=target, data=data or {})
 
 
@@ -143,8 +141,6 @@ def api_key_auth_failed(*, scheme: str, reason: str, key_id: str = "", api_key: 
     task writes one `api_key.auth_failed` audit event per key and minute with the count and the
     first failure's details. No database write here, so a credential spray costs the database
     nothing (never with the presented secret)."""
-    from compliance.services import audit_count
-
     key_id = key_id[:80]
     data = {"scheme": scheme, "reason": reason, "key_id": key_id, "client_ip": client_ip}
     count = audit_count(
