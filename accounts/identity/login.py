@@ -1,20 +1,17 @@
 """Password login with lockouts (the password grant and the dashboard's form).
 
 Invariants:
-- Failures lock per (account, client address): from LOGIN_LOCK_THRESHOLD failures of that pair
-  on, that address is refused for LOGIN_LOCK_SECONDS, doubling with each further failure, capped
-  at an hour (counters in the cache, kept a day after the last failure). An attacker's address
-  never locks the owner out of another.
-- Every failure also counts against the account (`User.failed_login_count`, reset by a
-  success): each LOGIN_ACCOUNT_CEILING-th one locks the account for every address for
-  LOGIN_ACCOUNT_LOCK_SECONDS, doubling with each further ceiling, capped at a day, and e-mails
-  the owner (outbox topic `accounts.login.locked`).
+- Failures lock per (account, client address): from LOGIN_LOCK_THRESHOLD failures of the pair
+  on, that address is refused for LOGIN_LOCK_SECONDS, doubling per further failure, capped at an
+  hour (cache counters, kept a day). One address never locks the owner out of another.
+- Every failure also counts against the account (`User.failed_login_count`, reset by a success):
+  each LOGIN_ACCOUNT_CEILING-th locks it for every address for LOGIN_ACCOUNT_LOCK_SECONDS,
+  doubling, capped at a day, and e-mails the owner (outbox topic `accounts.login.locked`).
 - While locked, attempts are refused without checking the password and are not counted.
-- An unknown email behaves exactly like an account (same answers, same lock timing, the hasher
-  still runs; its account-wide count lives in the cache), and is audited by digest only.
-- Logins, failures and locks land in the audit chain. `_login_attempt` is durable (its
-  bookkeeping commits although the request fails): never call `user_authenticate` inside a
-  transaction; it raises after the commit.
+- An unknown email behaves exactly like an account (answers, lock timing, hashing; its count is
+  in the cache) and is audited by digest only.
+- Logins, failures and locks are audited. `_login_attempt` is durable (its bookkeeping commits
+  although the request fails): never call `user_authenticate` inside a transaction.
 """
 
 from __future__ import annotations

@@ -1,3 +1,5 @@
+"""Input and output serializers of the users and auth endpoints (names unique for the schema)."""
+
 from rest_framework import serializers
 
 from accounts.models import User

@@ -1,20 +1,17 @@
-"""Two-factor step-up (SPEC 6, SPEC 11): the one code check, the step-up the money path runs,
-and the dry run behind `POST /auth/2fa/verify-code`. Enrolment: accounts.identity.totp; e-mail
-codes: accounts.identity.email_codes. The rules in full: docs/accounts/twofactor.md.
+"""Two-factor step-up (SPEC 6, 11): the one code check, the step-up the money path runs, and the
+dry run of `POST /auth/2fa/verify-code`. Enrolment: totp.py; e-mail codes: email_codes.py; the
+rules in full: docs/accounts/twofactor.md.
 
 Invariants:
-- A TOTP code verifies for its step and one step either side; a step is used at most once per
-  device (`last_used_step` only grows, read and advanced under SELECT ... FOR UPDATE).
-- An e-mail code is valid until its expiry, for TWO_FACTOR_EMAIL_MAX_ATTEMPTS wrong guesses, once;
-  only the newest code of a user counts.
-- `twofactor_require` (amount >= the asset's threshold, compared in that asset's major units)
-  spends the code in the CALLER'S transaction; `twofactor_verify` spends nothing. Neither audits
-  a success; every failure is audited and counted in the cache, which survives a rollback: from
-  TWO_FACTOR_MAX_FAILURES failures on, every check of the user is refused for
-  TWO_FACTOR_LOCKOUT_SECONDS, even with a right code.
-- Only users step up: anything else is a programming error (TypeError).
-- Lock order: the user row (enrol, send) -> the TOTP device -> the newest e-mail code; nothing
-  here locks a customer or a wallet (the money path holds those first).
+- A TOTP code verifies for its step +-1; a step is used once per device (`last_used_step` only
+  grows, under SELECT ... FOR UPDATE). An e-mail code: until expiry, for
+  TWO_FACTOR_EMAIL_MAX_ATTEMPTS wrong guesses, once; only a user's newest code counts.
+- `twofactor_require` (amount >= the asset's threshold, in its major units) spends the code in
+  the CALLER'S transaction; `twofactor_verify` spends nothing. Successes are not audited here;
+  failures are, and are counted in the cache (surviving a rollback): TWO_FACTOR_MAX_FAILURES
+  lock the user's checks for TWO_FACTOR_LOCKOUT_SECONDS, right codes included.
+- Only users step up (anything else: TypeError). Lock order: user row -> TOTP device -> newest
+  e-mail code; nothing here locks a customer or wallet (the money path holds those first).
 """
 
 from __future__ import annotations

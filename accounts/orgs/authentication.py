@@ -1,21 +1,16 @@
 """How an organization authenticates (SPEC 5), as DRF authentication classes.
 
-Every class returns None when the request does not use its scheme (so the next class may try)
-and raises AuthenticationFailed (401 AUTHENTICATION_FAILED) when it does but the credentials are
-wrong; every such failure lands in the audit chain. A key without the scope the request needs
-is a 403 (accounts.orgs.scopes). On success `request.user` is an `OrganizationPrincipal` and
-`request.organization` the key's organization.
+Each class returns None for a request that does not use its scheme (the next one tries) and
+raises AuthenticationFailed (401) when it does with bad credentials; every failure is counted
+for the audit chain. A key without the scope the request needs is a 403 (accounts.orgs.scopes).
+On success `request.user` is an `OrganizationPrincipal`, `request.organization` its organization.
 
-Schemes:
 - `X-API-Key: sk_...` (the secret itself; looked up by its keyed hash);
-- `Authorization: APIKey=<key_id>,signature=<hex SHA512(key_id + secret + timestamp)>,timestamp=<unix s>`
-  (compatibility; +-300 s);
-- `Authorization: Coffer-HMAC-SHA256 KeyId=<key_id>,Timestamp=<unix s>,Nonce=<nonce>,Signature=<hex>`
-  where Signature = HMAC-SHA256(secret, "METHOD\\npath\\nquery\\ntimestamp\\nnonce\\nhex(sha256(body))")
-  (+-300 s; a nonce is accepted once per key inside the window);
+- `Authorization: APIKey=<key_id>,signature=<hex SHA512(key_id + secret + timestamp)>,timestamp=<s>` (+-300 s);
+- `Authorization: Coffer-HMAC-SHA256 KeyId=..,Timestamp=..,Nonce=..,Signature=<hex HMAC-SHA256(secret,
+  "METHOD\\npath\\nquery\\ntimestamp\\nnonce\\nhex(sha256(body))")>` (+-300 s; a nonce once per key);
 - `Authorization: Bearer <jwt>` from `grant_type=client_credentials` (claims org_id, key_id,
-  token_use=org). User JWTs (accounts.identity.authentication) and organization JWTs are not
-  interchangeable.
+  token_use=org); user JWTs (accounts.identity.authentication) are not interchangeable with it.
 """
 
 from __future__ import annotations
