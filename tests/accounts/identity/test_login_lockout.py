@@ -160,3 +160,23 @@ def test_signup_with_a_registered_email_answers_like_a_new_one_and_tells_the_own
     assert "already" in mail.outbox[0].body and "a-long-unusual-passphrase" not in mail.outbox[0].body
     event = AuditEvent.objects.get(action="user.signup_existing_email")
     assert event.target_id == str(owner.pk)
+
+
+def _auth_rate(rate: str):
+    from django.conf import settings
+
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "auth": rate}
+    return override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates})
+
+
+def test_one_address_exhausting_the_accounts_rate_does_not_throttle_the_owner_where_they_log_in():
+    """The per-account `auth` throttle (SPEC 5) let one address spend the account's whole rate and
+    answer the owner 429 from everywhere. An address the owner has logged in from is not held to
+    the per-account rate (still to its own per-address rate); new addresses still are."""
+    UserFactory(email="jane@example.com")
+    with _auth_rate("5/min"):
+        assert _login("jane@example.com", DEFAULT_PASSWORD, OWNER).status_code == 200  # the owner's usual address
+        statuses = [_login("jane@example.com", f"guess-{n}", ATTACKER).status_code for n in range(8)]
+        assert statuses[-1] == 429  # the attacker is throttled
+        assert _login("jane@example.com", DEFAULT_PASSWORD, "192.0.2.77").status_code == 429  # a new address: the account's rate
+        assert _login("jane@example.com", DEFAULT_PASSWORD, OWNER).status_code == 200  # the owner's address: not held back
