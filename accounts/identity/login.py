@@ -8,10 +8,10 @@ Invariants:
   each LOGIN_ACCOUNT_CEILING-th locks it for every address for LOGIN_ACCOUNT_LOCK_SECONDS,
   doubling, capped at a day, and e-mails the owner (outbox topic `accounts.login.locked`).
 - While locked, attempts are refused without checking the password and are not counted.
-- An unknown email behaves exactly like an account (answers, lock timing, hashing; its count is
-  in the cache) and is audited by digest only.
-- Logins, failures and locks are audited. `_login_attempt` is durable (its bookkeeping commits
-  although the request fails): never call `user_authenticate` inside a transaction.
+- A successful login marks its address as known to the account for KNOWN_ADDRESS_SECONDS; the
+  per-account `auth` throttle does not hold known addresses (accounts.identity.throttles).
+- An unknown email behaves exactly like an account (answers, lock timing, hashing), audited by
+  digest. All is audited; `_login_attempt` is durable: never call `user_authenticate` in a txn.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from core.outbox import outbox_emit
 LOCK_CAP_SECONDS = 3600
 ACCOUNT_LOCK_CAP_SECONDS = 24 * 3600
 PAIR_WINDOW_SECONDS = 24 * 3600
+KNOWN_ADDRESS_SECONDS = 30 * 24 * 3600
 LOGIN_LOCKED_TOPIC = "accounts.login.locked"
 INVALID_CREDENTIALS = "Invalid email or password."
 LOCKED_MESSAGE = "This account is temporarily locked after repeated failed logins. Try again later."
@@ -104,6 +105,11 @@ def login_lock_clear(*, email: str, client_ip: str, counter: bool = True) -> Non
         cache.delete(_pair_key(email, client_ip, "pair-failures"))
 
 
+def login_address_known(*, email: str, client_ip: str) -> bool:
+    """Whether this account logged in with its password from this address lately."""
+    return bool(client_ip) and cache.get(_pair_key(email, client_ip, "known")) is not None
+
+
 def _pair_failure(email: str, client_ip: str) -> int:
     """Count a failure of the pair; lock it when due. Returns the lock's seconds, 0 for none."""
     seconds = _lock_seconds(_count(_pair_key(email, client_ip, "pair-failures"), PAIR_WINDOW_SECONDS))
@@ -165,6 +171,7 @@ def _login_attempt(*, email: str, password: str, client_ip: str) -> tuple[User |
     user.last_login = now
     user.save(update_fields=["failed_login_count", "locked_until", "last_login"])
     login_lock_clear(email=email, client_ip=client_ip)
+    cache.set(_pair_key(email, client_ip, "known"), 1, timeout=KNOWN_ADDRESS_SECONDS)
     audit_record(actor=user, action="user.login", target=user, data={"client_ip": client_ip})
     return user, ""
 

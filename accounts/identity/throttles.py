@@ -15,6 +15,7 @@ import hashlib
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from accounts.identity.login import login_address_known
 from core import ratelimit
 
 
@@ -53,7 +54,9 @@ class AuthAddressThrottle(_RuntimeRateThrottle):
 
 class AuthAccountThrottle(_RuntimeRateThrottle):
     """`auth` scope, per account: the email (or API key id) the request is about, whichever
-    address it comes from."""
+    address it comes from; except from an address this account logged in from with its password
+    (accounts.identity.login), which only its per-address rate holds, so that one address
+    spending the account's rate cannot keep the owner out."""
 
     scope = "auth"
     account_fields = ("username", "email", "client_id")
@@ -69,7 +72,7 @@ class AuthAccountThrottle(_RuntimeRateThrottle):
                 if isinstance(value, str) and value.strip():
                     account = value.strip().lower()
                     break
-        if not account:
+        if not account or login_address_known(email=account, client_ip=self.get_ident(request)):
             return None
         digest = hashlib.sha256(account.encode()).hexdigest()[:32]
         return self.cache_format % {"scope": f"{self.scope}-account", "ident": digest}
