@@ -180,3 +180,23 @@ def test_one_address_exhausting_the_accounts_rate_does_not_throttle_the_owner_wh
         assert statuses[-1] == 429  # the attacker is throttled
         assert _login("jane@example.com", DEFAULT_PASSWORD, "192.0.2.77").status_code == 429  # a new address: the account's rate
         assert _login("jane@example.com", DEFAULT_PASSWORD, OWNER).status_code == 200  # the owner's address: not held back
+
+
+@override_settings(LOGIN_LOCK_THRESHOLD=3)
+def test_behind_a_proxy_the_lock_is_per_forwarded_client_address():
+    """With NUM_PROXIES set, every client arrives from the proxy's REMOTE_ADDR: the lockout must
+    key on the same client address as the throttles (X-Forwarded-For), or one attacker behind
+    the proxy would lock out everyone behind it again."""
+    from django.conf import settings
+
+    UserFactory(email="jane@example.com")
+    proxy = "10.0.0.5"
+    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}):
+        for _ in range(4):
+            APIClient(REMOTE_ADDR=proxy).post(TOKEN, {"username": "jane@example.com", "password": "guess"}, format="json", HTTP_X_FORWARDED_FOR=ATTACKER)
+        refused = APIClient(REMOTE_ADDR=proxy).post(TOKEN, {"username": "jane@example.com", "password": DEFAULT_PASSWORD}, format="json", HTTP_X_FORWARDED_FOR=ATTACKER)
+        assert _message(refused) == LOCKED_MESSAGE
+        owner = APIClient(REMOTE_ADDR=proxy).post(TOKEN, {"username": "jane@example.com", "password": DEFAULT_PASSWORD}, format="json", HTTP_X_FORWARDED_FOR=OWNER)
+        assert owner.status_code == 200, owner.content
+    event = AuditEvent.objects.filter(action="user.login").latest("id")
+    assert event.data["client_ip"] == OWNER
