@@ -14,6 +14,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import QuerySet
 
 from accounts.identity.login import user_authenticate
+from accounts.identity.throttles import client_address
 from accounts.models import WebhookDelivery
 from accounts.orgs.scopes import DEFAULT_SCOPES, SCOPES
 from accounts.webhooks import EVENT_TYPES
@@ -34,7 +35,7 @@ class DashboardLoginForm(AuthenticationForm):
         if email and password:
             try:
                 self.user_cache = user_authenticate(
-                    email=email, password=password, client_ip=self.request.META.get("REMOTE_ADDR", "") if self.request else ""
+                    email=email, password=password, client_ip=client_address(self.request) if self.request else ""
                 )
             except AuthenticationFailed as exc:
                 raise forms.ValidationError(exc.message, code="invalid_login") from None

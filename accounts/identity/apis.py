@@ -22,7 +22,7 @@ from accounts.identity.serializers import (
 from accounts.identity.services import user_change_password, user_signup
 from accounts.identity.tokens import token_grant, token_refresh, token_revoke
 from accounts.orgs.tenancy import IsUser
-from accounts.identity.throttles import AuthAccountThrottle, AuthAddressThrottle
+from accounts.identity.throttles import AuthAccountThrottle, AuthAddressThrottle, client_address
 from core.parsers import DecimalJSONParser
 
 _ERROR = OpenApiResponse(description='`{"error": {"code", "message", "details"}}`')
@@ -34,7 +34,7 @@ _TOKEN_EXAMPLE = OpenApiExample(
 
 
 def client_ip(request) -> str:
-    return request.META.get("REMOTE_ADDR", "")
+    return client_address(request)  # the address the throttles and the login lock key on
 
 
 class _PublicAuthApi(APIView):

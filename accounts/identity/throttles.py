@@ -13,10 +13,18 @@ dodge the per-address limit by inventing one.
 import hashlib
 
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
 from accounts.identity.login import login_address_known
 from core import ratelimit
+
+
+def client_address(request) -> str:
+    """The client's address as every auth limit sees it: REMOTE_ADDR, or with NUM_PROXIES set
+    the address that many proxies in from the right of X-Forwarded-For (DRF's reading)."""
+    if api_settings.NUM_PROXIES is None:
+        return request.META.get("REMOTE_ADDR", "")
+    return BaseThrottle().get_ident(request)
 
 
 class _RuntimeRateThrottle(SimpleRateThrottle):
@@ -38,9 +46,7 @@ class _RuntimeRateThrottle(SimpleRateThrottle):
         return self.verdict.retry_after
 
     def get_ident(self, request):
-        if api_settings.NUM_PROXIES is None:
-            return request.META.get("REMOTE_ADDR", "")
-        return super().get_ident(request)
+        return client_address(request)
 
 
 class AuthAddressThrottle(_RuntimeRateThrottle):

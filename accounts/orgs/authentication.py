@@ -30,6 +30,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hash
 from accounts.identity.authentication import ORG_TOKEN_USE
+from accounts.identity.throttles import client_address
 from accounts.models import ApiKey, Organization
 from accounts.orgs.scopes import SCOPES, scope_check
 from accounts.orgs.services import api_key_auth_failed, api_key_mark_used
@@ -64,7 +65,7 @@ class OrganizationPrincipal:
 
 
 def _client_ip(request) -> str:
-    return request.META.get("REMOTE_ADDR", "")
+    return client_address(request)
 
 
 def _fail(request, scheme: str, reason: str, *, key_id: str = "", api_key: ApiKey | None = None, message: str | None = None):

@@ -27,7 +27,7 @@ class _PostedData:
     """What the API's auth throttles read from a request, for the form post."""
 
     def __init__(self, request):
-        self.META, self.data = request.META, request.POST
+        self.META, self.headers, self.data = request.META, request.headers, request.POST
 
 
 def login_throttle_wait(request) -> int | None:

@@ -55,3 +55,12 @@ def test_the_login_page_itself_is_not_throttled():
     with _rates(auth="1/min"):
         for _ in range(3):
             assert client.get(LOGIN).status_code == 200
+
+
+def test_behind_a_proxy_the_form_reads_the_forwarded_address():
+    """With NUM_PROXIES set the throttles read X-Forwarded-For; the form's post must carry the
+    headers for that (it was a 500), and the lock keys on the forwarded address."""
+    user = UserFactory()
+    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}):
+        response = Client(REMOTE_ADDR="10.0.0.5").post(LOGIN, {"username": user.email, "password": DEFAULT_PASSWORD}, HTTP_X_FORWARDED_FOR="198.51.100.7")
+        assert response.status_code == 302
