@@ -173,3 +173,18 @@ def test_existing_keys_are_migrated_to_every_scope_but_key_management(org):
     org.api_key.refresh_from_db()
     assert org.api_key.scopes == list(LEGACY_SCOPES)
     assert "keys:manage" not in LEGACY_SCOPES and set(LEGACY_SCOPES) == set(ALL_SCOPES) - {"keys:manage"}
+
+
+def test_a_key_manager_key_revokes_only_keys_within_its_own_scopes(org):
+    """Least privilege both ways: a `keys:manage` key neither grants nor takes away more than it
+    holds, so a narrow manager key cannot switch off the integration's broader key."""
+    _, secret = api_key_create(organization=org.organization, name="manager", scopes=["keys:manage", "read"])
+    narrow, _ = api_key_create(organization=org.organization, name="narrow", scopes=["read"])
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=secret)
+    refused = client.post(f"/api/v1/api-keys/{org.key_id}/revoke")  # the full-scope key
+    assert refused.status_code == 403
+    assert refused.json()["error"]["details"]["reason"] == "scope_not_held"
+    org.api_key.refresh_from_db()
+    assert org.api_key.revoked_at is None
+    assert client.post(f"/api/v1/api-keys/{narrow.key_id}/revoke").status_code == 200
