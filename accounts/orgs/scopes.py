@@ -6,8 +6,8 @@ Invariants:
   reads need `read`; a write needs the scope its route names in ROUTE_SCOPES. A write route
   without an entry is refused to every key (fail closed); `test_every_api_route_has_a_scope_decision`
   makes each new route take a decision. Listing keys needs `keys:manage` too.
-- New keys get DEFAULT_SCOPES (`read`) unless scopes are chosen. A key grants only scopes it
-  holds; an owner (a member user) may grant any. Keys made before scopes exist were migrated to
+- New keys get DEFAULT_SCOPES (`read`) unless scopes are chosen. A key grants, and revokes
+  keys, only within the scopes it holds; an owner (a member user) is not held so. Keys made before scopes exist were migrated to
   LEGACY_SCOPES: every scope but `keys:manage` (docs/accounts/api-keys.md).
 - Member users are governed by their role (accounts.orgs.tenancy), never by scopes.
 """
@@ -27,7 +27,7 @@ SCOPES: dict[str, str] = {
     "ledger:write": "Post transactions, open, suspend, activate and close wallets, define assets.",
     "payorders:write": "Create and drive pay orders (quote, payment details, process, cancel, refund), xpub keys, the sandbox chain.",
     "webhooks:write": "Add, disable, enable and delete webhook endpoints; redeliver events.",
-    "keys:manage": "List, create and revoke API keys (granting at most its own scopes).",
+    "keys:manage": "List, create and revoke API keys (within its own scopes).",
 }
 ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)
 DEFAULT_SCOPES: tuple[str, ...] = (READ,)

@@ -5,7 +5,7 @@ Invariants:
   rows. Every change lands in the audit chain in the same database transaction.
 - A key's secret exists in plain text only in the return value of `api_key_create`; the row keeps
   its keyed hash (lookups) and its Fernet ciphertext (signature schemes). A new key is read-only
-  unless scopes are chosen, and a key creating a key grants at most its own scopes.
+  unless scopes are chosen; a key managing keys grants, and revokes, only within its own scopes.
 - An authentication failure writes nothing to the database on the request path (a cache count;
   the audit event is written per key and minute by the audit sequencer).
 - `customer_upsert` is safe under races (row lock, or the unique constraint and a savepoint).
@@ -70,14 +70,18 @@ def _granted_scopes(scopes: Iterable[str], actor) -> list[str]:
         raise ValidationFailed(str(exc), details={"fields": {"scopes": [str(exc)]}}) from None
     if not granted:
         raise ValidationFailed("Choose at least one scope.", details={"fields": {"scopes": ["Choose at least one scope."]}})
-    creator_key = getattr(actor, "api_key", None)
-    if creator_key is not None:
-        missing = [scope for scope in granted if scope not in (creator_key.scopes or [])]
-        if missing:
-            raise PermissionDenied(
-                "An API key can only grant scopes it has itself.", details={"reason": "scope_not_held", "scopes": missing}
-            )
+    _check_within_actor_key(granted, actor, "An API key can only grant scopes it has itself.")
     return granted
+
+
+def _check_within_actor_key(scopes: Iterable[str], actor, message: str) -> None:
+    """A key managing keys acts only within its own scopes (owners, being users, are not held)."""
+    actor_key = getattr(actor, "api_key", None)
+    if actor_key is None:
+        return
+    missing = [scope for scope in scopes if scope not in (actor_key.scopes or [])]
+    if missing:
+        raise PermissionDenied(message, details={"reason": "scope_not_held", "scopes": missing})
 
 
 @transaction.atomic
@@ -112,6 +116,7 @@ def api_key_revoke(*, organization: Organization, key_id: str, actor=None) -> Ap
         raise NotFound("No such API key.")
     if api_key.revoked_at is not None:
         raise InvalidState("This API key is already revoked.")
+    _check_within_actor_key(api_key.scopes or [], actor, "An API key can only revoke keys within its own scopes.")
     api_key.revoked_at = timezone.now()
     api_key.save(update_fields=["revoked_at"])
     audit(
