@@ -20,9 +20,11 @@ import uuid
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Organization, WebhookDelivery, WebhookEndpoint
+from core.db import model_columns, model_from_row, query
 from core.errors import ValidationFailed
 from core.models import OutboxMessage
 from core.outbox import outbox_emit
@@ -68,11 +70,29 @@ def normalize_event_patterns(events: list[str]) -> list[str]:
     return ["*"] if "*" in out else out
 
 
+_ENDPOINTS_SQL: list[str] = []
+
+
+def _live_endpoints(organization_id: int) -> list[WebhookEndpoint]:
+    """The organization's enabled, undeleted endpoints: a written-out statement, since every money
+    movement of an organization's customers asks (the ORM compiling it was ~10% of its CPU)."""
+    if not _ENDPOINTS_SQL:
+        table = connection.ops.quote_name(WebhookEndpoint._meta.db_table)
+        _ENDPOINTS_SQL.append(
+            f"SELECT {model_columns(WebhookEndpoint, 'e')} FROM {table} e"
+            " WHERE e.organization_id = %s AND e.is_enabled AND e.deleted_at IS NULL ORDER BY e.id"
+        )
+    return [model_from_row(WebhookEndpoint, row, 0)[0] for row in query(_ENDPOINTS_SQL[0], [organization_id])]
+
+
 def webhook_publish(*, organization: Organization, event_type: str, payload: dict[str, Any]) -> list[WebhookDelivery]:
     """Announce `event_type` to the organization's subscribed endpoints. Call it inside the
     transaction that makes the change: the deliveries commit or roll back with it."""
     if not _EVENT_NAME.match(event_type):
         raise ValueError(f"not an event type: {event_type!r}")
+    endpoints = [e for e in _live_endpoints(organization.pk) if e.subscribes_to(event_type)]
+    if not endpoints:  # most movements of most organizations: one indexed read, nothing to write
+        return []
     now = timezone.now()
     event = {
         "id": f"evt_{uuid.uuid4().hex}",
@@ -81,11 +101,6 @@ def webhook_publish(*, organization: Organization, event_type: str, payload: dic
         "data": payload,
     }
     event = json.loads(json.dumps(event, cls=DjangoJSONEncoder))  # Decimals -> strings, dates -> ISO
-    endpoints = [
-        e
-        for e in WebhookEndpoint.objects.filter(organization=organization, is_enabled=True, deleted_at__isnull=True)
-        if e.subscribes_to(event_type)
-    ]
     deliveries = WebhookDelivery.objects.bulk_create(
         [
             WebhookDelivery(
