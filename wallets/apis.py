@@ -5,7 +5,7 @@ Money endpoints (`/deposits`, `/transfers`, `/withdrawals`, `/exchanges`) are `@
 required, replayed, 409 while running) and throttled by `MoneyThrottle`. Someone else's wallet
 is a 404."""
 
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,6 +16,7 @@ from ledger.filters import entries_in_range
 from accounts.identity.throttles import MoneyThrottle
 from accounts.identity.twofactor import HEADER as TWO_FACTOR_HEADER, twofactor_code_from
 from core.idempotency import idempotent
+from core.openapi import PAGE_LIMIT, PAGE_OFFSET, page_of
 from core.pagination import LimitOffsetPagination
 from ledger.serializers import WalletOutput
 from wallets import selectors, services
@@ -118,8 +119,10 @@ class WalletListCreateApi(_UserApi):
 
     @extend_schema(
         operation_id="wallets_list", tags=["wallets"], summary="Your wallets",
-        responses={200: WalletOutput(many=True)},
-        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int), ledger_apis.ORG_HEADER],
+        responses={200: page_of(PolymorphicProxySerializer(
+            component_name="AnyWallet", serializers=[WalletOutput, ledger_apis.OrgWalletOutput], resource_type_field_name=None, many=True,
+        ), "WalletPage")},
+        parameters=[PAGE_LIMIT, PAGE_OFFSET, ledger_apis.ORG_HEADER],
         examples=[OpenApiExample("Page", value={"results": [WALLET_EXAMPLE], "count": 1, "limit": 20, "offset": 0}, response_only=True),
                   OpenApiExample("An organization's wallets", value={"results": [ledger_apis.ORG_WALLET_EXAMPLE], "count": 1, "limit": 20, "offset": 0}, response_only=True)],
     )
@@ -270,7 +273,7 @@ class WithdrawalListCreateApi(_UserApi):
 
     @extend_schema(
         operation_id="withdrawals_list", tags=["money movement"], summary="Your withdrawals, newest first",
-        responses={200: WithdrawalOutput(many=True)}, parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses={200: page_of(WithdrawalOutput(many=True), "WithdrawalPage")}, parameters=[PAGE_LIMIT, PAGE_OFFSET],
         examples=[OpenApiExample("Page", value={"results": [WITHDRAWAL_EXAMPLE], "count": 1, "limit": 20, "offset": 0}, response_only=True)],
     )
     def get(self, request):

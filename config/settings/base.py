@@ -212,6 +212,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # drf-spectacular's enum naming first, then the error responses every operation can give.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "core.openapi.document_errors"],
     # Distinct names for choice sets whose fields share a name with other apps' (type, status).
     "ENUM_NAME_OVERRIDES": {
         "LedgerTransactionTypeEnum": "ledger.models.Transaction.Type",
