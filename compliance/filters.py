@@ -1,6 +1,7 @@
 import django_filters
 
 from compliance.models import AuditEvent
+from core.filters import InstantFilter
 
 
 class AuditEventFilter(django_filters.FilterSet):
@@ -17,5 +18,5 @@ class AuditEventFilter(django_filters.FilterSet):
 
 
 # `from` is a Python keyword, so these two are added by name.
-AuditEventFilter.base_filters["from"] = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-AuditEventFilter.base_filters["to"] = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+AuditEventFilter.base_filters["from"] = InstantFilter(bound="from")
+AuditEventFilter.base_filters["to"] = InstantFilter(bound="to")

@@ -1,6 +1,7 @@
 """Reads of the audit chain, access-checked: staff, or members of the "auditor" or
 "compliance officer" groups."""
 
+from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
 
 from compliance.models import AuditEvent
@@ -9,7 +10,8 @@ AUDIT_READER_GROUPS = ("auditor", "compliance officer")
 
 
 def user_can_read_audit(*, user) -> bool:
-    if not user or not user.is_authenticated or not user.is_active:
+    # Only a person can read the audit log: an organization's principal (API key) has no groups.
+    if not isinstance(user, get_user_model()) or not user.is_authenticated or not user.is_active:
         return False
     if user.is_staff or user.is_superuser:
         return True

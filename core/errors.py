@@ -58,3 +58,26 @@ class IdempotencyKeyReused(CofferError):
 class IdempotencyKeyInProgress(CofferError):
     code, status = "IDEMPOTENCY_KEY_IN_PROGRESS", 409
     default_message = "A request with this Idempotency-Key is still being processed."
+
+
+class PayloadTooLarge(CofferError):
+    code, status = "PAYLOAD_TOO_LARGE", 413
+
+    def __init__(self, *, limit_bytes: int):
+        super().__init__(
+            f"The request body is larger than the limit of {limit_bytes} bytes.",
+            details={"limit_bytes": limit_bytes},
+        )
+
+
+class ServiceUnavailable(CofferError):
+    """The database, cache or broker cannot be reached: retry after `retry_after` seconds."""
+
+    code, status = "SERVICE_UNAVAILABLE", 503
+
+    def __init__(self, *, service: str, retry_after: int):
+        super().__init__(
+            f"The {service} is unavailable; retry in {retry_after} seconds.",
+            details={"service": service, "retry_after": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )

@@ -9,13 +9,15 @@ import logging
 import math
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from django_fsm import TransitionNotAllowed
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from core.errors import CofferError
+from core.errors import CofferError, PayloadTooLarge
 
 logger = logging.getLogger("coffer.api")
 
@@ -35,6 +37,10 @@ _DRF_CODES: list[tuple[type[Exception], str]] = [
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def coffer_error_response_body(exc: CofferError) -> dict[str, Any]:
+    return error_body(exc.code, exc.message, exc.details)
 
 
 def _flatten_message(detail: Any) -> str:
@@ -68,6 +74,8 @@ def _drf_response(exc: drf.APIException) -> Response:
 
 
 def api_exception_handler(exc: Exception, context: dict) -> Response:
+    if isinstance(exc, RequestDataTooBig):  # the body was read past the limit (e.g. to check a signature)
+        exc = PayloadTooLarge(limit_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     if isinstance(exc, CofferError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status, headers=exc.headers)
     if isinstance(exc, Http404):

@@ -12,64 +12,13 @@ Invariants:
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-
 import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.utils import timezone
-from django.utils.dateparse import parse_date, parse_datetime
 from rest_framework import serializers
 
+from core.filters import InstantFilter
 from ledger.models import Entry, Posting, Transaction
-
-
-_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-class InstantField(forms.Field):
-    """An ISO 8601 date-time (offset optional: naive means UTC) or a bare date."""
-
-    default_error_messages = {"invalid": "Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z."}
-
-    def to_python(self, value):
-        if value in self.empty_values:
-            return None
-        text = str(value).strip()
-        try:
-            if _DATE_ONLY.fullmatch(text):  # parse_datetime would read it as midnight
-                day = parse_date(text)
-                if day is None:
-                    raise ValueError(text)
-                return day
-            moment = parse_datetime(text)
-            if moment is not None:
-                return moment if timezone.is_aware(moment) else timezone.make_aware(moment, dt.timezone.utc)
-            day = parse_date(text)
-        except ValueError:  # well-formed but impossible, e.g. 2026-02-30
-            day = None
-        if day is None:
-            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
-        return day
-
-
-class InstantFilter(django_filters.Filter):
-    field_class = InstantField
-
-    def __init__(self, *args, bound: str, **kwargs):
-        self.bound = bound
-        super().__init__(*args, field_name="created_at", **kwargs)
-
-    def filter(self, qs, value):
-        if value is None:
-            return qs
-        if isinstance(value, dt.datetime):
-            return qs.filter(created_at__gte=value) if self.bound == "from" else qs.filter(created_at__lte=value)
-        start = dt.datetime.combine(value, dt.time.min, tzinfo=dt.timezone.utc)
-        if self.bound == "from":
-            return qs.filter(created_at__gte=start)
-        return qs.filter(created_at__lt=start + dt.timedelta(days=1))  # a bare `to` date: through that day
 
 
 class PositiveIntegerFilter(django_filters.NumberFilter):

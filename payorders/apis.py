@@ -23,6 +23,7 @@ from rest_framework.response import Response
 from accounts.orgs.serializers import OrgErrorOutput
 from accounts.orgs.tenancy import OWNER_ONLY, OrganizationScopedMixin
 from accounts.identity.throttles import MoneyThrottle
+from core.filters import InstantFilter
 from core.idempotency import HEADER, LEGACY_HEADER, idempotent, idempotent_execute
 from payorders import selectors, services
 from payorders.models import PayOrder, XpubKey
@@ -156,8 +157,8 @@ class _OrderApi(OrganizationScopedMixin, generics.GenericAPIView):
 class PayOrderFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=PayOrder.Status.choices)
     type = django_filters.ChoiceFilter(choices=PayOrder.Type.choices)
-    created_from = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
-    created_to = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte", help_text="ISO 8601, inclusive.")
+    created_from = InstantFilter(bound="from", help_text="ISO 8601 date or date-time (UTC if no offset), inclusive.")
+    created_to = InstantFilter(bound="to", help_text="ISO 8601, inclusive; a bare date includes that whole day.")
 
     class Meta:
         model = PayOrder

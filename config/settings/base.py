@@ -199,6 +199,10 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
+# The API's body limit (SPEC 5): a request body over it is a 413 PAYLOAD_TOO_LARGE
+# (core.middleware, core.parsers). Django applies the same limit to the other pages' forms.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Coffer API",
     "DESCRIPTION": (
