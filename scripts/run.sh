@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+# The entry points (config.wsgi, config.celery) default to production settings: a local run says so.
+export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 export PUBLIC_BASE_URL=${PUBLIC_BASE_URL:-http://$HOST:$PORT}

@@ -28,7 +28,7 @@ from rest_framework import authentication, exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hash
+from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hashes
 from accounts.identity.authentication import ORG_TOKEN_USE
 from accounts.identity.throttles import client_address
 from accounts.models import ApiKey, Organization
@@ -132,7 +132,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         secret = secret.strip()
         api_key = None
         if secret.startswith("sk_") and len(secret) <= 200:
-            api_key = ApiKey.objects.select_related("organization").filter(secret_hash=lookup_hash(secret)).first()
+            api_key = ApiKey.objects.select_related("organization").filter(secret_hash__in=lookup_hashes(secret)).first()
         if api_key is None:
             raise _fail(request, self.scheme, "unknown secret")
         if api_key.revoked_at is not None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
-from accounts.crypto import lookup_hash
+from accounts.crypto import lookup_hashes
 from accounts.models import ApiKey
 from accounts.orgs.authentication import org_access_token, org_token_lifetime_seconds
 from accounts.orgs.services import api_key_auth_failed, api_key_mark_used
@@ -56,8 +56,8 @@ def client_credentials_grant(*, data: Mapping[str, Any], client_ip: str = "") ->
         raise ValidationFailed("client_id and client_secret are required.", details={"fields": missing, "error": "invalid_request"})
 
     api_key = ApiKey.objects.select_related("organization").filter(key_id=client_id[:64]).first()
-    presented = lookup_hash(client_secret)
-    if api_key is None or not hmac.compare_digest(presented, api_key.secret_hash):
+    presented = lookup_hashes(client_secret)  # one per field key: a key not yet rotated still matches
+    if api_key is None or not any(hmac.compare_digest(candidate, api_key.secret_hash) for candidate in presented):
         api_key_auth_failed(scheme=SCHEME, reason="bad client credentials", key_id=client_id, api_key=api_key, client_ip=client_ip)
         raise AuthenticationFailed("Invalid client credentials.", details={"error": "invalid_client"})
     if api_key.revoked_at is not None:
