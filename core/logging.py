@@ -7,7 +7,7 @@ neither the format string nor its arguments can leak a secret to any handler."""
 import logging
 import re
 
-_MASK = "[REDACTED]"
+MASK = _MASK = "[REDACTED]"
 
 _SECRET_KEY_NAMES = (
     r"pass(?:word|wd|phrase)?|secret|token|api[_-]?key|authorization|otp|2fa[_-]?code|"
@@ -34,6 +34,8 @@ _PATTERNS: list[tuple[re.Pattern[str], object]] = [
         ),
         lambda m: f"{m.group('key')}{_mask_value(m.group('val'))}",
     ),
+    # one-time codes in prose: "your verification code is 123456", "code: 123 456"
+    (re.compile(r"(?i)\b(code\s*(?:is\s*|[:=]\s*))\d(?:[\d -]{2,14})\d\b"), lambda m: f"{m.group(1)}{_MASK}"),
     # bearer tokens and JWTs wherever they appear
     (re.compile(r"(?i)\bBearer\s+[A-Za-z0-9\-_.=+/~]+"), f"Bearer {_MASK}"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*"), _MASK),

@@ -131,7 +131,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat is a singleton (core.beat): however many beat processes run, one schedules and the others
+# stand by. The schedule's state is kept in this file; its directory is created on start.
+CELERY_BEAT_SCHEDULER = "core.beat:SingletonScheduler"
+CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "beat" / "celerybeat-schedule"))
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_TIMEZONE = "UTC"
 
@@ -247,7 +250,15 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 # --- Email ---------------------------------------------------------------------------------------
-EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# EMAIL_URL (django-environ: smtp://, smtp+tls://user:password@host:587, smtp+ssl://...) configures
+# a sending backend; EMAIL_BACKEND names another one (a provider's). With neither, development
+# mail is written to the console with codes, secrets and addresses redacted (core.mail):
+# production refuses to start without a backend that sends.
+EMAIL_URL = env("EMAIL_URL", default="")
+if EMAIL_URL:
+    globals().update({name: value for name, value in env.email_url_config(EMAIL_URL).items() if value is not None})
+else:
+    EMAIL_BACKEND = env("EMAIL_BACKEND", default="core.mail.RedactingConsoleEmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Coffer <no-reply@coffer.local>")
 
 # --- Coffer ---------------------------------------------------------------------------------------
@@ -271,9 +282,11 @@ PRICE_CACHE_SECONDS = env.int("PRICE_CACHE_SECONDS", default=30)
 PRICE_MAX_AGE_SECONDS = env.int("PRICE_MAX_AGE_SECONDS", default=600)
 PRICE_SPREAD = Decimal(env("PRICE_SPREAD", default="0.0025"))
 WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=False)
-# Key used to encrypt secrets at rest (API key secrets, webhook secrets). Derived from
-# SECRET_KEY when not given, so local runs work; production should set its own.
-FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+# Keys that encrypt secrets at rest (API key and webhook secrets, authenticator secrets), newest
+# first, comma-separated in FIELD_ENCRYPTION_KEY: the first encrypts, all decrypt (MultiFernet,
+# accounts.crypto); `manage.py rotate_field_keys` re-encrypts everything under the first. With
+# none, local runs derive one from SECRET_KEY; production requires its own, apart from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEY", default=[])
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 IDEMPOTENCY_KEY_TTL_HOURS = env.int("IDEMPOTENCY_KEY_TTL_HOURS", default=48)
 # Statements of the money path are prepared once per connection (ledger engine, core.db.query). Turn
