@@ -17,7 +17,8 @@ from django_fsm import TransitionNotAllowed
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
-from core.errors import CofferError, PayloadTooLarge
+from core.errors import CofferError, PayloadTooLarge, ServiceUnavailable
+from core.outages import retry_after_seconds, unavailable_service
 
 logger = logging.getLogger("coffer.api")
 
@@ -87,5 +88,24 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     if isinstance(exc, drf.APIException):
         return _drf_response(exc)
     view = context.get("view")
+    outage = service_unavailable_response(exc, context.get("request"))
+    if outage is not None:
+        return outage
     logger.exception("Unhandled error in %s", type(view).__name__ if view else "API view", exc_info=exc)
     return Response(error_body("SERVER_ERROR", "An internal error occurred."), status=500)
+
+
+def service_unavailable_response(exc: BaseException, request=None) -> Response | None:
+    """503 SERVICE_UNAVAILABLE with Retry-After if `exc` says the database, cache or broker is out
+    of reach (core.outages), logged as one line (the traceback at debug level); else None."""
+    service = unavailable_service(exc)
+    if service is None:
+        return None
+    where = f"{request.method} {request.path}" if request is not None else "a request"
+    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    logger.warning("%s unavailable on %s: %s: %s", service, where, type(exc).__name__, first_line)
+    logger.debug("%s unavailable on %s", service, where, exc_info=exc)
+    error = ServiceUnavailable(service=service, retry_after=retry_after_seconds())
+    response = Response(coffer_error_response_body(error), status=error.status, headers=error.headers)
+    response._has_been_logged = True  # this line is the log of it: django.request adds none
+    return response

@@ -14,7 +14,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 
 from core.errors import PayloadTooLarge
-from core.exceptions import coffer_error_response_body, error_body
+from core.exceptions import coffer_error_response_body, error_body, service_unavailable_response
 
 logger = logging.getLogger("coffer.api")
 
@@ -83,5 +83,11 @@ class ApiErrorEnvelopeMiddleware:
             return None
         if isinstance(exception, RequestDataTooBig):
             return _coffer_json(PayloadTooLarge(limit_bytes=settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
+        outage = service_unavailable_response(exception, request)
+        if outage is not None:
+            replaced = JsonResponse(outage.data, status=outage.status_code)
+            replaced["Retry-After"] = outage["Retry-After"]
+            replaced._has_been_logged = True
+            return replaced
         logger.exception("Unhandled error on %s %s", request.method, request.path, exc_info=exception)
         return JsonResponse(error_body("SERVER_ERROR", "An internal error occurred."), status=500)

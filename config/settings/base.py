@@ -202,6 +202,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 
+# Retry-After (seconds) of a 503 SERVICE_UNAVAILABLE: the database, cache or broker out of reach (core.outages).
+SERVICE_UNAVAILABLE_RETRY_AFTER = env.int("SERVICE_UNAVAILABLE_RETRY_AFTER", default=5)
 # The API's body limit (SPEC 5): a request body over it is a 413 PAYLOAD_TOO_LARGE
 # (core.middleware, core.parsers). Django applies the same limit to the other pages' forms.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=1024 * 1024)
