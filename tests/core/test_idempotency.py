@@ -430,7 +430,8 @@ class TestRacing:
             cursor.execute("SELECT pg_terminate_backend(%s)", [Controls.backend_pid])
         Controls.release.set()
         thread.join(timeout=30)
-        assert outcome["result"].status_code == 500
+        assert outcome["result"].status_code == 503  # the database went away under it: retry later
+        assert _error_code(outcome["result"]) == "SERVICE_UNAVAILABLE" and outcome["result"]["Retry-After"]
         assert _effects() == 0 and IdempotencyRecord.objects.count() == 0
         retry = _post(_client(user), key="k-kill", body={"n": 5})
         assert retry.status_code == 201 and "Idempotency-Replayed" not in retry
