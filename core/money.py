@@ -14,6 +14,12 @@ exactly representable in the asset; "1.001" is refused for a 2-decimal asset.
 
 Arithmetic runs in `MONEY_CONTEXT` (60 significant digits): Python's default context keeps 28,
 which would silently round a 38-digit NUMERIC(38, 18) value.
+
+The embedded mode (SQLite) stores a decimal column as a double: exact to
+`EMBEDDED_SIGNIFICANT_DIGITS` (15) significant digits only. There, `parse_amount` refuses an
+amount with more (a 400 naming the limit) and the ledger refuses a posting whose balances would
+need more (`embedded_precision_problem`), so nothing is ever stored rounded. PostgreSQL's
+NUMERIC(38, 18) keeps every digit: nothing changes there.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from core.errors import ValidationFailed
 MAX_EXPONENT = 18
 MAX_INTEGER_DIGITS = 20
 MONEY_CONTEXT = Context(prec=60)
+EMBEDDED_SIGNIFICANT_DIGITS = 15  # a double keeps any 15-digit decimal exactly (DBL_DIG)
 
 _PLAIN_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _SIGNED_DECIMAL = re.compile(r"[+-][0-9]+(?:\.[0-9]+)?")
@@ -69,6 +76,28 @@ def _from_text(text: str, field: str) -> Decimal:
     return Decimal(stripped)
 
 
+def significant_digits(value: Decimal) -> int:
+    if not value:
+        return 0
+    return len(value.normalize(MONEY_CONTEXT).as_tuple().digits)
+
+
+def embedded_precision_problem(value: Decimal) -> str | None:
+    """Why `value` cannot be stored exactly by the database in use, or None (always None on
+    PostgreSQL; on SQLite, more than 15 significant digits)."""
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        return None
+    digits = significant_digits(value)
+    if digits <= EMBEDDED_SIGNIFICANT_DIGITS:
+        return None
+    return (
+        f"{value} has {digits} significant digits; the embedded SQLite database keeps "
+        f"{EMBEDDED_SIGNIFICANT_DIGITS} exactly (run Coffer on PostgreSQL, DATABASE_URL, for more)."
+    )
+
+
 def parse_amount(value: object, *, exponent: int, field: str = "amount") -> Decimal:
     """Turn request input into an exact positive `Decimal` quantized to `exponent` decimals.
 
@@ -108,6 +137,9 @@ def parse_amount(value: object, *, exponent: int, field: str = "amount") -> Deci
         if quantized != amount:
             noun = "decimal" if exponent == 1 else "decimals"
             raise _fail(field, f"This asset allows at most {exponent} {noun}.")
+    problem = embedded_precision_problem(quantized)
+    if problem:
+        raise _fail(field, f"The amount {problem}")
     return quantized
 
 

@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import InvalidState, ValidationFailed
-from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, parse_amount
+from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, embedded_precision_problem, parse_amount
 from ledger.errors import CurrencyMismatch, DuplicateReference, InsufficientFunds, LedgerPostingError, WalletInactive, WalletNotFound
 from ledger.locks import holds_for_update
 from ledger.models import Entry, Hold, Posting, Transaction, Wallet, hot_account_shards
@@ -148,6 +148,15 @@ def _simulate(
                     raise ValidationFailed(
                         f"operations[{i}].amount: wallet {wid}'s balance would exceed {MAX_INTEGER_DIGITS} integer digits.",
                         details={"fields": {f"operations[{i}].amount": [f"The resulting balance would exceed {MAX_INTEGER_DIGITS} integer digits."]},
+                                 "operation_index": i, "wallet_id": wid},
+                    )
+            for wid, value in ((None, amount), (src.pk, plan.balances[src.pk]), (dst.pk, plan.balances[dst.pk])):
+                problem = embedded_precision_problem(value)  # SQLite keeps 15 digits: refuse, never round
+                if problem:
+                    what = "the amount" if wid is None else f"wallet {wid}'s resulting balance"
+                    raise ValidationFailed(
+                        f"operations[{i}].amount: {what} {problem}",
+                        details={"fields": {f"operations[{i}].amount": [f"{what[0].upper()}{what[1:]} {problem}"]},
                                  "operation_index": i, "wallet_id": wid},
                     )
             plan.entries.append((src.pk, Entry.Direction.DEBIT, amount, plan.balances[src.pk], i))
