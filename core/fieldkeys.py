@@ -8,7 +8,8 @@ while the platform serves requests: each row is rewritten under its row lock, in
 
 What is encrypted (accounts.crypto): API-key secrets (with their keyed lookup hash), webhook
 endpoint secrets, authenticator (TOTP) secrets confirmed or pending, and the e-mail codes still
-waiting in the outbox. An e-mail code's own hash is not rotated: it lives ten minutes.
+waiting in the outbox. An e-mail code's own hash is not rotated: it lives ten minutes, and it is
+checked under every configured key meanwhile.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.crypto import decrypt_secret, lookup_hash
+from accounts.crypto import decrypt_secret, lookup_hash, lookup_hashes
 from accounts.models import EmailOtp, TotpDevice, User
 from compliance.services import audit_record
 from core.errors import CofferError
@@ -116,8 +116,12 @@ def normalize_code(code: str | None) -> str:
     return re.sub(r"[\s-]", "", code or "")
 
 
+def _email_code_text(user_id: int, code: str) -> str:
+    return f"2fa-email-otp:v1:{user_id}:{code}"
+
+
 def email_code_hash(user_id: int, code: str) -> str:
-    return lookup_hash(f"2fa-email-otp:v1:{user_id}:{code}")
+    return lookup_hash(_email_code_text(user_id, code))
 
 
 def _step(now: datetime) -> int:
@@ -258,7 +262,8 @@ def check_code(*, user: User, code: str | None, now: datetime, consume: bool, pu
         otp = latest_email_otp(user, lock=True)
         email_reason = ""
         if otp is not None and well_formed and not replayed:
-            matches = hmac.compare_digest(otp.code_hash, email_code_hash(user.pk, code))
+            # Under any configured field key: a code sent before a new key was put in front still counts.
+            matches = any(hmac.compare_digest(otp.code_hash, candidate) for candidate in lookup_hashes(_email_code_text(user.pk, code)))
             if otp.attempts >= email_max_attempts():
                 email_reason = "too_many_attempts"
             elif matches and otp.used_at is not None:

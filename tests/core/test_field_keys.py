@@ -108,3 +108,13 @@ def test_rotation_twice_is_harmless(settings, stored):
     call_command("rotate_field_keys", stdout=io.StringIO())
     settings.FIELD_ENCRYPTION_KEYS = [NEW]
     assert _readable(stored) and _authenticates(stored["org"].secret)
+
+
+def test_an_emailed_code_sent_before_a_new_key_was_put_in_front_still_verifies(settings, stored):
+    from accounts.twofactor import twofactor_verify
+
+    user = TotpDevice.objects.get(secret_encrypted__gt="").user
+    message = OutboxMessage.objects.get(topic=EMAIL_CODE_TOPIC)
+    code = decrypt_secret(message.payload["code"])  # sent under OLD
+    settings.FIELD_ENCRYPTION_KEYS = [NEW, OLD]  # the rotation's first step, while the code is live
+    assert twofactor_verify(user=user, code=code).ok
