@@ -52,6 +52,19 @@ def read_limited(stream, limit: int) -> bytes:
     return data
 
 
+def json_loads_capped(text: str | bytes, **kwargs):
+    """`json.loads` for request bodies outside DRF (e.g. the checkout page's script): nesting past
+    `MAX_JSON_DEPTH` is a `ValueError` like any other malformed JSON, never a RecursionError."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if json_depth_exceeds(text):
+        raise ValueError(f"the body is nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        return json.loads(text, **kwargs)
+    except RecursionError:
+        raise ValueError(f"the body is nested more than {MAX_JSON_DEPTH} levels deep") from None
+
+
 def _nesting_error() -> ParseError:
     return ParseError(f"JSON parse error: the body is nested more than {MAX_JSON_DEPTH} levels deep.")
 

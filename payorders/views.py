@@ -17,7 +17,6 @@ runs under a strict Content-Security-Policy (no inline script or style).
 
 from __future__ import annotations
 
-import json
 from functools import wraps
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
@@ -31,6 +30,7 @@ from rest_framework.throttling import BaseThrottle
 
 from core.errors import CofferError, RateLimited, ValidationFailed
 from core.exceptions import error_body
+from core.parsers import json_loads_capped
 from payorders import checkout
 from payorders.errors import PayOrderNotFound
 
@@ -146,7 +146,7 @@ def checkout_status(request: HttpRequest, public_id: str) -> JsonResponse:
 
 def _json_body(request: HttpRequest) -> dict:
     try:
-        body = json.loads(request.body or b"{}")
+        body = json_loads_capped(request.body or b"{}")  # a 10,000-deep body is malformed, not a crash
     except (ValueError, UnicodeDecodeError):
         raise ValidationFailed("The body is not valid JSON.") from None
     if not isinstance(body, dict):

@@ -164,3 +164,19 @@ def test_audit_log_date_filter_refuses_an_impossible_instant():
 @pytest.mark.parametrize("path", ["/api/v1/audit-logs", "/api/v1/audit-logs/verify"])
 def test_organization_credentials_on_the_audit_log_are_403(org_client, path):
     _envelope(org_client.get(path), 403, "PERMISSION_DENIED")
+
+
+def test_deeply_nested_json_to_the_anonymous_checkout_page_is_a_400():
+    from django.test import Client
+
+    from payorders import services as payorder_services
+    from tests.payorders.test_checkout_views import token_from
+
+    merchant = make_org_key("Checkout")
+    order = payorder_services.payorder_create(organization=merchant.organization, type="SALE", amount="100.00", currency="USD")
+    client = Client()
+    token = token_from(client, order)
+    response = client.post(f"/pay/{order.public_id}/payment-details", data=_nested(10_000), content_type="application/json",
+                           HTTP_X_CSRFTOKEN=token)
+    assert response.status_code == 400, response.content[:300]
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
