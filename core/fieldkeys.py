@@ -19,7 +19,12 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.db import transaction
 
-from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hash, rotate_secret
+from accounts.crypto import (
+    SecretDecryptionError,
+    decrypt_secret,
+    lookup_hash,
+    rotate_secret,
+)
 
 BATCH = 200
 
@@ -68,7 +73,7 @@ def _rotate_rows(columns: EncryptedColumns, report: RotationReport) -> None:
 
 
 def _rotate_pending_email_codes(report: RotationReport) -> None:
-    from accounts.twofactor import EMAIL_CODE_TOPIC
+    from accounts.identity.twofactor import EMAIL_CODE_TOPIC
     from core.models import OutboxMessage
 
     label = "core.OutboxMessage (e-mail codes)"

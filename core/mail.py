@@ -37,7 +37,7 @@ class RedactingConsoleEmailBackend(BaseEmailBackend):
             "",
             message.body,
             *(f"[alternative {mimetype}: not shown]" for _, mimetype in getattr(message, "alternatives", [])),
-            *(f"[attachment: not shown]" for _ in message.attachments),
+            *("[attachment: not shown]" for _ in message.attachments),
         ]
         return redact_mail_text("\n".join(lines))
 

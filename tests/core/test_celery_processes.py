@@ -127,4 +127,4 @@ def test_worker_log_at_info_shows_ready_received_succeeded_and_failures_with_tra
     assert f"Task tests.core.worker_tasks.fail_loudly[{failed.id}] received" in content
     assert f"Task tests.core.worker_tasks.fail_loudly[{failed.id}] raised unexpected: RuntimeError('task failed on purpose: {marker}')" in content
     assert "Traceback (most recent call last)" in content
-    assert f'raise RuntimeError(f"task failed on purpose: {{marker}}")' in content
+    assert 'raise RuntimeError(f"task failed on purpose: {marker}")' in content

@@ -12,12 +12,14 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret, encrypt_secret
+from accounts.identity.email_codes import email_otp_send
+from accounts.identity.totp import totp_confirm, totp_enrol
+from accounts.identity.twofactor import EMAIL_CODE_TOPIC
 from accounts.models import ApiKey, TotpDevice, WebhookEndpoint
-from accounts.org_services import webhook_endpoint_create
-from accounts.twofactor import EMAIL_CODE_TOPIC, email_otp_send, totp_confirm, totp_enrol
+from accounts.webhooks.services import webhook_endpoint_create
 from core.models import OutboxMessage
+from tests.accounts.conftest import make_org_key
 from tests.factories import UserFactory
-from tests.organizations.conftest import make_org_key
 
 pytestmark = pytest.mark.django_db
 
@@ -111,7 +113,7 @@ def test_rotation_twice_is_harmless(settings, stored):
 
 
 def test_an_emailed_code_sent_before_a_new_key_was_put_in_front_still_verifies(settings, stored):
-    from accounts.twofactor import twofactor_verify
+    from accounts.identity.twofactor import twofactor_verify
 
     user = TotpDevice.objects.get(secret_encrypted__gt="").user
     message = OutboxMessage.objects.get(topic=EMAIL_CODE_TOPIC)

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from core.parsers import MAX_JSON_DEPTH
 from ledger.services import wallet_open
+from tests.accounts.conftest import key_client, make_org_key
 from tests.ledger_api.conftest import person, platform_asset, user_client
-from tests.organizations.conftest import key_client, make_org_key
 
 pytestmark = pytest.mark.django_db
 

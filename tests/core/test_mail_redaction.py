@@ -13,7 +13,8 @@ import pytest
 from django.core.mail import EmailMessage, get_connection
 
 from accounts.crypto import decrypt_secret
-from accounts.twofactor import EMAIL_CODE_TOPIC, email_otp_send
+from accounts.identity.email_codes import email_otp_send
+from accounts.identity.twofactor import EMAIL_CODE_TOPIC
 from core.logging import RedactingFilter
 from core.models import OutboxMessage
 from core.outbox import handlers_for

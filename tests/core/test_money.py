@@ -7,7 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.errors import ValidationFailed
-from core.money import MAX_INTEGER_DIGITS, embedded_precision_problem, format_amount, parse_amount
+from core.money import (
+    MAX_INTEGER_DIGITS,
+    embedded_precision_problem,
+    format_amount,
+    parse_amount,
+)
 
 
 def refused(value, exponent=2, field="amount") -> str:
