@@ -6,8 +6,8 @@ Invariants:
 - `document_errors` (a drf-spectacular postprocessing hook) adds to each operation the statuses
   the platform's plumbing can answer with, where the operation's own declaration does not already
   describe them: 400 (malformed body or parameter, unknown parameter on a detail endpoint), 401 and
-  403 when the operation needs credentials, 404 when its path names an object, 413 when it takes a
-  body, 429 (throttles) and 503 (database, cache or broker unavailable). Operation-specific
+  403 when the operation needs credentials, 404 when its path names an object, 413 and 415 when it
+  takes a body, 429 (throttles) and 503 (database, cache or broker unavailable). Operation-specific
   meanings (409, 422, ...) stay with the operation.
 """
 
@@ -40,6 +40,7 @@ _PLUMBING = {
     "403": "PERMISSION_DENIED: authenticated, but not allowed (role, API-key scope, organization header)",
     "404": "NOT_FOUND: no such object visible to you",
     "413": "PAYLOAD_TOO_LARGE: the body is over the API's limit (1 MiB)",
+    "415": "UNSUPPORTED_MEDIA_TYPE: a body in a content type this operation does not read",
     "429": "RATE_LIMITED: throttled; Retry-After says when to try again",
     "503": "SERVICE_UNAVAILABLE: the database, cache or broker is unavailable; Retry-After says when to retry",
 }
@@ -86,7 +87,7 @@ def document_errors(result: dict[str, Any], generator, request, public) -> dict[
             if "{" in path:
                 wanted.append("404")
             if "requestBody" in operation:
-                wanted.append("413")
+                wanted += ["413", "415"]
             responses = operation.setdefault("responses", {})
             for status in sorted(wanted):
                 if status not in responses:
