@@ -24,7 +24,7 @@ from accounts.orgs.serializers import OrgErrorOutput
 from accounts.orgs.tenancy import OWNER_ONLY, OrganizationScopedMixin
 from accounts.identity.throttles import MoneyThrottle
 from core.idempotency import HEADER, LEGACY_HEADER, idempotent, idempotent_execute
-from payorders import selectors, services
+from payorders import selectors
 from payorders.models import PayOrder, XpubKey
 from payorders.serializers import (
     CancelInput,
@@ -43,6 +43,11 @@ from payorders.serializers import (
     XpubKeyInput,
     XpubKeyOutput,
 )
+from payorders.services.addresses import xpub_key_register
+from payorders.services.lifecycle import payorder_cancel, payorder_create
+from payorders.services.payments import payorder_process
+from payorders.services.quotes import payorder_quote, payorder_select_quote
+from payorders.services.refunds import payorder_refund, refund_attach_transaction
 
 TAG = ["pay orders"]
 ORG_HEADER = OpenApiParameter(
@@ -197,7 +202,7 @@ class PayOrderListCreateApi(OrganizationScopedMixin, generics.ListAPIView):
         def handler():
             data = PayOrderCreateInput(data=request.data)
             data.is_valid(raise_exception=True)
-            order = services.payorder_create(organization=self.organization, actor=request.user, **data.validated_data)
+            order = payorder_create(organization=self.organization, actor=request.user, **data.validated_data)
             return Response(PayOrderOutput(order).data, status=status.HTTP_201_CREATED)
 
         if _key_sent(request):
@@ -229,7 +234,7 @@ class PayOrderCancelApi(_OrderApi):
     def post(self, request, public_id: str):
         data = CancelInput(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.payorder_cancel(organization=self.organization, public_id=public_id, actor=request.user, reason=data.validated_data["reason"])
+        order = payorder_cancel(organization=self.organization, public_id=public_id, actor=request.user, reason=data.validated_data["reason"])
         return self.detail(order)
 
 
@@ -257,7 +262,7 @@ class PayOrderQuoteApi(_OrderApi):
     def post(self, request, public_id: str):
         data = PayOrderQuoteInput(data=request.data)
         data.is_valid(raise_exception=True)
-        quotes = services.payorder_quote(organization=self.organization, public_id=public_id, **data.validated_data)
+        quotes = payorder_quote(organization=self.organization, public_id=public_id, **data.validated_data)
         return Response({"quotes": QuoteOutput(quotes, many=True).data})
 
 
@@ -282,7 +287,7 @@ class PayOrderPaymentDetailsApi(_OrderApi):
     def post(self, request, public_id: str):
         data = PaymentDetailsInput(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.payorder_select_quote(organization=self.organization, public_id=public_id, quote_id=data.validated_data["quote_id"], actor=request.user)
+        order = payorder_select_quote(organization=self.organization, public_id=public_id, quote_id=data.validated_data["quote_id"], actor=request.user)
         return Response(PaymentDetailsOutput(selectors.payment_details(order)).data)
 
 
@@ -312,7 +317,7 @@ class PayOrderProcessApi(_OrderApi):
     def post(self, request, public_id: str):
         data = ProcessInput(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.payorder_process(organization=self.organization, public_id=public_id, tx_hash=data.validated_data["tx_hash"], actor=request.user)
+        order = payorder_process(organization=self.organization, public_id=public_id, tx_hash=data.validated_data["tx_hash"], actor=request.user)
         return self.detail(order)
 
 
@@ -341,7 +346,7 @@ class PayOrderRefundApi(_OrderApi):
     def post(self, request, public_id: str):
         data = RefundInput(data=request.data)
         data.is_valid(raise_exception=True)
-        refund = services.payorder_refund(organization=self.organization, public_id=public_id, actor=request.user, **data.validated_data)
+        refund = payorder_refund(organization=self.organization, public_id=public_id, actor=request.user, **data.validated_data)
         return Response(RefundOutput(refund).data, status=status.HTTP_201_CREATED)
 
 
@@ -360,7 +365,7 @@ class RefundTransactionApi(_OrderApi):
     def post(self, request, public_id: str, refund_id: str):
         data = RefundTransactionInput(data=request.data)
         data.is_valid(raise_exception=True)
-        refund = services.refund_attach_transaction(
+        refund = refund_attach_transaction(
             organization=self.organization, public_id=public_id, refund_id=refund_id, tx_hash=data.validated_data["tx_hash"], actor=request.user
         )
         return Response(RefundOutput(refund).data)
@@ -404,5 +409,5 @@ class XpubKeyListCreateApi(OrganizationScopedMixin, generics.ListAPIView):
     def post(self, request):
         data = XpubKeyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        key = services.xpub_key_add(organization=self.organization, actor=request.user, **data.validated_data)
+        key = xpub_key_register(organization=self.organization, actor=request.user, **data.validated_data)
         return Response(XpubKeyOutput(key).data, status=status.HTTP_201_CREATED)

@@ -1,10 +1,10 @@
 """Errors of pay orders (rendered by core.exceptions as {"error": {"code", "message", "details"}})."""
 
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
-from payorders.addresses import DepositKeyMissing
 
 __all__ = [
     "DepositKeyMissing",
+    "field_error",
     "PayOrderNotFound",
     "PayOrderInvalidState",
     "QuoteExpired",
@@ -15,6 +15,16 @@ __all__ = [
     "RefundNotFound",
     "NothingToRefund",
 ]
+
+
+def field_error(field_name: str, message: str) -> ValidationFailed:
+    """A 400 naming one input field."""
+    return ValidationFailed(f"{field_name}: {message}", details={"fields": {field_name: [message]}})
+
+
+class DepositKeyMissing(CofferError):
+    code, status = "DEPOSIT_KEY_MISSING", 409
+    default_message = "The organization has no extended public key registered for this chain."
 
 
 class PayOrderNotFound(NotFound):

@@ -201,7 +201,7 @@ class PayOrder(ConcurrentTransitionMixin, models.Model):
     def __str__(self) -> str:
         return f"pay order {self.public_id} ({self.status})"
 
-    # Transitions change state only; payorders.services saves, records and announces them.
+    # Transitions change state only; payorders.services.history.payorder_transition saves, records and announces them.
     @transition(field=status, source=Status.PENDING, target=Status.AWAITING_PAYMENT)
     def await_payment(self) -> None:
         pass

@@ -9,9 +9,8 @@ from rest_framework import serializers
 from core.fields import RawAmountField
 from core.money import format_amount
 from payorders.models import PayOrder, PayOrderPayment, PayOrderQuote, PayOrderStatusChange, Refund, XpubKey
-from payorders.selectors import checkout_url, fmt_source, payment_details, source_exponent
-from payorders.services import SOURCE_CURRENCIES, _exponent
-
+from payorders.selectors import checkout_url, currency_exponent, fmt_source, payment_details, source_exponent
+from payorders.services.quotes import SOURCE_CURRENCIES
 
 # --- Inputs ----------------------------------------------------------------------------------------
 
@@ -148,7 +147,7 @@ class PayOrderOutput(serializers.ModelSerializer):
         ]
 
     def get_amount(self, o: PayOrder) -> str:
-        return format_amount(o.amount, _exponent(o.currency))
+        return format_amount(o.amount, currency_exponent(o.currency))
 
     def get_customer_external_id(self, o: PayOrder) -> str | None:
         return o.customer.external_id if o.customer_id else None
@@ -184,7 +183,7 @@ class PayOrderOutput(serializers.ModelSerializer):
     def get_settlement(self, o: PayOrder) -> dict | None:
         if o.settlement_transaction_id is None:
             return None
-        exp = _exponent(o.settlement_currency)
+        exp = currency_exponent(o.settlement_currency)
         fee = o.settlement_fee or 0
         return {
             "transaction_id": o.settlement_transaction_id,

@@ -16,7 +16,7 @@ from ledger.models import Asset
 from ledger.selectors import assets_visible
 from payorders.selectors import checkout_url, fmt_source, payment_details, payorder_get, source_exponent
 from payorders.selectors import payorder_list as select_payorders
-from payorders.services import payorder_create as create
+from payorders.services.lifecycle import payorder_create as create
 
 
 def _platform_exponents() -> dict[str, int]:
