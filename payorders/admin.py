@@ -103,13 +103,13 @@ class RefundAdmin(_ReadOnly):
 
 @admin.register(XpubKey)
 class XpubKeyAdmin(_ReadOnly):
-    list_display = ["organization", "chain", "network", "next_index", "is_active", "created_at"]
+    list_display = ["organization", "chain", "network", "next_index", "gap_limit", "constrained_since", "is_active", "created_at"]
     list_filter = ["chain", "is_active"]
     list_select_related = ["organization"]
 
 
 @admin.register(DepositAddress)
 class DepositAddressAdmin(_ReadOnly):
-    list_display = ["address", "chain", "index", "xpub_key", "created_at"]
+    list_display = ["address", "chain", "index", "xpub_key", "released_at", "created_at"]
     search_fields = ["address"]
     list_select_related = ["xpub_key"]

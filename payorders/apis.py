@@ -272,9 +272,12 @@ class PayOrderPaymentDetailsApi(_OrderApi):
         request=PaymentDetailsInput,
         responses={
             200: PaymentDetailsOutput, **AUTH_ERRORS, **NOT_FOUND,
-            **_resp(409, "QUOTE_EXPIRED, INVALID_STATE or DEPOSIT_KEY_MISSING (register an xpub for the chain)",
+            **_resp(409, "QUOTE_EXPIRED, INVALID_STATE, DEPOSIT_KEY_MISSING (register an xpub for the chain) or GAP_LIMIT_REACHED "
+                    "(every address within the key's gap limit is unused and none can be reused yet; Retry-After when one will be)",
                     ("Quote expired", _err("QUOTE_EXPIRED", "The quote or payment window has passed; request a new quote.", {"quote_id": QUOTE_ID})),
-                    ("No key", _err("DEPOSIT_KEY_MISSING", "Register an extended public key for bitcoin before issuing deposit addresses.", {"chain": "bitcoin"}))),
+                    ("No key", _err("DEPOSIT_KEY_MISSING", "Register an extended public key for bitcoin before issuing deposit addresses.", {"chain": "bitcoin"})),
+                    ("Gap limit", _err("GAP_LIMIT_REACHED", "The ethereum key's 20 newest addresses are all unused (its gap limit is 20) and none can be reused yet.",
+                                       {"chain": "ethereum", "gap_limit": 20, "unused_addresses": 20, "retry_after": 1800}))),
         },
         examples=[
             OpenApiExample("Choose a quote", value={"quote_id": QUOTE_ID}, request_only=True),
@@ -282,7 +285,10 @@ class PayOrderPaymentDetailsApi(_OrderApi):
         ],
         summary="Fix a quote and get a fresh deposit address (-> AWAITING_PAYMENT)",
         description="The address is derived from the organization's extended public key at the next unused index (no "
-        "private keys on the server); payment_uri is BIP21 or EIP-681. Calling it again with the same quote returns the same details.",
+        "private keys on the server); payment_uri is BIP21 or EIP-681. Calling it again with the same quote returns the same details. "
+        "The never-funded addresses after the key's last funded one never exceed its gap_limit: past it, the address of an order "
+        "that closed unpaid at least an hour ago is reused (never one that received funds; payments mined before this order took it "
+        "stay the earlier order's), and the organization gets a `payorder.deposit_addresses_constrained` webhook.",
     )
     def post(self, request, public_id: str):
         data = PaymentDetailsInput(data=request.data)
@@ -375,7 +381,8 @@ class RefundTransactionApi(_OrderApi):
 
 
 XPUB = {
-    "id": 3, "chain": "ethereum", "network": "mainnet", "next_index": 0, "is_active": True, "created_at": "2026-01-15T09:00:00Z",
+    "id": 3, "chain": "ethereum", "network": "mainnet", "next_index": 0, "gap_limit": 20, "unused_addresses": 0, "constrained_since": None,
+    "is_active": True, "created_at": "2026-01-15T09:00:00Z",
     "xpub": "xpub6C1F2SwADP3TNajQjg2PaniEGpZLvWdMiFP3hLk1jCyX1o8mmDPSGNLPXMnC9zWpKXQm3Fm8Xsz7qf3N6sUNXBXWJvNJWVW4PuKjc1GKCm2",
 }
 

@@ -4,6 +4,7 @@ from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 
 __all__ = [
     "DepositKeyMissing",
+    "GapLimitReached",
     "field_error",
     "PayOrderNotFound",
     "PayOrderInvalidState",
@@ -25,6 +26,17 @@ def field_error(field_name: str, message: str) -> ValidationFailed:
 class DepositKeyMissing(CofferError):
     code, status = "DEPOSIT_KEY_MISSING", 409
     default_message = "The organization has no extended public key registered for this chain."
+
+
+class GapLimitReached(CofferError):
+    """Every address the merchant's wallet would still scan is unused and none can be reused yet."""
+
+    code, status = "GAP_LIMIT_REACHED", 409
+    default_message = "No deposit address can be issued within the wallet's gap limit right now; try again later."
+
+    def __init__(self, message: str | None = None, *, key_id: int, **kwargs):
+        super().__init__(message, **kwargs)
+        self.key_id = key_id
 
 
 class PayOrderNotFound(NotFound):

@@ -8,14 +8,14 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Exists, Max, OuterRef, QuerySet
 
 from core.money import format_amount
 from ledger.models import Asset
 from payorders.chains import confirmations_required, sandbox_enabled
 from payorders.chains.base import CHAIN_ASSETS
 from payorders.errors import PayOrderNotFound, QuoteNotFound, RefundNotFound
-from payorders.models import PayOrder, PayOrderQuote, Refund, XpubKey
+from payorders.models import DepositAddress, PayOrder, PayOrderPayment, PayOrderQuote, Refund, XpubKey
 from payorders.uris import payment_uri
 
 
@@ -66,6 +66,22 @@ def refund_get(*, order: PayOrder, refund_id) -> Refund:
 
 def xpub_key_list(*, organization) -> QuerySet[XpubKey]:
     return XpubKey.objects.filter(organization=organization).order_by("chain", "-is_active", "-id")
+
+
+def address_funded(address_ref) -> Exists:
+    """Whether a deposit address (a pk or OuterRef) has ever had a payment recorded."""
+    return Exists(PayOrderPayment.objects.filter(pay_order__deposit_address=address_ref))
+
+
+def xpub_key_unused_run(key: XpubKey) -> int:
+    """Never-funded addresses after the key's last funded one (what a wallet's gap counts)."""
+    last_funded = DepositAddress.objects.filter(address_funded(OuterRef("pk")), xpub_key=key).aggregate(last=Max("index"))["last"]
+    return key.next_index - (-1 if last_funded is None else last_funded) - 1
+
+
+def xpub_keys_constrained(*, organization) -> QuerySet[XpubKey]:
+    """The organization's active keys whose address allocation is held back by the gap limit."""
+    return XpubKey.objects.filter(organization=organization, is_active=True, constrained_since__isnull=False).order_by("chain")
 
 
 def checkout_url(order: PayOrder) -> str:

@@ -5,7 +5,8 @@ Invariants:
   currency's exponent), a settlement currency and a window (`expires_at`); nothing else is
   fixed until payment details are issued (services.quotes).
 - Cancel and expire are allowed only from PENDING / AWAITING_PAYMENT; an order that has received
-  money cannot be cancelled (it expires, and what arrived is `refund_due`).
+  money cannot be cancelled (it expires, and what arrived is `refund_due`). An order that closes
+  having received nothing releases its deposit address for reuse (services.addresses).
 - Expiry happens only after the window plus PAYORDER_EXPIRY_GRACE_SECONDS and a last look at the
   address; an order whose chain cannot be read is left for the next run.
 - Each service locks the order row first and opens its own (nested-safe) transaction.
@@ -28,6 +29,7 @@ from payorders.errors import PayOrderInvalidState, field_error
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder
 from payorders.selectors import fmt_source, payorder_get, platform_asset
+from payorders.services.addresses import deposit_address_release
 from payorders.services.history import Actor, event_payload, json_safe, payorder_transition, status_change_record
 from payorders.services.payments import expiry_grace, payorder_scan
 
@@ -112,6 +114,7 @@ def payorder_cancel(*, organization, public_id, actor=None, reason: str = "") ->
         )
     order.failure_reason = ("cancelled: " + reason)[:200] if reason else "cancelled"
     payorder_transition(Actor(actor), order, "cancel", cause=order.failure_reason)
+    deposit_address_release(order)
     return order
 
 
@@ -127,6 +130,7 @@ def payorder_expire(*, order_id: int, now=None) -> bool:
             order.refund_due = order.amount_received
             cause += f"; {fmt_source(order, order.amount_received)} {order.source_currency} received (underpaid) is refundable"
         payorder_transition(Actor("system:expire_orders"), order, "expire", cause=cause)
+        deposit_address_release(order)
     return True
 
 

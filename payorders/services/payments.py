@@ -7,6 +7,9 @@ Invariants:
   late) with `refund_due` telling what the payer should get back. Nothing received is dropped.
 - Timing is by detection: a payment is on time while the order awaits it and its window plus
   PAYORDER_EXPIRY_GRACE_SECONDS (blocks in flight) has not passed.
+- A reused address (services.addresses) is shared by block range: an order takes transfers mined
+  from its `scan_from_block` and below its `scan_until_block`, so a late payment to an earlier
+  order is that order's, never the live one's.
 - Chain providers are asked before the order's row lock is taken; what they said is re-checked
   under it. Each service opens its own transaction (a savepoint when nested).
 - Confirmed in full -> COMPLETED, and in the same transaction a `payorder.settle` outbox message
@@ -162,6 +165,11 @@ def payorder_process(*, organization, public_id, tx_hash, actor=None) -> PayOrde
         )
     if any(t.status == TransferStatus.FAILED for t in matching):
         raise PaymentMismatch("This transaction failed on chain; nothing was paid.", details={"tx_hash": tx_hash})
+    if any(_predates(order, t) for t in matching):
+        raise PaymentMismatch(
+            "This transaction was mined before this order's payment details were issued; it paid an earlier order at this address.",
+            details={"tx_hash": tx_hash},
+        )
     paid = sum((t.amount for t in matching), Decimal(0))
     with transaction.atomic():
         order = payorders_for_update().select_related("organization", "deposit_address").get(pk=order.pk)
@@ -200,21 +208,40 @@ def payorders_to_watch(*, now=None):
     )
 
 
+def _before(t: ChainTransfer, until: int | None) -> bool:
+    return until is None or (t.block_number is not None and t.block_number < until)
+
+
+def _predates(order: PayOrder, t: ChainTransfer) -> bool:
+    """A transfer mined before this order took a reused address (it is an earlier order's)."""
+    return (
+        t.block_number is not None and t.block_number < order.scan_from_block
+        and PayOrder.objects.filter(deposit_address_id=order.deposit_address_id, scan_until_block__isnull=False).exclude(pk=order.pk).exists()
+    )
+
+
 def payorder_scan(*, order_id: int) -> PayOrder | None:
     """The watcher for one order: transfers to its address since the last scan are recorded."""
     order = PayOrder.objects.select_related("deposit_address").filter(pk=order_id).first()
     if order is None or order.deposit_address_id is None:
         return order
+    until = order.scan_until_block  # the address passed to a later order: its blocks are that order's
+    if until is not None and order.scan_from_block >= until:
+        return order
     provider = get_chain_provider(order.chain)
     head = provider.current_block()
     start = order.scan_from_block
     transfers = provider.transfers_to(order.deposit_address.address, order.source_currency, from_block=start)
-    end = head
+    end = head if until is None else min(head, until - 1)
     if provider.name == "evm":
-        end = min(head, start + int(settings.EVM_SCAN_MAX_BLOCKS) - 1)
-    transfers = [t for t in transfers if t.status != TransferStatus.FAILED]
+        end = min(end, start + int(settings.EVM_SCAN_MAX_BLOCKS) - 1)
+    transfers = [t for t in transfers if t.status != TransferStatus.FAILED and _before(t, until)]
     with transaction.atomic():
         order = payorders_for_update().select_related("organization", "deposit_address").get(pk=order.pk)
+        if order.scan_until_block is not None:  # the address passed on while we read the chain
+            until = order.scan_until_block
+            end = min(end, until - 1)
+            transfers = [t for t in transfers if _before(t, until)]
         known = set(PayOrderPayment.objects.filter(chain=order.chain, tx_hash__in=[t.tx_hash for t in transfers]).values_list("tx_hash", "log_index"))
         fresh = [t for t in transfers if (t.tx_hash.lower(), t.stored_log_index) not in known]
         if fresh:

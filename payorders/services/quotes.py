@@ -5,9 +5,10 @@ Invariants:
   rate at the bid, fee = the spread) valid until min(now + PAYORDER_QUOTE_TTL_SECONDS, the
   order's window). With a payer's wallet address, only options its on-chain balance covers.
 - `payment-details` takes one unexpired quote of a PENDING order, under the order's row lock,
-  allocates a deposit address of the organization's active key (services.addresses, which locks
-  the key after the order) and moves the order to AWAITING_PAYMENT. The same quote again returns
-  the same details; any other request once details exist is 409 INVALID_STATE.
+  assigns a deposit address of the organization's active key within its gap limit
+  (services.addresses, which locks the key after the order; 409 GAP_LIMIT_REACHED when none can
+  be) and moves the order to AWAITING_PAYMENT. The same quote again returns the same details;
+  any other request once details exist is 409 INVALID_STATE.
 - Chain and price providers are asked before the order lock is taken (network calls).
 """
 
@@ -26,11 +27,11 @@ from core.prices import get_price_provider
 from payorders.addresses import normalize_address
 from payorders.chains import get_chain_provider
 from payorders.chains.base import CHAIN_ASSETS, ChainUnavailable
-from payorders.errors import PayOrderInvalidState, QuoteExpired, field_error
+from payorders.errors import GapLimitReached, PayOrderInvalidState, QuoteExpired, field_error
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderQuote
 from payorders.selectors import currency_exponent, payment_details, payorder_get, payorder_get_public, quote_get
-from payorders.services.addresses import deposit_address_allocate
+from payorders.services.addresses import deposit_address_assign, xpub_key_flag_refusal
 from payorders.services.history import Actor, payorder_transition
 
 SOURCE_CURRENCIES = ("BTC", "ETH", "USDC")
@@ -143,15 +144,16 @@ def payorder_public_quote(*, public_id, wallet_address: str | None = None, sourc
     return _quote_order(order, wallet_address=wallet_address, source_currencies=source_currencies)
 
 
-def _scan_start(chain: str) -> int:
-    """The chain head now: the watcher looks for payments from this block on."""
+def _scan_start(chain: str) -> int | None:
+    """The chain head now: the watcher looks for payments from this block on (None when the chain
+    cannot be read: the watcher then starts at 0 and no address is reused)."""
     try:
         return get_chain_provider(chain).current_block()
     except ChainUnavailable:
-        return 0
+        return None
 
 
-def _select_quote(order_pk: int, quote_id, *, actor, scan_from: int) -> PayOrder:
+def _select_quote(order_pk: int, quote_id, *, actor, scan_from: int | None) -> PayOrder:
     order = payorders_for_update().select_related("organization").get(pk=order_pk)
     quote = quote_get(order=order, quote_id=quote_id)
     if order.status != PayOrder.Status.PENDING:
@@ -164,33 +166,41 @@ def _select_quote(order_pk: int, quote_id, *, actor, scan_from: int) -> PayOrder
     now = timezone.now()
     if now >= quote.expires_at or now >= order.expires_at:
         raise QuoteExpired(details={"quote_id": str(quote.public_id), "expires_at": quote.expires_at.isoformat()})
-    address = deposit_address_allocate(organization=order.organization, chain=quote.chain)
+    assignment = deposit_address_assign(organization=order.organization, chain=quote.chain, head_block=scan_from)
+    address = assignment.address
     order.quote = quote
     order.deposit_address = address
     order.chain = quote.chain
     order.source_currency = quote.source_currency
     order.source_amount = quote.amount
     order.settlement_amount = quote.settlement_amount
-    order.scan_from_block = scan_from
+    order.scan_from_block = assignment.scan_from_block
     data = {"quote_id": str(quote.public_id), "address": address.address, "amount": quote.amount, "source_currency": quote.source_currency}
+    if assignment.reused:
+        data["address_reused"] = True
     cause = f"payment details issued: {quote.amount} {quote.source_currency} to {address.address}"
     payorder_transition(Actor(actor), order, "await_payment", cause=cause, data=data)
     payment_details(order)  # a token without a configured contract fails here, before commit
     return order
 
 
+def _select_quote_flagging_refusal(order_pk: int, quote_id, *, actor, scan_from: int | None) -> PayOrder:
+    try:
+        with transaction.atomic():
+            return _select_quote(order_pk, quote_id, actor=actor, scan_from=scan_from)
+    except GapLimitReached as exc:
+        xpub_key_flag_refusal(key_id=exc.key_id)  # the refusal rolled back: the warning commits on its own
+        raise
+
+
 def payorder_select_quote(*, organization, public_id, quote_id, actor=None) -> PayOrder:
     """`payment-details`: fix the quote, derive a fresh deposit address -> AWAITING_PAYMENT."""
     order = payorder_get(organization=organization, public_id=public_id)
     quote = quote_get(order=order, quote_id=quote_id)
-    scan_from = _scan_start(quote.chain)
-    with transaction.atomic():
-        return _select_quote(order.pk, quote_id, actor=actor, scan_from=scan_from)
+    return _select_quote_flagging_refusal(order.pk, quote_id, actor=actor, scan_from=_scan_start(quote.chain))
 
 
 def payorder_public_select_quote(*, public_id, quote_id) -> PayOrder:
     order = payorder_get_public(public_id=public_id)
     quote = quote_get(order=order, quote_id=quote_id)
-    scan_from = _scan_start(quote.chain)
-    with transaction.atomic():
-        return _select_quote(order.pk, quote_id, actor="payer", scan_from=scan_from)
+    return _select_quote_flagging_refusal(order.pk, quote_id, actor="payer", scan_from=_scan_start(quote.chain))
