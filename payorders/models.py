@@ -228,6 +228,7 @@ class PayOrder(ConcurrentTransitionMixin, models.Model):
     def await_confirmation(self) -> None:
         pass
 
+    # A DEPOSIT for a customer, paid and confirmed, while its customer is credited (services.deposits).
     @transition(field=status, source=Status.AWAITING_CONFIRMATION, target=Status.EXECUTING_ORDER)
     def execute(self) -> None:
         pass

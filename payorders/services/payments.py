@@ -12,8 +12,9 @@ Invariants:
   order is that order's, never the live one's.
 - Chain providers are asked before the order's row lock is taken; what they said is re-checked
   under it. Each service opens its own transaction (a savepoint when nested).
-- Confirmed in full -> COMPLETED, and in the same transaction a `payorder.settle` outbox message
-  (services.settlement); a payment that failed on chain and leaves the order uncovered -> FAILED.
+- Confirmed in full -> COMPLETED (a DEPOSIT for a customer -> EXECUTING_ORDER, services.deposits),
+  and in the same transaction a `payorder.settle` outbox message (services.settlement); a payment
+  that failed on chain and leaves the order uncovered -> FAILED.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from payorders.errors import PaymentMismatch, PayOrderInvalidState, QuoteExpired
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderPayment, Refund
 from payorders.selectors import fmt_source, payorder_get
+from payorders.services.deposits import deposit_follow, routes_to_customer
 from payorders.services.history import Actor, payorder_flag, payorder_transition
 from payorders.services.settlement import settlement_enqueue
 
@@ -259,6 +261,12 @@ def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
     order = PayOrder.objects.filter(pk=order_id).first()
     if order is None or order.status not in (Status.AWAITING_CONFIRMATION, Status.EXECUTING_ORDER):
         return order
+    if order.status == Status.EXECUTING_ORDER:  # paid and confirmed: a deposit waiting on its posting
+        with transaction.atomic():
+            order = payorders_for_update().select_related("organization", "customer", "settlement_transaction").get(pk=order.pk)
+            if order.status == Status.EXECUTING_ORDER:
+                deposit_follow(Actor("system:poll_confirmations"), order)
+        return order
     provider = get_chain_provider(order.chain)
     required = provider.confirmations_required()
     seen: dict[int, tuple[int, int | None, bool]] = {}  # payment id -> (confirmations, block, failed)
@@ -275,7 +283,7 @@ def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
     actor = Actor("system:poll_confirmations")
     with transaction.atomic():
         order = payorders_for_update().select_related("organization").get(pk=order.pk)
-        if order.status not in (Status.AWAITING_CONFIRMATION, Status.EXECUTING_ORDER):
+        if order.status != Status.AWAITING_CONFIRMATION:
             return order  # a concurrent run got here first
         now = timezone.now()
         failed_total = Decimal(0)
@@ -304,6 +312,10 @@ def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
             order.refund_due = order.amount_received
             payorder_transition(actor, order, "fail", cause="a payment failed or vanished on chain; what is left does not cover the order")
         elif confirmed >= order.source_amount:
-            payorder_transition(actor, order, "complete", cause=f"payment confirmed ({required} confirmations)", data={"confirmations_required": required})
+            cause, data = f"payment confirmed ({required} confirmations)", {"confirmations_required": required}
+            if routes_to_customer(order):
+                payorder_transition(actor, order, "execute", cause=cause + "; crediting the customer's wallet", data=data)
+            else:
+                payorder_transition(actor, order, "complete", cause=cause, data=data)
             settlement_enqueue(order)
     return order

@@ -33,6 +33,7 @@ from payorders.errors import NothingToRefund, PaymentMismatch, PayOrderInvalidSt
 from payorders.locks import payorders_for_update, refunds_for_update
 from payorders.models import PayOrder, PayOrderPayment, Refund
 from payorders.selectors import fmt_source, payorder_get, platform_asset, refund_get
+from payorders.services.deposits import routes_to_customer
 from payorders.services.history import Actor, payorder_flag, payorder_transition
 from payorders.services.payments import hash_check_unused
 from payorders.services.settlement import settle_locked, settlement_wallet
@@ -94,6 +95,11 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
             amount = order.amount_received - refunded
             if amount <= 0:
                 raise NothingToRefund(details={"id": str(order.public_id), "status": order.status})
+        if kind == Refund.Kind.FULL and order.status == Status.COMPLETED and routes_to_customer(order):
+            raise PayOrderInvalidState(
+                "A completed deposit is the customer's balance now: pay it out with a withdrawal from their wallet.",
+                details={"id": str(order.public_id), "status": order.status, "type": order.type},
+            )
         if _unmined_payments(order).exclude(pk__in=in_block).exists():
             raise PayOrderInvalidState(
                 "A payment to this order is not in a block yet (it can still be replaced or dropped); refund once it is mined.",

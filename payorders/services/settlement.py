@@ -1,4 +1,5 @@
-"""Settlement: a COMPLETED order's worth credited to the merchant's settlement wallet, once.
+"""Settlement: a COMPLETED order's worth credited to the merchant's settlement wallet, once
+(a DEPOSIT for a customer is credited to the customer instead: services.deposits).
 
 Invariants:
 - One money-path movement (`moneypath.pipeline.money_path`) with reference
@@ -28,6 +29,7 @@ from moneypath.pipeline import MoneyMovement, money_path
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder
 from payorders.selectors import platform_asset
+from payorders.services.deposits import deposit_execute_locked, routes_to_customer
 from payorders.services.history import Actor
 
 PAYORDER_SETTLE_TOPIC = "payorder.settle"
@@ -94,10 +96,15 @@ def settle_locked(actor: Actor, order: PayOrder) -> None:
 
 
 def payorder_settle(*, order_id: int) -> PayOrder | None:
-    """Settle a COMPLETED order into the merchant's settlement wallet, exactly once."""
+    """Settle a COMPLETED order into the merchant's settlement wallet, or credit an
+    EXECUTING_ORDER deposit to its customer (services.deposits), exactly once."""
     with transaction.atomic():
-        order = payorders_for_update().select_related("organization").filter(pk=order_id).first()
-        if order is None or order.status != PayOrder.Status.COMPLETED or order.settlement_transaction_id is not None:
+        order = payorders_for_update().select_related("organization", "customer").filter(pk=order_id).first()
+        if order is None or order.settlement_transaction_id is not None:
             return order
-        settle_locked(Actor("system:settle_order"), order)
+        if routes_to_customer(order):
+            if order.status == PayOrder.Status.EXECUTING_ORDER:
+                deposit_execute_locked(Actor("system:execute_deposit"), order)
+        elif order.status == PayOrder.Status.COMPLETED:
+            settle_locked(Actor("system:settle_order"), order)
     return order
