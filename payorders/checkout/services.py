@@ -1,7 +1,5 @@
 """The hosted checkout page's services (SPEC 9; issue 7 item 8): what `/pay/<public id>` shows
 and the two things a payer can do there (price the order, choose a currency).
-
-Invariants:
 - The order's public id (a random UUID4) is the only capability: no login, and what the page
   shows is limited to what a payer needs - the merchant's name, the price and description, the
   payment details, progress and (once completed) the merchant's return URL. No internal ids, no
@@ -12,9 +10,8 @@ Invariants:
 - Choosing a currency is idempotent for the payer: the same currency again (a double click, a
   reload, a second tab) returns the details already issued; another currency once details exist
   is 409 INVALID_STATE and the page shows the details that stand.
-- Public endpoints are rate-limited per client address with fixed cache windows
-  (`CHECKOUT_RATE_LIMITS`, DRF notation); if the cache is down the limiter lets requests through
-  (a public read page must not fail because a counter cannot be kept).
+- Public endpoints are rate-limited per client address (`CHECKOUT_RATE_LIMITS`, DRF notation);
+  a cache outage lets requests through (a public page must not fail for a counter).
 """
 
 from __future__ import annotations

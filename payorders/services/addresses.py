@@ -1,20 +1,16 @@
 """Registering extended public keys and allocating deposit addresses from them.
 
-Invariants:
-- One active key per organization and chain (a partial unique constraint); a key is its chain
-  code and public key, so a re-encoded copy is the same key; a key registered by another
-  organization is refused; keys are never deleted and a deactivated key keeps its counter.
+- One active key per organization and chain; a key is its chain code and public key (a
+  re-encoded copy is the same key) and belongs to one organization; keys are never deleted.
 - Gap limit: the never-funded addresses after the key's last funded one number at most
-  `gap_limit`, so a wallet scanning with that gap sees every payment. A fresh index is taken
-  only within it; past it, an address whose order closed unpaid (`released_at`) at least
+  `gap_limit`. Past it, an address whose order closed unpaid (`released_at`) at least
   PAYORDER_ADDRESS_REUSE_QUIET_SECONDS ago is reused, never one that ever received a payment;
   else 409 GAP_LIMIT_REACHED. Either way the key is flagged `constrained_since` and the merchant
   gets one `payorder.deposit_addresses_constrained` webhook per episode.
-- Attribution on a reused address: the previous orders' watcher reads blocks below
-  `scan_until_block`, the new order's from there on (the block after the head when it took it).
-- Allocation runs under the key's row lock (`XpubKey.next_index` only grows); previous orders of
-  a reused address are locked after the key (closed orders: nothing holding one waits for a key).
-  Lock order: the caller's pay order, the key, then those orders (`payorders.locks`).
+- On a reused address the previous orders' watcher reads blocks below `scan_until_block`, the
+  new order's from there on (the block after the chain head it saw).
+- Runs under the key's row lock (`next_index` only grows). Lock order: the caller's pay order,
+  the key, then a reused address's previous orders (closed: nothing holding one waits for a key).
 """
 
 from __future__ import annotations

@@ -1,17 +1,14 @@
 """DEPOSIT orders for a customer: the payment credits that customer's wallet (seed 002).
 
 Invariants:
-- An order routes to its customer when it is a DEPOSIT with `customer_external_id`; any other
-  order settles to the merchant (services.settlement). Confirmed in full, it goes to
-  EXECUTING_ORDER and a `payorder.settle` outbox message; executing it is one money-path
-  movement (`moneypath.pipeline.money_path`, never the ledger engine) with reference
-  `payorder:<public id>:deposit`, under the order's row lock, then the customer's lock and the
-  wallets (the pipeline's order).
-- The customer's wallet in the destination currency (`settlement_currency`, opened on first use)
-  receives the order's worth less the settlement fee. Paid in another asset, the platform's FX
-  float pays it: the paid amount is issued into the FX account of the paid asset and the FX
-  float of the destination asset pays the customer and the fee; a float that cannot cover it
-  refuses the posting, the order stays EXECUTING_ORDER and the outbox retries.
+- A DEPOSIT with `customer_external_id` routes to its customer (others settle to the merchant).
+  Confirmed in full -> EXECUTING_ORDER + a `payorder.settle` outbox message; executing it is one
+  money-path movement (never the ledger engine), reference `payorder:<public id>:deposit`, under
+  the order's row lock, then the pipeline's customer and wallet locks.
+- The customer's wallet in `settlement_currency` (opened on first use) receives the order's worth
+  less the settlement fee. Paid in another asset, the paid amount is issued into that asset's FX
+  account and the destination's FX float pays the customer and the fee; a float that cannot
+  cover it refuses the posting, the order stays EXECUTING_ORDER and the outbox retries.
 - The customer's limits and the organization's risk rules apply: a refusal fails the order
   (what was paid is `refund_due`); a hold for review keeps it EXECUTING_ORDER until the review
   decides (`deposit_follow`, run by the confirmation poll).

@@ -1,7 +1,5 @@
-"""Payments: recording chain transfers to deposit addresses, submitted hashes, the watcher and
-confirmations.
+"""Payments: chain transfers to deposit addresses, submitted hashes, the watcher, confirmations.
 
-Invariants:
 - A transfer is recorded once over all orders (unique chain + tx_hash + log_index); whatever the
   order's state, money that reached its address is recorded and flagged (underpaid, overpaid,
   late) with `refund_due` telling what the payer should get back. Nothing received is dropped.
@@ -10,8 +8,7 @@ Invariants:
 - A reused address (services.addresses) is shared by block range: an order takes transfers mined
   from its `scan_from_block` and below its `scan_until_block`, so a late payment to an earlier
   order is that order's, never the live one's.
-- Chain providers are asked before the order's row lock is taken; what they said is re-checked
-  under it. Each service opens its own transaction (a savepoint when nested).
+- Chain providers are asked before the order's row lock is taken, and re-checked under it.
 - Confirmed in full -> COMPLETED (a DEPOSIT for a customer -> EXECUTING_ORDER, services.deposits),
   and in the same transaction a `payorder.settle` outbox message (services.settlement); a payment
   that failed on chain and leaves the order uncovered -> FAILED.
