@@ -18,7 +18,7 @@ urlpatterns = [
     path("health", core_views.health, name="health"),
     path("ready", core_views.ready, name="ready"),
     path("api/v1/", include(api_v1)),
-    path("pay/", include("payorders.checkout_urls")),
+    path("pay/", include("payorders.checkout.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

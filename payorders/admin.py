@@ -2,8 +2,9 @@
 
 from django.contrib import admin, messages
 
-from payorders import services
 from payorders.models import DepositAddress, PayOrder, PayOrderPayment, PayOrderQuote, PayOrderStatusChange, Refund, XpubKey
+from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
+from payorders.services.settlement import payorder_settle
 
 
 class _ReadOnly(admin.ModelAdmin):
@@ -63,19 +64,19 @@ class PayOrderAdmin(_ReadOnly):
     @admin.action(description="Settle now (completed, unsettled orders)")
     def settle_now(self, request, queryset):
         for order in queryset:
-            services.payorder_settle(order_id=order.pk)
+            payorder_settle(order_id=order.pk)
         self.message_user(request, "Settlement run for the selected orders.", messages.SUCCESS)
 
     @admin.action(description="Refresh confirmations")
     def refresh_confirmations(self, request, queryset):
         for order in queryset:
-            services.payorder_refresh_confirmations(order_id=order.pk)
+            payorder_refresh_confirmations(order_id=order.pk)
         self.message_user(request, "Confirmations refreshed.", messages.SUCCESS)
 
     @admin.action(description="Scan the deposit address for payments")
     def scan_address(self, request, queryset):
         for order in queryset:
-            services.payorder_scan(order_id=order.pk)
+            payorder_scan(order_id=order.pk)
         self.message_user(request, "Addresses scanned.", messages.SUCCESS)
 
 
@@ -102,13 +103,13 @@ class RefundAdmin(_ReadOnly):
 
 @admin.register(XpubKey)
 class XpubKeyAdmin(_ReadOnly):
-    list_display = ["organization", "chain", "network", "next_index", "is_active", "created_at"]
+    list_display = ["organization", "chain", "network", "next_index", "gap_limit", "constrained_since", "is_active", "created_at"]
     list_filter = ["chain", "is_active"]
     list_select_related = ["organization"]
 
 
 @admin.register(DepositAddress)
 class DepositAddressAdmin(_ReadOnly):
-    list_display = ["address", "chain", "index", "xpub_key", "created_at"]
+    list_display = ["address", "chain", "index", "xpub_key", "released_at", "created_at"]
     search_fields = ["address"]
     list_select_related = ["xpub_key"]

@@ -25,7 +25,7 @@ from accounts.orgs.tenancy import OWNER_ONLY, OrganizationScopedMixin
 from accounts.identity.throttles import MoneyThrottle
 from core.filters import InstantFilter
 from core.idempotency import HEADER, LEGACY_HEADER, idempotent, idempotent_execute
-from payorders import selectors, services
+from payorders import selectors
 from payorders.models import PayOrder, XpubKey
 from payorders.serializers import (
     CancelInput,
@@ -44,6 +44,11 @@ from payorders.serializers import (
     XpubKeyInput,
     XpubKeyOutput,
 )
+from payorders.services.addresses import xpub_key_register
+from payorders.services.lifecycle import payorder_cancel, payorder_create
+from payorders.services.payments import payorder_process
+from payorders.services.quotes import payorder_quote, payorder_select_quote
+from payorders.services.refunds import payorder_refund, refund_attach_transaction
 
 TAG = ["pay orders"]
 ORG_HEADER = OpenApiParameter(
@@ -198,7 +203,7 @@ class PayOrderListCreateApi(OrganizationScopedMixin, generics.ListAPIView):
         def handler():
             data = PayOrderCreateInput(data=request.data)
             data.is_valid(raise_exception=True)
-            order = services.payorder_create(organization=self.organization, actor=request.user, **data.validated_data)
+            order = payorder_create(organization=self.organization, actor=request.user, **data.validated_data)
             return Response(PayOrderOutput(order).data, status=status.HTTP_201_CREATED)
 
         if _key_sent(request):
@@ -230,7 +235,7 @@ class PayOrderCancelApi(_OrderApi):
     def post(self, request, public_id: str):
         data = CancelInput(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.payorder_cancel(organization=self.organization, public_id=public_id, actor=request.user, reason=data.validated_data["reason"])
+        order = payorder_cancel(organization=self.organization, public_id=public_id, actor=request.user, reason=data.validated_data["reason"])
         return self.detail(order)
 
 
@@ -258,7 +263,7 @@ class PayOrderQuoteApi(_OrderApi):
     def post(self, request, public_id: str):
         data = PayOrderQuoteInput(data=request.data)
         data.is_valid(raise_exception=True)
-        quotes = services.payorder_quote(organization=self.organization, public_id=public_id, **data.validated_data)
+        quotes = payorder_quote(organization=self.organization, public_id=public_id, **data.validated_data)
         return Response({"quotes": QuoteOutput(quotes, many=True).data})
 
 
@@ -268,9 +273,12 @@ class PayOrderPaymentDetailsApi(_OrderApi):
         request=PaymentDetailsInput,
         responses={
             200: PaymentDetailsOutput, **AUTH_ERRORS, **NOT_FOUND,
-            **_resp(409, "QUOTE_EXPIRED, INVALID_STATE or DEPOSIT_KEY_MISSING (register an xpub for the chain)",
+            **_resp(409, "QUOTE_EXPIRED, INVALID_STATE, DEPOSIT_KEY_MISSING (register an xpub for the chain) or GAP_LIMIT_REACHED "
+                    "(every address within the key's gap limit is unused and none can be reused yet; Retry-After when one will be)",
                     ("Quote expired", _err("QUOTE_EXPIRED", "The quote or payment window has passed; request a new quote.", {"quote_id": QUOTE_ID})),
-                    ("No key", _err("DEPOSIT_KEY_MISSING", "Register an extended public key for bitcoin before issuing deposit addresses.", {"chain": "bitcoin"}))),
+                    ("No key", _err("DEPOSIT_KEY_MISSING", "Register an extended public key for bitcoin before issuing deposit addresses.", {"chain": "bitcoin"})),
+                    ("Gap limit", _err("GAP_LIMIT_REACHED", "The ethereum key's 20 newest addresses are all unused (its gap limit is 20) and none can be reused yet.",
+                                       {"chain": "ethereum", "gap_limit": 20, "unused_addresses": 20, "retry_after": 1800}))),
         },
         examples=[
             OpenApiExample("Choose a quote", value={"quote_id": QUOTE_ID}, request_only=True),
@@ -278,12 +286,15 @@ class PayOrderPaymentDetailsApi(_OrderApi):
         ],
         summary="Fix a quote and get a fresh deposit address (-> AWAITING_PAYMENT)",
         description="The address is derived from the organization's extended public key at the next unused index (no "
-        "private keys on the server); payment_uri is BIP21 or EIP-681. Calling it again with the same quote returns the same details.",
+        "private keys on the server); payment_uri is BIP21 or EIP-681. Calling it again with the same quote returns the same details. "
+        "The never-funded addresses after the key's last funded one never exceed its gap_limit: past it, the address of an order "
+        "that closed unpaid at least an hour ago is reused (never one that received funds; payments mined before this order took it "
+        "stay the earlier order's), and the organization gets a `payorder.deposit_addresses_constrained` webhook.",
     )
     def post(self, request, public_id: str):
         data = PaymentDetailsInput(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.payorder_select_quote(organization=self.organization, public_id=public_id, quote_id=data.validated_data["quote_id"], actor=request.user)
+        order = payorder_select_quote(organization=self.organization, public_id=public_id, quote_id=data.validated_data["quote_id"], actor=request.user)
         return Response(PaymentDetailsOutput(selectors.payment_details(order)).data)
 
 
@@ -313,7 +324,7 @@ class PayOrderProcessApi(_OrderApi):
     def post(self, request, public_id: str):
         data = ProcessInput(data=request.data)
         data.is_valid(raise_exception=True)
-        order = services.payorder_process(organization=self.organization, public_id=public_id, tx_hash=data.validated_data["tx_hash"], actor=request.user)
+        order = payorder_process(organization=self.organization, public_id=public_id, tx_hash=data.validated_data["tx_hash"], actor=request.user)
         return self.detail(order)
 
 
@@ -342,7 +353,7 @@ class PayOrderRefundApi(_OrderApi):
     def post(self, request, public_id: str):
         data = RefundInput(data=request.data)
         data.is_valid(raise_exception=True)
-        refund = services.payorder_refund(organization=self.organization, public_id=public_id, actor=request.user, **data.validated_data)
+        refund = payorder_refund(organization=self.organization, public_id=public_id, actor=request.user, **data.validated_data)
         return Response(RefundOutput(refund).data, status=status.HTTP_201_CREATED)
 
 
@@ -361,7 +372,7 @@ class RefundTransactionApi(_OrderApi):
     def post(self, request, public_id: str, refund_id: str):
         data = RefundTransactionInput(data=request.data)
         data.is_valid(raise_exception=True)
-        refund = services.refund_attach_transaction(
+        refund = refund_attach_transaction(
             organization=self.organization, public_id=public_id, refund_id=refund_id, tx_hash=data.validated_data["tx_hash"], actor=request.user
         )
         return Response(RefundOutput(refund).data)
@@ -371,7 +382,8 @@ class RefundTransactionApi(_OrderApi):
 
 
 XPUB = {
-    "id": 3, "chain": "ethereum", "network": "mainnet", "next_index": 0, "is_active": True, "created_at": "2026-01-15T09:00:00Z",
+    "id": 3, "chain": "ethereum", "network": "mainnet", "next_index": 0, "gap_limit": 20, "unused_addresses": 0, "constrained_since": None,
+    "is_active": True, "created_at": "2026-01-15T09:00:00Z",
     "xpub": "xpub6C1F2SwADP3TNajQjg2PaniEGpZLvWdMiFP3hLk1jCyX1o8mmDPSGNLPXMnC9zWpKXQm3Fm8Xsz7qf3N6sUNXBXWJvNJWVW4PuKjc1GKCm2",
 }
 
@@ -405,5 +417,5 @@ class XpubKeyListCreateApi(OrganizationScopedMixin, generics.ListAPIView):
     def post(self, request):
         data = XpubKeyInput(data=request.data)
         data.is_valid(raise_exception=True)
-        key = services.xpub_key_add(organization=self.organization, actor=request.user, **data.validated_data)
+        key = xpub_key_register(organization=self.organization, actor=request.user, **data.validated_data)
         return Response(XpubKeyOutput(key).data, status=status.HTTP_201_CREATED)

@@ -8,8 +8,8 @@ sandbox only. Idempotent: a key already registered is left alone."""
 from __future__ import annotations
 
 from accounts.models import Organization
-from payorders.addresses import xpub_key_register
 from payorders.models import XpubKey
+from payorders.services.addresses import xpub_key_register
 
 DEMO_XPUBS = {
     "bitcoin": "zpub6qmTPoASKsZQGqAAa7MKtDfh7KC1xoXLB3R3YTjtYEGRkv6pHApgCV5ptUGHcdSEuzmoc2MxRekR6j8HoezPXEYSZhh4H3VuZ72cKWb9r98",

@@ -1,10 +1,11 @@
 """Errors of pay orders (rendered by core.exceptions as {"error": {"code", "message", "details"}})."""
 
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
-from payorders.addresses import DepositKeyMissing
 
 __all__ = [
     "DepositKeyMissing",
+    "GapLimitReached",
+    "field_error",
     "PayOrderNotFound",
     "PayOrderInvalidState",
     "QuoteExpired",
@@ -15,6 +16,27 @@ __all__ = [
     "RefundNotFound",
     "NothingToRefund",
 ]
+
+
+def field_error(field_name: str, message: str) -> ValidationFailed:
+    """A 400 naming one input field."""
+    return ValidationFailed(f"{field_name}: {message}", details={"fields": {field_name: [message]}})
+
+
+class DepositKeyMissing(CofferError):
+    code, status = "DEPOSIT_KEY_MISSING", 409
+    default_message = "The organization has no extended public key registered for this chain."
+
+
+class GapLimitReached(CofferError):
+    """Every address the merchant's wallet would still scan is unused and none can be reused yet."""
+
+    code, status = "GAP_LIMIT_REACHED", 409
+    default_message = "No deposit address can be issued within the wallet's gap limit right now; try again later."
+
+    def __init__(self, message: str | None = None, *, key_id: int, **kwargs):
+        super().__init__(message, **kwargs)
+        self.key_id = key_id
 
 
 class PayOrderNotFound(NotFound):

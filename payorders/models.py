@@ -3,8 +3,11 @@
 Deposit addresses (SPEC 7): an organization registers one active account-level extended public
 key per chain (`XpubKey`); each `DepositAddress` is derived from it at the next index.
 Invariants: `XpubKey.next_index` only grows and is advanced under a row lock, so (xpub_key, index)
-and the address are unique and an address is never handed out twice; keys are never deleted
-(PROTECT) and a deactivated key keeps its counter; no private key is ever stored.
+and the address are unique; keys are never deleted (PROTECT) and a deactivated key keeps its
+counter; no private key is ever stored. Gap limit: the run of never-funded addresses after the
+key's last funded one never exceeds `XpubKey.gap_limit` (a wallet scanning with that gap sees
+every payment); past it an address whose order closed unpaid is reused after a quiet period, never
+one that received funds, and at most one order awaits payment on an address (a constraint).
 
 The sandbox chain (`SandboxChainState`, `SandboxBlock`, `SandboxTransaction`): a stored,
 in-database stand-in for Bitcoin and Ethereum. A transaction is pending (`block` null) until the
@@ -32,6 +35,11 @@ class XpubKey(models.Model):
     network = models.CharField(max_length=8, default="mainnet")
     # Next BIP32 non-hardened index to hand out (they stop at 2**31 - 1; the allocator checks).
     next_index = models.PositiveBigIntegerField(default=0)
+    # The merchant's wallet stops scanning after this many unused addresses in a row (BIP44: 20).
+    gap_limit = models.PositiveIntegerField(default=20)
+    # Set while allocation is held back by the gap limit (addresses reused or refused): the
+    # dashboard shows it and `payorder.deposit_addresses_constrained` was sent when it was set.
+    constrained_since = models.DateTimeField(null=True, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -44,6 +52,7 @@ class XpubKey(models.Model):
                 condition=Q(is_active=True),
                 name="payorders_xpubkey_one_active_per_chain",
             ),
+            models.CheckConstraint(condition=Q(gap_limit__gte=1), name="payorders_xpubkey_gap_limit_positive"),
         ]
 
     def __str__(self) -> str:
@@ -55,6 +64,9 @@ class DepositAddress(models.Model):
     chain = models.CharField(max_length=16, choices=XpubKey.Chain.choices)
     index = models.PositiveIntegerField()
     address = models.CharField(max_length=100, unique=True)
+    # When its last order closed without receiving anything (expired or cancelled unpaid); None
+    # while an order holds it or once it has ever been funded. Reusable after the quiet period.
+    released_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -158,12 +170,15 @@ class PayOrder(ConcurrentTransitionMixin, models.Model):
     quote = models.OneToOneField(
         "payorders.PayOrderQuote", null=True, blank=True, on_delete=models.PROTECT, related_name="selected_by"
     )
-    deposit_address = models.OneToOneField(DepositAddress, null=True, blank=True, on_delete=models.PROTECT, related_name="pay_order")
+    deposit_address = models.ForeignKey(DepositAddress, null=True, blank=True, on_delete=models.PROTECT, related_name="pay_orders")
     chain = models.CharField(max_length=16, blank=True, default="")
     source_currency = models.CharField(max_length=12, blank=True, default="")
     source_amount = models.DecimalField(max_digits=38, decimal_places=18, null=True, blank=True)
     settlement_amount = models.DecimalField(max_digits=38, decimal_places=18, null=True, blank=True)
     scan_from_block = models.PositiveBigIntegerField(default=0)
+    # Set when the address passes to a later order: transfers in blocks from here on are that
+    # order's, so the watcher reads this order's address only below it.
+    scan_until_block = models.PositiveBigIntegerField(null=True, blank=True)
 
     # What arrived (source units; failed transfers excluded) and the flags about it.
     amount_received = models.DecimalField(max_digits=38, decimal_places=18, default=0)
@@ -196,12 +211,15 @@ class PayOrder(ConcurrentTransitionMixin, models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="payorder_amount_positive"),
             models.CheckConstraint(condition=Q(amount_received__gte=0), name="payorder_received_non_negative"),
             models.CheckConstraint(condition=Q(refund_due__gte=0), name="payorder_refund_due_non_negative"),
+            models.UniqueConstraint(
+                fields=["deposit_address"], condition=Q(status="AWAITING_PAYMENT"), name="payorder_one_awaiting_order_per_address"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"pay order {self.public_id} ({self.status})"
 
-    # Transitions change state only; payorders.services saves, records and announces them.
+    # Transitions change state only; payorders.services.history.payorder_transition saves, records and announces them.
     @transition(field=status, source=Status.PENDING, target=Status.AWAITING_PAYMENT)
     def await_payment(self) -> None:
         pass
@@ -210,6 +228,7 @@ class PayOrder(ConcurrentTransitionMixin, models.Model):
     def await_confirmation(self) -> None:
         pass
 
+    # A DEPOSIT for a customer, paid and confirmed, while its customer is credited (services.deposits).
     @transition(field=status, source=Status.AWAITING_CONFIRMATION, target=Status.EXECUTING_ORDER)
     def execute(self) -> None:
         pass

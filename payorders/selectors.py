@@ -8,14 +8,14 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import QuerySet
-from django.utils import timezone
+from django.db.models import Exists, Max, OuterRef, QuerySet
 
 from core.money import format_amount
-from payorders.chains import confirmations_required, get_chain_provider, sandbox_enabled
-from payorders.chains.base import CHAIN_ASSETS, ChainUnavailable
+from ledger.models import Asset
+from payorders.chains import confirmations_required, sandbox_enabled
+from payorders.chains.base import CHAIN_ASSETS
 from payorders.errors import PayOrderNotFound, QuoteNotFound, RefundNotFound
-from payorders.models import PayOrder, PayOrderQuote, Refund, XpubKey
+from payorders.models import DepositAddress, PayOrder, PayOrderPayment, PayOrderQuote, Refund, XpubKey
 from payorders.uris import payment_uri
 
 
@@ -68,12 +68,42 @@ def xpub_key_list(*, organization) -> QuerySet[XpubKey]:
     return XpubKey.objects.filter(organization=organization).order_by("chain", "-is_active", "-id")
 
 
+def address_funded(address_ref) -> Exists:
+    """Whether a deposit address (a pk or OuterRef) has ever had a payment recorded."""
+    return Exists(PayOrderPayment.objects.filter(pay_order__deposit_address=address_ref))
+
+
+def xpub_key_unused_run(key: XpubKey) -> int:
+    """Never-funded addresses after the key's last funded one (what a wallet's gap counts)."""
+    last_funded = DepositAddress.objects.filter(address_funded(OuterRef("pk")), xpub_key=key).aggregate(last=Max("index"))["last"]
+    return key.next_index - (-1 if last_funded is None else last_funded) - 1
+
+
+def xpub_keys_constrained(*, organization) -> QuerySet[XpubKey]:
+    """The organization's active keys whose address allocation is held back by the gap limit."""
+    return XpubKey.objects.filter(organization=organization, is_active=True, constrained_since__isnull=False).order_by("chain")
+
+
 def checkout_url(order: PayOrder) -> str:
     return settings.PUBLIC_BASE_URL.rstrip("/") + f"/pay/{order.public_id}"
 
 
 def source_exponent(currency: str) -> int:
     return CHAIN_ASSETS[currency].decimals
+
+
+def platform_asset(code: str):
+    """The platform's (not an organization's custom) asset with this code, or None."""
+    return Asset.objects.filter(code=code, organization__isnull=True).first()
+
+
+def currency_exponent(code: str) -> int:
+    """Minor-unit digits of an order's currency: a chain asset's decimals, else the platform
+    asset's exponent (2 for an unknown code)."""
+    if code in CHAIN_ASSETS:
+        return CHAIN_ASSETS[code].decimals
+    asset = platform_asset(code)
+    return asset.exponent if asset else 2
 
 
 def fmt_source(order: PayOrder, amount: Decimal | None) -> str | None:
@@ -103,40 +133,3 @@ def required_confirmations(chain: str) -> int:
     if sandbox_enabled():
         return confirmations_required("sandbox")
     return confirmations_required(chain)
-
-
-def payorder_public_status(*, public_id) -> dict:
-    """The small JSON the hosted checkout page polls: no merchant data beyond what the payer sees."""
-    order = payorder_get_public(public_id=public_id)
-    now = timezone.now()
-    payments = [p for p in order.payments.all() if p.status != "failed"]
-    confirmations = min((p.confirmations for p in payments if not p.late), default=0)
-    try:
-        needed = required_confirmations(order.chain) if order.chain else None
-    except ChainUnavailable:  # pragma: no cover - settings always name the chains we quote
-        needed = None
-    exponent = None
-    from ledger.models import Asset
-
-    asset = Asset.objects.filter(code=order.currency, organization__isnull=True).first()
-    exponent = asset.exponent if asset else 2
-    return {
-        "id": str(order.public_id),
-        "status": order.status,
-        "type": order.type,
-        "organization_name": order.organization.name,
-        "amount": format_amount(order.amount, exponent),
-        "currency": order.currency,
-        "description": order.description,
-        "expires_at": order.expires_at,
-        "seconds_left": max(int((order.expires_at - now).total_seconds()), 0),
-        "redirect_url": order.redirect_url or None,
-        "payment": payment_details(order),
-        "amount_received": fmt_source(order, order.amount_received),
-        "confirmations": confirmations if payments else 0,
-        "confirmations_required": needed,
-        "underpaid": order.underpaid,
-        "overpaid": order.overpaid,
-        "late_payment": order.late_payment,
-        "completed_at": order.completed_at,
-    }

@@ -9,9 +9,8 @@ from rest_framework import serializers
 from core.fields import RawAmountField
 from core.money import format_amount
 from payorders.models import PayOrder, PayOrderPayment, PayOrderQuote, PayOrderStatusChange, Refund, XpubKey
-from payorders.selectors import checkout_url, fmt_source, payment_details, source_exponent
-from payorders.services import SOURCE_CURRENCIES, _exponent
-
+from payorders.selectors import checkout_url, currency_exponent, fmt_source, payment_details, source_exponent, xpub_key_unused_run
+from payorders.services.quotes import SOURCE_CURRENCIES
 
 # --- Inputs ----------------------------------------------------------------------------------------
 
@@ -60,6 +59,10 @@ class RefundTransactionInput(serializers.Serializer):
 class XpubKeyInput(serializers.Serializer):
     chain = serializers.ChoiceField(choices=XpubKey.Chain.choices)
     xpub = serializers.CharField(max_length=200)
+    gap_limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=1000,
+        help_text="How many unused addresses in a row your wallet scans before it stops (default 20, as in BIP44 wallets).",
+    )
 
 
 # --- Outputs ---------------------------------------------------------------------------------------
@@ -148,7 +151,7 @@ class PayOrderOutput(serializers.ModelSerializer):
         ]
 
     def get_amount(self, o: PayOrder) -> str:
-        return format_amount(o.amount, _exponent(o.currency))
+        return format_amount(o.amount, currency_exponent(o.currency))
 
     def get_customer_external_id(self, o: PayOrder) -> str | None:
         return o.customer.external_id if o.customer_id else None
@@ -184,7 +187,7 @@ class PayOrderOutput(serializers.ModelSerializer):
     def get_settlement(self, o: PayOrder) -> dict | None:
         if o.settlement_transaction_id is None:
             return None
-        exp = _exponent(o.settlement_currency)
+        exp = currency_exponent(o.settlement_currency)
         fee = o.settlement_fee or 0
         return {
             "transaction_id": o.settlement_transaction_id,
@@ -206,6 +209,14 @@ class PayOrderDetailOutput(PayOrderOutput):
 
 
 class XpubKeyOutput(serializers.ModelSerializer):
+    unused_addresses = serializers.SerializerMethodField(help_text="Never-funded addresses after the last funded one (at most gap_limit).")
+    constrained_since = serializers.DateTimeField(
+        allow_null=True, help_text="Set while addresses are reused or refused to stay within gap_limit (null otherwise)."
+    )
+
     class Meta:
         model = XpubKey
-        fields = ["id", "chain", "xpub", "network", "next_index", "is_active", "created_at"]
+        fields = ["id", "chain", "xpub", "network", "next_index", "gap_limit", "unused_addresses", "constrained_since", "is_active", "created_at"]
+
+    def get_unused_addresses(self, key: XpubKey) -> int:
+        return xpub_key_unused_run(key)

@@ -28,8 +28,11 @@ from config.celery import app
 from core.models import OutboxMessage
 from core.outbox import register_handler
 from core.prices import PriceUnavailable
-from payorders import services
 from payorders.chains.base import ChainUnavailable
+from payorders.models import PayOrder
+from payorders.services.lifecycle import payorder_expire_due
+from payorders.services.payments import payorder_refresh_confirmations, payorder_scan, payorders_to_watch
+from payorders.services.settlement import PAYORDER_SETTLE_TOPIC, payorder_settle
 
 logger = logging.getLogger("coffer.payorders")
 
@@ -57,28 +60,28 @@ def _each(ids, func, what: str) -> int:
 @app.task(name="payorders.tasks.poll_confirmations", ignore_result=True, **RETRY)
 def poll_confirmations() -> int:
     ids = list(
-        services.PayOrder.objects.filter(status__in=[services.S.AWAITING_CONFIRMATION, services.S.EXECUTING_ORDER])
+        PayOrder.objects.filter(status__in=[PayOrder.Status.AWAITING_CONFIRMATION, PayOrder.Status.EXECUTING_ORDER])
         .order_by("id")
         .values_list("pk", flat=True)[:BATCH]
     )
-    return _each(ids, services.payorder_refresh_confirmations, "poll_confirmations")
+    return _each(ids, payorder_refresh_confirmations, "poll_confirmations")
 
 
 @app.task(name="payorders.tasks.watch_addresses", ignore_result=True, **RETRY)
 def watch_addresses() -> int:
-    return _each(list(services.payorders_to_watch()[:BATCH * 4]), services.payorder_scan, "watch_addresses")
+    return _each(list(payorders_to_watch()[:BATCH * 4]), payorder_scan, "watch_addresses")
 
 
 @app.task(name="payorders.tasks.expire_orders", ignore_result=True, **RETRY)
 def expire_orders() -> int:
-    return services.payorder_expire_due(limit=BATCH)
+    return payorder_expire_due(limit=BATCH)
 
 
 def payorder_settle_handler(message: OutboxMessage) -> None:
-    services.payorder_settle(order_id=int(message.payload["order_id"]))
+    payorder_settle(order_id=int(message.payload["order_id"]))
 
 
-register_handler(services.PAYORDER_SETTLE_TOPIC, payorder_settle_handler)
+register_handler(PAYORDER_SETTLE_TOPIC, payorder_settle_handler)
 
 
 BEAT = {

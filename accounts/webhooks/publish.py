@@ -49,6 +49,7 @@ EVENT_TYPES = (
     "payorder.failed",
     "payorder.expired",
     "payorder.refunded",
+    "payorder.deposit_addresses_constrained",
 )
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
 _EVENT_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*\.\*|[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*)$")

@@ -14,8 +14,8 @@ Invariants:
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from decimal import Decimal, localcontext
 
@@ -84,6 +84,16 @@ class ChainTransfer:
     confirmations: int
     status: str
     log_index: int | None = None  # position of the ERC-20 log in its block; None for native value
+
+    @property
+    def stored_log_index(self) -> int:
+        """The log index as PayOrderPayment stores it: -1 for a native value transfer."""
+        return -1 if self.log_index is None else self.log_index
+
+
+def same_address(chain: str, a: str, b: str) -> bool:
+    """Ethereum addresses compare case-insensitively (EIP-55 is only a checksum); Bitcoin's exactly."""
+    return a.lower() == b.lower() if chain == "ethereum" else a == b
 
 
 TX_HASH_RE = re.compile(r"^0x[0-9a-fA-F]{64}$")

@@ -14,7 +14,7 @@ import pytest
 from payorders import tasks
 from payorders.chains import get_chain_provider
 from payorders.models import PayOrder, Refund
-from tests.payorders.test_payorders_support import merchant, mine, order_row, sandbox_pay  # noqa: F401
+from tests.payorders.support import merchant, mine, order_row, sandbox_pay  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 S = PayOrder.Status

@@ -8,7 +8,7 @@ import pytest
 from bip_utils import Base58Decoder, Base58Encoder
 from rest_framework.test import APIClient
 
-from payorders.addresses import xpub_key_register
+from payorders.services.addresses import xpub_key_register
 from payorders.models import XpubKey
 from tests.accounts.conftest import make_org_key
 

@@ -28,7 +28,7 @@ from ledger.selectors import platform_account_balance
 from ledger.services import wallet_suspend, wallet_activate
 from tests.concurrency import run_in_threads
 from tests.factories import StaffUserFactory
-from tests.payorders.test_payorders_support import reseed
+from tests.payorders.support import reseed
 from tests.wallets.conftest import asset, client_for, open_wallet, person
 from wallets import payouts
 from wallets.models import Payout

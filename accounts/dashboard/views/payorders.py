@@ -16,7 +16,8 @@ from ledger.models import Asset
 from ledger.selectors import assets_visible
 from payorders.selectors import checkout_url, fmt_source, payment_details, payorder_get, source_exponent
 from payorders.selectors import payorder_list as select_payorders
-from payorders.services import payorder_create as create
+from payorders.selectors import xpub_keys_constrained
+from payorders.services.lifecycle import payorder_create as create
 
 
 def _platform_exponents() -> dict[str, int]:
@@ -39,7 +40,9 @@ def payorder_list(request):
     page = page_of(request, orders)
     exponents = _platform_exponents()
     rows = [{"order": o, "amount": _price(o, exponents)} for o in page.object_list]
-    return render(request, "dashboard/payorder_list.html", {"form": form, "page": page, "rows": rows, "can_write": can_write(request), "nav": "payorders"})
+    context = {"form": form, "page": page, "rows": rows, "can_write": can_write(request), "nav": "payorders"}
+    context["constrained_keys"] = list(xpub_keys_constrained(organization=request.organization))
+    return render(request, "dashboard/payorder_list.html", context)
 
 
 def _payorder_currencies() -> list[str]:

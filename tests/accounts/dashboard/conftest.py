@@ -73,7 +73,7 @@ def deposit(wallet: Wallet, amount: str, *, organization: Organization, descript
 
 
 def create_payorder(org: Org, **overrides):
-    from payorders.services import payorder_create
+    from payorders.services.lifecycle import payorder_create
 
     for c in PLATFORM:
         platform_asset(c)
@@ -145,23 +145,25 @@ def complete_payorder(org: Org, *, amount: str = "40.00", currency: str = "USD",
     confirmations -> COMPLETED, then settled into the organization's settlement wallet."""
     from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins
 
-    from payorders import services
-    from payorders.addresses import xpub_key_register
     from payorders.chains.sandbox import sandbox_mine, sandbox_send
     from payorders.models import XpubKey
+    from payorders.services.addresses import xpub_key_register
+    from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
+    from payorders.services.quotes import payorder_quote, payorder_select_quote
+    from payorders.services.settlement import payorder_settle
 
     if not XpubKey.objects.filter(organization=org.organization, chain="ethereum", is_active=True).exists():
         seed = Bip39SeedGenerator(" ".join(["abandon"] * 11 + ["about"])).Generate()
         xpub = Bip44.FromSeed(seed, Bip44Coins.ETHEREUM).Purpose().Coin().Account(account).PublicKey().ToExtended()
         xpub_key_register(organization=org.organization, chain="ethereum", xpub=xpub)
     order = create_payorder(org, amount=amount, currency=currency)
-    [quote] = services.payorder_quote(organization=org.organization, public_id=order.public_id, source_currencies=["ETH"])
-    order = services.payorder_select_quote(organization=org.organization, public_id=order.public_id, quote_id=quote.public_id)
+    [quote] = payorder_quote(organization=org.organization, public_id=order.public_id, source_currencies=["ETH"])
+    order = payorder_select_quote(organization=org.organization, public_id=order.public_id, quote_id=quote.public_id)
     sandbox_send(to_address=order.deposit_address.address, amount=order.source_amount, currency="ETH")
     sandbox_mine(blocks=3)
-    services.payorder_scan(order_id=order.pk)
-    services.payorder_refresh_confirmations(order_id=order.pk)
-    services.payorder_settle(order_id=order.pk)
+    payorder_scan(order_id=order.pk)
+    payorder_refresh_confirmations(order_id=order.pk)
+    payorder_settle(order_id=order.pk)
     order.refresh_from_db()
     assert order.status == "COMPLETED" and order.settled_at is not None
     return order

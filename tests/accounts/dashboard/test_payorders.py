@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from compliance.models import AuditEvent
 from payorders.models import PayOrder
-from payorders.services import payorder_cancel
+from payorders.services.lifecycle import payorder_cancel
 from tests.accounts.dashboard.conftest import create_payorder
 
 pytestmark = pytest.mark.django_db

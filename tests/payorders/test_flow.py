@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.utils import timezone
@@ -16,10 +15,11 @@ from core.outbox import outbox_dispatch, outbox_sweep
 from ledger.checks import ledger_check
 from ledger.models import Asset, Wallet
 from ledger.selectors import platform_account_balance
-from payorders import services, tasks
+from payorders import tasks
 from payorders.models import PayOrder
+from payorders.services.settlement import payorder_settle
 from tests.accounts.conftest import receiver  # noqa: F401 - fixture
-from tests.payorders.test_payorders_support import API, history, merchant, mine, order_row, reseed, sandbox_pay  # noqa: F401
+from tests.payorders.support import API, history, merchant, mine, order_row, reseed, sandbox_pay  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +72,7 @@ def test_sale_paid_on_sandbox_confirms_settles_and_notifies(reseeded, merchant, 
     kick = OutboxMessage.objects.get(topic="payorder.settle", payload__order_id=row.pk)
     assert outbox_dispatch(message_id=kick.pk) == "dispatched"
     assert outbox_dispatch(message_id=kick.pk) == "skipped"
-    services.payorder_settle(order_id=row.pk)  # again: nothing more
+    payorder_settle(order_id=row.pk)  # again: nothing more
     row = order_row(order["id"])
     usd = Asset.objects.get(code="USD", organization__isnull=True)
     wallet = Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset=usd)
@@ -108,8 +108,9 @@ def test_sale_paid_on_sandbox_confirms_settles_and_notifies(reseeded, merchant, 
 
 
 def test_created_with_the_compatibility_signature(merchant):
-    from tests.accounts.conftest import compat_header
     from rest_framework.test import APIClient
+
+    from tests.accounts.conftest import compat_header
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=compat_header(merchant.key.key_id, merchant.key.secret))

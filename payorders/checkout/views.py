@@ -1,5 +1,5 @@
 """The hosted checkout page (`/pay/<public id>`, SPEC 9) and its small endpoints. No login: the
-order's public id is the capability (see payorders.checkout).
+order's public id is the capability (see payorders.checkout.services).
 
 - GET  /pay/<id>                  the page (server-rendered; works without JavaScript too)
 - GET  /pay/<id>/status.json      what the page polls every 2 s
@@ -10,7 +10,7 @@ order's public id is the capability (see payorders.checkout).
 
 POSTs are CSRF-protected: the page carries Django's token and the script sends it as
 X-CSRFToken; a failed check on a JSON endpoint is a JSON 403, not Django's HTML page. Every
-endpoint is rate-limited per client address (payorders.checkout.checkout_rate_limit). Responses
+endpoint is rate-limited per client address (payorders.checkout.services.checkout_rate_limit). Responses
 are never cached, never indexed, send no Referer onwards (the URL is the capability) and the page
 runs under a strict Content-Security-Policy (no inline script or style).
 """
@@ -31,7 +31,7 @@ from rest_framework.throttling import BaseThrottle
 from core.errors import CofferError, RateLimited, ValidationFailed
 from core.exceptions import error_body
 from core.parsers import json_loads_capped
-from payorders import checkout
+from payorders.checkout import services as checkout
 from payorders.errors import PayOrderNotFound
 
 PAGE_CSP = (

@@ -3,7 +3,7 @@ that a malformed id gets the same friendly 404 page as an unknown one."""
 
 from django.urls import path
 
-from payorders import views
+from payorders.checkout import views
 
 urlpatterns = [
     path("<str:public_id>", views.checkout_page, name="checkout"),

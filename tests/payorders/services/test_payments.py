@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from accounts.models import WebhookDelivery
 from ledger.checks import ledger_check
-from payorders import services, tasks
+from payorders import tasks
 from payorders.models import PayOrder, PayOrderPayment, XpubKey
-from tests.payorders.test_payorders_support import API, history, merchant, mine, new_merchant, order_row, sandbox_pay  # noqa: F401
+from payorders.services.settlement import payorder_settle
+from tests.payorders.support import API, history, merchant, mine, new_merchant, order_row, sandbox_pay  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 S = PayOrder.Status
@@ -355,7 +356,7 @@ def test_settlement_in_another_currency_with_fee(merchant):
     mine(merchant.client, 3)
     tasks.poll_confirmations()
     row = order_row(order["id"])
-    services.payorder_settle(order_id=row.pk)
+    payorder_settle(order_id=row.pk)
     row = order_row(order["id"])
     # 200 USD at the sandbox mid (1 / 1.08) = 185.185185... -> 185.18 EUR, fee 1% rounded up 1.86
     assert row.settlement_amount == Decimal("185.18") and row.settlement_fee == Decimal("1.86")

@@ -14,12 +14,14 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from payorders import services
 from payorders.chains.sandbox import sandbox_mine, sandbox_send
-from payorders.checkout import payment_qr_document
+from payorders.checkout.services import payment_qr_document
 from payorders.models import PayOrder, PayOrderQuote, XpubKey
-from tests.payorders.test_payorders_support import account_keys, merchant, new_merchant  # noqa: F401 - fixture
+from payorders.services.addresses import xpub_key_register
+from payorders.services.lifecycle import payorder_create, payorder_expire
+from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
 from tests.accounts.conftest import make_org_key
+from tests.payorders.support import account_keys, merchant, new_merchant  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
 S = PayOrder.Status
@@ -34,7 +36,7 @@ PAYMENT_KEYS = {"deposit_address", "amount", "amount_due", "currency", "currency
 
 def make_order(merchant, **extra) -> PayOrder:  # noqa: F811
     fields = {"type": "SALE", "amount": "100.00", "currency": "USD", "description": "Order #1001", **extra}
-    return services.payorder_create(organization=merchant.organization, **fields)
+    return payorder_create(organization=merchant.organization, **fields)
 
 
 def page(client: Client, order) -> str:
@@ -273,8 +275,8 @@ def test_an_expired_quote_is_priced_again(client, merchant):  # noqa: F811
 def test_only_currencies_the_merchant_can_receive_are_offered(client, seed):
     key = make_org_key("Ethonly")
     eth_xpub, _ = account_keys(seed, 40)
-    services.xpub_key_add(organization=key.organization, chain="ethereum", xpub=eth_xpub)
-    order = services.payorder_create(organization=key.organization, type="SALE", amount="5", currency="EUR")
+    xpub_key_register(organization=key.organization, chain="ethereum", xpub=eth_xpub)
+    order = payorder_create(organization=key.organization, type="SALE", amount="5", currency="EUR")
     html = page(client, order)
     assert re.findall(r'name="currency" value="(\w+)"', html) == ["ETH", "USDC"]
     assert [q["currency"] for q in post_json(client, f"/pay/{order.public_id}/quote", {}).json()["quotes"]] == ["ETH", "USDC"]
@@ -315,7 +317,7 @@ def test_states_from_payment_to_completed_with_redirect(client, merchant):  # no
 
     sandbox_send(to_address=payment["deposit_address"], amount=payment["amount"], currency="ETH")
     sandbox_mine(blocks=1)
-    services.payorder_scan(order_id=order.pk)  # the watcher
+    payorder_scan(order_id=order.pk)  # the watcher
     body = status(client, order)
     assert (body["status"], body["phase"]) == ("AWAITING_CONFIRMATION", "confirming")
     assert (body["confirmations"], body["confirmations_required"]) == (1, 3)
@@ -325,7 +327,7 @@ def test_states_from_payment_to_completed_with_redirect(client, merchant):  # no
     assert '<progress id="confirmations" max="3" value="1">' in html and 'id="pay" class="pay" hidden' in html
 
     sandbox_mine(blocks=2)
-    services.payorder_refresh_confirmations(order_id=order.pk)
+    payorder_refresh_confirmations(order_id=order.pk)
     body = status(client, order)
     assert (body["status"], body["phase"], body["headline"]) == ("COMPLETED", "completed", "Payment complete")
     assert body["redirect_url"] == "https://shop.example.com/thanks?order=1001"
@@ -338,8 +340,8 @@ def test_a_non_http_redirect_url_is_never_handed_to_the_page(client, merchant): 
     payment = choose(client, order, "ETH").json()["payment"]
     sandbox_send(to_address=payment["deposit_address"], amount=payment["amount"], currency="ETH")
     sandbox_mine(blocks=3)
-    services.payorder_scan(order_id=order.pk)
-    services.payorder_refresh_confirmations(order_id=order.pk)
+    payorder_scan(order_id=order.pk)
+    payorder_refresh_confirmations(order_id=order.pk)
     body = status(client, order)
     assert body["phase"] == "completed" and body["redirect_url"] is None
     assert "javascript:" not in page(client, order)
@@ -352,7 +354,7 @@ def test_underpaid_shows_what_is_still_due(client, merchant):  # noqa: F811
     part = (due / 4).quantize(Decimal("1e-18"))
     sandbox_send(to_address=payment["deposit_address"], amount=part, currency="ETH")
     sandbox_mine(blocks=1)
-    services.payorder_scan(order_id=order.pk)
+    payorder_scan(order_id=order.pk)
     body = status(client, order)
     assert body["phase"] == "awaiting_payment" and body["underpaid"] and body["headline"] == "Partly paid"
     assert Decimal(body["amount_remaining"]) == due - part == Decimal(body["payment"]["amount_due"])
@@ -386,7 +388,7 @@ def test_an_expired_order_shows_expired(client, merchant):  # noqa: F811
     order = make_order(merchant)
     payment = choose(client, order, "ETH").json()["payment"]
     backdate(order, seconds=3600)
-    services.payorder_expire(order_id=order.pk)
+    payorder_expire(order_id=order.pk)
     order.refresh_from_db()
     assert order.status == S.EXPIRED
     body = status(client, order)
@@ -398,7 +400,7 @@ def test_an_expired_order_shows_expired(client, merchant):  # noqa: F811
     # money that arrives late is recorded and the page says so
     sandbox_send(to_address=payment["deposit_address"], amount=payment["amount"], currency="ETH")
     sandbox_mine(blocks=1)
-    services.payorder_scan(order_id=order.pk)
+    payorder_scan(order_id=order.pk)
     body = status(client, order)
     assert body["late_payment"] and "refunded" in body["detail"]
 

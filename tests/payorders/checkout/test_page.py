@@ -21,11 +21,12 @@ import pytest
 from django.apps import apps
 from django.utils import timezone
 
-from payorders import services, tasks
+from payorders import tasks
 from payorders.chains.sandbox import sandbox_mine, sandbox_send
 from payorders.models import PayOrder
+from payorders.services.lifecycle import payorder_create
 from tests.browser import needs_chromium, page_open
-from tests.payorders.test_payorders_support import new_merchant
+from tests.payorders.support import new_merchant
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 PHONE = {"width": 390, "height": 844}  # the page polls every 2 s; each wait allows tests.browser.WAIT_MS (10 s)
@@ -62,7 +63,7 @@ def test_pay_with_eth_on_the_sandbox_and_watch_the_page_complete(phone, live_ser
     from playwright.sync_api import expect
 
     redirect = f"{live_server.url}/health"
-    order = services.payorder_create(
+    order = payorder_create(
         organization=shop.organization, type="SALE", amount="42.50", currency="USD", description="Two blue mugs", redirect_url=redirect
     )
     page = phone
@@ -133,7 +134,7 @@ def test_countdown_running_out_shows_expired(phone, live_server, shop, tmp_path)
     expect(page.locator("#checkout-message h1")).to_have_text("Payment request not found")
     page.errors.clear()  # the browser logs the 404 it was sent here to see
 
-    order = services.payorder_create(organization=shop.organization, type="SALE", amount="10", currency="EUR")
+    order = payorder_create(organization=shop.organization, type="SALE", amount="10", currency="EUR")
     # the clock: a window that closes in a few seconds (the API's minimum is a minute)
     PayOrder.objects.filter(pk=order.pk).update(expires_at=timezone.now() + timedelta(seconds=8))
     page.goto(f"{live_server.url}/pay/{order.public_id}")

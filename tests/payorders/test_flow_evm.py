@@ -10,10 +10,11 @@ import pytest
 
 from ledger.checks import ledger_check
 from ledger.models import Wallet
-from payorders import services, tasks
+from payorders import tasks
 from payorders.models import PayOrder
+from payorders.services.settlement import payorder_settle
 from tests.payorders.conftest import GANACHE_CHAIN_ID
-from tests.payorders.test_payorders_support import merchant, order_row  # noqa: F401
+from tests.payorders.support import merchant, order_row  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 S = PayOrder.Status
@@ -47,7 +48,7 @@ def _complete(ganache, order_id: str) -> None:
     ganache.mine(2)
     tasks.poll_confirmations()
     assert order_row(order_id).status == S.COMPLETED
-    services.payorder_settle(order_id=order_row(order_id).pk)
+    payorder_settle(order_id=order_row(order_id).pk)
 
 
 def test_eth_order_paid_on_ganache(evm, merchant):  # noqa: F811

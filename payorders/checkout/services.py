@@ -1,20 +1,17 @@
 """The hosted checkout page's services (SPEC 9; issue 7 item 8): what `/pay/<public id>` shows
 and the two things a payer can do there (price the order, choose a currency).
-
-Invariants:
 - The order's public id (a random UUID4) is the only capability: no login, and what the page
   shows is limited to what a payer needs - the merchant's name, the price and description, the
   payment details, progress and (once completed) the merchant's return URL. No internal ids, no
   metadata, customer, settlement or fee data, and never another order's data (every read starts
   from the public id in the URL).
-- Writes go through `payorders.services` (`payorder_public_quote`, `payorder_public_select_quote`),
-  the only writers of pay orders; this module only chooses what to call and shapes the output.
+- Writes go through `payorders.services.quotes` (`payorder_public_quote`,
+  `payorder_public_select_quote`); this module only chooses what to call and shapes the output.
 - Choosing a currency is idempotent for the payer: the same currency again (a double click, a
   reload, a second tab) returns the details already issued; another currency once details exist
   is 409 INVALID_STATE and the page shows the details that stand.
-- Public endpoints are rate-limited per client address with fixed cache windows
-  (`CHECKOUT_RATE_LIMITS`, DRF notation); if the cache is down the limiter lets requests through
-  (a public read page must not fail because a counter cannot be kept).
+- Public endpoints are rate-limited per client address (`CHECKOUT_RATE_LIMITS`, DRF notation);
+  a cache outage lets requests through (a public page must not fail for a counter).
 """
 
 from __future__ import annotations
@@ -36,18 +33,12 @@ from core.money import format_amount
 from payorders.chains.base import CHAIN_ASSETS
 from payorders.errors import PayOrderInvalidState
 from payorders.models import PayOrder, PayOrderPayment, PayOrderQuote
-from payorders.selectors import (
-    payment_details,
-    payorder_get_public,
-    quote_get,
-    required_confirmations,
-    xpub_key_list,
-)
-from payorders.services import SOURCE_CURRENCIES, payorder_public_quote, payorder_public_select_quote
+from payorders.selectors import currency_exponent, payment_details, payorder_get_public, quote_get, required_confirmations, xpub_key_list
+from payorders.services.quotes import SOURCE_CURRENCIES, payorder_public_quote, payorder_public_select_quote
 
 logger = logging.getLogger("coffer.payorders.checkout")
 
-S = PayOrder.Status
+Status = PayOrder.Status
 
 # The page's phases, derived from the order's status and the clock.
 CHOOSE = "choose"
@@ -83,19 +74,19 @@ def checkout_order(*, public_id) -> PayOrder:
 
 def checkout_phase(order: PayOrder, *, now: datetime | None = None) -> str:
     now = now or timezone.now()
-    if order.status in (S.PENDING, S.AWAITING_PAYMENT):
+    if order.status in (Status.PENDING, Status.AWAITING_PAYMENT):
         if now >= order.expires_at:
             # The expiry task closes it a little later (after a grace for blocks in flight); a
             # payment seen in that grace still moves the order on and the page follows it.
             return EXPIRED
-        return CHOOSE if order.status == S.PENDING else AWAITING_PAYMENT
+        return CHOOSE if order.status == Status.PENDING else AWAITING_PAYMENT
     return {
-        S.AWAITING_CONFIRMATION: CONFIRMING,
-        S.EXECUTING_ORDER: CONFIRMING,
-        S.COMPLETED: COMPLETED,
-        S.EXPIRED: EXPIRED,
-        S.FAILED: FAILED,
-        S.REFUNDED: REFUNDED,
+        Status.AWAITING_CONFIRMATION: CONFIRMING,
+        Status.EXECUTING_ORDER: CONFIRMING,
+        Status.COMPLETED: COMPLETED,
+        Status.EXPIRED: EXPIRED,
+        Status.FAILED: FAILED,
+        Status.REFUNDED: REFUNDED,
     }[order.status]
 
 
@@ -111,13 +102,6 @@ def checkout_currencies(order: PayOrder) -> list[dict]:
             continue
         options.append({"code": code, "name": CURRENCY_NAMES.get(code, code), "chain": spec.chain, "chain_name": CHAIN_NAMES[spec.chain]})
     return options
-
-
-def _order_exponent(code: str) -> int:
-    from ledger.models import Asset
-
-    exponent = Asset.objects.filter(code=code, organization__isnull=True).values_list("exponent", flat=True).first()
-    return 2 if exponent is None else exponent
 
 
 def safe_redirect_url(url: str) -> str | None:
@@ -165,7 +149,7 @@ def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
         "status": order.status,
         "phase": phase,
         "merchant": order.organization.name,
-        "amount": format_amount(order.amount, _order_exponent(order.currency)),
+        "amount": format_amount(order.amount, currency_exponent(order.currency)),
         "currency": order.currency,
         "description": order.description,
         "expires_at": order.expires_at.isoformat(),
@@ -235,7 +219,7 @@ def payment_qr_document(payment_uri: str) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# Writes (through payorders.services)
+# Writes (through payorders.services.quotes)
 # --------------------------------------------------------------------------------------------
 
 
@@ -268,7 +252,7 @@ def checkout_quotes(*, public_id) -> list[dict]:
 
 
 def _already_chosen(order: PayOrder, code: str) -> PayOrder | None:
-    if order.status == S.AWAITING_PAYMENT and order.source_currency == code:
+    if order.status == Status.AWAITING_PAYMENT and order.source_currency == code:
         return order
     return None
 

@@ -14,10 +14,14 @@ from core.models import OutboxMessage
 from core.outbox import outbox_sweep
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
-from payorders import services, tasks
+from payorders import tasks
 from payorders.models import DepositAddress, PayOrder, PayOrderPayment, XpubKey
+from payorders.services.payments import payorder_process
+from payorders.services.quotes import payorder_select_quote
+from payorders.services.refunds import payorder_refund
+from payorders.services.settlement import payorder_settle
 from tests.concurrency import run_in_threads
-from tests.payorders.test_payorders_support import mine, new_merchant, order_row, reseed, sandbox_pay
+from tests.payorders.support import mine, new_merchant, order_row, reseed, sandbox_pay
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 S = PayOrder.Status
@@ -63,7 +67,7 @@ def test_settle_twice_at_once_settles_once(merchant):
     pks = [order_row(o["id"]).pk for o in orders]
     assert OutboxMessage.objects.filter(topic="payorder.settle").count() == 3  # one kick per completed order
     later = timezone.now() + timedelta(seconds=16)  # past the grace of the messages' own dispatch
-    funcs = [lambda pk=pk: services.payorder_settle(order_id=pk) for pk in pks for _ in range(2)] + [lambda: outbox_sweep(now=later)] * 2
+    funcs = [lambda pk=pk: payorder_settle(order_id=pk) for pk in pks for _ in range(2)] + [lambda: outbox_sweep(now=later)] * 2
     results = run_at_once(*funcs)
     assert not any(isinstance(r, Exception) for r in results), results
     settlements = Transaction.objects.filter(type="settlement", organization=merchant.organization)
@@ -76,7 +80,7 @@ def test_settle_twice_at_once_settles_once(merchant):
     assert set(OutboxMessage.objects.filter(topic="payorder.settle").values_list("status", flat=True)) == {"done"}
     # and once more, sequentially: still nothing new
     for pk in pks:
-        services.payorder_settle(order_id=pk)
+        payorder_settle(order_id=pk)
     assert settlements.count() == 3
 
 
@@ -118,8 +122,8 @@ def test_process_and_watcher_race_on_one_transfer(merchant):
     mine(merchant.client, 1)
     org = merchant.organization
     results = run_at_once(
-        lambda: services.payorder_process(organization=org, public_id=order["id"], tx_hash=tx),
-        lambda: services.payorder_process(organization=org, public_id=order["id"], tx_hash=tx),
+        lambda: payorder_process(organization=org, public_id=order["id"], tx_hash=tx),
+        lambda: payorder_process(organization=org, public_id=order["id"], tx_hash=tx),
         tasks.watch_addresses,
     )
     assert not any(isinstance(r, Exception) for r in results), results
@@ -131,8 +135,8 @@ def test_payment_details_races_never_share_an_address(merchant):
     orders = [merchant.create()["id"] for _ in range(6)]
     quotes = {o: merchant.quote(o, "ETH")["quote_id"] for o in orders}
     org = merchant.organization
-    funcs = [lambda o=o: services.payorder_select_quote(organization=org, public_id=o, quote_id=quotes[o]) for o in orders]
-    funcs += [lambda: services.payorder_select_quote(organization=org, public_id=orders[0], quote_id=quotes[orders[0]])]
+    funcs = [lambda o=o: payorder_select_quote(organization=org, public_id=o, quote_id=quotes[o]) for o in orders]
+    funcs += [lambda: payorder_select_quote(organization=org, public_id=orders[0], quote_id=quotes[orders[0]])]
     results = run_at_once(*funcs)
     assert not any(isinstance(r, Exception) for r in results), results
     addresses = [order_row(o).deposit_address.address for o in orders]
@@ -148,8 +152,8 @@ def test_refund_twice_at_once_refunds_once(merchant):
     dest = "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe"
     org = merchant.organization
     results = run_at_once(
-        lambda: services.payorder_refund(organization=org, public_id=order["id"], destination_address=dest),
-        lambda: services.payorder_refund(organization=org, public_id=order["id"], destination_address=dest),
+        lambda: payorder_refund(organization=org, public_id=order["id"], destination_address=dest),
+        lambda: payorder_refund(organization=org, public_id=order["id"], destination_address=dest),
     )
     errors = [r for r in results if isinstance(r, Exception)]
     assert len(errors) == 1 and getattr(errors[0], "code", "") == "INVALID_STATE", results
