@@ -33,6 +33,7 @@ from accounts.identity.authentication import ORG_TOKEN_USE
 from accounts.identity.throttles import client_address
 from accounts.models import ApiKey, Organization
 from accounts.orgs.scopes import SCOPES, scope_check
+from accounts.orgs.selectors import api_key_by_hashes
 from accounts.orgs.services import api_key_auth_failed, api_key_mark_used
 
 TIMESTAMP_TOLERANCE_SECONDS = 300
@@ -132,7 +133,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         secret = secret.strip()
         api_key = None
         if secret.startswith("sk_") and len(secret) <= 200:
-            api_key = ApiKey.objects.select_related("organization").filter(secret_hash__in=lookup_hashes(secret)).first()
+            api_key = api_key_by_hashes(lookup_hashes(secret))
         if api_key is None:
             raise _fail(request, self.scheme, "unknown secret")
         if api_key.revoked_at is not None:
