@@ -7,4 +7,6 @@ BIN=.venv/bin
 export DJANGO_SETTINGS_MODULE=config.settings.test
 if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi
 echo "database: ${DATABASE_URL:-sqlite (DATABASE_URL not set)}; cache: ${REDIS_URL:-local memory (REDIS_URL not set)}"
-exec $BIN/python -m pytest "$@"
+# Two pytest-xdist workers by default (the suite's tests are independent: each worker has its own
+# test database and cache prefix); PYTEST_WORKERS=0 runs in one process.
+exec $BIN/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"
