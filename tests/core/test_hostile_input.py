@@ -170,7 +170,7 @@ def test_deeply_nested_json_to_the_anonymous_checkout_page_is_a_400():
     from django.test import Client
 
     from payorders import services as payorder_services
-    from tests.payorders.test_checkout_views import token_from
+    from tests.payorders.checkout.test_views import token_from
 
     merchant = make_org_key("Checkout")
     order = payorder_services.payorder_create(organization=merchant.organization, type="SALE", amount="100.00", currency="USD")
