@@ -169,7 +169,7 @@ def test_organization_credentials_on_the_audit_log_are_403(org_client, path):
 def test_deeply_nested_json_to_the_anonymous_checkout_page_is_a_400():
     from django.test import Client
 
-    from payorders import services as payorder_services
+    from payorders.services import lifecycle as payorder_services
     from tests.payorders.checkout.test_views import token_from
 
     merchant = make_org_key("Checkout")
