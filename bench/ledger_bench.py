@@ -681,7 +681,7 @@ def main(argv: list[str] | None = None) -> int:
           f"(share of the ceiling: {r1:.1%} -> {r4:.1%})   flat: {verdict(r4 >= 0.85 * r1)} "
           "(judged on the share of the ceiling measured alongside, +-15%)")
     print(f"round trips per posting: transfer {trips} ({stmts} statements + BEGIN + COMMIT), deposit {d_trips} "
-          f"({d_stmts} statements + BEGIN + COMMIT); the pgbench script: 8")
+          f"({d_stmts} statements + BEGIN + COMMIT); the pgbench script: 10")
     for sql in statements:
         print(f"    {sql}...")
 

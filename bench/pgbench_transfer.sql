@@ -2,7 +2,8 @@
 -- tables (same indexes, CHECK constraints, foreign keys and the deferred "transaction is
 -- balanced" trigger), the way a hand-tuned client would do it, one statement per step:
 -- lock 2 wallets in id order, 2 balance UPDATEs, 1 transaction INSERT, 1 posting INSERT (the
--- operation as a row, as the engine writes it), 2 entry INSERTs.
+-- operation as a row, as the engine writes it), 2 entry INSERTs, and the two customers' usage
+-- counters (outgoing, incoming; today, UTC) upserted as the engine charges them.
 -- balance_after comes back from the UPDATEs (\gset), so the rows it writes are a correct
 -- ledger: the invariant checker at the end of the benchmark covers them too.
 --
@@ -20,4 +21,5 @@ INSERT INTO ledger_transaction (type, status, organization_id, customer_id, refe
 INSERT INTO ledger_posting (transaction_id, "index", kind, source_wallet_id, source_purpose, destination_wallet_id, destination_purpose, amount, asset_id) SELECT :tx, 0, 'transfer', :src, '', :dst, '', 0.01, asset_id FROM ledger_wallet WHERE id = :src;
 INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at) VALUES (:tx, :src, 'debit', 0.01, :src_after, 0, now());
 INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at) VALUES (:tx, :dst, 'credit', 0.01, :dst_after, 0, now());
+INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, count) SELECT customer_id, asset_id, 'transfer', CASE WHEN id = :src THEN 'outgoing' ELSE 'incoming' END, (now() AT TIME ZONE 'UTC')::date, 0.01, 1 FROM ledger_wallet WHERE id IN (:src, :dst) AND customer_id IS NOT NULL ORDER BY id ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE SET amount = ledger_usagecounter.amount + excluded.amount, count = ledger_usagecounter.count + excluded.count;
 END;
