@@ -111,6 +111,7 @@ class MoneyMovement:
     publish: Callable[[Transaction], None] | None = None  # webhooks; default: to organizations whose customers took part
     audit_action: str | None = None  # a template with {type} and {status}; default "{type}.{status}"
     audit_data: dict = field(default_factory=dict)
+    reversal_of: Transaction | None = None  # a reversal (`ledger.reversals`): the transaction it reverses, locked by the caller
 
     @property
     def customer(self) -> Customer | None:
@@ -273,6 +274,8 @@ def _run(movement: MoneyMovement) -> MovementResult:
         organization=movement.organization, reference=movement.reference,
         description=movement.description, metadata=movement.metadata,
     )
+    if movement.reversal_of is not None:
+        posting["reversal_of"] = movement.reversal_of
     if decision.needs_review:
         result: PostingResult = ledger_post(**posting, hold_for_review=True)
     elif movement.pending:
