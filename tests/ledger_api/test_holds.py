@@ -298,3 +298,25 @@ def test_a_hold_captured_by_racing_requests_posts_once():
         assert hold.status == "voided" and merchant_balance == 0
     assert wallet(source).held == 0
     assert ledger_check() == []
+
+
+@pytest.mark.parametrize("amount", [None, "10.00"])
+def test_a_capture_the_ledger_refuses_leaves_the_hold_open(org, client_a, pair, amount):
+    """A destination suspended after the authorization: the capture (in full or in part) is 409
+    WALLET_INACTIVE, audited, and the hold stays held with its funds reserved; once the wallet is
+    active again the capture goes through."""
+    from ledger.services import wallet_activate, wallet_suspend
+
+    source, merchant = pair
+    body = held(client_a, source, merchant, "25.00")
+    wallet_suspend(wallet=merchant)
+    refused = capture(client_a, body["id"], {"amount": amount} if amount else {})
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "WALLET_INACTIVE", refused.content
+    assert AuthorizationHold.objects.get(pk=body["id"]).status == "held"
+    assert Transaction.objects.get(pk=body["transaction_id"]).status == "pending"
+    assert (wallet(source).held, wallet(source).balance, wallet(merchant).balance) == (Decimal("25.00"), Decimal("100.00"), 0)
+    assert AuditEvent.objects.filter(action="hold.capture_refused").count() == 1
+    wallet_activate(wallet=merchant)
+    assert capture(client_a, body["id"], {"amount": amount} if amount else {}).status_code == 200
+    assert wallet(merchant).balance == Decimal(amount or "25.00") and wallet(source).held == 0
+    assert ledger_check() == []
