@@ -126,7 +126,7 @@ class TransactionAdmin(ReadOnlyAdmin):
                     "created_at", "completed_at")
     list_filter = ("status", "type")
     search_fields = ("id", "reference", "description")
-    list_select_related = ("organization", "customer")
+    list_select_related = ("organization", "customer", "reversal_of")
     inlines = [PostingInline, EntryInline]
     date_hierarchy = "created_at"
     actions = ("reverse_transactions",)
