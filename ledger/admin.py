@@ -5,12 +5,20 @@ Invariants:
   and entries), entries and holds are read-only.
 * Wallet suspend/activate are actions that call `ledger.services` (never FSMAdminMixin, which
   saves the model itself), so every change is audited with the staff actor.
+* "Reverse" on transactions asks for a reason (and optionally an amount) on an intermediate
+  page and calls `ledger.reversals.staff_transaction_reverse` for each: the same service as the
+  API, so a customer deposit is charged back through the money path, audited with the staff
+  actor. Needs `ledger.change_transaction`.
 """
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.template.response import TemplateResponse
 
 from core.errors import CofferError
-from ledger.models import Asset, Entry, Hold, Posting, Transaction, Wallet
+from ledger.models import Asset, AuthorizationHold, Entry, Hold, Posting, Transaction, Wallet
+from ledger.reversals import staff_transaction_reverse
 from ledger.services import wallet_activate, wallet_suspend
 
 
@@ -105,14 +113,63 @@ class PostingInline(admin.TabularInline):
         return super().get_queryset(request).select_related("source_wallet__asset", "destination_wallet__asset", "asset")
 
 
+class ReversalForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), max_length=500, strip=True)
+    amount = forms.CharField(required=False, max_length=60, strip=True,
+                             help_text="Part of the amount (the first operation's) to reverse; empty: all that remains.")
+    include_fees = forms.BooleanField(required=False, initial=True, help_text="Reverse the fee legs with the rest.")
+
+
 @admin.register(Transaction)
 class TransactionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "type", "status", "organization", "customer", "reference", "failure_code", "created_at", "completed_at")
+    list_display = ("id", "type", "status", "organization", "customer", "reference", "reversed_amount", "reversal_of", "failure_code",
+                    "created_at", "completed_at")
     list_filter = ("status", "type")
     search_fields = ("id", "reference", "description")
-    list_select_related = ("organization", "customer")
+    list_select_related = ("organization", "customer", "reversal_of")
     inlines = [PostingInline, EntryInline]
     date_hierarchy = "created_at"
+    actions = ("reverse_transactions",)
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.has_perm("ledger.change_transaction") if obj is None else False
+
+    @admin.action(description="Reverse selected transactions (chargeback; asks for a reason)", permissions=["change"])
+    def reverse_transactions(self, request, queryset):
+        form = ReversalForm(request.POST if "apply" in request.POST else None, initial={"include_fees": True})
+        if "apply" in request.POST and form.is_valid():
+            done = 0
+            for tx in queryset.order_by("id"):
+                try:
+                    staff_transaction_reverse(
+                        user=request.user, transaction_id=tx.pk, reason=form.cleaned_data["reason"],
+                        amount=form.cleaned_data["amount"] or None, include_fees=form.cleaned_data["include_fees"],
+                    )
+                    done += 1
+                except CofferError as exc:
+                    self.message_user(request, f"Transaction {tx.pk}: {exc.message}", level=messages.ERROR)
+            if done:
+                self.message_user(request, f"{done} transaction(s) reversed.", level=messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Reverse transactions",
+            "transactions": queryset.order_by("id"),
+            "form": form,
+            "action": "reverse_transactions",
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/ledger/transaction/reverse.html", context)
+
+
+@admin.register(AuthorizationHold)
+class AuthorizationHoldAdmin(ReadOnlyAdmin):
+    list_display = ("id", "organization", "status", "source_wallet", "destination_wallet", "amount", "captured_amount", "reference",
+                    "expires_at", "closed_at")
+    list_filter = ("status",)
+    search_fields = ("=id", "reference")
+    list_select_related = ("organization", "source_wallet__asset", "destination_wallet__asset")
 
 
 @admin.register(Entry)

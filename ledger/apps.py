@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class LedgerConfig(AppConfig):
     name = "ledger"
     verbose_name = "Ledger"
+
+    def ready(self) -> None:
+        from ledger import tasks  # noqa: F401 - Celery tasks and the hold-expiry beat entry

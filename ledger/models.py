@@ -185,7 +185,8 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
     """An ordered list of operations that all post or none do.
 
     Status: pending -> in_review -> completed | failed | rejected; pending -> completed | failed;
-    completed -> reversed. A refused attempt is kept as a `failed` transaction with
+    pending -> voided (an authorization hold voided, expired or replaced by a partial capture);
+    completed -> reversed (once `reversed_amount` reaches the principal). A refused attempt is kept as a `failed` transaction with
     `failure_code`, `failure_message` and `failure_operation_index`, and no entries. Its
     operations, as requested and resolved, are its `postings`, whatever its status."""
 
@@ -209,6 +210,7 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
         REVERSED = "reversed", "Reversed"
+        VOIDED = "voided", "Voided"
 
     type = models.CharField(max_length=16, choices=Type.choices)
     status = FSMField(default=Status.PENDING, choices=Status.choices, protected=True)
@@ -230,15 +232,23 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
     failure_operation_index = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # Reversals (`ledger.reversals`): a reversal names the transaction it reverses; the original
+    # keeps how much of its principal (first posting) has been reversed so far.
+    reversal_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals", db_index=False,
+    )
+    reversed_amount = AMOUNT(default=Decimal(0), db_default=Decimal(0))
 
     class Meta:
         ordering = ["-id"]
         indexes = [
+            models.Index(fields=["reversal_of"], condition=Q(reversal_of__isnull=False), name="transaction_reversal_of"),
             models.Index(fields=["organization", "-id"], name="transaction_org_recent"),
             models.Index(fields=["customer", "-id"], name="transaction_customer_recent"),
             models.Index(fields=["status", "-id"], name="transaction_status_recent"),
         ]
         constraints = [
+            models.CheckConstraint(condition=Q(reversed_amount__gte=0), name="transaction_reversed_amount_not_negative"),
             models.UniqueConstraint(
                 fields=["organization", "reference"],
                 condition=Q(organization__isnull=False) & ~Q(reference=""),
@@ -272,6 +282,10 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=status, source=Status.COMPLETED, target=Status.REVERSED)
     def reverse(self) -> None:
+        pass
+
+    @transition(field=status, source=Status.PENDING, target=Status.VOIDED)
+    def void(self) -> None:
         pass
 
 
@@ -386,6 +400,71 @@ class Hold(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=status, source=Status.HELD, target=Status.RELEASED)
     def release(self) -> None:
+        pass
+
+
+class AuthorizationHold(ConcurrentTransitionMixin, models.Model):
+    """An organization's authorization hold (`/api/v1/holds`, `ledger.holds`): `amount` reserved
+    from `source_wallet` for `destination_wallet` until captured, voided or expired.
+
+    The reservation is `transaction`, a `pending` ledger transaction with its one transfer
+    stored, a `Hold` on the source wallet and its usage charged (so an open hold counts toward
+    the customer's limits). Capture posts it: in full, `transaction` itself completes; in part,
+    a new transaction (`capture_transaction`) posts `captured_amount` and `transaction` is
+    voided (the rest released). Void and expiry release it and void `transaction`.
+    Status: held -> captured | voided | expired, once, under this row's lock (it is the parent
+    row: locked before the ledger transaction, customers and wallets)."""
+
+    class Status(models.TextChoices):
+        HELD = "held", "Held"
+        CAPTURED = "captured", "Captured"
+        VOIDED = "voided", "Voided"
+        EXPIRED = "expired", "Expired"
+
+    organization = models.ForeignKey("accounts.Organization", on_delete=models.PROTECT, related_name="authorization_holds", db_index=False)
+    source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="+")
+    destination_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="+")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+", db_index=False)
+    amount = AMOUNT()
+    captured_amount = AMOUNT(null=True, blank=True)
+    reference = models.CharField(max_length=200)
+    description = models.CharField(max_length=500, blank=True, default="")
+    status = FSMField(default=Status.HELD, choices=Status.choices, protected=True)
+    transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="authorization_hold")
+    capture_transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    expires_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["organization", "-id"], name="authhold_org_recent"),
+            # the expiry sweep: open holds by expiry, a range scan of this partial index
+            models.Index(fields=["expires_at"], condition=Q(status="held"), name="authhold_open_expiry"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="authhold_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(captured_amount__isnull=True) | (Q(captured_amount__gt=0) & Q(captured_amount__lte=F("amount"))),
+                name="authhold_captured_within_amount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"authorization hold {self.pk} {self.amount} ({self.status})"
+
+    @transition(field=status, source=Status.HELD, target=Status.CAPTURED)
+    def capture(self) -> None:
+        pass
+
+    @transition(field=status, source=Status.HELD, target=Status.VOIDED)
+    def void(self) -> None:
+        pass
+
+    @transition(field=status, source=Status.HELD, target=Status.EXPIRED)
+    def expire(self) -> None:
         pass
 
 

@@ -240,6 +240,8 @@ class LedgerTransactionDetailOutput(LedgerTransactionOutput):
     """Organizations' view: with the operations as requested, the entries and any failure."""
 
     metadata = serializers.DictField()
+    reversal_of = serializers.IntegerField(allow_null=True, help_text="A reversal: the transaction it reverses.")
+    reversed_amount = serializers.CharField(help_text="How much of `amount` has been reversed so far (status `reversed` once all of it).")
     failure = LedgerFailureOutput(allow_null=True)
     operations = LedgerOperationOutput(many=True)
     entries = LedgerEntryOutput(many=True)
@@ -425,6 +427,8 @@ class TransactionPresenter:
         }
         if detail:
             data["metadata"] = tx.metadata or {}
+            data["reversal_of"] = tx.reversal_of_id
+            data["reversed_amount"] = format_amount(tx.reversed_amount, asset.exponent) if asset else str(tx.reversed_amount)
             data["failure"] = (
                 {"code": tx.failure_code, "message": tx.failure_message, "operation_index": tx.failure_operation_index}
                 if tx.failure_code

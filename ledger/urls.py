@@ -2,13 +2,18 @@
 
 from django.urls import path
 
-from ledger.apis import assets, transactions, wallets
+from ledger.apis import assets, holds, reversals, transactions, wallets
 
 urlpatterns = [
     path("assets", assets.AssetListCreateApi.as_view(), name="asset-list"),
     path("transactions", transactions.LedgerTransactionListCreateApi.as_view(), name="transaction-list"),
     path("transactions/<int:transaction_id>", transactions.LedgerTransactionDetailApi.as_view(), name="transaction-detail"),
     path("transactions/<int:transaction_id>/entries", transactions.LedgerTransactionEntriesApi.as_view(), name="transaction-entries"),
+    path("transactions/<int:transaction_id>/reverse", reversals.TransactionReverseApi.as_view(), name="transaction-reverse"),
+    path("holds", holds.HoldListCreateApi.as_view(), name="hold-list"),
+    path("holds/<int:hold_id>", holds.HoldDetailApi.as_view(), name="hold-detail"),
+    path("holds/<int:hold_id>/capture", holds.HoldCaptureApi.as_view(), name="hold-capture"),
+    path("holds/<int:hold_id>/void", holds.HoldVoidApi.as_view(), name="hold-void"),
 ]
 
 # Lifecycle of wallets (the rest of /wallets is wallets.urls, shared by users and organizations).

@@ -6,8 +6,9 @@ balances, entries and usage counters.
 
 Entry points (each builds a `MoneyMovement` and calls `money_path`): customer deposits,
 transfers, withdrawals and exchanges (`wallets.services`); organization transactions
-(`ledger.services.organization_transaction_post`); pay-order settlements and refunds
-(`payorders.services`). Validation and authorization are the entry point's (they need its
+(`ledger.services.organization_transaction_post`); reversals (`ledger.reversals`, with
+`reversal_of`); authorization holds (`ledger.holds`, `pending`: captured later by the engine's
+two-phase completion, as a payout is); pay-order settlements and refunds (`payorders.services`). Validation and authorization are the entry point's (they need its
 input); idempotency is the request's (`core.idempotency`, or the transaction `reference`).
 
 1. lock: the customers the movement is checked for, FOR UPDATE in ascending id order
@@ -111,6 +112,7 @@ class MoneyMovement:
     publish: Callable[[Transaction], None] | None = None  # webhooks; default: to organizations whose customers took part
     audit_action: str | None = None  # a template with {type} and {status}; default "{type}.{status}"
     audit_data: dict = field(default_factory=dict)
+    reversal_of: Transaction | None = None  # a reversal (`ledger.reversals`): the transaction it reverses, locked by the caller
 
     @property
     def customer(self) -> Customer | None:
@@ -273,6 +275,8 @@ def _run(movement: MoneyMovement) -> MovementResult:
         organization=movement.organization, reference=movement.reference,
         description=movement.description, metadata=movement.metadata,
     )
+    if movement.reversal_of is not None:
+        posting["reversal_of"] = movement.reversal_of
     if decision.needs_review:
         result: PostingResult = ledger_post(**posting, hold_for_review=True)
     elif movement.pending:

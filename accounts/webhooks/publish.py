@@ -35,6 +35,11 @@ SECRET_PREFIX = "whsec_"
 EVENT_TYPES = (
     "transaction.completed",
     "transaction.failed",
+    "transaction.reversed",
+    "hold.created",
+    "hold.captured",
+    "hold.voided",
+    "hold.expired",
     "wallet.created",
     "wallet.suspended",
     "wallet.activated",

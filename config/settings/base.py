@@ -309,6 +309,8 @@ RULES_VERSION_TTL_SECONDS = env.float("RULES_VERSION_TTL_SECONDS", default=1.0)
 # Outbox (core.outbox), the one after-commit mechanism: a claimed message's lease; retry backoff
 # base * 2^(attempt-1) capped at max, with jitter; dead after max attempts or max age.
 OUTBOX_SWEEP_SECONDS = env.int("OUTBOX_SWEEP_SECONDS", default=10)
+# How often the beat task `ledger.tasks.expire_holds` releases authorization holds past expiry.
+LEDGER_HOLD_EXPIRY_SECONDS = env.float("LEDGER_HOLD_EXPIRY_SECONDS", default=30.0)
 OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=60)
 OUTBOX_BACKOFF_BASE_SECONDS = env.int("OUTBOX_BACKOFF_BASE_SECONDS", default=10)
 OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=3600)

@@ -58,7 +58,7 @@ ENTRIES_EXAMPLE = [
      "balance_after": "18", "operation_index": 1, "created_at": "2026-05-31T12:05:00Z"},
 ]
 TX_DETAIL_EXAMPLE = {
-    **TX_EXAMPLE, "balance_after": "0", "metadata": {"order": "77"}, "failure": None,
+    **TX_EXAMPLE, "balance_after": "0", "metadata": {"order": "77"}, "reversal_of": None, "reversed_amount": "0", "failure": None,
     "operations": [
         {"index": 0, "type": "issue", "wallet_id": 31, "amount": "6", "currency": "POINTS"},
         {"index": 1, "type": "transfer", "source_wallet_id": 31, "destination_wallet_id": 32, "amount": "11", "currency": "POINTS"},

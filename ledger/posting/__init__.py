@@ -15,12 +15,14 @@ from ledger.posting.pending import (
     hold_capture,
     hold_place,
     hold_release,
+    ledger_capture_pending,
     ledger_complete_pending,
     ledger_complete_reviewed,
     ledger_fail_pending,
     ledger_hold_pending,
     ledger_reject_reviewed,
     ledger_reverse,
+    ledger_void_pending,
 )
 from ledger.posting.shards import platform_wallet, platform_wallet_covering, platform_wallets_ensure
 
@@ -35,6 +37,7 @@ __all__ = [
     "hold_capture",
     "hold_place",
     "hold_release",
+    "ledger_capture_pending",
     "ledger_complete_pending",
     "ledger_complete_reviewed",
     "ledger_fail_pending",
@@ -42,6 +45,7 @@ __all__ = [
     "ledger_post",
     "ledger_reject_reviewed",
     "ledger_reverse",
+    "ledger_void_pending",
     "platform_wallet",
     "platform_wallet_covering",
     "platform_wallets_ensure",

@@ -237,8 +237,10 @@ def ledger_post(
     metadata: dict | None = None,
     status_on_success: str = Transaction.Status.COMPLETED,
     hold_for_review: bool = False,
+    reversal_of: Transaction | None = None,
 ) -> PostingResult:
-    """Post `operations` all or none. See the module docstring for the steps and failures."""
+    """Post `operations` all or none. See the module docstring for the steps and failures.
+    `reversal_of`: the transaction this one reverses (`ledger.reversals`), recorded on it."""
     if type not in TRANSACTION_TYPES:
         raise ValueError(f"unknown transaction type {type!r}")
     if status_on_success not in (Transaction.Status.COMPLETED, Transaction.Status.PENDING):
@@ -254,6 +256,7 @@ def ledger_post(
                 reference=reference or "",
                 description=description or "",
                 metadata=json.loads(json_dumps(metadata)) if metadata else {},  # Decimals etc. as strings
+                reversal_of=reversal_of,
             ),
             complete=status_on_success == Transaction.Status.COMPLETED,
             hold_for_review=hold_for_review,

@@ -9,12 +9,17 @@ Invariants:
   `ledger_complete_pending`), or released with its usage given back (`ledger_reject_reviewed`,
   `ledger_fail_pending`; also when the deferred posting is refused).
 * Lock order: the transaction, then its wallets (ascending id), then its holds.
+* A pending transaction that is an authorization hold (`ledger.holds`) may instead be captured
+  in part (`ledger_capture_pending`: a NEW transaction posts the smaller amount, capturing the
+  holds, and the pending one is `voided` with its usage given back) or voided
+  (`ledger_void_pending`: holds released, usage given back, `voided`).
 * `ledger_reverse` posts the inverse legs of a completed transaction on the same shards.
 * Every function runs in the caller's transaction, or its own when there is none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from decimal import Decimal
@@ -127,6 +132,64 @@ def ledger_fail_pending(transaction: Transaction | int, *, code: str, reason: st
         tx.completed_at = timezone.now()
         tx.save(update_fields=["status", "failure_code", "failure_message", "completed_at"])
         return tx
+
+
+def ledger_void_pending(transaction: Transaction | int, *, code: str, reason: str = "") -> Transaction:
+    """An authorization that will not be captured (voided, expired): release its holds, give its
+    usage back and mark it `voided` with `code` and `reason`; no entries are written."""
+    with in_transaction():
+        tx = _lock_transaction(transaction)
+        if tx.status != Transaction.Status.PENDING or tx.entries.exists():
+            raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not pending.", details={"status": tx.status})
+        _release_holds(tx)
+        usage_release(tx)
+        tx.void()
+        tx.failure_code = code[:64]
+        tx.failure_message = (reason or "Voided.")[:500]
+        tx.completed_at = timezone.now()
+        tx.save(update_fields=["status", "failure_code", "failure_message", "completed_at"])
+        return tx
+
+
+def ledger_capture_pending(
+    transaction: Transaction | int, *, amount: Decimal | None = None, reference: str = "", description: str = "", metadata: dict | None = None,
+) -> PostingResult:
+    """Capture a pending single-operation transaction (an authorization hold). In full (`amount`
+    None or the whole): as `ledger_complete_pending`, the transaction itself posts. In part
+    (0 < amount < the whole): a NEW transaction of the same type and owner posts `amount` of the
+    same operation, capturing the holds (the rest of the reservation goes back to the available
+    balance in that same posting), and the pending one becomes `voided` with its usage given
+    back (the new one is charged its own). A refused posting is recorded as by `post`; in part,
+    the pending transaction and its holds are then left as they were."""
+    with in_transaction():
+        tx = _lock_transaction(transaction)
+        if tx.status != Transaction.Status.PENDING or tx.entries.exists():
+            raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not pending.", details={"status": tx.status})
+        postings = list(tx.postings.order_by("index"))
+        if amount is None or (len(postings) == 1 and amount == postings[0].amount):
+            return _capture_and_post(tx)
+        if len(postings) != 1:
+            raise ValueError("a partial capture needs a single-operation transaction")
+        if not 0 < amount < postings[0].amount:
+            raise ValueError("a partial capture is more than zero and less than the whole")
+        holds = list(Hold.objects.filter(transaction=tx, status=Hold.Status.HELD))
+        operation = dataclasses.replace(operations_of(postings)[0], amount=amount)
+        result = post(
+            legs_of([operation]),
+            tx=Transaction(
+                type=tx.type, organization=tx.organization, customer=tx.customer, reference=reference or "",
+                description=description or tx.description, metadata=json.loads(json_dumps(metadata or {})),
+            ),
+            captured=holds,
+        )
+        if result.ok:
+            usage_release(tx)
+            tx.void()
+            tx.failure_code = "CAPTURED_IN_PART"
+            tx.failure_message = f"Captured in part by transaction {result.transaction.pk}."[:500]
+            tx.completed_at = timezone.now()
+            tx.save(update_fields=["status", "failure_code", "failure_message", "completed_at"])
+        return result
 
 
 def ledger_reject_reviewed(transaction: Transaction | int, *, reason: str = "") -> Transaction:

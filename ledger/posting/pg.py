@@ -103,8 +103,8 @@ def lock_rows(ids: set[int], platform_sides: list[Side], n: int) -> dict[int, Lo
 _TX_INSERT_SQL = (
     "WITH t AS ("
     " INSERT INTO ledger_transaction (type, status, organization_id, customer_id, reference, description,"
-    " metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::int, %s, %s)"
+    " metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at, reversal_of_id)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::int, %s, %s, %s::bigint)"
     " ON CONFLICT DO NOTHING RETURNING id)"
 )
 _POSTING_ROW = "(%s::int, %s::varchar, %s::bigint, %s::varchar, %s::bigint, %s::varchar, %s::numeric, %s::bigint)"
@@ -114,7 +114,7 @@ def _tx_params(tx: Transaction, postings: list[Posting]) -> list[Any]:
     """The parameters of `_TX_INSERT_SQL` and of `_postings_cte`, which always follows it."""
     params = [
         tx.type, tx.status, tx.organization_id, tx.customer_id, tx.reference, tx.description, json_dumps(tx.metadata),
-        tx.failure_code, tx.failure_message, tx.failure_operation_index, tx.created_at, tx.completed_at,
+        tx.failure_code, tx.failure_message, tx.failure_operation_index, tx.created_at, tx.completed_at, tx.reversal_of_id,
     ]
     for p in postings:
         params += [p.index, p.kind, p.source_wallet_id, p.source_purpose, p.destination_wallet_id, p.destination_purpose, p.amount, p.asset_id]

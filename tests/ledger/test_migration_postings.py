@@ -18,6 +18,13 @@ AFTER = [("ledger", "0006_drop_transaction_operations")]
 SHARDS = 16  # settings.LEDGER_HOT_ACCOUNT_SHARDS in tests
 
 
+def _latest():
+    """Every app at its newest migration: where the rest of the suite expects the schema (0006
+    is not the ledger's last migration any more)."""
+    executor = MigrationExecutor(connection)
+    return executor.loader.graph.leaf_nodes()
+
+
 def _migrate(targets):
     executor = MigrationExecutor(connection)
     executor.loader.build_graph()
@@ -93,4 +100,4 @@ def test_operations_become_postings_and_back():
         ]
         assert Transaction.objects.get(pk=ids["empty"]).operations == []
     finally:
-        _migrate(AFTER)
+        _migrate(_latest())

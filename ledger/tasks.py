@@ -1,0 +1,27 @@
+"""Celery tasks of the ledger and their beat entries (registered here, as every app does).
+
+- `expire_holds`: every LEDGER_HOLD_EXPIRY_SECONDS (30 s), releases the authorization holds past
+  their `expires_at` (`ledger.holds.holds_expire_due`). Each hold is expired in its own short
+  transaction under its row lock and only while still `held`, so two runs, or a run racing a
+  capture or a void, act on a hold exactly once. This module is imported by `LedgerConfig.ready`.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import OperationalError
+
+from config.celery import app
+from ledger.holds import holds_expire_due
+
+BATCH = 500
+
+
+@app.task(name="ledger.tasks.expire_holds", ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=2,
+          retry_backoff_max=300, max_retries=8)
+def expire_holds() -> int:
+    return holds_expire_due(limit=BATCH)
+
+
+_EVERY = float(getattr(settings, "LEDGER_HOLD_EXPIRY_SECONDS", 30))
+app.conf.beat_schedule["ledger.expire_holds"] = {"task": "ledger.tasks.expire_holds", "schedule": _EVERY, "options": {"expires": _EVERY * 2}}
