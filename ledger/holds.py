@@ -40,7 +40,7 @@ from compliance.services import audit_record
 from core.errors import InvalidState, NotFound, ValidationFailed
 from core.money import format_amount, parse_amount
 from ledger.errors import CurrencyMismatch, DuplicateReference, WalletNotFound
-from ledger.models import AuthorizationHold, Transaction, Wallet
+from ledger.models import AuthorizationHold, Transaction
 from ledger.posting import Transfer, ledger_capture_pending, ledger_void_pending
 from ledger.selectors import Viewer, organization_wallets_get
 from ledger.serializers import TransactionPresenter
