@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from accounts.dashboard.views.landing import landing
 from core import views as core_views
+from core.metrics import metrics_view
 
 api_v1 = [
     path("", include("accounts.urls")),
@@ -17,6 +18,7 @@ api_v1 = [
 urlpatterns = [
     path("health", core_views.health, name="health"),
     path("ready", core_views.ready, name="ready"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/v1/", include(api_v1)),
     path("pay/", include("payorders.checkout.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -11,6 +11,8 @@ Invariants:
   atomicity, which they do not need in one process.
 - The cache being down never refuses a request: the limiter answers "allowed" and logs it (money
   is guarded by the database, not by throttles).
+- A verdict also says what is left (`remaining`, `reset`): the request middleware turns the
+  verdicts of a request (`collect_verdicts`) into the IETF RateLimit fields (core.requestid).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from django.core.cache import caches
@@ -42,6 +45,27 @@ return {1, current, previous}
 class Verdict:
     allowed: bool
     retry_after: float  # seconds until a hit would be allowed again (0 when allowed)
+    limit: int = 0  # the quota (0: unknown, the cache was down)
+    remaining: int = 0  # hits still allowed now, this one counted
+    reset: float = 0.0  # seconds until the quota is whole again (end of this fixed window; retry_after when refused)
+    window: float = 0.0
+    policy: str = ""  # the throttle scope, from the key (`throttle_<scope>_<ident>`)
+
+
+_verdicts: ContextVar[list | None] = ContextVar("coffer_ratelimit_verdicts", default=None)
+
+
+def collect_verdicts() -> list:
+    """From now on in this context (one request), every verdict is also appended to the list returned."""
+    seen: list = []
+    _verdicts.set(seen)
+    return seen
+
+
+def _policy(key: str) -> str:
+    if key.startswith("throttle_"):
+        return key[len("throttle_"):].split("_", 1)[0]
+    return key.split(":", 1)[0]
 
 
 _scripts: dict[int, object] = {}
@@ -96,6 +120,13 @@ def hit(key: str, *, limit: int, window: float, now: float | None = None) -> Ver
     except Exception as exc:  # the cache is down: throttles fail open, the database guards money
         logger.warning("rate limit %s not checked: cache unavailable (%s)", key.split(":", 1)[0], exc.__class__.__name__)
         return Verdict(True, 0.0)
+    used = previous * weight + int(current)
     if allowed:
-        return Verdict(True, 0.0)
-    return Verdict(False, _retry_after(limit=limit, window=window, elapsed=elapsed, current=int(current), previous=int(previous)))
+        verdict = Verdict(True, 0.0, limit, max(int(limit - used), 0), window - elapsed, window, _policy(key))
+    else:
+        wait = _retry_after(limit=limit, window=window, elapsed=elapsed, current=int(current), previous=int(previous))
+        verdict = Verdict(False, wait, limit, 0, wait, window, _policy(key))
+    seen = _verdicts.get()
+    if seen is not None:
+        seen.append(verdict)
+    return verdict

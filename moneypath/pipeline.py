@@ -64,6 +64,7 @@ from compliance.risk import (
 from compliance.services import audit_event
 from core.db import Insert, insert_all, query
 from core.errors import CofferError
+from core.metrics import count_posting
 from core.money import format_amount
 from ledger.models import Asset, Transaction, Wallet
 from ledger.posting import Operation, PostingResult, ledger_hold_pending, ledger_post
@@ -256,8 +257,11 @@ def money_path(movement: MoneyMovement) -> MovementResult:
     the existing transaction, nothing written. Outside a transaction it opens its own."""
     if not connection.in_atomic_block:
         with db_transaction.atomic():
-            return _run(movement)
-    return _run(movement)
+            result = _run(movement)
+    else:
+        result = _run(movement)
+    count_posting(movement.ledger_type, result)  # core.metrics: postings by type and outcome
+    return result
 
 
 def _run(movement: MoneyMovement) -> MovementResult:

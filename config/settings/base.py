@@ -359,3 +359,54 @@ LOGGING = {
     },
 }
 WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=False)
+
+# === Scale-out (issue 15: PgBouncer, read replica, metrics, request ids) ==========================
+# Kept in one block; docs/deploy.md says which process needs which.
+from config.env import env as _env  # noqa: E402
+
+# Behind a transaction-mode pooler (PgBouncer 1.18): no prepared statements, no server-side
+# cursors (core.pooling). DATABASE_POOLER_DETECT: switch both off when a connection's server port
+# differs from the one dialled (an undeclared pooler in between).
+DATABASE_TRANSACTION_POOLING = _env.bool("DATABASE_TRANSACTION_POOLING", default=False)
+DATABASE_POOLER_DETECT = _env.bool("DATABASE_POOLER_DETECT", default=True)
+if DATABASE_TRANSACTION_POOLING and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    LEDGER_PREPARED_STATEMENTS = _env.bool("LEDGER_PREPARED_STATEMENTS", default=False)
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+
+# A streaming read replica for lag-tolerant reads (core.routing). Its URL may point at a pooler too
+# (DATABASE_REPLICA_TRANSACTION_POOLING).
+DATABASE_REPLICA_URL = _env("DATABASE_REPLICA_URL", default="")
+REPLICA_MAX_LAG_SECONDS = _env.float("REPLICA_MAX_LAG_SECONDS", default=5.0)
+REPLICA_CHECK_SECONDS = _env.float("REPLICA_CHECK_SECONDS", default=1.0)
+READ_YOUR_WRITES_SECONDS = _env.int("READ_YOUR_WRITES_SECONDS", default=5)
+REPLICA_READ_ROUTES = _env.list("REPLICA_READ_ROUTES", default=[
+    "transaction-list", "transaction-entries", "wallet-entries", "withdrawal-list", "audit-log-list",
+    "webhook-deliveries", "dashboard:overview", "dashboard:transactions", "dashboard:deliveries", "admin:*_changelist",
+])
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = _env.db_url_config(DATABASE_REPLICA_URL)
+    DATABASES["replica"].setdefault("CONN_MAX_AGE", DATABASES["default"].get("CONN_MAX_AGE", 0))
+    DATABASES["replica"].setdefault("CONN_HEALTH_CHECKS", True)
+    DATABASES["replica"].setdefault("OPTIONS", {}).setdefault("connect_timeout", _env.int("REPLICA_CONNECT_TIMEOUT", default=2))
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    if _env.bool("DATABASE_REPLICA_TRANSACTION_POOLING", default=DATABASE_TRANSACTION_POOLING):
+        DATABASES["replica"]["DISABLE_SERVER_SIDE_CURSORS"] = True
+    DATABASE_ROUTERS = ["core.routing.ReplicaRouter"]
+    MIDDLEWARE = [*MIDDLEWARE, "core.routing.ReplicaRoutingMiddleware"]
+
+# Request ids, the RateLimit and Idempotency-Retention headers, HTTP metrics (core.requestid): first.
+MIDDLEWARE = ["core.requestid.RequestMiddleware", *MIDDLEWARE]
+# GET /metrics with `Authorization: Bearer <METRICS_TOKEN>`; empty: the endpoint answers 404 (core.metrics).
+METRICS_TOKEN = _env("METRICS_TOKEN", default="")
+# A Celery worker's own exporter (no token: bind it to a private interface); 0 = none.
+METRICS_WORKER_PORT = _env.int("METRICS_WORKER_PORT", default=0)
+METRICS_WORKER_BIND = _env("METRICS_WORKER_BIND", default="127.0.0.1")
+
+# Structured logs: one JSON object per line with the request id (LOG_FORMAT=plain for a terminal).
+LOG_FORMAT = _env("LOG_FORMAT", default="json")
+LOGGING["filters"]["request_id"] = {"()": "core.requestid.RequestIdFilter"}
+LOGGING["formatters"]["json"] = {"()": "core.requestid.JsonFormatter"}
+LOGGING["formatters"]["plain"]["format"] = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+LOGGING["handlers"]["console"]["filters"] = [*LOGGING["handlers"]["console"]["filters"], "request_id"]
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
+# === end of the scale-out block ===================================================================
