@@ -25,6 +25,8 @@ import time
 import uuid
 from contextvars import ContextVar
 
+from django.core.signals import request_finished
+
 from core import metrics, ratelimit
 
 HEADER = "X-Request-Id"
@@ -91,13 +93,10 @@ class RequestMiddleware:
         incoming = request.META.get("HTTP_X_REQUEST_ID")
         request_id = incoming if valid_request_id(incoming) else new_request_id()
         request.request_id = request_id
-        token = _request_id.set(request_id)
+        _request_id.set(request_id)  # until request_finished: Django logs 4xx/5xx after the middleware
         verdicts = ratelimit.collect_verdicts()
         request._coffer_idempotent = False
-        try:
-            response = self.get_response(request)
-        finally:
-            _request_id.reset(token)
+        response = self.get_response(request)
         response[HEADER] = request_id
         status = response.status_code
         match = request.resolver_match
@@ -124,6 +123,13 @@ class RequestMiddleware:
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             request._coffer_idempotent = _is_idempotent(view_func, request.method)
         return None
+
+
+def _request_finished(**kwargs) -> None:
+    _request_id.set("")
+
+
+request_finished.connect(_request_finished, dispatch_uid="coffer-request-id-finished")
 
 
 # --- Logs -------------------------------------------------------------------------------------------------

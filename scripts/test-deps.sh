@@ -21,6 +21,21 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# Debian's PgBouncer for the scale-out tests (tests/scaleout: they start their own on a free port
+# with their own config; the package's service is not used). Same rules as Chromium.
+if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: apt-get install pgbouncer"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -qq pgbouncer >/dev/null 2>&1; then
+      { apt-get update -qq && apt-get install -y -qq pgbouncer; } >/dev/null 2>&1 \
+        || echo "test-deps: could not install pgbouncer; the PgBouncer tests will be skipped" >&2
+    fi
+  else
+    echo "test-deps: pgbouncer not found (Debian package pgbouncer); the PgBouncer tests will be skipped" >&2
+  fi
+fi
+
 [ -f package-lock.json ] || exit 0
 if ! command -v npm >/dev/null 2>&1; then
   echo "test-deps: npm not found; the ganache tests will be skipped" >&2

@@ -1,0 +1,37 @@
+"""Run as `python -m tests.scaleout.seed N` with DATABASE_URL set: migrates that database and
+prints, as JSON, N users with a customer profile, a funded USD wallet and an access token (the
+scale-out tests start gunicorn on databases the test runner does not manage)."""
+
+import json
+import os
+import sys
+from decimal import Decimal
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    import django
+
+    django.setup()
+    from django.contrib.auth.hashers import make_password
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from accounts.models import Customer, User
+    from accounts.services import token_pair_for_user
+    from ledger.models import Asset
+    from ledger.services import Issue, ledger_post, wallet_open
+
+    usd, _ = Asset.objects.get_or_create(code="USD", organization=None, defaults={"name": "US Dollar", "exponent": 2, "kind": "fiat"})
+    users = []
+    for i in range(int(sys.argv[1])):
+        user = User.objects.create(email=f"scaleout-{i}@test.invalid", first_name="Scale", last_name=f"Out {i}", password=make_password(None))
+        customer = Customer.objects.create(user=user, name=user.full_name, email=user.email, kyc_level=Customer.KycLevel.BASIC)
+        wallet = wallet_open(asset=usd, customer=customer)
+        ledger_post(type="deposit", operations=[Issue(wallet=wallet, amount=Decimal("1000.00"))], customer=customer).raise_for_error()
+        users.append({"user": user.pk, "wallet": wallet.pk, "token": token_pair_for_user(user=user)["access_token"]})
+    print(json.dumps(users))
+
+
+if __name__ == "__main__":
+    main()
