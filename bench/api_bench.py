@@ -285,8 +285,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, url: str, workers: int, redis_url: str, log: Path):
+    def __init__(self, url: str, workers: int, redis_url: str, log: Path, extra_env: dict | None = None):
         self.url, self.workers, self.redis_url, self.log = url, workers, redis_url, log
+        self.extra_env = extra_env or {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -294,6 +295,7 @@ class Server:
     def env(self) -> dict:
         env = dict(os.environ)
         env.update(server_env(self.url, self.redis_url))
+        env.update(self.extra_env)
         return env
 
     def start(self) -> None:
@@ -336,6 +338,40 @@ class Server:
             os.killpg(self.proc.pid, signal.SIGKILL)  # its own session: gunicorn and its workers only
             self.proc.wait(timeout=15)
         self.logfile.close()
+
+
+def pgbouncer_rows(args, bench: Bench, server: Server, url: str, name: str, connections: list[int], tmp: Path) -> tuple[dict, dict]:
+    """The transfer rows again, gunicorn connecting through PgBouncer (`--pgbouncer`); the direct
+    server is stopped meanwhile and started again after."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from pgservers import PgBouncer, missing_pgbouncer
+
+    reason = missing_pgbouncer()
+    if reason:
+        say(f"(--pgbouncer skipped: {reason})")
+        return {}, {}
+    parts = urlsplit(url)
+    rows, cpu = {}, {}
+    server.stop()
+    try:
+        with PgBouncer(upstream_host=parts.hostname or "127.0.0.1", upstream_port=parts.port or 5432, pool_size=args.pgbouncer_pool) as bouncer:
+            pooled = Server(bouncer.url(name), args.workers, args.redis_url, tmp / "gunicorn-pgbouncer.log",
+                            extra_env={"DATABASE_TRANSACTION_POOLING": "true"})
+            bench.server = pooled
+            try:
+                pooled.start()
+                bench.api_row("warm-up through PgBouncer", "transfer", 8, seconds=2, record=False)
+                pid = int((bouncer.dir / "pgbouncer.pid").read_text().split()[0])
+                for c in connections:
+                    before = _proc_cpu(pid) or 0.0
+                    rows[c] = bench.api_row(f"POST /transfers via PgBouncer (pool {args.pgbouncer_pool})", "transfer", c)
+                    cpu[c] = ((_proc_cpu(pid) or 0.0) - before) / rows[c]["ok"] * 1000 if rows[c]["ok"] else float("nan")
+            finally:
+                pooled.stop()
+                bench.server = server
+    finally:
+        server.start()
+    return rows, cpu
 
 
 def server_env(url: str, redis_url: str) -> dict:
@@ -665,6 +701,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 3 s rows, 300 users, 200k entries and 10,000 busy movements for the big rows")
     parser.add_argument("--keep-database", action="store_true", help="do not drop the database at the end (debugging)")
+    parser.add_argument("--pgbouncer", action="store_true",
+                        help="also run the transfer rows with gunicorn connecting through Debian's PgBouncer in transaction pooling "
+                             "(scripts/pgservers.py, DATABASE_TRANSACTION_POOLING=true) and print both rates side by side")
+    parser.add_argument("--pgbouncer-pool", type=int, default=8, help="PgBouncer's server connections (default_pool_size, default 8)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seconds, args.users, args.big_entries, args.busy_movements = 3, 300, 200_000, 10_000
@@ -741,6 +781,11 @@ def main(argv: list[str] | None = None) -> int:
         for kind, (label, _) in SCENARIOS.items():
             for c in connections:
                 main_rows[kind, c] = bench.api_row(label, kind, c)
+
+        pooled_rows: dict[int, dict] = {}
+        bouncer_cpu = {}
+        if args.pgbouncer:
+            pooled_rows, bouncer_cpu = pgbouncer_rows(args, bench, server, url, name, connections, tmp)
 
         ceiling = bench.engine_row("pgbench transfer script (ceiling)", merge([run_pgbench(pgbench, url, org["first"], org["n"], 8, args.seconds)]), 8)
         engine = bench.engine_row("ledger_post transfer (engine), workers", merge([run_service("transfer", 8, org_wallets, args.seconds)]), 8)
@@ -832,6 +877,14 @@ def main(argv: list[str] | None = None) -> int:
             say(f"  8-connection transfers at ~{big_row['entries']:,} entries: {big_row['rate']:.1f}/s, "
                 f"{big_row['rate'] / ceiling_big['rate']:.1%} of the ceiling beside it (at {t8['entries']:,}: {t8['rate'] / c:.1%})")
         say(f"  5xx responses over every row                         {all5xx:7}   target 0        {verdict(all5xx == 0)}")
+        if pooled_rows:
+            say(f"\nPOST /transfers, direct vs through PgBouncer (transaction pooling, {args.pgbouncer_pool} server connections, "
+                f"prepared statements off), {args.workers} gunicorn workers:")
+            for c, row in pooled_rows.items():
+                direct = main_rows.get(("transfer", c))
+                ratio = f"{row['rate'] / direct['rate']:.0%} of direct" if direct and direct["rate"] else ""
+                say(f"  {c:>3} connections: direct {direct['rate'] if direct else float('nan'):7.1f}/s   via PgBouncer {row['rate']:7.1f}/s   "
+                    f"{ratio}   (PgBouncer's own CPU {bouncer_cpu.get(c, float('nan')):.2f} ms per transfer)")
         if profile_text:
             say("\nprofile of one gunicorn worker during 8-connection POST /transfers (py-spy, 200 Hz):")
             say(profile_text)
