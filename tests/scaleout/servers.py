@@ -58,7 +58,7 @@ class Gunicorn:
         self.log = Path(tempfile.mkstemp(prefix="coffer-scaleout-gunicorn-", suffix=".log")[1])
 
     def start(self) -> Gunicorn:
-        cmd = [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--workers", str(self.workers), "--worker-class", "sync",
+        cmd = [sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi:application", "--workers", str(self.workers), "--worker-class", "sync",
                "--bind", f"127.0.0.1:{self.port}", "--timeout", "120", "--graceful-timeout", "5", "--error-logfile", "-"]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
