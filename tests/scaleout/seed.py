@@ -20,7 +20,8 @@ def main() -> None:
     from accounts.models import Customer, User
     from accounts.services import token_pair_for_user
     from ledger.models import Asset
-    from ledger.services import Issue, ledger_post, wallet_open
+    from ledger.posting import Issue, ledger_post
+    from ledger.services import wallet_open
 
     usd, _ = Asset.objects.get_or_create(code="USD", organization=None, defaults={"name": "US Dollar", "exponent": 2, "kind": "fiat"})
     users = []
