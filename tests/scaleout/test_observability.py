@@ -87,12 +87,17 @@ def test_the_console_handler_writes_json_through_the_redaction_filter():
     assert json.loads(JsonFormatter().format(record))["message"] == "password=[REDACTED]"
 
 
-def test_celery_tasks_carry_the_request_id_through_a_real_worker(settings):
-    """A task published while a request id is current runs, in a worker, with that id."""
+def test_celery_tasks_carry_the_request_id_through_a_real_worker(monkeypatch):
+    """A task published while a request id is current runs, in a worker, with that id. The
+    worker is a real one (a thread consuming kombu's in-memory transport) of an app of its own:
+    CELERY_BROKER_URL would override its broker and share the CI queue with other tests, and
+    Celery's Django fixup would close this process's database sockets."""
     from celery.contrib.testing.worker import start_worker
 
-    app = Celery("scaleout-request-id", broker="memory://", set_as_current=False)
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+    app = Celery("scaleout-request-id", broker="memory://", set_as_current=False, fixups=[])
     app.conf.update(task_always_eager=False, worker_hijack_root_logger=False, broker_connection_retry_on_startup=True)
+    assert app.conf.broker_url == "memory://"
     seen: dict[str, str] = {}
     done = threading.Event()
 
