@@ -18,7 +18,7 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     from accounts.models import Customer, User
-    from accounts.services import token_pair_for_user
+    from accounts.identity.tokens import token_pair_for_user
     from ledger.models import Asset
     from ledger.posting import Issue, ledger_post
     from ledger.services import wallet_open

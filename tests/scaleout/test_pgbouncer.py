@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from accounts.services import token_pair_for_user
+from accounts.identity.tokens import token_pair_for_user
 from ledger.models import Wallet
 from tests.scaleout.servers import ROOT, Gunicorn, app_env
 from tests.wallets.conftest import open_wallet, person
