@@ -5,10 +5,13 @@ Any number of beat processes may be started (`celery -A config beat`, or workers
 `STANDBY_SECONDS` when it stops, so a second beat can neither double-run the schedule nor leave
 it unrun.
 
-- On PostgreSQL the leader holds a session-level advisory lock on a connection of its own: the
-  lock is per database (so per deployment, across hosts) and PostgreSQL releases it when the
-  process or its connection dies. The leader checks that connection before every pass and
-  stands down if it is gone.
+- On PostgreSQL the leader holds a transaction-scoped advisory lock (`pg_try_advisory_xact_lock`)
+  in a transaction it keeps open on a connection of its own (no writes: it holds back nothing):
+  the lock is per database (so per deployment, across hosts) and PostgreSQL releases it when the
+  transaction ends, the process or its connection dies. Transaction-scoped, not session-scoped,
+  so it also holds behind PgBouncer's transaction pooling: the open transaction pins one server
+  connection, and a client that goes away leaves no lock behind on a pooled one (issue 15). The
+  leader checks that connection before every pass and stands down if it is gone.
 - On SQLite (the embedded `make run`, one machine) it holds an exclusive `flock` on a file next
   to the schedule.
 
@@ -31,7 +34,7 @@ from celery.beat import PersistentScheduler
 logger = logging.getLogger("celery.beat")
 
 STANDBY_SECONDS = 5.0
-# pg_try_advisory_lock key: "coffer" + 1, one per database.
+# pg_try_advisory_xact_lock key: "coffer" + 1, one per database.
 ADVISORY_LOCK_KEY = 0x636F6666657201
 
 
@@ -50,8 +53,9 @@ class _PostgresLock:
         self.unreachable = False
         try:
             wrapper.ensure_connection()
+            wrapper.connection.autocommit = False  # the transaction opened here lasts the leadership
             with wrapper.connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", [ADVISORY_LOCK_KEY])
+                cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
                 held = bool(cursor.fetchone()[0])
         except Exception as exc:
             logger.warning("beat: cannot reach the database to take the beat lock: %s", exc)
@@ -80,7 +84,7 @@ class _PostgresLock:
         wrapper, self._wrapper = self._wrapper, None
         if wrapper is not None:
             try:
-                wrapper.close()  # the session ends, and its advisory lock with it
+                wrapper.close()  # the transaction ends, and its advisory lock with it
             except Exception:  # noqa: S110 - already gone
                 pass
 

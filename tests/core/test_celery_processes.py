@@ -7,6 +7,7 @@
   task with its traceback.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -51,10 +52,25 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def _text(log: Path) -> str:
+    """The log as text: its JSON lines (LOG_FORMAT=json, core.requestid) as their message and exception."""
+    lines = []
+    for line in log.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            lines.append(line)
+            continue
+        lines.append(record.get("message", line) if isinstance(record, dict) else line)
+        if isinstance(record, dict) and record.get("exception"):
+            lines.append(record["exception"])
+    return "\n".join(lines)
+
+
 def _wait_for(log: Path, text: str, timeout: float, process: subprocess.Popen | None = None) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        content = log.read_text()
+        content = _text(log)
         if text in content:
             return content
         if process is not None and process.poll() is not None:

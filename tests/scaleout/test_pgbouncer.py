@@ -233,3 +233,33 @@ def test_scripts_start_and_stop_pgbouncer_leaving_nothing():
     assert proc.returncode == 0
     assert not port_open(port)
     assert not any(p.exists() for p in made)
+
+
+_BEAT_LEADERS = """
+import json, django
+django.setup()
+from core.beat import _PostgresLock
+a, b = _PostgresLock(), _PostgresLock()
+steps = {"a": a.acquire(), "b_while_a_leads": b.acquire(), "a_alive": a.alive()}
+a.release()
+steps["b_after_a_left"] = b.acquire()
+steps["a_while_b_leads"] = a.acquire()
+b.release()
+print(json.dumps(steps))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_beat_leads_through_pgbouncer_and_another_takes_over(test_database_name):
+    """core.beat's leader lock behind PgBouncer with 2 server connections: a session-scoped lock
+    would stay on a pooled server connection, where the next client (the standby beat) takes it
+    again, re-entrantly, and two beats would lead. The transaction-scoped one pins its own."""
+    from scripts.pgservers import PgBouncer, missing_pgbouncer
+
+    if missing_pgbouncer():
+        pytest.skip(missing_pgbouncer())
+    params = settings.DATABASES["default"]
+    with PgBouncer(upstream_host=params["HOST"] or "127.0.0.1", upstream_port=int(params["PORT"] or 5432), pool_size=2) as bouncer:
+        steps = _settings_in_subprocess(
+            app_env(bouncer.url(test_database_name), DATABASE_TRANSACTION_POOLING="true"), _BEAT_LEADERS)
+    assert steps == {"a": True, "b_while_a_leads": False, "a_alive": True, "b_after_a_left": True, "a_while_b_leads": False}
