@@ -108,6 +108,23 @@ def test_celery_tasks_carry_the_request_id_through_a_real_worker(monkeypatch):
 
     from core import requestid
 
+    # The test worker sets up Celery's logging (the root logger's level among it): put it back
+    # after, or later tests' caplog would miss warnings.
+    loggers = [logging.getLogger(), *(lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    saved = [(lg, lg.level, list(lg.handlers), lg.propagate, lg.disabled) for lg in loggers]
+    monkeypatch.setattr(app.log, "already_setup", True)  # and better: do not let it set logging up at all
+    try:
+        _run_probe(app, probe, done, requestid, start_worker)
+    finally:
+        for lg, level, handlers, propagate, disabled in saved:
+            lg.setLevel(level)
+            lg.handlers[:] = handlers
+            lg.propagate, lg.disabled = propagate, disabled
+    assert seen["carried"] == "req-for-celery-1"
+    assert len(seen["fresh"]) == 32 and seen["fresh"] != "req-for-celery-1"
+
+
+def _run_probe(app, probe, done, requestid, start_worker) -> None:
     with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
         token = requestid._request_id.set("req-for-celery-1")
         try:
@@ -118,8 +135,6 @@ def test_celery_tasks_carry_the_request_id_through_a_real_worker(monkeypatch):
         done.clear()
         probe.delay("fresh")  # published outside a request: the task gets an id of its own
         assert done.wait(20)
-    assert seen["carried"] == "req-for-celery-1"
-    assert len(seen["fresh"]) == 32 and seen["fresh"] != "req-for-celery-1"
 
 
 # --- RateLimit and Idempotency-Retention -------------------------------------------------------------
