@@ -90,7 +90,9 @@ def blocked_insert_pid(table: str, *, timeout: float = 20) -> int | None:
         while time.monotonic() < deadline:
             cursor.execute("SELECT pg_stat_clear_snapshot()")  # else the view is frozen per transaction
             cursor.execute(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s", [f'INSERT INTO "{table}"%']
+                # this database only: other test databases (xdist workers, the PgBouncer subset run) block on the same insert
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE %s",
+                [f'INSERT INTO "{table}"%'],
             )
             row = cursor.fetchone()
             if row:
