@@ -9,6 +9,7 @@ Invariants:
 
 from django.contrib import admin, messages
 
+from compliance.admin_lists import PlatformShardFilter, TransactionAmountMixin
 from core.errors import CofferError
 from ledger.models import Asset, Entry, Hold, Posting, Transaction, Wallet
 from ledger.services import wallet_activate, wallet_suspend
@@ -43,7 +44,7 @@ class AssetAdmin(admin.ModelAdmin):
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyAdmin):
     list_display = ("id", "asset", "kind", "purpose", "shard", "customer", "organization", "label", "balance", "held", "status")
-    list_filter = ("status", "kind", "purpose", "asset")
+    list_filter = (PlatformShardFilter, "status", "kind", "purpose", "asset")
     search_fields = ("id", "label", "customer__name", "customer__external_id", "customer__user__email", "organization__name")
     list_select_related = ("asset", "customer", "organization")
     actions = ("suspend_wallets", "activate_wallets")
@@ -106,8 +107,8 @@ class PostingInline(admin.TabularInline):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "type", "status", "organization", "customer", "reference", "failure_code", "created_at", "completed_at")
+class TransactionAdmin(TransactionAmountMixin, ReadOnlyAdmin):
+    list_display = ("id", "type", "status", "amount_display", "customer", "organization", "counterparty_display", "reference", "failure_code", "created_at")
     list_filter = ("status", "type")
     search_fields = ("id", "reference", "description")
     list_select_related = ("organization", "customer")
