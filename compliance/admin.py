@@ -605,6 +605,7 @@ class ReviewCaseAdmin(admin.ModelAdmin):
         if not form.is_valid():
             request._decision_form = form
             self.message_user(request, "A reason is required to approve or reject a case.", messages.ERROR)
+            request.method = "GET"  # render the case page with the form's errors; the POST was ours, not the change form's
             return self.change_view(request, str(case.pk))
         service = review_approve if decision == "approve" else review_reject
         try:
@@ -744,6 +745,7 @@ def _customer_kyc_admin(base: type[admin.ModelAdmin]) -> type[admin.ModelAdmin]:
                     return HttpResponseRedirect(reverse("admin:accounts_customer_change", args=[customer.pk]))
             request._kyc_form = form
             self.message_user(request, "The KYC level was not changed: correct the form below.", messages.ERROR)
+            request.method = "GET"  # render the customer page with the form's errors; the POST was ours, not the change form's
             return self.change_view(request, str(customer.pk))
 
     CustomerKycAdmin.__name__ = CustomerKycAdmin.__qualname__ = base.__name__
