@@ -262,15 +262,17 @@ class RiskRuleAdmin(admin.ModelAdmin):
         filled in (saved or not), would have flagged. JSON."""
         if request.method != "POST" or not self.has_view_permission(request):
             raise PermissionDenied
+        # Settings that do not validate are an answer about the form, like the admin's own form
+        # pages (200 with the errors), not a failed request.
         kind = request.POST.get("kind", "")
         if kind not in risk_kinds():
-            return JsonResponse({"errors": {"kind": [f"Unknown rule kind {kind!r}."]}}, status=400)
+            return JsonResponse({"valid": False, "errors": {"kind": [f"Unknown rule kind {kind!r}."]}})
         params_form = params_form_for(kind)(request.POST, prefix="params")
         if not params_form.is_valid():
-            return JsonResponse({"errors": params_form.errors.get_json_data()}, status=400)
+            return JsonResponse({"valid": False, "errors": params_form.errors.get_json_data()})
         rule = RiskRule(name=request.POST.get("name", ""), kind=kind, params=params_form.to_params(), action=request.POST.get("action") or "review")
         preview = risk_rule_preview(rule=rule)
-        return JsonResponse({"days": preview.days, "scanned": preview.scanned, "flagged": preview.flagged,
+        return JsonResponse({"valid": True, "days": preview.days, "scanned": preview.scanned, "flagged": preview.flagged,
                              "truncated": preview.truncated, "examples": preview.examples})
 
 

@@ -109,11 +109,11 @@ def test_the_preview_endpoint_answers_counts_or_field_errors():
     client = admin()
     url = reverse("admin:compliance_riskrule_preview")
     ok = client.post(url, {"kind": "amount_threshold", "params-threshold": "1000", "name": "x", "action": "review"})
-    assert ok.status_code == 200 and (ok.json()["scanned"], ok.json()["flagged"]) == (2, 2)  # the 9000 deposit and the 4000 transfer
+    assert ok.status_code == 200 and ok.json()["valid"] is True and (ok.json()["scanned"], ok.json()["flagged"]) == (2, 2)  # the 9000 deposit and the 4000 transfer
     only_transfers = client.post(url, {"kind": "amount_threshold", "params-threshold": "1000", "params-movement_types": ["transfer"]})
     assert only_transfers.json()["flagged"] == 1 and only_transfers.json()["examples"][0]["amount"] == "4000.00 USD"
     bad = client.post(url, {"kind": "amount_threshold", "params-threshold": "nope"})
-    assert bad.status_code == 400 and "threshold" in bad.json()["errors"]
+    assert bad.status_code == 200 and bad.json()["valid"] is False and "threshold" in bad.json()["errors"]
     unknown = client.post(url, {"kind": "no_such_kind"})
-    assert unknown.status_code == 400
+    assert unknown.json() == {"valid": False, "errors": {"kind": ["Unknown rule kind 'no_such_kind'."]}}
     assert client.get(url).status_code == 403
