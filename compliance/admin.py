@@ -567,7 +567,7 @@ class ReviewCaseAdmin(admin.ModelAdmin):
     def four_eyes(self, obj: ReviewCase) -> str:
         if obj.first_approved_by_id:
             return f"1st approval: {obj.first_approved_by}" if obj.status == ReviewCase.Status.OPEN else f"with {obj.first_approved_by}"
-        return "needed" if obj.status == ReviewCase.Status.OPEN and review_needs_second_approval(obj) else "-"
+        return "needed" if obj.status == ReviewCase.Status.OPEN and review_needs_second_approval(obj, _summary(obj)) else "-"
 
     def has_add_permission(self, request) -> bool:
         return False

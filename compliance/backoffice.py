@@ -114,8 +114,9 @@ def four_eyes_amount(currency: str) -> Decimal | None:
     return Decimal(str(value))
 
 
-def review_needs_second_approval(case) -> bool:
-    summary = transaction_summaries([case.transaction])[case.transaction_id]
+def review_needs_second_approval(case, summary: MovementSummary | None = None) -> bool:
+    """Whether approving `case` takes two staff members (`summary`: its transaction's, if read)."""
+    summary = summary or transaction_summaries([case.transaction])[case.transaction_id]
     threshold = four_eyes_amount(summary.currency)
     return threshold is not None and summary.amount is not None and summary.amount >= threshold
 

@@ -17,7 +17,7 @@ from compliance.services import audit_append, audit_record
 from core.models import OutboxMessage
 from ledger.models import Asset, Wallet
 from ledger.services import wallet_open
-from tests.compliance.test_risk import flag_kind, funded_wallet, transfer  # noqa: F401 - flag_kind is a fixture
+from tests.compliance.test_risk import funded_wallet, transfer
 from tests.factories import CustomerFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -95,7 +95,7 @@ def test_ledger_transactions_show_amount_and_currency(client, flag_kind):
 
 
 def test_platform_shard_wallets_are_hidden_unless_asked_for(client):
-    from ledger.services import PlatformAccount, ledger_post, Issue, Transfer
+    from ledger.services import PlatformAccount, ledger_post, Transfer
 
     wallet = funded_wallet(amount="100")
     ledger_post(type="fee", operations=[Transfer(source=wallet, destination=PlatformAccount("fee"), amount=Decimal("1"))]).raise_for_error()

@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from accounts.models import Customer
 from compliance.models import KycChange, ReviewCase, RiskRule, SanctionsClearance, SanctionsEntry, ScreeningHit
 from compliance.sanctions import sanctions_rescreen
 from compliance.services import audit_append
 from tests.browser import needs_chromium, page_open
-from tests.compliance.test_risk import flag_kind, funded_wallet, transfer  # noqa: F401 - flag_kind is a fixture
+from tests.compliance.test_risk import funded_wallet, transfer
 from tests.factories import DEFAULT_PASSWORD, CustomerFactory, OrganizationFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium, pytest.mark.postgres]

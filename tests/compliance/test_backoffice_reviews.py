@@ -13,7 +13,7 @@ from compliance.models import AuditEvent, ReviewCase
 from compliance.risk import SecondApproverRequired
 from compliance.services import review_approve, review_reject
 from core.errors import ValidationFailed
-from tests.compliance.test_risk import balances, flag_kind, funded_wallet, transfer, withdraw  # noqa: F401 - flag_kind is a fixture
+from tests.compliance.test_risk import balances, funded_wallet, transfer, withdraw
 from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -186,3 +186,24 @@ def test_a_reject_without_reason_is_refused_by_the_service(flag_kind):
     case, _, _ = held("100.13")
     with pytest.raises(ValidationFailed):
         review_reject(case=case, actor=StaffUserFactory(), reason="")
+
+
+def test_the_queue_reads_a_constant_number_of_queries_whatever_the_rows(flag_kind, four_eyes_at_1000):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    url = reverse("admin:compliance_reviewcase_changelist")
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get(url).status_code == 200
+        return len(captured)
+
+    held("100.13")
+    held("1500.13")
+    two = queries()
+    for amount in ("200.13", "2500.13", "300.13", "3500.13"):
+        held(amount)
+    assert queries() == two

@@ -6,7 +6,6 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import Customer
 from compliance.backoffice import customer_kyc_set
 from compliance.models import AuditEvent, KycChange
 from core.errors import NotFound, ValidationFailed

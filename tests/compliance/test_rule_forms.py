@@ -3,16 +3,13 @@
 the last 7 days a rule, saved or not, would have flagged."""
 
 import datetime as dt
-from decimal import Decimal
 
 import pytest
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
 
 from compliance.models import RiskRule
 from compliance.rule_forms import AmountThresholdForm, SanctionsForm, StructuringForm, VelocityForm, risk_rule_preview
-from ledger.models import Transaction
 from tests.compliance.test_risk import backdate, funded_wallet, transfer
 from tests.factories import CustomerFactory, UserFactory
 
