@@ -18,9 +18,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db import transaction as db_transaction
-from django.db.models import BigIntegerField, Case, DecimalField, F, IntegerField, Q, Value, When
-from django.db.models.fields.json import KeyTextTransform, KeyTransform
-from django.db.models.functions import Cast
+from django.db.models import BigIntegerField, Case, F, IntegerField, OuterRef, Q, Subquery, Value, When
 from django.http import Http404, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -435,7 +433,10 @@ def _summary(obj):
 
 
 def _amount_expression():
-    return Cast(KeyTextTransform("amount", KeyTransform(0, "transaction__operations")), DecimalField(max_digits=38, decimal_places=18))
+    """The case's amount: its transaction's first posting (ledger.models.Posting, index 0)."""
+    from ledger.models import Posting
+
+    return Subquery(Posting.objects.filter(transaction_id=OuterRef("transaction_id"), index=0).values("amount")[:1])
 
 
 class RuleFilter(admin.SimpleListFilter):

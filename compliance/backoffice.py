@@ -15,7 +15,7 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Iterable
 
 from django.conf import settings
@@ -28,13 +28,15 @@ from core.errors import NotFound, ValidationFailed
 
 @dataclass(frozen=True)
 class MovementSummary:
-    """What a held or posted transaction moves: its first operation's amount and asset, and who
-    is on the other side (a wallet's owner, a payout's beneficiary, or the platform)."""
+    """What a held or posted transaction moves: its first posting's amount and asset, the
+    customer-side wallet it moves (`wallet`: the destination of an issue, else the source), and
+    who is on the other side (a wallet's owner, a payout's beneficiary, or outside)."""
 
     amount: Decimal | None
     currency: str
     exponent: int
     counterparty: str
+    wallet: Any = None
 
     @property
     def amount_display(self) -> str:
@@ -57,46 +59,41 @@ def _owner_name(wallet) -> str:
 
 
 def transaction_summaries(transactions: Iterable[Any]) -> dict[int, MovementSummary]:
-    """`MovementSummary` by transaction id, in three queries whatever the number of transactions
-    (wallets with their assets and owners, payouts)."""
-    from ledger.models import Wallet
+    """`MovementSummary` by transaction id, from each transaction's first posting (index 0), in
+    two queries whatever the number of transactions (postings with their wallets, owners and
+    assets; payouts). A transaction without postings gets an empty summary."""
+    from ledger.models import Posting
     from wallets.models import Payout
 
-    transactions = list(transactions)
-    wallet_ids: set[int] = set()
-    for tx in transactions:
-        op = (tx.operations or [{}])[0]
-        for key in ("source_wallet_id", "wallet_id", "destination_wallet_id"):
-            if isinstance(op.get(key), int):
-                wallet_ids.add(op[key])
-    wallets = {
-        w.pk: w for w in Wallet.objects.filter(pk__in=wallet_ids).select_related("asset", "customer", "organization")
+    ids = [tx.pk for tx in transactions]
+    postings = {
+        p.transaction_id: p
+        for p in Posting.objects.filter(transaction_id__in=ids, index=0).select_related(
+            "asset", "source_wallet__customer", "source_wallet__organization",
+            "destination_wallet__customer", "destination_wallet__organization",
+        )
     }
-    beneficiaries = dict(
-        Payout.objects.filter(transaction_id__in=[t.pk for t in transactions]).values_list("transaction_id", "beneficiary_name")
-    )
+    beneficiaries = dict(Payout.objects.filter(transaction_id__in=ids).values_list("transaction_id", "beneficiary_name"))
     out: dict[int, MovementSummary] = {}
-    for tx in transactions:
-        op = (tx.operations or [{}])[0]
-        source = wallets.get(op.get("source_wallet_id") or op.get("wallet_id"))
-        try:
-            amount = Decimal(op["amount"]) if "amount" in op else None
-        except (InvalidOperation, TypeError):
-            amount = None
-        asset = source.asset if source is not None else None
-        currency = op.get("currency") or (asset.code if asset else "")
-        if tx.pk in beneficiaries:
-            counterparty = beneficiaries[tx.pk]
-        elif op.get("type") == "transfer":
-            destination = wallets.get(op.get("destination_wallet_id"))
-            counterparty = _owner_name(destination) if destination else f"platform {op.get('destination_platform', '')}".strip()
-        elif op.get("type") == "issue":
+    for tx_id in ids:
+        posting = postings.get(tx_id)
+        if posting is None:
+            out[tx_id] = MovementSummary(amount=None, currency="", exponent=0, counterparty=beneficiaries.get(tx_id, ""))
+            continue
+        if tx_id in beneficiaries:
+            counterparty = beneficiaries[tx_id]
+        elif posting.kind == Posting.Kind.ISSUE:
             counterparty = "outside (deposit)"
-        elif op.get("type") == "redeem":
+        elif posting.kind == Posting.Kind.REDEEM:
             counterparty = "outside (withdrawal)"
         else:
-            counterparty = ""
-        out[tx.pk] = MovementSummary(amount=amount, currency=currency, exponent=asset.exponent if asset else 18, counterparty=counterparty)
+            counterparty = _owner_name(posting.destination_wallet)
+        wallet = posting.destination_wallet if posting.kind == Posting.Kind.ISSUE else posting.source_wallet
+        if wallet.asset_id == posting.asset_id:
+            wallet.asset = posting.asset  # the same row: no query for it later
+        out[tx_id] = MovementSummary(
+            amount=posting.amount, currency=posting.asset.code, exponent=posting.asset.exponent, counterparty=counterparty, wallet=wallet,
+        )
     return out
 
 

@@ -160,7 +160,7 @@ def risk_rule_preview(*, rule: RiskRule, days: int = PREVIEW_DAYS, now: dt.datet
     from compliance.backoffice import transaction_summaries
     from compliance.limits import default_direction
     from compliance.risk import RiskContext, _REGISTRY
-    from ledger.models import Transaction, Wallet
+    from ledger.models import Transaction
 
     check = _REGISTRY.get(rule.kind)
     now = now or timezone.now()
@@ -176,16 +176,10 @@ def risk_rule_preview(*, rule: RiskRule, days: int = PREVIEW_DAYS, now: dt.datet
     result.truncated = len(batch) > PREVIEW_MAX_MOVEMENTS
     batch = batch[:PREVIEW_MAX_MOVEMENTS]
     summaries = transaction_summaries(batch)
-    wallet_ids = set()
-    for tx in batch:
-        op = (tx.operations or [{}])[0]
-        wallet_ids.add(op.get("source_wallet_id") or op.get("wallet_id"))
-    wallets = {w.pk: w for w in Wallet.objects.filter(pk__in=[w for w in wallet_ids if w]).select_related("asset")}
     customers = {c.pk: c for c in Customer.objects.filter(pk__in={tx.customer_id for tx in batch})}
     for tx in batch:
-        op = (tx.operations or [{}])[0]
-        wallet = wallets.get(op.get("source_wallet_id") or op.get("wallet_id"))
         summary = summaries[tx.pk]
+        wallet = summary.wallet
         if wallet is None or summary.amount is None or tx.customer_id not in customers:
             continue
         result.scanned += 1

@@ -95,7 +95,7 @@ def test_ledger_transactions_show_amount_and_currency(client, flag_kind):
 
 
 def test_platform_shard_wallets_are_hidden_unless_asked_for(client):
-    from ledger.services import PlatformAccount, ledger_post, Transfer
+    from ledger.posting import PlatformAccount, Transfer, ledger_post
 
     wallet = funded_wallet(amount="100")
     ledger_post(type="fee", operations=[Transfer(source=wallet, destination=PlatformAccount("fee"), amount=Decimal("1"))]).raise_for_error()

@@ -119,7 +119,8 @@ def _beneficiary(name: str) -> None:
     from decimal import Decimal as D
 
     from ledger.models import Asset
-    from ledger.services import Issue, ledger_post, wallet_open
+    from ledger.posting import Issue, ledger_post
+    from ledger.services import wallet_open
     from wallets.services import withdrawal_create
 
     user = UserFactory()
