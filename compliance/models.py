@@ -233,6 +233,10 @@ class ReviewCase(ConcurrentTransitionMixin, models.Model):
     decision_reason = models.CharField(max_length=500, blank=True, default="")
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Four-eyes: the first of two approvals (compliance.backoffice.review_decide).
+    first_approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    first_approved_at = models.DateTimeField(null=True, blank=True)
+    first_approval_reason = models.CharField(max_length=500, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -249,3 +253,88 @@ class ReviewCase(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=Status.OPEN, target=Status.REJECTED)
     def reject(self) -> None:
         """State only; `review_reject` saves and releases the holds."""
+
+
+# --- Back office: four-eyes review, KYC history, sanctions screening ------------------------------
+# Invariants:
+# - A ReviewCase above the four-eyes amount (settings.REVIEW_FOUR_EYES_AMOUNT) keeps `status`
+#   open after its first approval (`first_approved_by` set); only a different staff member's
+#   approval moves it (compliance.backoffice.review_decide).
+# - `KycChange` rows are written only by `compliance.backoffice.customer_kyc_set`, in the same
+#   transaction as the level change and its audit event; they are the customer's KYC history.
+# - `ScreeningHit`: a customer or beneficiary name that matched an entry when the list changed
+#   (`sanctions_rescreen`); clearing one adds a `SanctionsClearance` (the whitelist), which the
+#   sanctions rule honours for that name and entry.
+
+
+class KycChange(models.Model):
+    customer = models.ForeignKey("accounts.Customer", on_delete=models.PROTECT, related_name="kyc_changes")
+    from_level = models.CharField(max_length=16)
+    to_level = models.CharField(max_length=16)
+    reason = models.CharField(max_length=500)
+    evidence_reference = models.CharField(max_length=200, blank=True, default="", help_text="Where the evidence is kept, e.g. a document id.")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["customer", "-id"], name="kycchange_customer_recent")]
+
+    def __str__(self) -> str:
+        return f"KYC {self.from_level} -> {self.to_level}"
+
+
+def normalized_name(name: str) -> str:
+    """Lower-cased, punctuation-free, words sorted: the key a clearance and a hit are kept by."""
+    from rapidfuzz import utils as fuzz_utils
+
+    return " ".join(sorted(fuzz_utils.default_process(name or "").split()))[:300]
+
+
+class SanctionsClearance(models.Model):
+    """A cleared false positive: `name` (normalized) is not `entry`."""
+
+    name = models.CharField(max_length=300, help_text="The cleared name, normalized (lower case, no punctuation, words sorted).")
+    display_name = models.CharField(max_length=300, blank=True, default="")
+    entry = models.ForeignKey(SanctionsEntry, on_delete=models.CASCADE, related_name="clearances")
+    reason = models.CharField(max_length=500)
+    cleared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["name", "entry"], name="sanctionsclearance_name_entry")]
+
+    def __str__(self) -> str:
+        return f"{self.display_name or self.name} is not {self.entry_id}"
+
+
+class ScreeningHit(models.Model):
+    class Subject(models.TextChoices):
+        CUSTOMER = "customer", "Customer"
+        BENEFICIARY = "beneficiary", "Payout beneficiary"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLEARED = "cleared", "Cleared (false positive)"
+        CONFIRMED = "confirmed", "Confirmed"
+
+    subject = models.CharField(max_length=16, choices=Subject.choices)
+    customer = models.ForeignKey("accounts.Customer", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    name = models.CharField(max_length=300)
+    name_key = models.CharField(max_length=300)
+    entry = models.ForeignKey(SanctionsEntry, on_delete=models.CASCADE, related_name="hits")
+    matched = models.CharField(max_length=300, help_text="The list name or alias it matched.")
+    score = models.DecimalField(max_digits=5, decimal_places=2)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    decision_reason = models.CharField(max_length=500, blank=True, default="")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["subject", "name_key", "entry"], name="screeninghit_subject_name_entry")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ~ {self.entry_id} ({self.status})"

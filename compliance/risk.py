@@ -34,7 +34,8 @@ otherwise). A `RiskRule(kind="name", action=..., params={...})` row switches it 
   beneficiary name (withdrawal beneficiaries, the owner of a transfer's destination). The
   processed names are kept per process in the rules snapshot (`compliance.rules`), rebuilt
   after a change to the list: ~9 ms per screen against 10,000 entries instead of ~250 ms
-  re-reading them.
+  re-reading them. A name cleared against an entry (`SanctionsClearance`, the whitelist of false
+  positives kept by `compliance.sanctions`) does not match that entry.
 A rule whose kind is not registered is skipped and logged (a misconfiguration must not stop
 every payment); its kind cannot be chosen in the admin.
 
@@ -49,6 +50,10 @@ Reviews. `review_approve` / `review_reject` (reason required) lock the case, mov
 transition, call `ledger_complete_reviewed` (holds captured, operations posted) or
 `ledger_reject_reviewed` (holds released), and append to the audit chain, all in one database
 transaction.
+Four-eyes: approving a case whose amount is at or above the four-eyes amount of its asset
+(settings REVIEW_FOUR_EYES_AMOUNT, REVIEW_FOUR_EYES_AMOUNTS per currency) takes two calls by two
+different staff members: the first records itself on the case (still open, nothing posted), the
+same officer again gets `SecondApproverRequired`, another officer's approval posts.
 """
 
 from __future__ import annotations
@@ -62,7 +67,6 @@ from typing import Any
 
 from django.db import connection, transaction as db_transaction
 from django.utils import timezone
-from rapidfuzz import fuzz, process, utils as fuzz_utils
 
 from compliance.limits import (
     COUNTED_STATUSES,
@@ -81,6 +85,12 @@ logger = logging.getLogger("coffer.compliance.risk")
 
 ALLOW, REVIEW, REJECT = "allow", "review", "reject"
 _STRENGTH = {ALLOW: 0, REVIEW: 1, REJECT: 2}
+
+
+class SecondApproverRequired(CofferError):
+    """Four-eyes: the officer who gave a case its first approval cannot give the second."""
+
+    code, status = "SECOND_APPROVER_REQUIRED", 403
 
 
 class TransactionRejected(CofferError):
@@ -328,22 +338,15 @@ def _amount_threshold(rule: RiskRule, ctx: RiskContext) -> str | None:
 
 def sanctions_match(name: str, *, threshold: int | float = 90) -> tuple[SanctionsEntry, str, float] | None:
     """The best-matching active sanctions entry for `name`: (entry, matched name, score), or None
-    below `threshold` (0-100)."""
-    query = fuzz_utils.default_process(name or "")
-    if not query:
-        return None
-    choices, owners = rules().sanctions()
-    if not choices:
-        return None
-    best = process.extractOne(query, choices, scorer=fuzz.token_sort_ratio, processor=None, score_cutoff=threshold)
-    if best is None:
-        return None
-    _, score, key = best
-    entry_id, matched = owners[key]
-    entry = SanctionsEntry.objects.filter(pk=entry_id).first()
-    if entry is None:  # deleted since the index was built
-        return None
-    return entry, matched, float(score)
+    below `threshold` (0-100). Entries this name was cleared against (`SanctionsClearance`, the
+    whitelist of false positives) are skipped; the whitelist is read only when a name matched."""
+    from compliance.sanctions import sanctions_candidates
+
+    for entry_id, matched, score in sanctions_candidates(name, threshold=threshold):
+        entry = SanctionsEntry.objects.filter(pk=entry_id).first()
+        if entry is not None:  # else deleted since the index was built
+            return entry, matched, score
+    return None
 
 
 @register_risk_kind("sanctions")
@@ -457,6 +460,7 @@ def review_case_open(*, transaction: Transaction, decision: RiskDecision, custom
 
 
 def _decide(*, case: ReviewCase | int, actor, reason: str, approve: bool) -> ReviewCase:
+    from compliance.backoffice import review_needs_second_approval
     from compliance.services import audit_record
     from ledger.posting import ledger_complete_reviewed, ledger_reject_reviewed
 
@@ -469,6 +473,23 @@ def _decide(*, case: ReviewCase | int, actor, reason: str, approve: bool) -> Rev
         if locked.status != ReviewCase.Status.OPEN:
             raise InvalidState(f"Review case {case_id} is {locked.status}, not open.", details={"status": locked.status})
         data: dict[str, Any] = {"transaction_id": locked.transaction_id, "reason": reason}
+        if approve and review_needs_second_approval(locked):
+            actor_id = getattr(actor, "pk", None)
+            if actor_id is None:
+                raise SecondApproverRequired("An approval above the four-eyes amount needs a named staff member.")
+            if locked.first_approved_by_id is None:
+                locked.first_approved_by_id = actor_id
+                locked.first_approved_at = timezone.now()
+                locked.first_approval_reason = reason[:500]
+                locked.save(update_fields=["first_approved_by", "first_approved_at", "first_approval_reason"])
+                audit_record(actor=actor, action="review.first_approval", target=locked, data={**data, "four_eyes": True})
+                return locked
+            if locked.first_approved_by_id == actor_id:
+                raise SecondApproverRequired(
+                    f"Review case {case_id} needs a second approval by another staff member (four-eyes).",
+                    details={"first_approved_by": actor_id},
+                )
+            data.update(four_eyes=True, first_approved_by=locked.first_approved_by_id, first_approval_reason=locked.first_approval_reason)
         if approve:
             result = ledger_complete_reviewed(locked.transaction_id)
             data["posted"] = result.ok

@@ -16,6 +16,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.template.response import TemplateResponse
 
+from compliance.admin_lists import PlatformShardFilter, TransactionAmountMixin
 from core.errors import CofferError
 from ledger.models import Asset, AuthorizationHold, Entry, Hold, Posting, Transaction, Wallet
 from ledger.reversals import staff_transaction_reverse
@@ -51,7 +52,7 @@ class AssetAdmin(admin.ModelAdmin):
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyAdmin):
     list_display = ("id", "asset", "kind", "purpose", "shard", "customer", "organization", "label", "balance", "held", "status")
-    list_filter = ("status", "kind", "purpose", "asset")
+    list_filter = (PlatformShardFilter, "status", "kind", "purpose", "asset")
     search_fields = ("id", "label", "customer__name", "customer__external_id", "customer__user__email", "organization__name")
     list_select_related = ("asset", "customer", "organization")
     actions = ("suspend_wallets", "activate_wallets")
@@ -121,9 +122,9 @@ class ReversalForm(forms.Form):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "type", "status", "organization", "customer", "reference", "reversed_amount", "reversal_of", "failure_code",
-                    "created_at", "completed_at")
+class TransactionAdmin(TransactionAmountMixin, ReadOnlyAdmin):
+    list_display = ("id", "type", "status", "amount_display", "customer", "organization", "counterparty_display", "reference",
+                    "reversed_amount", "reversal_of", "failure_code", "created_at")
     list_filter = ("status", "type")
     search_fields = ("id", "reference", "description")
     list_select_related = ("organization", "customer", "reversal_of")

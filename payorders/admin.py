@@ -90,7 +90,7 @@ class PayOrderPaymentAdmin(_ReadOnly):
 
 @admin.register(PayOrderQuote)
 class PayOrderQuoteAdmin(_ReadOnly):
-    list_display = ["public_id", "pay_order", "source_currency", "amount", "rate", "expires_at"]
+    list_display = ["__str__", "pay_order", "source_currency", "chain", "amount", "rate", "expires_at"]
     list_select_related = ["pay_order"]
 
 

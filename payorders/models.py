@@ -274,6 +274,9 @@ class PayOrderQuote(models.Model):
         ordering = ["id"]
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="payorderquote_amount_positive")]
 
+    def __str__(self) -> str:
+        return f"{self.amount.normalize():f} {self.source_currency} on {self.chain} for order {self.pay_order_id}"
+
 
 class PayOrderStatusChange(models.Model):
     """The history of an order: every transition, and every flag (from == to) with its cause."""

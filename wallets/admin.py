@@ -10,7 +10,7 @@ from wallets.services import payout_settle
 
 @admin.register(Payout)
 class PayoutAdmin(admin.ModelAdmin):
-    list_display = ["id", "transaction_id", "customer", "amount", "fee", "currency", "destination_type", "status", "created_at", "settled_at"]
+    list_display = ["id", "status", "amount", "currency", "customer", "beneficiary_name", "destination_type", "fee", "transaction_id", "created_at", "settled_at"]
     list_filter = ["status", "destination_type", "currency", "provider"]
     search_fields = ["reference", "provider_reference", "beneficiary_name", "transaction__id"]
     list_select_related = ["customer", "transaction"]

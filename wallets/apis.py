@@ -136,7 +136,7 @@ class WalletListCreateApi(_UserApi):
     @extend_schema(
         operation_id="wallets_create", tags=["wallets"], summary="Open a wallet",
         request=WalletCreateInput, parameters=[ledger_apis.ORG_HEADER],
-        description="Organizations send {customer_external_id, currency, label?} or {system: true, currency, label?} (ledger.apis.OrgWalletCreateInput).",
+        description="Organizations send {customer_external_id, currency, label?} or {system: true, currency, label?}.",
         responses={201: WalletOutput, 400: OpenApiResponse(description="VALIDATION_ERROR (unknown currency)"), 409: OpenApiResponse(description="WALLET_EXISTS: an open unlabelled wallet in this currency exists; give the new one a label")},
         examples=[
             OpenApiExample("Open a USD wallet", value={"currency": "USD", "label": ""}, request_only=True),

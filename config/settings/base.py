@@ -198,7 +198,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "EXCEPTION_HANDLER": "core.exceptions.api_exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "config.docs.CofferAutoSchema",  # descriptions from a view's own docstrings only
     "DEFAULT_THROTTLE_RATES": {"auth": THROTTLE_AUTH, "money": THROTTLE_MONEY},
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -359,6 +359,20 @@ LOGGING = {
     },
 }
 WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=False)
+
+# --- Compliance back office (compliance.backoffice, compliance.sanctions) ---
+# Approving a review case at or above this amount (major units of its asset) needs a second
+# staff member; REVIEW_FOUR_EYES_AMOUNTS overrides it per currency ("BTC=0.5,ETH=5"); blank: off.
+REVIEW_FOUR_EYES_AMOUNT = env("REVIEW_FOUR_EYES_AMOUNT", default="10000") or None
+REVIEW_FOUR_EYES_AMOUNTS = env.dict("REVIEW_FOUR_EYES_AMOUNTS", default={})
+# A review case older than this is shown red in the queue (amber from half of it).
+REVIEW_SLA_HOURS = env.float("REVIEW_SLA_HOURS", default=24.0)
+# Scheduled sanctions re-import: a file path or an http(s) URL, its format (ofac_sdn,
+# opensanctions or coffer) and the list's name; blank location: no scheduled import.
+SANCTIONS_SOURCE_LOCATION = env("SANCTIONS_SOURCE_LOCATION", default="")
+SANCTIONS_SOURCE_FORMAT = env("SANCTIONS_SOURCE_FORMAT", default="opensanctions")
+SANCTIONS_SOURCE_NAME = env("SANCTIONS_SOURCE_NAME", default="")
+SANCTIONS_REIMPORT_SECONDS = env.float("SANCTIONS_REIMPORT_SECONDS", default=6 * 3600.0)
 
 # === Scale-out (issue 15: PgBouncer, read replica, metrics, request ids) ==========================
 # Kept in one block; docs/deploy.md says which process needs which.

@@ -467,11 +467,13 @@ def test_admin_sanctions_import_and_rule_editing(flag_kind):
     assert bad.status_code == 200 and b"header" in bad.content
 
     rule_form = client.get(reverse("admin:compliance_riskrule_change", args=[flag_kind.pk]))
-    assert b"test_unlucky_cents" in rule_form.content and b"velocity" in rule_form.content
+    assert b"test_unlucky_cents" in rule_form.content and b'name="params-params"' in rule_form.content  # a kind without a form: JSON
+    chooser = client.get(reverse("admin:compliance_riskrule_add"))
+    assert b"?kind=test_unlucky_cents" in chooser.content and b"?kind=velocity" in chooser.content
     velocity = RiskRule.objects.get(kind="velocity")
     response = client.post(
         reverse("admin:compliance_riskrule_change", args=[velocity.pk]),
-        {"name": "Velocity", "kind": "velocity", "params": '{"max_count": 5, "window_minutes": 10}', "action": "review", "active": "on", "description": ""},
+        {"name": "Velocity", "kind": "velocity", "params-max_count": "5", "params-window_minutes": "10", "action": "review", "active": "on", "description": ""},
     )
     assert response.status_code == 302, response.content[:2000]
     velocity.refresh_from_db()
