@@ -49,7 +49,7 @@ def test_balance_before_the_first_entry_is_zero(usd):
     assert wallet_balance_at(wallet=wallet, at=first.created_at).balance == Decimal("3.00")
 
 
-def test_a_statement_is_read_only(usd, django_assert_max_num_queries):
+def test_a_statement_is_read_only(usd):
     wallet = open_wallet(usd, "3.00", customer=CustomerFactory())
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM ledger_entry")
