@@ -120,7 +120,7 @@ class Statement:
     total_in: Decimal
     total_out: Decimal
     entry_count: int
-    _names: dict[int, str] = field(default_factory=dict, repr=False)
+    _names: dict[int, tuple[str, bool]] = field(default_factory=dict, repr=False)  # wallet id -> (name, id shown)
 
     @property
     def currency(self) -> str:
