@@ -26,14 +26,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django import forms
 from django.conf import settings
 from django.db.models import Case, Count, OuterRef, Q, Subquery, Sum, When
 from django.utils import timezone
 
 from core.errors import CofferError, ValidationFailed
+from core.filters import parse_instant
 from core.money import format_amount
-from ledger.filters import InstantField
 from ledger.models import Entry, Posting, Wallet
 from ledger.selectors import wallet_balance_at, wallet_balance_before, wallet_owner_name, wallets_with_owners
 
@@ -42,7 +41,6 @@ logger = logging.getLogger("coffer.ledger.statements")
 FORMATS = ("json", "csv", "pdf")
 CHUNK = 2000
 ZERO = Decimal(0)
-ONE_MICROSECOND = dt.timedelta(microseconds=1)  # PostgreSQL's timestamp resolution
 
 
 class StatementImbalance(CofferError):
@@ -60,20 +58,20 @@ def inline_max_entries() -> int:
 # --- Parameters ---------------------------------------------------------------------------------
 
 def _instant(params, name: str, *, bound: str) -> dt.datetime | None:
-    """`from` / `to` through the ledger's shared ISO 8601 parser (`ledger.filters.InstantField`):
-    a naive time is UTC; a bare `from` date starts that day, a bare `to` date ends it."""
+    """`from` / `to` / `at` through the shared date-range parser (`core.filters.parse_instant`:
+    a naive time is UTC; offsets and years the database cannot compare are refused); a bare
+    `from` date starts that UTC day, a bare `to` date ends it."""
     raw = params.get(name)
     if raw in (None, ""):
         return None
     try:
-        value = InstantField().clean(raw)
-    except forms.ValidationError as exc:
-        message = "Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z."
-        raise ValidationFailed(f"{name}: {message}", details={"fields": {name: [message]}}) from exc
+        value = parse_instant(str(raw))
+    except ValueError as exc:
+        message = str(exc)
+        raise ValidationFailed(f"{name}: {message}", details={"fields": {name: [message]}}) from None
     if isinstance(value, dt.datetime):
         return value
-    start = dt.datetime.combine(value, dt.time.min, tzinfo=dt.timezone.utc)
-    return start if bound == "from" else start + dt.timedelta(days=1) - ONE_MICROSECOND
+    return dt.datetime.combine(value, dt.time.min if bound == "from" else dt.time.max, tzinfo=dt.timezone.utc)
 
 
 def balance_at_parse(params) -> dt.datetime | None:

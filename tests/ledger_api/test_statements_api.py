@@ -97,6 +97,7 @@ def test_a_period_without_entries_shows_opening_equal_to_closing(story):
 @pytest.mark.parametrize("params, field", [
     ({"from": "last week"}, "from"),
     ({"to": "2026-02-30"}, "to"),
+    ({"to": "2026-05-31T12:00:00+18:00"}, "to"),  # an offset the database cannot compare (core.filters)
     ({"from": "2026-06-01", "to": "2026-05-31"}, "from"),
     ({"from": "2026-05-31T12:00:01Z", "to": "2026-05-31T12:00:00Z"}, "from"),
     ({"format": "xlsx"}, "format"),
