@@ -9,12 +9,18 @@ Invariants:
   page and calls `ledger.reversals.staff_transaction_reverse` for each: the same service as the
   API, so a customer deposit is charged back through the money path, audited with the staff
   actor. Needs `ledger.change_transaction`.
+* A wallet's page links to its statement (PDF, CSV): the same documents as the API's
+  `GET /wallets/{id}/statement` (`ledger.statements`), for staff who may view the wallet.
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseBadRequest
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from compliance.admin_lists import PlatformShardFilter, TransactionAmountMixin
 from core.errors import CofferError
@@ -56,6 +62,41 @@ class WalletAdmin(ReadOnlyAdmin):
     search_fields = ("id", "label", "customer__name", "customer__external_id", "customer__user__email", "organization__name")
     list_select_related = ("asset", "customer", "organization")
     actions = ("suspend_wallets", "activate_wallets")
+    readonly_fields = ("statement",)
+
+    @admin.display(description="Statement")
+    def statement(self, obj):
+        if obj is None or obj.pk is None:
+            return "-"
+        url = reverse("admin:ledger_wallet_statement", args=[obj.pk])
+        return format_html('<a href="{}?format=pdf">PDF</a> · <a href="{}?format=csv">CSV</a> (add from= and to=, ISO 8601, for a period)', url, url)
+
+    def get_urls(self):
+        return [
+            path("<int:wallet_id>/statement/", self.admin_site.admin_view(self.statement_view), name="ledger_wallet_statement"),
+            *super().get_urls(),
+        ]
+
+    def statement_view(self, request, wallet_id: int):
+        from ledger.apis.statements import statement_response
+        from ledger.selectors import wallets_with_owners
+        from ledger.statements import format_parse, period_parse, statement_build
+
+        wallet = wallets_with_owners("w.id = %s", [wallet_id]).get(wallet_id)
+        if wallet is None:
+            raise Http404("No such wallet.")
+        if not self.has_view_permission(request, wallet):
+            raise PermissionDenied
+        try:
+            period, fmt = period_parse(request.GET), format_parse(request.GET, default="pdf")
+            if fmt == "json":
+                raise CofferError("format: csv or pdf.")
+            return statement_response([statement_build(wallet=wallet, period=period)], fmt=fmt,
+                                      stem=f"statement-wallet-{wallet.pk}", title="Statement")
+        except CofferError as exc:
+            if exc.status >= 500:
+                raise
+            return HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
 
     def has_change_permission(self, request, obj=None):
         return request.user.has_perm("ledger.change_wallet") if obj is None else False

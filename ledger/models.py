@@ -314,6 +314,9 @@ class Entry(models.Model):
             # The risk screen's velocity rule counts a wallet's recent debits: a range scan of
             # this index, never the wallet's whole history.
             models.Index(fields=["wallet", "created_at"], condition=Q(direction="debit"), name="entry_wallet_recent_debits"),
+            # Balance at a time and statement ranges (`ledger.statements`): the last entry at or
+            # before an instant is one descent of this index, whatever the wallet's history.
+            models.Index(fields=["wallet", "created_at", "id"], name="entry_wallet_created"),
         ]
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="entry_amount_positive")]
 

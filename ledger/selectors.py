@@ -215,3 +215,61 @@ def org_wallet_get(organization, wallet_id: int) -> Wallet:
     if wallet is None:
         raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
     return wallet
+
+
+def wallet_get_visible(*, viewer: Viewer, wallet_id: int) -> Wallet:
+    """A wallet the viewer owns, with asset and owner: a user's own customer wallets; an
+    organization's system wallets and its customers' wallets. Anything else is WalletNotFound
+    (404), whether it exists or not."""
+    pk = wallet_id if isinstance(wallet_id, int) and not isinstance(wallet_id, bool) else None
+    found = None
+    if pk is not None and viewer.organization is not None:
+        found = organization_wallets_get(organization=viewer.organization, ids=[pk]).get(pk)
+    elif pk is not None:
+        found = wallets_with_owners("w.kind = %s AND w.id = %s AND u.id = %s", [Wallet.Kind.CUSTOMER, pk, viewer.user.pk]).get(pk)
+    if found is None:
+        raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
+    return found
+
+
+@dataclass(frozen=True)
+class BalanceAt:
+    """A wallet's posted balance right after its last entry at or before `at` (0 and no entry
+    before its first one)."""
+
+    balance: Decimal
+    entry_id: int | None
+
+
+def wallet_balance_at(*, wallet: Wallet | int, at) -> BalanceAt:
+    """The `balance_after` of the wallet's last entry with `created_at <= at` (ties by id): one
+    descent of the (wallet, created_at, id) index, never a scan of the wallet's history."""
+    wid = wallet.pk if isinstance(wallet, Wallet) else wallet
+    row = wallet_last_entry_query(wallet_id=wid, at=at).first()
+    if row is None:
+        return BalanceAt(balance=Decimal(0), entry_id=None)
+    return BalanceAt(balance=row[1], entry_id=row[0])
+
+
+def wallet_last_entry_query(*, wallet_id: int, at) -> QuerySet:
+    """(id, balance_after) of the wallet's entries at or before `at`, latest first: its first
+    row is read backwards off the (wallet, created_at, id) index."""
+    return (
+        Entry.objects.filter(wallet_id=wallet_id, created_at__lte=at)
+        .order_by("-created_at", "-id")
+        .values_list("id", "balance_after")
+    )
+
+
+def wallet_balance_before(*, wallet: Wallet | int, before) -> BalanceAt:
+    """As `wallet_balance_at`, for entries strictly before `before` (a statement's opening)."""
+    wid = wallet.pk if isinstance(wallet, Wallet) else wallet
+    row = (
+        Entry.objects.filter(wallet_id=wid, created_at__lt=before)
+        .order_by("-created_at", "-id")
+        .values_list("id", "balance_after")
+        .first()
+    )
+    if row is None:
+        return BalanceAt(balance=Decimal(0), entry_id=None)
+    return BalanceAt(balance=row[1], entry_id=row[0])

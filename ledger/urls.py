@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from ledger.apis import assets, holds, reversals, transactions, wallets
+from ledger.apis import assets, holds, reversals, statements, transactions, wallets
 
 urlpatterns = [
     path("assets", assets.AssetListCreateApi.as_view(), name="asset-list"),
@@ -21,4 +21,11 @@ urlpatterns += [
     path("wallets/<int:wallet_id>/suspend", wallets.WalletSuspendApi.as_view(), name="wallet-suspend"),
     path("wallets/<int:wallet_id>/activate", wallets.WalletActivateApi.as_view(), name="wallet-activate"),
     path("wallets/<int:wallet_id>/close", wallets.WalletCloseApi.as_view(), name="wallet-close"),
+]
+
+# Balance at a point in time and statements (reads; users and organizations alike).
+urlpatterns += [
+    path("wallets/<int:wallet_id>/balance", statements.WalletBalanceApi.as_view(), name="wallet-balance"),
+    path("wallets/<int:wallet_id>/statement", statements.WalletStatementApi.as_view(), name="wallet-statement"),
+    path("customers/<str:external_id>/statement", statements.CustomerStatementApi.as_view(), name="customer-statement"),
 ]

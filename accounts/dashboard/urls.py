@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from accounts.dashboard.views import auth, keys, overview, payorders, transactions, webhooks
+from accounts.dashboard.views import auth, keys, overview, payorders, statements, transactions, webhooks
 
 app_name = "dashboard"
 
@@ -25,4 +25,5 @@ urlpatterns = [
     path("webhooks/deliveries/<uuid:delivery_id>/", webhooks.delivery_detail, name="delivery-detail"),
     path("webhooks/deliveries/<uuid:delivery_id>/redeliver/", webhooks.delivery_redeliver, name="delivery-redeliver"),
     path("transactions/", transactions.transaction_list, name="transactions"),
+    path("wallets/<int:wallet_id>/statement/", statements.wallet_statement, name="wallet-statement"),
 ]

@@ -82,6 +82,7 @@ NO_KEY_WRITE_ROUTES: frozenset[str] = frozenset({
     "audit-log-list", "audit-log-verify", "limit-list",
     "transaction-detail", "transaction-entries", "wallet-entries", "hold-detail",
     "pay-order-detail", "customers", "webhook-deliveries", "webhook-delivery-detail",
+    "wallet-balance", "wallet-statement", "customer-statement",
 })
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
