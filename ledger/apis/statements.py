@@ -34,7 +34,6 @@ from ledger.statements import (
     period_parse,
     statement_build,
     statement_csv_lines,
-    statement_header,
     statement_inline_check,
     statement_json,
     statement_pdf,
