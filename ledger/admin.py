@@ -121,38 +121,36 @@ class WalletAdmin(ReadOnlyAdmin):
         self._run(request, queryset, wallet_activate, "activated")
 
 
-class EntryInline(admin.TabularInline):
+class _LedgerRowsInline(admin.TabularInline):
+    """Append-only ledger rows shown under their transaction: never added, changed or deleted."""
+
+    extra = 0
+    can_delete = False
+    related: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related(*self.related)
+
+
+class EntryInline(_LedgerRowsInline):
     model = Entry
     fields = ("id", "wallet", "direction", "amount", "balance_after", "operation_index", "created_at")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("wallet__asset")
+    related = ("wallet__asset",)
 
 
-class PostingInline(admin.TabularInline):
+class PostingInline(_LedgerRowsInline):
     model = Posting
     fields = ("index", "kind", "source_wallet", "source_purpose", "destination_wallet", "destination_purpose", "amount", "asset")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related("source_wallet__asset", "destination_wallet__asset", "asset")
+    related = ("source_wallet__asset", "destination_wallet__asset", "asset")
 
 
 class ReversalForm(forms.Form):

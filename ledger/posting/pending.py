@@ -117,38 +117,31 @@ def ledger_complete_pending(transaction: Transaction | int) -> PostingResult:
         return _capture_and_post(tx)
 
 
-def ledger_fail_pending(transaction: Transaction | int, *, code: str, reason: str = "") -> Transaction:
-    """A pending transaction that will not post (its payout failed): release its holds and mark
-    it `failed` with `code` and `reason`; no entries are written."""
+def _close_pending(transaction: Transaction | int, *, close: str, code: str, reason: str) -> Transaction:
+    """Release a pending transaction's holds, give its usage back and move it by the FSM
+    transition `close` (`fail` or `void`) with `code` and `reason`; no entries are written."""
     with in_transaction():
         tx = _lock_transaction(transaction)
         if tx.status != Transaction.Status.PENDING or tx.entries.exists():
             raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not pending.", details={"status": tx.status})
         _release_holds(tx)
         usage_release(tx)
-        tx.fail()
+        getattr(tx, close)()
         tx.failure_code = code[:64]
-        tx.failure_message = (reason or "Failed.")[:500]
+        tx.failure_message = reason[:500]
         tx.completed_at = timezone.now()
         tx.save(update_fields=["status", "failure_code", "failure_message", "completed_at"])
         return tx
+
+
+def ledger_fail_pending(transaction: Transaction | int, *, code: str, reason: str = "") -> Transaction:
+    """A pending transaction that will not post (its payout failed): `failed`, holds released."""
+    return _close_pending(transaction, close="fail", code=code, reason=reason or "Failed.")
 
 
 def ledger_void_pending(transaction: Transaction | int, *, code: str, reason: str = "") -> Transaction:
-    """An authorization that will not be captured (voided, expired): release its holds, give its
-    usage back and mark it `voided` with `code` and `reason`; no entries are written."""
-    with in_transaction():
-        tx = _lock_transaction(transaction)
-        if tx.status != Transaction.Status.PENDING or tx.entries.exists():
-            raise InvalidState(f"Transaction {tx.pk} is {tx.status}, not pending.", details={"status": tx.status})
-        _release_holds(tx)
-        usage_release(tx)
-        tx.void()
-        tx.failure_code = code[:64]
-        tx.failure_message = (reason or "Voided.")[:500]
-        tx.completed_at = timezone.now()
-        tx.save(update_fields=["status", "failure_code", "failure_message", "completed_at"])
-        return tx
+    """An authorization that will not be captured (voided, expired): `voided`, holds released."""
+    return _close_pending(transaction, close="void", code=code, reason=reason or "Voided.")
 
 
 def ledger_capture_pending(
