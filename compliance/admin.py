@@ -492,7 +492,7 @@ class AmountBandFilter(admin.SimpleListFilter):
 
 
 def _sla_hours() -> float:
-    return float(getattr(settings, "REVIEW_SLA_HOURS", 24.0))
+    return settings.REVIEW_SLA_HOURS  # declared once, in config/settings/base.py
 
 
 def _age_text(delta: dt.timedelta) -> str:

@@ -172,7 +172,7 @@ def backoffice_home_status(user) -> dict[str, Any]:
     status: dict[str, Any] = {"sanctions_list_missing": sanctions_list_needed()}
     if user.has_perm("compliance.view_reviewcase"):
         open_cases = ReviewCase.objects.filter(status=ReviewCase.Status.OPEN)
-        sla = dt.timedelta(hours=float(getattr(settings, "REVIEW_SLA_HOURS", 24.0)))
+        sla = dt.timedelta(hours=settings.REVIEW_SLA_HOURS)
         status.update(
             open_review_cases=open_cases.count(),
             late_review_cases=open_cases.filter(created_at__lte=timezone.now() - sla).count(),
