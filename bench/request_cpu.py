@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{1000 * sum(times[index]) / len(times[index]):7.3f} ms  {sqls[index][:args.width]}")
         connection.ensure_connection()
         backend = connection.cursor().connection.info.backend_pid
-        profiler = cProfile.Profile() if args.profile else None
+        profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU time: waits on the backend do not count
         py0, pg0, wall0 = time.process_time(), _proc_cpu(backend), time.perf_counter()
         if profiler:
             profiler.enable()

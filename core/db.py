@@ -18,6 +18,9 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
+from psycopg import pq
 
 _PREPARE_ONLY_WHEN_ASKED = 2**31 - 1  # psycopg's threshold: prepare only `execute(..., prepare=True)`
 
@@ -42,10 +45,26 @@ def query(sql: str, params: Sequence[Any] = (), *, one: bool = False) -> Any:
 
         cursor = db._prepared_cursor = ServerBindingCursor(pg)
     with db.wrap_database_errors:
-        cursor.execute(sql, params, prepare=True)
-        if cursor.description is None:
+        cursor.execute(compact(sql), params, prepare=True)
+        if cursor.pgresult.status != _TUPLES_OK:  # not `cursor.description`: it builds a Column per field each time
             return None
         return cursor.fetchone() if one else cursor.fetchall()
+
+
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
+_COMPACT: dict[str, str] = {}
+
+
+def compact(sql: str) -> str:
+    """`sql` with its runs of whitespace collapsed, computed once per statement text. psycopg
+    caches its %s -> $n conversion only for statements up to 4 KiB; the engine's written-out
+    statements are longer with their indentation and were re-split by a regex on every call."""
+    short = _COMPACT.get(sql)
+    if short is None:
+        if len(_COMPACT) > 4096:  # statements are a fixed set; a runaway caller must not grow this
+            _COMPACT.clear()
+        short = _COMPACT[sql] = sql if "'" in sql or "--" in sql else " ".join(sql.split())  # literals, comments: as written
+    return short
 
 
 def insert_or_skip(instance: models.Model, *, conflict: Sequence[str], where: str = "") -> bool:
@@ -144,15 +163,35 @@ def _reader(model: type[models.Model], db) -> tuple:
             if converters:
                 conversions.append((i, tuple(converters), field.cached_col))
         pk_at = [f.primary_key for f in fields].index(True)
-        reader = _READERS[key] = ([f.attname for f in fields], pk_at, tuple(conversions))
+        # Instances can be built without Model.__init__ (one setattr per field, signals) when
+        # nothing hooks into it: no custom __init__ in the class's own code, no init signals.
+        plain = _plain_init(model)
+        if plain and _is_concurrent_fsm(model):
+            plain = "fsm"
+        reader = _READERS[key] = ([f.attname for f in fields], pk_at, tuple(conversions), plain)
     return reader
+
+
+def _plain_init(model: type[models.Model]) -> bool:
+    from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+    from django_fsm import ConcurrentTransitionMixin, FSMFieldDescriptor
+
+    if pre_init.has_listeners(model) or post_init.has_listeners(model):
+        return False
+    if any(klass.__dict__.get("__init__") is not None for klass in model.__mro__ if klass not in (models.Model, ConcurrentTransitionMixin, object)):
+        return False
+    for field in model._meta.concrete_fields:  # a data descriptor (other than the FSM's) would transform on set
+        descriptor = getattr(model, field.attname, None)
+        if hasattr(type(descriptor), "__set__") and not isinstance(descriptor, (FSMFieldDescriptor, ForeignKeyDeferredAttribute)):
+            return False
+    return True
 
 
 def model_from_row(model: type[models.Model], row: Sequence[Any], start: int) -> tuple[models.Model | None, int]:
     """The instance whose `model_columns` start at `row[start]` (None for an outer join that
     matched nothing), with database values converted as the ORM would, and the next index."""
     db = connections[DEFAULT_DB_ALIAS]
-    attnames, pk_at, conversions = _reader(model, db)
+    attnames, pk_at, conversions, plain = _reader(model, db)
     end = start + len(attnames)
     values = list(row[start:end])
     if values[pk_at] is None:
@@ -162,4 +201,18 @@ def model_from_row(model: type[models.Model], row: Sequence[Any], start: int) ->
         for converter in converters:
             value = converter(value, expression, db)
         values[i] = value
-    return model.from_db(db.alias, attnames, values), end
+    if not plain:
+        return model.from_db(db.alias, attnames, values), end
+    instance = model.__new__(model)  # what Model.from_db + __init__ leave behind, without them
+    instance.__dict__.update(zip(attnames, values))
+    state = instance._state = ModelState()
+    state.adding, state.db = False, db.alias
+    if plain == "fsm":  # what ConcurrentTransitionMixin.__init__ adds
+        instance._update_initial_state()
+    return instance, end
+
+
+def _is_concurrent_fsm(model: type[models.Model]) -> bool:
+    from django_fsm import ConcurrentTransitionMixin
+
+    return issubclass(model, ConcurrentTransitionMixin)
