@@ -8,11 +8,16 @@ Invariants:
   at once and again after commit (`user_cache_forget`, connected in AccountsConfig.ready), and
   simplejwt's checks (inactive user, revoked-by-password claim) run on the cached row too.
 - The cache being down never fails a request: the database is read instead.
+- A token's signature and claims are verified once per process: the validated token is kept
+  (VALIDATED_TOKENS_MAX, keyed by the exact token bytes) and only its expiry is checked again.
+  Access tokens carry no revocable state of their own (revocation is by refresh-token family,
+  by password change and by deactivation, all checked on the user row above).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.core.cache import cache
@@ -30,6 +35,8 @@ logger = logging.getLogger("coffer.auth")
 ORG_TOKEN_USE = "org"  # the `token_use` claim of an organization's client-credentials token
 
 USER_CACHE_SECONDS = 60
+VALIDATED_TOKENS_MAX = 10_000
+_validated: dict[bytes, Any] = {}
 
 
 def _user_cache_key(user_id: Any) -> str:
@@ -79,6 +86,19 @@ class UserJWTAuthentication(JWTAuthentication):
         if jwt_settings.CHECK_REVOKE_TOKEN and validated_token.get(jwt_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
             raise JWTAuthenticationFailed("The user's password has been changed.", code="password_changed")
         return user
+
+    def get_validated_token(self, raw_token: bytes):
+        token = _validated.get(raw_token)
+        if token is not None:
+            leeway = token.get_token_backend().get_leeway().total_seconds()
+            if token.payload.get("exp", 0) > time.time() - leeway:
+                return token
+            del _validated[raw_token]
+        token = super().get_validated_token(raw_token)  # signature, type, expiry; raises if bad
+        if len(_validated) >= VALIDATED_TOKENS_MAX:
+            _validated.clear()
+        _validated[bytes(raw_token)] = token
+        return token
 
     def authenticate(self, request):
         header = self.get_header(request)

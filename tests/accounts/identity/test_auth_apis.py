@@ -329,3 +329,18 @@ def test_password_change_flow(api_client):
 def test_password_change_needs_authentication(api_client):
     response = api_client.post("/api/v1/users/me/password", {"current_password": "a", "new_password": "b"}, format="json")
     assert response.status_code == 401
+
+
+def test_a_token_verified_once_is_still_refused_once_it_expires(api_client):
+    """Validated tokens are kept per process (accounts.identity.authentication): the expiry is
+    checked again on every request, so the kept token stops working when it expires."""
+    import time
+
+    token = AccessToken.for_user(UserFactory())
+    token.set_exp(lifetime=timedelta(seconds=2))
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api_client.get("/api/v1/users/me").status_code == 200
+    assert api_client.get("/api/v1/users/me").status_code == 200  # from the kept token
+    time.sleep(max(0.0, token["exp"] - time.time()) + 0.2)
+    response = api_client.get("/api/v1/users/me")
+    assert response.status_code == 401 and _error(response)["code"] == "AUTHENTICATION_FAILED"
