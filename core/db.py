@@ -7,12 +7,17 @@
   transaction-mode pooler without prepared statements). Errors surface as django.db errors.
 - `insert_all` writes rows of several tables in one statement; `insert_or_skip` one row unless a
   unique key is taken. Both without savepoints.
+- `insert_later` hands rows nobody reads back in this transaction (an audit event) to the
+  enclosing `gathered_inserts()` block, which writes them with its own last insert (the
+  idempotency record: one statement for both) or at its end; outside such a block they are
+  inserted at once. A block left by an exception drops them with the transaction.
 - `model_columns` / `model_from_row` read model instances from such statements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,15 +72,51 @@ def compact(sql: str) -> str:
     return short
 
 
-def insert_or_skip(instance: models.Model, *, conflict: Sequence[str], where: str = "") -> bool:
+def insert_or_skip(instance: models.Model, *, conflict: Sequence[str], where: str = "", with_rows: Sequence["Insert"] = ()) -> bool:
     """INSERT `instance` unless a row with the same `conflict` columns exists (a unique
     constraint; `where` names a partial one's predicate, e.g. "NOT (key = '')"). One statement
     and no savepoint, on PostgreSQL and SQLite: the caller's transaction is never broken by the
     conflict. Sets the primary key and returns True when inserted; False when skipped (a
     concurrent insert of the same key waits for that transaction, then skips if it committed)."""
     row = Insert(instance, conflict, where)
-    insert_all([row])
+    insert_all([*with_rows, row])  # `with_rows`: other rows written by the same statement
     return not instance._state.adding
+
+
+class _Gathered(list):
+    def take(self) -> list["Insert"]:
+        rows = list(self)
+        self.clear()
+        return rows
+
+
+@contextmanager
+def gathered_inserts() -> Iterator[_Gathered]:
+    """Collect `insert_later` rows for the block (module docstring); use inside the transaction
+    they belong to. `take()` hands them to the caller's own insert; what is left is written when
+    the block ends normally. Nested blocks share the outermost one."""
+    db = connections[DEFAULT_DB_ALIAS]
+    outer = db.__dict__.get("_gathered_inserts")
+    if outer is not None:
+        yield outer
+        return
+    gathered = db._gathered_inserts = _Gathered()
+    try:
+        yield gathered
+        if gathered:
+            insert_all(gathered.take())
+    finally:
+        db._gathered_inserts = None
+
+
+def insert_later(rows: Sequence["Insert"]) -> None:
+    """Rows to write in this transaction that nothing reads back before it ends (no `on_saved`
+    needed now): gathered by the enclosing `gathered_inserts()` block, or inserted at once."""
+    gathered = connections[DEFAULT_DB_ALIAS].__dict__.get("_gathered_inserts")
+    if gathered is None:
+        insert_all(rows)
+    else:
+        gathered.extend(rows)
 
 
 @dataclass

@@ -74,7 +74,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from core.db import insert_or_skip, query
+from core.db import gathered_inserts, insert_or_skip, query
 from core.errors import (
     AuthenticationFailed,
     CofferError,
@@ -260,7 +260,7 @@ def _execute_plain(*, request, view, handler):
     transaction, a client error committed with what the handler recorded (a failed transaction),
     a 5xx rolled back."""
     try:
-        with transaction.atomic(durable=True):
+        with transaction.atomic(durable=True), gathered_inserts():
             return _outcome(handler, view, request)
     except _ServerError as exc:
         return exc.response
@@ -353,7 +353,7 @@ def _claim(*, scope: str, endpoint: str, key: str) -> IdempotencyRecord | None:
 
 def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprint):
     try:
-        with transaction.atomic(durable=True):
+        with transaction.atomic(durable=True), gathered_inserts() as gathered:
             now = timezone.now()
             existing = _claim(scope=scope, endpoint=endpoint, key=key)
             if existing is not None:
@@ -378,7 +378,9 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
                 response_headers=headers,
                 created_at=stored_at,
                 expires_at=stored_at + timedelta(hours=ttl_hours()),
-            ), conflict=("scope", "endpoint", "key"))  # no savepoint: a lost race is rolled back whole below
+            ), conflict=("scope", "endpoint", "key"), with_rows=gathered.take())
+            # one statement with the request's gathered rows (its audit event); no savepoint: a
+            # lost race is rolled back whole below, those rows with it
             if not stored:
                 raise _LostRace()
             return response

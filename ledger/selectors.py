@@ -50,33 +50,52 @@ class Viewer:
 _OWNERS_SQL: dict[tuple[str, str], str] = {}
 
 
-def wallets_with_owners(where: str, params: list) -> dict[int, Wallet]:
+def wallets_with_owners(where: str, params: list, *, lock_customer_of_user: int | None = None) -> dict[int, Wallet]:
     """Wallets by id with their asset and owner (customer, its user, the owning organization:
     the customer's, or the wallet's own for a system wallet) in one written-out statement, the
     read every money request starts with. `where` is SQL over `w` (wallet), `c` (customer), `u`
-    (user). The ORM compiling this 4-join select_related was a fifth of a transfer's CPU."""
+    (user). The ORM compiling this 4-join select_related was a fifth of a transfer's CPU.
+
+    `lock_customer_of_user`: the money path's customer lock, taken by the same statement (on
+    PostgreSQL; a user's own movement, whose only checked customer is the user's): that user's
+    customer row is locked FOR NO KEY UPDATE and read fresh after the lock, as
+    `compliance.limits.customers_lock` does; outside a transaction (or on SQLite) no lock is
+    taken here and the money path takes its own."""
     from accounts.models import Customer, Organization, User
 
-    key = (connection.vendor, where)
+    # outside a transaction a lock would end with the statement: leave it to the money path
+    locking = lock_customer_of_user is not None and connection.vendor == "postgresql" and connection.in_atomic_block
+    key = (connection.vendor, where, locking)
     sql = _OWNERS_SQL.get(key)
     if sql is None:
         tables = {m: connection.ops.quote_name(m._meta.db_table) for m in (Wallet, Asset, Customer, User, Organization)}
-        sql = _OWNERS_SQL[key] = (
+        sql = (
             f"SELECT {model_columns(Wallet, 'w')}, {model_columns(Asset, 'a')}, {model_columns(Customer, 'c')},"
             f" {model_columns(User, 'u')}, {model_columns(Organization, 'o')}"
-            f" FROM {tables[Wallet]} w JOIN {tables[Asset]} a ON a.id = w.asset_id"
+            + (f", {model_columns(Customer, 'lc')}" if locking else "")
+            + f" FROM {tables[Wallet]} w JOIN {tables[Asset]} a ON a.id = w.asset_id"
             f" LEFT JOIN {tables[Customer]} c ON c.id = w.customer_id"
             f" LEFT JOIN {tables[User]} u ON u.id = c.user_id"
             f" LEFT JOIN {tables[Organization]} o ON o.id = coalesce(c.organization_id, w.organization_id)"
-            f" WHERE {where}"
+            + (" LEFT JOIN lc ON lc.id = c.id" if locking else "")
+            + f" WHERE {where}"
         )
+        if locking:  # materialized: the lock is taken whole before the join, its rows are the locked versions
+            sql = (f"WITH lc AS MATERIALIZED (SELECT * FROM {tables[Customer]} WHERE user_id = %s ORDER BY id FOR NO KEY UPDATE) "
+                   + sql)
+        _OWNERS_SQL[key] = sql
     found: dict[int, Wallet] = {}
-    for row in query(sql, params):
+    for row in query(sql, [lock_customer_of_user, *params] if locking else params):
         wallet, at = model_from_row(Wallet, row, 0)
         asset, at = model_from_row(Asset, row, at)
         customer, at = model_from_row(Customer, row, at)
         owner, at = model_from_row(User, row, at)
-        organization, _ = model_from_row(Organization, row, at)
+        organization, at = model_from_row(Organization, row, at)
+        if locking:
+            fresh, _ = model_from_row(Customer, row, at)
+            if fresh is not None:  # the locked customer as it is now (the rest of the row is the statement's snapshot)
+                customer = fresh
+                wallet.customer_locked = True  # the money path takes it as locked (moneypath.pipeline)
         Wallet._meta.get_field("asset").set_cached_value(wallet, asset)
         Wallet._meta.get_field("customer").set_cached_value(wallet, customer)
         Wallet._meta.get_field("organization").set_cached_value(wallet, organization if wallet.organization_id else None)

@@ -12,7 +12,8 @@ two-phase completion, as a payout is); pay-order settlements and refunds (`payor
 input); idempotency is the request's (`core.idempotency`, or the transaction `reference`).
 
 1. lock: the customers the movement is checked for, FOR UPDATE in ascending id order
-   (`compliance.limits.customer_lock`), before the wallets, which the ledger locks in ascending
+   (`compliance.limits.customer_lock`; a user's own movement takes its one customer's lock in
+   its wallet read, `ledger.selectors.wallets_with_owners`), before the wallets, which the ledger locks in ascending
    id order in its one lock statement (STYLE 4: payorder or quote, customer, wallets). The
    customer lock serialises a customer's movements, so the usage read below sees every earlier
    movement of theirs committed.
@@ -29,8 +30,9 @@ input); idempotency is the request's (`core.idempotency`, or the transaction `re
 5. post: `ledger_post` (completed), or `ledger_hold_pending` for a movement whose money leaves
    later (a withdrawal's payout). The posting charges the customers' usage counters in the same
    statement (`ledger.usage`). Then its webhooks as outbox rows, and the movement's own rows
-   (`after_post`) with its audit event, inserted together in one statement (`core.db.insert_all`;
-   no lock: the chain is linked after commit by the sequencer, `compliance.services`).
+   (`after_post`) in one statement (`core.db.insert_all`), and its audit event handed to the
+   request's idempotency record to be inserted with it (`core.db.insert_later`; no lock: the
+   chain is linked after commit by the sequencer, `compliance.services`).
 
 Errors and what commits. The path runs in the caller's transaction and never raises a refusal:
 it is returned in `MovementResult` and raised by `raise_for_error()` once the caller's own
@@ -62,7 +64,7 @@ from compliance.risk import (
     wallet_outgoing_count_subquery,
 )
 from compliance.services import audit_event
-from core.db import Insert, insert_all, query
+from core.db import Insert, insert_all, insert_later, query
 from core.errors import CofferError
 from core.metrics import count_posting
 from core.money import format_amount
@@ -184,7 +186,14 @@ def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
     (a rejection already recorded in the audit chain) and the 2FA method used."""
     own = movement.customer
     to_lock = sorted({*movement.customers, *([own.pk] if own is not None else [])})
-    locked = customers_lock(to_lock) if to_lock else {}
+    if own is not None and getattr(movement.wallet, "customer_locked", False):
+        # the entry point's wallet read locked it (ledger.selectors.wallets_with_owners): fine
+        # only when it is the one customer to lock, else the ascending order would break
+        if to_lock != [own.pk]:
+            raise RuntimeError("a movement locking several customers must let the money path lock them all")
+        locked = {own.pk: own}
+    else:
+        locked = customers_lock(to_lock) if to_lock else {}
     customer = locked.get(own.pk) if own is not None else None
     now = timezone.now()
     only_kinds = None if customer is not None and _controls(customer, movement.organization)[1] else SANCTIONS_ONLY
@@ -315,5 +324,7 @@ def _run(movement: MoneyMovement) -> MovementResult:
         actor=movement.actor if isinstance(movement.actor, User) else None,
         action=(movement.audit_action or "{type}.{status}").format(type=movement.movement_type, status=tx.status), target=tx, data=data,
     )
-    insert_all([*side_rows, Insert(event)])  # the movement's own rows and its audit event: one statement
+    if side_rows:  # the movement's own rows (a payout, its outbox message): now, the response may name them
+        insert_all(side_rows)
+    insert_later([Insert(event)])  # with the request's idempotency record, one statement (core.db)
     return MovementResult(transaction=tx, error=result.error, decision=decision)

@@ -92,7 +92,7 @@ def blocked_insert_pid(table: str, *, timeout: float = 20) -> int | None:
             cursor.execute(
                 # this database only: other test databases (xdist workers, the PgBouncer subset run) block on the same insert
                 "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE %s",
-                [f'INSERT INTO "{table}"%'],
+                [f'%INSERT INTO "{table}"%'],  # alone, or one of a statement's data-modifying CTEs
             )
             row = cursor.fetchone()
             if row:

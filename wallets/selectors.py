@@ -27,29 +27,36 @@ def wallet_entries_for_user(*, user: User, wallet_id: int) -> QuerySet[Entry]:
     return wallet_entries(wallet=wallet)
 
 
-def _wallets_with_owners(where: str, params: list) -> dict[int, Wallet]:
+def _wallets_with_owners(where: str, params: list, lock_customer_of_user: int | None = None) -> dict[int, Wallet]:
     """Customer wallets matching `where` with their asset and owner (ledger.selectors)."""
-    return wallets_with_owners(f"w.kind = %s AND ({where})", [Wallet.Kind.CUSTOMER, *params])
+    return wallets_with_owners(f"w.kind = %s AND ({where})", [Wallet.Kind.CUSTOMER, *params], lock_customer_of_user=lock_customer_of_user)
 
 
-def wallet_get_for_user(*, user: User, wallet_id: int) -> Wallet:
-    """One of the user's customer wallets, with its asset and owner (else 404)."""
+def wallet_get_for_user(*, user: User, wallet_id: int, lock_customer: bool = False) -> Wallet:
+    """One of the user's customer wallets, with its asset and owner (else 404). `lock_customer`:
+    the money path's customer lock in the same statement (see `ledger.selectors.wallets_with_owners`;
+    the movement then says `customer_locked=True`)."""
     try:
         pk = int(wallet_id)
     except (TypeError, ValueError):
         pk = None
-    wallet = _wallets_with_owners("w.id = %s AND u.id = %s", [pk, user.pk]).get(pk) if pk is not None and not isinstance(wallet_id, bool) else None
+    wallet = _wallets_with_owners(
+        "w.id = %s AND u.id = %s", [pk, user.pk], user.pk if lock_customer else None,
+    ).get(pk) if pk is not None and not isinstance(wallet_id, bool) else None
     if wallet is None:
         raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
     return wallet
 
 
-def transfer_wallets_get(*, user: User, source_wallet_id: int, destination_wallet_id: int) -> tuple[Wallet, Wallet]:
+def transfer_wallets_get(*, user: User, source_wallet_id: int, destination_wallet_id: int, lock_customer: bool = False) -> tuple[Wallet, Wallet]:
     """A transfer's two wallets in one read: the source must be one of the user's, the
     destination any customer wallet (platform and system wallets are not addressable by users,
     so they are as absent as a wallet that does not exist); else 404 naming the first missing
-    one. Loaded with what the money path and the response need (asset, owners)."""
-    found = _wallets_with_owners("(w.id = %s AND u.id = %s) OR w.id = %s", [source_wallet_id, user.pk, destination_wallet_id])
+    one. Loaded with what the money path and the response need (asset, owners); `lock_customer`
+    as for `wallet_get_for_user` (the user's customer only, never the destination's)."""
+    found = _wallets_with_owners(
+        "(w.id = %s AND u.id = %s) OR w.id = %s", [source_wallet_id, user.pk, destination_wallet_id], user.pk if lock_customer else None,
+    )
     for wallet_id in (source_wallet_id, destination_wallet_id):
         if wallet_id not in found:
             raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})

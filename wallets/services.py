@@ -112,7 +112,7 @@ def deposit_create(*, user: User, wallet_id: int, amount: Any, source: str = "")
     """Money enters the user's own wallet from outside: an `Issue` from the asset's issuance
     account, through the money path (incoming deposit limits, risk; no 2FA: nothing leaves).
     Someone else's wallet is 404."""
-    wallet = wallet_get_for_user(user=user, wallet_id=wallet_id)
+    wallet = wallet_get_for_user(user=user, wallet_id=wallet_id, lock_customer=True)
     value = parse_amount(amount, exponent=wallet.asset.exponent, field="amount")
     movement = MoneyMovement(
         actor=user, movement_type=MovementType.DEPOSIT, ledger_type=Transaction.Type.DEPOSIT, wallet=wallet, amount=value,
@@ -134,7 +134,9 @@ def transfer_create(
     if destination_wallet_id == source_wallet_id:
         wallet_get_for_user(user=user, wallet_id=source_wallet_id)  # someone else's is still a 404
         raise _field_error("destination_wallet_id", "Must differ from the source wallet.")
-    source, destination = transfer_wallets_get(user=user, source_wallet_id=source_wallet_id, destination_wallet_id=destination_wallet_id)
+    source, destination = transfer_wallets_get(
+        user=user, source_wallet_id=source_wallet_id, destination_wallet_id=destination_wallet_id, lock_customer=True,
+    )
     value = parse_amount(amount, exponent=source.asset.exponent, field="amount")
     own = destination.customer_id == source.customer_id
     movement = MoneyMovement(
@@ -214,7 +216,7 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
     completed -> the held transaction is posted (Redeem of the amount, fee to the platform fee
     account); failed -> the holds are released and the transaction is failed. A risk review
     leaves the transaction `in_review` and the payout waits for the reviewer."""
-    wallet = wallet_get_for_user(user=user, wallet_id=wallet_id)
+    wallet = wallet_get_for_user(user=user, wallet_id=wallet_id, lock_customer=True)
     asset = wallet.asset
     value = parse_amount(amount, exponent=asset.exponent, field="amount")
     beneficiary = beneficiary_parse(destination)

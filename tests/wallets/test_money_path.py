@@ -261,3 +261,22 @@ class TestLimitRace:
         assert _wallet(destination).balance == Decimal("90.00")
         assert _wallet(source).balance == Decimal("910.00")
         assert ledger_check() == []
+
+    def test_racing_deposits_and_a_kyc_upgrade_see_the_customer_locked_by_the_wallet_read(self):
+        """A user's deposit takes its customer lock in the wallet read itself (ledger.selectors):
+        ten racing deposits of 300 against a daily incoming limit of 2,000 pass six times."""
+        LimitRule.objects.update_or_create(
+            kyc_level="none", movement_type="deposit", direction="incoming", currency="",
+            defaults={"single_limit": Decimal("1000"), "daily_limit": Decimal("2000"), "monthly_limit": Decimal("5000")},
+        )
+        jane = person()
+        wallet = open_wallet(jane, "USD")
+
+        def worker(i):
+            response = _deposit(client_for(jane), wallet, "300")
+            return (response.status_code, json.loads(response.content))
+
+        results = [("exception", repr(r)) if isinstance(r, BaseException) else r for r in run_in_threads(10, worker)]
+        assert sorted(r[0] for r in results) == [201] * 6 + [422] * 4, results
+        assert _wallet(wallet).balance == Decimal("1800.00")
+        assert ledger_check() == []
