@@ -7,12 +7,13 @@ from config.docs import redoc_bundle
 from core import views as core_views
 from core.metrics import metrics_view
 
+# The money endpoints first: Django tries patterns in order, and no two includes share a path.
 api_v1 = [
+    path("", include("wallets.urls")),
+    path("", include("ledger.urls")),
+    path("", include("payorders.urls")),
     path("", include("accounts.urls")),
     path("", include("compliance.urls")),
-    path("", include("ledger.urls")),
-    path("", include("wallets.urls")),
-    path("", include("payorders.urls")),
 ]
 
 

@@ -46,30 +46,34 @@ def query(sql: str, params: Sequence[Any] = (), *, one: bool = False) -> Any:
     if cursor is None or cursor.connection is not pg or cursor.closed:
         if pg.prepare_threshold is None:  # Django turns psycopg's preparation off
             pg.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-        from django.db.backends.postgresql.base import ServerBindingCursor
+        from psycopg import RawCursor
 
-        cursor = db._prepared_cursor = ServerBindingCursor(pg)
+        cursor = db._prepared_cursor = RawCursor(pg)  # $n placeholders: no %s parsing per call
     with db.wrap_database_errors:
-        cursor.execute(compact(sql), params, prepare=True)
+        cursor.execute(native(sql), params, prepare=True)
         if cursor.pgresult.status != _TUPLES_OK:  # not `cursor.description`: it builds a Column per field each time
             return None
         return cursor.fetchone() if one else cursor.fetchall()
 
 
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
-_COMPACT: dict[str, str] = {}
+_NATIVE: dict[str, str] = {}
 
 
-def compact(sql: str) -> str:
-    """`sql` with its runs of whitespace collapsed, computed once per statement text. psycopg
-    caches its %s -> $n conversion only for statements up to 4 KiB; the engine's written-out
-    statements are longer with their indentation and were re-split by a regex on every call."""
-    short = _COMPACT.get(sql)
-    if short is None:
-        if len(_COMPACT) > 4096:  # statements are a fixed set; a runaway caller must not grow this
-            _COMPACT.clear()
-        short = _COMPACT[sql] = sql if "'" in sql or "--" in sql else " ".join(sql.split())  # literals, comments: as written
-    return short
+def native(sql: str) -> str:
+    """`sql` with PostgreSQL's own placeholders ($1, $2, ...) for its %s (and % for %%),
+    converted once per statement text: psycopg caches its own conversion only for statements
+    under 4 KiB and 50 parameters, and the engine's were re-split by a regex on every call."""
+    converted = _NATIVE.get(sql)
+    if converted is None:
+        if len(_NATIVE) > 4096:  # statements are a fixed set; a runaway caller must not grow this
+            _NATIVE.clear()
+        if "%(" in sql:
+            raise ValueError("core.db.query takes positional %s parameters only")
+        parts = sql.replace("%%", "\0").split("%s")
+        converted = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], start=1))
+        converted = _NATIVE[sql] = converted.replace("\0", "%")
+    return converted
 
 
 def insert_or_skip(instance: models.Model, *, conflict: Sequence[str], where: str = "", with_rows: Sequence["Insert"] = ()) -> bool:
