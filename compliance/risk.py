@@ -39,7 +39,7 @@ otherwise). A `RiskRule(kind="name", action=..., params={...})` row switches it 
 A rule whose kind is not registered is skipped and logged (a misconfiguration must not stop
 every payment); its kind cannot be chosen in the admin.
 
-Rejections. The money path (`moneypath.pipeline`) records a rejected attempt as an audit event
+Rejections. The money path (`wallets.pipeline`) records a rejected attempt as an audit event
 (`risk_reject_record`, `risk.rejected`: customer, wallet, amount, asset, rule, reason,
 beneficiary) and answers `TransactionRejected` (422) in its result, raised by the caller once
 its transaction block closed, so the record commits with the answer. No ledger transaction is

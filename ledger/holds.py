@@ -1,7 +1,7 @@
 """Authorization holds for organizations (`/api/v1/holds`): authorize, capture, void, expire.
 
 Invariants:
-* Authorize (`organization_hold_create`) runs the money path (`moneypath.pipeline.money_path`)
+* Authorize (`organization_hold_create`) runs the money path (`wallets.pipeline.money_path`)
   with `pending=True`: validate -> own wallets (404 otherwise) -> lock customers, wallets ->
   limits -> `ledger_hold_pending`, which stores the transfer as a `pending` ledger transaction,
   reserves the amount on the source wallet (`Hold`, `Wallet.held`: out of the available
@@ -44,7 +44,7 @@ from ledger.models import AuthorizationHold, Transaction
 from ledger.posting import Transfer, ledger_capture_pending, ledger_void_pending
 from ledger.selectors import Viewer, organization_wallets_get
 from ledger.serializers import TransactionPresenter
-from moneypath.pipeline import MoneyMovement, money_path
+from wallets.pipeline import MoneyMovement, money_path
 
 DEFAULT_EXPIRES_IN = 7 * 24 * 3600
 MAX_EXPIRES_IN = 30 * 24 * 3600

@@ -10,7 +10,7 @@ Invariants:
   wallets), then the money path locks the customers and the wallets. Two reversals of one
   transaction therefore run one after the other, and the second sees what the first reversed:
   racing partial reversals never exceed the original.
-* The reversal posts through the money path (`moneypath.pipeline.money_path`) as a `reversal`
+* The reversal posts through the money path (`wallets.pipeline.money_path`) as a `reversal`
   transaction with `reversal_of` set; no limits, 2FA or risk rules (it undoes a movement that
   passed them), but every wallet must stay >= 0: a reversal of money already spent is refused
   422 INSUFFICIENT_FUNDS and recorded as a failed reversal, like any refused posting.
@@ -52,7 +52,7 @@ from ledger.posting import Issue, Operation, PlatformAccount, Redeem, Transfer
 from ledger.selectors import Viewer
 from ledger.serializers import TransactionPresenter
 from ledger.usage import usage_release
-from moneypath.pipeline import MoneyMovement, MovementResult, money_path
+from wallets.pipeline import MoneyMovement, MovementResult, money_path
 
 # What an organization may reverse over the API: the ledger transactions it posted (pay-order
 # settlements and refunds have their own flows). Staff may also charge back deposits and reverse

@@ -3,7 +3,7 @@ services behind the ledger API (custom assets, wallets, `POST /transactions`).
 
 Invariants:
 * Balances, holds and entries are never written here: money moves only through
-  `ledger.posting` (an organization transaction through `moneypath.pipeline.money_path`).
+  `ledger.posting` (an organization transaction through `wallets.pipeline.money_path`).
 * A wallet's status changes only by its FSM transitions (active <-> suspended -> closed; closed
   only at zero balance and no holds), under the wallet's row lock, and every change is audited.
 * The `organization_*` and `staff_*` services check that the caller owns what it names (404
@@ -38,7 +38,7 @@ from ledger.posting.shards import platform_wallets_ensure
 from ledger.selectors import WALLET_RELATED, Viewer, asset_get, organization_wallets_get, wallets_owned
 from ledger.serializers import OrgWalletOutput, TransactionPresenter, transactions_with_entries
 from ledger.usage import UsageLeg, WalletOwner, usage_charges
-from moneypath.pipeline import LimitScope, MoneyMovement, money_path
+from wallets.pipeline import LimitScope, MoneyMovement, money_path
 
 WALLET_EVENTS = {"suspend": "wallet.suspended", "activate": "wallet.activated", "close": "wallet.closed"}
 

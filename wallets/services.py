@@ -2,7 +2,7 @@
 transfers, withdrawals with payouts, currency exchange). Every balance change goes through the
 ledger's services; nothing here writes a balance, a hold or an entry.
 
-Every movement here runs the money path (`moneypath.pipeline.money_path`), after this module
+Every movement here runs the money path (`wallets.pipeline.money_path`), after this module
 validated its input and authorized it: the source wallet (the deposit's wallet, the quote's
 wallets) must be the caller's own (`wallets.selectors.wallet_get_for_user`: anyone else's is a
 404 and nothing moves); a transfer may go to any active customer wallet. Limits are checked for
@@ -38,7 +38,7 @@ from compliance.models import Direction, MovementType
 from compliance.services import audit_record
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, format_amount, parse_amount, quantum
-from moneypath.pipeline import LimitScope, MoneyMovement, money_path
+from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from core.db import Insert
 from core.outbox import outbox_emit, outbox_message
 from core.prices import get_price_provider

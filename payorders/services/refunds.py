@@ -24,7 +24,7 @@ from django.utils import timezone
 from accounts.models import User
 from ledger.models import Transaction
 from ledger.posting import Redeem
-from moneypath.pipeline import MoneyMovement, money_path
+from wallets.pipeline import MoneyMovement, money_path
 from payorders.addresses import normalize_address
 from payorders.chains import get_chain_provider, sandbox_enabled
 from payorders.chains.base import TransferStatus, normalize_tx_hash, same_address

@@ -26,7 +26,7 @@ from ledger.posting import (
 )
 from ledger.services import wallet_open
 from tests.concurrency import run_in_threads
-from moneypath.pipeline import LimitScope, MoneyMovement, money_path
+from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
 from tests.factories import CustomerFactory, OrgCustomerFactory
 from tests.accounts.conftest import key_client, make_org_key
