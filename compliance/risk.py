@@ -504,7 +504,7 @@ def _decide(*, case: ReviewCase | int, actor, reason: str, approve: bool) -> Rev
         locked.decided_by = actor if getattr(actor, "pk", None) else None
         locked.decided_at = timezone.now()
         locked.save(update_fields=["status", "decision_reason", "decided_by", "decided_at"])
-        from wallets.services import payout_review_decided  # a held withdrawal's payout follows the decision
+        from wallets.movements.payouts import payout_review_decided  # a held withdrawal's payout follows the decision
 
         payout_review_decided(case=locked)
         audit_record(actor=actor, action="review.approved" if approve else "review.rejected", target=locked, data=data)

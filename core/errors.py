@@ -81,3 +81,8 @@ class ServiceUnavailable(CofferError):
             details={"service": service, "retry_after": retry_after},
             headers={"Retry-After": str(retry_after)},
         )
+
+
+def field_error(name: str, message: str, cls: type[CofferError] = ValidationFailed) -> CofferError:
+    """An error about one input field: `"<name>: <message>"`, with `details.fields` naming it."""
+    return cls(f"{name}: {message}", details={"fields": {name: [message]}})

@@ -106,7 +106,7 @@ def organization_hold_create(
     """Reserve `amount` on the source wallet for the destination (module docstring). Must run in
     the caller's transaction (the idempotent request's): a refused posting's failed transaction
     is recorded and commits with the error, which is raised."""
-    from ledger.services import _checked_wallet, _limit_scopes
+    from wallets.movements.organization import _checked_wallet, _limit_scopes
 
     if source_wallet_id == destination_wallet_id:
         raise ValidationFailed("destination_wallet_id: must differ from the source wallet.",

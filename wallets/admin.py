@@ -5,7 +5,7 @@ sent payout now (`payout_settle`: the provider is called with no transaction ope
 from django.contrib import admin, messages
 
 from wallets.models import ExchangeQuote, Payout
-from wallets.services import payout_settle
+from wallets.movements.payouts import payout_settle
 
 
 @admin.register(Payout)

@@ -20,6 +20,7 @@ from core.openapi import PAGE_LIMIT, PAGE_OFFSET, page_of
 from core.pagination import LimitOffsetPagination
 from ledger.serializers import WalletOutput
 from wallets import selectors, services
+from wallets.movements import deposits, exchanges, transfers, withdrawals
 from wallets.serializers import (
     DepositInput,
     EntryOutput,
@@ -220,7 +221,7 @@ class DepositCreateApi(_UserApi):
     def post(self, request):
         data = DepositInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tx = services.deposit_create(user=request.user, **data.validated_data)
+        tx = deposits.deposit_create(user=request.user, **data.validated_data)
         return Response(transaction_representation(transaction=tx, viewer=request.user), status=_money_status(tx))  # MoneyTransactionOutput's shape (tested)
 
 
@@ -241,11 +242,11 @@ class TransferCreateApi(_UserApi):
     def post(self, request):
         data = TransferInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tx = services.transfer_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
+        tx = transfers.transfer_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
         return Response(transaction_representation(transaction=tx, viewer=request.user), status=_money_status(tx))  # MoneyTransactionOutput's shape (tested)
 
 
-# --- Withdrawals and exchanges (wallets.services: the money path, payouts, FX) -------------------------------
+# --- Withdrawals and exchanges (wallets.movements: the money path, payouts, FX) -------------------------------
 WITHDRAWAL_EXAMPLE = {
     "id": 1004, "type": "withdrawal", "status": "pending", "amount": "100.00", "currency": "EUR", "fee": "1.00",
     "source_wallet_id": 44, "source_wallet_name": "Jane Doe", "destination_wallet_id": None, "destination_wallet_name": None,
@@ -306,7 +307,7 @@ class WithdrawalListCreateApi(_UserApi):
     def post(self, request):
         data = WithdrawalInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tx = services.withdrawal_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
+        tx = withdrawals.withdrawal_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
         return Response(WithdrawalOutput(withdrawal_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
 
 
@@ -346,7 +347,7 @@ class ExchangeQuoteApi(_UserApi):
     def post(self, request):
         data = ExchangeQuoteInput(data=request.data)
         data.is_valid(raise_exception=True)
-        quote = services.exchange_quote_create(user=request.user, **data.validated_data)
+        quote = exchanges.exchange_quote_create(user=request.user, **data.validated_data)
         return Response(ExchangeQuoteOutput(quote).data, status=status.HTTP_201_CREATED)
 
 
@@ -379,5 +380,5 @@ class ExchangeCreateApi(_UserApi):
     def post(self, request):
         data = ExchangeInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tx = services.exchange_execute(user=request.user, quote_id=data.validated_data["quote_id"], two_factor_code=twofactor_code_from(request))
+        tx = exchanges.exchange_execute(user=request.user, quote_id=data.validated_data["quote_id"], two_factor_code=twofactor_code_from(request))
         return Response(ExchangeOutput(exchange_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))

@@ -5,8 +5,8 @@ balances, entries and usage counters.
     validate -> authorize (owner) -> idempotency -> lock -> limits -> 2FA step-up -> risk -> post | hold
 
 Entry points (each builds a `MoneyMovement` and calls `money_path`): customer deposits,
-transfers, withdrawals and exchanges (`wallets.services`); organization transactions
-(`ledger.services.organization_transaction_post`); reversals (`ledger.reversals`, with
+transfers, withdrawals and exchanges (`wallets.movements`); organization transactions
+(`wallets.movements.organization`); reversals (`ledger.reversals`, with
 `reversal_of`); authorization holds (`ledger.holds`, `pending`: captured later by the engine's
 two-phase completion, as a payout is); pay-order settlements and refunds (`payorders.services`). Validation and authorization are the entry point's (they need its
 input); idempotency is the request's (`core.idempotency`, or the transaction `reference`).

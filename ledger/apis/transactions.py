@@ -32,7 +32,7 @@ from ledger.serializers import (
     transactions_with_entries,
     validated,
 )
-from ledger.services import organization_transaction_post
+from wallets.movements.organization import organization_transaction_post
 
 REFERENCE_IDEMPOTENCY_PARAMETER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,

@@ -88,7 +88,7 @@ def ledger_hold_pending(
 ) -> PostingResult:
     """Validate `operations` like a posting, then leave the transaction `pending` with its
     operations stored and holds for each wallet's largest running outflow (a payout in flight:
-    wallets.services withdrawals). `ledger_complete_pending` posts it (holds captured),
+    wallets.movements.withdrawals). `ledger_complete_pending` posts it (holds captured),
     `ledger_fail_pending` releases the holds and marks it failed. Refusals are recorded and
     returned as by `ledger_post`."""
     if type not in TRANSACTION_TYPES:

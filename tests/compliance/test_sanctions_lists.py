@@ -121,7 +121,7 @@ def _beneficiary(name: str) -> None:
     from ledger.models import Asset
     from ledger.posting import Issue, ledger_post
     from ledger.services import wallet_open
-    from wallets.services import withdrawal_create
+    from wallets.movements.withdrawals import withdrawal_create
 
     user = UserFactory()
     customer = CustomerFactory(user=user, kyc_level="verified", name="Plain Sender")

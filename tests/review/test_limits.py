@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import Customer
 from ledger.models import Transaction, Wallet
 from tests.wallets.conftest import asset, client_for, open_wallet
-from wallets.services import fx_float_fund
+from wallets.movements.exchanges import fx_float_fund
 
 QUOTE, EXECUTE = "/api/v1/exchanges/quote", "/api/v1/exchanges"
 

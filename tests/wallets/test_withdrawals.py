@@ -32,7 +32,7 @@ from tests.payorders.support import reseed
 from tests.wallets.conftest import asset, client_for, open_wallet, person
 from wallets import payouts
 from wallets.models import Payout
-from wallets.services import _payout_claim_send, payout_send, payout_settle
+from wallets.movements.payouts import _payout_claim_send, payout_send, payout_settle
 
 URL = "/api/v1/withdrawals"
 IBAN = "DE89370400440532013000"
@@ -417,7 +417,7 @@ class TestConcurrentWithdrawals:
             django.setup()
             from django.db import transaction
             from accounts.models import User
-            from wallets.services import withdrawal_create
+            from wallets.movements.withdrawals import withdrawal_create
             started = time.monotonic()
             with transaction.atomic():
                 tx = withdrawal_create(user=User.objects.get(pk={jane.pk}), wallet_id={wallet.pk}, amount="20.00",

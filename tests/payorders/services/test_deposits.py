@@ -20,7 +20,7 @@ from payorders.models import PayOrder
 from payorders.services.settlement import payorder_settle
 from tests.factories import StaffUserFactory
 from tests.payorders.support import history, merchant, mine, order_row, sandbox_pay  # noqa: F401
-from wallets.services import fx_float_fund
+from wallets.movements.exchanges import fx_float_fund
 
 pytestmark = pytest.mark.django_db
 S = PayOrder.Status
