@@ -6,7 +6,7 @@ Invariants:
 * Wallet suspend/activate are actions that call `ledger.services` (never FSMAdminMixin, which
   saves the model itself), so every change is audited with the staff actor.
 * "Reverse" on transactions asks for a reason (and optionally an amount) on an intermediate
-  page and calls `ledger.reversals.staff_transaction_reverse` for each: the same service as the
+  page and calls `wallets.movements.reversals.staff_transaction_reverse` for each: the same service as the
   API, so a customer deposit is charged back through the money path, audited with the staff
   actor. Needs `ledger.change_transaction`.
 * A wallet's page links to its statement (PDF, CSV): the same documents as the API's
@@ -25,7 +25,7 @@ from django.utils.html import format_html
 from compliance.admin_lists import PlatformShardFilter, TransactionAmountMixin
 from core.errors import CofferError
 from ledger.models import Asset, AuthorizationHold, Entry, Hold, Posting, Transaction, Wallet
-from ledger.reversals import staff_transaction_reverse
+from wallets.movements.reversals import staff_transaction_reverse
 from ledger.services import wallet_activate, wallet_suspend
 
 

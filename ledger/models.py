@@ -232,7 +232,7 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
     failure_operation_index = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
-    # Reversals (`ledger.reversals`): a reversal names the transaction it reverses; the original
+    # Reversals (`wallets.movements.reversals`): a reversal names the transaction it reverses; the original
     # keeps how much of its principal (first posting) has been reversed so far.
     reversal_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals", db_index=False,
@@ -407,7 +407,7 @@ class Hold(ConcurrentTransitionMixin, models.Model):
 
 
 class AuthorizationHold(ConcurrentTransitionMixin, models.Model):
-    """An organization's authorization hold (`/api/v1/holds`, `ledger.holds`): `amount` reserved
+    """An organization's authorization hold (`/api/v1/holds`, `wallets.movements.holds`): `amount` reserved
     from `source_wallet` for `destination_wallet` until captured, voided or expired.
 
     The reservation is `transaction`, a `pending` ledger transaction with its one transfer

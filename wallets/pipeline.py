@@ -6,8 +6,8 @@ balances, entries and usage counters.
 
 Entry points (each builds a `MoneyMovement` and calls `money_path`): customer deposits,
 transfers, withdrawals and exchanges (`wallets.movements`); organization transactions
-(`wallets.movements.organization`); reversals (`ledger.reversals`, with
-`reversal_of`); authorization holds (`ledger.holds`, `pending`: captured later by the engine's
+(`wallets.movements.organization`); reversals (`wallets.movements.reversals`, with
+`reversal_of`); authorization holds (`wallets.movements.holds`, `pending`: captured later by the engine's
 two-phase completion, as a payout is); pay-order settlements and refunds (`payorders.services`). Validation and authorization are the entry point's (they need its
 input); idempotency is the request's (`core.idempotency`, or the transaction `reference`).
 
@@ -115,7 +115,7 @@ class MoneyMovement:
     publish: Callable[[Transaction], None] | None = None  # webhooks; default: to organizations whose customers took part
     audit_action: str | None = None  # a template with {type} and {status}; default "{type}.{status}"
     audit_data: dict = field(default_factory=dict)
-    reversal_of: Transaction | None = None  # a reversal (`ledger.reversals`): the transaction it reverses, locked by the caller
+    reversal_of: Transaction | None = None  # a reversal (`wallets.movements.reversals`): the transaction it reverses, locked by the caller
 
     @property
     def customer(self) -> Customer | None:

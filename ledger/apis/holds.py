@@ -1,4 +1,4 @@
-"""`/holds`: an organization's authorization holds (`ledger.holds`): authorize, capture, void, read.
+"""`/holds`: an organization's authorization holds (`wallets.movements.holds`): authorize, capture, void, read.
 
 Invariants:
 * Create, capture and void move (or reserve) money: `Idempotency-Key` required, `@idempotent`
@@ -17,7 +17,7 @@ from accounts.orgs.tenancy import IsOrganization
 from core.fields import RawAmountField
 from core.idempotency import idempotent
 from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, ORG_HEADER, ErrorOutput, error_body, paginated
-from ledger.holds import (
+from wallets.movements.holds import (
     MAX_EXPIRES_IN,
     hold_get,
     hold_representation,

@@ -1,5 +1,5 @@
 """`POST /transactions/{id}/reverse`: an organization reverses a transaction it posted, in full or
-in part (`ledger.reversals`).
+in part (`wallets.movements.reversals`).
 
 Invariants:
 * Money movement: `Idempotency-Key` required (`@idempotent` owns the durable transaction, so a
@@ -21,7 +21,7 @@ from core.fields import RawAmountField
 from core.idempotency import idempotent
 from ledger.apis.common import AUTH_ERRORS, ORG_HEADER, ErrorOutput, error_body
 from ledger.apis.transactions import TX_DETAIL_EXAMPLE
-from ledger.reversals import organization_transaction_reverse
+from wallets.movements.reversals import organization_transaction_reverse
 from ledger.serializers import LedgerTransactionDetailOutput, validated
 
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 from accounts.models import WebhookDelivery
 from compliance.models import AuditEvent
 from ledger.checks import ledger_check
-from ledger.holds import holds_expire_due
+from wallets.movements.holds import holds_expire_due
 from ledger.models import AuthorizationHold, Hold, Transaction, Wallet
 from ledger.tasks import expire_holds
 from tests.accounts.conftest import key_client, make_org_key

@@ -17,7 +17,7 @@ from compliance.models import AuditEvent
 from ledger.checks import ledger_check
 from ledger.models import Posting, Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Transfer, ledger_post
-from ledger.reversals import LegShare, pro_rata
+from wallets.movements.reversals import LegShare, pro_rata
 from ledger.services import asset_create, wallet_open
 from tests.accounts.conftest import key_client, make_org_key
 from tests.concurrency import errors_of, run_in_threads

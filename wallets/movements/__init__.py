@@ -1,5 +1,6 @@
 """Customer movements: one module per kind of movement a user starts (deposits, transfers,
-withdrawals with their payouts, currency exchange), and the organization's `POST /transactions`.
+withdrawals with their payouts, currency exchange), and an organization's (`POST /transactions`,
+authorization holds, reversals).
 
 Invariants:
 * Each entry point validates its input and authorizes it, then runs the money path

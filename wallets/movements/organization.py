@@ -50,7 +50,7 @@ def _ledger_operations(*, organization: Organization, operations: list[dict[str,
 _OUTSIDE = 0  # the issuance side of an issue or redeem: no customer
 
 
-def _limit_scopes(operations: list, wallets: dict[int, Wallet]) -> list[LimitScope]:
+def limit_scopes(operations: list, wallets: dict[int, Wallet]) -> list[LimitScope]:
     """What the operations count toward each customer's usage (`ledger.usage.usage_charges`,
     the engine's own definition), as the limit scopes the money path enforces."""
     legs = []
@@ -69,7 +69,7 @@ def _limit_scopes(operations: list, wallets: dict[int, Wallet]) -> list[LimitSco
     ]
 
 
-def _checked_wallet(operations: list, wallets: dict[int, Wallet]) -> tuple[Wallet | None, str, Decimal]:
+def checked_wallet(operations: list, wallets: dict[int, Wallet]) -> tuple[Wallet | None, str, Decimal]:
     """The wallet the risk screen looks at: the first customer wallet money leaves (outgoing),
     else the first one money enters (incoming); None when only system wallets take part."""
     for outgoing in (True, False):
@@ -106,8 +106,8 @@ def organization_transaction_post(
     by the organization (completed or failed) raises DUPLICATE_REFERENCE carrying that
     transaction; nothing else is written then. Must run inside a database transaction."""
     ledger_operations, wallets = _ledger_operations(organization=organization, operations=operations)
-    scopes = _limit_scopes(ledger_operations, wallets)
-    checked, direction, amount = _checked_wallet(ledger_operations, wallets)
+    scopes = limit_scopes(ledger_operations, wallets)
+    checked, direction, amount = checked_wallet(ledger_operations, wallets)
     published: dict[str, Any] = {}
 
     def publish(tx: Transaction) -> None:

@@ -44,6 +44,7 @@ from ledger.models import AuthorizationHold, Transaction
 from ledger.posting import Transfer, ledger_capture_pending, ledger_void_pending
 from ledger.selectors import Viewer, organization_wallets_get
 from ledger.serializers import TransactionPresenter
+from wallets.movements.organization import checked_wallet, limit_scopes
 from wallets.pipeline import MoneyMovement, money_path
 
 DEFAULT_EXPIRES_IN = 7 * 24 * 3600
@@ -106,8 +107,6 @@ def organization_hold_create(
     """Reserve `amount` on the source wallet for the destination (module docstring). Must run in
     the caller's transaction (the idempotent request's): a refused posting's failed transaction
     is recorded and commits with the error, which is raised."""
-    from wallets.movements.organization import _checked_wallet, _limit_scopes
-
     if source_wallet_id == destination_wallet_id:
         raise ValidationFailed("destination_wallet_id: must differ from the source wallet.",
                                details={"fields": {"destination_wallet_id": ["Must differ from the source wallet."]}})
@@ -128,8 +127,8 @@ def organization_hold_create(
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= MAX_EXPIRES_IN:
         raise ValidationFailed("expires_in: 1 to 2592000 seconds (30 days).", details={"fields": {"expires_in": ["1 to 2592000 seconds (30 days)."]}})
     operations = [Transfer(source=source.pk, destination=destination.pk, amount=value, currency=asset.code)]
-    scopes = _limit_scopes(operations, wallets)
-    checked, direction, _ = _checked_wallet(operations, wallets)
+    scopes = limit_scopes(operations, wallets)
+    checked, direction, _ = checked_wallet(operations, wallets)
     created: dict[str, AuthorizationHold] = {}
 
     def after_post(tx: Transaction) -> None:
