@@ -23,6 +23,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from accounts.models import Customer
+
 GENESIS_HASH = "0" * 64
 
 
@@ -91,6 +93,10 @@ def _money_field(**kwargs) -> models.DecimalField:
 
 
 class MovementType(models.TextChoices):
+    """The one declaration of what limits, fees, risk rules and usage counters count. Each value
+    is also a `ledger.models.Transaction.Type` (declared from these), so a transaction's type is
+    its movement type (`ledger.usage`)."""
+
     DEPOSIT = "deposit", "Deposit"
     WITHDRAWAL = "withdrawal", "Withdrawal"
     TRANSFER = "transfer", "Transfer"
@@ -148,9 +154,7 @@ class LimitRule(models.Model):
     """Per KYC level, movement type, direction and asset (blank currency = every asset, in that
     asset's major units). A NULL limit means no limit."""
 
-    kyc_level = models.CharField(max_length=16, choices=[
-        ("none", "None"), ("basic", "Basic"), ("verified", "Verified"), ("enhanced", "Enhanced"),
-    ])
+    kyc_level = models.CharField(max_length=16, choices=Customer.KycLevel.choices)
     movement_type = models.CharField(max_length=16, choices=MovementType.choices)
     direction = models.CharField(max_length=8, choices=Direction.choices)
     currency = models.CharField(max_length=16, blank=True, default="", help_text="Asset code, or blank for every asset.")

@@ -23,6 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from compliance.models import MovementType
 from core.money import format_amount
 
 
@@ -191,12 +192,13 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
     operations, as requested and resolved, are its `postings`, whatever its status."""
 
     class Type(models.TextChoices):
-        DEPOSIT = "deposit", "Deposit"
-        WITHDRAWAL = "withdrawal", "Withdrawal"
-        TRANSFER = "transfer", "Transfer"
-        EXCHANGE = "exchange", "Exchange"
+        # The movement types (`compliance.models.MovementType`) are transaction types by declaration.
+        DEPOSIT = MovementType.DEPOSIT.value, "Deposit"
+        WITHDRAWAL = MovementType.WITHDRAWAL.value, "Withdrawal"
+        TRANSFER = MovementType.TRANSFER.value, "Transfer"
+        EXCHANGE = MovementType.EXCHANGE.value, "Exchange"
         FEE = "fee", "Fee"
-        SETTLEMENT = "settlement", "Settlement"
+        SETTLEMENT = MovementType.SETTLEMENT.value, "Settlement"
         REFUND = "refund", "Refund"
         LEDGER = "ledger", "Ledger (organization)"
         REVERSAL = "reversal", "Reversal"

@@ -21,7 +21,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from core.db import model_columns, model_from_row, query
 from core.errors import NotFound
 from ledger.errors import WalletNotFound
-from ledger.models import Asset, Entry, Hold, Transaction, Wallet
+from ledger.models import Asset, Entry, Transaction, Wallet
 
 WALLET_RELATED = ("asset", "customer__user", "organization")
 
@@ -172,6 +172,16 @@ def asset_get(*, code: str, organization=None) -> Asset:
     return Asset.objects.get(organization__isnull=True, code=code)
 
 
+def platform_asset(code: str) -> Asset | None:
+    """The one lookup of a platform asset (not an organization's custom one) by code, or None."""
+    return Asset.objects.filter(code=code, organization__isnull=True).first()
+
+
+def platform_exponents() -> dict[str, int]:
+    """The exponent of each platform asset, by code."""
+    return dict(Asset.objects.filter(organization__isnull=True).values_list("code", "exponent"))
+
+
 def wallet_list(*, customer=None, organization=None) -> QuerySet[Wallet]:
     """A customer's wallets, or an organization's system wallets and its customers' wallets."""
     qs = Wallet.objects.select_related("asset", "customer")
@@ -203,16 +213,6 @@ def wallet_entries(*, wallet: Wallet | int) -> QuerySet[Entry]:
     """A wallet's statement, newest first."""
     wid = wallet.pk if isinstance(wallet, Wallet) else wallet
     return Entry.objects.filter(wallet_id=wid).select_related("wallet__asset").order_by("-id")
-
-
-def transaction_entries(*, transaction: Transaction | int) -> QuerySet[Entry]:
-    tid = transaction.pk if isinstance(transaction, Transaction) else transaction
-    return Entry.objects.filter(transaction_id=tid).select_related("wallet__asset").order_by("id")
-
-
-def wallet_open_holds(*, wallet: Wallet | int) -> QuerySet[Hold]:
-    wid = wallet.pk if isinstance(wallet, Wallet) else wallet
-    return Hold.objects.filter(wallet_id=wid, status=Hold.Status.HELD)
 
 
 def platform_account_balance(asset: Asset | int, purpose: str) -> Decimal:

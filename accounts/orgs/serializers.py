@@ -13,16 +13,6 @@ from accounts.orgs.scopes import DEFAULT_SCOPES, SCOPES
 from accounts.orgs.selectors import customer_wallets
 
 
-class OrgErrorDetailOutput(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField()
-
-
-class OrgErrorOutput(serializers.Serializer):
-    error = OrgErrorDetailOutput()
-
-
 # --- API keys ------------------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "ledger",
     "wallets",
     "payorders",
+    "config",  # the project's own commands (seed_demo): above every app in the import layers
 ]
 
 MIDDLEWARE = [

@@ -30,7 +30,7 @@ from ledger.posting import Issue, PlatformAccount, Transfer, platform_wallet_cov
 from ledger.services import wallet_open
 from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from payorders.models import PayOrder
-from payorders.selectors import platform_asset
+from ledger.selectors import platform_asset
 from payorders.services.history import Actor, payorder_flag, payorder_transition
 
 REFUSALS = (LimitExceeded, TransactionRejected)

@@ -28,7 +28,7 @@ from ledger.services import wallet_open
 from wallets.pipeline import MoneyMovement, money_path
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder
-from payorders.selectors import platform_asset
+from ledger.selectors import platform_asset
 from payorders.services.deposits import deposit_execute_locked, routes_to_customer
 from payorders.services.history import Actor
 

@@ -65,13 +65,6 @@ def exchange_quote_create(*, user: User, source_wallet_id: int, destination_wall
     )
 
 
-def exchange_quote_get(*, user: User, quote_id) -> ExchangeQuote:
-    quote = ExchangeQuote.objects.select_related("source_wallet__asset", "destination_wallet__asset").filter(pk=quote_id, user=user).first()
-    if quote is None:
-        raise NotFound(f"Quote {quote_id} not found.", details={"quote_id": str(quote_id)})
-    return quote
-
-
 def exchange_execute(*, user: User, quote_id, two_factor_code: str | None = None) -> Transaction:
     """Execute a quote once, as ONE ledger posting through the platform's FX accounts:
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 
 from core.money import format_amount, parse_amount
-from ledger.models import Asset
+from ledger.selectors import platform_asset
 from wallets.movements.exchanges import fx_float_fund
 
 # Per shard (LEDGER_HOT_ACCOUNT_SHARDS rows per asset): about 1M USD worth per asset in total.
@@ -27,7 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, currency=None, per_shard=None, **options):
         codes = [c.upper() for c in currency] if currency else list(DEFAULTS)
         for code in codes:
-            asset = Asset.objects.filter(code=code, organization__isnull=True).first()
+            asset = platform_asset(code)
             if asset is None:
                 if currency:
                     raise CommandError(f"Unknown currency {code}")

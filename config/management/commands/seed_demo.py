@@ -2,21 +2,21 @@
 changes nothing and prints the same logins.
 
 Creates a staff superuser, a demo user with their Customer, a second user, and an organization
-"Demo Shop" owned by the demo user; then, when the ledger app provides
-`ledger.demo.seed_ledger_demo(stdout)`, lets it add assets and funded wallets; funds the
-platform's FX float and registers the demo organization's extended public keys (sandbox chain).
+"Demo Shop" owned by the demo user; then `ledger.demo.seed_ledger_demo` adds assets and funded
+wallets; funds the platform's FX float and registers the demo organization's extended public keys
+(sandbox chain). A command of `config`, the top of the import layers: it uses every app.
 """
-
-import importlib
-import importlib.util
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from accounts.models import Membership, Organization, User
+from accounts.models import Organization, User
 from accounts.identity.services import user_create
+from accounts.orgs.services import organization_create
+from ledger.demo import seed_ledger_demo
+from payorders.demo import seed_payorders_demo
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "admin@coffer.local", "coffer-admin-demo"
 DEMO_EMAIL, BOB_EMAIL, USER_PASSWORD = "demo@coffer.local", "bob@coffer.local", "coffer-demo-pass"
@@ -32,14 +32,11 @@ class Command(BaseCommand):
             demo = self._user(DEMO_EMAIL, "Demo", "User")
             self._user(BOB_EMAIL, "Bob", "Builder")
             self._organization(owner=demo)
-        if importlib.util.find_spec("ledger.demo") is not None:
-            importlib.import_module("ledger.demo").seed_ledger_demo(self.stdout)
+        seed_ledger_demo(self.stdout)
         # The platform's FX float, so currency exchange works out of the box (idempotent).
         call_command("fund_fx_float", stdout=self.stdout)
         organization = Organization.objects.filter(name=ORGANIZATION_NAME, memberships__user__email=DEMO_EMAIL).first()
         if organization is not None:
-            from payorders.demo import seed_payorders_demo
-
             with transaction.atomic():
                 seed_payorders_demo(self.stdout, organization=organization)
         self._print_logins()
@@ -59,13 +56,6 @@ class Command(BaseCommand):
 
     def _organization(self, *, owner: User) -> None:
         if Organization.objects.filter(name=ORGANIZATION_NAME, memberships__user=owner).exists():
-            return
-        try:
-            from accounts.orgs.services import organization_create
-        except ImportError:  # organization services not installed: just the organization and its owner
-            organization = Organization.objects.create(name=ORGANIZATION_NAME, slug="demo-shop")
-            Membership.objects.create(organization=organization, user=owner, role=Membership.Role.OWNER)
-            self.stdout.write(f"created organization {ORGANIZATION_NAME}")
             return
         created = organization_create(name=ORGANIZATION_NAME, owner_email=owner.email)
         self.stdout.write(
