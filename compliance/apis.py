@@ -21,7 +21,7 @@ from compliance.serializers import (
     LimitScopeInput,
     LimitStatusOutput,
 )
-from compliance.services import audit_verify
+from compliance.audit import audit_verify
 from core.errors import NotFound, ValidationFailed
 from core.money import parse_amount
 from core.openapi import error_example

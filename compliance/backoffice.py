@@ -1,7 +1,7 @@
 """Services and reads of the compliance back office (SPEC 8, issue 14 items 7 and 8).
 
 Invariants:
-- Money moves only through the review services (`compliance.risk.review_approve` /
+- Money moves only through the review services (`wallets.review.review_approve` /
   `review_reject`, which call the ledger's posting engine); nothing here writes a balance or an
   entry.
 - Four-eyes: a review case whose held amount is at or above the four-eyes amount of its asset
@@ -125,7 +125,7 @@ def customer_kyc_set(*, customer_id: int, level: str, reason: str, evidence_refe
     """Change a customer's KYC level (limits follow at once: `compliance.limits` reads the level
     on every movement). Refused without a reason, to an unknown level, or to the current one."""
     from accounts.models import Customer
-    from compliance.services import audit_record
+    from compliance.audit import audit_record
 
     reason = (reason or "").strip()
     evidence_reference = (evidence_reference or "").strip()

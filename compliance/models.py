@@ -1,7 +1,7 @@
 """The audit chain: an append-only, keyed hash chain of everything that matters.
 
-Invariants (SPEC 4.5, 8; how they are kept is in `compliance.services`):
-- Rows are only ever inserted, by `compliance.services.audit_record` (one INSERT, no lock), with
+Invariants (SPEC 4.5, 8; how they are kept is in `compliance.audit`):
+- Rows are only ever inserted, by `compliance.audit.audit_record` (one INSERT, no lock), with
   `sequence`, `prev_hash` and `hash` NULL. The sequencer (`audit_chain_advance`) later fills
   those three columns exactly once; the database refuses every other UPDATE, every DELETE and
   TRUNCATE (triggers installed by migrations 0002 and 0007).
@@ -86,7 +86,7 @@ class AuditCheckpoint(models.Model):
 #   a rule with currency "" applies to every asset, a rule naming a currency wins over it.
 # - Limit usage is never stored: `compliance.limits` derives it from ledger rows each time.
 # - A ReviewCase is opened in the same database transaction that leaves its ledger transaction
-#   `in_review`, and is decided only by `compliance.risk.review_approve` / `review_reject`.
+#   `in_review`, and is decided only by `wallets.review.review_approve` / `review_reject`.
 
 def _money_field(**kwargs) -> models.DecimalField:
     return models.DecimalField(max_digits=38, decimal_places=18, validators=[MinValueValidator(Decimal(0))], **kwargs)

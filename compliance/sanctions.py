@@ -172,7 +172,7 @@ def sanctions_import(*, text: str, source: str = "", actor=None, format: str = "
     """Import a list (module docstring). Raises ValidationFailed, importing nothing, on a
     malformed file."""
     from compliance.rules import rules_changed
-    from compliance.services import audit_record
+    from compliance.audit import audit_record
 
     text = text.lstrip("\ufeff")
     if format not in FORMATS:
@@ -290,7 +290,7 @@ def sanctions_rescreen(*, actor=None) -> RescreenResult:
     `ScreeningHit` for each new (subject, name, entry). Idempotent: a hit already open, cleared
     or confirmed is not opened again."""
     from accounts.models import Customer
-    from compliance.services import audit_record
+    from compliance.audit import audit_record
     from wallets.models import Payout
 
     threshold = _threshold()
@@ -321,7 +321,7 @@ def sanctions_rescreen(*, actor=None) -> RescreenResult:
 def screening_hit_decide(*, hit_id: int, actor, reason: str, clear: bool) -> ScreeningHit:
     """Clear a hit as a false positive (the name goes on the whitelist for that entry) or confirm
     it. Reason required; a decided hit is not decided again."""
-    from compliance.services import audit_record
+    from compliance.audit import audit_record
 
     reason = (reason or "").strip()
     if not reason:
@@ -343,7 +343,7 @@ def screening_hit_decide(*, hit_id: int, actor, reason: str, clear: bool) -> Scr
 
 def sanctions_clear(*, name: str, entry_id: int, reason: str, actor) -> SanctionsClearance:
     """Whitelist `name` against one entry (a cleared false positive)."""
-    from compliance.services import audit_record
+    from compliance.audit import audit_record
 
     reason = (reason or "").strip()
     if not reason:

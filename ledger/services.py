@@ -23,7 +23,7 @@ from django_fsm import TransitionNotAllowed
 from accounts.models import Customer, Organization, User
 from accounts.orgs.services import principal_audit_data
 from accounts.webhooks import webhook_publish
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import InvalidState, NotFound, ValidationFailed
 from ledger.errors import WalletAlreadyExists, WalletNotEmpty, WalletNotFound
 from ledger.locks import wallets_for_update

@@ -32,7 +32,7 @@ input); idempotency is the request's (`core.idempotency`, or the transaction `re
    statement (`ledger.usage`). Then its webhooks as outbox rows, and the movement's own rows
    (`after_post`) in one statement (`core.db.insert_all`), and its audit event handed to the
    request's idempotency record to be inserted with it (`core.db.insert_later`; no lock: the
-   chain is linked after commit by the sequencer, `compliance.services`).
+   chain is linked after commit by the sequencer, `compliance.audit`).
 
 Errors and what commits. The path runs in the caller's transaction and never raises a refusal:
 it is returned in `MovementResult` and raised by `raise_for_error()` once the caller's own
@@ -57,13 +57,13 @@ from compliance.limits import customers_lock, limits_enforce, limits_needs_usage
 from compliance.models import Direction
 from compliance.risk import (
     RiskDecision,
-    review_case_open,
     risk_evaluate,
     risk_reject_record,
     velocity_windows,
     wallet_outgoing_count_subquery,
 )
-from compliance.services import audit_event
+from compliance.audit import audit_event
+from compliance.review import review_case_open
 from core.db import Insert, insert_all, insert_later, query
 from core.errors import CofferError
 from core.metrics import count_posting

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.db import transaction as db_transaction
 
 from accounts.models import Customer, User
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import ValidationFailed
 from ledger.models import Asset, Wallet
 from ledger.selectors import asset_get

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from accounts.identity.services import normalize_email
 from accounts.models import User
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import AuthenticationFailed, fields_error
 from core.models import OutboxMessage
 from core.outbox import outbox_emit

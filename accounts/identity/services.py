@@ -23,7 +23,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Customer, User
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import ValidationFailed, fields_error
 from core.models import OutboxMessage
 from core.outbox import outbox_emit

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.webhooks import webhook_publish
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from payorders.addresses import MAX_INDEX, check_chain, derive_address, invalid_xpub, key_material, parse_xpub
 from core.errors import field_error
 from payorders.errors import DepositKeyMissing, GapLimitReached

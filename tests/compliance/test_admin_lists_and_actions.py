@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from compliance.admin import audit_actor_display
 from compliance.models import AuditEvent
-from compliance.services import audit_append, audit_record
+from compliance.audit import audit_append, audit_record
 from core.models import OutboxMessage
 from ledger.models import Asset, Wallet
 from ledger.services import wallet_open

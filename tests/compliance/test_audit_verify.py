@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from compliance.models import AuditEvent
-from compliance.services import audit_chain_advance, audit_event_hash, audit_record, audit_verify
+from compliance.audit import audit_chain_advance, audit_event_hash, audit_record, audit_verify
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

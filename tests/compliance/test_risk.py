@@ -23,7 +23,8 @@ from compliance.risk import (
     unregister_risk_kind,
 )
 from compliance.limits import default_direction
-from compliance.risk import review_approve, review_case_open, review_reject
+from compliance.review import review_case_open
+from wallets.review import review_approve, review_reject
 from core.errors import InvalidState, ValidationFailed
 from core.exceptions import api_exception_handler
 from ledger.models import Asset, Transaction, Wallet

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import WebhookDelivery
-from compliance.services import audit_verify
+from compliance.audit import audit_verify
 from core.models import OutboxMessage
 from core.outbox import outbox_dispatch, outbox_sweep
 from ledger.checks import ledger_check

@@ -19,7 +19,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.models import AuditEvent, FeeRule, ReviewCase, RiskRule, SanctionsEntry
-from compliance.risk import register_risk_kind, review_approve, review_reject, unregister_risk_kind
+from compliance.risk import register_risk_kind, unregister_risk_kind
+from wallets.review import review_approve, review_reject
 from core.models import OutboxMessage
 from core.outbox import outbox_dispatch, outbox_sweep
 from ledger.checks import ledger_check

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import User
 from compliance.fees import fee_compute
 from compliance.models import Direction, MovementType
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import InvalidState, NotFound, ValidationFailed, field_error
 from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, format_amount, parse_amount, quantum
 from core.prices import get_price_provider

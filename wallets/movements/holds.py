@@ -36,7 +36,7 @@ from accounts.models import Organization, User
 from accounts.orgs.services import principal_audit_data
 from accounts.webhooks import webhook_publish
 from compliance.models import Direction, MovementType
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import InvalidState, NotFound, ValidationFailed
 from core.money import format_amount, parse_amount
 from ledger.errors import CurrencyMismatch, DuplicateReference, WalletNotFound

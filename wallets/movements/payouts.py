@@ -11,7 +11,7 @@ from datetime import timedelta
 from django.db import transaction as db_transaction
 from django.utils import timezone
 
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.outbox import outbox_emit
 from ledger.models import Transaction
 from ledger.posting import ledger_complete_pending, ledger_fail_pending, ledger_reverse
@@ -172,7 +172,7 @@ def payout_settle(*, payout_id: int) -> Payout | None:
 
 def payout_review_decided(*, case) -> None:
     """A reviewer decided a held withdrawal: called by the review decision
-    (`compliance.risk.review_approve` / `review_reject`) inside its transaction, after the ledger
+    (`wallets.review.review_approve` / `review_reject`) inside its transaction, after the ledger
     followed it. Approved and posted -> the payout is released to the provider (a `payout.send`
     outbox row); rejected, or approved but refused by the ledger -> the payout is cancelled (its
     holds were released by the ledger)."""

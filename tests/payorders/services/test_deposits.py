@@ -11,7 +11,8 @@ import pytest
 
 from accounts.models import Customer, WebhookDelivery
 from compliance.models import ReviewCase, RiskRule
-from compliance.risk import register_risk_kind, review_approve, review_reject, unregister_risk_kind
+from compliance.risk import register_risk_kind, unregister_risk_kind
+from wallets.review import review_approve, review_reject
 from ledger.checks import ledger_check
 from ledger.errors import InsufficientFunds
 from ledger.models import Transaction, Wallet
