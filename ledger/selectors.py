@@ -182,6 +182,11 @@ def platform_exponents() -> dict[str, int]:
     return dict(Asset.objects.filter(organization__isnull=True).values_list("code", "exponent"))
 
 
+def customer_wallets(*, customer) -> list[Wallet]:
+    """A customer's wallets with their assets, oldest first."""
+    return list(Wallet.objects.select_related("asset").filter(customer=customer).order_by("id"))
+
+
 def wallet_list(*, customer=None, organization=None) -> QuerySet[Wallet]:
     """A customer's wallets, or an organization's system wallets and its customers' wallets."""
     qs = Wallet.objects.select_related("asset", "customer")

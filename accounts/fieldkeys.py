@@ -19,12 +19,9 @@ from dataclasses import dataclass
 from django.apps import apps
 from django.db import transaction
 
-from accounts.crypto import (
-    SecretDecryptionError,
-    decrypt_secret,
-    lookup_hash,
-    rotate_secret,
-)
+from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hash, rotate_secret
+from accounts.identity.twofactor import EMAIL_CODE_TOPIC
+from core.models import OutboxMessage
 
 BATCH = 200
 
@@ -73,9 +70,6 @@ def _rotate_rows(columns: EncryptedColumns, report: RotationReport) -> None:
 
 
 def _rotate_pending_email_codes(report: RotationReport) -> None:
-    from accounts.identity.twofactor import EMAIL_CODE_TOPIC
-    from core.models import OutboxMessage
-
     label = "core.OutboxMessage (e-mail codes)"
     with transaction.atomic():
         pending = OutboxMessage.objects.select_for_update().filter(topic=EMAIL_CODE_TOPIC).exclude(status=OutboxMessage.Status.DONE)

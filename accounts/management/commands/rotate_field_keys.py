@@ -1,10 +1,10 @@
 """`manage.py rotate_field_keys`: re-encrypt stored secrets under the first FIELD_ENCRYPTION_KEY
-(core.fieldkeys explains the rotation). Exits non-zero, naming the rows, if a secret cannot be
+(accounts.fieldkeys explains the rotation). Exits non-zero, naming the rows, if a secret cannot be
 decrypted with any configured key: keep the key it needs in the list until it can."""
 
 from django.core.management.base import BaseCommand, CommandError
 
-from core.fieldkeys import field_keys_rotate
+from accounts.fieldkeys import field_keys_rotate
 
 
 class Command(BaseCommand):
