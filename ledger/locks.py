@@ -1,4 +1,5 @@
-"""Row-lock querysets of the ledger, and where the ledger's locks sit in the global order.
+"""Row-lock querysets of the ledger, and where the ledger's locks sit in the global order
+(docs/lock-order.md has the whole order, with its advisory locks).
 
 Invariants (STYLE 4, SPEC 4.7):
 * One order everywhere: the parent row first (a payout, review case, exchange quote or pay

@@ -1,44 +1,20 @@
 """The money path (SPEC 4): every money movement, whatever its entry point, runs this one
 pipeline inside the caller's database transaction, and only the ledger's posting engine writes
-balances, entries and usage counters.
+balances, entries and usage counters. docs/money-path.md has the design.
 
     validate -> authorize (owner) -> idempotency -> lock -> limits -> 2FA step-up -> risk -> post | hold
 
-Entry points (each builds a `MoneyMovement` and calls `money_path`): customer deposits,
-transfers, withdrawals and exchanges (`wallets.movements`); organization transactions
-(`wallets.movements.organization`); reversals (`wallets.movements.reversals`, with
-`reversal_of`); authorization holds (`wallets.movements.holds`, `pending`: captured later by the engine's
-two-phase completion, as a payout is); pay-order settlements and refunds (`payorders.services`). Validation and authorization are the entry point's (they need its
-input); idempotency is the request's (`core.idempotency`, or the transaction `reference`).
-
-1. lock: the customers the movement is checked for, FOR UPDATE in ascending id order
-   (`compliance.limits.customer_lock`; a user's own movement takes its one customer's lock in
-   its wallet read, `ledger.selectors.wallets_with_owners`), before the wallets, which the ledger locks in ascending
-   id order in its one lock statement (STYLE 4: payorder or quote, customer, wallets). The
-   customer lock serialises a customer's movements, so the usage read below sees every earlier
-   movement of theirs committed.
-2. limits: `limits_enforce` for each `LimitScope`, reading the customer's usage counters (one
-   statement, constant in their history). Skipped for the customers of an organization that
-   turned limits off (`Organization.limits_enabled`).
-3. 2FA step-up: outgoing movements a user starts, at TWO_FACTOR_THRESHOLD or more
-   (`accounts.identity.twofactor.twofactor_require`); API keys have no second factor.
-4. risk: `compliance.risk.risk_evaluate` over the rules (cached), with the beneficiary name for
-   the sanctions screen. An organization that turned its risk rules off still gets the
-   sanctions screen of external beneficiaries and refund destinations. reject -> audited, 422
-   TRANSACTION_REJECTED, nothing posted; review -> posted `in_review` with its funds held and a
-   ReviewCase opened (the API answers 202).
-5. post: `ledger_post` (completed), or `ledger_hold_pending` for a movement whose money leaves
-   later (a withdrawal's payout). The posting charges the customers' usage counters in the same
-   statement (`ledger.usage`). Then its webhooks as outbox rows, and the movement's own rows
-   (`after_post`) in one statement (`core.db.insert_all`), and its audit event handed to the
-   request's idempotency record to be inserted with it (`core.db.insert_later`; no lock: the
-   chain is linked after commit by the sequencer, `compliance.audit`).
-
-Errors and what commits. The path runs in the caller's transaction and never raises a refusal:
-it is returned in `MovementResult` and raised by `raise_for_error()` once the caller's own
-block closed, so what the path recorded on the way (a failed ledger transaction, a failed 2FA
-attempt, a risk rejection) commits with the stored error response. Nothing here opens a
-savepoint: a check that raises has written nothing yet.
+Invariants:
+* Validation and authorization are the entry point's (`wallets.movements`, `payorders.services`);
+  idempotency is the request's (`core.idempotency`, or the transaction `reference`).
+* Locks: the customers checked, ascending id (a user's own movement takes its one customer's
+  lock in its wallet read), before the wallets the ledger locks (docs/lock-order.md); the usage
+  read after them sees every earlier movement committed.
+* Runs in the caller's transaction (opens one only if there is none) and never raises a
+  refusal: it is returned in `MovementResult` and raised by `raise_for_error()` once the caller's
+  block closed, so what the path recorded on the way commits with the stored error response.
+* The movement's own rows (`after_post`) are inserted in one statement; its audit event goes
+  with the request's idempotency record (`core.db.insert_later`).
 """
 
 from __future__ import annotations
