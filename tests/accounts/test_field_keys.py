@@ -18,8 +18,8 @@ from accounts.identity.twofactor import EMAIL_CODE_TOPIC
 from accounts.models import ApiKey, TotpDevice, WebhookEndpoint
 from accounts.webhooks.services import webhook_endpoint_create
 from core.models import OutboxMessage
-from tests.accounts.conftest import make_org_key
-from tests.factories import UserFactory
+from tests.factories.orgs import make_org_key
+from tests.factories.accounts import UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -18,7 +18,7 @@ from core.models import OutboxMessage
 from ledger.models import Asset, Wallet
 from ledger.services import wallet_open
 from tests.compliance.test_risk import funded_wallet, transfer
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

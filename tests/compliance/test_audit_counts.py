@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from compliance.models import AuditEvent
 from compliance.audit import audit_chain_advance, audit_count, audit_counts_flush, audit_verify
-from tests.factories import OrganizationFactory
+from tests.factories.accounts import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
 CUSTOMERS = "/api/v1/customers"

@@ -14,7 +14,7 @@ from compliance.review import SecondApproverRequired
 from wallets.review import review_approve, review_reject
 from core.errors import ValidationFailed
 from tests.compliance.test_risk import balances, funded_wallet, transfer, withdraw
-from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, StaffUserFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

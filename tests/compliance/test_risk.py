@@ -32,7 +32,7 @@ from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, ledger_post
 from ledger.services import wallet_open, wallet_suspend
 from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
-from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

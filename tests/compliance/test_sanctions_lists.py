@@ -26,7 +26,7 @@ from compliance.sanctions import (
 )
 from compliance.tasks import sanctions_reimport, sanctions_rescreen_task
 from core.errors import InvalidState, ValidationFailed
-from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, StaffUserFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

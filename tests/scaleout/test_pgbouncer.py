@@ -21,7 +21,7 @@ from django.conf import settings
 from accounts.identity.tokens import token_pair_for_user
 from ledger.models import Wallet
 from tests.scaleout.servers import ROOT, Gunicorn, app_env
-from tests.wallets.conftest import open_wallet, person
+from tests.factories.wallets import open_wallet, person
 
 pytestmark = [pytest.mark.postgres]
 

@@ -12,7 +12,7 @@ from core.prices import get_price_provider
 from ledger.checks import ledger_check
 from ledger.models import Asset, Entry, Transaction, Wallet
 from ledger.selectors import platform_account_balance
-from tests.wallets.conftest import asset, client_for, open_wallet
+from tests.factories.wallets import asset, client_for, open_wallet
 from wallets.models import ExchangeQuote
 from wallets.movements.exchanges import fx_float_fund
 

@@ -20,8 +20,8 @@ from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from tests.audit_chain import audit_chain_verified
 from tests.concurrency import run_in_threads
-from tests.factories import CustomerFactory, OrganizationFactory, StaffUserFactory
-from tests.wallets.conftest import asset, client_for, open_wallet, person
+from tests.factories.accounts import CustomerFactory, OrganizationFactory, StaffUserFactory
+from tests.factories.wallets import asset, client_for, open_wallet, person
 
 DEPOSITS, TRANSFERS = "/api/v1/deposits", "/api/v1/transfers"
 

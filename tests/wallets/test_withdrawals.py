@@ -28,9 +28,9 @@ from ledger.models import Hold, Transaction, Wallet
 from ledger.selectors import platform_account_balance
 from ledger.services import wallet_suspend, wallet_activate
 from tests.concurrency import run_in_threads
-from tests.factories import StaffUserFactory
+from tests.factories.accounts import StaffUserFactory
 from tests.payorders.support import reseed
-from tests.wallets.conftest import asset, client_for, open_wallet, person
+from tests.factories.wallets import asset, client_for, open_wallet, person
 from wallets import payouts
 from wallets.models import Payout
 from wallets.movements.payouts import _payout_claim_send, payout_send, payout_settle

@@ -13,8 +13,8 @@ from django.utils import timezone
 from accounts.dashboard.charts import bar_chart
 from core.money import format_compact
 from ledger.services import wallet_open
-from tests.accounts.dashboard.conftest import complete_payorder, deposit, platform_asset, system_wallet
-from tests.factories import OrgCustomerFactory
+from tests.factories.dashboard import complete_payorder, deposit, platform_asset, system_wallet
+from tests.factories.accounts import OrgCustomerFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import ApiKey
 from accounts.orgs.services import api_key_revoke
-from tests.factories import DEFAULT_PASSWORD, MembershipFactory, UserFactory
-from tests.accounts.conftest import basic, compat_header, hmac_header, json_body
+from tests.factories.accounts import DEFAULT_PASSWORD, MembershipFactory, UserFactory
+from tests.factories.orgs import basic, compat_header, hmac_header, json_body
 
 pytestmark = pytest.mark.django_db
 CUSTOMERS = "/api/v1/customers"

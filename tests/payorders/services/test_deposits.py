@@ -19,7 +19,7 @@ from ledger.models import Transaction, Wallet
 from payorders import tasks
 from payorders.models import PayOrder
 from payorders.services.settlement import payorder_settle
-from tests.factories import StaffUserFactory
+from tests.factories.accounts import StaffUserFactory
 from tests.payorders.support import history, merchant, mine, order_row, sandbox_pay  # noqa: F401
 from wallets.movements.exchanges import fx_float_fund
 

@@ -12,9 +12,9 @@ from ledger.models import Transaction, UsageCounter, Wallet
 from ledger.posting import Issue, ledger_post
 from ledger.services import wallet_open
 from ledger.usage import usage_check
-from tests.factories import OrgCustomerFactory
-from tests.accounts.conftest import key_client, make_org_key
-from tests.wallets.conftest import asset, client_for, open_wallet, person
+from tests.factories.accounts import OrgCustomerFactory
+from tests.factories.orgs import key_client, make_org_key
+from tests.factories.wallets import asset, client_for, open_wallet, person
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from ledger.posting import Issue, ledger_post
 from ledger.services import wallet_open
-from tests.factories import OrgCustomerFactory
-from tests.accounts.conftest import key_client, make_org_key
-from tests.wallets.conftest import asset, open_wallet, person
+from tests.factories.accounts import OrgCustomerFactory
+from tests.factories.orgs import key_client, make_org_key
+from tests.factories.wallets import asset, open_wallet, person
 
 BUDGET = 10
 

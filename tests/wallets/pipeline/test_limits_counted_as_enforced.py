@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from ledger.models import Transaction, Wallet
-from tests.wallets.conftest import asset, client_for, open_wallet
+from tests.factories.wallets import asset, client_for, open_wallet
 from wallets.movements.exchanges import fx_float_fund
 
 QUOTE, EXECUTE = "/api/v1/exchanges/quote", "/api/v1/exchanges"

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.wallets.conftest import client_for, open_wallet
+from tests.factories.wallets import client_for, open_wallet
 from wallets.models import ExchangeQuote
 
 QUOTE = "/api/v1/exchanges/quote"

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from payorders.services.addresses import xpub_key_register
 from payorders.models import XpubKey
-from tests.accounts.conftest import make_org_key
+from tests.factories.orgs import make_org_key
 
 pytestmark = pytest.mark.django_db
 
