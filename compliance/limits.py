@@ -33,7 +33,7 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
-from accounts.models import Customer
+from accounts.models import Customer, Organization
 from compliance.models import Direction, LimitRule, MovementType
 from compliance.rules import rules
 from core.db import model_columns, model_from_row, query
@@ -97,8 +97,6 @@ def customers_lock(pks) -> dict[int, Customer]:
     (their organizations with them), locked in ascending id order in one statement."""
     if not connection.in_atomic_block:
         raise RuntimeError("customers_lock must be called inside transaction.atomic(): the lock ends with the transaction")
-    from accounts.models import Organization
-
     ids = sorted(set(pks))
     qn = connection.ops.quote_name
     sql = (  # written out, not compiled by the ORM on every money request

@@ -69,6 +69,7 @@ from compliance.limits import (
     default_direction,
     limit_rule_for,
 )
+from compliance.audit import audit_record
 from compliance.models import Direction, MovementType, RiskRule, SanctionsEntry
 from compliance.rules import rules
 from core.errors import CofferError
@@ -405,8 +406,6 @@ def risk_reject_record(
     beneficiary_name: str | None = None, actor=None,
 ) -> None:
     """Append the rejected attempt to the audit chain (in the caller's transaction)."""
-    from compliance.audit import audit_record
-
     audit_record(
         actor=actor,
         action="risk.rejected",

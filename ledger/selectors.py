@@ -18,6 +18,7 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
+from accounts.models import Customer, Organization, User
 from core.db import model_columns, model_from_row, query
 from core.errors import NotFound
 from ledger.errors import WalletNotFound
@@ -61,8 +62,6 @@ def wallets_with_owners(where: str, params: list, *, lock_customer_of_user: int 
     customer row is locked FOR NO KEY UPDATE and read fresh after the lock, as
     `compliance.limits.customers_lock` does; outside a transaction (or on SQLite) no lock is
     taken here and the money path takes its own."""
-    from accounts.models import Customer, Organization, User
-
     # outside a transaction a lock would end with the statement: leave it to the money path
     locking = lock_customer_of_user is not None and connection.vendor == "postgresql" and connection.in_atomic_block
     key = (connection.vendor, where, locking)

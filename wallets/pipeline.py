@@ -28,6 +28,8 @@ from typing import Any
 from django.db import connection, transaction as db_transaction
 from django.utils import timezone
 
+from accounts.identity.twofactor import twofactor_require
+from accounts.webhooks import webhook_publish
 from accounts.models import Customer, Organization, User
 from compliance.limits import customers_lock, limits_enforce, limits_needs_usage
 from compliance.models import Direction
@@ -44,6 +46,7 @@ from core.db import Insert, insert_all, insert_later, query
 from core.errors import CofferError
 from core.metrics import count_posting
 from core.money import format_amount
+from ledger.errors import DuplicateReference
 from ledger.models import Asset, Transaction, Wallet
 from ledger.posting import Operation, PostingResult, ledger_hold_pending, ledger_post
 from ledger.usage import usage_subqueries, usage_value
@@ -185,8 +188,6 @@ def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
         )
     method = None
     if movement.step_up and isinstance(movement.actor, User) and movement.wallet is not None:
-        from accounts.identity.twofactor import twofactor_require
-
         method = twofactor_require(
             user=movement.actor, amount=movement.amount, currency=movement.wallet.asset.code, code=movement.two_factor_code
         )
@@ -219,8 +220,6 @@ def _webhook_payload(tx: Transaction, movement: MoneyMovement) -> dict[str, Any]
 def _publish_for_organizations(tx: Transaction, movement: MoneyMovement) -> None:
     """`transaction.completed` / `transaction.failed` to every organization whose customer's
     wallet took part (a transfer into an organization customer's wallet); users have none."""
-    from accounts.webhooks import webhook_publish
-
     if tx.status not in (Transaction.Status.COMPLETED, Transaction.Status.FAILED) or movement.wallet is None:
         return
     wallets = [movement.wallet, *movement.counterparty_wallets]
@@ -250,8 +249,6 @@ def money_path(movement: MoneyMovement) -> MovementResult:
 
 
 def _run(movement: MoneyMovement) -> MovementResult:
-    from ledger.errors import DuplicateReference
-
     try:
         decision, method = _checks(movement)
     except CofferError as exc:  # limits, 2FA: keep what the checks recorded, answer the refusal
