@@ -94,7 +94,7 @@ def wallets_with_owners(where: str, params: list, *, lock_customer_of_user: int 
             fresh, _ = model_from_row(Customer, row, at)
             if fresh is not None:  # the locked customer as it is now (the rest of the row is the statement's snapshot)
                 customer = fresh
-                wallet.customer_locked = True  # the money path takes it as locked (moneypath.pipeline)
+                wallet.customer_locked = True  # the money path takes it as locked (wallets.pipeline)
         Wallet._meta.get_field("asset").set_cached_value(wallet, asset)
         Wallet._meta.get_field("customer").set_cached_value(wallet, customer)
         Wallet._meta.get_field("organization").set_cached_value(wallet, organization if wallet.organization_id else None)
