@@ -25,7 +25,7 @@ _ACTIONS = {ADDITION: "admin.addition", CHANGE: "admin.change", DELETION: "admin
 
 
 def audit_admin_log_entry(entry: LogEntry) -> None:
-    from compliance.services import audit_append
+    from compliance.audit import audit_append
 
     content_type = entry.content_type
     audit_append(
@@ -42,7 +42,7 @@ def audit_admin_log_entry(entry: LogEntry) -> None:
 
 
 def audit_admin_action(*, request, model, name: str, object_ids: list, error: str | None = None) -> None:
-    from compliance.services import audit_append
+    from compliance.audit import audit_append
 
     data = {"action": name, "object_ids": [str(pk) for pk in object_ids[:1000]], "count": len(object_ids)}
     if error:

@@ -21,9 +21,10 @@ from compliance.serializers import (
     LimitScopeInput,
     LimitStatusOutput,
 )
-from compliance.services import audit_verify
+from compliance.audit import audit_verify
 from core.errors import NotFound, ValidationFailed
 from core.money import parse_amount
+from core.openapi import error_example
 from ledger.models import Asset
 from ledger.selectors import asset_get
 
@@ -90,10 +91,6 @@ class AuditVerifyApi(APIView):
 # --- Fees and limits ------------------------------------------------------------------------------
 
 
-def _error_example(code: str, message: str, details: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
-
-
 def _asset_for(request, code: str):
     try:
         return asset_get(code=code, organization=request_organization(request))
@@ -137,7 +134,7 @@ _FEE_EXAMPLE = {
 }
 _BAD_AMOUNT = OpenApiExample(
     "Bad amount", status_codes=["400"],
-    value=_error_example("VALIDATION_ERROR", "amount: This asset allows at most 2 decimals.", {"fields": {"amount": ["This asset allows at most 2 decimals."]}}),
+    value=error_example("VALIDATION_ERROR", "amount: This asset allows at most 2 decimals.", {"fields": {"amount": ["This asset allows at most 2 decimals."]}}),
 )
 
 

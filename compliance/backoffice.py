@@ -1,7 +1,7 @@
 """Services and reads of the compliance back office (SPEC 8, issue 14 items 7 and 8).
 
 Invariants:
-- Money moves only through the review services (`compliance.risk.review_approve` /
+- Money moves only through the review services (`wallets.review.review_approve` /
   `review_reject`, which call the ledger's posting engine); nothing here writes a balance or an
   entry.
 - Four-eyes: a review case whose held amount is at or above the four-eyes amount of its asset
@@ -22,8 +22,13 @@ from django.conf import settings
 from django.db import transaction as db_transaction
 from django.utils import timezone
 
-from compliance.models import KycChange
+from accounts.models import Customer
+from compliance.audit import audit_record
+from compliance.models import KycChange, ReviewCase, ScreeningHit
 from core.errors import NotFound, ValidationFailed
+from core.money import format_amount
+from ledger.models import Posting
+from wallets.models import Payout
 
 
 @dataclass(frozen=True)
@@ -40,8 +45,6 @@ class MovementSummary:
 
     @property
     def amount_display(self) -> str:
-        from core.money import format_amount
-
         if self.amount is None:
             return ""
         return f"{format_amount(self.amount, self.exponent)} {self.currency}".strip()
@@ -62,9 +65,6 @@ def transaction_summaries(transactions: Iterable[Any]) -> dict[int, MovementSumm
     """`MovementSummary` by transaction id, from each transaction's first posting (index 0), in
     two queries whatever the number of transactions (postings with their wallets, owners and
     assets; payouts). A transaction without postings gets an empty summary."""
-    from ledger.models import Posting
-    from wallets.models import Payout
-
     ids = [tx.pk for tx in transactions]
     postings = {
         p.transaction_id: p
@@ -124,9 +124,6 @@ def review_needs_second_approval(case, summary: MovementSummary | None = None) -
 def customer_kyc_set(*, customer_id: int, level: str, reason: str, evidence_reference: str = "", actor) -> KycChange:
     """Change a customer's KYC level (limits follow at once: `compliance.limits` reads the level
     on every movement). Refused without a reason, to an unknown level, or to the current one."""
-    from accounts.models import Customer
-    from compliance.services import audit_record
-
     reason = (reason or "").strip()
     evidence_reference = (evidence_reference or "").strip()
     errors: dict[str, list[str]] = {}
@@ -166,7 +163,6 @@ def backoffice_home_status(user) -> dict[str, Any]:
     many are past the SLA, and whether the sanctions rule screens against an empty list."""
     import datetime as dt
 
-    from compliance.models import ReviewCase, ScreeningHit
     from compliance.sanctions import sanctions_list_needed
 
     status: dict[str, Any] = {"sanctions_list_missing": sanctions_list_needed()}

@@ -33,14 +33,14 @@ from django.db import connection
 from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
-from accounts.models import Customer
+from accounts.models import Customer, Organization
 from compliance.models import Direction, LimitRule, MovementType
 from compliance.rules import rules
 from core.db import model_columns, model_from_row, query
 from core.errors import CofferError, ValidationFailed
 from core.money import format_amount
 from ledger.models import Entry, Posting, Transaction, Wallet
-from ledger.usage import customer_usage
+from ledger.usage import FEE_INCLUDED_TYPES, customer_usage
 
 ZERO = Decimal(0)
 COUNTED_STATUSES = (Transaction.Status.COMPLETED, Transaction.Status.PENDING, Transaction.Status.IN_REVIEW)
@@ -49,7 +49,6 @@ FEE_PURPOSE = Wallet.Purpose.FEE
 # Movements whose fee is part of the amount the customer asked to move (an exchange's fee comes
 # out of its source amount, and `exchange_execute` enforces the whole source amount): their fee
 # legs count. Elsewhere the fee comes on top (withdrawals) and is left out.
-FEE_INCLUDED_TYPES = frozenset({MovementType.EXCHANGE})
 
 
 class LimitExceeded(CofferError):
@@ -98,8 +97,6 @@ def customers_lock(pks) -> dict[int, Customer]:
     (their organizations with them), locked in ascending id order in one statement."""
     if not connection.in_atomic_block:
         raise RuntimeError("customers_lock must be called inside transaction.atomic(): the lock ends with the transaction")
-    from accounts.models import Organization
-
     ids = sorted(set(pks))
     qn = connection.ops.quote_name
     sql = (  # written out, not compiled by the ORM on every money request

@@ -1,7 +1,7 @@
 """The audit chain: an append-only, keyed hash chain of everything that matters.
 
-Invariants (SPEC 4.5, 8; how they are kept is in `compliance.services`):
-- Rows are only ever inserted, by `compliance.services.audit_record` (one INSERT, no lock), with
+Invariants (SPEC 4.5, 8; how they are kept is in `compliance.audit`):
+- Rows are only ever inserted, by `compliance.audit.audit_record` (one INSERT, no lock), with
   `sequence`, `prev_hash` and `hash` NULL. The sequencer (`audit_chain_advance`) later fills
   those three columns exactly once; the database refuses every other UPDATE, every DELETE and
   TRUNCATE (triggers installed by migrations 0002 and 0007).
@@ -22,6 +22,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from accounts.models import Customer
 
 GENESIS_HASH = "0" * 64
 
@@ -84,13 +86,17 @@ class AuditCheckpoint(models.Model):
 #   a rule with currency "" applies to every asset, a rule naming a currency wins over it.
 # - Limit usage is never stored: `compliance.limits` derives it from ledger rows each time.
 # - A ReviewCase is opened in the same database transaction that leaves its ledger transaction
-#   `in_review`, and is decided only by `compliance.risk.review_approve` / `review_reject`.
+#   `in_review`, and is decided only by `wallets.review.review_approve` / `review_reject`.
 
 def _money_field(**kwargs) -> models.DecimalField:
     return models.DecimalField(max_digits=38, decimal_places=18, validators=[MinValueValidator(Decimal(0))], **kwargs)
 
 
 class MovementType(models.TextChoices):
+    """The one declaration of what limits, fees, risk rules and usage counters count. Each value
+    is also a `ledger.models.Transaction.Type` (declared from these), so a transaction's type is
+    its movement type (`ledger.usage`)."""
+
     DEPOSIT = "deposit", "Deposit"
     WITHDRAWAL = "withdrawal", "Withdrawal"
     TRANSFER = "transfer", "Transfer"
@@ -148,9 +154,7 @@ class LimitRule(models.Model):
     """Per KYC level, movement type, direction and asset (blank currency = every asset, in that
     asset's major units). A NULL limit means no limit."""
 
-    kyc_level = models.CharField(max_length=16, choices=[
-        ("none", "None"), ("basic", "Basic"), ("verified", "Verified"), ("enhanced", "Enhanced"),
-    ])
+    kyc_level = models.CharField(max_length=16, choices=Customer.KycLevel.choices)
     movement_type = models.CharField(max_length=16, choices=MovementType.choices)
     direction = models.CharField(max_length=8, choices=Direction.choices)
     currency = models.CharField(max_length=16, blank=True, default="", help_text="Asset code, or blank for every asset.")

@@ -1,4 +1,4 @@
-"""The risk step of the money path (SPEC 4 "The money path", SPEC 8, SPEC 11) and the review queue.
+"""The risk step of the money path (SPEC 4 "The money path", SPEC 8, SPEC 11).
 
 `risk_evaluate` runs every active `RiskRule` against one intended movement and returns a
 `RiskDecision`: `allow`, `review` (the caller posts with `ledger_post(..., hold_for_review=True)`,
@@ -39,21 +39,15 @@ otherwise). A `RiskRule(kind="name", action=..., params={...})` row switches it 
 A rule whose kind is not registered is skipped and logged (a misconfiguration must not stop
 every payment); its kind cannot be chosen in the admin.
 
-Rejections. The money path (`moneypath.pipeline`) records a rejected attempt as an audit event
+Rejections. The money path (`wallets.pipeline`) records a rejected attempt as an audit event
 (`risk_reject_record`, `risk.rejected`: customer, wallet, amount, asset, rule, reason,
 beneficiary) and answers `TransactionRejected` (422) in its result, raised by the caller once
 its transaction block closed, so the record commits with the answer. No ledger transaction is
 created for it: a rejected attempt moves no money; the audit chain is the tamper-evident record
 compliance staff read.
 
-Reviews. `review_approve` / `review_reject` (reason required) lock the case, move it with its FSM
-transition, call `ledger_complete_reviewed` (holds captured, operations posted) or
-`ledger_reject_reviewed` (holds released), and append to the audit chain, all in one database
-transaction.
-Four-eyes: approving a case whose amount is at or above the four-eyes amount of its asset
-(settings REVIEW_FOUR_EYES_AMOUNT, REVIEW_FOUR_EYES_AMOUNTS per currency) takes two calls by two
-different staff members: the first records itself on the case (still open, nothing posted), the
-same officer again gets `SecondApproverRequired`, another officer's approval posts.
+Reviews: a `review` decision opens a case (`compliance.review.review_case_open`); a reviewer's
+decision posts or releases the held money (`wallets.review`).
 """
 
 from __future__ import annotations
@@ -65,7 +59,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import connection, transaction as db_transaction
+from django.db import connection
 from django.utils import timezone
 
 from compliance.limits import (
@@ -75,9 +69,10 @@ from compliance.limits import (
     default_direction,
     limit_rule_for,
 )
-from compliance.models import Direction, MovementType, ReviewCase, RiskRule, SanctionsEntry
+from compliance.audit import audit_record
+from compliance.models import Direction, MovementType, RiskRule, SanctionsEntry
 from compliance.rules import rules
-from core.errors import CofferError, InvalidState, ValidationFailed
+from core.errors import CofferError
 from core.money import format_amount
 from ledger.models import Entry, Transaction, Wallet
 
@@ -85,12 +80,6 @@ logger = logging.getLogger("coffer.compliance.risk")
 
 ALLOW, REVIEW, REJECT = "allow", "review", "reject"
 _STRENGTH = {ALLOW: 0, REVIEW: 1, REJECT: 2}
-
-
-class SecondApproverRequired(CofferError):
-    """Four-eyes: the officer who gave a case its first approval cannot give the second."""
-
-    code, status = "SECOND_APPROVER_REQUIRED", 403
 
 
 class TransactionRejected(CofferError):
@@ -408,7 +397,7 @@ def risk_evaluate(
     return RiskDecision(action=rule.action, rule=rule, reason=reason, hits=tuple(hits))
 
 
-def _hits_data(decision: RiskDecision) -> list[dict[str, Any]]:
+def risk_hits_data(decision: RiskDecision) -> list[dict[str, Any]]:
     return [{"rule_id": r.pk, "kind": r.kind, "action": r.action, "reason": why} for r, why in decision.hits]
 
 
@@ -417,8 +406,6 @@ def risk_reject_record(
     beneficiary_name: str | None = None, actor=None,
 ) -> None:
     """Append the rejected attempt to the audit chain (in the caller's transaction)."""
-    from compliance.services import audit_record
-
     audit_record(
         actor=actor,
         action="risk.rejected",
@@ -427,98 +414,6 @@ def risk_reject_record(
             "wallet_id": wallet.pk, "currency": asset.code, "amount": format_amount(amount, asset.exponent),
             "type": movement_type, "direction": direction, "beneficiary_name": beneficiary_name or "",
             "rule_id": decision.rule.pk if decision.rule else None, "rule_kind": decision.rule.kind if decision.rule else "",
-            "reason": decision.reason, "hits": _hits_data(decision),
+            "reason": decision.reason, "hits": risk_hits_data(decision),
         },
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Review cases
-# --------------------------------------------------------------------------------------------
-
-
-def review_case_open(*, transaction: Transaction, decision: RiskDecision, customer=None, actor=None) -> ReviewCase:
-    """Open the case for a transaction the caller just left `in_review`
-    (`ledger_post(..., hold_for_review=True)`), in the same database transaction."""
-    from compliance.services import audit_record
-
-    if transaction.status != Transaction.Status.IN_REVIEW:
-        raise InvalidState(f"Transaction {transaction.pk} is {transaction.status}, not in review.", details={"status": transaction.status})
-    with db_transaction.atomic(savepoint=False):
-        case = ReviewCase.objects.create(
-            transaction=transaction,
-            customer=customer if customer is not None else transaction.customer,
-            rule=decision.rule,
-            rule_kind=decision.rule.kind if decision.rule else "",
-            reason=(decision.reason or "Held for review")[:500],
-        )
-        audit_record(
-            actor=actor, action="review.opened", target=case,
-            data={"transaction_id": transaction.pk, "rule_kind": case.rule_kind, "reason": case.reason, "hits": _hits_data(decision)},
-        )
-    return case
-
-
-def _decide(*, case: ReviewCase | int, actor, reason: str, approve: bool) -> ReviewCase:
-    from compliance.backoffice import review_needs_second_approval
-    from compliance.services import audit_record
-    from ledger.posting import ledger_complete_reviewed, ledger_reject_reviewed
-
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationFailed("reason: a reason is required.", details={"fields": {"reason": ["A reason is required."]}})
-    case_id = case.pk if isinstance(case, ReviewCase) else case
-    with db_transaction.atomic():
-        locked = ReviewCase.objects.select_for_update(of=("self",)).select_related("transaction").get(pk=case_id)
-        if locked.status != ReviewCase.Status.OPEN:
-            raise InvalidState(f"Review case {case_id} is {locked.status}, not open.", details={"status": locked.status})
-        data: dict[str, Any] = {"transaction_id": locked.transaction_id, "reason": reason}
-        if approve and review_needs_second_approval(locked):
-            actor_id = getattr(actor, "pk", None)
-            if actor_id is None:
-                raise SecondApproverRequired("An approval above the four-eyes amount needs a named staff member.")
-            if locked.first_approved_by_id is None:
-                locked.first_approved_by_id = actor_id
-                locked.first_approved_at = timezone.now()
-                locked.first_approval_reason = reason[:500]
-                locked.save(update_fields=["first_approved_by", "first_approved_at", "first_approval_reason"])
-                audit_record(actor=actor, action="review.first_approval", target=locked, data={**data, "four_eyes": True})
-                return locked
-            if locked.first_approved_by_id == actor_id:
-                raise SecondApproverRequired(
-                    f"Review case {case_id} needs a second approval by another staff member (four-eyes).",
-                    details={"first_approved_by": actor_id},
-                )
-            data.update(four_eyes=True, first_approved_by=locked.first_approved_by_id, first_approval_reason=locked.first_approval_reason)
-        if approve:
-            result = ledger_complete_reviewed(locked.transaction_id)
-            data["posted"] = result.ok
-            if not result.ok and result.error is not None:
-                data["failure_code"] = result.error.code
-                data["failure_message"] = result.error.message
-            locked.approve()
-        else:
-            ledger_reject_reviewed(locked.transaction_id, reason=reason)
-            locked.reject()
-        locked.decision_reason = reason[:500]
-        locked.decided_by = actor if getattr(actor, "pk", None) else None
-        locked.decided_at = timezone.now()
-        locked.save(update_fields=["status", "decision_reason", "decided_by", "decided_at"])
-        from wallets.services import payout_review_decided  # a held withdrawal's payout follows the decision
-
-        payout_review_decided(case=locked)
-        audit_record(actor=actor, action="review.approved" if approve else "review.rejected", target=locked, data=data)
-    locked.transaction.refresh_from_db()
-    return locked
-
-
-def review_approve(*, case: ReviewCase | int, actor, reason: str) -> ReviewCase:
-    """Approve: the held transaction is posted (its holds captured). If the ledger refuses it
-    now (e.g. a wallet was suspended meanwhile) the transaction ends `failed` with its holds
-    released; the case is still approved and the audit event says so."""
-    return _decide(case=case, actor=actor, reason=reason, approve=True)
-
-
-def review_reject(*, case: ReviewCase | int, actor, reason: str) -> ReviewCase:
-    """Reject: the transaction becomes `rejected` and its holds are released."""
-    return _decide(case=case, actor=actor, reason=reason, approve=False)

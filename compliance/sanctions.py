@@ -39,8 +39,12 @@ from django.db import transaction
 from django.utils import timezone
 from rapidfuzz import fuzz, process
 
+from accounts.models import Customer
+from compliance.audit import audit_record
 from compliance.models import RiskRule, SanctionsClearance, SanctionsEntry, ScreeningHit, normalized_name
+from compliance.rules import rules, rules_changed
 from core.errors import InvalidState, ValidationFailed
+from wallets.models import Payout
 
 logger = logging.getLogger("coffer.compliance.sanctions")
 
@@ -171,9 +175,6 @@ _PARSERS = {"coffer": _parse_coffer, "ofac_sdn": _parse_ofac_sdn, "opensanctions
 def sanctions_import(*, text: str, source: str = "", actor=None, format: str = "auto") -> SanctionsImportResult:
     """Import a list (module docstring). Raises ValidationFailed, importing nothing, on a
     malformed file."""
-    from compliance.rules import rules_changed
-    from compliance.services import audit_record
-
     text = text.lstrip("\ufeff")
     if format not in FORMATS:
         raise ValidationFailed(f"format: one of {', '.join(FORMATS)}.")
@@ -265,7 +266,6 @@ def _threshold() -> float:
 def sanctions_candidates(name: str, *, threshold: float, limit: int = 5) -> list[tuple[int, str, float]]:
     """Active entries matching `name` at or above `threshold`, best first, cleared ones left out:
     [(entry id, matched name or alias, score)]."""
-    from compliance.rules import rules
     from rapidfuzz import utils as fuzz_utils
 
     query = fuzz_utils.default_process(name or "")
@@ -289,10 +289,6 @@ def sanctions_rescreen(*, actor=None) -> RescreenResult:
     """Match every customer name and payout beneficiary name against the active list; open a
     `ScreeningHit` for each new (subject, name, entry). Idempotent: a hit already open, cleared
     or confirmed is not opened again."""
-    from accounts.models import Customer
-    from compliance.services import audit_record
-    from wallets.models import Payout
-
     threshold = _threshold()
     result = RescreenResult()
     subjects: list[tuple[str, int | None, str]] = [
@@ -321,8 +317,6 @@ def sanctions_rescreen(*, actor=None) -> RescreenResult:
 def screening_hit_decide(*, hit_id: int, actor, reason: str, clear: bool) -> ScreeningHit:
     """Clear a hit as a false positive (the name goes on the whitelist for that entry) or confirm
     it. Reason required; a decided hit is not decided again."""
-    from compliance.services import audit_record
-
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed("reason: a reason is required.", details={"fields": {"reason": ["A reason is required."]}})
@@ -343,8 +337,6 @@ def screening_hit_decide(*, hit_id: int, actor, reason: str, clear: bool) -> Scr
 
 def sanctions_clear(*, name: str, entry_id: int, reason: str, actor) -> SanctionsClearance:
     """Whitelist `name` against one entry (a cleared false positive)."""
-    from compliance.services import audit_record
-
     reason = (reason or "").strip()
     if not reason:
         raise ValidationFailed("reason: a reason is required.", details={"fields": {"reason": ["A reason is required."]}})

@@ -12,7 +12,7 @@ import logging
 
 from django.conf import settings
 
-from compliance.services import audit_chain_advance, audit_counts_flush
+from compliance.audit import audit_chain_advance, audit_counts_flush
 from config.celery import app
 
 logger = logging.getLogger("coffer.compliance.tasks")
@@ -47,7 +47,7 @@ def sanctions_reimport() -> dict:
     or URL) in SANCTIONS_SOURCE_FORMAT, then re-screen if it changed. Nothing configured:
     nothing to do. A failed download or a malformed file changes nothing and is audited."""
     from compliance.sanctions import sanctions_import, sanctions_read_location, sanctions_rescreen
-    from compliance.services import audit_record
+    from compliance.audit import audit_record
     from core.errors import CofferError
 
     location = getattr(settings, "SANCTIONS_SOURCE_LOCATION", "")

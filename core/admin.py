@@ -7,8 +7,11 @@ from core.models import IdempotencyRecord, OutboxMessage
 from core.outbox import outbox_retry_now
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """The one read-only admin base: rows that only services write (ledger, audit, outbox, pay
+    orders) are viewed here, never added, changed or deleted; actions call services."""
+
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
@@ -18,8 +21,29 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class ReadOnlyTabularInline(admin.TabularInline):
+    """Rows shown under their parent, read-only: never added, changed or deleted here. Lists its
+    `fields`, each read-only; `related` names what to `select_related` for them."""
+
+    extra = 0
+    can_delete = False
+    related: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related(*self.related)
+
+
 @admin.register(IdempotencyRecord)
-class IdempotencyRecordAdmin(ReadOnlyAdmin):
+class IdempotencyRecordAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "scope", "endpoint", "key", "response_status", "created_at", "expires_at")
     list_filter = ("endpoint", "response_status")
     search_fields = ("key", "scope")
@@ -27,7 +51,7 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
 
 
 @admin.register(OutboxMessage)
-class OutboxMessageAdmin(ReadOnlyAdmin):
+class OutboxMessageAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "topic", "status", "attempts", "organization", "created_at", "next_attempt_at", "lease_owner", "done_at", "dead_at")
     list_filter = ("status", "topic")
     list_select_related = ("organization",)

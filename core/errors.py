@@ -81,3 +81,15 @@ class ServiceUnavailable(CofferError):
             details={"service": service, "retry_after": retry_after},
             headers={"Retry-After": str(retry_after)},
         )
+
+
+def field_error(name: str, message: str, cls: type[CofferError] = ValidationFailed) -> CofferError:
+    """The one field-error helper: an error about one input field, `"<name>: <message>"`, with
+    `details.fields` naming it (400 VALIDATION_ERROR unless `cls` says otherwise)."""
+    return cls(f"{name}: {message}", details={"fields": {name: [message]}})
+
+
+def fields_error(fields: dict[str, list[str]], message: str | None = None) -> ValidationFailed:
+    """Errors about several input fields (a form's), the message naming the first."""
+    first_field, errors = next(iter(fields.items()))
+    return ValidationFailed(message or f"Invalid input: {first_field}: {errors[0]}", details={"fields": fields})

@@ -163,10 +163,6 @@ def _canonical(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)  # uploaded files and other exotic values
 
 
-def canonical_body(data: Any) -> str:
-    return _canonical(data)
-
-
 def request_fingerprint(*, method: str, path: str, query: Any = None, data: Any = None) -> str:
     parts = [method.upper(), path, _canonical(query or {}), _canonical(data if data is not None else {})]
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()

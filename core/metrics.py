@@ -3,7 +3,7 @@
 Two kinds of series:
 - Counted where they happen, in the process that served them (`prometheus-client` counters and
   histograms): HTTP requests and latency by route (the URL name, never the raw path) and status;
-  postings by type and outcome (`moneypath.money_path`); idempotency replays and conflicts;
+  postings by type and outcome (`wallets.pipeline.money_path`); idempotency replays and conflicts;
   webhook attempts by outcome (each saved `WebhookAttempt`); replica routing and fallbacks.
   With several processes per host (gunicorn workers, a Celery pool), set PROMETHEUS_MULTIPROC_DIR
   to an empty directory shared by them (prometheus-client's multiprocess mode; wiped at deploy):
@@ -56,7 +56,7 @@ def multiprocess() -> bool:
 
 # --- Counting helpers (called from the request middleware, the money path, signals) -------------
 def count_posting(ledger_type: str, result) -> None:
-    """`result`: a `moneypath.MovementResult`."""
+    """`result`: a `wallets.pipeline.MovementResult`."""
     if result.error is not None:
         outcome = getattr(result.error, "code", result.error.__class__.__name__).lower()
     elif result.transaction is not None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from decimal import Context, Decimal, InvalidOperation, localcontext
 
-from core.errors import ValidationFailed
+from core.errors import field_error
 
 MAX_EXPONENT = 18
 MAX_INTEGER_DIGITS = 20
@@ -44,10 +44,6 @@ def quantum(exponent: int) -> Decimal:
     return Decimal(1).scaleb(-exponent)
 
 
-def _fail(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(f"{field}: {message}", details={"fields": {field: [message]}})
-
-
 def _check_exponent(exponent: int) -> None:
     if isinstance(exponent, bool) or not isinstance(exponent, int) or not 0 <= exponent <= MAX_EXPONENT:
         raise ValueError(f"exponent must be an int in 0..{MAX_EXPONENT}, got {exponent!r}")
@@ -56,23 +52,23 @@ def _check_exponent(exponent: int) -> None:
 def _from_text(text: str, field: str) -> Decimal:
     stripped = text.strip()
     if not stripped:
-        raise _fail(field, "An amount is required.")
+        raise field_error(field, "An amount is required.")
     if _EXPONENT_NOTATION.fullmatch(stripped):
-        raise _fail(field, "Write the amount as a plain decimal number, without exponent notation.")
+        raise field_error(field, "Write the amount as a plain decimal number, without exponent notation.")
     if _SIGNED_DECIMAL.fullmatch(stripped):
         if Decimal(stripped) == 0:
-            raise _fail(field, "The amount must be greater than zero.")
+            raise field_error(field, "The amount must be greater than zero.")
         if stripped[0] == "-":
-            raise _fail(field, "The amount must be positive.")
-        raise _fail(field, "Write the amount without a sign.")
+            raise field_error(field, "The amount must be positive.")
+        raise field_error(field, "Write the amount without a sign.")
     if not _PLAIN_DECIMAL.fullmatch(stripped):
         lowered = stripped.lower().lstrip("+-")
         if lowered in {"nan", "snan", "inf", "infinity"}:
-            raise _fail(field, "The amount must be a finite number.")
-        raise _fail(field, "The amount must be a decimal number such as \"10.50\".")
+            raise field_error(field, "The amount must be a finite number.")
+        raise field_error(field, "The amount must be a decimal number such as \"10.50\".")
     integer_part = stripped.split(".", 1)[0].lstrip("0")
     if len(integer_part) > MAX_INTEGER_DIGITS:
-        raise _fail(field, f"The amount is too large (at most {MAX_INTEGER_DIGITS} integer digits).")
+        raise field_error(field, f"The amount is too large (at most {MAX_INTEGER_DIGITS} integer digits).")
     return Decimal(stripped)
 
 
@@ -105,42 +101,62 @@ def parse_amount(value: object, *, exponent: int, field: str = "amount") -> Deci
     `core.parsers.DecimalJSONParser`). Raises `ValidationFailed` naming `field` otherwise."""
     _check_exponent(exponent)
     if isinstance(value, bool):
-        raise _fail(field, "The amount must be a number, not a boolean.")
+        raise field_error(field, "The amount must be a number, not a boolean.")
     if isinstance(value, float):
-        raise _fail(field, "Send the amount as a decimal string (for example \"10.50\"); floating-point numbers are not exact.")
+        raise field_error(field, "Send the amount as a decimal string (for example \"10.50\"); floating-point numbers are not exact.")
     if isinstance(value, str):
         amount = _from_text(value, field)
     elif isinstance(value, int):
         amount = Decimal(value)
     elif isinstance(value, Decimal):
         if not value.is_finite():
-            raise _fail(field, "The amount must be a finite number.")
+            raise field_error(field, "The amount must be a finite number.")
         if value.as_tuple().exponent > 0:  # type: ignore[operator]  # Decimal("1E+3"): exponent notation
-            raise _fail(field, "Write the amount as a plain decimal number, without exponent notation.")
+            raise field_error(field, "Write the amount as a plain decimal number, without exponent notation.")
         amount = value
     elif value is None:
-        raise _fail(field, "An amount is required.")
+        raise field_error(field, "An amount is required.")
     else:
-        raise _fail(field, "The amount must be a decimal number such as \"10.50\".")
+        raise field_error(field, "The amount must be a decimal number such as \"10.50\".")
 
     if amount.is_signed() and amount != 0:
-        raise _fail(field, "The amount must be positive.")
+        raise field_error(field, "The amount must be positive.")
     if amount == 0:
-        raise _fail(field, "The amount must be greater than zero.")
+        raise field_error(field, "The amount must be greater than zero.")
     if amount.adjusted() >= MAX_INTEGER_DIGITS:
-        raise _fail(field, f"The amount is too large (at most {MAX_INTEGER_DIGITS} integer digits).")
+        raise field_error(field, f"The amount is too large (at most {MAX_INTEGER_DIGITS} integer digits).")
     with localcontext(MONEY_CONTEXT):
         try:
             quantized = amount.quantize(quantum(exponent))
         except InvalidOperation:  # pragma: no cover - prec 60 covers 20 + 18 digits
-            raise _fail(field, "The amount is too large.") from None
+            raise field_error(field, "The amount is too large.") from None
         if quantized != amount:
             noun = "decimal" if exponent == 1 else "decimals"
-            raise _fail(field, f"This asset allows at most {exponent} {noun}.")
+            raise field_error(field, f"This asset allows at most {exponent} {noun}.")
     problem = embedded_precision_problem(quantized)
     if problem:
-        raise _fail(field, f"The amount {problem}")
+        raise field_error(field, f"The amount {problem}")
     return quantized
+
+
+def format_exact(amount: Decimal) -> str:
+    """A crypto amount as a payer reads and types it: exact, without trailing zeros or an
+    exponent ("0.01331454", not "0.013314540000000000"); the same number, as in a BIP21 URI."""
+    text = format(amount.normalize(), "f")
+    return text if amount else "0"
+
+
+def format_compact(value: Decimal) -> str:
+    """A chart's axis label of a few characters ("310", "12.5k", "3M"); not an amount to read
+    back (each bar's title carries the exact one, `format_amount`)."""
+    for threshold, scale, suffix in ((10**9, 10**9, "B"), (10**6, 10**6, "M"), (10**4, 10**3, "k")):
+        if value >= threshold:
+            return f"{(value / scale).quantize(Decimal('0.1')).normalize():f}{suffix}"
+    if value >= 100:
+        return f"{value.quantize(Decimal(1)):f}"
+    if value >= 1:
+        return f"{value.quantize(Decimal('0.01')).normalize():f}"
+    return f"{value.quantize(Decimal('0.0001')).normalize():f}"
 
 
 def format_amount(amount: Decimal, exponent: int) -> str:

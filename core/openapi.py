@@ -1,4 +1,7 @@
-"""The error responses every operation can give, stated once for the whole OpenAPI document.
+"""The one module of OpenAPI helpers: the error envelope (`ErrorOutput`, `error_example`,
+`error_response`), shared header parameters (`ORG_HEADER`, `idempotency_header`), page examples
+(`paginated`, `page_of`), and the error responses every operation can give, stated once for the
+whole OpenAPI document.
 
 Invariants:
 - Every error body is the envelope `{"error": {"code", "message", "details"}}` (SPEC 5); the
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 ERROR_SCHEMA = {
@@ -51,6 +55,57 @@ _METHODS = ("get", "post", "put", "patch", "delete")
 PAGE_LIMIT = OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}, OpenApiParameter.QUERY,
                               description="Page size, 1-100 (default 20).")
 PAGE_OFFSET = OpenApiParameter("offset", {"type": "integer", "minimum": 0, "default": 0}, OpenApiParameter.QUERY)
+
+
+class ErrorDetailOutput(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField()
+
+
+class ErrorOutput(serializers.Serializer):
+    """The error envelope, for `responses=` (the `Error` component the hook adds is the same shape)."""
+
+    error = ErrorDetailOutput()
+
+
+def error_example(code: str, message: str, details: dict | None = None) -> dict:
+    """The body of an error example: `{"error": {"code", "message", "details"}}`."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_response(status_code: int, description: str, *examples: tuple[str, dict]) -> dict:
+    """`{status: OpenApiResponse(ErrorOutput)}` with named `error_example` bodies."""
+    return {
+        status_code: OpenApiResponse(
+            ErrorOutput, description=description,
+            examples=[OpenApiExample(name, value=value, status_codes=[str(status_code)], response_only=True) for name, value in examples],
+        )
+    }
+
+
+def paginated(*examples: dict) -> dict:
+    """A page example as `core.pagination` answers it."""
+    return {"results": list(examples), "count": len(examples), "limit": 20, "offset": 0}
+
+
+ORG_HEADER = OpenApiParameter(
+    "X-Organization", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="With a member user's JWT: the organization (id or slug) to act for. Not needed with an API key. "
+    "Where a person may also read as themselves (wallets, history), a user's JWT without it reads the person's own.",
+)
+
+IDEMPOTENCY_REQUIRED = (
+    "1-255 printable characters, unique per request you mean to make once (a UUID). Retrying with the same key "
+    "and body replays the first response (header `Idempotency-Replayed: true`); a different body is 422 "
+    "IDEMPOTENCY_KEY_REUSED; while the first is running, 409 IDEMPOTENCY_KEY_IN_PROGRESS. `X-Idempotency-Key` "
+    "is accepted too. Kept at least 24 hours."
+)
+
+
+def idempotency_header(*, required: bool = True, description: str = IDEMPOTENCY_REQUIRED) -> OpenApiParameter:
+    """The `Idempotency-Key` header parameter (`core.idempotency`): required on money requests."""
+    return OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=required, description=description)
 
 
 def page_of(items: serializers.BaseSerializer, name: str) -> serializers.Serializer:

@@ -1,43 +1,15 @@
 """The one outbox (SPEC 4, "the money path"): every side effect that leaves the database.
-
-Webhook deliveries (`webhook.deliver`), payout sending and status checks (`payout.send`,
-`payout.check`), e-mails (`accounts.2fa.email_code`) and pay-order settlement kicks
-(`payorder.settle`) are all topics of this one mechanism; nothing else enqueues work after commit.
+docs/outbox.md has the design.
 
 Invariants:
-- Emit. `outbox_emit` writes an `OutboxMessage` row in the caller's transaction (the money
-  transaction): a rollback removes it with everything else, a commit makes it durable. After
-  commit `core.tasks.dispatch_outbox` is enqueued for it (fail fast: a dead broker only delays
-  the message, it is never lost). A message may be made due later (`available_at`).
-- Claim. A dispatcher takes a due row with `SELECT ... FOR UPDATE SKIP LOCKED`, counts the
-  attempt, writes a lease (`lease_owner`, `lease_expires_at`, and `next_attempt_at` = the lease's
-  expiry) and COMMITS. The row lock lives only for that short claim transaction, so two
-  dispatchers never run one message at the same time while its lease holds, and a message whose
-  worker died (SIGKILL, OOM, a lost host) simply falls due again when its lease runs out.
-- Handle. The handlers run with NO database transaction open and no row lock held
-  (`_require_no_transaction`: the dispatcher refuses to run inside `atomic()`; a handler that
-  calls the outside world never does it under a lock). A handler takes its own short
-  transactions for what it records.
-- Record. The outcome is written in a new short statement: `done`; or, on an exception, the
-  error, and `next_attempt_at` by ONE backoff policy (`backoff_seconds`: base * 2^(n-1), capped,
-  with equal jitter seeded by the message id and attempt, so everyone computes the same time);
-  or `dead` after OUTBOX_MAX_ATTEMPTS claims or OUTBOX_MAX_AGE_SECONDS of age (admin: visible,
-  re-queued by the "retry" action). A failure is recorded only by the lease's owner; a success
-  by whoever finishes first (the effect happened).
-- Sweep. `core.tasks.sweep_outbox` (Celery beat, every OUTBOX_SWEEP_SECONDS) claims and runs
-  every due row: retries, expired leases, and first attempts whose after-commit dispatch never
-  came (a message gets SWEEP_GRACE_SECONDS for its own dispatch before the sweeper takes it).
-
-Handlers must be idempotent: one can run twice (a crash between its outside call and the
-record, or a lease that ran out under a hung call). Use a stable id towards the outside world
-(a webhook's `webhook-id`, a payout's `reference`). Register handlers at import time of the
-app's `tasks.py`, which its `AppConfig.ready` imports (so web processes, workers and tests all
-have them):
-
-    register_handler("payout.send", _payout_send_handler)  # func(message: OutboxMessage) -> None
-
-A topic with no registered handler counts as a failure (retried, then dead), so a worker that
-forgot a handler module does not silently drop messages.
+- `outbox_emit` writes an `OutboxMessage` in the caller's transaction: it commits or rolls back
+  with the caller's money; after commit a dispatch is enqueued (a dead broker only delays it).
+- A dispatcher claims a due row (`FOR UPDATE SKIP LOCKED`, a lease, committed), runs its handler
+  with NO transaction open and no lock held, and records the outcome: `done`, a retry by the one
+  backoff policy (`backoff_seconds`), or `dead` after OUTBOX_MAX_ATTEMPTS / OUTBOX_MAX_AGE_SECONDS.
+- The sweeper (beat, OUTBOX_SWEEP_SECONDS) runs every due row whose dispatch never came.
+- Handlers are idempotent (one can run twice) and registered at import time of their app's
+  `tasks.py` (`register_handler(topic, func)`); a topic without a handler is a failure.
 """
 
 from __future__ import annotations

@@ -94,6 +94,15 @@ def _retry_after(*, limit: int, window: float, elapsed: float, current: int, pre
     return min(max(t, 0.001), window - elapsed)
 
 
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """DRF's rate notation ("20/min", "5/s", "1000/day") as (limit, window in seconds)."""
+    count, _, period = str(rate).partition("/")
+    return int(count), _PERIODS[period.strip()[:1].lower()]
+
+
 def hit(key: str, *, limit: int, window: float, now: float | None = None) -> Verdict:
     """Count one hit for `key` if fewer than `limit` fall in the last `window` seconds."""
     now = time.time() if now is None else now

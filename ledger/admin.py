@@ -6,7 +6,7 @@ Invariants:
 * Wallet suspend/activate are actions that call `ledger.services` (never FSMAdminMixin, which
   saves the model itself), so every change is audited with the staff actor.
 * "Reverse" on transactions asks for a reason (and optionally an amount) on an intermediate
-  page and calls `ledger.reversals.staff_transaction_reverse` for each: the same service as the
+  page and calls `wallets.movements.reversals.staff_transaction_reverse` for each: the same service as the
   API, so a customer deposit is charged back through the money path, audited with the staff
   actor. Needs `ledger.change_transaction`.
 * A wallet's page links to its statement (PDF, CSV): the same documents as the API's
@@ -25,19 +25,9 @@ from django.utils.html import format_html
 from compliance.admin_lists import PlatformShardFilter, TransactionAmountMixin
 from core.errors import CofferError
 from ledger.models import Asset, AuthorizationHold, Entry, Hold, Posting, Transaction, Wallet
-from ledger.reversals import staff_transaction_reverse
+from core.admin import ReadOnlyModelAdmin, ReadOnlyTabularInline
+from wallets.movements.reversals import staff_transaction_reverse
 from ledger.services import wallet_activate, wallet_suspend
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Asset)
@@ -56,7 +46,7 @@ class AssetAdmin(admin.ModelAdmin):
 
 
 @admin.register(Wallet)
-class WalletAdmin(ReadOnlyAdmin):
+class WalletAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "asset", "kind", "purpose", "shard", "customer", "organization", "label", "balance", "held", "status")
     list_filter = (PlatformShardFilter, "status", "kind", "purpose", "asset")
     search_fields = ("id", "label", "customer__name", "customer__external_id", "customer__user__email", "organization__name")
@@ -121,33 +111,13 @@ class WalletAdmin(ReadOnlyAdmin):
         self._run(request, queryset, wallet_activate, "activated")
 
 
-class _LedgerRowsInline(admin.TabularInline):
-    """Append-only ledger rows shown under their transaction: never added, changed or deleted."""
-
-    extra = 0
-    can_delete = False
-    related: tuple[str, ...] = ()
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).select_related(*self.related)
-
-
-class EntryInline(_LedgerRowsInline):
+class EntryInline(ReadOnlyTabularInline):
     model = Entry
     fields = ("id", "wallet", "direction", "amount", "balance_after", "operation_index", "created_at")
     related = ("wallet__asset",)
 
 
-class PostingInline(_LedgerRowsInline):
+class PostingInline(ReadOnlyTabularInline):
     model = Posting
     fields = ("index", "kind", "source_wallet", "source_purpose", "destination_wallet", "destination_purpose", "amount", "asset")
     related = ("source_wallet__asset", "destination_wallet__asset", "asset")
@@ -161,7 +131,7 @@ class ReversalForm(forms.Form):
 
 
 @admin.register(Transaction)
-class TransactionAdmin(TransactionAmountMixin, ReadOnlyAdmin):
+class TransactionAdmin(TransactionAmountMixin, ReadOnlyModelAdmin):
     list_display = ("id", "type", "status", "amount_display", "customer", "organization", "counterparty_display", "reference",
                     "reversed_amount", "reversal_of", "failure_code", "created_at")
     list_filter = ("status", "type")
@@ -204,7 +174,7 @@ class TransactionAdmin(TransactionAmountMixin, ReadOnlyAdmin):
 
 
 @admin.register(AuthorizationHold)
-class AuthorizationHoldAdmin(ReadOnlyAdmin):
+class AuthorizationHoldAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "organization", "status", "source_wallet", "destination_wallet", "amount", "captured_amount", "reference",
                     "expires_at", "closed_at")
     list_filter = ("status",)
@@ -213,7 +183,7 @@ class AuthorizationHoldAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Entry)
-class EntryAdmin(ReadOnlyAdmin):
+class EntryAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "transaction", "wallet", "direction", "amount", "balance_after", "created_at")
     list_filter = ("direction",)
     search_fields = ("=transaction__id", "=wallet__id")
@@ -221,7 +191,7 @@ class EntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Hold)
-class HoldAdmin(ReadOnlyAdmin):
+class HoldAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "wallet", "transaction", "amount", "status", "reason", "created_at")
     list_filter = ("status",)
     list_select_related = ("wallet__asset", "transaction")

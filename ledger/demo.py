@@ -15,6 +15,7 @@ from django.db import transaction
 from accounts.models import Customer, User
 from ledger.errors import DuplicateReference
 from ledger.models import Asset, Wallet
+from ledger.selectors import platform_asset
 from ledger.posting import Issue, ledger_post
 from ledger.services import wallet_open
 
@@ -47,7 +48,7 @@ def seed_ledger_demo(stdout) -> None:
         if user is None:
             stdout.write(f"ledger demo: no user {email}, skipped")
             continue
-        asset = Asset.objects.get(code=code, organization__isnull=True)
+        asset = platform_asset(code)
         with transaction.atomic():
             customer = _customer(user)
             wallet = _wallet(customer, asset)

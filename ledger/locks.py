@@ -1,10 +1,11 @@
-"""Row-lock querysets of the ledger, and where the ledger's locks sit in the global order.
+"""Row-lock querysets of the ledger, and where the ledger's locks sit in the global order
+(docs/lock-order.md has the whole order, with its advisory locks).
 
 Invariants (STYLE 4, SPEC 4.7):
 * One order everywhere: the parent row first (a payout, review case, exchange quote or pay
-  order, locked by its own app; an `AuthorizationHold`, `ledger.holds`), then the ledger
+  order, locked by its own app; an `AuthorizationHold`, `wallets.movements.holds`), then the ledger
   transaction (a held or pending one being completed; the ORIGINAL of a reversal,
-  `ledger.reversals`, so racing partial reversals of one transaction run one after the other),
+  `wallets.movements.reversals`, so racing partial reversals of one transaction run one after the other),
   then customers by ascending id (`compliance.limits.customers_lock`), then wallets by
   ascending id (a posting's shard rows in the same statement), then holds. Nothing locks
   backwards, so postings cannot deadlock.

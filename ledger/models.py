@@ -23,6 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from compliance.models import MovementType
 from core.money import format_amount
 
 
@@ -191,12 +192,13 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
     operations, as requested and resolved, are its `postings`, whatever its status."""
 
     class Type(models.TextChoices):
-        DEPOSIT = "deposit", "Deposit"
-        WITHDRAWAL = "withdrawal", "Withdrawal"
-        TRANSFER = "transfer", "Transfer"
-        EXCHANGE = "exchange", "Exchange"
+        # The movement types (`compliance.models.MovementType`) are transaction types by declaration.
+        DEPOSIT = MovementType.DEPOSIT.value, "Deposit"
+        WITHDRAWAL = MovementType.WITHDRAWAL.value, "Withdrawal"
+        TRANSFER = MovementType.TRANSFER.value, "Transfer"
+        EXCHANGE = MovementType.EXCHANGE.value, "Exchange"
         FEE = "fee", "Fee"
-        SETTLEMENT = "settlement", "Settlement"
+        SETTLEMENT = MovementType.SETTLEMENT.value, "Settlement"
         REFUND = "refund", "Refund"
         LEDGER = "ledger", "Ledger (organization)"
         REVERSAL = "reversal", "Reversal"
@@ -232,7 +234,7 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
     failure_operation_index = models.IntegerField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
-    # Reversals (`ledger.reversals`): a reversal names the transaction it reverses; the original
+    # Reversals (`wallets.movements.reversals`): a reversal names the transaction it reverses; the original
     # keeps how much of its principal (first posting) has been reversed so far.
     reversal_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversals", db_index=False,
@@ -407,7 +409,7 @@ class Hold(ConcurrentTransitionMixin, models.Model):
 
 
 class AuthorizationHold(ConcurrentTransitionMixin, models.Model):
-    """An organization's authorization hold (`/api/v1/holds`, `ledger.holds`): `amount` reserved
+    """An organization's authorization hold (`/api/v1/holds`, `wallets.movements.holds`): `amount` reserved
     from `source_wallet` for `destination_wallet` until captured, voided or expired.
 
     The reservation is `transaction`, a `pending` ledger transaction with its one transfer

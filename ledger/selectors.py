@@ -18,10 +18,11 @@ from decimal import Decimal
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 
+from accounts.models import Customer, Organization, User
 from core.db import model_columns, model_from_row, query
 from core.errors import NotFound
 from ledger.errors import WalletNotFound
-from ledger.models import Asset, Entry, Hold, Transaction, Wallet
+from ledger.models import Asset, Entry, Transaction, Wallet
 
 WALLET_RELATED = ("asset", "customer__user", "organization")
 
@@ -61,8 +62,6 @@ def wallets_with_owners(where: str, params: list, *, lock_customer_of_user: int 
     customer row is locked FOR NO KEY UPDATE and read fresh after the lock, as
     `compliance.limits.customers_lock` does; outside a transaction (or on SQLite) no lock is
     taken here and the money path takes its own."""
-    from accounts.models import Customer, Organization, User
-
     # outside a transaction a lock would end with the statement: leave it to the money path
     locking = lock_customer_of_user is not None and connection.vendor == "postgresql" and connection.in_atomic_block
     key = (connection.vendor, where, locking)
@@ -95,7 +94,7 @@ def wallets_with_owners(where: str, params: list, *, lock_customer_of_user: int 
             fresh, _ = model_from_row(Customer, row, at)
             if fresh is not None:  # the locked customer as it is now (the rest of the row is the statement's snapshot)
                 customer = fresh
-                wallet.customer_locked = True  # the money path takes it as locked (moneypath.pipeline)
+                wallet.customer_locked = True  # the money path takes it as locked (wallets.pipeline)
         Wallet._meta.get_field("asset").set_cached_value(wallet, asset)
         Wallet._meta.get_field("customer").set_cached_value(wallet, customer)
         Wallet._meta.get_field("organization").set_cached_value(wallet, organization if wallet.organization_id else None)
@@ -172,6 +171,21 @@ def asset_get(*, code: str, organization=None) -> Asset:
     return Asset.objects.get(organization__isnull=True, code=code)
 
 
+def platform_asset(code: str) -> Asset | None:
+    """The one lookup of a platform asset (not an organization's custom one) by code, or None."""
+    return Asset.objects.filter(code=code, organization__isnull=True).first()
+
+
+def platform_exponents() -> dict[str, int]:
+    """The exponent of each platform asset, by code."""
+    return dict(Asset.objects.filter(organization__isnull=True).values_list("code", "exponent"))
+
+
+def customer_wallets(*, customer) -> list[Wallet]:
+    """A customer's wallets with their assets, oldest first."""
+    return list(Wallet.objects.select_related("asset").filter(customer=customer).order_by("id"))
+
+
 def wallet_list(*, customer=None, organization=None) -> QuerySet[Wallet]:
     """A customer's wallets, or an organization's system wallets and its customers' wallets."""
     qs = Wallet.objects.select_related("asset", "customer")
@@ -203,16 +217,6 @@ def wallet_entries(*, wallet: Wallet | int) -> QuerySet[Entry]:
     """A wallet's statement, newest first."""
     wid = wallet.pk if isinstance(wallet, Wallet) else wallet
     return Entry.objects.filter(wallet_id=wid).select_related("wallet__asset").order_by("-id")
-
-
-def transaction_entries(*, transaction: Transaction | int) -> QuerySet[Entry]:
-    tid = transaction.pk if isinstance(transaction, Transaction) else transaction
-    return Entry.objects.filter(transaction_id=tid).select_related("wallet__asset").order_by("id")
-
-
-def wallet_open_holds(*, wallet: Wallet | int) -> QuerySet[Hold]:
-    wid = wallet.pk if isinstance(wallet, Wallet) else wallet
-    return Hold.objects.filter(wallet_id=wid, status=Hold.Status.HELD)
 
 
 def platform_account_balance(asset: Asset | int, purpose: str) -> Decimal:

@@ -1,7 +1,7 @@
 """Celery tasks of the ledger and their beat entries (registered here, as every app does).
 
 - `expire_holds`: every LEDGER_HOLD_EXPIRY_SECONDS (30 s), releases the authorization holds past
-  their `expires_at` (`ledger.holds.holds_expire_due`). Each hold is expired in its own short
+  their `expires_at` (`wallets.movements.holds.holds_expire_due`). Each hold is expired in its own short
   transaction under its row lock and only while still `held`, so two runs, or a run racing a
   capture or a void, act on a hold exactly once. This module is imported by `LedgerConfig.ready`.
 """
@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import OperationalError
 
 from config.celery import app
-from ledger.holds import holds_expire_due
+from wallets.movements.holds import holds_expire_due
 
 BATCH = 500
 

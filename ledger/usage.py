@@ -27,13 +27,14 @@ from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
+from compliance.models import MovementType
 from ledger.models import Posting, Transaction, UsageCounter, Wallet
 
 ZERO = Decimal(0)
 OUTGOING, INCOMING = "outgoing", "incoming"
-USAGE_TYPES = frozenset({"deposit", "withdrawal", "transfer", "exchange", "settlement"})
-FEE_INCLUDED_TYPES = frozenset({"exchange"})
-OPERATION_USAGE = {"issue": "deposit", "redeem": "withdrawal", "transfer": "transfer"}
+USAGE_TYPES = frozenset(MovementType.values)
+FEE_INCLUDED_TYPES = frozenset({MovementType.EXCHANGE.value})
+OPERATION_USAGE = {"issue": MovementType.DEPOSIT.value, "redeem": MovementType.WITHDRAWAL.value, "transfer": MovementType.TRANSFER.value}
 COUNTED_STATUSES = frozenset({Transaction.Status.COMPLETED, Transaction.Status.PENDING, Transaction.Status.IN_REVIEW})
 
 

@@ -2,57 +2,30 @@
 
 from django.contrib import admin, messages
 
+from core.admin import ReadOnlyModelAdmin, ReadOnlyTabularInline
+
 from payorders.models import DepositAddress, PayOrder, PayOrderPayment, PayOrderQuote, PayOrderStatusChange, Refund, XpubKey
 from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
 from payorders.services.settlement import payorder_settle
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class StatusChangeInline(admin.TabularInline):
+class StatusChangeInline(ReadOnlyTabularInline):
     model = PayOrderStatusChange
     fields = ["at", "from_status", "to_status", "cause", "actor_label"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class PaymentInline(admin.TabularInline):
+class PaymentInline(ReadOnlyTabularInline):
     model = PayOrderPayment
     fields = ["tx_hash", "log_index", "asset", "amount", "confirmations", "status", "source", "late", "detected_at"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class RefundInline(admin.TabularInline):
+class RefundInline(ReadOnlyTabularInline):
     model = Refund
     fields = ["public_id", "kind", "status", "amount", "currency", "destination_address", "tx_hash", "ledger_transaction"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(PayOrder)
-class PayOrderAdmin(_ReadOnly):
+class PayOrderAdmin(ReadOnlyModelAdmin):
     list_display = ["public_id", "organization", "type", "status", "amount", "currency", "source_currency", "underpaid", "overpaid", "late_payment", "created_at"]
     list_filter = ["status", "type", "underpaid", "overpaid", "late_payment", "chain"]
     search_fields = ["public_id", "description", "deposit_address__address", "payments__tx_hash"]
@@ -81,7 +54,7 @@ class PayOrderAdmin(_ReadOnly):
 
 
 @admin.register(PayOrderPayment)
-class PayOrderPaymentAdmin(_ReadOnly):
+class PayOrderPaymentAdmin(ReadOnlyModelAdmin):
     list_display = ["tx_hash", "log_index", "pay_order", "asset", "amount", "status", "confirmations", "late", "detected_at"]
     list_filter = ["status", "chain", "asset", "late", "source"]
     search_fields = ["tx_hash", "to_address", "from_address"]
@@ -89,27 +62,27 @@ class PayOrderPaymentAdmin(_ReadOnly):
 
 
 @admin.register(PayOrderQuote)
-class PayOrderQuoteAdmin(_ReadOnly):
+class PayOrderQuoteAdmin(ReadOnlyModelAdmin):
     list_display = ["__str__", "pay_order", "source_currency", "chain", "amount", "rate", "expires_at"]
     list_select_related = ["pay_order"]
 
 
 @admin.register(Refund)
-class RefundAdmin(_ReadOnly):
+class RefundAdmin(ReadOnlyModelAdmin):
     list_display = ["public_id", "pay_order", "kind", "status", "amount", "currency", "destination_address", "tx_hash", "created_at"]
     list_filter = ["status", "kind", "chain"]
     list_select_related = ["pay_order"]
 
 
 @admin.register(XpubKey)
-class XpubKeyAdmin(_ReadOnly):
+class XpubKeyAdmin(ReadOnlyModelAdmin):
     list_display = ["organization", "chain", "network", "next_index", "gap_limit", "constrained_since", "is_active", "created_at"]
     list_filter = ["chain", "is_active"]
     list_select_related = ["organization"]
 
 
 @admin.register(DepositAddress)
-class DepositAddressAdmin(_ReadOnly):
+class DepositAddressAdmin(ReadOnlyModelAdmin):
     list_display = ["address", "chain", "index", "xpub_key", "released_at", "created_at"]
     search_fields = ["address"]
     list_select_related = ["xpub_key"]

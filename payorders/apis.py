@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import django_filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from accounts.orgs.serializers import OrgErrorOutput
 from accounts.orgs.tenancy import OWNER_ONLY, OrganizationScopedMixin
 from accounts.identity.throttles import MoneyThrottle
 from core.filters import InstantFilter
+from core.openapi import ORG_HEADER, error_example, error_response, idempotency_header
 from core.idempotency import HEADER, LEGACY_HEADER, idempotent, idempotent_execute
 from payorders import selectors
 from payorders.models import PayOrder, XpubKey
@@ -51,43 +51,25 @@ from payorders.services.quotes import payorder_quote, payorder_select_quote
 from payorders.services.refunds import payorder_refund, refund_attach_transaction
 
 TAG = ["pay orders"]
-ORG_HEADER = OpenApiParameter(
-    "X-Organization", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description="For a member user's JWT: the organization (id or slug) to act for. Not needed with an API key.",
-)
-OPTIONAL_KEY = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+OPTIONAL_KEY = idempotency_header(
+    required=False,
     description="Optional here (creating an order moves no money). Sent, a retry with the same key and body replays the "
     "first response (`Idempotency-Replayed: true`); `X-Idempotency-Key` is accepted too.",
 )
-REQUIRED_KEY = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True,
+REQUIRED_KEY = idempotency_header(
     description="Required: a refund moves money. Same key and body -> the first response again; another body -> 422 "
     "IDEMPOTENCY_KEY_REUSED; while the first runs -> 409 IDEMPOTENCY_KEY_IN_PROGRESS. Kept at least 24 h.",
 )
 ID_PARAM = OpenApiParameter("public_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The pay order's id (a UUID).")
 
 
-def _err(code: str, message: str, details: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
-
-
-def _resp(status_code: int, description: str, *examples: tuple[str, dict]) -> dict:
-    return {
-        status_code: OpenApiResponse(
-            OrgErrorOutput, description=description,
-            examples=[OpenApiExample(name, value=value, status_codes=[str(status_code)], response_only=True) for name, value in examples],
-        )
-    }
-
-
 AUTH_ERRORS = {
-    **_resp(401, "AUTHENTICATION_FAILED", ("Bad key", _err("AUTHENTICATION_FAILED", "Authentication credentials were missing or not valid."))),
-    **_resp(403, "PERMISSION_DENIED: a user who is not an allowed member"),
+    **error_response(401, "AUTHENTICATION_FAILED", ("Bad key", error_example("AUTHENTICATION_FAILED", "Authentication credentials were missing or not valid."))),
+    **error_response(403, "PERMISSION_DENIED: a user who is not an allowed member"),
 }
-NOT_FOUND = _resp(404, "NOT_FOUND: no such pay order in your organization", ("Unknown", _err("NOT_FOUND", "No such pay order.", {"id": "0d2b..."})))
-BAD = _resp(400, "VALIDATION_ERROR naming the fields", ("Bad amount", _err("VALIDATION_ERROR", "amount: at most 2 decimals", {"fields": {"amount": ["at most 2 decimals"]}})))
-STATE = _resp(409, "INVALID_STATE", ("Wrong state", _err("INVALID_STATE", "A COMPLETED pay order cannot be cancelled.", {"status": "COMPLETED", "action": "cancel"})))
+NOT_FOUND = error_response(404, "NOT_FOUND: no such pay order in your organization", ("Unknown", error_example("NOT_FOUND", "No such pay order.", {"id": "0d2b..."})))
+BAD = error_response(400, "VALIDATION_ERROR naming the fields", ("Bad amount", error_example("VALIDATION_ERROR", "amount: at most 2 decimals", {"fields": {"amount": ["at most 2 decimals"]}})))
+STATE = error_response(409, "INVALID_STATE", ("Wrong state", error_example("INVALID_STATE", "A COMPLETED pay order cannot be cancelled.", {"status": "COMPLETED", "action": "cancel"})))
 
 ORDER_ID = "5b0c8f3e-8a4e-4c55-9b2f-2d8a6f0b1c9e"
 QUOTE_ID = "b3f1f0a2-4a9e-4f57-8f6e-3f1d6f4c2a10"
@@ -245,7 +227,7 @@ class PayOrderQuoteApi(_OrderApi):
         request=PayOrderQuoteInput,
         responses={
             200: QuoteListOutput, **BAD, **AUTH_ERRORS, **NOT_FOUND, **STATE,
-            **_resp(503, "PRICE_UNAVAILABLE or CHAIN_UNAVAILABLE: try again shortly"),
+            **error_response(503, "PRICE_UNAVAILABLE or CHAIN_UNAVAILABLE: try again shortly"),
         },
         examples=[
             OpenApiExample("All currencies", value={}, request_only=True),
@@ -273,11 +255,11 @@ class PayOrderPaymentDetailsApi(_OrderApi):
         request=PaymentDetailsInput,
         responses={
             200: PaymentDetailsOutput, **AUTH_ERRORS, **NOT_FOUND,
-            **_resp(409, "QUOTE_EXPIRED, INVALID_STATE, DEPOSIT_KEY_MISSING (register an xpub for the chain) or GAP_LIMIT_REACHED "
+            **error_response(409, "QUOTE_EXPIRED, INVALID_STATE, DEPOSIT_KEY_MISSING (register an xpub for the chain) or GAP_LIMIT_REACHED "
                     "(every address within the key's gap limit is unused and none can be reused yet; Retry-After when one will be)",
-                    ("Quote expired", _err("QUOTE_EXPIRED", "The quote or payment window has passed; request a new quote.", {"quote_id": QUOTE_ID})),
-                    ("No key", _err("DEPOSIT_KEY_MISSING", "Register an extended public key for bitcoin before issuing deposit addresses.", {"chain": "bitcoin"})),
-                    ("Gap limit", _err("GAP_LIMIT_REACHED", "The ethereum key's 20 newest addresses are all unused (its gap limit is 20) and none can be reused yet.",
+                    ("Quote expired", error_example("QUOTE_EXPIRED", "The quote or payment window has passed; request a new quote.", {"quote_id": QUOTE_ID})),
+                    ("No key", error_example("DEPOSIT_KEY_MISSING", "Register an extended public key for bitcoin before issuing deposit addresses.", {"chain": "bitcoin"})),
+                    ("Gap limit", error_example("GAP_LIMIT_REACHED", "The ethereum key's 20 newest addresses are all unused (its gap limit is 20) and none can be reused yet.",
                                        {"chain": "ethereum", "gap_limit": 20, "unused_addresses": 20, "retry_after": 1800}))),
         },
         examples=[
@@ -304,13 +286,13 @@ class PayOrderProcessApi(_OrderApi):
         request=ProcessInput,
         responses={
             200: PayOrderDetailOutput, **BAD, **AUTH_ERRORS,
-            **_resp(404, "NOT_FOUND (order) or TRANSACTION_NOT_FOUND (the chain does not know the hash)",
-                    ("Unknown hash", _err("TRANSACTION_NOT_FOUND", "The chain does not know this transaction.", {"tx_hash": TX_HASH}))),
-            **_resp(409, "TRANSACTION_ALREADY_USED, INVALID_STATE or QUOTE_EXPIRED",
-                    ("Used", _err("TRANSACTION_ALREADY_USED", "This transaction has already been used for a payment.", {"tx_hash": TX_HASH}))),
-            **_resp(422, "PAYMENT_MISMATCH: wrong recipient, asset, failed, or less than is due (the order is unchanged)",
-                    ("Too little", _err("PAYMENT_MISMATCH", "This transaction pays 0.010000000000000000 ETH; 0.031328330000000000 is due.", {"tx_hash": TX_HASH}))),
-            **_resp(503, "CHAIN_UNAVAILABLE: the node cannot be reached; retry"),
+            **error_response(404, "NOT_FOUND (order) or TRANSACTION_NOT_FOUND (the chain does not know the hash)",
+                    ("Unknown hash", error_example("TRANSACTION_NOT_FOUND", "The chain does not know this transaction.", {"tx_hash": TX_HASH}))),
+            **error_response(409, "TRANSACTION_ALREADY_USED, INVALID_STATE or QUOTE_EXPIRED",
+                    ("Used", error_example("TRANSACTION_ALREADY_USED", "This transaction has already been used for a payment.", {"tx_hash": TX_HASH}))),
+            **error_response(422, "PAYMENT_MISMATCH: wrong recipient, asset, failed, or less than is due (the order is unchanged)",
+                    ("Too little", error_example("PAYMENT_MISMATCH", "This transaction pays 0.010000000000000000 ETH; 0.031328330000000000 is due.", {"tx_hash": TX_HASH}))),
+            **error_response(503, "CHAIN_UNAVAILABLE: the node cannot be reached; retry"),
         },
         examples=[
             OpenApiExample("Submit", value={"tx_hash": TX_HASH}, request_only=True),
@@ -336,8 +318,8 @@ class PayOrderRefundApi(_OrderApi):
         request=RefundInput,
         responses={
             201: RefundOutput, **BAD, **AUTH_ERRORS, **NOT_FOUND, **STATE,
-            **_resp(422, "INSUFFICIENT_FUNDS: the settlement wallet no longer holds the settled amount; IDEMPOTENCY_KEY_REUSED"),
-            **_resp(429, "RATE_LIMITED"),
+            **error_response(422, "INSUFFICIENT_FUNDS: the settlement wallet no longer holds the settled amount; IDEMPOTENCY_KEY_REUSED"),
+            **error_response(429, "RATE_LIMITED"),
         },
         examples=[
             OpenApiExample("Refund the order", value={"destination_address": "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe", "reason": "customer returned the goods"}, request_only=True),
@@ -362,7 +344,7 @@ class RefundTransactionApi(_OrderApi):
         operation_id="pay_orders_refund_transaction", tags=TAG,
         parameters=[ORG_HEADER, ID_PARAM, OpenApiParameter("refund_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
         request=RefundTransactionInput,
-        responses={200: RefundOutput, **BAD, **AUTH_ERRORS, **NOT_FOUND, **STATE, **_resp(422, "PAYMENT_MISMATCH: it does not send the refund")},
+        responses={200: RefundOutput, **BAD, **AUTH_ERRORS, **NOT_FOUND, **STATE, **error_response(422, "PAYMENT_MISMATCH: it does not send the refund")},
         examples=[
             OpenApiExample("Attach", value={"tx_hash": TX_HASH}, request_only=True),
             OpenApiExample("Sent", value={**REFUND, "status": "sent", "tx_hash": TX_HASH, "sent_at": "2026-01-16T09:05:00Z"}, response_only=True),

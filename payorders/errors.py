@@ -5,7 +5,6 @@ from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 __all__ = [
     "DepositKeyMissing",
     "GapLimitReached",
-    "field_error",
     "PayOrderNotFound",
     "PayOrderInvalidState",
     "QuoteExpired",
@@ -16,11 +15,6 @@ __all__ = [
     "RefundNotFound",
     "NothingToRefund",
 ]
-
-
-def field_error(field_name: str, message: str) -> ValidationFailed:
-    """A 400 naming one input field."""
-    return ValidationFailed(f"{field_name}: {message}", details={"fields": {field_name: [message]}})
 
 
 class DepositKeyMissing(CofferError):

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db.models import Exists, Max, OuterRef, QuerySet
 
 from core.money import format_amount
-from ledger.models import Asset
+from ledger.selectors import platform_asset
 from payorders.chains import confirmations_required, sandbox_enabled
 from payorders.chains.base import CHAIN_ASSETS
 from payorders.errors import PayOrderNotFound, QuoteNotFound, RefundNotFound
@@ -90,11 +90,6 @@ def checkout_url(order: PayOrder) -> str:
 
 def source_exponent(currency: str) -> int:
     return CHAIN_ASSETS[currency].decimals
-
-
-def platform_asset(code: str):
-    """The platform's (not an organization's custom) asset with this code, or None."""
-    return Asset.objects.filter(code=code, organization__isnull=True).first()
 
 
 def currency_exponent(code: str) -> int:

@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 export DJANGO_SETTINGS_MODULE=config.settings.test
 if [ -f scripts/test-deps.sh ]; then bash scripts/test-deps.sh; fi
+# The import contract first (.importlinter, docs/architecture.md): a wrong-way import fails here,
+# naming the layers it crosses and the chain of imports.
+$BIN/lint-imports --no-cache
 echo "database: ${DATABASE_URL:-sqlite (DATABASE_URL not set)}; cache: ${REDIS_URL:-local memory (REDIS_URL not set)}"
 # Two pytest-xdist workers by default (the suite's tests are independent: each worker has its own
 # test database and cache prefix); PYTEST_WORKERS=0 runs in one process.

@@ -4,7 +4,7 @@ inside one transaction, the test's own events), then the chain is verified."""
 from typing import Any
 
 from compliance.models import AuditEvent
-from compliance.services import audit_chain_advance, audit_verify
+from compliance.audit import audit_chain_advance, audit_verify
 
 
 def audit_chain_verified() -> dict[str, Any]:

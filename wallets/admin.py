@@ -4,8 +4,9 @@ sent payout now (`payout_settle`: the provider is called with no transaction ope
 
 from django.contrib import admin, messages
 
+from core.admin import ReadOnlyModelAdmin
 from wallets.models import ExchangeQuote, Payout
-from wallets.services import payout_settle
+from wallets.movements.payouts import payout_settle
 
 
 @admin.register(Payout)
@@ -33,17 +34,8 @@ class PayoutAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExchangeQuote)
-class ExchangeQuoteAdmin(admin.ModelAdmin):
+class ExchangeQuoteAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "customer", "source_amount", "source_currency", "destination_amount", "destination_currency", "rate", "status", "expires_at"]
     list_filter = ["status", "source_currency", "destination_currency"]
     list_select_related = ["customer"]
     readonly_fields = [f.name for f in ExchangeQuote._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False

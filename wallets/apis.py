@@ -16,10 +16,11 @@ from ledger.filters import entries_in_range
 from accounts.identity.throttles import MoneyThrottle
 from accounts.identity.twofactor import HEADER as TWO_FACTOR_HEADER, twofactor_code_from
 from core.idempotency import idempotent
-from core.openapi import PAGE_LIMIT, PAGE_OFFSET, page_of
+from core.openapi import error_example, idempotency_header, PAGE_LIMIT, PAGE_OFFSET, page_of
 from core.pagination import LimitOffsetPagination
 from ledger.serializers import WalletOutput
 from wallets import selectors, services
+from wallets.movements import deposits, exchanges, transfers, withdrawals
 from wallets.serializers import (
     DepositInput,
     EntryOutput,
@@ -37,22 +38,7 @@ from wallets.serializers import (
     withdrawal_representation,
 )
 
-IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    name="Idempotency-Key",
-    location=OpenApiParameter.HEADER,
-    required=True,
-    type=str,
-    description=(
-        "1-255 printable characters, unique per request you mean to make once (a UUID). Retrying with the same key "
-        "and body replays the first response (header `Idempotency-Replayed: true`); a different body is 422 "
-        "IDEMPOTENCY_KEY_REUSED; while the first is running, 409 IDEMPOTENCY_KEY_IN_PROGRESS. `X-Idempotency-Key` "
-        "is accepted too. Kept at least 24 hours."
-    ),
-)
-
-
-def _error(code: str, message: str, details: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+IDEMPOTENCY_PARAMETER = idempotency_header()
 
 
 WALLET_EXAMPLE = {
@@ -74,15 +60,15 @@ TRANSFER_RESULT_EXAMPLE = {
 }
 MONEY_ERRORS = {
     400: OpenApiResponse(description="VALIDATION_ERROR (naming the field), IDEMPOTENCY_KEY_REQUIRED or CURRENCY_MISMATCH", examples=[
-        OpenApiExample("Bad amount", value=_error("VALIDATION_ERROR", "amount: This asset allows at most 2 decimals.", {"fields": {"amount": ["This asset allows at most 2 decimals."]}}), status_codes=["400"]),
-        OpenApiExample("No key", value=_error("IDEMPOTENCY_KEY_REQUIRED", "This request moves money: send an Idempotency-Key header."), status_codes=["400"]),
+        OpenApiExample("Bad amount", value=error_example("VALIDATION_ERROR", "amount: This asset allows at most 2 decimals.", {"fields": {"amount": ["This asset allows at most 2 decimals."]}}), status_codes=["400"]),
+        OpenApiExample("No key", value=error_example("IDEMPOTENCY_KEY_REQUIRED", "This request moves money: send an Idempotency-Key header."), status_codes=["400"]),
     ]),
     404: OpenApiResponse(description="NOT_FOUND: no such wallet of yours"),
     409: OpenApiResponse(description="IDEMPOTENCY_KEY_IN_PROGRESS or WALLET_INACTIVE", examples=[
-        OpenApiExample("Still running", value=_error("IDEMPOTENCY_KEY_IN_PROGRESS", "A request with this Idempotency-Key is still being processed.", {"idempotency_key": "0b7c..."}), status_codes=["409"]),
+        OpenApiExample("Still running", value=error_example("IDEMPOTENCY_KEY_IN_PROGRESS", "A request with this Idempotency-Key is still being processed.", {"idempotency_key": "0b7c..."}), status_codes=["409"]),
     ]),
     422: OpenApiResponse(description="INSUFFICIENT_FUNDS (the failed transaction is recorded) or IDEMPOTENCY_KEY_REUSED", examples=[
-        OpenApiExample("Insufficient funds", value=_error("INSUFFICIENT_FUNDS", "Wallet 42 would go below zero.", {"operation_index": 0, "transaction_id": 1003}), status_codes=["422"]),
+        OpenApiExample("Insufficient funds", value=error_example("INSUFFICIENT_FUNDS", "Wallet 42 would go below zero.", {"operation_index": 0, "transaction_id": 1003}), status_codes=["422"]),
     ]),
     429: OpenApiResponse(description="RATE_LIMITED (Retry-After)"),
 }
@@ -95,12 +81,12 @@ TWO_FACTOR_PARAMETER = OpenApiParameter(
 MONEY_PATH_ERRORS = {
     **MONEY_ERRORS,
     403: OpenApiResponse(description="2FA_REQUIRED (at or above the step-up threshold, no X-2FA-Code) or 2FA_VERIFICATION_FAILED", examples=[
-        OpenApiExample("Step-up needed", value=_error("2FA_REQUIRED", "A movement of 5000 USD or more needs a second factor: ...", {"header": "X-2FA-Code", "methods": ["totp"], "threshold": "5000", "currency": "USD"}), status_codes=["403"]),
+        OpenApiExample("Step-up needed", value=error_example("2FA_REQUIRED", "A movement of 5000 USD or more needs a second factor: ...", {"header": "X-2FA-Code", "methods": ["totp"], "threshold": "5000", "currency": "USD"}), status_codes=["403"]),
     ]),
     422: OpenApiResponse(description="INSUFFICIENT_FUNDS (the failed transaction is recorded), LIMIT_EXCEEDED, TRANSACTION_REJECTED or IDEMPOTENCY_KEY_REUSED", examples=[
-        OpenApiExample("Insufficient funds", value=_error("INSUFFICIENT_FUNDS", "Wallet 42 would go below zero.", {"operation_index": 0, "transaction_id": 1003}), status_codes=["422"]),
-        OpenApiExample("Limit", value=_error("LIMIT_EXCEEDED", "This transfer of 1500.00 USD exceeds the single-transaction limit of 1000.00 USD for KYC level none.", {"limit_type": "single", "limit": "1000.00", "used": "0.00", "remaining": "1000.00", "requested": "1500.00", "currency": "USD", "type": "transfer", "direction": "outgoing", "kyc_level": "none"}), status_codes=["422"]),
-        OpenApiExample("Rejected", value=_error("TRANSACTION_REJECTED", "This transaction was blocked by our compliance checks."), status_codes=["422"]),
+        OpenApiExample("Insufficient funds", value=error_example("INSUFFICIENT_FUNDS", "Wallet 42 would go below zero.", {"operation_index": 0, "transaction_id": 1003}), status_codes=["422"]),
+        OpenApiExample("Limit", value=error_example("LIMIT_EXCEEDED", "This transfer of 1500.00 USD exceeds the single-transaction limit of 1000.00 USD for KYC level none.", {"limit_type": "single", "limit": "1000.00", "used": "0.00", "remaining": "1000.00", "requested": "1500.00", "currency": "USD", "type": "transfer", "direction": "outgoing", "kyc_level": "none"}), status_codes=["422"]),
+        OpenApiExample("Rejected", value=error_example("TRANSACTION_REJECTED", "This transaction was blocked by our compliance checks."), status_codes=["422"]),
     ]),
 }
 
@@ -220,7 +206,7 @@ class DepositCreateApi(_UserApi):
     def post(self, request):
         data = DepositInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tx = services.deposit_create(user=request.user, **data.validated_data)
+        tx = deposits.deposit_create(user=request.user, **data.validated_data)
         return Response(transaction_representation(transaction=tx, viewer=request.user), status=_money_status(tx))  # MoneyTransactionOutput's shape (tested)
 
 
@@ -241,11 +227,11 @@ class TransferCreateApi(_UserApi):
     def post(self, request):
         data = TransferInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tx = services.transfer_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
+        tx = transfers.transfer_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
         return Response(transaction_representation(transaction=tx, viewer=request.user), status=_money_status(tx))  # MoneyTransactionOutput's shape (tested)
 
 
-# --- Withdrawals and exchanges (wallets.services: the money path, payouts, FX) -------------------------------
+# --- Withdrawals and exchanges (wallets.movements: the money path, payouts, FX) -------------------------------
 WITHDRAWAL_EXAMPLE = {
     "id": 1004, "type": "withdrawal", "status": "pending", "amount": "100.00", "currency": "EUR", "fee": "1.00",
     "source_wallet_id": 44, "source_wallet_name": "Jane Doe", "destination_wallet_id": None, "destination_wallet_name": None,
@@ -291,8 +277,8 @@ class WithdrawalListCreateApi(_UserApi):
         parameters=[IDEMPOTENCY_PARAMETER, TWO_FACTOR_PARAMETER], request=WithdrawalInput,
         responses={202: WithdrawalOutput, **MONEY_PATH_ERRORS, 400: OpenApiResponse(
             description="VALIDATION_ERROR (naming the field), INVALID_IBAN, INVALID_BENEFICIARY or IDEMPOTENCY_KEY_REQUIRED", examples=[
-                OpenApiExample("Bad IBAN", value=_error("INVALID_IBAN", "destination.iban: Invalid checksum digits.", {"fields": {"destination.iban": ["Invalid checksum digits"]}}), status_codes=["400"]),
-                OpenApiExample("No name", value=_error("INVALID_BENEFICIARY", "destination.name: The beneficiary's name (1-200 characters) is required.", {"fields": {"destination.name": ["The beneficiary's name (1-200 characters) is required."]}}), status_codes=["400"]),
+                OpenApiExample("Bad IBAN", value=error_example("INVALID_IBAN", "destination.iban: Invalid checksum digits.", {"fields": {"destination.iban": ["Invalid checksum digits"]}}), status_codes=["400"]),
+                OpenApiExample("No name", value=error_example("INVALID_BENEFICIARY", "destination.name: The beneficiary's name (1-200 characters) is required.", {"fields": {"destination.name": ["The beneficiary's name (1-200 characters) is required."]}}), status_codes=["400"]),
             ])},
         examples=[
             OpenApiExample("To an IBAN", request_only=True, value={"wallet_id": 44, "amount": "100.00", "description": "Monthly rent", "destination": {
@@ -306,7 +292,7 @@ class WithdrawalListCreateApi(_UserApi):
     def post(self, request):
         data = WithdrawalInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tx = services.withdrawal_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
+        tx = withdrawals.withdrawal_create(user=request.user, two_factor_code=twofactor_code_from(request), **data.validated_data)
         return Response(WithdrawalOutput(withdrawal_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))
 
 
@@ -346,7 +332,7 @@ class ExchangeQuoteApi(_UserApi):
     def post(self, request):
         data = ExchangeQuoteInput(data=request.data)
         data.is_valid(raise_exception=True)
-        quote = services.exchange_quote_create(user=request.user, **data.validated_data)
+        quote = exchanges.exchange_quote_create(user=request.user, **data.validated_data)
         return Response(ExchangeQuoteOutput(quote).data, status=status.HTTP_201_CREATED)
 
 
@@ -363,7 +349,7 @@ class ExchangeCreateApi(_UserApi):
         parameters=[IDEMPOTENCY_PARAMETER, TWO_FACTOR_PARAMETER], request=ExchangeInput,
         responses={201: ExchangeOutput, 202: ExchangeOutput, **MONEY_PATH_ERRORS, 409: OpenApiResponse(
             description="QUOTE_EXPIRED, INVALID_STATE (quote used), WALLET_INACTIVE or IDEMPOTENCY_KEY_IN_PROGRESS", examples=[
-                OpenApiExample("Expired", value=_error("QUOTE_EXPIRED", "This quote has expired: ask for a new one.", {"quote_id": QUOTE_EXAMPLE["quote_id"], "expired_at": "2026-06-01T10:00:30+00:00"}), status_codes=["409"]),
+                OpenApiExample("Expired", value=error_example("QUOTE_EXPIRED", "This quote has expired: ask for a new one.", {"quote_id": QUOTE_EXAMPLE["quote_id"], "expired_at": "2026-06-01T10:00:30+00:00"}), status_codes=["409"]),
             ])},
         examples=[
             OpenApiExample("Execute", value={"quote_id": QUOTE_EXAMPLE["quote_id"]}, request_only=True),
@@ -379,5 +365,5 @@ class ExchangeCreateApi(_UserApi):
     def post(self, request):
         data = ExchangeInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tx = services.exchange_execute(user=request.user, quote_id=data.validated_data["quote_id"], two_factor_code=twofactor_code_from(request))
+        tx = exchanges.exchange_execute(user=request.user, quote_id=data.validated_data["quote_id"], two_factor_code=twofactor_code_from(request))
         return Response(ExchangeOutput(exchange_representation(transaction=tx, viewer=request.user)).data, status=_money_status(tx))

@@ -8,7 +8,7 @@ Interface (`PayoutProvider`):
 - `status(payout) -> PayoutResult`: where an accepted payout stands now: `accepted` (still in
   flight, ask again at `check_at`), `completed` or `failed`.
 Neither is ever called inside a database transaction or under a row lock (STYLE 4):
-`wallets.services.payout_send` claims the payout (pending -> sending, committed), calls `send`
+`wallets.movements.payouts.payout_send` claims the payout (pending -> sending, committed), calls `send`
 with no transaction open and records the answer in a new short transaction that locks the payout
 row; `payout_settle` calls `status` the same way. Both run as outbox handlers (`payout.send`,
 `payout.check`), so a call can be repeated after a crash: hence the idempotency on `reference`.

@@ -12,7 +12,7 @@ move a payout from the state they expect; the provider is idempotent on `Payout.
 
 from core.models import OutboxMessage
 from core.outbox import register_handler
-from wallets.services import PAYOUT_CHECK_TOPIC, PAYOUT_TOPIC, payout_id_of, payout_send, payout_settle
+from wallets.movements.payouts import PAYOUT_CHECK_TOPIC, PAYOUT_TOPIC, payout_id_of, payout_send, payout_settle
 
 
 def payout_send_handler(message: OutboxMessage) -> None:

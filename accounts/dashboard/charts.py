@@ -2,7 +2,7 @@
 
 Invariants:
 - Amounts stay Decimal (geometry included); exact amounts are formatted by
-  `core.money.format_amount`, axis labels by `_compact`.
+  `core.money.format_amount`, axis labels by `core.money.format_compact`.
 - Every figure is the organization's own: its system wallets and its customers' wallets, its
   pay orders; days are UTC days, the last CHART_DAYS of them.
 """
@@ -16,24 +16,12 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from core.money import format_amount
+from core.money import format_amount, format_compact
 from ledger.models import Entry
 from ledger.selectors import Viewer, wallets_owned
 from payorders.models import PayOrder
 
 CHART_DAYS = 30
-
-
-def _compact(value: Decimal) -> str:
-    """An axis label of a few characters (each bar's title carries the exact amount)."""
-    for threshold, scale, suffix in ((10**9, 10**9, "B"), (10**6, 10**6, "M"), (10**4, 10**3, "k")):
-        if value >= threshold:
-            return f"{(value / scale).quantize(Decimal('0.1')).normalize():f}{suffix}"
-    if value >= 100:
-        return f"{value.quantize(Decimal(1)):f}"
-    if value >= 1:
-        return f"{value.quantize(Decimal('0.01')).normalize():f}"
-    return f"{value.quantize(Decimal('0.0001')).normalize():f}"
 
 
 def bar_chart(*, days: list[dt.date], values: dict[dt.date, Decimal], exact: dict[dt.date, str], unit: str,
@@ -65,8 +53,8 @@ def bar_chart(*, days: list[dt.date], values: dict[dt.date, Decimal], exact: dic
         "width": width, "height": height, "left": left, "top": top, "bottom_y": top + plot_h,
         "ylabel_x": left - 6, "center_x": (left + plot_w / 2).quantize(one),
         "mid_y": (top + plot_h / 2).quantize(one), "right_x": width - right, "label_y": height - 8,
-        "bars": bars, "peak": _compact(peak) if peak else "",
-        "half": _compact(peak / 2) if peak and (not counts or peak % 2 == 0) else "",
+        "bars": bars, "peak": format_compact(peak) if peak else "",
+        "half": format_compact(peak / 2) if peak and (not counts or peak % 2 == 0) else "",
         "unit": unit, "empty": peak == 0,
     }
 

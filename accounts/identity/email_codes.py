@@ -29,7 +29,7 @@ from accounts.identity.twofactor import (
     latest_email_otp,
 )
 from accounts.models import EmailOtp, User
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import RateLimited
 from core.models import OutboxMessage
 from core.outbox import outbox_emit

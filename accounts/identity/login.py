@@ -26,10 +26,10 @@ from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.identity.services import fields_error, normalize_email
+from accounts.identity.services import normalize_email
 from accounts.models import User
-from compliance.services import audit_record
-from core.errors import AuthenticationFailed
+from compliance.audit import audit_record
+from core.errors import AuthenticationFailed, fields_error
 from core.models import OutboxMessage
 from core.outbox import outbox_emit
 

@@ -23,8 +23,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Customer, User
-from compliance.services import audit_record
-from core.errors import ValidationFailed
+from compliance.audit import audit_record
+from core.errors import ValidationFailed, fields_error
 from core.models import OutboxMessage
 from core.outbox import outbox_emit
 
@@ -33,11 +33,6 @@ SIGNUP_EXISTING_TOPIC = "accounts.signup.existing"
 
 class EmailTaken(ValidationFailed):
     """A user with this e-mail exists (`user_create`; the public signup never shows it)."""
-
-
-def fields_error(fields: dict[str, list[str]], message: str | None = None) -> ValidationFailed:
-    first_field, errors = next(iter(fields.items()))
-    return ValidationFailed(message or f"Invalid input: {first_field}: {errors[0]}", details={"fields": fields})
 
 
 def normalize_email(email: str) -> str:

@@ -32,7 +32,7 @@ from rest_framework_simplejwt.tokens import RefreshToken, Token
 
 from accounts.identity.login import user_authenticate
 from accounts.models import RefreshTokenFamily, User
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import AuthenticationFailed, ValidationFailed
 
 PASSWORD_FINGERPRINT_CLAIM = "pwf"

@@ -34,7 +34,7 @@ from accounts.identity.twofactor import (
     verification_failed,
 )
 from accounts.models import TotpDevice, User
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import InvalidState
 
 

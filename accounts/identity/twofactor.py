@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from accounts.crypto import decrypt_secret, lookup_hash, lookup_hashes
 from accounts.models import EmailOtp, TotpDevice, User
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import CofferError
 
 HEADER = "X-2FA-Code"

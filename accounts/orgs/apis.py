@@ -13,7 +13,8 @@ from rest_framework.response import Response
 
 from accounts.models import ApiKey, Customer
 from accounts.orgs import services as org_services
-from accounts.orgs.openapi import CONFLICT, ERRORS, NOT_FOUND, ORG_HEADER, paginated_example
+from accounts.orgs.openapi import CONFLICT, ERRORS, NOT_FOUND
+from core.openapi import ORG_HEADER, paginated
 from accounts.orgs.serializers import (
     ApiKeyCreatedOutput,
     ApiKeyCreateInput,
@@ -58,7 +59,7 @@ class ApiKeyListCreateApi(OrganizationScopedMixin, generics.GenericAPIView):
     @extend_schema(
         operation_id="api_keys_list", tags=["organization: API keys"], parameters=[ORG_HEADER],
         responses={200: ApiKeyOutput(many=True), **ERRORS},
-        examples=[OpenApiExample("Keys", value=paginated_example(KEY_EXAMPLE), response_only=True)],
+        examples=[OpenApiExample("Keys", value=paginated(KEY_EXAMPLE), response_only=True)],
         summary="List the organization's API keys with their scopes (secrets are never shown again)",
     )
     def get(self, request):
@@ -126,7 +127,7 @@ class CustomerListApi(OrganizationScopedMixin, generics.ListAPIView):
     @extend_schema(
         operation_id="customers_list", tags=["organization: customers"], parameters=[ORG_HEADER],
         responses={200: CustomerOutput(many=True), **ERRORS},
-        examples=[OpenApiExample("Customers", value=paginated_example(CUSTOMER_EXAMPLE), response_only=True)],
+        examples=[OpenApiExample("Customers", value=paginated(CUSTOMER_EXAMPLE), response_only=True)],
         summary="List the organization's customers",
     )
     def get(self, request, *args, **kwargs):

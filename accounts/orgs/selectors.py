@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from django.db import connection
 
-from accounts.models import ApiKey, Customer, Organization
+from accounts.models import ApiKey, Organization
 from core.db import model_columns, model_from_row, query
-from ledger.models import Wallet
 
 _KEY_SQL: dict[tuple[str, int], str] = {}
 
@@ -31,8 +30,3 @@ def api_key_by_hashes(hashes: list[str]) -> ApiKey | None:
     organization, _ = model_from_row(Organization, row, at)
     ApiKey._meta.get_field("organization").set_cached_value(api_key, organization)
     return api_key
-
-
-def customer_wallets(*, customer: Customer) -> list:
-    """The customer's wallets (ledger.Wallet rows whose `customer` is this one)."""
-    return list(Wallet.objects.select_related("asset").filter(customer=customer).order_by("id"))

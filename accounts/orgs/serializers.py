@@ -10,17 +10,7 @@ from rest_framework import serializers
 
 from accounts.models import ApiKey, Customer
 from accounts.orgs.scopes import DEFAULT_SCOPES, SCOPES
-from accounts.orgs.selectors import customer_wallets
-
-
-class OrgErrorDetailOutput(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    details = serializers.DictField()
-
-
-class OrgErrorOutput(serializers.Serializer):
-    error = OrgErrorDetailOutput()
+from ledger.selectors import customer_wallets
 
 
 # --- API keys ------------------------------------------------------------------------------------

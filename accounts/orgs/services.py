@@ -28,7 +28,7 @@ from django.utils.text import slugify
 from accounts.crypto import encrypt_secret, lookup_hash
 from accounts.models import ApiKey, Customer, Membership, Organization, User
 from accounts.orgs.scopes import DEFAULT_SCOPES, INTEGRATION_SCOPES, normalize_scopes
-from compliance.services import audit_count, audit_record
+from compliance.audit import audit_count, audit_record
 from core.errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 
 API_KEY_ID_PREFIX = "key_"

@@ -13,7 +13,8 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 
 from accounts.models import WebhookDelivery, WebhookEndpoint
-from accounts.orgs.openapi import CONFLICT, ERRORS, NOT_FOUND, ORG_HEADER, paginated_example
+from accounts.orgs.openapi import CONFLICT, ERRORS, NOT_FOUND
+from core.openapi import ORG_HEADER, paginated
 from accounts.orgs.tenancy import OrganizationScopedMixin
 from accounts.webhooks import services as webhook_services
 from accounts.webhooks.serializers import (
@@ -68,7 +69,7 @@ class WebhookEndpointListCreateApi(OrganizationScopedMixin, generics.GenericAPIV
     @extend_schema(
         operation_id="webhook_endpoints_list", tags=["organization: webhooks"], parameters=[ORG_HEADER],
         responses={200: WebhookEndpointOutput(many=True), **ERRORS},
-        examples=[OpenApiExample("Endpoints", value=paginated_example(ENDPOINT_EXAMPLE), response_only=True)],
+        examples=[OpenApiExample("Endpoints", value=paginated(ENDPOINT_EXAMPLE), response_only=True)],
         summary="List webhook endpoints",
     )
     def get(self, request):
@@ -168,7 +169,7 @@ class WebhookDeliveryListApi(OrganizationScopedMixin, generics.ListAPIView):
     @extend_schema(
         operation_id="webhook_deliveries_list", tags=["organization: webhooks"], parameters=[ORG_HEADER],
         responses={200: WebhookDeliveryOutput(many=True), **ERRORS},
-        examples=[OpenApiExample("Deliveries", value=paginated_example(DELIVERY_EXAMPLE), response_only=True)],
+        examples=[OpenApiExample("Deliveries", value=paginated(DELIVERY_EXAMPLE), response_only=True)],
         summary="Webhook deliveries, newest first",
     )
     def get(self, request, *args, **kwargs):

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "ledger",
     "wallets",
     "payorders",
+    "config",  # the project's own commands (seed_demo): above every app in the import layers
 ]
 
 MIDDLEWARE = [
@@ -327,7 +328,7 @@ PAYOUT_SANDBOX_SETTLE_SECONDS = env.float("PAYOUT_SANDBOX_SETTLE_SECONDS", defau
 PAYOUT_SANDBOX_FAIL = env.bool("PAYOUT_SANDBOX_FAIL", default=False)
 EXCHANGE_QUOTE_TTL_SECONDS = env.int("EXCHANGE_QUOTE_TTL_SECONDS", default=30)
 
-# --- Audit chain (compliance.services) ---------------------------------------------------------
+# --- Audit chain (compliance.audit) ------------------------------------------------------------
 # HMAC key of the audit chain and its checkpoints: a secret, never stored in the database.
 # No default here: local and test settings carry a development key, production requires one.
 AUDIT_CHAIN_KEY = env("AUDIT_CHAIN_KEY", default="")

@@ -14,7 +14,8 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 
 from accounts.orgs.tenancy import IsOrganization, request_organization
-from ledger.apis.common import AUTH_ERRORS, ORG_HEADER, ErrorOutput, IsOrganizationOrUser, error_body, paginated
+from core.openapi import ErrorOutput, ORG_HEADER, error_example, paginated
+from ledger.apis.common import AUTH_ERRORS, IsOrganizationOrUser
 from ledger.models import Asset
 from ledger.selectors import assets_visible
 from ledger.serializers import AssetCreateInput, AssetOutput, validated
@@ -57,7 +58,7 @@ class AssetListCreateApi(generics.GenericAPIView):
         examples=[
             OpenApiExample("Loyalty points", value={"code": "POINTS", "name": "Loyalty points", "exponent": 0}, request_only=True),
             OpenApiExample("Created", value=ASSET_EXAMPLE, response_only=True, status_codes=["201"]),
-            OpenApiExample("Code taken", value=error_body("VALIDATION_ERROR", "code: an asset POINTS already exists.",
+            OpenApiExample("Code taken", value=error_example("VALIDATION_ERROR", "code: an asset POINTS already exists.",
                                                       {"fields": {"code": ["An asset with this code already exists."]}}),
                            response_only=True, status_codes=["400"]),
         ],

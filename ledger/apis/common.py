@@ -9,14 +9,13 @@ Invariants:
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework.permissions import BasePermission
 
 from accounts.orgs.authentication import OrganizationPrincipal
 from accounts.models import User
-from accounts.orgs.serializers import OrgErrorOutput as ErrorOutput
 from accounts.orgs.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
+from core.openapi import ErrorOutput
 from ledger.selectors import Viewer
 
 class IsOrganizationOrUser(BasePermission):
@@ -45,19 +44,6 @@ def viewer_of(request) -> Viewer:
     return Viewer(user=request.user)
 
 
-def error_body(code: str, message: str, details: dict | None = None) -> dict:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
-
-
-def paginated(*examples: dict) -> dict:
-    return {"results": list(examples), "count": len(examples), "limit": 20, "offset": 0}
-
-
-ORG_HEADER = OpenApiParameter(
-    "X-Organization", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
-    description="With a member user's JWT: the organization (id or slug) to act for. Not needed with an API key. "
-    "On history endpoints, a user's JWT without it reads the person's own transactions.",
-)
 AUTH_ERRORS = {
     401: OpenApiResponse(ErrorOutput, description="AUTHENTICATION_FAILED"),
     403: OpenApiResponse(ErrorOutput, description="PERMISSION_DENIED (a member without a suitable role; a user on an organization endpoint)"),

@@ -1,4 +1,4 @@
-"""`/holds`: an organization's authorization holds (`ledger.holds`): authorize, capture, void, read.
+"""`/holds`: an organization's authorization holds (`wallets.movements.holds`): authorize, capture, void, read.
 
 Invariants:
 * Create, capture and void move (or reserve) money: `Idempotency-Key` required, `@idempotent`
@@ -16,8 +16,9 @@ from accounts.identity.throttles import MoneyThrottle
 from accounts.orgs.tenancy import IsOrganization
 from core.fields import RawAmountField
 from core.idempotency import idempotent
-from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, ORG_HEADER, ErrorOutput, error_body, paginated
-from ledger.holds import (
+from core.openapi import ErrorOutput, ORG_HEADER, error_example, paginated
+from ledger.apis.common import AUTH_ERRORS, NOT_FOUND
+from wallets.movements.holds import (
     MAX_EXPIRES_IN,
     hold_get,
     hold_representation,
@@ -81,7 +82,7 @@ MONEY_ERRORS = {
     **AUTH_ERRORS,
     429: OpenApiResponse(ErrorOutput, description="RATE_LIMITED (Retry-After)"),
 }
-NOT_HELD = OpenApiExample("Not held any more", response_only=True, status_codes=["409"], value=error_body(
+NOT_HELD = OpenApiExample("Not held any more", response_only=True, status_codes=["409"], value=error_example(
     "INVALID_STATE", "Hold 12 is expired.", {"hold_id": 12, "status": "expired"}))
 
 
@@ -126,7 +127,7 @@ class HoldListCreateApi(generics.GenericAPIView):
                 "source_wallet_id": 31, "destination_wallet_id": 32, "amount": "25.00", "currency": "USD", "reference": "booking-881",
                 "description": "Hotel deposit", "expires_in": 604800}),
             OpenApiExample("Held", response_only=True, status_codes=["201"], value=HOLD_EXAMPLE),
-            OpenApiExample("Not enough available", response_only=True, status_codes=["422"], value=error_body(
+            OpenApiExample("Not enough available", response_only=True, status_codes=["422"], value=error_example(
                 "INSUFFICIENT_FUNDS", "Operation 0: wallet 31 has insufficient available funds.",
                 {"operation_index": 0, "wallet_id": 31, "transaction_id": 1202})),
         ],
@@ -177,7 +178,7 @@ class HoldCaptureApi(generics.GenericAPIView):
         examples=[
             OpenApiExample("Partial", request_only=True, value={"amount": "20.00"}),
             OpenApiExample("Captured", response_only=True, status_codes=["200"], value=CAPTURED_EXAMPLE),
-            OpenApiExample("More than held", response_only=True, status_codes=["400"], value=error_body(
+            OpenApiExample("More than held", response_only=True, status_codes=["400"], value=error_example(
                 "VALIDATION_ERROR", "amount: at most the held 25.00 USD.", {"fields": {"amount": ["At most the held 25.00."]}, "held_amount": "25.00"})),
             NOT_HELD,
         ],

@@ -1,5 +1,5 @@
 """`POST /transactions/{id}/reverse`: an organization reverses a transaction it posted, in full or
-in part (`ledger.reversals`).
+in part (`wallets.movements.reversals`).
 
 Invariants:
 * Money movement: `Idempotency-Key` required (`@idempotent` owns the durable transaction, so a
@@ -19,9 +19,10 @@ from accounts.identity.throttles import MoneyThrottle
 from accounts.orgs.tenancy import IsOrganization
 from core.fields import RawAmountField
 from core.idempotency import idempotent
-from ledger.apis.common import AUTH_ERRORS, ORG_HEADER, ErrorOutput, error_body
+from core.openapi import ErrorOutput, ORG_HEADER, error_example
+from ledger.apis.common import AUTH_ERRORS
 from ledger.apis.transactions import TX_DETAIL_EXAMPLE
-from ledger.reversals import organization_transaction_reverse
+from wallets.movements.reversals import organization_transaction_reverse
 from ledger.serializers import LedgerTransactionDetailOutput, validated
 
 
@@ -99,13 +100,13 @@ class TransactionReverseApi(APIView):
             OpenApiExample("Partial", request_only=True, value={"amount": "2", "reason": "customer cancelled"}),
             OpenApiExample("All that remains, fees kept", request_only=True, value={"reason": "duplicate order", "include_fees": False}),
             OpenApiExample("Reversed in part", response_only=True, status_codes=["201"], value=REVERSAL_EXAMPLE),
-            OpenApiExample("Already fully reversed", response_only=True, status_codes=["409"], value=error_body(
+            OpenApiExample("Already fully reversed", response_only=True, status_codes=["409"], value=error_example(
                 "INVALID_STATE", "Transaction 981 is already fully reversed: only a completed transaction can be reversed.",
                 {"transaction_id": 981, "status": "reversed", "type": "ledger"})),
-            OpenApiExample("Past the remainder", response_only=True, status_codes=["409"], value=error_body(
+            OpenApiExample("Past the remainder", response_only=True, status_codes=["409"], value=error_example(
                 "INVALID_STATE", "Only 4 POINTS of transaction 981 remains to be reversed.",
                 {"transaction_id": 981, "status": "completed", "type": "ledger", "requested_amount": "5", "remaining_amount": "4", "currency": "POINTS"})),
-            OpenApiExample("Money already spent", response_only=True, status_codes=["422"], value=error_body(
+            OpenApiExample("Money already spent", response_only=True, status_codes=["422"], value=error_example(
                 "INSUFFICIENT_FUNDS", "Operation 0: wallet 31 has insufficient available funds.",
                 {"operation_index": 0, "wallet_id": 31, "code": "INSUFFICIENT_FUNDS", "reason": "Operation 0: wallet 31 has insufficient available funds.",
                  "transaction_id": 991, "transaction": {**REVERSAL_EXAMPLE, "id": 991, "status": "failed", "entries": [], "completed_at": None,

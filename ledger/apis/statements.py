@@ -24,7 +24,8 @@ from rest_framework.views import APIView
 from accounts.models import Customer
 from accounts.orgs.tenancy import IsOrganization
 from core.errors import NotFound
-from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, ORG_HEADER, ErrorOutput, IsOrganizationOrUser, error_body, viewer_of
+from core.openapi import ErrorOutput, ORG_HEADER, error_example
+from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, IsOrganizationOrUser, viewer_of
 from ledger.models import Wallet
 from ledger.selectors import wallet_balance_at, wallet_get_visible
 from ledger.statements import (
@@ -73,16 +74,16 @@ BALANCE_EXAMPLE = {
 }
 BAD_DATE = OpenApiExample(
     "Bad date", status_codes=["400"], response_only=True,
-    value=error_body("VALIDATION_ERROR", "at: Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z.",
+    value=error_example("VALIDATION_ERROR", "at: Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z.",
                      {"fields": {"at": ["Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z."]}}),
 )
 UNKNOWN_PARAM = OpenApiExample(
     "Unknown parameter", status_codes=["400"], response_only=True,
-    value=error_body("VALIDATION_ERROR", "Unknown query parameter(s): since.", {"unknown_parameters": ["since"], "allowed_parameters": ["at"]}),
+    value=error_example("VALIDATION_ERROR", "Unknown query parameter(s): since.", {"unknown_parameters": ["since"], "allowed_parameters": ["at"]}),
 )
 WALLET_NOT_FOUND = OpenApiExample(
     "Not yours", status_codes=["404"], response_only=True,
-    value=error_body("NOT_FOUND", "Wallet 43 not found.", {"wallet_id": 43}),
+    value=error_example("NOT_FOUND", "Wallet 43 not found.", {"wallet_id": 43}),
 )
 
 
@@ -206,13 +207,13 @@ STATEMENT_ERRORS = {
 }
 STATEMENT_ERROR_EXAMPLES = [
     OpenApiExample("from after to", status_codes=["400"], response_only=True,
-                   value=error_body("VALIDATION_ERROR", "'from' must not be after 'to'.",
+                   value=error_example("VALIDATION_ERROR", "'from' must not be after 'to'.",
                                     {"fields": {"from": ["'from' must not be after 'to'."]}, "from": "2026-06-01T00:00:00+00:00", "to": "2026-05-31T23:59:59.999999+00:00"})),
     OpenApiExample("Bad date", status_codes=["400"], response_only=True,
-                   value=error_body("VALIDATION_ERROR", "from: Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z.",
+                   value=error_example("VALIDATION_ERROR", "from: Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z.",
                                     {"fields": {"from": ["Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z."]}})),
     OpenApiExample("Too long for JSON", status_codes=["400"], response_only=True,
-                   value=error_body("VALIDATION_ERROR", "This period has 25000 entries; JSON and PDF statements carry at most 10000. Use format=csv or a shorter period.",
+                   value=error_example("VALIDATION_ERROR", "This period has 25000 entries; JSON and PDF statements carry at most 10000. Use format=csv or a shorter period.",
                                     {"entry_count": 25000, "limit": 10000, "fields": {"format": ["Use csv for this period."]}})),
 ]
 STATEMENT_CONTENT = {
@@ -298,7 +299,7 @@ class CustomerStatementApi(_ReadApi):
                 "wallets": [{**STATEMENT_EXAMPLE, "owner_name": "Ada Lovelace", "customer_external_id": "user-8812"}]}),
             *STATEMENT_ERROR_EXAMPLES,
             OpenApiExample("Not yours", status_codes=["404"], response_only=True,
-                           value=error_body("NOT_FOUND", "Customer 'user-0000' not found.", {"external_id": "user-0000"})),
+                           value=error_example("NOT_FOUND", "Customer 'user-0000' not found.", {"external_id": "user-0000"})),
         ],
     )
     def get(self, request, external_id: str):

@@ -11,15 +11,15 @@ Invariants:
 
 from __future__ import annotations
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 
 from accounts.orgs.tenancy import IsOrganization
 from accounts.identity.throttles import MoneyThrottle
 from core.idempotency import idempotent
-from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, ORG_HEADER, ErrorOutput, IsOrganizationOrUser, error_body, paginated, viewer_of
+from core.openapi import ORG_HEADER, ErrorOutput, error_example, idempotency_header, paginated
+from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, IsOrganizationOrUser, viewer_of
 from ledger.filters import TransactionFilter
 from ledger.models import Transaction
 from ledger.selectors import transaction_entries_visible, transaction_get, transactions_visible
@@ -32,10 +32,10 @@ from ledger.serializers import (
     transactions_with_entries,
     validated,
 )
-from ledger.services import organization_transaction_post
+from wallets.movements.organization import organization_transaction_post
 
-REFERENCE_IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+REFERENCE_IDEMPOTENCY_PARAMETER = idempotency_header(
+    required=False,
     description="Optional here: the transaction's `reference` is its retry key (a reference used before, completed or "
     "failed, is 409 DUPLICATE_REFERENCE carrying that transaction). With a key, the key's rules apply as on every money "
     "endpoint (same key and body: the first response replayed).",
@@ -111,7 +111,7 @@ class LedgerTransactionListCreateApi(generics.GenericAPIView):
         responses={200: LedgerTransactionOutput(many=True), 400: OpenApiResponse(ErrorOutput, description="VALIDATION_ERROR: a bad filter value, e.g. from=yesterday"), **AUTH_ERRORS},
         examples=[
             OpenApiExample("A user's history", value=paginated(USER_TX_EXAMPLE), response_only=True),
-            OpenApiExample("Bad date", value=error_body("VALIDATION_ERROR", "Invalid input: from: Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z.",
+            OpenApiExample("Bad date", value=error_example("VALIDATION_ERROR", "Invalid input: from: Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z.",
                                                     {"fields": {"from": ["Enter an ISO 8601 date or date-time, e.g. 2026-05-31 or 2026-05-31T12:00:00Z."]}}),
                            response_only=True, status_codes=["400"]),
         ],
@@ -153,17 +153,17 @@ class LedgerTransactionListCreateApi(generics.GenericAPIView):
                     {"type": "transfer", "source_wallet_id": 31, "destination_wallet_id": 32, "amount": "11"},
                 ]}),
             OpenApiExample("Completed", value=TX_DETAIL_EXAMPLE, response_only=True, status_codes=["201"]),
-            OpenApiExample("Failed at operation 0", response_only=True, status_codes=["422"], value=error_body(
+            OpenApiExample("Failed at operation 0", response_only=True, status_codes=["422"], value=error_example(
                 "INSUFFICIENT_FUNDS", "Operation 0: wallet 31 has insufficient available funds.",
                 {"operation_index": 0, "wallet_id": 31, "code": "INSUFFICIENT_FUNDS",
                  "reason": "Operation 0: wallet 31 has insufficient available funds.", "transaction_id": 980,
                  "transaction": FAILED_DETAIL_EXAMPLE})),
-            OpenApiExample("Reference already used", response_only=True, status_codes=["409"], value=error_body(
+            OpenApiExample("Reference already used", response_only=True, status_codes=["409"], value=error_example(
                 "DUPLICATE_REFERENCE", "The reference 'order-77' was already used (transaction 981).",
                 {"reference": "order-77", "transaction_id": 981, "status": "completed", "type": "ledger", "transaction": TX_DETAIL_EXAMPLE})),
-            OpenApiExample("Not your wallet", response_only=True, status_codes=["404"], value=error_body(
+            OpenApiExample("Not your wallet", response_only=True, status_codes=["404"], value=error_example(
                 "NOT_FOUND", "Wallet not found.", {"operation_index": 1, "field": "operations[1].destination_wallet_id"})),
-            OpenApiExample("Bad amount", response_only=True, status_codes=["400"], value=error_body(
+            OpenApiExample("Bad amount", response_only=True, status_codes=["400"], value=error_example(
                 "VALIDATION_ERROR", "operations[0].amount: This asset allows at most 0 decimals.",
                 {"fields": {"operations[0].amount": ["This asset allows at most 0 decimals."]}})),
         ],

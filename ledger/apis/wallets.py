@@ -20,7 +20,8 @@ from accounts.models import User
 from accounts.orgs.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
 from core.pagination import LimitOffsetPagination
 from core.errors import ValidationFailed
-from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, ORG_HEADER, ErrorOutput, IsOrganizationOrUser, error_body
+from core.openapi import ErrorOutput, ORG_HEADER, error_example
+from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, IsOrganizationOrUser
 from ledger.filters import entries_in_range
 from ledger.models import Wallet
 from ledger.selectors import Viewer, org_wallet_get, org_wallets_for, wallet_entries
@@ -132,7 +133,7 @@ class WalletSuspendApi(_WalletTransitionApi):
         examples=[
             OpenApiExample("Why", value={"reason": "chargeback investigation"}, request_only=True),
             OpenApiExample("Suspended", value={**ORG_WALLET_EXAMPLE, "status": "suspended"}, response_only=True),
-            OpenApiExample("Not active", value=error_body("INVALID_STATE", "A suspended wallet cannot be suspended.", {"wallet_id": 31, "status": "suspended"}),
+            OpenApiExample("Not active", value=error_example("INVALID_STATE", "A suspended wallet cannot be suspended.", {"wallet_id": 31, "status": "suspended"}),
                            response_only=True, status_codes=["409"]),
         ],
     )
@@ -169,7 +170,7 @@ class WalletCloseApi(generics.GenericAPIView):
         examples=[
             OpenApiExample("Why", value={"reason": "customer left"}, request_only=True),
             OpenApiExample("Closed", value={**ORG_WALLET_EXAMPLE, "balance": "0", "available_balance": "0", "status": "closed"}, response_only=True),
-            OpenApiExample("Not empty", value=error_body("WALLET_NOT_EMPTY", "Wallet 31 still holds 120 POINTS.", {"wallet_id": 31, "balance": "120", "held": "0"}),
+            OpenApiExample("Not empty", value=error_example("WALLET_NOT_EMPTY", "Wallet 31 still holds 120 POINTS.", {"wallet_id": 31, "balance": "120", "held": "0"}),
                            response_only=True, status_codes=["409"]),
         ],
     )

@@ -240,7 +240,7 @@ def ledger_post(
     reversal_of: Transaction | None = None,
 ) -> PostingResult:
     """Post `operations` all or none. See the module docstring for the steps and failures.
-    `reversal_of`: the transaction this one reverses (`ledger.reversals`), recorded on it."""
+    `reversal_of`: the transaction this one reverses (`wallets.movements.reversals`), recorded on it."""
     if type not in TRANSACTION_TYPES:
         raise ValueError(f"unknown transaction type {type!r}")
     if status_on_success not in (Transaction.Status.COMPLETED, Transaction.Status.PENDING):

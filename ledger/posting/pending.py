@@ -9,7 +9,7 @@ Invariants:
   `ledger_complete_pending`), or released with its usage given back (`ledger_reject_reviewed`,
   `ledger_fail_pending`; also when the deferred posting is refused).
 * Lock order: the transaction, then its wallets (ascending id), then its holds.
-* A pending transaction that is an authorization hold (`ledger.holds`) may instead be captured
+* A pending transaction that is an authorization hold (`wallets.movements.holds`) may instead be captured
   in part (`ledger_capture_pending`: a NEW transaction posts the smaller amount, capturing the
   holds, and the pending one is `voided` with its usage given back) or voided
   (`ledger_void_pending`: holds released, usage given back, `voided`).
@@ -88,7 +88,7 @@ def ledger_hold_pending(
 ) -> PostingResult:
     """Validate `operations` like a posting, then leave the transaction `pending` with its
     operations stored and holds for each wallet's largest running outflow (a payout in flight:
-    wallets.services withdrawals). `ledger_complete_pending` posts it (holds captured),
+    wallets.movements.withdrawals). `ledger_complete_pending` posts it (holds captured),
     `ledger_fail_pending` releases the holds and marks it failed. Refusals are recorded and
     returned as by `ledger_post`."""
     if type not in TRANSACTION_TYPES:

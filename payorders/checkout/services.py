@@ -10,26 +10,27 @@ and the two things a payer can do there (price the order, choose a currency).
 - Choosing a currency is idempotent for the payer: the same currency again (a double click, a
   reload, a second tab) returns the details already issued; another currency once details exist
   is 409 INVALID_STATE and the page shows the details that stand.
-- Public endpoints are rate-limited per client address (`CHECKOUT_RATE_LIMITS`, DRF notation);
+- Public endpoints are rate-limited per client address (`CHECKOUT_RATE_LIMITS`, DRF notation) by
+  the one limiter, `core.ratelimit`;
   a cache outage lets requests through (a public page must not fail for a counter).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import logging
-import time
 from datetime import datetime
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 import segno
 from django.conf import settings
-from django.core.cache import cache
 from django.utils import timezone
 
+from core import ratelimit
 from core.errors import RateLimited, ValidationFailed
-from core.money import format_amount
+from core.money import format_amount, format_exact
 from payorders.chains.base import CHAIN_ASSETS
 from payorders.errors import PayOrderInvalidState
 from payorders.models import PayOrder, PayOrderPayment, PayOrderQuote
@@ -59,7 +60,6 @@ DEFAULT_RATE_LIMITS = {
     "post": "20/min",  # pricing and choosing a currency
     "qr": "60/min",
 }
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,13 +117,6 @@ def safe_redirect_url(url: str) -> str | None:
     return url
 
 
-def crypto_amount(amount: Decimal) -> str:
-    """A crypto amount as the payer reads and types it: exact, without trailing zeros or an
-    exponent ("0.01331454", not "0.013314540000000000"); the same number, as in a BIP21 URI."""
-    text = format(amount.normalize(), "f")
-    return text if amount else "0"
-
-
 def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
     """Everything the page shows, as JSON (`/pay/<id>/status.json`, and the first render)."""
     now = now or timezone.now()
@@ -133,7 +126,7 @@ def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
     if details is not None:
         payment = {
             "deposit_address": details["deposit_address"],
-            "amount": crypto_amount(order.source_amount),
+            "amount": format_exact(order.source_amount),
             "currency": details["source_currency"],
             "currency_name": CURRENCY_NAMES.get(details["source_currency"], details["source_currency"]),
             "chain": details["chain"],
@@ -143,7 +136,7 @@ def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
     on_time = [p for p in order.payments.all() if p.status != PayOrderPayment.Status.FAILED and not p.late]
     remaining = None
     if order.source_amount is not None and order.underpaid:
-        remaining = crypto_amount(max(order.source_amount - order.amount_received, Decimal(0)))
+        remaining = format_exact(max(order.source_amount - order.amount_received, Decimal(0)))
     state = {
         "id": str(order.public_id),
         "status": order.status,
@@ -155,7 +148,7 @@ def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
         "expires_at": order.expires_at.isoformat(),
         "seconds_left": max(int((order.expires_at - now).total_seconds()), 0),
         "payment": payment,
-        "amount_received": crypto_amount(order.amount_received) if order.amount_received else None,
+        "amount_received": format_exact(order.amount_received) if order.amount_received else None,
         "amount_remaining": remaining,
         "confirmations": min((p.confirmations for p in on_time), default=0),
         "confirmations_required": required_confirmations(order.chain) if order.chain else None,
@@ -244,7 +237,7 @@ def checkout_quotes(*, public_id) -> list[dict]:
             "quote_id": str(q.public_id),
             "currency": q.source_currency,
             "chain": q.chain,
-            "amount": crypto_amount(q.amount),
+            "amount": format_exact(q.amount),
             "expires_at": q.expires_at.isoformat(),
         }
         for q in quotes
@@ -293,11 +286,6 @@ def checkout_choose(*, public_id, currency, quote_id=None) -> PayOrder:
 # --------------------------------------------------------------------------------------------
 
 
-def _parse_rate(rate: str) -> tuple[int, int]:
-    count, _, period = str(rate).partition("/")
-    return int(count), _PERIODS[period.strip()[:1].lower()]
-
-
 def checkout_rate_limit(*, scope: str, ident: str) -> None:
     """Count one request of `scope` from `ident` (a client address); RateLimited (429, with
     Retry-After) once the window's allowance is used up."""
@@ -305,25 +293,11 @@ def checkout_rate_limit(*, scope: str, ident: str) -> None:
     rate = rates.get(scope)
     if not rate:
         return
-    allowed, period = _parse_rate(rate)
-    now = int(time.time())
-    window = now // period
+    limit, window = ratelimit.parse_rate(rate)
     digest = hashlib.sha256(ident.encode()).hexdigest()[:24]
-    key = f"checkout-rl:{scope}:{digest}:{window}"
-    try:
-        if cache.add(key, 1, timeout=period + 1):
-            count = 1
-        else:
-            try:
-                count = cache.incr(key)
-            except ValueError:  # the window's key expired between add and incr
-                cache.add(key, 1, timeout=period + 1)
-                count = 1
-    except Exception:  # noqa: BLE001 - a cache outage must not take the checkout page down
-        logger.warning("checkout rate limit: cache unavailable, request allowed", exc_info=True)
-        return
-    if count > allowed:
-        retry_after = max(period - now % period, 1)
+    verdict = ratelimit.hit(f"checkout:{scope}:{digest}", limit=limit, window=window)  # fails open when the cache is down
+    if not verdict.allowed:
+        retry_after = max(math.ceil(verdict.retry_after), 1)
         raise RateLimited(
             "Too many requests; try again shortly.",
             details={"retry_after": retry_after},

@@ -10,5 +10,5 @@ Life of an order (SPEC 7): PENDING --payment-details--> AWAITING_PAYMENT --paid 
 AWAITING_CONFIRMATION --confirmations--> COMPLETED --settle--> (ledger) --refund--> REFUNDED;
 PENDING/AWAITING_PAYMENT --cancel--> FAILED or --expire--> EXPIRED. Every service opens its own
 `transaction.atomic` (not durable: the idempotency layer may run one inside its block) and
-locks in the order of `payorders.locks`. Money moves only through `moneypath.pipeline.money_path`.
+locks in the order of `payorders.locks`. Money moves only through `wallets.pipeline.money_path`.
 """

@@ -26,9 +26,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.webhooks import webhook_publish
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from payorders.addresses import MAX_INDEX, check_chain, derive_address, invalid_xpub, key_material, parse_xpub
-from payorders.errors import DepositKeyMissing, GapLimitReached, field_error
+from core.errors import field_error
+from payorders.errors import DepositKeyMissing, GapLimitReached
 from payorders.locks import xpub_keys_for_update
 from payorders.models import DepositAddress, PayOrder, PayOrderPayment, XpubKey
 from payorders.selectors import address_funded, xpub_key_unused_run

@@ -28,9 +28,9 @@ from ledger.errors import DuplicateReference, WalletAlreadyExists
 from ledger.models import Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Transfer, platform_wallet_covering
 from ledger.services import wallet_open
-from moneypath.pipeline import LimitScope, MoneyMovement, money_path
+from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from payorders.models import PayOrder
-from payorders.selectors import platform_asset
+from ledger.selectors import platform_asset
 from payorders.services.history import Actor, payorder_flag, payorder_transition
 
 REFUSALS = (LimitExceeded, TransactionRejected)

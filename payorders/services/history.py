@@ -22,7 +22,7 @@ from django_fsm import TransitionNotAllowed
 from accounts.orgs.authentication import OrganizationPrincipal
 from accounts.models import User
 from accounts.webhooks import webhook_publish
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.money import format_amount
 from payorders.errors import PayOrderInvalidState
 from payorders.models import PayOrder, PayOrderStatusChange

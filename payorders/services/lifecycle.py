@@ -25,10 +25,12 @@ from accounts.models import Customer
 from accounts.webhooks import webhook_publish
 from core.money import parse_amount
 from payorders.chains.base import ChainUnavailable
-from payorders.errors import PayOrderInvalidState, field_error
+from core.errors import field_error
+from payorders.errors import PayOrderInvalidState
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder
-from payorders.selectors import fmt_source, payorder_get, platform_asset
+from ledger.selectors import platform_asset
+from payorders.selectors import fmt_source, payorder_get
 from payorders.services.addresses import deposit_address_release
 from payorders.services.history import Actor, event_payload, json_safe, payorder_transition, status_change_record
 from payorders.services.payments import expiry_grace, payorder_scan

@@ -27,7 +27,8 @@ from core.prices import get_price_provider
 from payorders.addresses import normalize_address
 from payorders.chains import get_chain_provider
 from payorders.chains.base import CHAIN_ASSETS, ChainUnavailable
-from payorders.errors import GapLimitReached, PayOrderInvalidState, QuoteExpired, field_error
+from core.errors import field_error
+from payorders.errors import GapLimitReached, PayOrderInvalidState, QuoteExpired
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderQuote
 from payorders.selectors import currency_exponent, payment_details, payorder_get, payorder_get_public, quote_get

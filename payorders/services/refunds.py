@@ -24,15 +24,17 @@ from django.utils import timezone
 from accounts.models import User
 from ledger.models import Transaction
 from ledger.posting import Redeem
-from moneypath.pipeline import MoneyMovement, money_path
+from wallets.pipeline import MoneyMovement, money_path
 from payorders.addresses import normalize_address
 from payorders.chains import get_chain_provider, sandbox_enabled
 from payorders.chains.base import TransferStatus, normalize_tx_hash, same_address
 from payorders.chains.sandbox import sandbox_send
-from payorders.errors import NothingToRefund, PaymentMismatch, PayOrderInvalidState, TransactionAlreadyUsed, TransactionUnknown, field_error
+from core.errors import field_error
+from payorders.errors import NothingToRefund, PaymentMismatch, PayOrderInvalidState, TransactionAlreadyUsed, TransactionUnknown
 from payorders.locks import payorders_for_update, refunds_for_update
 from payorders.models import PayOrder, PayOrderPayment, Refund
-from payorders.selectors import fmt_source, payorder_get, platform_asset, refund_get
+from ledger.selectors import platform_asset
+from payorders.selectors import fmt_source, payorder_get, refund_get
 from payorders.services.deposits import routes_to_customer
 from payorders.services.history import Actor, payorder_flag, payorder_transition
 from payorders.services.payments import hash_check_unused

@@ -2,7 +2,7 @@
 (a DEPOSIT for a customer is credited to the customer instead: services.deposits).
 
 Invariants:
-- One money-path movement (`moneypath.pipeline.money_path`) with reference
+- One money-path movement (`wallets.pipeline.money_path`) with reference
   `payorder:<public id>:settlement`: Issue of `settlement_amount` in the settlement currency to
   the organization's settlement system wallet and, in the same posting, the settlement fee
   (compliance fee rule, 1% by default) to the platform fee account. Payorders never call the
@@ -25,10 +25,10 @@ from ledger.errors import DuplicateReference, WalletAlreadyExists
 from ledger.models import Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Transfer
 from ledger.services import wallet_open
-from moneypath.pipeline import MoneyMovement, money_path
+from wallets.pipeline import MoneyMovement, money_path
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder
-from payorders.selectors import platform_asset
+from ledger.selectors import platform_asset
 from payorders.services.deposits import deposit_execute_locked, routes_to_customer
 from payorders.services.history import Actor
 

@@ -58,7 +58,7 @@ def credentials(db, wsgi_in_test_transaction):
     from accounts.identity.tokens import token_pair_for_user
     from ledger.posting import Issue, ledger_post
     from ledger.services import wallet_open
-    from tests.wallets.conftest import asset, person
+    from tests.factories.wallets import asset, person
 
     user = person("contract@example.com")
     wallet = wallet_open(asset=asset("USD"), customer=user.customer)

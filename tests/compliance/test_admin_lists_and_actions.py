@@ -13,12 +13,12 @@ from django.utils import timezone
 
 from compliance.admin import audit_actor_display
 from compliance.models import AuditEvent
-from compliance.services import audit_append, audit_record
+from compliance.audit import audit_append, audit_record
 from core.models import OutboxMessage
 from ledger.models import Asset, Wallet
 from ledger.services import wallet_open
 from tests.compliance.test_risk import funded_wallet, transfer
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

@@ -11,8 +11,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import Organization
 from compliance.models import AuditEvent
-from compliance.services import audit_chain_advance, audit_record, audit_verify
-from tests.factories import OrganizationFactory, StaffUserFactory, UserFactory
+from compliance.audit import audit_chain_advance, audit_record, audit_verify
+from tests.factories.accounts import OrganizationFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from compliance.models import AuditEvent
-from compliance.services import audit_chain_advance, audit_count, audit_counts_flush, audit_verify
-from tests.factories import OrganizationFactory
+from compliance.audit import audit_chain_advance, audit_count, audit_counts_flush, audit_verify
+from tests.factories.accounts import OrganizationFactory
 
 pytestmark = pytest.mark.django_db
 CUSTOMERS = "/api/v1/customers"
@@ -76,7 +76,7 @@ def test_each_minute_is_its_own_event_and_a_minute_is_flushed_only_after_it_ends
 
 
 def test_a_failed_write_releases_the_minute_for_the_next_run(monkeypatch):
-    from compliance import services
+    from compliance.audit import counts
 
     start = _minute_start()
     audit_count(action="api_key.auth_failed", group="ip:198.51.100.1", data={"client_ip": "198.51.100.1"}, now=start + 1)
@@ -84,7 +84,7 @@ def test_a_failed_write_releases_the_minute_for_the_next_run(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("database down")
 
-    monkeypatch.setattr(services, "_count_minute_write", broken)
+    monkeypatch.setattr(counts, "_count_minute_write", broken)
     with pytest.raises(RuntimeError):
         audit_counts_flush(now=start + 120)
     monkeypatch.undo()

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from compliance.models import GENESIS_HASH, AuditCheckpoint, AuditEvent
-from compliance.services import AUDIT_CHAIN_LOCK_KEY, audit_chain_advance, audit_record, audit_verify
+from compliance.audit import AUDIT_CHAIN_LOCK_KEY, audit_chain_advance, audit_record, audit_verify
 from tests.concurrency import errors_of, in_background, run_in_threads
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -10,8 +10,8 @@ from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from compliance.models import GENESIS_HASH, AuditEvent
-from compliance.services import audit_chain_advance, audit_event_hash, audit_record, audit_verify, canonical_json
-from tests.factories import OrganizationFactory, UserFactory
+from compliance.audit import audit_chain_advance, audit_event_hash, audit_record, audit_verify, canonical_json
+from tests.factories.accounts import OrganizationFactory, UserFactory
 
 
 @pytest.mark.django_db

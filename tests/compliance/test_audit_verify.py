@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from compliance.models import AuditEvent
-from compliance.services import audit_chain_advance, audit_event_hash, audit_record, audit_verify
+from compliance.audit import audit_chain_advance, audit_event_hash, audit_record, audit_verify
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -160,7 +160,7 @@ def test_an_altered_checkpoint_file_is_named():
 def test_the_verify_endpoint_reports_the_reason(api_client):
     from rest_framework_simplejwt.tokens import AccessToken
 
-    from tests.factories import StaffUserFactory
+    from tests.factories.accounts import StaffUserFactory
 
     chain = _chain(3)
     _tamper(("DELETE FROM compliance_auditevent WHERE id = %s", [chain[1].pk]))

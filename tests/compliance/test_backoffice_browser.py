@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from compliance.models import KycChange, ReviewCase, RiskRule, SanctionsClearance, SanctionsEntry, ScreeningHit
 from compliance.sanctions import sanctions_rescreen
-from compliance.services import audit_append
+from compliance.audit import audit_append
 from tests.browser import needs_chromium, page_open
 from tests.compliance.test_risk import funded_wallet, transfer
-from tests.factories import DEFAULT_PASSWORD, CustomerFactory, OrganizationFactory, UserFactory
+from tests.factories.accounts import DEFAULT_PASSWORD, CustomerFactory, OrganizationFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium, pytest.mark.postgres]
 SAMPLES = Path(__file__).parent / "samples"

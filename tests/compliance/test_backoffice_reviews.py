@@ -10,11 +10,11 @@ from django.urls import reverse
 
 from compliance.backoffice import four_eyes_amount, review_needs_second_approval, transaction_summaries
 from compliance.models import AuditEvent, ReviewCase
-from compliance.risk import SecondApproverRequired
-from compliance.services import review_approve, review_reject
+from compliance.review import SecondApproverRequired
+from wallets.review import review_approve, review_reject
 from core.errors import ValidationFailed
 from tests.compliance.test_risk import balances, funded_wallet, transfer, withdraw
-from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, StaffUserFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

@@ -10,8 +10,8 @@ from compliance.models import FeeRule
 from core.errors import ValidationFailed
 from ledger.models import Asset
 from ledger.services import asset_create
-from tests.factories import UserFactory
-from tests.accounts.conftest import key_client, make_org_key
+from tests.factories.accounts import UserFactory
+from tests.factories.orgs import key_client, make_org_key
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 from compliance.backoffice import customer_kyc_set
 from compliance.models import AuditEvent, KycChange
 from core.errors import NotFound, ValidationFailed
-from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, StaffUserFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

@@ -26,10 +26,10 @@ from ledger.posting import (
 )
 from ledger.services import wallet_open
 from tests.concurrency import run_in_threads
-from moneypath.pipeline import LimitScope, MoneyMovement, money_path
+from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
-from tests.factories import CustomerFactory, OrgCustomerFactory
-from tests.accounts.conftest import key_client, make_org_key
+from tests.factories.accounts import CustomerFactory, OrgCustomerFactory
+from tests.factories.orgs import key_client, make_org_key
 
 SEED = importlib.import_module("compliance.migrations.0005_seed_defaults")
 NOW = dt.datetime(2030, 6, 15, 12, 0, tzinfo=dt.timezone.utc)

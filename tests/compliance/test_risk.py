@@ -23,15 +23,16 @@ from compliance.risk import (
     unregister_risk_kind,
 )
 from compliance.limits import default_direction
-from compliance.services import review_approve, review_case_open, review_reject
+from compliance.review import review_case_open
+from wallets.review import review_approve, review_reject
 from core.errors import InvalidState, ValidationFailed
 from core.exceptions import api_exception_handler
 from ledger.models import Asset, Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, ledger_post
 from ledger.services import wallet_open, wallet_suspend
-from moneypath.pipeline import LimitScope, MoneyMovement, money_path
+from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
-from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +60,7 @@ def backdate(tx: Transaction, delta: dt.timedelta) -> None:
 
 
 def move(*, wallet: Wallet, movement_type: str, amount: str, operations, beneficiary_name=None, direction=None, counterparty=None):
-    """One movement through the money path (moneypath.pipeline): lock customer -> limits -> risk
+    """One movement through the money path (wallets.pipeline): lock customer -> limits -> risk
     -> post, or hold for review with a case; a rejection is committed before it is raised."""
     direction = direction or default_direction(movement_type)
     with transaction.atomic():

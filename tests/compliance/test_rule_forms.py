@@ -11,7 +11,7 @@ from django.urls import reverse
 from compliance.models import RiskRule
 from compliance.rule_forms import AmountThresholdForm, SanctionsForm, StructuringForm, VelocityForm, risk_rule_preview
 from tests.compliance.test_risk import backdate, funded_wallet, transfer
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

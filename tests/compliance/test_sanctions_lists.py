@@ -26,7 +26,7 @@ from compliance.sanctions import (
 )
 from compliance.tasks import sanctions_reimport, sanctions_rescreen_task
 from core.errors import InvalidState, ValidationFailed
-from tests.factories import CustomerFactory, StaffUserFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, StaffUserFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -121,7 +121,7 @@ def _beneficiary(name: str) -> None:
     from ledger.models import Asset
     from ledger.posting import Issue, ledger_post
     from ledger.services import wallet_open
-    from wallets.services import withdrawal_create
+    from wallets.movements.withdrawals import withdrawal_create
 
     user = UserFactory()
     customer = CustomerFactory(user=user, kyc_level="verified", name="Plain Sender")

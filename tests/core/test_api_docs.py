@@ -16,7 +16,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from tests.browser import needs_chromium, page_open
 
-PROJECT_PACKAGES = ("accounts", "compliance", "config", "core", "ledger", "moneypath", "payorders", "wallets")
+PROJECT_PACKAGES = ("accounts", "compliance", "config", "core", "ledger", "payorders", "wallets")
 # Word-like tokens: a call (`name()`), a dotted path, or a snake_case / CamelCase word.
 TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*(?:\(\))?")
 

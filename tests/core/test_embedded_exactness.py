@@ -20,7 +20,7 @@ from django.db import connection
 from ledger.checks import ledger_check
 from ledger.models import Entry, Transaction
 from ledger.services import wallet_open
-from tests.ledger_api.conftest import person, platform_asset, user_client
+from tests.factories.ledger_api import person, platform_asset, user_client
 
 ROOT = Path(__file__).resolve().parents[2]
 PRECISE = "0.123456789012345678"  # 18 significant digits: ETH's full exponent
@@ -72,7 +72,7 @@ SQLITE_SCRIPT = textwrap.dedent("""
     from ledger.checks import ledger_check
     from ledger.models import Wallet
     from ledger.services import wallet_open
-    from tests.ledger_api.conftest import person, platform_asset, user_client
+    from tests.factories.ledger_api import person, platform_asset, user_client
 
     user = person()
     wallet = wallet_open(asset=platform_asset("ETH"), customer=user.customer)

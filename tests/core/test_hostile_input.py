@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 
 from core.parsers import MAX_JSON_DEPTH
 from ledger.services import wallet_open
-from tests.accounts.conftest import key_client, make_org_key
-from tests.ledger_api.conftest import person, platform_asset, user_client
+from tests.factories.orgs import key_client, make_org_key
+from tests.factories.ledger_api import person, platform_asset, user_client
 
 pytestmark = pytest.mark.django_db
 
@@ -150,7 +150,7 @@ def test_real_offsets_still_filter(org_client, value):
 
 
 def test_audit_log_date_filter_refuses_an_impossible_instant():
-    from tests.factories import StaffUserFactory
+    from tests.factories.accounts import StaffUserFactory
 
     staff = APIClient()
     staff.force_authenticate(StaffUserFactory())

@@ -18,7 +18,7 @@ from accounts.identity.twofactor import EMAIL_CODE_TOPIC
 from core.logging import RedactingFilter
 from core.models import OutboxMessage
 from core.outbox import handlers_for
-from tests.factories import UserFactory
+from tests.factories.accounts import UserFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND = "core.mail.RedactingConsoleEmailBackend"

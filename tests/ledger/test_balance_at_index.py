@@ -14,8 +14,8 @@ from ledger.models import Entry
 from ledger.posting import Issue, Redeem, ledger_post
 from ledger.selectors import wallet_balance_at, wallet_last_entry_query
 from ledger.statements import Period, statement_build
-from tests.factories import CustomerFactory
-from tests.ledger.conftest import open_wallet
+from tests.factories.accounts import CustomerFactory
+from tests.factories.ledger import open_wallet
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

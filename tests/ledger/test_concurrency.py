@@ -14,8 +14,8 @@ from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, hold_place, hold_release, ledger_post
 from tests.concurrency import errors_of, run_in_threads
-from tests.factories import OrganizationFactory
-from tests.ledger.conftest import open_wallet, platform_asset
+from tests.factories.accounts import OrganizationFactory
+from tests.factories.ledger import open_wallet, platform_asset
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

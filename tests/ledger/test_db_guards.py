@@ -10,7 +10,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from ledger.checks import ledger_check
 from ledger.models import Entry, Hold, Posting, Transaction, Wallet
 from ledger.posting import Issue, Transfer, hold_place, ledger_post
-from tests.ledger.conftest import open_wallet, platform_asset
+from tests.factories.ledger import open_wallet, platform_asset
 
 
 def raw(sql: str, params=None) -> None:

@@ -8,7 +8,7 @@ from django.core.management import call_command
 
 from ledger.demo import BOB_EMAIL, DEMO_EMAIL, seed_ledger_demo
 from ledger.models import Transaction, Wallet
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from ledger.posting import (
     ledger_reject_reviewed,
 )
 from ledger.services import wallet_suspend
-from tests.ledger.conftest import balance
+from tests.factories.ledger import balance
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from ledger.errors import CurrencyMismatch, DuplicateReference, InsufficientFund
 from ledger.models import Entry, Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, ledger_post, ledger_reverse
 from ledger.services import wallet_suspend
-from tests.factories import CustomerFactory
-from tests.ledger.conftest import balance
+from tests.factories.accounts import CustomerFactory
+from tests.factories.ledger import balance
 
 pytestmark = pytest.mark.django_db
 

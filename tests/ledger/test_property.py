@@ -13,7 +13,7 @@ from ledger.checks import ledger_check
 from ledger.models import Wallet
 from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, hold_place, ledger_post
 from ledger.services import wallet_suspend
-from tests.ledger.conftest import open_wallet, platform_asset
+from tests.factories.ledger import open_wallet, platform_asset
 
 pytestmark = pytest.mark.django_db
 

@@ -24,8 +24,8 @@ from ledger.posting import (
     ledger_reverse,
 )
 from ledger.usage import usage_check, usage_recount
-from tests.factories import CustomerFactory
-from tests.ledger.conftest import open_wallet
+from tests.factories.accounts import CustomerFactory
+from tests.factories.ledger import open_wallet
 
 pytestmark = pytest.mark.django_db
 

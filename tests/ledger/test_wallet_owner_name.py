@@ -7,7 +7,7 @@ from ledger.models import Wallet
 from ledger.selectors import wallet_owner_name
 from ledger.posting import platform_wallets_ensure
 from ledger.services import wallet_open
-from tests.factories import CustomerFactory, OrganizationFactory, OrgCustomerFactory, UserFactory
+from tests.factories.accounts import CustomerFactory, OrganizationFactory, OrgCustomerFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

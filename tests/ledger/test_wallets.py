@@ -24,8 +24,8 @@ from ledger.posting import (
     platform_wallet_covering,
 )
 from ledger.services import asset_create, wallet_activate, wallet_close, wallet_open, wallet_suspend
-from tests.factories import CustomerFactory, OrganizationFactory, StaffUserFactory
-from tests.ledger.conftest import balance
+from tests.factories.accounts import CustomerFactory, OrganizationFactory, StaffUserFactory
+from tests.factories.ledger import balance
 
 pytestmark = pytest.mark.django_db
 

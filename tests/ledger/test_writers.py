@@ -13,7 +13,7 @@ from ledger.models import Entry, Posting, Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Transfer
 from ledger.posting import engine, orm, pg
 from ledger.posting.operations import legs_of, postings_of
-from tests.ledger.conftest import open_wallet
+from tests.factories.ledger import open_wallet
 
 pytestmark = pytest.mark.django_db
 

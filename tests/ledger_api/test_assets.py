@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from compliance.models import AuditEvent
 from ledger.models import Asset, Wallet
-from tests.ledger_api.conftest import person, platform_asset, user_client
+from tests.factories.ledger_api import person, platform_asset, user_client
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from ledger.models import Entry
 from ledger.posting import Redeem, ledger_post
 from ledger.services import wallet_open
-from tests.ledger_api.conftest import customer_wallet, fund, person, system_wallet, user_client
+from tests.factories.ledger_api import customer_wallet, fund, person, system_wallet, user_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 

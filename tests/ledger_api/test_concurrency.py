@@ -19,8 +19,8 @@ from ledger.models import Transaction, Wallet
 from ledger.services import asset_create
 from tests.audit_chain import audit_chain_verified
 from tests.concurrency import errors_of, run_in_threads
-from tests.ledger_api.conftest import customer_wallet, op_issue, op_redeem, op_transfer, post_tx, system_wallet
-from tests.accounts.conftest import key_client, make_org_key
+from tests.factories.ledger_api import customer_wallet, op_issue, op_redeem, op_transfer, post_tx, system_wallet
+from tests.factories.orgs import key_client, make_org_key
 
 THREADS = 16
 PER_THREAD = 6

@@ -15,8 +15,8 @@ from django.utils import timezone
 from ledger.models import Transaction
 from ledger.posting import Issue, Transfer, ledger_post
 from ledger.services import wallet_open
-from tests.factories import MembershipFactory
-from tests.ledger_api.conftest import customer_wallet, op_issue, op_transfer, person, platform_asset, post_tx, user_client
+from tests.factories.accounts import MembershipFactory
+from tests.factories.ledger_api import customer_wallet, op_issue, op_transfer, person, platform_asset, post_tx, user_client
 
 pytestmark = pytest.mark.django_db
 

@@ -16,12 +16,12 @@ from django.utils import timezone
 from accounts.models import WebhookDelivery
 from compliance.models import AuditEvent
 from ledger.checks import ledger_check
-from ledger.holds import holds_expire_due
+from wallets.movements.holds import holds_expire_due
 from ledger.models import AuthorizationHold, Hold, Transaction, Wallet
 from ledger.tasks import expire_holds
-from tests.accounts.conftest import key_client, make_org_key
+from tests.factories.orgs import key_client, make_org_key
 from tests.concurrency import errors_of, run_in_threads
-from tests.ledger_api.conftest import customer_wallet, platform_asset, system_wallet
+from tests.factories.ledger_api import customer_wallet, platform_asset, system_wallet
 
 pytestmark = pytest.mark.postgres
 

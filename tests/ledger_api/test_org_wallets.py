@@ -11,7 +11,7 @@ import pytest
 from accounts.models import WebhookDelivery
 from compliance.models import AuditEvent
 from ledger.models import Wallet
-from tests.ledger_api.conftest import customer_wallet, op_issue, op_transfer, person, post_tx, system_wallet, user_client
+from tests.factories.ledger_api import customer_wallet, op_issue, op_transfer, person, post_tx, system_wallet, user_client
 
 pytestmark = pytest.mark.django_db
 
@@ -160,7 +160,7 @@ def test_staff_with_the_wallet_permission_suspend_and_activate_any_wallet(client
     from django.contrib.auth.models import Group
 
     from ledger.services import wallet_open
-    from tests.factories import StaffUserFactory
+    from tests.factories.accounts import StaffUserFactory
 
     subscribe_all(client_a)
     wallet = customer_wallet(org, points, "2")

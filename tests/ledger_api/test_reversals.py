@@ -17,12 +17,12 @@ from compliance.models import AuditEvent
 from ledger.checks import ledger_check
 from ledger.models import Posting, Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Transfer, ledger_post
-from ledger.reversals import LegShare, pro_rata
+from wallets.movements.reversals import LegShare, pro_rata
 from ledger.services import asset_create, wallet_open
-from tests.accounts.conftest import key_client, make_org_key
+from tests.factories.orgs import key_client, make_org_key
 from tests.concurrency import errors_of, run_in_threads
-from tests.factories import CustomerFactory, UserFactory
-from tests.ledger_api.conftest import balance, customer_wallet, fund, op_issue, op_transfer, platform_asset, post_tx, system_wallet
+from tests.factories.accounts import CustomerFactory, UserFactory
+from tests.factories.ledger_api import balance, customer_wallet, fund, op_issue, op_transfer, platform_asset, post_tx, system_wallet
 
 pytestmark = pytest.mark.postgres
 

@@ -10,9 +10,9 @@ import re
 import pytest
 from pypdf import PdfReader
 
-from tests.accounts.dashboard.conftest import PLATFORM, deposit, logged_in, make_org, platform_asset, system_wallet
+from tests.factories.dashboard import PLATFORM, deposit, logged_in, make_org, platform_asset, system_wallet
 from tests.browser import needs_chromium, page_open
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.factories.accounts import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.postgres]
 

@@ -18,7 +18,7 @@ from pypdf import PdfReader
 from ledger.models import Entry, Transaction
 from ledger.posting import Issue, Redeem, Transfer, ledger_post
 from ledger.services import wallet_open
-from tests.ledger_api.conftest import customer_wallet, fund, person, system_wallet, user_client
+from tests.factories.ledger_api import customer_wallet, fund, person, system_wallet, user_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -171,7 +171,7 @@ def test_amounts_follow_the_assets_exponent(org, client_a, points):
 
 
 def test_eth_amounts_keep_eighteen_decimals(usd):
-    from tests.ledger_api.conftest import platform_asset
+    from tests.factories.ledger_api import platform_asset
 
     eth = platform_asset("ETH")
     user = person()

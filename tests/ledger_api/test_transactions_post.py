@@ -11,8 +11,8 @@ from compliance.models import AuditEvent
 from core.models import IdempotencyRecord
 from ledger.models import Entry, Transaction
 from ledger.services import wallet_close, wallet_suspend
-from tests.factories import MembershipFactory, UserFactory
-from tests.ledger_api.conftest import (
+from tests.factories.accounts import MembershipFactory, UserFactory
+from tests.factories.ledger_api import (
     balance,
     customer_wallet,
     op_issue,

@@ -11,7 +11,7 @@ from bip_utils import Bip44, Bip44Coins, Bip84, Bip84Coins
 from accounts.webhooks.services import webhook_endpoint_create
 from payorders.models import PayOrder
 from payorders.services.addresses import xpub_key_register
-from tests.accounts.conftest import OrgKey, key_client, make_org_key
+from tests.factories.orgs import OrgKey, key_client, make_org_key
 
 API = "/api/v1/pay-orders"
 _account = {"n": 0}

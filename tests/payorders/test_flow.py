@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import WebhookDelivery
-from compliance.services import audit_verify
+from compliance.audit import audit_verify
 from core.models import OutboxMessage
 from core.outbox import outbox_dispatch, outbox_sweep
 from ledger.checks import ledger_check
@@ -18,7 +18,7 @@ from ledger.selectors import platform_account_balance
 from payorders import tasks
 from payorders.models import PayOrder
 from payorders.services.settlement import payorder_settle
-from tests.accounts.conftest import receiver  # noqa: F401 - fixture
+from tests.factories.orgs import receiver  # noqa: F401 - fixture
 from tests.payorders.support import API, history, merchant, mine, order_row, reseed, sandbox_pay  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -110,7 +110,7 @@ def test_sale_paid_on_sandbox_confirms_settles_and_notifies(reseeded, merchant, 
 def test_created_with_the_compatibility_signature(merchant):
     from rest_framework.test import APIClient
 
-    from tests.accounts.conftest import compat_header
+    from tests.factories.orgs import compat_header
 
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=compat_header(merchant.key.key_id, merchant.key.secret))

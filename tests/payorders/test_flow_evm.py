@@ -13,7 +13,7 @@ from ledger.models import Wallet
 from payorders import tasks
 from payorders.models import PayOrder
 from payorders.services.settlement import payorder_settle
-from tests.payorders.conftest import GANACHE_CHAIN_ID
+from tests.factories.payorders import GANACHE_CHAIN_ID
 from tests.payorders.support import merchant, order_row  # noqa: F401
 
 pytestmark = pytest.mark.django_db

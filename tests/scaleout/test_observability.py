@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from accounts.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from core.models import OutboxMessage
 from core.requestid import JsonFormatter, RequestIdFilter, current_request_id
-from tests.wallets.conftest import client_for, open_wallet, person
+from tests.factories.wallets import client_for, open_wallet, person
 
 pytestmark = pytest.mark.django_db
 TOKEN = "metrics-test-token-0123456789abcdef"
@@ -185,7 +185,7 @@ def test_postings_and_http_requests_are_counted_by_type_route_and_outcome(pair):
 
 
 def test_webhook_attempts_are_counted_by_outcome():
-    from tests.factories import OrganizationFactory
+    from tests.factories.accounts import OrganizationFactory
 
     org = OrganizationFactory()
     endpoint = WebhookEndpoint.objects.create(organization=org, url="https://example.com/hook", events=["*"], secret_encrypted="x")
@@ -220,7 +220,7 @@ def test_the_metrics_endpoint_is_protected_by_its_token(client, settings):
 
 def test_scrape_time_series_read_the_database_and_the_broker(client, settings):
     settings.METRICS_TOKEN = TOKEN
-    from tests.factories import OrganizationFactory
+    from tests.factories.accounts import OrganizationFactory
 
     now = timezone.now()
     OutboxMessage.objects.create(topic="scaleout.test", payload={}, created_at=now - timedelta(seconds=90), next_attempt_at=now)

@@ -21,7 +21,7 @@ from django.conf import settings
 from accounts.identity.tokens import token_pair_for_user
 from ledger.models import Wallet
 from tests.scaleout.servers import ROOT, Gunicorn, app_env
-from tests.wallets.conftest import open_wallet, person
+from tests.factories.wallets import open_wallet, person
 
 pytestmark = [pytest.mark.postgres]
 
@@ -181,7 +181,7 @@ def test_the_app_serves_concurrent_money_requests_through_pgbouncer(pgbouncer, t
     assert "transaction" in pgbouncer.admin("SHOW POOLS")
 
 
-SUBSET = ["tests/core/test_idempotency.py", "tests/moneypath", "tests/ledger/test_concurrency.py"]
+SUBSET = ["tests/core/test_idempotency.py", "tests/wallets/pipeline", "tests/ledger/test_concurrency.py"]
 # That test kills "the request's backend" by the pid its connection announced at startup
 # (`connection.info.backend_pid`); behind a pooler that is not the server process running the
 # request, so it would kill a bystander. The pooled runs identify backends with pg_backend_pid().

@@ -12,9 +12,9 @@ from core.prices import get_price_provider
 from ledger.checks import ledger_check
 from ledger.models import Asset, Entry, Transaction, Wallet
 from ledger.selectors import platform_account_balance
-from tests.wallets.conftest import asset, client_for, open_wallet
+from tests.factories.wallets import asset, client_for, open_wallet
 from wallets.models import ExchangeQuote
-from wallets.services import fx_float_fund
+from wallets.movements.exchanges import fx_float_fund
 
 QUOTE, EXECUTE = "/api/v1/exchanges/quote", "/api/v1/exchanges"
 

@@ -18,7 +18,7 @@ from ledger.checks import ledger_check
 from ledger.models import Entry, Transaction, Wallet
 from ledger.services import wallet_suspend
 from tests.concurrency import blocked_insert_pid, in_background, redis_flushing, run_in_threads
-from tests.wallets.conftest import client_for, open_wallet, person
+from tests.factories.wallets import client_for, open_wallet, person
 
 DEPOSITS = "/api/v1/deposits"
 TRANSFERS = "/api/v1/transfers"

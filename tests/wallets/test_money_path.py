@@ -14,13 +14,14 @@ import pytest
 from accounts.models import WebhookDelivery, WebhookEndpoint
 from accounts.identity.totp import totp_confirm, totp_enrol
 from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
-from compliance.risk import register_risk_kind, review_approve, review_reject, unregister_risk_kind
+from compliance.risk import register_risk_kind, unregister_risk_kind
+from wallets.review import review_approve, review_reject
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from tests.audit_chain import audit_chain_verified
 from tests.concurrency import run_in_threads
-from tests.factories import CustomerFactory, OrganizationFactory, StaffUserFactory
-from tests.wallets.conftest import asset, client_for, open_wallet, person
+from tests.factories.accounts import CustomerFactory, OrganizationFactory, StaffUserFactory
+from tests.factories.wallets import asset, client_for, open_wallet, person
 
 DEPOSITS, TRANSFERS = "/api/v1/deposits", "/api/v1/transfers"
 

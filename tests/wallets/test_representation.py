@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from ledger.services import wallet_open
-from tests.factories import OrgCustomerFactory
-from tests.wallets.conftest import asset, client_for, open_wallet
+from tests.factories.accounts import OrgCustomerFactory
+from tests.factories.wallets import asset, client_for, open_wallet
 
 pytestmark = pytest.mark.django_db
 

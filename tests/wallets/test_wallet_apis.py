@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from ledger.models import Wallet
 from ledger.posting import Transfer, ledger_post
 from ledger.services import wallet_suspend
-from tests.wallets.conftest import client_for, open_wallet
+from tests.factories.wallets import client_for, open_wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +48,7 @@ class TestOpen:
         assert response.status_code == 401 and _code(response) == "AUTHENTICATION_FAILED"
 
     def test_a_user_without_a_customer_profile_gets_one(self, usd):
-        from tests.factories import UserFactory
+        from tests.factories.accounts import UserFactory
 
         user = UserFactory()
         response = client_for(user).post("/api/v1/wallets", {"currency": "USD"}, format="json")

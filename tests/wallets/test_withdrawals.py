@@ -19,7 +19,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from compliance.models import AuditEvent, FeeRule, ReviewCase, RiskRule, SanctionsEntry
-from compliance.risk import register_risk_kind, review_approve, review_reject, unregister_risk_kind
+from compliance.risk import register_risk_kind, unregister_risk_kind
+from wallets.review import review_approve, review_reject
 from core.models import OutboxMessage
 from core.outbox import outbox_dispatch, outbox_sweep
 from ledger.checks import ledger_check
@@ -27,12 +28,12 @@ from ledger.models import Hold, Transaction, Wallet
 from ledger.selectors import platform_account_balance
 from ledger.services import wallet_suspend, wallet_activate
 from tests.concurrency import run_in_threads
-from tests.factories import StaffUserFactory
+from tests.factories.accounts import StaffUserFactory
 from tests.payorders.support import reseed
-from tests.wallets.conftest import asset, client_for, open_wallet, person
+from tests.factories.wallets import asset, client_for, open_wallet, person
 from wallets import payouts
 from wallets.models import Payout
-from wallets.services import _payout_claim_send, payout_send, payout_settle
+from wallets.movements.payouts import _payout_claim_send, payout_send, payout_settle
 
 URL = "/api/v1/withdrawals"
 IBAN = "DE89370400440532013000"
@@ -417,7 +418,7 @@ class TestConcurrentWithdrawals:
             django.setup()
             from django.db import transaction
             from accounts.models import User
-            from wallets.services import withdrawal_create
+            from wallets.movements.withdrawals import withdrawal_create
             started = time.monotonic()
             with transaction.atomic():
                 tx = withdrawal_create(user=User.objects.get(pk={jane.pk}), wallet_id={wallet.pk}, amount="20.00",

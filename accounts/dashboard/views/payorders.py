@@ -12,21 +12,11 @@ from accounts.dashboard.forms import PayOrderCreateForm, PayOrderFilterForm, add
 from accounts.orgs.tenancy import WRITE_ROLES
 from core.errors import ValidationFailed
 from core.money import format_amount
-from ledger.models import Asset
-from ledger.selectors import assets_visible
+from ledger.selectors import assets_visible, platform_exponents
 from payorders.selectors import checkout_url, fmt_source, payment_details, payorder_get, source_exponent
 from payorders.selectors import payorder_list as select_payorders
 from payorders.selectors import xpub_keys_constrained
 from payorders.services.lifecycle import payorder_create as create
-
-
-def _platform_exponents() -> dict[str, int]:
-    """Exponent of each platform asset by code (a pay order's price is always one of them)."""
-    return dict(Asset.objects.filter(organization__isnull=True).values_list("code", "exponent"))
-
-
-def _price(order, exponents: dict[str, int]) -> str:
-    return format_amount(order.amount, exponents.get(order.currency, 2))
 
 
 @dashboard_view()
@@ -38,8 +28,8 @@ def payorder_list(request):
     elif form.is_bound:
         orders = orders.none()
     page = page_of(request, orders)
-    exponents = _platform_exponents()
-    rows = [{"order": o, "amount": _price(o, exponents)} for o in page.object_list]
+    exponents = platform_exponents()  # a pay order is priced in a platform asset
+    rows = [{"order": o, "amount": format_amount(o.amount, exponents.get(o.currency, 2))} for o in page.object_list]
     context = {"form": form, "page": page, "rows": rows, "can_write": can_write(request), "nav": "payorders"}
     context["constrained_keys"] = list(xpub_keys_constrained(organization=request.organization))
     return render(request, "dashboard/payorder_list.html", context)
@@ -73,7 +63,7 @@ def payorder_detail(request, public_id):
 
     context = {
         "order": order,
-        "amount": _price(order, _platform_exponents()),
+        "amount": format_amount(order.amount, platform_exponents().get(order.currency, 2)),
         "checkout_url": checkout_url(order),
         "details": payment_details(order),
         "received": source(order.amount_received),

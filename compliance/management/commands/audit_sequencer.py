@@ -2,7 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand
 
-from compliance.services import audit_chain_advance, audit_counts_flush
+from compliance.audit import audit_chain_advance, audit_counts_flush
 
 
 class Command(BaseCommand):

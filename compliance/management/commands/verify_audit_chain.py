@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from compliance.services import audit_verify
+from compliance.audit import audit_verify
 
 
 class Command(BaseCommand):

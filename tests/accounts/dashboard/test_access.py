@@ -11,8 +11,8 @@ from accounts.models import ApiKey, Membership, WebhookDelivery
 from accounts.orgs.services import api_key_create
 from compliance.models import AuditEvent
 from payorders.models import PayOrder
-from tests.accounts.dashboard.conftest import create_payorder, failed_delivery, logged_in
-from tests.factories import DEFAULT_PASSWORD, MembershipFactory, UserFactory
+from tests.factories.dashboard import create_payorder, failed_delivery, logged_in
+from tests.factories.accounts import DEFAULT_PASSWORD, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django.test import Client
 from accounts.crypto import lookup_hash
 from accounts.models import ApiKey
 from compliance.models import AuditEvent
-from tests.accounts.dashboard.conftest import logged_in
+from tests.factories.dashboard import logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -16,8 +16,8 @@ import pytest
 from accounts.models import Membership
 from payorders.models import PayOrder
 from tests.browser import needs_chromium, page_open
-from tests.accounts.dashboard.conftest import PLATFORM, deposit, platform_asset, system_wallet
-from tests.factories import DEFAULT_PASSWORD, MembershipFactory, OrganizationFactory
+from tests.factories.dashboard import PLATFORM, deposit, platform_asset, system_wallet
+from tests.factories.accounts import DEFAULT_PASSWORD, MembershipFactory, OrganizationFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 SCREENSHOT = "/tmp/dashboard.png"

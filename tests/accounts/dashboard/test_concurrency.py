@@ -9,8 +9,8 @@ from accounts.models import ApiKey, Membership, WebhookDelivery
 from accounts.orgs.services import api_key_create
 from compliance.models import AuditEvent
 from tests.concurrency import run_in_threads
-from tests.accounts.dashboard.conftest import Org, failed_delivery, logged_in
-from tests.factories import MembershipFactory, OrganizationFactory
+from tests.factories.dashboard import Org, failed_delivery, logged_in
+from tests.factories.accounts import MembershipFactory, OrganizationFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
 THREADS = 8

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.test import Client, override_settings
 
 from accounts.models import User
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.factories.accounts import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 LOGIN = "/dashboard/login/"

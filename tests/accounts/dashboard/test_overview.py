@@ -10,10 +10,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from accounts.dashboard.charts import _compact, bar_chart
+from accounts.dashboard.charts import bar_chart
+from core.money import format_compact
 from ledger.services import wallet_open
-from tests.accounts.dashboard.conftest import complete_payorder, deposit, platform_asset, system_wallet
-from tests.factories import OrgCustomerFactory
+from tests.factories.dashboard import complete_payorder, deposit, platform_asset, system_wallet
+from tests.factories.accounts import OrgCustomerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +92,7 @@ def test_bar_chart_geometry():
     assert xs == sorted(xs) and xs[-1] + chart["bars"][-1]["w"] <= chart["right_x"]
     assert chart["peak"] == "100" and chart["half"] == "50"
     assert [b["label"] for b in chart["bars"]].count("") == 25  # a date label every 7 days
-    assert [_compact(Decimal(v)) for v in ("310.45", "155.225", "2.5", "0.061728394", "12500", "3000000", "1250")] == [
+    assert [format_compact(Decimal(v)) for v in ("310.45", "155.225", "2.5", "0.061728394", "12500", "3000000", "1250")] == [
         "310", "155", "2.5", "0.0617", "12.5k", "3M", "1250"]
     empty = bar_chart(days=days, values={}, exact={}, unit="USD")
     assert empty["empty"] and all(b["h"] == 0 for b in empty["bars"]) and empty["peak"] == ""

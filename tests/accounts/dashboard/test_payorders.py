@@ -13,7 +13,7 @@ from django.utils import timezone
 from compliance.models import AuditEvent
 from payorders.models import PayOrder
 from payorders.services.lifecycle import payorder_cancel
-from tests.accounts.dashboard.conftest import create_payorder
+from tests.factories.dashboard import create_payorder
 
 pytestmark = pytest.mark.django_db
 

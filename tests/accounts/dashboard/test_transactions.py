@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.dashboard.views import transactions as dashboard
-from tests.accounts.dashboard.conftest import deposit, system_wallet
+from tests.factories.dashboard import deposit, system_wallet
 
 # The fixture's ETH amount has 18 significant digits: SQLite keeps 15 and refuses more.
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]

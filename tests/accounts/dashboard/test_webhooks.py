@@ -15,7 +15,7 @@ from accounts.webhooks.services import webhook_endpoint_create
 from accounts.webhooks import WEBHOOK_TOPIC
 from accounts.webhooks.deliver import webhook_deliver
 from core.models import OutboxMessage
-from tests.accounts.dashboard.conftest import failed_delivery, publish
+from tests.factories.dashboard import failed_delivery, publish
 
 pytestmark = pytest.mark.django_db
 

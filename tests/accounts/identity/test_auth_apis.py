@@ -12,7 +12,7 @@ from accounts.identity.login import INVALID_CREDENTIALS, login_lock_clear, login
 from accounts.identity.tokens import TOKEN_GRANT_HANDLERS, token_grant_register
 from compliance.models import AuditEvent
 from tests.audit_chain import audit_chain_verified
-from tests.factories import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
+from tests.factories.accounts import DEFAULT_PASSWORD, StaffUserFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

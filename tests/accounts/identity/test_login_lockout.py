@@ -25,7 +25,7 @@ from compliance.models import AuditEvent
 from core.models import OutboxMessage
 from core.outbox import handlers_for, outbox_dispatch
 from tests.audit_chain import audit_chain_verified
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.factories.accounts import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 

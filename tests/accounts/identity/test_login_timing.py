@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from accounts.identity.login import LOCKED_MESSAGE, login_lock_seconds
 from accounts.models import User
-from tests.factories import UserFactory
+from tests.factories.accounts import UserFactory
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from compliance.models import AuditEvent
 from tests.audit_chain import audit_chain_verified
 from tests.concurrency import run_in_threads
-from tests.factories import DEFAULT_PASSWORD, UserFactory
+from tests.factories.accounts import DEFAULT_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
 

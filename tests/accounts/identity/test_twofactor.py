@@ -42,7 +42,7 @@ from core.models import OutboxMessage
 from core.outbox import handlers_for, outbox_dispatch
 from tests.audit_chain import audit_chain_verified
 from tests.concurrency import run_in_threads
-from tests.factories import UserFactory
+from tests.factories.accounts import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -581,7 +581,7 @@ def test_http_send_and_verify_code():
 
 def test_http_2fa_endpoints_are_for_users_only(db):
     from accounts.orgs.services import api_key_create
-    from tests.factories import OrganizationFactory
+    from tests.factories.accounts import OrganizationFactory
 
     _, secret = api_key_create(organization=OrganizationFactory(), name="k")
     key_client = APIClient()
@@ -598,7 +598,7 @@ def test_http_2fa_endpoints_are_for_users_only(db):
 def test_users_endpoints_refuse_organization_credentials(db):
     """The bug: /users/me and /users/{id} answered an API key with {"id": null}."""
     from accounts.orgs.services import api_key_create
-    from tests.factories import OrganizationFactory
+    from tests.factories.accounts import OrganizationFactory
 
     user = UserFactory()
     _, secret = api_key_create(organization=OrganizationFactory(), name="k")

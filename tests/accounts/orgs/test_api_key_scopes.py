@@ -14,8 +14,8 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey
 from accounts.orgs.scopes import ALL_SCOPES, DEFAULT_SCOPES, NO_KEY_WRITE_ROUTES, LEGACY_SCOPES, ROUTE_SCOPES
 from accounts.orgs.services import api_key_create
-from tests.accounts.conftest import audit_actions
-from tests.factories import MembershipFactory, OrganizationFactory, UserFactory
+from tests.factories.orgs import audit_actions
+from tests.factories.accounts import MembershipFactory, OrganizationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 

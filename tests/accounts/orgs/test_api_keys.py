@@ -9,8 +9,8 @@ from rest_framework.test import APIClient
 
 from accounts.crypto import decrypt_secret, lookup_hash
 from accounts.models import ApiKey, Membership, Organization, User
-from tests.factories import DEFAULT_PASSWORD, MembershipFactory, UserFactory
-from tests.accounts.conftest import audit_actions
+from tests.factories.accounts import DEFAULT_PASSWORD, MembershipFactory, UserFactory
+from tests.factories.orgs import audit_actions
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/api-keys"

@@ -11,8 +11,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import ApiKey
 from accounts.orgs.services import api_key_revoke
-from tests.factories import DEFAULT_PASSWORD, MembershipFactory, UserFactory
-from tests.accounts.conftest import basic, compat_header, hmac_header, json_body
+from tests.factories.accounts import DEFAULT_PASSWORD, MembershipFactory, UserFactory
+from tests.factories.orgs import basic, compat_header, hmac_header, json_body
 
 pytestmark = pytest.mark.django_db
 CUSTOMERS = "/api/v1/customers"
@@ -27,7 +27,7 @@ def failures() -> int:
     """Failures audited so far: they are counted per key and minute in the cache, and written as
     one event with a count once the minute is over (here: flushed as if it were)."""
     from compliance.models import AuditEvent
-    from compliance.services import audit_counts_flush
+    from compliance.audit import audit_counts_flush
 
     audit_counts_flush(now=time.time() + 120)
     return sum(data["count"] for data in AuditEvent.objects.filter(action="api_key.auth_failed").values_list("data", flat=True))

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import Customer
 from tests.concurrency import errors_of, run_in_threads
-from tests.accounts.conftest import audit_actions, key_client, make_org_key
+from tests.factories.orgs import audit_actions, key_client, make_org_key
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/customers"

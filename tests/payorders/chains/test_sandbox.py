@@ -14,7 +14,7 @@ from payorders.chains.base import TransactionNotFound, TransferStatus, Unsupport
 from payorders.chains.sandbox import FAUCET_ADDRESS, SandboxChainProvider, sandbox_mine, sandbox_send
 from payorders.models import SandboxBlock, SandboxTransaction
 from tests.concurrency import errors_of, run_in_threads
-from tests.factories import UserFactory
+from tests.factories.accounts import UserFactory
 
 ETH_ADDR = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94"
 BTC_ADDR = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
@@ -220,7 +220,7 @@ def test_api_send_and_mine(user_client):
 
 def test_api_accepts_an_organization_api_key(api_client):
     from accounts.orgs.services import api_key_create
-    from tests.factories import OrganizationFactory
+    from tests.factories.accounts import OrganizationFactory
 
     _, secret = api_key_create(organization=OrganizationFactory(), name="sandbox", scopes=["read", "payorders:write"])
     api_client.credentials(HTTP_X_API_KEY=secret)

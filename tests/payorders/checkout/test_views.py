@@ -20,7 +20,7 @@ from payorders.models import PayOrder, PayOrderQuote, XpubKey
 from payorders.services.addresses import xpub_key_register
 from payorders.services.lifecycle import payorder_create, payorder_expire
 from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
-from tests.accounts.conftest import make_org_key
+from tests.factories.orgs import make_org_key
 from tests.payorders.support import account_keys, merchant, new_merchant  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db

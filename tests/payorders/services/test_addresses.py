@@ -12,7 +12,7 @@ from payorders.errors import DepositKeyMissing
 from payorders.models import DepositAddress, XpubKey
 from payorders.services.addresses import deposit_address_allocate, xpub_key_register
 from tests.concurrency import errors_of, run_in_threads
-from tests.factories import OrganizationFactory, UserFactory
+from tests.factories.accounts import OrganizationFactory, UserFactory
 from tests.payorders.test_addresses import BIP84_RECEIVE, BIP84_ZPUB, ETH_INDEX0, _with_version
 
 

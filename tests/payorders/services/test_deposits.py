@@ -11,16 +11,17 @@ import pytest
 
 from accounts.models import Customer, WebhookDelivery
 from compliance.models import ReviewCase, RiskRule
-from compliance.risk import register_risk_kind, review_approve, review_reject, unregister_risk_kind
+from compliance.risk import register_risk_kind, unregister_risk_kind
+from wallets.review import review_approve, review_reject
 from ledger.checks import ledger_check
 from ledger.errors import InsufficientFunds
 from ledger.models import Transaction, Wallet
 from payorders import tasks
 from payorders.models import PayOrder
 from payorders.services.settlement import payorder_settle
-from tests.factories import StaffUserFactory
+from tests.factories.accounts import StaffUserFactory
 from tests.payorders.support import history, merchant, mine, order_row, sandbox_pay  # noqa: F401
-from wallets.services import fx_float_fund
+from wallets.movements.exchanges import fx_float_fund
 
 pytestmark = pytest.mark.django_db
 S = PayOrder.Status

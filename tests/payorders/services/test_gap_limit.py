@@ -23,7 +23,7 @@ from payorders.models import DepositAddress, PayOrder, XpubKey
 from payorders.selectors import xpub_key_unused_run
 from payorders.services.quotes import payorder_select_quote
 from tests.concurrency import run_in_threads
-from tests.factories import MembershipFactory
+from tests.factories.accounts import MembershipFactory
 from tests.payorders.support import API, merchant, mine, new_merchant, order_row, reseed, sandbox_pay  # noqa: F401
 
 S = PayOrder.Status

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from compliance.services import audit_verify
+from compliance.audit import audit_verify
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from ledger.posting import Redeem, ledger_post

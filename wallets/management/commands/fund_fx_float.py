@@ -1,5 +1,5 @@
 """Fund the platform's FX float: top up every shard of the FX account of each asset by issuing
-into it (`wallets.services.fx_float_fund`). Idempotent: shards already at the target get nothing.
+into it (`wallets.movements.exchanges.fx_float_fund`). Idempotent: shards already at the target get nothing.
 
     python manage.py fund_fx_float                      # the defaults below
     python manage.py fund_fx_float --currency EUR --per-shard 50000
@@ -10,8 +10,8 @@ from decimal import Decimal
 from django.core.management.base import BaseCommand, CommandError
 
 from core.money import format_amount, parse_amount
-from ledger.models import Asset
-from wallets.services import fx_float_fund
+from ledger.selectors import platform_asset
+from wallets.movements.exchanges import fx_float_fund
 
 # Per shard (LEDGER_HOT_ACCOUNT_SHARDS rows per asset): about 1M USD worth per asset in total.
 DEFAULTS = {"USD": "62500", "EUR": "58000", "GBP": "49000", "USDC": "62500", "BTC": "1", "ETH": "20", "SOL": "400"}
@@ -27,7 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args, currency=None, per_shard=None, **options):
         codes = [c.upper() for c in currency] if currency else list(DEFAULTS)
         for code in codes:
-            asset = Asset.objects.filter(code=code, organization__isnull=True).first()
+            asset = platform_asset(code)
             if asset is None:
                 if currency:
                     raise CommandError(f"Unknown currency {code}")

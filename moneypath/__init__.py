@@ -1,1 +1,0 @@
-"""The money path (SPEC 4): the one pipeline every money movement runs. See `moneypath.pipeline`."""

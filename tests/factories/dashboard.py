@@ -1,0 +1,169 @@
+"""Fixtures for the merchant dashboard: two organizations (Alpha with an owner, a developer and a
+viewer; Beta with its own owner), logged-in Django test clients per role, and helpers that make
+data through the real services (pay orders, ledger postings, webhook deliveries)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from django.db import transaction
+from django.test import Client
+
+from accounts.models import Membership, Organization, User
+from ledger.models import Asset, Wallet
+from ledger.posting import Issue, ledger_post
+from ledger.services import wallet_open
+from tests.factories.accounts import MembershipFactory, OrganizationFactory
+
+PLATFORM = {
+    "USD": ("US Dollar", 2, "fiat"),
+    "EUR": ("Euro", 2, "fiat"),
+    "ETH": ("Ether", 18, "crypto"),
+    "BTC": ("Bitcoin", 8, "crypto"),
+    "USDC": ("USD Coin", 6, "crypto"),
+}
+
+
+def platform_asset(code: str) -> Asset:
+    """Seeded by migration; get_or_create because a transactional test's flush removes seed rows."""
+    name, exponent, kind = PLATFORM[code]
+    asset, _ = Asset.objects.get_or_create(code=code, organization=None, defaults={"name": name, "exponent": exponent, "kind": kind})
+    return asset
+
+
+@dataclass
+class Org:
+    organization: Organization
+    owner: User
+    developer: User | None = None
+    viewer: User | None = None
+
+
+def make_org(name: str, *, with_team: bool = True) -> Org:
+    organization = OrganizationFactory(name=name)
+    owner = MembershipFactory(organization=organization, role=Membership.Role.OWNER).user
+    org = Org(organization=organization, owner=owner)
+    if with_team:
+        org.developer = MembershipFactory(organization=organization, role=Membership.Role.DEVELOPER).user
+        org.viewer = MembershipFactory(organization=organization, role=Membership.Role.VIEWER).user
+    return org
+
+
+def logged_in(user: User, **client_kwargs) -> Client:
+    client = Client(**client_kwargs)
+    client.force_login(user)
+    return client
+
+
+def system_wallet(organization: Organization, code: str, *, purpose: str = "", label: str = "") -> Wallet:
+    for c in PLATFORM:
+        platform_asset(c)
+    return wallet_open(asset=platform_asset(code), organization=organization, kind=Wallet.Kind.SYSTEM, purpose=purpose, label=label)
+
+
+def deposit(wallet: Wallet, amount: str, *, organization: Organization, description: str = "", reference: str = ""):
+    """An issue into `wallet` posted by the organization through the ledger service."""
+    with transaction.atomic():
+        return ledger_post(
+            type="deposit", operations=[Issue(wallet=wallet, amount=Decimal(amount))], organization=organization,
+            description=description, reference=reference,
+        ).raise_for_error()
+
+
+def create_payorder(org: Org, **overrides):
+    from payorders.services.lifecycle import payorder_create
+
+    for c in PLATFORM:
+        platform_asset(c)
+    kwargs = {"type": "SALE", "amount": "25.00", "currency": "USD", "description": "order"}
+    kwargs.update(overrides)
+    return payorder_create(organization=org.organization, actor=org.owner, **kwargs)
+
+
+@pytest.fixture
+def alpha(db) -> Org:
+    return make_org("Alpha Shop")
+
+
+@pytest.fixture
+def beta(db) -> Org:
+    return make_org("Beta Store", with_team=False)
+
+
+@pytest.fixture
+def owner_client(alpha) -> Client:
+    return logged_in(alpha.owner)
+
+
+@pytest.fixture
+def developer_client(alpha) -> Client:
+    return logged_in(alpha.developer)
+
+
+@pytest.fixture
+def viewer_client(alpha) -> Client:
+    return logged_in(alpha.viewer)
+
+
+@pytest.fixture
+def assets(db) -> dict[str, Asset]:
+    return {code: platform_asset(code) for code in PLATFORM}
+
+
+
+def publish(organization: Organization, event_type: str = "payorder.created", payload: dict | None = None):
+    from accounts.webhooks import webhook_publish
+
+    with transaction.atomic():
+        return webhook_publish(organization=organization, event_type=event_type, payload=payload or {"id": "evt"})
+
+
+def failed_delivery(org: Org, url: str = "http://127.0.0.1:9/coffer-hook"):
+    """A delivery that really failed: its endpoint was disabled when the attempt came (the engine
+    abandons it), then the endpoint was enabled again, so a redeliver is allowed."""
+    from accounts.webhooks.services import webhook_endpoint_create, webhook_endpoint_disable, webhook_endpoint_enable
+    from accounts.webhooks import WEBHOOK_TOPIC
+    from accounts.webhooks.deliver import webhook_deliver
+    from core.models import OutboxMessage
+
+    # Subscribed to one event only, so other tests' events do not reach it.
+    endpoint, _ = webhook_endpoint_create(organization=org.organization, url=url, events=["wallet.closed"], actor=org.owner)
+    [delivery] = [d for d in publish(org.organization, "wallet.closed", {"id": "w"}) if d.endpoint_id == endpoint.pk]
+    webhook_endpoint_disable(organization=org.organization, endpoint_id=endpoint.pk, actor=org.owner)
+    message = OutboxMessage.objects.filter(topic=WEBHOOK_TOPIC, payload__delivery_id=str(delivery.pk)).latest("id")
+    delivery = webhook_deliver(message)  # the outbox handler: the endpoint is disabled, it abandons the delivery
+    assert delivery.status == "failed"
+    webhook_endpoint_enable(organization=org.organization, endpoint_id=endpoint.pk, actor=org.owner)
+    return delivery
+
+
+def complete_payorder(org: Org, *, amount: str = "40.00", currency: str = "USD", account: int = 7):
+    """A pay order driven through the real flow on the sandbox chain: quote in ETH, payment
+    details (an address from the organization's xpub), payment sent and mined, watcher, three
+    confirmations -> COMPLETED, then settled into the organization's settlement wallet."""
+    from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins
+
+    from payorders.chains.sandbox import sandbox_mine, sandbox_send
+    from payorders.models import XpubKey
+    from payorders.services.addresses import xpub_key_register
+    from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
+    from payorders.services.quotes import payorder_quote, payorder_select_quote
+    from payorders.services.settlement import payorder_settle
+
+    if not XpubKey.objects.filter(organization=org.organization, chain="ethereum", is_active=True).exists():
+        seed = Bip39SeedGenerator(" ".join(["abandon"] * 11 + ["about"])).Generate()
+        xpub = Bip44.FromSeed(seed, Bip44Coins.ETHEREUM).Purpose().Coin().Account(account).PublicKey().ToExtended()
+        xpub_key_register(organization=org.organization, chain="ethereum", xpub=xpub)
+    order = create_payorder(org, amount=amount, currency=currency)
+    [quote] = payorder_quote(organization=org.organization, public_id=order.public_id, source_currencies=["ETH"])
+    order = payorder_select_quote(organization=org.organization, public_id=order.public_id, quote_id=quote.public_id)
+    sandbox_send(to_address=order.deposit_address.address, amount=order.source_amount, currency="ETH")
+    sandbox_mine(blocks=3)
+    payorder_scan(order_id=order.pk)
+    payorder_refresh_confirmations(order_id=order.pk)
+    payorder_settle(order_id=order.pk)
+    order.refresh_from_db()
+    assert order.status == "COMPLETED" and order.settled_at is not None
+    return order

@@ -1,1 +1,0 @@
-from tests.payorders.conftest import btc_account, eth_account, eth_xpub, seed, zpub  # noqa: F401
