@@ -127,10 +127,12 @@ def deposit_create(*, user: User, wallet_id: int, amount: Any, source: str = "")
 
 def transfer_create(
     *, user: User, source_wallet_id: int, destination_wallet_id: int, amount: Any, currency: str, description: str = "",
-    two_factor_code: str | None = None,
+    two_factor_code: str | None = None, step_up: bool = True, reference: str = "",
 ) -> Transaction:
     """From one of the user's wallets to any customer wallet of the same asset. The source
-    must be the caller's (else 404); the ledger checks status, asset and funds under lock."""
+    must be the caller's (else 404); the ledger checks status, asset and funds under lock.
+    `step_up=False` and `reference` are for a schedule's occurrence (`wallets.schedules`): its
+    schedule was step-up authorized at creation, and the reference is its per-attempt key."""
     if destination_wallet_id == source_wallet_id:
         wallet_get_for_user(user=user, wallet_id=source_wallet_id)  # someone else's is still a 404
         raise _field_error("destination_wallet_id", "Must differ from the source wallet.")
@@ -143,8 +145,8 @@ def transfer_create(
         actor=user, movement_type=MovementType.TRANSFER, ledger_type=Transaction.Type.TRANSFER, wallet=source, amount=value,
         operations=[Transfer(source=source.pk, destination=destination.pk, amount=value, currency=(currency or "").strip().upper())],
         limits=[] if own else [LimitScope(source.asset, MovementType.TRANSFER, Direction.OUTGOING, value)], risk=not own,
-        two_factor_code=two_factor_code, beneficiary_name=None if own else wallet_owner_name(destination),
-        description=description, counterparty_wallets=[destination],
+        two_factor_code=two_factor_code, step_up=step_up, beneficiary_name=None if own else wallet_owner_name(destination),
+        description=description, reference=reference, counterparty_wallets=[destination],
         audit_data={"destination_wallet_id": destination.pk},
     )
     return money_path(movement).raise_for_error()
@@ -207,7 +209,10 @@ def _payout_check_later(payout: Payout) -> None:
     )
 
 
-def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: Any, description: str = "", two_factor_code: str | None = None) -> Transaction:
+def withdrawal_create(
+    *, user: User, wallet_id: int, amount: Any, destination: Any, description: str = "", two_factor_code: str | None = None,
+    step_up: bool = True, reference: str = "",
+) -> Transaction:
     """Money leaves the user's wallet for a bank account (IBAN) or another rail. The fee
     (`fee_compute`: 1%, minimum 1.00 for an IBAN) is charged on top; amount + fee are held
     (`ledger_hold_pending`: the transaction is `pending`), and a `Payout` plus its `payout.send`
@@ -215,7 +220,8 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
     and loses nothing. The worker sends it (`payout_send`) and settles it (`payout_settle`):
     completed -> the held transaction is posted (Redeem of the amount, fee to the platform fee
     account); failed -> the holds are released and the transaction is failed. A risk review
-    leaves the transaction `in_review` and the payout waits for the reviewer."""
+    leaves the transaction `in_review` and the payout waits for the reviewer. `step_up` and
+    `reference`: as for `transfer_create` (a schedule's occurrence)."""
     wallet = wallet_get_for_user(user=user, wallet_id=wallet_id, lock_customer=True)
     asset = wallet.asset
     value = parse_amount(amount, exponent=asset.exponent, field="amount")
@@ -246,7 +252,7 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
     movement = MoneyMovement(
         actor=user, movement_type=MovementType.WITHDRAWAL, ledger_type=Transaction.Type.WITHDRAWAL, wallet=wallet, amount=value,
         operations=operations, limits=[LimitScope(asset, MovementType.WITHDRAWAL, Direction.OUTGOING, value)],
-        two_factor_code=two_factor_code, beneficiary_name=beneficiary.name, pending=True,
+        two_factor_code=two_factor_code, step_up=step_up, beneficiary_name=beneficiary.name, pending=True, reference=reference,
         description=description or f"Withdrawal to {beneficiary.type} {masked[:4]}...{masked[-4:]}",
         metadata={"destination_type": beneficiary.type, "fee": str(fee.fee_amount)},
         after_post=create_payout,
