@@ -5,6 +5,7 @@ and notified, and the ledger's invariants after each."""
 
 from __future__ import annotations
 
+import importlib
 import time
 import uuid
 from datetime import timedelta
@@ -18,13 +19,15 @@ from django.utils import timezone
 
 from accounts.identity.totp import totp_confirm, totp_enrol
 from accounts.models import WebhookDelivery
-from compliance.models import AuditEvent, LimitRule
+from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
+from compliance.risk import register_risk_kind, review_approve, unregister_risk_kind
 from core.models import OutboxMessage
 from core.outbox import handlers_for
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from ledger.services import wallet_suspend
 from tests.accounts.conftest import key_client, make_org_key
+from tests.factories import StaffUserFactory
 from tests.concurrency import blocked_insert_pid, in_background, run_in_threads
 from tests.ledger_api.conftest import customer_wallet, platform_asset
 from tests.wallets.conftest import client_for, open_wallet, person
@@ -385,6 +388,59 @@ def test_step_up_at_creation_authorizes_the_occurrences():
     failed = ScheduleOccurrence.objects.get(schedule_id=small["id"])
     assert failed.status == "failed" and failed.failure_code == "2FA_REQUIRED"
     assert ledger_check() == []
+
+
+@pytest.fixture
+def review_everything_over_100():
+    @register_risk_kind("test_schedule_over_100")
+    def over_100(rule, ctx):
+        return "over 100" if ctx.amount > Decimal("100") else None
+
+    rule = RiskRule.objects.create(name="test", kind="test_schedule_over_100", action="review")
+    yield rule
+    unregister_risk_kind("test_schedule_over_100")
+
+
+@pytest.mark.django_db
+def test_an_occurrence_held_for_review_is_recorded_notified_and_not_retried(review_everything_over_100):
+    jane = person("jane.review@example.com")
+    source, target = open_wallet(jane, "USD", funded="500"), open_wallet(person(), "USD")
+    start = _start()
+    _create(client_for(jane), _body(source, target, amount="150.00", rule="FREQ=WEEKLY", start=start))
+    assert schedules_run_due(now=start + timedelta(seconds=1)) == 1
+    occurrence = ScheduleOccurrence.objects.get()
+    assert occurrence.status == "in_review" and occurrence.failure_code == "IN_REVIEW" and occurrence.next_attempt_at is None
+    assert occurrence.transaction.status == "in_review"
+    assert ReviewCase.objects.get(transaction=occurrence.transaction).status == "open"
+    assert Wallet.objects.get(pk=source.pk).held == Decimal("150.00")
+    _deliver(SCHEDULE_EMAIL_TOPIC)
+    assert len(mail.outbox) == 1 and "compliance review" in mail.outbox[0].body
+    assert schedules_run_due(now=start + timedelta(days=2)) == 0  # never retried
+    review_approve(case=ReviewCase.objects.get(), actor=StaffUserFactory(), reason="known customer")
+    assert _balance(target) == Decimal("150.00") and ledger_check() == []
+
+
+@pytest.fixture
+def seeded_defaults(db):
+    """The seed migration's limits, fees and risk rules (a transactional test's flush removes them)."""
+    from django.apps import apps
+
+    importlib.import_module("compliance.migrations.0005_seed_defaults").seed(apps, None)
+
+
+@pytest.mark.django_db
+def test_a_sanctioned_beneficiary_fails_at_once(seeded_defaults):
+    SanctionsEntry.objects.create(name="Ivan Sanctioned Petrov", source="TEST", list_id="1")
+    jane = person()
+    source = open_wallet(jane, "EUR", funded="500")
+    start = _start()
+    created = _create(client_for(jane), _body(source, amount="10.00", currency="EUR", rule="FREQ=WEEKLY", start=start,
+                                              destination={**IBAN, "name": "Ivan Petrov Sanctioned"}))
+    assert created.status_code == 201
+    assert schedules_run_due(now=start + timedelta(seconds=1)) == 1
+    occurrence = ScheduleOccurrence.objects.get()
+    assert occurrence.status == "failed" and occurrence.failure_code == "TRANSACTION_REJECTED" and occurrence.attempts == 1
+    assert _balance(source) == Decimal("500") and not Payout.objects.exists() and ledger_check() == []
 
 
 # --- Organizations ------------------------------------------------------------------------------------
