@@ -4,7 +4,7 @@ sent payout now (`payout_settle`: the provider is called with no transaction ope
 
 from django.contrib import admin, messages
 
-from wallets.models import ExchangeQuote, Payout
+from wallets.models import ExchangeQuote, Payout, Schedule, ScheduleOccurrence
 from wallets.services import payout_settle
 
 
@@ -47,3 +47,32 @@ class ExchangeQuoteAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class _ReadOnly(admin.ModelAdmin):
+    """Schedules change only through `wallets.schedules` (the owner's API, the beat runner)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(_ReadOnly):
+    list_display = ["id", "status", "user", "organization", "source_wallet", "destination_wallet", "amount", "asset", "rule", "next_run_at", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["=id", "=source_wallet__id", "user__email"]
+    list_select_related = ["user", "organization", "source_wallet__asset", "destination_wallet__asset", "asset"]
+
+
+@admin.register(ScheduleOccurrence)
+class ScheduleOccurrenceAdmin(_ReadOnly):
+    list_display = ["id", "schedule", "scheduled_for", "status", "attempts", "failure_code", "transaction", "next_attempt_at"]
+    list_filter = ["status", "failure_code"]
+    search_fields = ["=schedule__id", "idempotency_key"]
+    list_select_related = ["schedule", "transaction"]

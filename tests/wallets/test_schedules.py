@@ -14,7 +14,7 @@ from decimal import Decimal
 import pyotp
 import pytest
 from django.core import mail
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.identity.totp import totp_confirm, totp_enrol
@@ -510,7 +510,14 @@ def test_a_worker_killed_after_paying_leaves_nothing_and_the_next_run_pays_once(
     start = _start()
     sid = _create(client_for(jane), _body(source, target, amount="10.00", rule="FREQ=DAILY", start=start)).json()["id"]
     now = start + timedelta(seconds=1)
-    thread, outcome = in_background(lambda: schedule_run_next_due(now=now))
+
+    def worker():
+        try:
+            return schedule_run_next_due(now=now)
+        except OperationalError as exc:  # its connection was terminated under it
+            return exc
+
+    thread, outcome = in_background(worker)
     with transaction.atomic():
         ScheduleOccurrence.objects.create(schedule_id=sid, scheduled_for=start, idempotency_key="blocker", status="failed")
         thread.start()
@@ -520,7 +527,7 @@ def test_a_worker_killed_after_paying_leaves_nothing_and_the_next_run_pays_once(
             cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
         transaction.set_rollback(True)
     thread.join(timeout=30)
-    assert "result" not in outcome  # the worker died with its transaction
+    assert isinstance(outcome["result"], OperationalError)  # the worker died with its transaction
     assert _balance(target) == 0 and _balance(source) == Decimal("100")
     assert not ScheduleOccurrence.objects.exists() and not Transaction.objects.filter(type="transfer").exists()
     assert Schedule.objects.get(pk=sid).next_run_at == start
@@ -564,3 +571,18 @@ def test_pause_waits_for_the_occurrence_being_paid():
     assert ScheduleOccurrence.objects.count() == results[0] and _balance(target) == Decimal("10.00") * results[0]
     assert Schedule.objects.get(pk=sid).status == "paused"
     assert ledger_check() == []
+
+
+@pytest.mark.django_db
+def test_staff_see_schedules_and_occurrences_read_only_in_the_admin(admin_client):
+    jane = person()
+    source, target = open_wallet(jane, "USD", funded="100"), open_wallet(person(), "USD")
+    start = _start()
+    sid = _create(client_for(jane), _body(source, target, rule="FREQ=WEEKLY;BYDAY=FR", start=start)).json()["id"]
+    schedules_run_due(now=start + timedelta(days=8))
+    page = admin_client.get("/admin/wallets/schedule/")
+    assert page.status_code == 200 and b"FREQ=WEEKLY;BYDAY=FR" in page.content
+    occurrences = admin_client.get("/admin/wallets/scheduleoccurrence/")
+    assert occurrences.status_code == 200 and b"succeeded" in occurrences.content
+    assert admin_client.post(f"/admin/wallets/schedule/{sid}/delete/", {"post": "yes"}).status_code == 403
+    assert Schedule.objects.filter(pk=sid).exists()
