@@ -8,7 +8,9 @@ Entry points (each builds a `MoneyMovement` and calls `money_path`): customer de
 transfers, withdrawals and exchanges (`wallets.services`); organization transactions
 (`ledger.services.organization_transaction_post`); reversals (`ledger.reversals`, with
 `reversal_of`); authorization holds (`ledger.holds`, `pending`: captured later by the engine's
-two-phase completion, as a payout is); pay-order settlements and refunds (`payorders.services`). Validation and authorization are the entry point's (they need its
+two-phase completion, as a payout is); pay-order settlements and refunds (`payorders.services`);
+scheduled payments (`wallets.schedules`: each occurrence calls the transfer, withdrawal or
+organization-transaction service above, with a per-attempt `reference`). Validation and authorization are the entry point's (they need its
 input); idempotency is the request's (`core.idempotency`, or the transaction `reference`).
 
 1. lock: the customers the movement is checked for, FOR UPDATE in ascending id order

@@ -508,11 +508,17 @@ def _advance(schedule: Schedule, instance: dt.datetime, now: dt.datetime) -> Non
     schedule.save(update_fields=["status", "next_run_at", "closed_at", "updated_at"])
 
 
-def _due_schedule(now: dt.datetime, exclude: set[int]) -> Schedule | None:
+def schedules_due(now: dt.datetime, exclude: set[int] = frozenset()) -> QuerySet[Schedule]:
+    """Due active schedules, oldest instance first, locked with SKIP LOCKED: read off the partial
+    index `schedule_due` (next_run_at WHERE status = 'active'), constant in the number of others."""
     return (
         Schedule.objects.select_for_update(of=("self",), skip_locked=True).select_related("asset", "organization", "user")
-        .filter(status=Schedule.Status.ACTIVE, next_run_at__lte=now).exclude(pk__in=exclude).order_by("next_run_at").first()
+        .filter(status=Schedule.Status.ACTIVE, next_run_at__lte=now).exclude(pk__in=exclude).order_by("next_run_at")
     )
+
+
+def _due_schedule(now: dt.datetime, exclude: set[int]) -> Schedule | None:
+    return schedules_due(now, exclude).first()
 
 
 def schedule_run_next_due(*, now: dt.datetime | None = None, exclude: set[int] = frozenset(), picked: list[int] | None = None) -> bool:

@@ -34,8 +34,6 @@ from tests.wallets.conftest import client_for, open_wallet, person
 from wallets.models import Payout, Schedule, ScheduleOccurrence
 from wallets.schedules import SCHEDULE_EMAIL_TOPIC, schedule_run_next_due, schedules_run_due
 
-pytestmark = pytest.mark.postgres
-
 URL = "/api/v1/schedules"
 IBAN = {"type": "IBAN", "iban": "DE89370400440532013000", "name": "Jane Smith", "bank_name": "Deutsche Bank", "country": "DE"}
 
@@ -483,6 +481,7 @@ def test_organization_schedules_pay_between_its_wallets_and_webhook_failures():
 # --- Concurrency and crashes (real transactions) ---------------------------------------------------------
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_an_occurrence_racing_itself_in_four_workers_pays_once():
     usd = platform_asset("USD")
@@ -500,6 +499,7 @@ def test_an_occurrence_racing_itself_in_four_workers_pays_once():
     assert ledger_check() == []
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_after_paying_leaves_nothing_and_the_next_run_pays_once():
     """We hold an uncommitted occurrence row for the same instance, so the runner blocks right
@@ -558,6 +558,7 @@ def test_an_instance_already_paid_is_never_paid_again():
     assert ledger_check() == []
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_pause_waits_for_the_occurrence_being_paid():
     jane = person()
@@ -586,3 +587,40 @@ def test_staff_see_schedules_and_occurrences_read_only_in_the_admin(admin_client
     assert occurrences.status_code == 200 and b"succeeded" in occurrences.content
     assert admin_client.post(f"/admin/wallets/schedule/{sid}/delete/", {"post": "yes"}).status_code == 403
     assert Schedule.objects.filter(pk=sid).exists()
+
+
+@pytest.mark.django_db
+def test_the_beat_task_pays_what_is_due_now():
+    from config.celery import app
+    from wallets.tasks import run_schedules
+
+    assert app.conf.beat_schedule["wallets.run_schedules"]["task"] == run_schedules.name
+    jane = person()
+    source, target = open_wallet(jane, "USD", funded="100"), open_wallet(person(), "USD")
+    created = _create(client_for(jane), _body(source, target, amount="3.00", rule="FREQ=DAILY", start=_start(minutes=0)))
+    assert created.status_code == 201, created.content
+    assert run_schedules.apply().get() == 1
+    assert run_schedules.apply().get() == 0
+    assert _balance(target) == Decimal("3.00") and ledger_check() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_due_schedules_are_read_off_the_partial_next_run_at_index():
+    from wallets.schedules import schedules_due
+
+    jane = person()
+    source, target = open_wallet(jane, "USD", funded="100"), open_wallet(person(), "USD")
+    now = timezone.now()
+    common = dict(user=jane, source_wallet=source, destination_wallet=target, asset=source.asset, amount=Decimal("1"),
+                  rule="FREQ=DAILY", start_at=now)
+    Schedule.objects.bulk_create(
+        [Schedule(**common, status="completed", next_run_at=None) for _ in range(4000)]
+        + [Schedule(**common, status="active", next_run_at=now + timedelta(days=1 + i)) for i in range(1000)]
+        + [Schedule(**common, status="active", next_run_at=now - timedelta(minutes=i)) for i in range(3)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE wallets_schedule")
+    plan = schedules_due(now)[:1].explain()
+    assert "Index Scan using schedule_due on wallets_schedule" in plan and "Seq Scan on wallets_schedule" not in plan, plan
+    assert schedules_due(now).first().next_run_at == now - timedelta(minutes=2)
