@@ -92,6 +92,7 @@ WEBHOOK_EVENT = "schedule.occurrence_failed"
 RULE_SAMPLE = 500
 RULE_EVALUATION_SECONDS = 2.0
 START_TOLERANCE = dt.timedelta(minutes=5)  # a start_at of "now" sent a moment ago is still accepted
+LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.timezone.utc)  # far enough for any payment, short of the calendar's end
 RETRYABLE = frozenset({"INSUFFICIENT_FUNDS", "LIMIT_EXCEEDED", "WALLET_INACTIVE"})
 IN_REVIEW_CODE = "IN_REVIEW"
 PAST = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}
@@ -153,6 +154,9 @@ def rule_check(rule: Any, *, start_at: dt.datetime, end_at: dt.datetime | None) 
     for part in body.upper().split(";"):
         name, _, value = part.partition("=")
         parts[name.strip()] = value.strip()
+    interval = parts.get("INTERVAL")
+    if interval is not None and (not interval.isdigit() or int(interval) < 1):
+        raise _field_error("rule", "INTERVAL must be a positive integer.")
     freq = parts.get("FREQ")
     if freq in ("SECONDLY", "MINUTELY"):
         raise _field_error("rule", f"FREQ={freq} is more often than a payment may recur: at most hourly (FREQ=HOURLY or coarser).")
@@ -184,7 +188,10 @@ def rule_check(rule: Any, *, start_at: dt.datetime, end_at: dt.datetime | None) 
 
 def next_instance(schedule: Schedule, after: dt.datetime) -> dt.datetime | None:
     """The schedule's first instance strictly after `after`, or None past the rule's end or end_at."""
-    found = rule_build(schedule.rule, start_at=schedule.start_at).after(_utc(after), inc=False)
+    try:
+        found = rule_build(schedule.rule, start_at=schedule.start_at).after(_utc(after), inc=False)
+    except (OverflowError, ValueError):  # the next instance would lie past the calendar (year 9999): none left
+        found = None
     if found is None or (schedule.end_at is not None and found > schedule.end_at):
         return None
     return found
@@ -334,6 +341,8 @@ def schedule_create(
     now = timezone.now()
     if start < now - START_TOLERANCE:
         raise _field_error("start_at", "Must not be in the past.")
+    if start >= LATEST:
+        raise _field_error("start_at", f"Must be before {LATEST:%Y-%m-%d}.")
     end = _instant(end_at, "end_at") if end_at is not None else None
     if end is not None and end <= start:
         raise _field_error("end_at", "Must be after start_at.")

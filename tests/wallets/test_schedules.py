@@ -84,6 +84,11 @@ def _actions(schedule_id: int) -> list[str]:
     ("FREQ=DAILY;BYHOUR=25", "Not a valid RRULE"),
     ("FREQ=DAILY;UNTIL=20270101T000000", "Not a valid RRULE"),  # UNTIL must be UTC with an aware start
     ("FREQ=DAILY;COUNT=abc", "Not a valid RRULE"),
+    ("FREQ=DAILY;INTERVAL=0", "INTERVAL must be a positive integer"),
+    ("FREQ=DAILY;INTERVAL=-1", "INTERVAL must be a positive integer"),
+    ("FREQ=MONTHLY;BYSETPOS=400;BYDAY=MO", "Not a valid RRULE"),
+    ("FREQ=DAILY;;", "Not a valid RRULE"),
+    ("FREQ=DAILY;COUNT=0", "no occurrence"),
     ("FREQ=DAILY;BYDAY=XX", "Not a valid RRULE"),
     ("FREQ=WEEKLY;FOO=1", "Not a valid RRULE"),
     ("DTSTART:20260101T000000Z\nRRULE:FREQ=DAILY", "One RRULE line"),
@@ -128,6 +133,7 @@ def test_rule_bounded_by_end_at_and_other_field_errors():
     for body, field in (
         (_body(source, target, start=timezone.now() - timedelta(days=1)), "start_at"),
         (_body(source, target, start=start, end_at=start.isoformat()), "end_at"),
+        (_body(source, target, start=start.replace(year=9999)), "start_at"),
         (_body(source, target, amount="1.001"), "amount"),
         ({**_body(source, target), "destination": IBAN}, "destination_wallet_id"),
         (_body(source), "destination_wallet_id"),
@@ -624,3 +630,14 @@ def test_due_schedules_are_read_off_the_partial_next_run_at_index():
     plan = schedules_due(now)[:1].explain()
     assert "Index Scan using schedule_due on wallets_schedule" in plan and "Seq Scan on wallets_schedule" not in plan, plan
     assert schedules_due(now).first().next_run_at == now - timedelta(minutes=2)
+
+
+@pytest.mark.django_db
+def test_a_rule_whose_next_instance_is_past_the_calendar_completes():
+    jane = person()
+    source, target = open_wallet(jane, "USD", funded="100"), open_wallet(person(), "USD")
+    start = _start()
+    sid = _create(client_for(jane), _body(source, target, amount="1.00", rule="FREQ=YEARLY;INTERVAL=9000", start=start)).json()["id"]
+    assert schedules_run_due(now=start + timedelta(seconds=1)) == 1
+    schedule = Schedule.objects.get(pk=sid)
+    assert schedule.status == "completed" and schedule.next_run_at is None and _balance(target) == Decimal("1.00")
