@@ -60,7 +60,6 @@ import itertools
 import logging
 import threading
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from dateutil.rrule import rrule, rrulestr
@@ -482,6 +481,9 @@ def _record(occurrence: ScheduleOccurrence, tx: Transaction | None, error: Coffe
     delays = settings.SCHEDULE_RETRY_DELAYS_SECONDS
     occurrence.failure_code = error.code[:64]
     occurrence.failure_reason = (error.message or error.code)[:500]
+    if error.code == "2FA_REQUIRED":  # the API's answer tells a person to send a header; a schedule cannot
+        occurrence.failure_reason = ("This amount now needs a second factor, and this schedule was created without one: "
+                                     "create it again with X-2FA-Code.")
     if error.code in RETRYABLE and occurrence.attempts <= len(delays):
         occurrence.status = ScheduleOccurrence.Status.RETRYING
         occurrence.next_attempt_at = now + dt.timedelta(seconds=delays[occurrence.attempts - 1])

@@ -390,7 +390,7 @@ def test_step_up_at_creation_authorizes_the_occurrences():
     with override_settings(TWO_FACTOR_THRESHOLD=Decimal("50")):
         schedules_run_due(now=start + timedelta(seconds=2))
     failed = ScheduleOccurrence.objects.get(schedule_id=small["id"])
-    assert failed.status == "failed" and failed.failure_code == "2FA_REQUIRED"
+    assert failed.status == "failed" and failed.failure_code == "2FA_REQUIRED" and "X-2FA-Code" in failed.failure_reason
     assert ledger_check() == []
 
 
