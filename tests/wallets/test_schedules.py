@@ -641,3 +641,22 @@ def test_a_rule_whose_next_instance_is_past_the_calendar_completes():
     assert schedules_run_due(now=start + timedelta(seconds=1)) == 1
     schedule = Schedule.objects.get(pk=sid)
     assert schedule.status == "completed" and schedule.next_run_at is None and _balance(target) == Decimal("1.00")
+
+
+@pytest.mark.django_db
+def test_a_member_acts_for_the_organization_with_x_organization_and_for_themself_without():
+    alpha = make_org_key("Alpha")
+    usd = platform_asset("USD")
+    payer, payee = customer_wallet(alpha, usd, "30", external_id="m-payer"), customer_wallet(alpha, usd, external_id="m-payee")
+    member = client_for(alpha.owner)
+    as_org = {"X-Organization": str(alpha.organization.pk)}
+    created = _create(member, _body(payer, payee, amount="5.00"), **as_org)
+    assert created.status_code == 201, created.content
+    sid = created.json()["id"]
+    assert member.get(f"{URL}/{sid}", headers=as_org).status_code == 200
+    assert member.get(f"{URL}/{sid}").status_code == 404  # without the header: the person's own schedules
+    assert _create(member, _body(payer, payee)).status_code == 404  # and the organization's wallets are not the person's
+    paused = member.post(f"{URL}/{sid}/pause", headers=as_org)
+    assert paused.status_code == 200
+    event = AuditEvent.objects.get(action="schedule.paused")
+    assert event.actor_id == alpha.owner.pk
