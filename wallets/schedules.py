@@ -51,6 +51,8 @@ Invariants:
   `in_review` and never retried (a retry could pay twice once a reviewer approves). Every failed
   attempt and every review hold notifies the owner in the same transaction: organizations by the
   `schedule.occurrence_failed` webhook, users by an e-mail (outbox topic SCHEDULE_EMAIL_TOPIC).
+  A scheduled withdrawal whose payout fails later (the rail returns it) turns its occurrence
+  `failed` (PAYOUT_FAILED, not retried) and is notified the same way (`schedule_payout_failed`).
 """
 
 from __future__ import annotations
@@ -616,6 +618,24 @@ def schedules_run_due(*, now: dt.datetime | None = None, limit: int = 200) -> in
                 broken.add(picked[0])
             done += 1
     return done
+
+
+def schedule_payout_failed(*, transaction: Transaction, reason: str) -> None:
+    """A scheduled withdrawal's payout failed after its occurrence was recorded as paid (called
+    by `wallets.services._payout_failed` in its transaction, the payout row locked): the
+    occurrence becomes `failed` with PAYOUT_FAILED (not retried: the rail refused that
+    beneficiary) and the owner is told, as for any failed occurrence."""
+    occurrence = (
+        ScheduleOccurrence.objects.select_for_update(of=("self",)).select_related("schedule__asset", "schedule__organization")
+        .filter(transaction=transaction, status=ScheduleOccurrence.Status.SUCCEEDED).first()
+    )
+    if occurrence is None:
+        return
+    occurrence.status = ScheduleOccurrence.Status.FAILED
+    occurrence.failure_code = "PAYOUT_FAILED"
+    occurrence.failure_reason = reason[:500]
+    occurrence.save(update_fields=["status", "failure_code", "failure_reason", "updated_at"])
+    _notify(occurrence.schedule, occurrence)
 
 
 def occurrence_failed_email(message: OutboxMessage) -> None:

@@ -660,3 +660,36 @@ def test_a_member_acts_for_the_organization_with_x_organization_and_for_themself
     assert paused.status_code == 200
     event = AuditEvent.objects.get(action="schedule.paused")
     assert event.actor_id == alpha.owner.pk
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_scheduled_withdrawal_whose_payout_fails_later_is_recorded_and_emailed(settings):
+    """The dispatcher and the payout provider run outside any transaction: real commits."""
+    from core.outbox import outbox_dispatch
+    from tests.payorders.support import reseed
+    from wallets.services import payout_settle
+
+    reseed()
+    settings.PAYOUT_SANDBOX_SETTLE_SECONDS = 0
+    jane = person("jane.payout@example.com")
+    source = open_wallet(jane, "EUR", funded="500")
+    start = _start()
+    created = _create(client_for(jane), _body(source, amount="40.00", currency="EUR", rule="FREQ=MONTHLY", start=start,
+                                              destination={**IBAN, "name": "Fail Example"}))
+    assert created.status_code == 201, created.content
+    assert schedules_run_due(now=start + timedelta(seconds=1)) == 1
+    occurrence = ScheduleOccurrence.objects.get()
+    assert occurrence.status == "succeeded" and occurrence.transaction.status == "pending"
+    for message in OutboxMessage.objects.filter(topic="payout.send"):
+        assert outbox_dispatch(message_id=message.pk) == "dispatched"
+    payout = Payout.objects.get(transaction=occurrence.transaction)
+    assert payout_settle(payout_id=payout.pk).status == "failed"
+    occurrence.refresh_from_db()
+    assert occurrence.status == "failed" and occurrence.failure_code == "PAYOUT_FAILED" and occurrence.next_attempt_at is None
+    for message in OutboxMessage.objects.filter(topic=SCHEDULE_EMAIL_TOPIC):
+        assert outbox_dispatch(message_id=message.pk) == "dispatched"
+    assert [m.to for m in mail.outbox] == [["jane.payout@example.com"]] and "PAYOUT_FAILED" in mail.outbox[0].body
+    after = Wallet.objects.get(pk=source.pk)
+    assert (after.balance, after.held) == (Decimal("500"), Decimal("0"))
+    assert ledger_check() == []
