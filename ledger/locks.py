@@ -3,7 +3,8 @@
 
 Invariants (STYLE 4, SPEC 4.7):
 * One order everywhere: the parent row first (a payout, review case, exchange quote or pay
-  order, locked by its own app; an `AuthorizationHold`, `wallets.movements.holds`), then the ledger
+  order, locked by its own app; an `AuthorizationHold`, `wallets.movements.holds`; a `Schedule`,
+  then its occurrence, `wallets.schedules`), then the ledger
   transaction (a held or pending one being completed; the ORIGINAL of a reversal,
   `wallets.movements.reversals`, so racing partial reversals of one transaction run one after the other),
   then customers by ascending id (`compliance.limits.customers_lock`), then wallets by

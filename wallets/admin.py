@@ -5,7 +5,7 @@ sent payout now (`payout_settle`: the provider is called with no transaction ope
 from django.contrib import admin, messages
 
 from core.admin import ReadOnlyModelAdmin
-from wallets.models import ExchangeQuote, Payout
+from wallets.models import ExchangeQuote, Payout, Schedule, ScheduleOccurrence
 from wallets.movements.payouts import payout_settle
 
 
@@ -39,3 +39,19 @@ class ExchangeQuoteAdmin(ReadOnlyModelAdmin):
     list_filter = ["status", "source_currency", "destination_currency"]
     list_select_related = ["customer"]
     readonly_fields = [f.name for f in ExchangeQuote._meta.fields]
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(ReadOnlyModelAdmin):
+    list_display = ["id", "status", "user", "organization", "source_wallet", "destination_wallet", "amount", "asset", "rule", "next_run_at", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["=id", "=source_wallet__id", "user__email"]
+    list_select_related = ["user", "organization", "source_wallet__asset", "destination_wallet__asset", "asset"]
+
+
+@admin.register(ScheduleOccurrence)
+class ScheduleOccurrenceAdmin(ReadOnlyModelAdmin):
+    list_display = ["id", "schedule", "scheduled_for", "status", "attempts", "failure_code", "transaction", "next_attempt_at"]
+    list_filter = ["status", "failure_code"]
+    search_fields = ["=schedule__id", "idempotency_key"]
+    list_select_related = ["schedule", "transaction"]

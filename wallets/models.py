@@ -142,3 +142,114 @@ class ExchangeQuote(ConcurrentTransitionMixin, models.Model):
     @transition(field=status, source=Status.OPEN, target=Status.EXECUTED)
     def execute(self) -> None:
         """State only; `exchange_execute` posts and saves."""
+
+
+class Schedule(ConcurrentTransitionMixin, models.Model):
+    """A recurring payment (`wallets.schedules`): `amount` from `source_wallet` on every instance
+    of the RFC 5545 `rule` from `start_at` (to `end_at`), to a wallet or an IBAN beneficiary.
+
+        active <-> paused;  active | paused -> cancelled | completed (the rule is exhausted)
+
+    `next_run_at` is the next instance to pay (NULL when not active); the beat task finds due
+    schedules by the partial index `schedule_due`. Owned by exactly one of a user (their own
+    wallets) or an organization (its wallets)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        CANCELLED = "cancelled", "Cancelled"
+        COMPLETED = "completed", "Completed (the rule has no further occurrence)"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="schedules")
+    organization = models.ForeignKey("accounts.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="schedules")
+    source_wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="schedules")
+    destination_wallet = models.ForeignKey("ledger.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    destination = models.JSONField(null=True, blank=True, help_text="An IBAN or EXTERNAL beneficiary, as withdrawals take it.")
+    asset = models.ForeignKey("ledger.Asset", on_delete=models.PROTECT, related_name="+")
+    amount = _amount()
+    rule = models.CharField(max_length=500, help_text="RFC 5545 RRULE, evaluated in UTC from start_at.")
+    start_at = models.DateTimeField()
+    end_at = models.DateTimeField(null=True, blank=True)
+    description = models.CharField(max_length=500, blank=True, default="")
+    status = FSMField(default=Status.ACTIVE, choices=Status.choices, protected=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    step_up_authorized = models.BooleanField(
+        default=False, help_text="Created with a valid step-up code: its occurrences (of exactly `amount`) need none.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(fields=["next_run_at"], condition=Q(status="active"), name="schedule_due"),
+            models.Index(fields=["user", "-id"], name="schedule_user_recent"),
+            models.Index(fields=["organization", "-id"], name="schedule_org_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="schedule_amount_positive"),
+            models.CheckConstraint(condition=Q(user__isnull=True, organization__isnull=False) | Q(user__isnull=False, organization__isnull=True),
+                                   name="schedule_one_owner"),
+            models.CheckConstraint(condition=Q(destination_wallet__isnull=True, destination__isnull=False)
+                                   | Q(destination_wallet__isnull=False, destination__isnull=True), name="schedule_one_destination"),
+        ]
+
+    def __str__(self) -> str:
+        return f"schedule {self.pk} {self.amount} ({self.status})"
+
+    @transition(field=status, source=Status.ACTIVE, target=Status.PAUSED)
+    def pause(self) -> None:
+        """State only; `schedule_pause` saves and audits."""
+
+    @transition(field=status, source=Status.PAUSED, target=Status.ACTIVE)
+    def resume(self) -> None:
+        """State only; `schedule_resume` finds the next occurrence, saves and audits."""
+
+    @transition(field=status, source=[Status.ACTIVE, Status.PAUSED], target=Status.CANCELLED)
+    def cancel(self) -> None:
+        """State only; `schedule_cancel` saves and audits."""
+
+    @transition(field=status, source=[Status.ACTIVE, Status.PAUSED], target=Status.COMPLETED)
+    def complete(self) -> None:
+        """State only: the rule (or end_at) has no further occurrence."""
+
+
+class ScheduleOccurrence(models.Model):
+    """One instance of a schedule's rule that fell due, and what paying it did. Unique per
+    (schedule, scheduled_for): the row is inserted in the same database transaction as the
+    payment, after it, so a second worker paying the same instance loses on this constraint and
+    its payment rolls back with it. `idempotency_key` is derived from (schedule, instance);
+    attempt n posts with the ledger reference `<idempotency_key>:<n>` (unique per owner too)."""
+
+    class Status(models.TextChoices):
+        SUCCEEDED = "succeeded", "Paid (the money path accepted it)"
+        IN_REVIEW = "in_review", "Held for compliance review"
+        RETRYING = "retrying", "Failed, another attempt is due"
+        FAILED = "failed", "Failed, no attempt left"
+        SKIPPED = "skipped", "Retry dropped (schedule paused or cancelled)"
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.PROTECT, related_name="occurrences")
+    scheduled_for = models.DateTimeField()
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    attempts = models.PositiveIntegerField(default=1)
+    transaction = models.ForeignKey("ledger.Transaction", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                    help_text="The last attempt's ledger transaction (failed ones are recorded too).")
+    failure_code = models.CharField(max_length=64, blank=True, default="")
+    failure_reason = models.CharField(max_length=500, blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-scheduled_for"]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(status="retrying"), name="schedule_occurrence_retry_due"),
+            models.Index(fields=["schedule", "-scheduled_for"], name="schedule_occurrence_recent"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "scheduled_for"], name="schedule_occurrence_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"occurrence {self.pk} of schedule {self.schedule_id} at {self.scheduled_for:%Y-%m-%dT%H:%M:%SZ} ({self.status})"

@@ -15,6 +15,8 @@ Invariants:
   block closed, so what the path recorded on the way commits with the stored error response.
 * The movement's own rows (`after_post`) are inserted in one statement; its audit event goes
   with the request's idempotency record (`core.db.insert_later`).
+* Scheduled payments (`wallets.schedules`) run each occurrence through the transfer,
+  withdrawal or organization-transaction service, with a per-attempt `reference`.
 """
 
 from __future__ import annotations

@@ -27,3 +27,27 @@ def payout_check_handler(message: OutboxMessage) -> None:
 
 register_handler(PAYOUT_TOPIC, payout_send_handler)
 register_handler(PAYOUT_CHECK_TOPIC, payout_check_handler)
+
+
+# --- Recurring payments (wallets.schedules) ----------------------------------------------------------
+# `run_schedules` (beat, every SCHEDULE_RUN_SECONDS) pays the due occurrences and retries of every
+# schedule, each in its own short transaction; two runs at once pay each occurrence once (row locks
+# with SKIP LOCKED, then the occurrence's unique constraint). The failure e-mail of a user's
+# schedule is an outbox topic.
+from django.conf import settings  # noqa: E402
+from django.db import OperationalError  # noqa: E402
+
+from config.celery import app  # noqa: E402
+from wallets.schedules import SCHEDULE_EMAIL_TOPIC, occurrence_failed_email, schedules_run_due  # noqa: E402
+
+register_handler(SCHEDULE_EMAIL_TOPIC, occurrence_failed_email)
+
+
+@app.task(name="wallets.tasks.run_schedules", ignore_result=True, autoretry_for=(OperationalError,), retry_backoff=2,
+          retry_backoff_max=300, max_retries=8)
+def run_schedules() -> int:
+    return schedules_run_due()
+
+
+_EVERY = float(settings.SCHEDULE_RUN_SECONDS)
+app.conf.beat_schedule["wallets.run_schedules"] = {"task": "wallets.tasks.run_schedules", "schedule": _EVERY, "options": {"expires": _EVERY * 2}}

@@ -40,6 +40,7 @@ EVENT_TYPES = (
     "hold.captured",
     "hold.voided",
     "hold.expired",
+    "schedule.occurrence_failed",
     "wallet.created",
     "wallet.suspended",
     "wallet.activated",

@@ -313,6 +313,12 @@ RULES_VERSION_TTL_SECONDS = env.float("RULES_VERSION_TTL_SECONDS", default=1.0)
 OUTBOX_SWEEP_SECONDS = env.int("OUTBOX_SWEEP_SECONDS", default=10)
 # How often the beat task `ledger.tasks.expire_holds` releases authorization holds past expiry.
 LEDGER_HOLD_EXPIRY_SECONDS = env.float("LEDGER_HOLD_EXPIRY_SECONDS", default=30.0)
+# Recurring payments (wallets.schedules): how often the beat task `wallets.tasks.run_schedules` pays due
+# occurrences; the shortest gap a rule may have between two occurrences; the waits before each retry of a
+# failed occurrence (3 tries over 24 h: at the instance, 1 h later, 24 h after the instance).
+SCHEDULE_RUN_SECONDS = env.float("SCHEDULE_RUN_SECONDS", default=30.0)
+SCHEDULE_MIN_INTERVAL_SECONDS = env.int("SCHEDULE_MIN_INTERVAL_SECONDS", default=3600)
+SCHEDULE_RETRY_DELAYS_SECONDS = [int(v) for v in env.list("SCHEDULE_RETRY_DELAYS_SECONDS", default=["3600", "82800"])]
 OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=60)
 OUTBOX_BACKOFF_BASE_SECONDS = env.int("OUTBOX_BACKOFF_BASE_SECONDS", default=10)
 OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=3600)

@@ -114,6 +114,10 @@ def _payout_failed(payout: Payout, *, reason: str) -> None:
     payout.next_check_at = None
     payout.save(update_fields=["status", "failure_reason", "settled_at", "next_check_at", "attempts", "provider_reference", "updated_at"])
     audit_record(action="withdrawal.failed", target=tx, data={"payout_id": payout.pk, "reason": reason})
+    if tx.reference.startswith("schedule:"):  # a schedule's occurrence (wallets.schedules): record it and tell the owner
+        from wallets.schedules import schedule_payout_failed
+
+        schedule_payout_failed(transaction=tx, reason=reason)
 
 
 def _payout_follow(payout: Payout, result) -> None:

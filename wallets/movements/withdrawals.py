@@ -70,7 +70,10 @@ def beneficiary_parse(destination: Any) -> Beneficiary:
     return Beneficiary(type=kind, name=name, details={"account": account, "network": _text(destination.get("network"))[:50]})
 
 
-def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: Any, description: str = "", two_factor_code: str | None = None) -> Transaction:
+def withdrawal_create(
+    *, user: User, wallet_id: int, amount: Any, destination: Any, description: str = "", two_factor_code: str | None = None,
+    step_up: bool = True, reference: str = "",
+) -> Transaction:
     """Money leaves the user's wallet for a bank account (IBAN) or another rail. The fee
     (`fee_compute`: 1%, minimum 1.00 for an IBAN) is charged on top; amount + fee are held
     (`ledger_hold_pending`: the transaction is `pending`), and a `Payout` plus its `payout.send`
@@ -78,7 +81,8 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
     and loses nothing. The worker sends it (`payout_send`) and settles it (`payout_settle`):
     completed -> the held transaction is posted (Redeem of the amount, fee to the platform fee
     account); failed -> the holds are released and the transaction is failed. A risk review
-    leaves the transaction `in_review` and the payout waits for the reviewer."""
+    leaves the transaction `in_review` and the payout waits for the reviewer. `step_up` and
+    `reference`: as for `transfer_create` (a schedule's occurrence)."""
     wallet = wallet_get_for_user(user=user, wallet_id=wallet_id, lock_customer=True)
     asset = wallet.asset
     value = parse_amount(amount, exponent=asset.exponent, field="amount")
@@ -109,7 +113,7 @@ def withdrawal_create(*, user: User, wallet_id: int, amount: Any, destination: A
     movement = MoneyMovement(
         actor=user, movement_type=MovementType.WITHDRAWAL, ledger_type=Transaction.Type.WITHDRAWAL, wallet=wallet, amount=value,
         operations=operations, limits=[LimitScope(asset, MovementType.WITHDRAWAL, Direction.OUTGOING, value)],
-        two_factor_code=two_factor_code, beneficiary_name=beneficiary.name, pending=True,
+        two_factor_code=two_factor_code, step_up=step_up, beneficiary_name=beneficiary.name, pending=True, reference=reference,
         description=description or f"Withdrawal to {beneficiary.type} {masked[:4]}...{masked[-4:]}",
         metadata={"destination_type": beneficiary.type, "fee": str(fee.fee_amount)},
         after_post=create_payout,
