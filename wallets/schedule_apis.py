@@ -20,9 +20,10 @@ from accounts.identity.throttles import MoneyThrottle
 from accounts.identity.twofactor import twofactor_code_from
 from core.fields import RawAmountField
 from core.idempotency import idempotent
-from core.openapi import PAGE_LIMIT, PAGE_OFFSET, page_of
+from core.errors import field_error
+from core.openapi import ORG_HEADER, PAGE_LIMIT, PAGE_OFFSET, error_example, page_of
 from core.pagination import LimitOffsetPagination
-from ledger.apis.common import ORG_HEADER, IsOrganizationOrUser, error_body
+from ledger.apis.common import IsOrganizationOrUser
 from ledger.serializers import validated
 from wallets.apis import IDEMPOTENCY_PARAMETER, TWO_FACTOR_PARAMETER
 from wallets.models import Schedule, ScheduleOccurrence
@@ -114,7 +115,7 @@ OCCURRENCE_EXAMPLE = {
     "idempotency_key": "schedule:7:20260801T080000Z", "created_at": "2026-08-01T08:00:10Z", "updated_at": "2026-08-01T08:00:10Z",
 }
 NOT_FOUND = {404: OpenApiResponse(description="NOT_FOUND: no such schedule of yours", examples=[OpenApiExample(
-    "Not yours", status_codes=["404"], value=error_body("NOT_FOUND", "Schedule 7 not found.", {"schedule_id": 7}))])}
+    "Not yours", status_codes=["404"], value=error_example("NOT_FOUND", "Schedule 7 not found.", {"schedule_id": 7}))])}
 
 
 class ScheduleListCreateApi(APIView):
@@ -135,8 +136,7 @@ class ScheduleListCreateApi(APIView):
         wanted = request.query_params.get("status")
         if wanted:
             if wanted not in Schedule.Status.values:
-                return Response(error_body("VALIDATION_ERROR", f"status: one of {', '.join(Schedule.Status.values)}.",
-                                           {"fields": {"status": [f"One of {', '.join(Schedule.Status.values)}."]}}), status=400)
+                raise field_error("status", f"One of {', '.join(Schedule.Status.values)}.")
             schedules = schedules.filter(status=wanted)
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(schedules, request, view=self)
@@ -158,10 +158,10 @@ class ScheduleListCreateApi(APIView):
             201: ScheduleOutput,
             400: OpenApiResponse(description="VALIDATION_ERROR naming the field (`rule`: unparsable, more often than hourly, no occurrence), "
                                              "CURRENCY_MISMATCH, INVALID_IBAN, INVALID_BENEFICIARY, IDEMPOTENCY_KEY_REQUIRED", examples=[
-                OpenApiExample("Too frequent", status_codes=["400"], value=error_body(
+                OpenApiExample("Too frequent", status_codes=["400"], value=error_example(
                     "VALIDATION_ERROR", "rule: FREQ=MINUTELY is more often than a payment may recur: at most hourly (FREQ=HOURLY or coarser).",
                     {"fields": {"rule": ["FREQ=MINUTELY is more often than a payment may recur: at most hourly (FREQ=HOURLY or coarser)."]}})),
-                OpenApiExample("Not a rule", status_codes=["400"], value=error_body(
+                OpenApiExample("Not a rule", status_codes=["400"], value=error_example(
                     "VALIDATION_ERROR", "rule: Not a valid RRULE: unknown parameter name.", {"fields": {"rule": ["Not a valid RRULE: unknown parameter name."]}})),
             ]),
             403: OpenApiResponse(description="2FA_REQUIRED or 2FA_VERIFICATION_FAILED (amount at or above the step-up threshold)"),
@@ -207,7 +207,7 @@ def _transition_api(name: str, service, source: str, target: str, example: dict)
             operation_id=f"schedules_{name}", tags=["money movement: schedules"], parameters=[ORG_HEADER], request=None,
             summary=f"{name.capitalize()} a schedule ({source} -> {target})",
             responses={200: ScheduleOutput, **NOT_FOUND, 409: OpenApiResponse(description="INVALID_STATE: not allowed from its current state", examples=[
-                OpenApiExample("Not allowed", status_codes=["409"], value=error_body(
+                OpenApiExample("Not allowed", status_codes=["409"], value=error_example(
                     "INVALID_STATE", f"A cancelled schedule cannot be {'cancelled' if name == 'cancel' else name + 'd'}.",
                     {"schedule_id": 7, "status": "cancelled"}))])},
             examples=[OpenApiExample(target.capitalize(), response_only=True, status_codes=["200"], value=example)],

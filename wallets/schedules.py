@@ -75,7 +75,7 @@ from django_fsm import TransitionNotAllowed
 from accounts.models import Organization, User
 from accounts.orgs.services import principal_audit_data
 from accounts.webhooks import webhook_publish
-from compliance.services import audit_record
+from compliance.audit import audit_record
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 from core.money import parse_amount
 from core.models import OutboxMessage
@@ -435,7 +435,7 @@ def occurrence_key(schedule: Schedule, instance: dt.datetime) -> str:
 def _attempt(schedule: Schedule, occurrence: ScheduleOccurrence) -> tuple[Transaction | None, CofferError | None]:
     """One attempt of an occurrence through the API's own service, in the caller's transaction.
     A refusal is returned, not raised: what the money path recorded commits with the outcome."""
-    from ledger.services import organization_transaction_post
+    from wallets.movements.organization import organization_transaction_post
     from wallets.movements.transfers import transfer_create
     from wallets.movements.withdrawals import withdrawal_create
 
