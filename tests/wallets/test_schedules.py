@@ -20,18 +20,19 @@ from django.utils import timezone
 from accounts.identity.totp import totp_confirm, totp_enrol
 from accounts.models import WebhookDelivery
 from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
-from compliance.risk import register_risk_kind, review_approve, unregister_risk_kind
+from compliance.risk import register_risk_kind, unregister_risk_kind
 from core.models import OutboxMessage
 from core.outbox import handlers_for
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from ledger.services import wallet_suspend
-from tests.accounts.conftest import key_client, make_org_key
-from tests.factories import StaffUserFactory
+from tests.factories.orgs import key_client, make_org_key
+from tests.factories.accounts import StaffUserFactory
 from tests.concurrency import blocked_insert_pid, in_background, run_in_threads
-from tests.ledger_api.conftest import customer_wallet, platform_asset
-from tests.wallets.conftest import client_for, open_wallet, person
+from tests.factories.ledger_api import customer_wallet, platform_asset
+from tests.factories.wallets import client_for, open_wallet, person
 from wallets.models import Payout, Schedule, ScheduleOccurrence
+from wallets.review import review_approve
 from wallets.schedules import SCHEDULE_EMAIL_TOPIC, schedule_run_next_due, schedules_run_due
 
 URL = "/api/v1/schedules"
