@@ -25,6 +25,7 @@ from django.utils.html import format_html
 from compliance.admin_lists import PlatformShardFilter, TransactionAmountMixin
 from core.errors import CofferError
 from ledger.models import Asset, AuthorizationHold, Entry, Hold, Posting, Transaction, Wallet
+from ledger.reconciliation import admin as reconciliation_admin  # noqa: F401  (registers its admin pages)
 from ledger.reversals import staff_transaction_reverse
 from ledger.services import wallet_activate, wallet_suspend
 
