@@ -249,7 +249,7 @@ class ReconciliationListCreateApi(generics.GenericAPIView):
             422: OpenApiResponse(ErrorOutput, description="IDEMPOTENCY_KEY_REUSED"),
         },
         examples=[
-            OpenApiExample("A CSV", request_only=True, value={"wallet_id": 31, "file": CSV_SAMPLE, "date_window_days": 3, "closing_balance": "1225.00"}),
+            OpenApiExample("A CSV", request_only=True, media_type="multipart/form-data", value={"wallet_id": 31, "file": CSV_SAMPLE, "date_window_days": 3, "closing_balance": "1225.00"}),
             OpenApiExample("Imported", response_only=True, status_codes=["201"], value=DETAIL_EXAMPLE),
             BAD_AMOUNT, BAD_CSV,
             OpenApiExample("Not your wallet", response_only=True, status_codes=["404"], value=error_body("NOT_FOUND", "Wallet 43 not found.", {"wallet_id": 43})),
