@@ -210,3 +210,14 @@ def test_staff_reconcile_any_wallet_users_may_not(bank, books):
     nobody.force_authenticate(UserFactory())
     assert upload(nobody, bank, csv_file([f"{d},1.00,USD,,"])).status_code == 403
     assert nobody.get("/api/v1/reconciliations").status_code == 403
+
+
+def test_a_read_only_key_may_read_but_not_import(org, bank, books):
+    from accounts.orgs.services import api_key_create
+
+    _, secret = api_key_create(organization=org.organization, name="reader", actor=org.owner, scopes=("read",))
+    reader = APIClient()
+    reader.credentials(HTTP_X_API_KEY=secret)
+    r = upload(reader, bank, csv_file([f"{today().isoformat()},300.00,USD,INV-1001,x"]))
+    assert (r.status_code, r.json()["error"]["code"]) == (403, "PERMISSION_DENIED")
+    assert reader.get("/api/v1/reconciliations").status_code == 200
