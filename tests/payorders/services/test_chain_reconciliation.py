@@ -96,3 +96,16 @@ def test_receipts_without_a_settled_order_and_settled_orders_without_a_receipt(m
     assert code == 0 and "Clean." in out
     code, out = _run("--chain", "ethereum")
     assert code == 1 and f"SETTLED ORDER WITHOUT RECEIPT {settled_id}" in out and unclaimed_address in out
+
+
+def test_admin_action_shows_the_report(merchant, admin_client):  # noqa: F811
+    _, _, settled_tx = _paid(merchant)
+    order_id, _, unclaimed_tx = _paid(merchant, process=False)
+    mine(merchant.client, 3)
+    tasks.poll_confirmations()
+    ids = list(PayOrder.objects.values_list("pk", flat=True))
+    page = admin_client.post("/admin/payorders/payorder/", {"action": "reconcile_chain", "_selected_action": ids})
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Receipts without a settled order" in text and unclaimed_tx in text and "No pay-order payment records this transfer." in text
+    assert "is COMPLETED and not settled" in text  # the processed order, confirmed but not settled yet
