@@ -152,6 +152,9 @@ def reconciliation_import(
             details={"fields": {"period_from": ["Required for a file without lines."], "period_to": ["Required for a file without lines."]}},
         )
     start, end = _day_bounds(start_value, end=False), _day_bounds(end_value, end=True)
+    for name, moment in (("period_from", start), ("period_to", end)):
+        if not 1900 <= moment.year <= 9000:
+            raise _fail(name, f"{moment.date().isoformat()}: a date from 1900 to 9000.")
     if start > end:
         raise _fail("period_from", "The period starts after it ends.")
     statement = statement_build(wallet=wallet, period=Period(start=start, end=end))

@@ -166,6 +166,8 @@ def test_malformed_csv_rows_name_line_and_field(client_a, bank):
     details = r.json()["error"]["details"]
     assert (details["line"], details["field"]) == (3, "date")
     assert [(e["line"], e["field"]) for e in details["errors"]] == [(3, "date"), (4, "amount"), (5, "currency"), (6, "row")]
+    ancient = upload(client_a, bank, csv_file(["0001-01-01,10.00,USD,a,b"]))
+    assert ancient.status_code == 400 and "period_from" in ancient.json()["error"]["details"]["fields"]
     missing = upload(client_a, bank, csv_file([f"{d},10.00"], header="date,amount"))
     assert missing.status_code == 400 and missing.json()["error"]["details"]["missing_columns"] == ["currency"]
 
