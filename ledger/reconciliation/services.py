@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction as db_transaction

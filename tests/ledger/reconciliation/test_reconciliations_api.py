@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from ledger.checks import ledger_check
-from ledger.reconciliation.models import Reconciliation, ReconciliationLine
+from ledger.reconciliation.models import Reconciliation
 from tests.factories import UserFactory
 from tests.ledger.reconciliation.conftest import camt_entry, camt_file, csv_file, post, today, upload
 
