@@ -174,7 +174,7 @@ def _xml_root(data: bytes):
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False, huge_tree=False,
                              remove_comments=True, remove_pis=True)
     try:
-        root = etree.fromstring(data, parser=parser)
+        root = etree.fromstring(data.lstrip(b" \t\r\n"), parser=parser)  # blank lines before the declaration: tolerated
     except etree.XMLSyntaxError as exc:
         raise ValidationFailed(f"camt.053: not well-formed XML: {exc}", details={"fields": {"file": [str(exc)]}}) from None
     if root.getroottree().docinfo.doctype:
