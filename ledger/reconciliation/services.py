@@ -66,6 +66,8 @@ def reconciliation_wallet(*, organization: Organization | None, wallet_id: int) 
         wallet = wallets_with_owners("w.id = %s", [wallet_id]).get(wallet_id)
     if wallet is None:
         raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
+    if wallet.kind == Wallet.Kind.ISSUANCE:
+        raise _fail("wallet_id", "An issuance account mirrors every issue and redeem of its asset: reconcile a wallet that holds money.")
     return wallet
 
 

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from ledger.checks import ledger_check
+from ledger.models import Wallet
 from ledger.reconciliation.models import Reconciliation
 from tests.factories import UserFactory
 from tests.ledger.reconciliation.conftest import camt_entry, camt_file, csv_file, post, today, upload
@@ -208,6 +209,9 @@ def test_staff_reconcile_any_wallet_users_may_not(bank, books):
     r = upload(client, bank, csv_file([f"{d},300.00,USD,INV-1001,x"]))
     assert r.status_code == 201, r.content
     assert client.get(f"/api/v1/reconciliations/{r.json()['id']}").status_code == 200
+    issuance = Wallet.objects.filter(kind="issuance", asset=bank.asset).first()
+    refused = upload(client, issuance, csv_file([f"{d},1.00,USD,,"]))
+    assert refused.status_code == 400 and "wallet_id" in refused.json()["error"]["details"]["fields"]
     nobody = APIClient()
     nobody.force_authenticate(UserFactory())
     assert upload(nobody, bank, csv_file([f"{d},1.00,USD,,"])).status_code == 403
