@@ -65,6 +65,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.utils import timezone
@@ -160,7 +161,20 @@ def _canonical(value: Any) -> str:
         return repr(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
-    return json.dumps(str(value), ensure_ascii=False)  # uploaded files and other exotic values
+    if isinstance(value, UploadedFile):
+        return json.dumps({"file": value.name, "sha256": _file_digest(value)}, sort_keys=True)
+    return json.dumps(str(value), ensure_ascii=False)  # other exotic values
+
+
+def _file_digest(upload: UploadedFile) -> str:
+    """An uploaded file compares by its content (a retry re-sends the same bytes); the stream is
+    put back where it was for the handler."""
+    position = upload.tell()
+    digest = hashlib.sha256()
+    for chunk in upload.chunks():
+        digest.update(chunk)
+    upload.seek(position)
+    return digest.hexdigest()
 
 
 def request_fingerprint(*, method: str, path: str, query: Any = None, data: Any = None) -> str:

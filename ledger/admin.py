@@ -26,6 +26,7 @@ from compliance.admin_lists import PlatformShardFilter, TransactionAmountMixin
 from core.errors import CofferError
 from ledger.models import Asset, AuthorizationHold, Entry, Hold, Posting, Transaction, Wallet
 from core.admin import ReadOnlyModelAdmin, ReadOnlyTabularInline
+from ledger.reconciliation import admin as reconciliation_admin  # noqa: F401  (registers its admin pages)
 from wallets.movements.reversals import staff_transaction_reverse
 from ledger.services import wallet_activate, wallet_suspend
 

@@ -498,3 +498,4 @@ class UsageCounter(models.Model):
 
     def __str__(self) -> str:
         return f"customer {self.customer_id} {self.movement_type} {self.direction} {self.day}: {self.amount}"
+from ledger.reconciliation.models import Reconciliation, ReconciliationLine  # noqa: E402,F401  (its own module: size)

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from ledger.apis import assets, holds, reversals, statements, transactions, wallets
+from ledger.apis import assets, holds, reconciliations, reversals, statements, transactions, wallets
 
 urlpatterns = [
     path("assets", assets.AssetListCreateApi.as_view(), name="asset-list"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("holds/<int:hold_id>", holds.HoldDetailApi.as_view(), name="hold-detail"),
     path("holds/<int:hold_id>/capture", holds.HoldCaptureApi.as_view(), name="hold-capture"),
     path("holds/<int:hold_id>/void", holds.HoldVoidApi.as_view(), name="hold-void"),
+    path("reconciliations", reconciliations.ReconciliationListCreateApi.as_view(), name="reconciliation-list"),
+    path("reconciliations/<int:reconciliation_id>", reconciliations.ReconciliationDetailApi.as_view(), name="reconciliation-detail"),
 ]
 
 # Lifecycle of wallets (the rest of /wallets is wallets.urls, shared by users and organizations).

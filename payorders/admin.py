@@ -1,11 +1,20 @@
-"""Pay orders in the back office: read-only (services are the only writers); actions call services."""
+"""Pay orders in the back office: read-only (services are the only writers); actions call services.
+
+"Reconcile chain receipts" is a read: for the organizations and chains of the selected orders, the
+chain provider's transfers to their deposit addresses (from the earliest selected order's first
+block to the head) against settled orders (`payorders.services.reconciliation`), as a report page.
+"""
 
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
+
+from core.errors import CofferError
 
 from core.admin import ReadOnlyModelAdmin, ReadOnlyTabularInline
 
 from payorders.models import DepositAddress, PayOrder, PayOrderPayment, PayOrderQuote, PayOrderStatusChange, Refund, XpubKey
 from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
+from payorders.services.reconciliation import chain_reconcile
 from payorders.services.settlement import payorder_settle
 
 
@@ -32,7 +41,27 @@ class PayOrderAdmin(ReadOnlyModelAdmin):
     list_select_related = ["organization"]
     readonly_fields = [f.name for f in PayOrder._meta.fields]
     inlines = [StatusChangeInline, PaymentInline, RefundInline]
-    actions = ["settle_now", "refresh_confirmations", "scan_address"]
+    actions = ["settle_now", "refresh_confirmations", "scan_address", "reconcile_chain"]
+
+    @admin.action(description="Reconcile chain receipts (the selected orders' organizations and chains)")
+    def reconcile_chain(self, request, queryset):
+        starts: dict[tuple, int] = {}
+        organizations = {}
+        for order in queryset.exclude(chain="").select_related("organization"):
+            key = (order.organization_id, order.chain)
+            starts[key] = min(starts.get(key, order.scan_from_block), order.scan_from_block)
+            organizations[order.organization_id] = order.organization
+        reports = []
+        for (organization_id, chain), start in sorted(starts.items()):
+            try:
+                report = chain_reconcile(chain=chain, from_block=start, organization=organizations[organization_id])
+            except CofferError as exc:
+                self.message_user(request, f"{organizations[organization_id]} on {chain}: {exc.message}", messages.ERROR)
+                continue
+            reports.append({"organization": organizations[organization_id], "report": report})
+        return TemplateResponse(request, "admin/payorders/payorder/chain_reconciliation.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Chain reconciliation", "reports": reports,
+        })
 
     @admin.action(description="Settle now (completed, unsettled orders)")
     def settle_now(self, request, queryset):

@@ -24,7 +24,7 @@ READ = "read"
 SCOPES: dict[str, str] = {
     READ: "Read what the organization can see: customers, wallets, transactions, pay orders, webhooks; quotes.",
     "customers:write": "Create and update customers (PUT /customers/{external_id}).",
-    "ledger:write": "Post and reverse transactions, authorize, capture and void holds, create, pause, resume and cancel schedules, open, suspend, activate and close wallets, define assets.",
+    "ledger:write": "Post and reverse transactions, authorize, capture and void holds, create, pause, resume and cancel schedules, import reconciliations, open, suspend, activate and close wallets, define assets.",
     "payorders:write": "Create and drive pay orders (quote, payment details, process, cancel, refund), xpub keys, the sandbox chain.",
     "webhooks:write": "Add, disable, enable and delete webhook endpoints; redeliver events.",
     "keys:manage": "List, create and revoke API keys (within its own scopes).",
@@ -49,6 +49,7 @@ ROUTE_SCOPES: dict[str, str] = {
     "schedule-pause": "ledger:write",
     "schedule-resume": "ledger:write",
     "schedule-cancel": "ledger:write",
+    "reconciliation-list": "ledger:write",
     "wallet-list": "ledger:write",
     "wallet-detail": "ledger:write",
     "wallet-suspend": "ledger:write",
@@ -86,7 +87,7 @@ NO_KEY_WRITE_ROUTES: frozenset[str] = frozenset({
     "audit-log-list", "audit-log-verify", "limit-list",
     "transaction-detail", "transaction-entries", "wallet-entries", "hold-detail", "schedule-detail", "schedule-occurrences",
     "pay-order-detail", "customers", "webhook-deliveries", "webhook-delivery-detail",
-    "wallet-balance", "wallet-statement", "customer-statement",
+    "wallet-balance", "wallet-statement", "customer-statement", "reconciliation-detail",
 })
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 

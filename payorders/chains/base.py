@@ -159,6 +159,17 @@ class ChainProvider(ABC):
         ...
 
     @abstractmethod
+    def transfers_to_addresses(self, addresses: list[str], asset: str, from_block: int, to_block: int) -> list[ChainTransfer]:
+        """Every successful transfer of `asset` to any of `addresses` in blocks `from_block` to
+        `to_block` (inclusive; a `to_block` past the head means the head), in chain order. The
+        reconciliation of receipts against settled orders (`payorders.services.reconciliation`)."""
+
+    def reconcilable_assets(self) -> list[str]:
+        """The assets whose transfers this provider can list (an EVM provider: only tokens with a
+        configured contract)."""
+        return self.supported_assets()
+
+    @abstractmethod
     def get_balance(self, address: str, asset: str) -> Decimal:
         ...
 

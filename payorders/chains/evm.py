@@ -243,6 +243,45 @@ class EvmChainProvider(ChainProvider):
                     found.append(transfer)
         return found
 
+    def reconcilable_assets(self) -> list[str]:
+        return sorted(s for s in self.supported_assets() if s == "ETH" or s in self.tokens)
+
+    def transfers_to_addresses(self, addresses: list[str], asset: str, from_block: int, to_block: int) -> list[ChainTransfer]:
+        """Tokens: `eth_getLogs` for Transfer logs whose recipient topic is any of the addresses,
+        in windows of EVM_SCAN_MAX_BLOCKS blocks (and at most 1000 addresses a call). Native
+        ETH: a scan of every block in the range (JSON-RPC has no index of value transfers), each
+        transaction to one of the addresses checked against its receipt (reverted ones dropped)."""
+        spec = self._asset(asset)
+        wanted = {normalize_address(chain="ethereum", address=a, field="addresses").lower() for a in addresses}
+        head = self.current_block()
+        start, end = max(int(from_block), 0), min(int(to_block), head)
+        if not wanted or start > end:
+            return []
+        step = max(int(settings.EVM_SCAN_MAX_BLOCKS), 1)
+        found: list[ChainTransfer] = []
+        if not spec.native:
+            contract, _ = self.tokens[spec.symbol]
+            topics = sorted(_address_topic(a) for a in wanted)
+            for low in range(start, end + 1, step):
+                high = min(low + step - 1, end)
+                for i in range(0, len(topics), 1000):
+                    logs = self.rpc.call("eth_getLogs", [{
+                        "address": contract, "fromBlock": hex(low), "toBlock": hex(high), "topics": [TRANSFER_TOPIC, None, topics[i:i + 1000]],
+                    }])
+                    found += [t for t in (self._log_transfer(log, head) for log in logs or []) if t is not None]
+            return sorted(found, key=lambda t: (t.block_number or 0, t.log_index or 0))
+        for number in range(start, end + 1):
+            block = self.rpc.call("eth_getBlockByNumber", [hex(number), True])
+            for tx in (block or {}).get("transactions") or []:
+                if not isinstance(tx, dict) or not tx.get("to") or tx["to"].lower() not in wanted:
+                    continue
+                if _int(tx.get("value", "0x0"), "value") == 0:
+                    continue
+                transfer = self._native_transfer(tx, self.rpc.call("eth_getTransactionReceipt", [tx["hash"]]), head)
+                if transfer is not None and transfer.status == TransferStatus.SUCCEEDED:
+                    found.append(transfer)
+        return found
+
     def get_balance(self, address: str, asset: str) -> Decimal:
         spec = self._asset(asset)
         address = normalize_address(chain="ethereum", address=address, field="address")

@@ -168,6 +168,18 @@ class SandboxChainProvider(ChainProvider):
         ).order_by("block_id", "id")
         return [self._transfer(tx, head) for tx in txs]
 
+    def transfers_to_addresses(self, addresses: list[str], asset: str, from_block: int, to_block: int) -> list[ChainTransfer]:
+        spec = self._asset(asset)
+        wanted = sorted({normalize_address(chain=self.chain, address=a, field="addresses") for a in addresses})
+        if not wanted or to_block < from_block:
+            return []
+        head = _head()
+        txs = SandboxTransaction.objects.filter(
+            chain=self.chain, asset=spec.symbol, to_address__in=wanted,
+            block__number__gte=max(from_block, 0), block__number__lte=min(to_block, head),
+        ).order_by("block_id", "id")
+        return [self._transfer(tx, head) for tx in txs]
+
     def get_balance(self, address: str, asset: str) -> Decimal:
         spec = self._asset(asset)
         address = normalize_address(chain=self.chain, address=address, field="address")

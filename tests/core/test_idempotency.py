@@ -298,6 +298,21 @@ class TestFingerprint:
         assert request_fingerprint(method="POST", path="/p", data={"a": None}) != request_fingerprint(method="POST", path="/p", data={"a": "null"})
         assert request_fingerprint(method="POST", path="/p", data={"a": True}) != request_fingerprint(method="POST", path="/p", data={"a": 1})
 
+    def test_uploaded_files_compare_by_content(self):
+        """A multipart retry with the same key must carry the same file: same name, other bytes
+        is another request (it used to compare by file name only)."""
+        from django.core.files.uploadedfile import SimpleUploadedFile
+
+        def fp(content: bytes, name: str = "statement.csv") -> str:
+            return request_fingerprint(method="POST", path="/p", data={"file": SimpleUploadedFile(name, content)})
+
+        assert fp(b"date,amount\n") == fp(b"date,amount\n")
+        assert fp(b"date,amount\n") != fp(b"date,amount\n2026-05-01,1\n")
+        assert fp(b"same") != fp(b"same", name="other.csv")
+        upload = SimpleUploadedFile("s.csv", b"abc")
+        request_fingerprint(method="POST", path="/p", data={"file": upload})
+        assert upload.read() == b"abc"  # the handler still reads the whole file
+
 
 # --- Retention ------------------------------------------------------------------------------------------
 @pytest.mark.django_db

@@ -133,3 +133,25 @@ def test_unreachable_node_is_503_and_changes_nothing(settings, merchant):  # noq
     PayOrder.objects.filter(public_id=order["id"]).update(expires_at=timezone.now() - timedelta(hours=1))
     assert tasks.expire_orders() == 0  # never concluded that nothing was paid
     assert order_row(order["id"]).status == S.AWAITING_PAYMENT and details["chain"] == "ethereum"
+
+
+def test_chain_reconciliation_on_ganache(evm, merchant):  # noqa: F811
+    """Receipts on a real node against settled orders: a settled ETH order is explained; a
+    payment to another order's address that nobody processed is reported."""
+    from payorders.chains import get_chain_provider
+    from payorders.services.reconciliation import chain_reconcile
+
+    start = get_chain_provider("ethereum").current_block() + 1
+    order = merchant.create()
+    details = merchant.pay_details(order["id"], "ETH")
+    paid = _pay_eth(evm, details["deposit_address"], details["amount"])
+    assert merchant.post(order["id"], "process", {"tx_hash": paid}).json()["status"] == "AWAITING_CONFIRMATION"
+    _complete(evm, order["id"])
+    stray_order = merchant.create()
+    stray = _pay_eth(evm, merchant.pay_details(stray_order["id"], "ETH")["deposit_address"], "0.002")
+
+    report = chain_reconcile(chain="ethereum", from_block=start, organization=merchant.organization)
+    assert report.explained == 1 and report.settled_orders_without_receipt == []
+    (unexplained,) = report.receipts_without_settled_order
+    assert (unexplained.tx_hash, unexplained.amount, unexplained.reason) == (stray, Decimal("0.002"), "No pay-order payment records this transfer.")
+    assert ledger_check() == []

@@ -150,6 +150,30 @@ def test_reverted_transaction_is_failed_and_moves_no_tokens(evm, ganache, token,
     assert evm.transfers_to(token, "ETH", from_block=evm.current_block() - 1) == []
 
 
+def test_transfers_to_several_addresses_in_a_block_range(settings, evm, ganache, token, eth_xpub):
+    """The reconciliation's read: native ETH by a block scan, tokens by one eth_getLogs over all
+    addresses, bounded by the range, reverted transfers and other recipients left out."""
+    a, b, stranger = _fresh_address(eth_xpub), _fresh_address(eth_xpub), _fresh_address(eth_xpub)
+    start = evm.current_block() + 1
+    eth_a = ganache.send(to=a, value=ETH // 2)
+    usdc_b = ganache.send(to=token, data="0x" + TRANSFER_SELECTOR + _word(b) + _word(7_000_000))  # 7 USDC
+    ganache.send(to=stranger, value=ETH)
+    ganache.send(to=token, data="0x" + TRANSFER_SELECTOR + _word(a) + _word(1), value=ETH, **{"from": ganache.accounts[5]})  # reverts
+    middle = evm.current_block()
+    eth_b = ganache.send(to=b, value=ETH // 4)
+    end = evm.current_block()
+
+    native = evm.transfers_to_addresses([a, b.lower()], "ETH", start, end)
+    assert [(t.tx_hash, t.to_address, t.amount) for t in native] == [(eth_a, a, Decimal("0.5")), (eth_b, b, Decimal("0.25"))]
+    assert [t.tx_hash for t in evm.transfers_to_addresses([a, b], "ETH", start, middle)] == [eth_a]
+    tokens = evm.transfers_to_addresses([a, b], "USDC", start, end + 100)  # past the head: up to the head
+    assert [(t.tx_hash, t.to_address, t.amount, t.log_index is not None) for t in tokens] == [(usdc_b, b, Decimal("7"), True)]
+    assert evm.transfers_to_addresses([a, b], "USDC", end + 1, end + 5) == []
+    settings.EVM_SCAN_MAX_BLOCKS = 1  # windows of one block: the same answer
+    assert [t.tx_hash for t in get_chain_provider("ethereum").transfers_to_addresses([b], "USDC", start, end)] == [usdc_b]
+    assert evm.reconcilable_assets() == ["ETH", "USDC"]
+
+
 def test_unconfigured_token_is_ignored(settings, evm, ganache, token, eth_xpub):
     to = _fresh_address(eth_xpub)
     tx_hash = ganache.send(to=token, data="0x" + TRANSFER_SELECTOR + _word(to) + _word(5))
