@@ -16,7 +16,12 @@ Invariants:
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import generics, serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import BasePermission
@@ -26,9 +31,16 @@ from accounts.models import User
 from accounts.orgs.tenancy import ORGANIZATION_HEADER, IsOrganization
 from core.errors import ValidationFailed
 from core.idempotency import idempotent
-from core.openapi import PAGE_LIMIT, PAGE_OFFSET
+from core.openapi import (
+    ORG_HEADER,
+    PAGE_LIMIT,
+    PAGE_OFFSET,
+    ErrorOutput,
+    error_example,
+    paginated,
+)
 from core.pagination import LimitOffsetPagination
-from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, ORG_HEADER, ErrorOutput, error_body, paginated
+from ledger.apis.common import AUTH_ERRORS, NOT_FOUND
 from ledger.reconciliation.models import Reconciliation, ReconciliationLine
 from ledger.reconciliation.selectors import (
     line_representation,
@@ -38,7 +50,11 @@ from ledger.reconciliation.selectors import (
     reconciliations_visible,
     reconciliations_with_counts,
 )
-from ledger.reconciliation.services import DEFAULT_WINDOW_DAYS, MAX_WINDOW_DAYS, reconciliation_import
+from ledger.reconciliation.services import (
+    DEFAULT_WINDOW_DAYS,
+    MAX_WINDOW_DAYS,
+    reconciliation_import,
+)
 from ledger.serializers import validated
 
 
@@ -173,11 +189,11 @@ CSV_SAMPLE = (
     "date,amount,currency,reference,description\n2026-05-03,300.00,USD,INV-1001,Invoice 1001\n"
     "2026-05-04,-75.00,USD,payout-77,Supplier payout\n"
 )
-BAD_AMOUNT = OpenApiExample("Malformed camt.053 amount", response_only=True, status_codes=["400"], value=error_body(
+BAD_AMOUNT = OpenApiExample("Malformed camt.053 amount", response_only=True, status_codes=["400"], value=error_example(
     "VALIDATION_ERROR", "camt.053: entry 2, entry_ref E-2, field Amt: The amount must be a decimal number such as \"10.50\".",
     {"entry": 2, "entry_ref": "E-2", "field": "Amt", "message": "The amount must be a decimal number such as \"10.50\".",
      "errors": [{"entry": 2, "entry_ref": "E-2", "field": "Amt", "message": "The amount must be a decimal number such as \"10.50\"."}]}))
-BAD_CSV = OpenApiExample("Malformed CSV row", response_only=True, status_codes=["400"], value=error_body(
+BAD_CSV = OpenApiExample("Malformed CSV row", response_only=True, status_codes=["400"], value=error_example(
     "VALIDATION_ERROR", "CSV: line 4, field date: Not an ISO 8601 date (YYYY-MM-DD).",
     {"line": 4, "field": "date", "message": "Not an ISO 8601 date (YYYY-MM-DD).",
      "errors": [{"line": 4, "field": "date", "message": "Not an ISO 8601 date (YYYY-MM-DD)."}]}))
@@ -252,7 +268,7 @@ class ReconciliationListCreateApi(generics.GenericAPIView):
             OpenApiExample("A CSV", request_only=True, media_type="multipart/form-data", value={"wallet_id": 31, "file": CSV_SAMPLE, "date_window_days": 3, "closing_balance": "1225.00"}),
             OpenApiExample("Imported", response_only=True, status_codes=["201"], value=DETAIL_EXAMPLE),
             BAD_AMOUNT, BAD_CSV,
-            OpenApiExample("Not your wallet", response_only=True, status_codes=["404"], value=error_body("NOT_FOUND", "Wallet 43 not found.", {"wallet_id": 43})),
+            OpenApiExample("Not your wallet", response_only=True, status_codes=["404"], value=error_example("NOT_FOUND", "Wallet 43 not found.", {"wallet_id": 43})),
         ],
     )
     @idempotent(endpoint="ledger.reconciliations.create", key_optional=True)
@@ -297,7 +313,7 @@ class ReconciliationDetailApi(generics.GenericAPIView):
         examples=[
             OpenApiExample("With its lines", value=DETAIL_EXAMPLE, response_only=True),
             OpenApiExample("Not yours", response_only=True, status_codes=["404"],
-                           value=error_body("NOT_FOUND", "Reconciliation 8 not found.", {"reconciliation_id": 8})),
+                           value=error_example("NOT_FOUND", "Reconciliation 8 not found.", {"reconciliation_id": 8})),
         ],
     )
     def get(self, request, reconciliation_id: int):
