@@ -58,7 +58,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "slug", "limits_enabled", "risk_rules_enabled", "created_at"]
+    list_display = ["id", "name", "slug", "settlement_currency", "limits_enabled", "risk_rules_enabled", "created_at"]
     list_filter = ["limits_enabled", "risk_rules_enabled"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ("name",)}

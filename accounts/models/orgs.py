@@ -10,9 +10,17 @@ Invariants:
 - Keys are written only by accounts.orgs.services (which audits every creation and revocation).
 """
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts.models.users import User
+
+
+def validate_platform_currency(code: str) -> None:
+    from ledger.models import Asset
+
+    if not Asset.objects.filter(code=code, organization__isnull=True).exclude(kind=Asset.Kind.CUSTOM).exists():
+        raise ValidationError(f"{code} is not a platform currency.")
 
 
 class Organization(models.Model):
@@ -24,6 +32,12 @@ class Organization(models.Model):
     # destinations applies whatever these say.
     limits_enabled = models.BooleanField(default=True, help_text="Apply the KYC-level limits to this organization's customers.")
     risk_rules_enabled = models.BooleanField(default=True, help_text="Screen this organization's customers' movements with the risk rules.")
+    # What the merchant is paid in: the dashboard's new-order form prices in it by default, and
+    # the overview opens on it.
+    settlement_currency = models.CharField(
+        max_length=16, default="USD", validators=[validate_platform_currency],
+        help_text="The currency this organization settles in (a platform currency code, e.g. USD).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
