@@ -246,11 +246,13 @@ def _refund_confirmed(request, *, order, token, amounts, shown, context, detail_
         messages.info(request, "This refund is being made already (the form was sent twice); it happens once.")
         return redirect(detail_url)
     if response.status_code < 400:
+        back = HttpResponseRedirect(detail_url)
         if response.get(REPLAYED_HEADER) == "true":
             messages.info(request, "This refund was made already (the form was sent twice); it happened once.")
+            back[REPLAYED_HEADER] = "true"
         else:
             messages.success(request, f"Refund of {shown.get(data['kind'])} {order.source_currency} to {data['destination_address']} created.")
-        return HttpResponseRedirect(detail_url)
+        return back
     message, status = _error_of(response)
     again = request.POST.copy()
     again.pop("token", None)  # the refused token stays refused: a new attempt gets a new one
