@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from compliance.models import AuditEvent
 from core.models import IdempotencyRecord
 from payorders.models import PayOrder, Refund
-from tests.accounts.dashboard.conftest import complete_payorder, create_payorder, logged_in
+from tests.accounts.dashboard.conftest import complete_payorder, create_payorder, failed_delivery, logged_in
 
 pytestmark = pytest.mark.django_db
 
@@ -165,6 +165,15 @@ def test_dashboard_actions_allow_exactly_the_roles_the_api_allows(alpha, assets,
     dash_refund = dashboard.post(f"/dashboard/pay-orders/{pending.public_id}/refund/", {"kind": "full", "destination_address": PAYER})
     assert api_refund.status_code == (409 if api_allowed else 403)
     assert dash_refund.status_code == (302 if api_allowed else 403)
+
+    # Redeliver a webhook.
+    api_delivery, dash_delivery = failed_delivery(alpha, url="http://127.0.0.1:9/a"), failed_delivery(alpha, url="http://127.0.0.1:9/b")
+    api_redeliver = api.post(f"/api/v1/webhook-deliveries/{api_delivery.pk}/redeliver", **header)
+    dash_redeliver = dashboard.post(f"/dashboard/webhooks/deliveries/{dash_delivery.pk}/redeliver/")
+    assert api_redeliver.status_code == (202 if api_allowed else 403)
+    assert dash_redeliver.status_code == (302 if api_allowed else 403)
+    dash_delivery.refresh_from_db()
+    assert (dash_delivery.status == "pending") == api_allowed
     if not api_allowed:
         assert b"Viewers can look" in dash_refund.content
         assert dashboard.get(f"/dashboard/pay-orders/{pending.public_id}/refund/").status_code == 403
