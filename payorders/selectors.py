@@ -144,16 +144,17 @@ UNFINISHED_STATUSES = (
 )
 
 
-def payorder_net(order: PayOrder) -> dict | None:
+def payorder_net(order: PayOrder, *, assets: dict[str, Asset] | None = None) -> dict | None:
     """The order's gross, fee and net in its settlement currency (Decimals): as settled, or, before
     settlement, as the fee rule would charge today (`settled` False); None before a quote fixed the
-    settlement amount. The same fee rule as `services.settlement.settle_locked`."""
+    settlement amount. The same fee rule as `services.settlement.settle_locked`. `assets`: the
+    platform assets by code, when the caller has them (a list page: one query, not one a row)."""
     from compliance.fees import fee_compute
     from compliance.models import MovementType
 
     if order.settlement_amount is None:
         return None
-    asset = platform_asset(order.settlement_currency)
+    asset = assets.get(order.settlement_currency) if assets is not None else platform_asset(order.settlement_currency)
     gross = order.settlement_amount
     if order.settlement_fee is not None:
         fee, settled = order.settlement_fee, True

@@ -75,8 +75,11 @@ def payorder_list(request):
     elif form.is_bound:
         orders = orders.none()
     page = page_of(request, orders)
-    exponents = _platform_exponents()
-    rows = [{"order": o, "exponent": exponents.get(o.currency, 2), "net": payorder_net(o)} for o in page.object_list]
+    assets = {a.code: a for a in Asset.objects.filter(organization__isnull=True)}
+    rows = [
+        {"order": o, "exponent": assets[o.currency].exponent if o.currency in assets else 2, "net": payorder_net(o, assets=assets)}
+        for o in page.object_list
+    ]
     context = {"form": form, "page": page, "rows": rows, "can_write": can_write(request), "nav": "payorders"}
     context["constrained_keys"] = list(xpub_keys_constrained(organization=request.organization))
     return render(request, "dashboard/payorder_list.html", context)
