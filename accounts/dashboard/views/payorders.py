@@ -248,6 +248,8 @@ def _refund_confirmed(request, *, order, token, amounts, shown, context, detail_
     except IdempotencyKeyInProgress:
         messages.info(request, "This refund is being made already (the form was sent twice); it happens once.")
         return redirect(detail_url)
+    except CofferError as exc:  # a malformed token (400), or one already used for another refund (422)
+        return _refund_refused(request, order=order, shown=shown, context=context, message=exc.message, status=exc.status)
     if response.status_code < 400:
         back = HttpResponseRedirect(detail_url)
         if response.get(REPLAYED_HEADER) == "true":
@@ -257,6 +259,11 @@ def _refund_confirmed(request, *, order, token, amounts, shown, context, detail_
             messages.success(request, f"Refund of {shown.get(data['kind'])} {order.source_currency} to {data['destination_address']} created.")
         return back
     message, status = _error_of(response)
+    return _refund_refused(request, order=order, shown=shown, context=context, message=message, status=status)
+
+
+def _refund_refused(request, *, order, shown, context, message: str, status: int):
+    """The first step again, with why the refund was refused."""
     again = request.POST.copy()
     again.pop("token", None)  # the refused token stays refused: a new attempt gets a new one
     form = PayOrderRefundForm(again, amounts=shown, currency=order.source_currency)

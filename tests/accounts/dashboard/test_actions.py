@@ -115,6 +115,18 @@ def test_refund_refuses_a_bad_address_and_a_stale_review(alpha, owner_client, as
     assert not Refund.objects.exists()
 
 
+def test_a_tampered_or_reused_token_is_a_4xx_never_a_500(alpha, owner_client, assets):
+    order = complete_payorder(alpha)
+    review = _review(owner_client, order)
+    malformed = _confirm(owner_client, order, review, token="é" * 3)
+    assert malformed.status_code == 400 and "idempotency key" in malformed.content.decode()
+    # The same token with another address: the API's 422 IDEMPOTENCY_KEY_REUSED, nothing refunded twice.
+    assert _confirm(owner_client, order, review).status_code == 302
+    reused = _confirm(owner_client, order, review, destination_address="0x52908400098527886E0F7030069857D2E4169EE7")
+    assert reused.status_code == 422
+    assert Refund.objects.filter(pay_order=order).count() == 1
+
+
 def test_an_overpaid_order_refunds_only_its_excess(alpha, owner_client, assets):
     from payorders.chains.sandbox import sandbox_mine, sandbox_send
     from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
