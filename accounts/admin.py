@@ -6,6 +6,7 @@ Invariants:
 - API keys and webhooks are read-mostly: secrets are never shown, and the actions (revoke,
   redeliver) call the services, which audit."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
@@ -13,6 +14,7 @@ from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
 from accounts.models import ApiKey, Customer, Membership, Organization, User, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from accounts.orgs import services as org_services
 from accounts.webhooks import services as webhook_services
+from ledger.models import Asset
 
 
 class UserCreationForm(BaseUserCreationForm):
@@ -56,9 +58,22 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class OrganizationAdminForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = "__all__"
+
+    def clean_settlement_currency(self) -> str:
+        code = (self.cleaned_data.get("settlement_currency") or "").strip().upper()
+        if not Asset.objects.filter(code=code, organization__isnull=True).exclude(kind=Asset.Kind.CUSTOM).exists():
+            raise forms.ValidationError(f"{code or 'This'} is not a platform currency.")
+        return code
+
+
 @admin.register(Organization)
 class OrganizationAdmin(admin.ModelAdmin):
-    list_display = ["id", "name", "slug", "limits_enabled", "risk_rules_enabled", "created_at"]
+    form = OrganizationAdminForm
+    list_display = ["id", "name", "slug", "settlement_currency", "limits_enabled", "risk_rules_enabled", "created_at"]
     list_filter = ["limits_enabled", "risk_rules_enabled"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ("name",)}

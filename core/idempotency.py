@@ -12,6 +12,8 @@ checked permissions and throttled the request when the wrapper runs.
 Protocol
 - Header `Idempotency-Key` (or the seed's `X-Idempotency-Key`): 1-255 printable ASCII
   characters. Missing -> 400 IDEMPOTENCY_KEY_REQUIRED; malformed -> 400 VALIDATION_ERROR.
+- The merchant dashboard's refund form carries its key as a form token instead of the header
+  (`idempotent_execute(key=..., data=...)`): same scope, endpoint, records and guarantees.
 - A key is scoped to the caller (`caller_scope`: the organization for API-key callers, else the
   user) and to the endpoint name, so two callers, or one caller on two endpoints, never collide.
 - Fingerprint: SHA-256 over method, path, sorted query parameters and the canonical JSON of the
@@ -291,15 +293,30 @@ def _outcome(handler, view, request):
     return response
 
 
-def idempotent_execute(*, request, endpoint: str, handler: Callable[[], Any], view=None, key_optional: bool = False):
+def idempotency_key_check(key: object) -> str:
+    """A key given by the caller some other way than the header (the dashboard's form token)."""
+    if not isinstance(key, str) or not key.strip():
+        raise IdempotencyKeyRequired()
+    key = key.strip()
+    if not KEY_PATTERN.match(key):
+        raise ValidationFailed("The idempotency key must be 1 to 255 printable ASCII characters.", details={"fields": {"key": ["Malformed."]}})
+    return key
+
+
+def idempotent_execute(
+    *, request, endpoint: str, handler: Callable[[], Any], view=None, key_optional: bool = False, key: str | None = None, data: Any = None
+):
     """Run `handler()` at most once per (caller, endpoint, key); see the module docstring. With
     `key_optional`, a request without a key runs once per request (its body's reference is the
-    retry key)."""
-    if key_optional and request.headers.get(HEADER) is None and request.headers.get(LEGACY_HEADER) is None:
+    retry key). A server-rendered form passes its own `key` (a token rendered into the form, so a
+    double submit carries the same one) and the `data` that make its fingerprint (the fields that
+    mean something, not the CSRF token)."""
+    if key is None and key_optional and request.headers.get(HEADER) is None and request.headers.get(LEGACY_HEADER) is None:
         return _execute_plain(request=request, view=view, handler=handler)
-    key = idempotency_key_from(request)
+    key = idempotency_key_check(key) if key is not None else idempotency_key_from(request)
     scope = caller_scope(request)
-    data = request.data if isinstance(request, Request) else request.POST
+    if data is None:
+        data = request.data if isinstance(request, Request) else request.POST
     query = request.query_params if isinstance(request, Request) else request.GET
     fingerprint = request_fingerprint(method=request.method, path=request.path, query=query, data=data)
 

@@ -10,7 +10,11 @@ Every refusal is a `ValidationFailed` (400 VALIDATION_ERROR) naming the field.
 Trailing zeros are judged by value: "1.000" is one dollar, not "three decimals", because it is
 exactly representable in the asset; "1.001" is refused for a 2-decimal asset.
 
-`format_amount` renders a stored amount at the asset's exponent, never in exponent notation.
+`format_amount` renders a stored amount at the asset's exponent, never in exponent notation. It is
+the one formatter: API, CSV and the dashboard's `amount` template filter (core/templatetags/money.py)
+all use it. For people (`trim=True`), the trailing zeros of a many-decimal asset go, down to two
+decimals ("0.01253133" ETH rather than "0.012531330000000000"); the value shown is still exact,
+and an asset of 0 to 2 decimals keeps exactly its exponent ("40.00" USD).
 
 Arithmetic runs in `MONEY_CONTEXT` (60 significant digits): Python's default context keeps 28,
 which would silently round a 38-digit NUMERIC(38, 18) value.
@@ -159,8 +163,12 @@ def format_compact(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.0001')).normalize():f}"
 
 
-def format_amount(amount: Decimal, exponent: int) -> str:
+DISPLAY_MIN_DECIMALS = 2
+
+
+def format_amount(amount: Decimal, exponent: int, *, trim: bool = False) -> str:
     """Render `amount` at `exponent` decimals as a plain string ("1000.50", never "1.0005E+3").
+    `trim`: for display, drop trailing zeros past DISPLAY_MIN_DECIMALS (never a significant digit).
 
     Stored amounts never carry more decimals than their asset; if one did, this rounds half-even
     for display only."""
@@ -171,4 +179,8 @@ def format_amount(amount: Decimal, exponent: int) -> str:
         quantized = Decimal(amount).quantize(quantum(exponent))
     if quantized == 0:
         quantized = abs(quantized)  # never "-0.00"
-    return format(quantized, "f")
+    text = format(quantized, "f")
+    if trim and exponent > DISPLAY_MIN_DECIMALS:
+        whole, fraction = text.split(".")
+        text = f"{whole}.{fraction.rstrip('0').ljust(DISPLAY_MIN_DECIMALS, '0')}"
+    return text

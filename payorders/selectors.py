@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db.models import Exists, Max, OuterRef, QuerySet
 
 from core.money import format_amount
+from ledger.models import Asset
 from ledger.selectors import platform_asset
 from payorders.chains import confirmations_required, sandbox_enabled
 from payorders.chains.base import CHAIN_ASSETS
@@ -101,10 +102,12 @@ def currency_exponent(code: str) -> int:
     return asset.exponent if asset else 2
 
 
-def fmt_source(order: PayOrder, amount: Decimal | None) -> str | None:
+def fmt_source(order: PayOrder, amount: Decimal | None, *, trim: bool = False) -> str | None:
+    """An amount of the order's source currency at its exponent; `trim` for text a person reads
+    (a timeline cause): no trailing zeros past two decimals (core.money.format_amount)."""
     if amount is None or not order.source_currency:
         return None
-    return format_amount(amount, source_exponent(order.source_currency))
+    return format_amount(amount, source_exponent(order.source_currency), trim=trim)
 
 
 def payment_details(order: PayOrder) -> dict | None:
@@ -128,3 +131,61 @@ def required_confirmations(chain: str) -> int:
     if sandbox_enabled():
         return confirmations_required("sandbox")
     return confirmations_required(chain)
+
+
+# --- What the merchant gets, and what can still be done (the dashboard) ------------------------------
+
+UNFINISHED_STATUSES = (
+    PayOrder.Status.PENDING, PayOrder.Status.AWAITING_PAYMENT, PayOrder.Status.AWAITING_CONFIRMATION, PayOrder.Status.EXECUTING_ORDER,
+)
+
+
+def payorder_net(order: PayOrder, *, assets: dict[str, Asset] | None = None) -> dict | None:
+    """The order's gross, fee and net in its settlement currency (Decimals): as settled, or, before
+    settlement, as the fee rule would charge today (`settled` False); None before a quote fixed the
+    settlement amount. The same fee rule as `services.settlement.settle_locked`. `assets`: the
+    platform assets by code, when the caller has them (a list page: one query, not one a row)."""
+    from compliance.fees import fee_compute
+    from compliance.models import MovementType
+
+    if order.settlement_amount is None:
+        return None
+    asset = assets.get(order.settlement_currency) if assets is not None else platform_asset(order.settlement_currency)
+    gross = order.settlement_amount
+    if order.settlement_fee is not None:
+        fee, settled = order.settlement_fee, True
+    else:
+        fee, settled = min(fee_compute(movement_type=MovementType.SETTLEMENT, amount=gross, asset=asset).fee_amount, gross), False
+    return {
+        "currency": order.settlement_currency, "exponent": asset.exponent if asset else 2,
+        "gross": gross, "fee": fee, "net": gross - fee, "settled": settled,
+    }
+
+
+def payorder_cancellable(order: PayOrder) -> bool:
+    """What `services.lifecycle.payorder_cancel` allows (it decides again under the row lock)."""
+    return order.status in PayOrder.OPEN_STATUSES and order.amount_received <= 0
+
+
+def payorder_refundable(order: PayOrder) -> dict[str, Decimal]:
+    """The refunds `services.refunds.payorder_refund` would make now, by kind, with their amount in
+    the source currency: full (a COMPLETED order that is not a customer's deposit, or money left
+    on an EXPIRED/FAILED one) and excess (an overpaid order). The service decides again under the
+    order's row lock; this only decides which buttons to show."""
+    from payorders.services.deposits import routes_to_customer
+
+    if order.deposit_address_id is None or order.amount_received <= 0:
+        return {}
+    done = {r.kind: r.amount for r in order.refunds.all()}
+    out: dict[str, Decimal] = {}
+    Status = PayOrder.Status
+    if Refund.Kind.FULL not in done and order.status in (Status.COMPLETED, Status.EXPIRED, Status.FAILED):
+        amount = order.amount_received - sum(done.values(), Decimal(0))
+        if amount > 0 and not (order.status == Status.COMPLETED and routes_to_customer(order)):
+            out[Refund.Kind.FULL] = amount
+    if (
+        Refund.Kind.EXCESS not in done and order.refund_due > 0
+        and order.status in (Status.AWAITING_CONFIRMATION, Status.EXECUTING_ORDER, Status.COMPLETED)
+    ):
+        out[Refund.Kind.EXCESS] = order.refund_due
+    return out

@@ -7,5 +7,8 @@ Invariants (details in access.py):
   requests are POSTs behind Django's CSRF protection.
 - A secret (API key, webhook signing secret) appears only in the response to the POST that
   created it, marked `Cache-Control: no-store`.
-- Money is Decimal end to end, rendered by `core.money.format_amount` (CSV included).
+- Money is Decimal end to end, rendered by `core.money.format_amount`: exact in the CSV, and for
+  people through the `amount` template filter (no trailing zeros past two decimals).
+- An action that moves money (a refund) runs once per form token through the API's idempotency
+  layer (`core.idempotency`), with the API's endpoint name and the organization's key scope.
 """

@@ -4,8 +4,9 @@ Invariants:
 - Every page acts for ONE organization: a membership of the logged-in user (chosen on
   /dashboard/organizations/ when they have several, kept in the session and re-checked on every
   request). Every read is filtered by it; another organization's object is a 404, never a 403.
-- Roles (Membership.Role): viewer reads; developer and owner also create pay orders and manage
-  webhooks; only an owner manages API keys. A refused role is a 403 page.
+- Roles (Membership.Role): viewer reads; developer and owner also create, cancel and refund pay
+  orders and manage webhooks (the API's `organization_write_roles`, WRITE_ROLES); only an owner
+  manages API keys. A refused role is a 403 page.
 - A page that shows a secret is marked `Cache-Control: no-store` (`no_store`).
 """
 

@@ -121,11 +121,26 @@ class PayOrderCreateForm(forms.Form):
     redirect_url = forms.URLField(max_length=2000, required=False, label="Redirect URL", assume_scheme="https")
     expires_in_minutes = forms.IntegerField(min_value=1, max_value=7 * 24 * 60, initial=30, label="Expires in (minutes)")
 
-    def __init__(self, *args, currencies: list[str], **kwargs):
+    # Set by the view once it has asked "is this price really in BTC?" (see `crypto_price_token`).
+    confirm_price = forms.CharField(required=False, max_length=100, widget=forms.HiddenInput)
+
+    def __init__(self, *args, currencies: list[str], settlement_currency: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["type"].choices = PayOrder.Type.choices
         self.fields["currency"].choices = [(c, c) for c in currencies]
         self.fields["settlement_currency"].choices = _blank_choices([(c, c) for c in currencies], "Same as the price")
+        if settlement_currency in currencies:
+            # The organization's own currency, not the first in the alphabet (BTC): typing 42.50
+            # must not make a 42.50 BTC order.
+            self.fields["currency"].initial = settlement_currency
+            self.fields["settlement_currency"].initial = settlement_currency
+
+    def crypto_price_token(self) -> str:
+        """What the confirmation of a large crypto price confirms: this amount in this currency."""
+        return f"{self.cleaned_data['amount'].strip()} {self.cleaned_data['currency']}"
+
+    def price_confirmed(self) -> bool:
+        return self.cleaned_data.get("confirm_price") == self.crypto_price_token()
 
     def service_kwargs(self) -> dict:
         data = self.cleaned_data
@@ -139,6 +154,34 @@ class PayOrderCreateForm(forms.Form):
             "redirect_url": data.get("redirect_url") or "",
             "expires_in": data["expires_in_minutes"] * 60,
         }
+
+
+class PayOrderCancelForm(forms.Form):
+    reason = forms.CharField(max_length=150, required=False, help_text="Kept in the order's history and sent in its webhook.")
+
+
+class PayOrderRefundForm(forms.Form):
+    """A refund as `POST /pay-orders/{id}/refund` takes it. The amount is not typed: it is what the
+    service refunds for the kind (everything received, or the overpaid excess), shown before
+    confirming and checked again when confirmed. `token` is the idempotency key of the confirmed
+    submission (rendered into the confirmation page: a double submit carries the same one)."""
+
+    kind = forms.ChoiceField(widget=forms.RadioSelect, label="What to refund")
+    destination_address = forms.CharField(
+        max_length=100, label="Refund address", help_text="The payer's address on the order's chain.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    reason = forms.CharField(max_length=300, required=False)
+    amount = forms.CharField(required=False, max_length=60, widget=forms.HiddenInput)
+    token = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
+
+    KIND_LABELS = {"full": "Everything received", "excess": "Only the overpaid excess"}
+
+    def __init__(self, *args, amounts: dict[str, str], currency: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [(kind, f"{self.KIND_LABELS[kind]}: {amount} {currency}") for kind, amount in amounts.items()]
+        if len(amounts) == 1:
+            self.fields["kind"].initial = next(iter(amounts))
 
 
 class ApiKeyCreateForm(forms.Form):

@@ -24,6 +24,12 @@ class Organization(models.Model):
     # destinations applies whatever these say.
     limits_enabled = models.BooleanField(default=True, help_text="Apply the KYC-level limits to this organization's customers.")
     risk_rules_enabled = models.BooleanField(default=True, help_text="Screen this organization's customers' movements with the risk rules.")
+    # What the merchant is paid in: the dashboard's new-order form prices in it by default, and
+    # the overview opens on it.
+    settlement_currency = models.CharField(
+        max_length=16, default="USD",  # a platform currency: checked by the admin form (accounts.admin), not here (models sit below the ledger)
+        help_text="The currency this organization settles in (a platform currency code, e.g. USD).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

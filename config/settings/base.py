@@ -291,6 +291,9 @@ PRICE_FEED_TIMEOUT = env.float("PRICE_FEED_TIMEOUT", default=5.0)
 PRICE_CACHE_SECONDS = env.int("PRICE_CACHE_SECONDS", default=30)
 PRICE_MAX_AGE_SECONDS = env.int("PRICE_MAX_AGE_SECONDS", default=600)
 PRICE_SPREAD = Decimal(env("PRICE_SPREAD", default="0.0025"))
+# The dashboard's new-order form asks "are you sure?" before an order priced in a crypto asset
+# worth more than this, in the organization's settlement currency (a typo of 42.50 BTC for USD).
+DASHBOARD_CRYPTO_PRICE_CONFIRM_ABOVE = Decimal(env("DASHBOARD_CRYPTO_PRICE_CONFIRM_ABOVE", default="100"))
 WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=False)
 # Keys that encrypt secrets at rest (API key and webhook secrets, authenticator secrets), newest
 # first, comma-separated in FIELD_ENCRYPTION_KEY: the first encrypts, all decrypt (MultiFernet,

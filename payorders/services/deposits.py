@@ -115,7 +115,7 @@ def deposit_follow(actor: Actor, order: PayOrder) -> None:
     tx = order.settlement_transaction
     if tx is None:
         return
-    credited = f"{format_amount(order.settlement_amount - (order.settlement_fee or 0), platform_asset(order.settlement_currency).exponent)} {order.settlement_currency}"
+    credited = f"{format_amount(order.settlement_amount - (order.settlement_fee or 0), platform_asset(order.settlement_currency).exponent, trim=True)} {order.settlement_currency}"
     if tx.status == Transaction.Status.COMPLETED:
         payorder_transition(actor, order, "complete", cause=f"deposited {credited} to customer {order.customer.external_id}", data={"transaction_id": tx.pk})
     elif tx.status == Transaction.Status.IN_REVIEW:

@@ -130,7 +130,7 @@ def payorder_expire(*, order_id: int, now=None) -> bool:
         cause = "payment window passed"
         if order.amount_received > 0:
             order.refund_due = order.amount_received
-            cause += f"; {fmt_source(order, order.amount_received)} {order.source_currency} received (underpaid) is refundable"
+            cause += f"; {fmt_source(order, order.amount_received, trim=True)} {order.source_currency} received (underpaid) is refundable"
         payorder_transition(Actor("system:expire_orders"), order, "expire", cause=cause)
         deposit_address_release(order)
     return True

@@ -89,7 +89,7 @@ def _record(actor: Actor, order: PayOrder, transfers: list[ChainTransfer], *, so
         order.late_payment = True
         order.refund_due += total
         order.save()
-        payorder_flag(actor, order, cause=f"late payment: {fmt_source(order, total)} {unit} arrived on a {order.status} order; refundable", data=data)
+        payorder_flag(actor, order, cause=f"late payment: {fmt_source(order, total, trim=True)} {unit} arrived on a {order.status} order; refundable", data=data)
     elif order.status == Status.AWAITING_PAYMENT:
         if order.amount_received >= expected:
             order.underpaid = False
@@ -98,24 +98,24 @@ def _record(actor: Actor, order: PayOrder, transfers: list[ChainTransfer], *, so
                 order.refund_due = order.amount_received - expected
             payorder_transition(
                 actor, order, "await_confirmation",
-                cause=f"paid {fmt_source(order, order.amount_received)} of {fmt_source(order, expected)} {unit} ({source})", data=data,
+                cause=f"paid {fmt_source(order, order.amount_received, trim=True)} of {fmt_source(order, expected, trim=True)} {unit} ({source})", data=data,
             )
             if order.overpaid:
-                payorder_flag(actor, order, cause=f"overpaid by {fmt_source(order, order.refund_due)} {unit}; the excess is refundable", data=data)
+                payorder_flag(actor, order, cause=f"overpaid by {fmt_source(order, order.refund_due, trim=True)} {unit}; the excess is refundable", data=data)
         else:
             order.underpaid = True
             order.save()
             payorder_flag(
                 actor, order,
-                cause=f"underpaid: {fmt_source(order, order.amount_received)} of {fmt_source(order, expected)} {unit} received; "
-                f"waiting for {fmt_source(order, expected - order.amount_received)} until {order.expires_at.isoformat()}",
+                cause=f"underpaid: {fmt_source(order, order.amount_received, trim=True)} of {fmt_source(order, expected, trim=True)} {unit} received; "
+                f"waiting for {fmt_source(order, expected - order.amount_received, trim=True)} until {order.expires_at.isoformat()}",
                 data=data,
             )
     else:  # AWAITING_CONFIRMATION, EXECUTING_ORDER, COMPLETED: more than was due
         order.overpaid = True
         order.refund_due += total
         order.save()
-        payorder_flag(actor, order, cause=f"overpaid: a further {fmt_source(order, total)} {unit} arrived; refundable", data=data)
+        payorder_flag(actor, order, cause=f"overpaid: a further {fmt_source(order, total, trim=True)} {unit} arrived; refundable", data=data)
     return new
 
 

@@ -31,7 +31,7 @@ from core.errors import field_error
 from payorders.errors import GapLimitReached, PayOrderInvalidState, QuoteExpired
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderQuote
-from payorders.selectors import currency_exponent, payment_details, payorder_get, payorder_get_public, quote_get
+from payorders.selectors import currency_exponent, fmt_source, payment_details, payorder_get, payorder_get_public, quote_get
 from payorders.services.addresses import deposit_address_assign, xpub_key_flag_refusal
 from payorders.services.history import Actor, payorder_transition
 
@@ -179,7 +179,7 @@ def _select_quote(order_pk: int, quote_id, *, actor, scan_from: int | None) -> P
     data = {"quote_id": str(quote.public_id), "address": address.address, "amount": quote.amount, "source_currency": quote.source_currency}
     if assignment.reused:
         data["address_reused"] = True
-    cause = f"payment details issued: {quote.amount} {quote.source_currency} to {address.address}"
+    cause = f"payment details issued: {fmt_source(order, quote.amount, trim=True)} {quote.source_currency} to {address.address}"
     payorder_transition(Actor(actor), order, "await_payment", cause=cause, data=data)
     payment_details(order)  # a token without a configured contract fails here, before commit
     return order

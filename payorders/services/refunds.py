@@ -149,10 +149,10 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
         unit = order.source_currency
         if kind == Refund.Kind.FULL:
             order.refund_due = Decimal(0)
-            payorder_transition(acting, order, "refund", cause=f"refunded {fmt_source(order, amount)} {unit} to {destination}", data=data)
+            payorder_transition(acting, order, "refund", cause=f"refunded {fmt_source(order, amount, trim=True)} {unit} to {destination}", data=data)
         else:
             order.save()
-            payorder_flag(acting, order, cause=f"excess of {fmt_source(order, amount)} {unit} refunded to {destination}", data=data)
+            payorder_flag(acting, order, cause=f"excess of {fmt_source(order, amount, trim=True)} {unit} refunded to {destination}", data=data)
         acting.audit("payorder.refund_create", refund, {**data, "ledger_transaction_id": ledger_tx.pk if ledger_tx else None})
     return refund
 

@@ -33,13 +33,22 @@ def _logins(text: str) -> str:
     return text.split("Coffer demo is ready.", 1)[1]
 
 
+def _without_api_key(summary: str) -> str:
+    lines = summary.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("API key:"))
+    end = start + 1
+    while end < len(lines) and lines[end].startswith("              ("):
+        end += 1
+    return "\n".join(lines[:start] + lines[end:])
+
+
 def test_seed_demo_is_idempotent_and_prints_the_same_logins(api_client, settings):
     settings.PUBLIC_BASE_URL = "http://demo.example:8000"
     first = _run()
     snapshot = _snapshot()
     second = _run()
     assert _snapshot() == snapshot
-    assert _logins(first) == _logins(second)
+    assert _without_api_key(_logins(first)) == _without_api_key(_logins(second))
     assert "created user" in first and "created user" not in second
 
     admin = User.objects.get(email="admin@coffer.local")
@@ -57,3 +66,16 @@ def test_seed_demo_is_idempotent_and_prints_the_same_logins(api_client, settings
 
     response = api_client.post("/api/v1/auth/token", {"username": "demo@coffer.local", "password": "coffer-demo-pass"})
     assert response.status_code == 200 and response.json()["token_type"] == "bearer"
+
+
+def test_the_demo_api_key_secret_is_in_the_final_summary_once(client, settings):
+    settings.PUBLIC_BASE_URL = "http://demo.example:8000"
+    first, second = _run(), _run()
+    log, summary = first.split("Coffer demo is ready.", 1)
+    [key_line] = [line for line in summary.splitlines() if line.strip().startswith("API key:")]
+    key_id, secret = key_line.split()[2], key_line.split("secret:")[1].strip()
+    assert secret not in log  # not buried in the middle of the log
+    assert secret not in second and key_id in second  # shown once; later runs name the key
+    assert "http://demo.example:8000/dashboard/api-keys/" in summary and "http://demo.example:8000/dashboard/api-keys/" in second
+    assert first.rstrip().endswith("/dashboard/api-keys/)")  # the summary is the last thing printed
+    assert client.get("/api/v1/pay-orders", HTTP_X_API_KEY=secret).status_code == 200  # the printed secret works

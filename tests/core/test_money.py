@@ -187,3 +187,47 @@ def test_arbitrary_text_is_parsed_or_refused_cleanly(text):
         assert exc.details["fields"]["amount"]
     else:
         assert value.is_finite() and value > 0 and value.as_tuple().exponent == -2
+
+
+@pytest.mark.parametrize(
+    ("amount", "exponent", "text"),
+    [
+        (Decimal("0.012531330000000000"), 18, "0.01253133"),  # ETH: the 18-decimal noise goes
+        (Decimal("1"), 18, "1.00"),
+        (Decimal("0.000000000000000001"), 18, "0.000000000000000001"),  # never a significant digit
+        (Decimal("0.50000000"), 8, "0.50"),
+        (Decimal("40"), 2, "40.00"),  # fiat keeps its exponent
+        (Decimal("7"), 0, "7"),
+        (Decimal("1.5"), 1, "1.5"),
+        (Decimal("-0"), 6, "0.00"),
+    ],
+)
+def test_format_amount_trimmed_for_people(amount, exponent, text):
+    assert format_amount(amount, exponent, trim=True) == text
+    assert Decimal(text) == amount.quantize(Decimal(1).scaleb(-exponent))  # the value is unchanged
+
+
+def test_the_amount_template_filter_uses_the_formatter():
+    from django.template import Context, Template
+
+    rendered = Template("{% load money %}[{{ a|amount:18 }}][{{ b|amount }}][{{ c|amount:2 }}][{{ d|amount }}][{{ e|amount:asset }}]").render(
+        Context({"a": Decimal("0.031328330000000000"), "b": "0.000078330000000000", "c": Decimal("12.5"), "d": None,
+                 "e": Decimal("3"), "asset": type("A", (), {"exponent": 6})()})
+    )
+    assert rendered == "[0.03132833][0.00007833][12.50][][3.00]"
+    with pytest.raises(TypeError):
+        Template("{% load money %}{{ f|amount:2 }}").render(Context({"f": 1.5}))
+
+
+@pytest.mark.django_db
+def test_the_amount_filter_looks_up_a_platform_currency():
+    from django.template import Context, Template
+
+    from ledger.models import Asset
+
+    Asset.objects.get_or_create(code="USD", organization=None, defaults={"name": "US Dollar", "exponent": 2, "kind": "fiat"})
+    Asset.objects.get_or_create(code="ETH", organization=None, defaults={"name": "Ether", "exponent": 18, "kind": "crypto"})
+    out = Template("{% load money %}{{ a|amount:'USD' }} {{ b|amount:'ETH' }} {{ c|amount:'XYZ' }}").render(
+        Context({"a": Decimal("42.5"), "b": Decimal("2.000000000000000000"), "c": Decimal("1.230")})
+    )
+    assert out == "42.50 2.00 1.23"

@@ -1,5 +1,6 @@
-"""The overview page: the organization's open system wallets, its customers' totals per asset,
-and the volume charts. Reads only; every figure is filtered by the current organization."""
+"""The overview page: the KPIs of the last 30 days (volume, fees, net, payouts, open orders), the
+net-credited and completed-orders charts, the organization's open system wallets and its
+customers' totals per asset. Reads only; every figure is filtered by the current organization."""
 
 from __future__ import annotations
 
@@ -24,9 +25,9 @@ def overview(request):
         {
             "wallet": w,
             "name": w.label or (w.get_purpose_display() if w.purpose else f"{w.asset.code} wallet"),
-            "balance": w.asset.format(w.balance),
-            "available": w.asset.format(w.available_balance),
-            "held": w.asset.format(w.held),
+            "balance": format_amount(w.balance, w.asset.exponent, trim=True),
+            "available": format_amount(w.available_balance, w.asset.exponent, trim=True),
+            "held": format_amount(w.held, w.asset.exponent, trim=True),
         }
         for w in system
     ]
@@ -34,8 +35,8 @@ def overview(request):
         {
             "code": row["asset__code"],
             "count": row["count"],
-            "balance": format_amount(row["balance"] or Decimal(0), row["asset__exponent"]),
-            "available": format_amount((row["balance"] or Decimal(0)) - (row["held"] or Decimal(0)), row["asset__exponent"]),
+            "balance": format_amount(row["balance"] or Decimal(0), row["asset__exponent"], trim=True),
+            "available": format_amount((row["balance"] or Decimal(0)) - (row["held"] or Decimal(0)), row["asset__exponent"], trim=True),
         }
         for row in open_wallets.filter(customer__organization=organization)
         .values("asset__code", "asset__exponent")

@@ -5,6 +5,10 @@ Creates a staff superuser, a demo user with their Customer, a second user, and a
 "Demo Shop" owned by the demo user; then `ledger.demo.seed_ledger_demo` adds assets and funded
 wallets; funds the platform's FX float and registers the demo organization's extended public keys
 (sandbox chain). A command of `config`, the top of the import layers: it uses every app.
+
+The demo organization's API key secret exists in plain text only in the run that creates it: that
+run prints it in the final summary (not in the middle of the log, where `make run` buries it);
+later runs name the key and point to the dashboard's API-keys page, where an owner makes another.
 """
 
 from django.conf import settings
@@ -27,6 +31,7 @@ class Command(BaseCommand):
     help = "Create demo users, an organization and (through the ledger app) funded wallets; print the logins."
 
     def handle(self, *args, **options):
+        self._api_key = None  # (key id, secret) when this run created the demo organization
         with transaction.atomic():
             self._admin()
             demo = self._user(DEMO_EMAIL, "Demo", "User")
@@ -58,10 +63,19 @@ class Command(BaseCommand):
         if Organization.objects.filter(name=ORGANIZATION_NAME, memberships__user=owner).exists():
             return
         created = organization_create(name=ORGANIZATION_NAME, owner_email=owner.email)
-        self.stdout.write(
-            f"created organization {ORGANIZATION_NAME}; API key id {created.api_key.key_id}, "
-            f"secret (shown once, keep it): {created.secret}"
-        )
+        self._api_key = (created.api_key.key_id, created.secret)
+        self.stdout.write(f"created organization {ORGANIZATION_NAME} with an API key (its secret is in the summary below)")
+
+    def _api_key_line(self, base: str) -> str:
+        if self._api_key is not None:
+            key_id, secret = self._api_key
+            return (f"  API key:    {key_id}   secret: {secret}\n"
+                    f"              (shown this once: copy it now; make more keys at {base}/dashboard/api-keys/)")
+        from accounts.models import ApiKey
+
+        key = ApiKey.objects.filter(organization__name=ORGANIZATION_NAME, revoked_at__isnull=True).order_by("created_at", "id").first()
+        named = f"{key.key_id} " if key else ""
+        return f"  API key:    {named}(its secret was printed when it was made; make a new key at {base}/dashboard/api-keys/)"
 
     def _print_logins(self) -> None:
         base = settings.PUBLIC_BASE_URL.rstrip("/")
@@ -75,6 +89,7 @@ class Command(BaseCommand):
             f"  Demo user:  {DEMO_EMAIL} / {USER_PASSWORD}   (owner of '{ORGANIZATION_NAME}')",
             f"  Second user: {BOB_EMAIL} / {USER_PASSWORD}",
             f"  Get a token: curl -s -X POST {base}/api/v1/auth/token -d username={DEMO_EMAIL} -d password={USER_PASSWORD}",
+            self._api_key_line(base),
             "",
         ]
         self.stdout.write("\n".join(lines))

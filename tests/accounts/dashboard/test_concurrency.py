@@ -51,3 +51,22 @@ def test_eight_simultaneous_redelivers_queue_once(db):
     from core.models import OutboxMessage
 
     assert OutboxMessage.objects.filter(topic="webhook.deliver", payload__delivery_id=str(delivery.pk)).count() == 2  # published + one redeliver
+
+
+def test_eight_simultaneous_refund_confirmations_refund_once(db):
+    import re
+
+    from payorders.models import Refund
+    from tests.accounts.dashboard.conftest import complete_payorder
+
+    org = _org()
+    order = complete_payorder(org)
+    url = f"/dashboard/pay-orders/{order.public_id}/refund/"
+    review = logged_in(org.owner).post(url, {"kind": "full", "destination_address": "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe"})
+    fields = dict(re.findall(r'<input type="hidden" name="(kind|destination_address|reason|amount|token)" value="([^"]*)">', review.content.decode()))
+    assert fields.get("token")
+    clients = [logged_in(org.owner) for _ in range(THREADS)]
+    statuses = run_in_threads(THREADS, lambda i: clients[i].post(url, fields, follow=True).status_code, timeout=60)
+    assert statuses == [200] * THREADS  # each lands on the order, with a message: none is a 500
+    assert Refund.objects.filter(pay_order=order).count() == 1
+    assert AuditEvent.objects.filter(action="payorder.refund_create").count() == 1

@@ -34,7 +34,7 @@ def test_balances_and_the_volume_chart(alpha, beta, viewer_client, assets):
     body = response.content.decode()
     wallets = {row["wallet"].pk: row for row in response.context["wallets"]}
     assert wallets[settlement.pk]["balance"] == "120.75" and wallets[settlement.pk]["available"] == "120.75"
-    assert wallets[eth.pk]["balance"] == "1.500000000000000000"
+    assert wallets[eth.pk]["balance"] == "1.50"  # exact, without ETH's 16 trailing zeros
     assert "Settlement" in body and "treasury" in body
     assert response.context["customer_totals"] == [{"code": "USD", "count": 1, "balance": "3.00", "available": "3.00"}]
     assert "999.99" not in body
@@ -44,14 +44,14 @@ def test_balances_and_the_volume_chart(alpha, beta, viewer_client, assets):
     assert charts["currency"] == "USD" and set(charts["currencies"]) == {"USD", "ETH"}
     today = timezone.now().astimezone(dt.timezone.utc).date().isoformat()
     assert body.count('<svg class="chart ') == 2
-    bar = re.search(rf'<rect class="bar" x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" data-day="{today}"><title>{today}: 123.75 USD</title>', body)
+    bar = re.search(rf'<rect class="bar" x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" data-day="{today}" data-value="123.75" tabindex="0"><title>{today}: 123.75 USD</title>', body)
     assert bar, body
     assert Decimal(bar.group(2)) == 180  # the peak day fills the plot
     assert len(charts["volume"]["bars"]) == 30
     assert sum(1 for b in charts["volume"]["bars"] if b["h"] > 0) == 1
 
     eth_page = viewer_client.get("/dashboard/?currency=ETH").content.decode()
-    assert f"{today}: 1.500000000000000000 ETH</title>" in eth_page
+    assert f"{today}: 1.50 ETH</title>" in eth_page
 
 
 def test_an_empty_organization_renders_empty_charts(alpha, owner_client):
@@ -99,3 +99,31 @@ def test_bar_chart_geometry():
     odd = bar_chart(days=days, values={days[0]: Decimal(3)}, exact={}, unit="completed", width=480, counts=True)
     assert (odd["peak"], odd["half"]) == ("3", "")  # no "1.5 orders" on the axis
     assert odd["bars"][-1]["x"] + odd["bars"][-1]["w"] <= odd["right_x"] == 460
+
+
+def test_kpis_and_the_credited_chart_are_net_of_fees(alpha, beta, owner_client, assets):
+    from django.db import transaction
+
+    from ledger.posting import Redeem, ledger_post
+    from payorders.services.settlement import settlement_wallet
+    from tests.accounts.dashboard.conftest import create_payorder
+
+    order = complete_payorder(alpha, amount="40.00")
+    create_payorder(alpha, description="still open")
+    create_payorder(beta, description="another organization's")
+    wallet = settlement_wallet(organization=alpha.organization, asset=platform_asset("USD"))
+    with transaction.atomic():
+        ledger_post(type="withdrawal", operations=[Redeem(wallet=wallet, amount=Decimal("10.00"))], organization=alpha.organization).raise_for_error()
+
+    response = owner_client.get("/dashboard/")
+    charts = response.context["charts"]
+    kpis = charts["kpis"]
+    fee, gross = order.settlement_fee, order.settlement_amount
+    assert fee > 0
+    assert (kpis["currency"], kpis["volume"], kpis["fees"], kpis["net"], kpis["payouts"]) == ("USD", gross, fee, gross - fee, Decimal("10.00"))
+    assert charts["open_orders"] == 1
+    today = timezone.now().astimezone(dt.timezone.utc).date()
+    [bar] = [b for b in charts["volume"]["bars"] if b["h"] > 0]
+    assert bar["day"] == today and bar["value"] == f"{gross - fee:.2f}"  # net, not gross
+    body = response.content.decode()
+    assert f"{gross - fee:.2f} USD" in body and "Open orders" in body

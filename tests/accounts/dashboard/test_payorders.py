@@ -81,7 +81,8 @@ def test_list_filters_and_pages(alpha, beta, owner_client, assets):
 
     by_type = owner_client.get("/dashboard/pay-orders/?type=DEPOSIT")
     assert [r["order"].pk for r in by_type.context["rows"]] == [deposit.pk]
-    assert "0.500000000000000000 ETH" in by_type.content.decode()  # exact, to ETH's 18 decimals
+    body = by_type.content.decode()
+    assert "0.50 ETH" in body and "0.500000000000000000" not in body  # exact, without 16 trailing zeros
 
     by_status = owner_client.get("/dashboard/pay-orders/?status=FAILED")
     assert [r["order"].pk for r in by_status.context["rows"]] == [cancelled.pk]
@@ -117,3 +118,33 @@ def test_detail_shows_the_timeline_in_order(alpha, owner_client, assets):
     timeline_html = body[body.index('class="timeline"'):]
     assert timeline_html.index("created") < timeline_html.index("duplicate")
     assert alpha.owner.email in timeline_html
+
+
+def test_the_price_currency_defaults_to_the_organizations_settlement_currency(alpha, owner_client, assets):
+    page = owner_client.get("/dashboard/pay-orders/new/")
+    form = page.context["form"]
+    assert form["currency"].value() == "USD" and form["settlement_currency"].value() == "USD"
+    assert re.search(r'<option value="USD" selected>USD</option>', page.content.decode())
+    alpha.organization.settlement_currency = "EUR"
+    alpha.organization.save()
+    assert owner_client.get("/dashboard/pay-orders/new/").context["form"]["currency"].value() == "EUR"
+
+
+def test_a_large_crypto_price_is_confirmed_first(alpha, owner_client, assets, settings):
+    settings.DASHBOARD_CRYPTO_PRICE_CONFIRM_ABOVE = Decimal("100")
+    typo = {**FORM, "amount": "42.50", "currency": "BTC"}
+    asked = owner_client.post("/dashboard/pay-orders/new/", typo)
+    assert asked.status_code == 200 and not PayOrder.objects.exists()
+    body = asked.content.decode()
+    assert "Price this order in BTC?" in body
+    assert "2762500.00 USD" in body  # 42.50 BTC at the sandbox's 65000 USD
+    # Confirming a different amount than the one asked about asks again.
+    assert "Price this order" in owner_client.post("/dashboard/pay-orders/new/", {**typo, "amount": "43", "confirm_price": "42.50 BTC"}).content.decode()
+    assert not PayOrder.objects.exists()
+    created = owner_client.post("/dashboard/pay-orders/new/", {**typo, "confirm_price": "42.50 BTC"})
+    assert created.status_code == 302
+    assert PayOrder.objects.get().amount == Decimal("42.50")
+    # Below the threshold (0.001 BTC = 65 USD), and any fiat price, are created at once.
+    assert owner_client.post("/dashboard/pay-orders/new/", {**FORM, "amount": "0.001", "currency": "BTC"}).status_code == 302
+    assert owner_client.post("/dashboard/pay-orders/new/", {**FORM, "amount": "99999.00", "currency": "EUR"}).status_code == 302
+    assert PayOrder.objects.count() == 3

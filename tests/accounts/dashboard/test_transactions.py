@@ -59,6 +59,24 @@ def test_csv_export_content_exact_amounts_and_escaping(ledger, viewer_client):
     assert not any(cell.startswith(("=", "+", "-", "@")) for r in body for cell in r)
     assert "beta only" not in str(rows)
     assert usd["created_at"].startswith(ledger["usd"].created_at.date().isoformat())
+    # fee, net and the running balance of the organization's wallet, exact at the asset's exponent.
+    assert (usd["fee"], usd["net"], usd["running_balance"]) == ("0.00", "100.50", "100.50")
+    assert (quote["net"], quote["running_balance"], quote["balance_wallet_id"]) == ("0.01", "100.51", usd["destination_wallet_id"])
+    assert (eth["fee"], eth["net"], eth["running_balance"]) == ("0.000000000000000000", "0.123456789012345678", "0.123456789012345678")
+
+
+def test_csv_net_is_gross_less_the_settlement_fee(alpha, owner_client, assets):
+    from decimal import Decimal
+
+    from tests.accounts.dashboard.conftest import complete_payorder
+
+    order = complete_payorder(alpha, amount="40.00")
+    rows = _csv(owner_client.get("/dashboard/transactions/?type=settlement&format=csv"))
+    [settled] = [dict(zip(rows[0], r)) for r in rows[1:]]
+    assert Decimal(settled["fee"]) == order.settlement_fee > 0
+    assert Decimal(settled["amount"]) == order.settlement_amount
+    assert Decimal(settled["net"]) == order.settlement_amount - order.settlement_fee
+    assert Decimal(settled["running_balance"]) == order.settlement_amount - order.settlement_fee  # the wallet's first money
 
 
 def test_csv_export_applies_the_filters(ledger, owner_client):
