@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from compliance.models import AuditEvent
 from core.models import IdempotencyRecord
 from payorders.models import PayOrder, Refund
-from tests.accounts.dashboard.conftest import complete_payorder, create_payorder, failed_delivery, logged_in
+from tests.factories.dashboard import complete_payorder, create_payorder, failed_delivery, logged_in
 
 pytestmark = pytest.mark.django_db
 

@@ -14,9 +14,9 @@ from decimal import Decimal
 import pytest
 
 from payorders.models import PayOrder, Refund
-from tests.accounts.dashboard.conftest import PLATFORM, complete_payorder, create_payorder, failed_delivery, make_org, platform_asset
+from tests.factories.dashboard import PLATFORM, complete_payorder, create_payorder, failed_delivery, make_org, platform_asset
 from tests.browser import needs_chromium, page_open
-from tests.factories import DEFAULT_PASSWORD
+from tests.factories.accounts import DEFAULT_PASSWORD
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 PAYER = "0x0F4ee9631f4be0a63756515141281A3E2B293Bbe"

@@ -57,7 +57,7 @@ def test_eight_simultaneous_refund_confirmations_refund_once(db):
     import re
 
     from payorders.models import Refund
-    from tests.accounts.dashboard.conftest import complete_payorder
+    from tests.factories.dashboard import complete_payorder
 
     org = _org()
     order = complete_payorder(org)

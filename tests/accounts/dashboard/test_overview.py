@@ -106,7 +106,7 @@ def test_kpis_and_the_credited_chart_are_net_of_fees(alpha, beta, owner_client, 
 
     from ledger.posting import Redeem, ledger_post
     from payorders.services.settlement import settlement_wallet
-    from tests.accounts.dashboard.conftest import create_payorder
+    from tests.factories.dashboard import create_payorder
 
     order = complete_payorder(alpha, amount="40.00")
     create_payorder(alpha, description="still open")

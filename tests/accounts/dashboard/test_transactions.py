@@ -68,7 +68,7 @@ def test_csv_export_content_exact_amounts_and_escaping(ledger, viewer_client):
 def test_csv_net_is_gross_less_the_settlement_fee(alpha, owner_client, assets):
     from decimal import Decimal
 
-    from tests.accounts.dashboard.conftest import complete_payorder
+    from tests.factories.dashboard import complete_payorder
 
     order = complete_payorder(alpha, amount="40.00")
     rows = _csv(owner_client.get("/dashboard/transactions/?type=settlement&format=csv"))
