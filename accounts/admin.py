@@ -65,7 +65,7 @@ class OrganizationAdminForm(forms.ModelForm):
 
     def clean_settlement_currency(self) -> str:
         code = (self.cleaned_data.get("settlement_currency") or "").strip().upper()
-        if not Asset.objects.filter(code=code, organization__isnull=True).exclude(kind=Asset.Kind.CUSTOM).exists():
+        if "settlement_currency" in self.changed_data and not Asset.objects.filter(code=code, organization__isnull=True).exclude(kind=Asset.Kind.CUSTOM).exists():
             raise forms.ValidationError(f"{code or 'This'} is not a platform currency.")
         return code
 

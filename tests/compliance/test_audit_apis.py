@@ -134,7 +134,7 @@ def test_admin_changes_land_in_the_chain(client, admin_user):
     client.force_login(admin_user)
     org = OrganizationFactory(name="Old name", slug="old")
     response = client.post(f"/admin/accounts/organization/{org.pk}/change/", {
-        "name": "New name", "slug": "old",
+        "name": "New name", "slug": "old", "settlement_currency": "USD",
         "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000",
     })
     assert response.status_code == 302, response.content[:2000]

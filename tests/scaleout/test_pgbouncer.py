@@ -52,7 +52,7 @@ def test_the_platform_takes_no_session_scoped_advisory_lock():
     assert scanned > 100, "the scan found no sources: wrong root?"
     assert found == [], "session-scoped advisory locks break under PgBouncer's transaction pooling:\n" + "\n".join(found)
     xact_users = [p for p in _source_files() if "advisory_xact_lock" in p.read_text(errors="replace")]
-    assert {p.name for p in xact_users} >= {"idempotency.py", "services.py", "addresses.py"}  # the ones there are
+    assert {p.name for p in xact_users} >= {"idempotency.py", "sequencer.py", "addresses.py"}  # the ones there are
 
 
 def _lock_free_directly(key: int) -> bool:

@@ -108,7 +108,8 @@ def test_compliance_staff_switch_an_organizations_controls_in_the_admin_and_it_i
     url = f"/admin/accounts/organization/{org.organization.pk}/change/"
     page = admin_client.get(url)
     assert page.status_code == 200 and b"limits_enabled" in page.content
-    form = {"name": org.organization.name, "slug": org.organization.slug, "limits_enabled": "", "risk_rules_enabled": "on",
+    form = {"name": org.organization.name, "slug": org.organization.slug, "settlement_currency": org.organization.settlement_currency,
+            "limits_enabled": "", "risk_rules_enabled": "on",
             "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", "memberships-MIN_NUM_FORMS": "0", "memberships-MAX_NUM_FORMS": "1000"}
     response = admin_client.post(url, form)
     assert response.status_code == 302, response.content[:2000]

@@ -30,11 +30,18 @@ def _bearer(user) -> APIClient:
 
 
 def _within_budget(send, expected_status=(201,), budget=BUDGET):
-    send()  # warm: the rules snapshot, the cached user or key
-    with CaptureQueriesContext(connection) as ctx:
-        response = send()
-    assert response.status_code in expected_status, response.content
-    statements = [q["sql"][:150] for q in ctx.captured_queries]
+    """The statements of one request once warm (the rules snapshot, the cached user or key). The
+    fewest of three requests counts: a once-a-minute write (an API key's last use) or a cache
+    entry expiring on a loaded box must not fail the budget, while a statement every request
+    runs still does."""
+    assert send().status_code in expected_status
+    attempts = []
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as ctx:
+            response = send()
+        assert response.status_code in expected_status, response.content
+        attempts.append([q["sql"][:150] for q in ctx.captured_queries])
+    statements = min(attempts, key=len)
     assert len(statements) <= budget, f"{len(statements)} statements (budget {budget}):\n" + "\n".join(statements)
     return statements
 
@@ -76,7 +83,7 @@ def test_organization_transaction():
     b = wallet_open(asset=usd, customer=OrgCustomerFactory(organization=org.organization))
     ledger_post(type="deposit", operations=[Issue(wallet=a, amount=Decimal("100"))]).raise_for_error()
     client = key_client(org)
-    references = iter(range(10))
+    references = iter(range(20))
 
     def send():
         body = {"reference": f"budget-{next(references)}", "operations": [
