@@ -43,14 +43,18 @@ def queue_name(queue: str) -> str:
     return f"{getattr(settings, 'CELERY_QUEUE_PREFIX', '')}{queue}"
 
 
-def topic_queue(topic: str) -> str:
-    """The queue (unprefixed) an outbox topic is dispatched and swept on: the longest matching
-    prefix of OUTBOX_TOPIC_QUEUES, else the default queue."""
-    best, queue = -1, DEFAULT_QUEUE
+def _routed_queue(topic: str) -> str | None:
+    best, queue = -1, None
     for prefix, target in settings.OUTBOX_TOPIC_QUEUES.items():
         if topic.startswith(prefix) and len(prefix) > best:
             best, queue = len(prefix), target
     return queue
+
+
+def topic_queue(topic: str) -> str:
+    """The queue (unprefixed) an outbox topic is dispatched and swept on: the longest matching
+    prefix of OUTBOX_TOPIC_QUEUES, else the default queue."""
+    return _routed_queue(topic) or DEFAULT_QUEUE
 
 
 def topic_filter(queue: str) -> Q:
@@ -78,7 +82,9 @@ def route_task(name, args, kwargs, options, task=None, **kw):
     the sweeper by the queue it sweeps. Anything else falls through to the table after it."""
     kwargs = kwargs or {}
     if name == DISPATCH_TASK and kwargs.get("topic"):
-        return {"queue": queue_name(topic_queue(kwargs["topic"]))}
+        queue = _routed_queue(kwargs["topic"])
+        # a topic no prefix routes: the default queue (CELERY_TASK_DEFAULT_QUEUE, read at send time)
+        return {"queue": queue_name(queue)} if queue is not None else None
     if name == SWEEP_TASK and kwargs.get("queue"):
         return {"queue": queue_name(kwargs["queue"])}
     return None

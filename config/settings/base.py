@@ -163,7 +163,7 @@ CELERY_TASK_ROUTES = (
             "payorders.tasks.expire_orders": "chain",
             "compliance.tasks.*": "maintenance",
             "core.tasks.purge_idempotency_records": "maintenance",
-            "core.tasks.*partition*": "maintenance",
+            "*.tasks.*partition*": "maintenance",
         }.items()
     },
 )
