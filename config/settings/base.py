@@ -362,6 +362,9 @@ LEDGER_HOLD_EXPIRY_SECONDS = env.float("LEDGER_HOLD_EXPIRY_SECONDS", default=30.
 SCHEDULE_RUN_SECONDS = env.float("SCHEDULE_RUN_SECONDS", default=30.0)
 SCHEDULE_MIN_INTERVAL_SECONDS = env.int("SCHEDULE_MIN_INTERVAL_SECONDS", default=3600)
 SCHEDULE_RETRY_DELAYS_SECONDS = [int(v) for v in env.list("SCHEDULE_RETRY_DELAYS_SECONDS", default=["3600", "82800"])]
+# Monthly partitions of ledger_entry kept ready ahead of time (ledger.partitions; PostgreSQL),
+# by migration 0010 and then daily by beat on the maintenance queue.
+LEDGER_PARTITION_MONTHS_AHEAD = env.int("LEDGER_PARTITION_MONTHS_AHEAD", default=3)
 OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=60)
 OUTBOX_BACKOFF_BASE_SECONDS = env.int("OUTBOX_BACKOFF_BASE_SECONDS", default=10)
 OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=3600)
