@@ -19,7 +19,9 @@ database is dropped and re-created, migrated, and seeded on every run:
    inside the window count; refused ones (INSUFFICIENT_FUNDS...) and errors are counted apart.
 4. The history grows to `--history-large` entries; VACUUM ANALYZE; the ceiling and the 8-worker
    1,000-wallet transfer row again: the cost of a transfer must stay flat as the ledger grows.
-5. The verdicts against the issue's targets, round trips per posting, and `ledger_check`.
+5. The verdicts against the issue's targets, the statement queries' time at both sizes
+   (`statement_timing`, over the window of each size's measured rows; the partition layout
+   of ledger_entry is printed with it), round trips per posting, and `ledger_check`.
 
 `--profile` adds a cProfile of one worker's hot loop (in-process, no contention).
 """
