@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import OperationalError
 
 from config.celery import app
-from wallets.movements.holds import holds_expire_due
 from ledger.partitions import entry_partitions_ensure
+from wallets.movements.holds import holds_expire_due
 
 BATCH = 500
 

@@ -157,7 +157,7 @@ CELERY_TASK_ROUTES = (
         pattern: {"queue": CELERY_QUEUE_PREFIX + queue}
         for pattern, queue in {
             "ledger.tasks.expire_holds": "money",
-            "*.tasks.*schedule*": "money",  # scheduled payments (RRULE) post money
+            "*.tasks.*schedule*": "money",  # scheduled payments (RRULE) post money: wallets.tasks.run_schedules
             "payorders.tasks.poll_confirmations": "chain",
             "payorders.tasks.watch_addresses": "chain",
             "payorders.tasks.expire_orders": "chain",
@@ -171,7 +171,7 @@ CELERY_TASK_ROUTES = (
 OUTBOX_TOPIC_QUEUES = {
     "payout.": "money",
     "payorder.settle": "money",
-    "schedule.": "money",
+    "wallets.schedule.occurrence_failed_email": "email",  # the payer's notice; the payments run as wallets.tasks.run_schedules (money)
     "webhook.": "webhooks",
     "accounts.": "email",
 }

@@ -42,6 +42,8 @@ def test_every_beat_task_and_outbox_topic_has_its_queue():
         "payorders.tasks.watch_addresses": "chain",
         "payorders.tasks.expire_orders": "chain",
         "ledger.tasks.expire_holds": "money",
+        "wallets.tasks.run_schedules": "money",
+        "ledger.tasks.ensure_entry_partitions": "maintenance",
         "compliance.tasks.advance_audit_chain": "maintenance",
         "compliance.tasks.sanctions_reimport": "maintenance",
         "compliance.tasks.sanctions_rescreen": "maintenance",
@@ -60,10 +62,11 @@ def test_every_beat_task_and_outbox_topic_has_its_queue():
     from accounts.identity.twofactor import EMAIL_CODE_TOPIC
     from accounts.webhooks.publish import WEBHOOK_TOPIC
     from payorders.services.settlement import PAYORDER_SETTLE_TOPIC
-    from wallets.services import PAYOUT_CHECK_TOPIC, PAYOUT_TOPIC
+    from wallets.movements.payouts import PAYOUT_CHECK_TOPIC, PAYOUT_TOPIC
+    from wallets.schedules import SCHEDULE_EMAIL_TOPIC
 
     topics = {PAYOUT_TOPIC: "money", PAYOUT_CHECK_TOPIC: "money", PAYORDER_SETTLE_TOPIC: "money", WEBHOOK_TOPIC: "webhooks",
-              EMAIL_CODE_TOPIC: "email", LOGIN_LOCKED_TOPIC: "email", "something.new": DEFAULT_QUEUE}
+              EMAIL_CODE_TOPIC: "email", LOGIN_LOCKED_TOPIC: "email", SCHEDULE_EMAIL_TOPIC: "email", "something.new": DEFAULT_QUEUE}
     for topic, queue in topics.items():
         assert topic_queue(topic) == queue, topic
         assert _queue_of("core.tasks.dispatch_outbox", {"topic": topic}) == queue, topic
