@@ -19,7 +19,7 @@ from ledger.checks import ledger_check
 from ledger.models import Entry
 from ledger.partitions import _legacy_end, add_months, entry_partitions_ensure, is_partitioned, month_start, partition_name, partitions
 from ledger.posting import Transfer, ledger_post
-from tests.ledger.conftest import open_wallet, platform_asset
+from tests.factories.ledger import open_wallet, platform_asset
 
 
 def _sql(sql: str, params=None):
