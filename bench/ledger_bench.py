@@ -19,7 +19,9 @@ database is dropped and re-created, migrated, and seeded on every run:
    inside the window count; refused ones (INSUFFICIENT_FUNDS...) and errors are counted apart.
 4. The history grows to `--history-large` entries; VACUUM ANALYZE; the ceiling and the 8-worker
    1,000-wallet transfer row again: the cost of a transfer must stay flat as the ledger grows.
-5. The verdicts against the issue's targets, round trips per posting, and `ledger_check`.
+5. The verdicts against the issue's targets, the statement queries' time at both sizes
+   (`statement_timing`, over the window of each size's measured rows; the partition layout
+   of ledger_entry is printed with it), round trips per posting, and `ledger_check`.
 
 `--profile` adds a cProfile of one worker's hot loop (in-process, no contention).
 """
@@ -114,6 +116,14 @@ def seed_wallets(n: int) -> list[int]:
             type="deposit", organization=org, description="bench funding",
             operations=[Issue(wallet=wid, amount=FUNDING) for wid in ids[start : start + 100]],
         ).raise_for_error()
+    # The generated history is dated a day back (grow_history); the funding must come before it,
+    # as in a real ledger, or a statement's opening balance (the last entry before its start by
+    # created_at) would be the funding's. Moved with the guards off, as the history is written.
+    from django.db import connection, transaction
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute("UPDATE ledger_entry SET created_at = created_at - interval '2 days'")
     if ids != list(range(ids[0], ids[0] + n)):
         sys.exit("ledger_bench: the bench wallets' ids are not contiguous (pgbench addresses them as first + i).")
     return ids
@@ -127,6 +137,7 @@ def entry_count() -> int:
         return cursor.fetchone()[0]
 
 
+DAY_BACK = "now() - interval '1 day'"
 HISTORY_SQL = """
 CREATE TEMP TABLE bench_history ON COMMIT DROP AS
 SELECT g AS k,
@@ -183,11 +194,13 @@ ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE
 """
 
 
-def grow_history(ids: list[int], target_entries: int, org_id: int) -> float:
+def grow_history(ids: list[int], target_entries: int, org_id: int, *, dated: str = "now() - interval '1 day'") -> float:
     """Generate past transfers until the ledger holds ~target_entries entries. Rows are a correct
     ledger (balance_after chains continue each wallet's balance); triggers (FK checks and the
     per-row deferred balance trigger) are off for the bulk insert only (session_replication_role),
-    which is why the run ends with the invariant checker. Returns seconds taken."""
+    which is why the run ends with the invariant checker. The rows are dated `dated` (an SQL
+    expression; a day back by default, clear of the risk rules' recent-activity windows for the
+    API bench). Returns seconds taken."""
     from django.db import connection, transaction
 
     started = time.monotonic()
@@ -218,13 +231,53 @@ def grow_history(ids: list[int], target_entries: int, org_id: int) -> float:
                 "ids": ids, "n": len(ids), "count": count, "tbase": tbase, "ebase": ebase - 1,
                 "org": org_id, "max_cents": HISTORY_MAX_AMOUNT_CENTS,
             }
-            for statement in [s for s in HISTORY_SQL.split(";\n") if s.strip()]:
+            for statement in [s for s in HISTORY_SQL.replace(DAY_BACK, dated).split(";\n") if s.strip()]:
                 cursor.execute(statement, params)
             cursor.execute("SELECT to_regclass('ledger_usagecounter') IS NOT NULL")
             if cursor.fetchone()[0]:
-                cursor.execute(HISTORY_USAGE_SQL)
+                cursor.execute(HISTORY_USAGE_SQL.replace(DAY_BACK, dated))
     vacuum_analyze()
     return time.monotonic() - started
+
+
+def statement_timing(ids: list[int], since, until, samples: int = 200) -> dict:
+    """Milliseconds per wallet statement's queries, as `ledger.statements.statement_build` runs them:
+    the balance at `until` and before `since` (one descent each of the (wallet, created_at, id)
+    index), the period's totals and its rows in order, plus the newest-first page of
+    GET /wallets/{id}/entries, for `samples` random wallets. The period is one measured window of
+    rows, so it holds about as many entries at either size; what grows is the history behind it.
+    (statement_build itself would refuse these statements: the pgbench ceiling script dates its
+    entries by transaction start, so under contention created_at order differs from the balance
+    chain's id order; the queries are the same.)"""
+    from django.db.models import Count, Q, Sum
+
+    from ledger.models import Entry, Wallet
+    from ledger.selectors import wallet_balance_at, wallet_balance_before
+
+    rng = random.Random(11)
+    times, rows = [], 0
+    for _ in range(samples):
+        wallet_id = rng.choice(ids)
+        t0 = time.perf_counter()
+        wallet = Wallet.objects.select_related("asset").get(pk=wallet_id)
+        wallet_balance_at(wallet=wallet, at=until)
+        wallet_balance_before(wallet=wallet, before=since)
+        period = Entry.objects.filter(wallet_id=wallet_id, created_at__gte=since, created_at__lte=until)
+        period.aggregate(i=Sum("amount", filter=Q(direction="credit")), o=Sum("amount", filter=Q(direction="debit")), n=Count("id"))
+        rows += len(list(period.order_by("created_at", "id")))
+        list(Entry.objects.filter(wallet_id=wallet_id).order_by("-id")[:20])
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return {"p50": _pct(times, 50) * 1000, "p99": _pct(times, 99) * 1000, "rows": rows / samples}
+
+
+def partition_summary() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass('ledger_entry')")
+        count = cursor.fetchone()[0]
+    return f"ledger_entry partitioned by month ({count} partitions)" if count else "ledger_entry not partitioned"
 
 
 def vacuum_analyze() -> None:
@@ -636,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
           "of the machine when the row started", flush=True)
 
     w, s, k = args.workers, args.seconds, max(1, args.rounds)
+    from django.utils import timezone
 
     def row(label: str, workers: int, wallets: int, result: dict) -> dict:
         print(fmt_row(label, workers, wallets, entry_count(), result), flush=True)
@@ -652,7 +706,9 @@ def main(argv: list[str] | None = None) -> int:
         return {kind: merge(p) for kind, p in parts.items()}
 
     print(HEADER, flush=True)
+    window_small = [timezone.now()]
     first = interleaved(["pgbench", "transfer", "deposit"])
+    window_small.append(timezone.now())
     ceiling = row("pgbench transfer (ceiling)", w, len(ids), first["pgbench"])
     transfers = row("ledger_post transfer", w, len(ids), first["transfer"])
     deposits = row("ledger_post deposit (issuance)", w, len(ids), first["deposit"])
@@ -660,12 +716,18 @@ def main(argv: list[str] | None = None) -> int:
     row("ledger_post transfer", 1, len(ids), merge([run_service("transfer", 1, ids, s)]))
     row("ledger_post transfer", 1, len(small), merge([run_service("transfer", 1, small, s)]))
     row("ledger_post deposit (issuance)", 1, len(ids), merge([run_service("deposit", 1, ids, s)]))
+    statements_small = statement_timing(ids, *window_small)
     before = entry_count()
-    took = grow_history(ids, args.history_large, org_id)
+    # dated now: after the rows above (a statement reads entries in created_at order, as they are
+    # written), before the rows below; ledger_post applies no risk rule that recent history would trip
+    took = grow_history(ids, args.history_large, org_id, dated="now()")
     print(f"(grew the ledger from {before:,} to {entry_count():,} entries in {took:.1f} s, then VACUUM ANALYZE)", flush=True)
+    window_large = [timezone.now()]
     second = interleaved(["pgbench", "transfer"])
+    window_large.append(timezone.now())
     ceiling_large = row("pgbench transfer (ceiling)", w, len(ids), second["pgbench"])
     transfers_large = row("ledger_post transfer", w, len(ids), second["transfer"])
+    statements_large = statement_timing(ids, *window_large)
 
     stmts, trips, statements = round_trips("transfer", ids)
     d_stmts, d_trips, _ = round_trips("deposit", ids)
@@ -680,6 +742,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{w}-worker transfers, ~{args.history_large:,} vs ~{args.history:,} entries  {r3:7.1%}   "
           f"(share of the ceiling: {r1:.1%} -> {r4:.1%})   flat: {verdict(r4 >= 0.85 * r1)} "
           "(judged on the share of the ceiling measured alongside, +-15%)")
+    print(f"statement (balance at both ends, totals, every row, + newest-first page), ms p50/p99: "
+          f"{statements_small['p50']:.2f}/{statements_small['p99']:.2f} at ~{args.history:,} entries, "
+          f"{statements_large['p50']:.2f}/{statements_large['p99']:.2f} at ~{args.history_large:,} "
+          f"({statements_small['rows']:.0f} and {statements_large['rows']:.0f} rows each); {partition_summary()}")
     print(f"round trips per posting: transfer {trips} ({stmts} statements + BEGIN + COMMIT), deposit {d_trips} "
           f"({d_stmts} statements + BEGIN + COMMIT); the pgbench script: 10")
     for sql in statements:

@@ -115,9 +115,11 @@ def celery_queue_names() -> list[str]:
     names = {getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery") or "celery"}
     for queue in getattr(settings, "CELERY_TASK_QUEUES", None) or ():
         names.add(getattr(queue, "name", queue))
-    for route in (getattr(settings, "CELERY_TASK_ROUTES", None) or {}).values():
-        if isinstance(route, dict) and route.get("queue"):
-            names.add(route["queue"])
+    routes = getattr(settings, "CELERY_TASK_ROUTES", None) or ()
+    for table in [routes] if isinstance(routes, dict) else routes:  # a table, or routers and tables
+        for route in table.values() if isinstance(table, dict) else ():
+            if isinstance(route, dict) and route.get("queue"):
+                names.add(route["queue"])
     return sorted(str(n) for n in names)
 
 

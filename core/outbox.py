@@ -8,6 +8,10 @@ Invariants:
   with NO transaction open and no lock held, and records the outcome: `done`, a retry by the one
   backoff policy (`backoff_seconds`), or `dead` after OUTBOX_MAX_ATTEMPTS / OUTBOX_MAX_AGE_SECONDS.
 - The sweeper (beat, OUTBOX_SWEEP_SECONDS) runs every due row whose dispatch never came.
+- Queues. A message is dispatched and swept on the Celery queue of its topic
+  (`OUTBOX_TOPIC_QUEUES`, core.queues): webhooks on `webhooks`, payouts and settlements on
+  `money`, so a webhook backlog never delays money. One sweep per queue, each claiming only its
+  queue's topics.
 - Handlers are idempotent (one can run twice) and registered at import time of their app's
   `tasks.py` (`register_handler(topic, func)`); a topic without a handler is a failure.
 """
@@ -102,13 +106,13 @@ def outbox_retry_at(message: OutboxMessage, *, now: datetime | None = None) -> d
 # --- Emit ------------------------------------------------------------------------------------------
 
 
-def _enqueue_dispatch(message_id: int, countdown: float = 0) -> None:
+def _enqueue_dispatch(message_id: int, countdown: float = 0, topic: str = "") -> None:
     from core.tasks import dispatch_outbox
 
     try:
         # retry=False: with the broker down, fail now instead of blocking the request; the
-        # sweeper dispatches the row later.
-        dispatch_outbox.apply_async((message_id,), countdown=countdown or None, retry=False)
+        # sweeper dispatches the row later. The topic routes it to its queue (core.queues).
+        dispatch_outbox.apply_async((message_id,), {"topic": topic} if topic else None, countdown=countdown or None, retry=False)
     except Exception as exc:  # a broker outage only delays the message
         logger.warning("outbox: could not enqueue dispatch of message %s (%s); the sweeper will", message_id, exc)
 
@@ -130,7 +134,7 @@ def outbox_message(
     def kick(saved: OutboxMessage) -> None:
         if countdown <= KICK_MAX_COUNTDOWN_SECONDS:
             message_id = saved.pk
-            transaction.on_commit(lambda: _enqueue_dispatch(message_id, countdown), robust=True)
+            transaction.on_commit(lambda: _enqueue_dispatch(message_id, countdown, topic), robust=True)
 
     return Insert(message, conflict=("topic", "key") if key else (), where="NOT (key = '')" if key else "", on_saved=kick)
 
@@ -163,10 +167,10 @@ def _lease_owner() -> str:
     return f"{socket.gethostname()[:50]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def _claim(*, message_id: int | None, now: datetime, exclude: set[int] = frozenset()) -> OutboxMessage | None:
-    """Claim one due message (the given one, or the most overdue) in a short transaction that
-    commits before any handler runs. A message that already used up its attempts or age (its
-    workers kept dying) is marked dead here instead of being run again."""
+def _claim(*, message_id: int | None, now: datetime, exclude: set[int] = frozenset(), topics: Q | None = None) -> OutboxMessage | None:
+    """Claim one due message (the given one, or the most overdue, of `topics` if given) in a short
+    transaction that commits before any handler runs. A message that already used up its attempts
+    or age (its workers kept dying) is marked dead here instead of being run again."""
     while True:
         with transaction.atomic():
             due = OutboxMessage.objects.select_for_update(skip_locked=True).filter(status=PENDING, next_attempt_at__lte=now)
@@ -176,6 +180,8 @@ def _claim(*, message_id: int | None, now: datetime, exclude: set[int] = frozens
                 due = due.filter(Q(attempts__gt=0) | Q(created_at__lte=now - timedelta(seconds=SWEEP_GRACE_SECONDS)))
                 if exclude:
                     due = due.exclude(pk__in=exclude)
+                if topics is not None:
+                    due = due.filter(topics)
             message = due.order_by("next_attempt_at", "id").first()
             if message is None:
                 return None
@@ -256,19 +262,25 @@ def outbox_due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int
     )
 
 
-def outbox_sweep(*, now: datetime | None = None, limit: int = 500, time_budget: float = 50.0) -> dict[str, int]:
+def outbox_sweep(*, now: datetime | None = None, limit: int = 500, time_budget: float = 50.0, queue: str | None = None) -> dict[str, int]:
     """Claim and run due messages one at a time (retries, expired leases, first attempts whose
     dispatch never came), each at most once per sweep, until none is due, `limit` were run or
     the time budget is spent. Several sweeps may run at once: each claim takes a different row.
-    Returns counts per outcome."""
+    With `queue`, only the topics routed to that Celery queue (core.queues): each queue's pool
+    sweeps its own backlog. Returns counts per outcome."""
     _require_no_transaction()
+    topics = None
+    if queue is not None:
+        from core.queues import topic_filter
+
+        topics = topic_filter(queue)
     started = timezone.now()
     counts: dict[str, int] = {}
     seen: set[int] = set()
     for _ in range(limit):
         if (timezone.now() - started).total_seconds() > time_budget:
             break
-        message = _claim(message_id=None, now=now or timezone.now(), exclude=seen)
+        message = _claim(message_id=None, now=now or timezone.now(), exclude=seen, topics=topics)
         if message is None:
             break
         seen.add(message.pk)

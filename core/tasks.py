@@ -2,9 +2,10 @@
 
 - `dispatch_outbox(message_id)`: enqueued after commit by `core.outbox.outbox_emit` (the low-latency
   path): claims that message with a lease and runs its handlers with no transaction open.
-- `sweep_outbox()`: THE sweeper, every OUTBOX_SWEEP_SECONDS (10 s): claims and runs every due
-  outbox message (retries, expired leases of dead workers, first attempts whose dispatch never
-  came). Webhooks, payouts, e-mails and settlement kicks have no sweeper of their own.
+- `sweep_outbox(queue)`: THE sweeper, every OUTBOX_SWEEP_SECONDS (10 s) once per Celery queue
+  (core.queues), on that queue: claims and runs every due outbox message of the topics routed
+  there (retries, expired leases of dead workers, first attempts whose dispatch never came).
+  Webhooks, payouts, e-mails and settlement kicks have no sweeper of their own.
 - `purge_idempotency_records()`: hourly, deletes idempotency records past their expiry
   (kept IDEMPOTENCY_KEY_TTL_HOURS, never less than 24 h).
 
@@ -17,16 +18,18 @@ from django.conf import settings
 from config.celery import app
 from core.idempotency import idempotency_records_purge
 from core.outbox import outbox_dispatch, outbox_sweep
+from core.queues import QUEUES
 
 
 @app.task(name="core.tasks.dispatch_outbox", ignore_result=True)
-def dispatch_outbox(message_id: int) -> str:
+def dispatch_outbox(message_id: int, topic: str = "") -> str:
+    # `topic` only routes the task to its queue (core.queues.route_task); the row is the truth.
     return outbox_dispatch(message_id=message_id)
 
 
 @app.task(name="core.tasks.sweep_outbox", ignore_result=True)
-def sweep_outbox() -> dict[str, int]:
-    return outbox_sweep()
+def sweep_outbox(queue: str | None = None) -> dict[str, int]:
+    return outbox_sweep(queue=queue)
 
 
 @app.task(name="core.tasks.purge_idempotency_records", ignore_result=True)
@@ -34,11 +37,13 @@ def purge_idempotency_records() -> int:
     return idempotency_records_purge()
 
 
-app.conf.beat_schedule["core.sweep_outbox"] = {
-    "task": "core.tasks.sweep_outbox",
-    "schedule": float(getattr(settings, "OUTBOX_SWEEP_SECONDS", 10)),
-    "options": {"expires": 30},
-}
+for _queue in QUEUES:  # each queue's pool sweeps its own topics
+    app.conf.beat_schedule[f"core.sweep_outbox.{_queue}"] = {
+        "task": "core.tasks.sweep_outbox",
+        "schedule": float(getattr(settings, "OUTBOX_SWEEP_SECONDS", 10)),
+        "kwargs": {"queue": _queue},
+        "options": {"expires": 30},
+    }
 app.conf.beat_schedule["core.purge_idempotency_records"] = {
     "task": "core.tasks.purge_idempotency_records",
     "schedule": 3600.0,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.db import OperationalError
 
 from config.celery import app
@@ -85,7 +86,7 @@ register_handler(PAYORDER_SETTLE_TOPIC, payorder_settle_handler)
 
 
 BEAT = {
-    "payorders.poll_confirmations": ("payorders.tasks.poll_confirmations", 15.0),
+    "payorders.poll_confirmations": ("payorders.tasks.poll_confirmations", settings.PAYORDER_POLL_CONFIRMATIONS_SECONDS),
     "payorders.watch_addresses": ("payorders.tasks.watch_addresses", 30.0),
     "payorders.expire_orders": ("payorders.tasks.expire_orders", 60.0),
 }

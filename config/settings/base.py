@@ -10,6 +10,8 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from kombu import Queue as _Queue
+
 from config.env import BASE_DIR, env
 
 DEBUG = env.bool("DEBUG", default=False)
@@ -141,6 +143,38 @@ CELERY_BEAT_SCHEDULER = "core.beat:SingletonScheduler"
 CELERY_BEAT_SCHEDULE_FILENAME = env("CELERY_BEAT_SCHEDULE_FILENAME", default="") or str(VAR_DIR / "beat" / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {}
 CELERY_TIMEZONE = "UTC"
+# Queues by what they carry (core.queues): each production worker pool consumes one (`-Q money`);
+# a worker without -Q consumes them all (make run). CELERY_QUEUE_PREFIX separates deployments or
+# test runs sharing one broker.
+CELERY_QUEUE_PREFIX = env("CELERY_QUEUE_PREFIX", default="")
+CELERY_TASK_QUEUES = [_Queue(CELERY_QUEUE_PREFIX + _name) for _name in ("money", "chain", "webhooks", "email", "maintenance")]
+CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUE_PREFIX + "maintenance"
+# The outbox dispatcher by its message's topic and the sweeper by its queue (core.queues.route_task),
+# then tasks by name (fnmatch patterns).
+CELERY_TASK_ROUTES = (
+    "core.queues.route_task",
+    {
+        pattern: {"queue": CELERY_QUEUE_PREFIX + queue}
+        for pattern, queue in {
+            "ledger.tasks.expire_holds": "money",
+            "*.tasks.*schedule*": "money",  # scheduled payments (RRULE) post money: wallets.tasks.run_schedules
+            "payorders.tasks.poll_confirmations": "chain",
+            "payorders.tasks.watch_addresses": "chain",
+            "payorders.tasks.expire_orders": "chain",
+            "compliance.tasks.*": "maintenance",
+            "core.tasks.purge_idempotency_records": "maintenance",
+            "*.tasks.*partition*": "maintenance",
+        }.items()
+    },
+)
+# Outbox topics -> queue (longest prefix wins; anything else: the default queue).
+OUTBOX_TOPIC_QUEUES = {
+    "payout.": "money",
+    "payorder.settle": "money",
+    "wallets.schedule.occurrence_failed_email": "email",  # the payer's notice; the payments run as wallets.tasks.run_schedules (money)
+    "webhook.": "webhooks",
+    "accounts.": "email",
+}
 
 # --- Auth -------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -279,6 +313,8 @@ PRICE_PROVIDER = env("PRICE_PROVIDER", default="sandbox")
 PRICE_FEED_URL = env("PRICE_FEED_URL", default="")
 # Confirmations before a payment counts, per chain; the sandbox mines on demand, so it needs few.
 CHAIN_CONFIRMATIONS = {"bitcoin": 2, "ethereum": 12, "sandbox": 3, **env.json("CHAIN_CONFIRMATIONS", default={})}
+# How often beat asks the chain for confirmations of paid orders (the `chain` queue).
+PAYORDER_POLL_CONFIRMATIONS_SECONDS = env.float("PAYORDER_POLL_CONFIRMATIONS_SECONDS", default=15.0)
 EVM_CHAIN_ID = env.int("EVM_CHAIN_ID", default=1)
 # ERC-20 tokens the EVM provider knows, by asset: {"USDC": {"address": "0x...", "decimals": 6}}.
 EVM_TOKENS = env.json(
@@ -326,6 +362,9 @@ LEDGER_HOLD_EXPIRY_SECONDS = env.float("LEDGER_HOLD_EXPIRY_SECONDS", default=30.
 SCHEDULE_RUN_SECONDS = env.float("SCHEDULE_RUN_SECONDS", default=30.0)
 SCHEDULE_MIN_INTERVAL_SECONDS = env.int("SCHEDULE_MIN_INTERVAL_SECONDS", default=3600)
 SCHEDULE_RETRY_DELAYS_SECONDS = [int(v) for v in env.list("SCHEDULE_RETRY_DELAYS_SECONDS", default=["3600", "82800"])]
+# Monthly partitions of ledger_entry kept ready ahead of time (ledger.partitions; PostgreSQL),
+# by migration 0010 and then daily by beat on the maintenance queue.
+LEDGER_PARTITION_MONTHS_AHEAD = env.int("LEDGER_PARTITION_MONTHS_AHEAD", default=3)
 OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=60)
 OUTBOX_BACKOFF_BASE_SECONDS = env.int("OUTBOX_BACKOFF_BASE_SECONDS", default=10)
 OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=3600)

@@ -122,3 +122,165 @@ class Gunicorn:
 def sample(samples: dict, name: str, **labels: str) -> float:
     """The sum of `name`'s samples whose labels include `labels`."""
     return sum(v for (n, ls), v in samples.items() if n == name and all(dict(ls).get(k) == val for k, val in labels.items()))
+
+
+def seed_platform(database_url: str, users: int, merchant_webhook: str, storm_webhook: str | None = None, **extra: str) -> dict:
+    """tests/scaleout/seed_platform.py on `database_url`: users, a merchant with its webhook endpoint, a storm org."""
+    args = [str(users), merchant_webhook] + ([storm_webhook] if storm_webhook else [])
+    done = subprocess.run([sys.executable, "-m", "tests.scaleout.seed_platform", *args], cwd=ROOT, env=app_env(database_url, **extra),
+                          capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"seeding failed: {done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class Celery:
+    """A Celery worker pool (`worker -Q <queues>`) or beat, as the run scripts start them, with its own log."""
+
+    def __init__(self, env: dict, args: list[str], name: str):
+        self.env, self.args, self.name = env, args, name
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(tempfile.mkstemp(prefix=f"coffer-scaleout-{name}-", suffix=".log")[1])
+
+    @classmethod
+    def pool(cls, env: dict, queues: list[str], *, concurrency: int, name: str) -> Celery:
+        prefix = env.get("CELERY_QUEUE_PREFIX", "")
+        return cls(env, ["worker", "-Q", ",".join(prefix + q for q in queues), "--pool=threads", f"--concurrency={concurrency}",
+                         "-n", f"{name}-{os.getpid()}@%h", "--without-gossip", "--without-mingle", "-l", "INFO"], name)
+
+    @classmethod
+    def beat(cls, env: dict, schedule_dir: str) -> Celery:
+        return cls({**env, "CELERY_BEAT_SCHEDULE_FILENAME": str(Path(schedule_dir) / "celerybeat-schedule")}, ["beat", "-l", "INFO"], "beat")
+
+    def start(self) -> Celery:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", *self.args], cwd=ROOT, env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        if self.args[0] == "worker":
+            deadline = time.monotonic() + 60
+            while " ready." not in self.log.read_text(errors="replace"):
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    output = self.log.read_text(errors="replace")[-3000:]
+                    self.stop()
+                    raise RuntimeError(f"celery {self.name} did not become ready: {output}")
+                time.sleep(0.2)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # warm shutdown: running tasks finish
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=15)
+        self.proc = None
+
+    def __enter__(self) -> Celery:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self.log.unlink(missing_ok=True)
+
+
+class WebhookReceiver:
+    """A local HTTP receiver of Standard Webhooks: verifies each delivery with the receiver-side
+    library against the secrets it was given, records webhook ids by path, and answers requests
+    to paths in `slow` after `delay` seconds (a merchant whose server is slow)."""
+
+    def __init__(self, *, slow: tuple[str, ...] = (), delay: float = 0.0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from standardwebhooks import Webhook
+
+        self.slow, self.delay = slow, delay
+        self.secrets: dict[str, str] = {}  # path -> whsec_...
+        self.received: dict[str, list[dict]] = {}
+        self.refused: list[str] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path = self.path.split("?")[0]
+                if path in receiver.slow:
+                    time.sleep(receiver.delay)
+                try:
+                    event = Webhook(receiver.secrets[path]).verify(body, dict(self.headers))
+                except Exception as exc:  # noqa: BLE001 - unsigned, wrong secret or unknown path
+                    with receiver._lock:
+                        receiver.refused.append(f"{path}: {exc!r}")
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                with receiver._lock:
+                    receiver.received.setdefault(path, []).append({"id": self.headers.get("webhook-id"), "event": event})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def ids(self, path: str) -> set[str]:
+        with self._lock:
+            return {r["id"] for r in self.received.get(path, [])}
+
+    def __enter__(self) -> WebhookReceiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Merchant:
+    """A merchant's API calls (X-API-Key) against one or more gunicorn instances, and a pay order
+    paid on the sandbox chain."""
+
+    def __init__(self, api_key: str):
+        self.headers = {"X-API-Key": api_key}
+
+    def call(self, app: Gunicorn, method: str, path: str, body: dict | None = None, expect: tuple[int, ...] = (200, 201, 202)) -> dict:
+        status, _, raw = app.request(method, "/api/v1" + path, body=body, headers=self.headers)
+        assert status in expect, (method, path, status, raw[:2000])
+        return json.loads(raw) if raw else {}
+
+    def paid_order(self, app: Gunicorn, amount: str = "10.00") -> str:
+        """A SALE pay order paid in ETH on the sandbox chain and submitted (AWAITING_CONFIRMATION); its id."""
+        order = self.call(app, "POST", "/pay-orders", {"type": "SALE", "amount": amount, "currency": "USD"})
+        quote = self.call(app, "POST", f"/pay-orders/{order['id']}/quote", {"source_currencies": ["ETH"]})["quotes"][0]
+        details = self.call(app, "POST", f"/pay-orders/{order['id']}/payment-details", {"quote_id": quote["quote_id"]})
+        tx = self.call(app, "POST", "/sandbox/chain/transactions",
+                       {"to_address": details["deposit_address"], "amount": details["amount"], "currency": "ETH"})
+        processed = self.call(app, "POST", f"/pay-orders/{order['id']}/process", {"tx_hash": tx["tx_hash"]})
+        assert processed["status"] == "AWAITING_CONFIRMATION", processed
+        return order["id"]
+
+    def mine(self, app: Gunicorn, blocks: int) -> None:
+        self.call(app, "POST", "/sandbox/chain/mine", {"blocks": blocks})
+
+    def order(self, app: Gunicorn, order_id: str) -> dict:
+        return self.call(app, "GET", f"/pay-orders/{order_id}")
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(interval)

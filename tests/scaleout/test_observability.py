@@ -237,7 +237,8 @@ def test_scrape_time_series_read_the_database_and_the_broker(client, settings):
     assert samples[("coffer_review_queue_open", ())] == 0
     assert ("coffer_review_queue_oldest_age_seconds", ()) in samples
     assert ("coffer_audit_unchained_events", ()) in samples and ("coffer_audit_sequencer_lag_seconds", ()) in samples
-    assert ("coffer_celery_queue_length", (("queue", "celery"),)) in samples
+    for queue in ("money", "chain", "webhooks", "email", "maintenance"):  # core.queues: every queue by what it carries
+        assert ("coffer_celery_queue_length", (("queue", queue),)) in samples
     sources = {dict(labels)["source"]: v for (name, labels), v in samples.items() if name == "coffer_metrics_source_up"}
     assert sources == {"outbox": 1, "review": 1, "audit": 1, "webhooks": 1, "replica": 1, "celery": 1}
     client.get("/health")

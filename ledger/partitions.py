@@ -1,0 +1,127 @@
+"""Monthly partitions of the ledger's history (issue 15 item 3), PostgreSQL declarative
+partitioning; nothing on SQLite (the development fallback keeps one plain table).
+
+`ledger_entry` is partitioned by RANGE (created_at), one partition a month, named
+`ledger_entry_pYYYY_MM` and covering [first of the month, first of the next) in UTC. Migration
+0010 converted the table that existed before: that table, rows and indexes as they were, became
+the partition `ledger_entry_p_legacy` for everything before the first monthly partition (an
+ATTACH, not a copy), so the conversion rewrites nothing.
+
+Invariants:
+- The primary key is (id, created_at): PostgreSQL requires the partition key in every unique
+  index. `id` still comes from one identity sequence, so ids stay unique and increasing; no
+  foreign key points at entries (they are the leaves of the ledger).
+- The append-only trigger and the deferred sum-to-zero constraint trigger are defined on the
+  partitioned table: PostgreSQL clones them onto every partition, present and future, so a
+  partition made by `entry_partitions_ensure` is guarded from its first row.
+- The foreign keys (transaction, wallet), the CHECK constraints and the indexes are on the
+  partitioned table too, and so on every partition.
+- There is no DEFAULT partition: an entry whose month has no partition fails loudly rather than
+  landing somewhere nobody archives. `ledger.tasks.ensure_entry_partitions` (beat, daily, on the
+  `maintenance` queue) keeps LEDGER_PARTITION_MONTHS_AHEAD months ready, and migration 0010
+  created them already.
+
+Archiving (docs/deploy.md, "Partitioned history"): an old month is detached with
+`ALTER TABLE ledger_entry DETACH PARTITION ledger_entry_p2026_01 CONCURRENTLY`, dumped and
+dropped. Detaching takes its entries out of `check_ledger`'s sums, so it is only for months
+whose balances are carried by later entries' `balance_after` (see the docs).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+PARTITIONED = {"ledger_entry": "created_at"}
+LEGACY_SUFFIX = "_p_legacy"
+_NAME = re.compile(r"^(?P<table>[a-z_]+)_p(?P<year>\d{4})_(?P<month>\d{2})$")
+
+
+def month_start(moment: datetime | date) -> date:
+    return date(moment.year, moment.month, 1)
+
+
+def add_months(month: date, months: int) -> date:
+    index = month.year * 12 + month.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def partition_name(table: str, month: date) -> str:
+    return f"{table}_p{month.year:04d}_{month.month:02d}"
+
+
+def is_partitioned(table: str) -> bool:
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass(%s))", [table])
+        return cursor.fetchone()[0]
+
+
+def partitions(table: str) -> list[tuple[str, str]]:
+    """(partition name, bound expression) of `table`, in name order."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = to_regclass(%s) ORDER BY c.relname",
+            [table],
+        )
+        return list(cursor.fetchall())
+
+
+def create_month_sql(table: str, month: date) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {partition_name(table, month)} PARTITION OF {table}"
+        f" FOR VALUES FROM ('{month.isoformat()} 00:00:00+00') TO ('{add_months(month, 1).isoformat()} 00:00:00+00')"
+    )
+
+
+def entry_partitions_ensure(*, months_ahead: int | None = None, now: datetime | None = None) -> list[str]:
+    """Create the monthly partitions of every partitioned history table from the current month
+    to `months_ahead` months after it (LEDGER_PARTITION_MONTHS_AHEAD), those missing only; the
+    names created. A month already covered (by the legacy partition) is skipped. Safe to run
+    twice or concurrently (IF NOT EXISTS, one short transaction per partition). Nothing on SQLite."""
+    from django.conf import settings
+
+    if connection.vendor != "postgresql":
+        return []
+    ahead = settings.LEDGER_PARTITION_MONTHS_AHEAD if months_ahead is None else months_ahead
+    first = month_start(now or timezone.now())
+    created = []
+    for table in PARTITIONED:
+        if not is_partitioned(table):
+            continue
+        legacy_end = _legacy_end(table)
+        existing = {name for name, _ in partitions(table)}
+        for n in range(ahead + 1):
+            month = add_months(first, n)
+            name = partition_name(table, month)
+            if name in existing or (legacy_end is not None and month < legacy_end):
+                continue
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(create_month_sql(table, month))
+            created.append(name)
+    return created
+
+
+def _legacy_end(table: str) -> date | None:
+    """The first month not covered by the legacy partition (its upper bound), if it has one."""
+    for name, bound in partitions(table):
+        if name == table + LEGACY_SUFFIX:
+            match = re.search(r"TO \('(\d{4})-(\d{2})-01", bound)
+            return date(int(match.group(1)), int(match.group(2)), 1) if match else None
+    return None
+
+
+def index_and_partitions(index: str) -> set[str]:
+    """`index` and the indexes PostgreSQL attached to it on each partition (their own names:
+    `ledger_entry_p2027_01_wallet_id_created_at_id_idx`); just `index` on a plain table."""
+    if connection.vendor != "postgresql":
+        return {index}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(%s)", [index])
+        return {index, *(name for (name,) in cursor.fetchall())}
