@@ -202,11 +202,13 @@ def organization_create(*, name: str, owner_email: str) -> OrganizationCreated:
 CUSTOMER_FIELDS = ("name", "email", "kyc_level", "metadata")
 
 
-def _customer_payload(customer: Customer) -> dict[str, Any]:
-    """The `data` of customer.* webhooks: the customer as the API shows it (`CustomerOutput`)."""
-    from accounts.orgs.serializers import CustomerOutput
+CUSTOMER_EVENT_FIELDS = ("external_id", "name", "email", "kyc_level", "metadata", "created_at", "updated_at")
 
-    return dict(CustomerOutput(customer).data)
+
+def _customer_payload(customer: Customer) -> dict[str, Any]:
+    """The `data` of customer.* webhooks: the fields the customer API shows (`CustomerOutput`,
+    without wallets; its schema in `accounts.webhooks.events`)."""
+    return {name: getattr(customer, name) for name in CUSTOMER_EVENT_FIELDS}
 
 
 def customer_upsert(*, organization: Organization, external_id: str, data: dict[str, Any], actor=None) -> tuple[Customer, bool]:
