@@ -22,7 +22,7 @@ from compliance.models import FeeRule, LimitRule
 from ledger.checks import ledger_check
 from ledger.models import Posting, Transaction, UsageCounter
 from ledger.usage import usage_check
-from tests.wallets.conftest import asset, client_for, open_wallet, person
+from tests.factories.wallets import asset, client_for, open_wallet, person
 
 pytestmark = pytest.mark.django_db
 
@@ -297,7 +297,7 @@ def test_an_override_added_in_the_admin_wins_at_once():
     from django.test import Client
     from django.urls import reverse
 
-    from tests.factories import UserFactory
+    from tests.factories.accounts import UserFactory
 
     staff = Client()
     staff.force_login(UserFactory(is_staff=True, is_superuser=True, email="officer@coffer.test"))
@@ -346,7 +346,7 @@ def test_an_unreachable_price_feed_refuses_the_movement_rather_than_guess(settin
 def test_an_asset_nobody_prices_is_limited_only_by_rules_naming_it():
     from compliance.limits import limits_status
     from ledger.services import asset_create
-    from tests.factories import CustomerFactory
+    from tests.factories.accounts import CustomerFactory
 
     points = asset_create(code="PTS", name="Points", exponent=0)
     customer = CustomerFactory(kyc_level="none")
