@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ledger', '0008_entry_wallet_created'),
+        ('ledger', '0009_reconciliations'),
     ]
 
     operations = [
