@@ -130,7 +130,15 @@ class _UserOrOrganization(BasePermission):
 
 _FEE_EXAMPLE = {
     "fee_amount": "10.00", "fee_currency": "USD", "fee_type": "percentage", "fee_percentage": "1.00",
-    "total_amount": "1010.00", "description": "Withdrawal to a bank account: 1%, minimum 1.00",
+    "total_amount": "1010.00", "description": "Withdrawal to a bank account: 1%, minimum USD 1.00 (reference currency, converted at the rate)",
+    "minimum_fee": "1.00", "maximum_fee": None, "rule_currency": "USD", "reference_currency": "USD", "rate": "1",
+    "reference": {"fee_amount": "10.00", "fixed": "0.00", "minimum_fee": "1.00", "maximum_fee": None},
+}
+_FEE_BTC_EXAMPLE = {
+    "fee_amount": "0.00001539", "fee_currency": "BTC", "fee_type": "percentage", "fee_percentage": "1.00",
+    "total_amount": "0.00101539", "description": "Withdrawal to a bank account: 1%, minimum USD 1.00 (reference currency, converted at the rate)",
+    "minimum_fee": "0.00001539", "maximum_fee": None, "rule_currency": "USD", "reference_currency": "USD", "rate": "65000",
+    "reference": {"fee_amount": "1.00", "fixed": "0.00", "minimum_fee": "1.00", "maximum_fee": None},
 }
 _BAD_AMOUNT = OpenApiExample(
     "Bad amount", status_codes=["400"],
@@ -147,13 +155,18 @@ class FeeQuoteApi(APIView):
         description=(
             "The most specific active fee rule wins (currency + destination type > destination type > currency > "
             "generic). The fee is rounded UP to the asset's exponent (in the platform's favour), then raised to the "
-            "rule's minimum / capped at its maximum. `total_amount` = amount + fee."
+            "rule's minimum / capped at its maximum. `total_amount` = amount + fee. A default rule (no currency) has its "
+            "fixed part, minimum and maximum in the reference currency (`reference_currency`, LIMITS_REFERENCE_CURRENCY), "
+            "converted to the asked currency at the price provider's `rate` (one unit of it in the reference currency); "
+            "a rule naming the asset is in the asset's own units (`rule_currency`). `reference` shows the fee's worth."
         ),
         request=FeeQuoteInput,
         responses={200: FeeQuoteOutput, 400: OpenApiResponse(description="VALIDATION_ERROR naming the field")},
         examples=[
             OpenApiExample("Withdrawal to an IBAN", value={"type": "withdrawal", "amount": "1000.00", "currency": "USD", "destination_type": "IBAN"}, request_only=True),
+            OpenApiExample("Small BTC withdrawal to an IBAN", value={"type": "withdrawal", "amount": "0.001", "currency": "BTC", "destination_type": "IBAN"}, request_only=True),
             OpenApiExample("Quote", value=_FEE_EXAMPLE, response_only=True, status_codes=["200"]),
+            OpenApiExample("Quote in BTC: the USD 1.00 minimum converted", value=_FEE_BTC_EXAMPLE, response_only=True, status_codes=["200"]),
             _BAD_AMOUNT,
         ],
     )
@@ -173,12 +186,31 @@ _LIMITS_EXAMPLE = {
     "limit_check": "PASSED", "single_transaction_limit": "1000.00", "daily_limit": "2000.00", "daily_used": "500.00",
     "daily_remaining": "1500.00", "monthly_limit": "5000.00", "monthly_used": "1200.00", "monthly_remaining": "3800.00",
     "failed_limit": None, "type": "withdrawal", "direction": "outgoing", "currency": "USD", "kyc_level": "none",
+    "limit_currency": "USD", "reference_currency": "USD", "rate": "1",
+    "reference": {
+        "single_transaction_limit": "1000.00", "daily_limit": "2000.00", "daily_used": "500.00", "daily_remaining": "1500.00",
+        "monthly_limit": "5000.00", "monthly_used": "1200.00", "monthly_remaining": "3800.00", "amount": None,
+    },
+}
+_LIMITS_BTC_EXAMPLE = {
+    "limit_check": "FAILED", "single_transaction_limit": "0.01538461", "daily_limit": "0.03076923", "daily_used": "0.00000000",
+    "daily_remaining": "0.03076923", "monthly_limit": "0.07692307", "monthly_used": "0.00000000", "monthly_remaining": "0.07692307",
+    "failed_limit": "single", "type": "withdrawal", "direction": "outgoing", "currency": "BTC", "kyc_level": "none",
+    "limit_currency": "USD", "reference_currency": "USD", "rate": "65000",
+    "reference": {
+        "single_transaction_limit": "1000.00", "daily_limit": "2000.00", "daily_used": "0.00", "daily_remaining": "2000.00",
+        "monthly_limit": "5000.00", "monthly_used": "0.00", "monthly_remaining": "5000.00", "amount": "1300.00",
+    },
 }
 _LIMITS_DESCRIPTION = (
     "Limits of the caller's KYC level for one movement type, direction and asset, and what is used of them, "
     "computed from the ledger (completed, pending and in-review movements of the current UTC day / calendar "
     "month; fees and moves between one's own wallets do not count). Null means no limit. Users see their own "
-    "profile; organizations name a customer with `customer_external_id`."
+    "profile; organizations name a customer with `customer_external_id`. Figures are in the asked `currency`; the "
+    "default rules are in the reference currency (`limit_currency` = `reference_currency`, LIMITS_REFERENCE_CURRENCY): "
+    "converted at the price provider's `rate` (one unit of the asset in the reference currency; limits rounded down), "
+    "each earlier movement counted at the rate of its own time. A rule naming the asset (`limit_currency` = the asset) "
+    "wins over the default. `reference` gives the same figures in the reference currency."
 )
 
 
@@ -196,6 +228,8 @@ class LimitCheckApi(APIView):
             OpenApiExample("Check", value={"type": "withdrawal", "amount": "500.00", "currency": "USD"}, request_only=True),
             OpenApiExample("Passed", value=_LIMITS_EXAMPLE, response_only=True, status_codes=["200"]),
             OpenApiExample("Failed", value={**_LIMITS_EXAMPLE, "limit_check": "FAILED", "failed_limit": "daily"}, response_only=True, status_codes=["200"]),
+            OpenApiExample("Check in BTC", value={"type": "withdrawal", "amount": "0.02", "currency": "BTC"}, request_only=True),
+            OpenApiExample("Failed in BTC: over USD 1,000 worth", value=_LIMITS_BTC_EXAMPLE, response_only=True, status_codes=["200"]),
             _BAD_AMOUNT,
         ],
     )

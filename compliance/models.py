@@ -81,10 +81,13 @@ class AuditCheckpoint(models.Model):
 
 # --- Fees, limits, risk rules, sanctions and the review queue ------------------------------------
 # Invariants:
-# - Rules are configuration, edited in the admin and seeded by migration 0005 (SPEC 11). Amounts
-#   in rules (fixed fee, minimum, maximum, limits) are in MAJOR units of the movement's asset;
-#   a rule with currency "" applies to every asset, a rule naming a currency wins over it.
-# - Limit usage is never stored: `compliance.limits` derives it from ledger rows each time.
+# - Rules are configuration, edited in the admin and seeded by migrations 0005 and 0010 (SPEC 11).
+#   A rule with currency "" (the default) applies to every asset and its amounts (fixed fee,
+#   minimum, maximum, limits) are in the REFERENCE currency (settings.LIMITS_REFERENCE_CURRENCY,
+#   USD by default), converted per movement at the price provider's rate (`core.reference`); a
+#   rule naming an asset code wins over it, with amounts in MAJOR units of that asset.
+# - Limit usage is kept in counters by the posting engine (`ledger.usage`), in the asset's units
+#   and in the reference currency at the rate of each movement.
 # - A ReviewCase is opened in the same database transaction that leaves its ledger transaction
 #   `in_review`, and is decided only by `wallets.review.review_approve` / `review_reject`.
 
@@ -121,14 +124,18 @@ class FeeRule(models.Model):
 
     movement_type = models.CharField(max_length=16, choices=MovementType.choices)
     destination_type = models.CharField(max_length=16, choices=DestinationType.choices, blank=True, default="")
-    currency = models.CharField(max_length=16, blank=True, default="", help_text="Asset code, or blank for every asset.")
+    currency = models.CharField(
+        max_length=16, blank=True, default="",
+        help_text="Asset code (fixed, minimum and maximum in that asset), or blank for every asset (in the reference currency, "
+        "LIMITS_REFERENCE_CURRENCY).",
+    )
     percent = models.DecimalField(
         max_digits=9, decimal_places=6, default=Decimal(0), validators=[MinValueValidator(Decimal(0))],
         help_text="Percentage of the amount, e.g. 1 for 1%.",
     )
-    fixed = _money_field(default=Decimal(0), help_text="Added to the percentage part (major units).")
-    minimum = _money_field(null=True, blank=True, help_text="Major units; blank for none.")
-    maximum = _money_field(null=True, blank=True, help_text="Major units; blank for none.")
+    fixed = _money_field(default=Decimal(0), help_text="Added to the percentage part (major units of the rule's currency).")
+    minimum = _money_field(null=True, blank=True, help_text="Major units of the rule's currency; blank for none.")
+    maximum = _money_field(null=True, blank=True, help_text="Major units of the rule's currency; blank for none.")
     active = models.BooleanField(default=True)
     description = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -151,16 +158,22 @@ class FeeRule(models.Model):
 
 
 class LimitRule(models.Model):
-    """Per KYC level, movement type, direction and asset (blank currency = every asset, in that
-    asset's major units). A NULL limit means no limit."""
+    """Per KYC level, movement type, direction and asset. Blank currency: every asset, amounts in
+    the reference currency (LIMITS_REFERENCE_CURRENCY), compared at the rate of the movement; an
+    asset code: that asset only, in its major units, winning over the blank rule. A NULL limit
+    means no limit."""
 
     kyc_level = models.CharField(max_length=16, choices=Customer.KycLevel.choices)
     movement_type = models.CharField(max_length=16, choices=MovementType.choices)
     direction = models.CharField(max_length=8, choices=Direction.choices)
-    currency = models.CharField(max_length=16, blank=True, default="", help_text="Asset code, or blank for every asset.")
-    single_limit = _money_field(null=True, blank=True, help_text="Blank: no limit.")
-    daily_limit = _money_field(null=True, blank=True, help_text="Per UTC day; blank: no limit.")
-    monthly_limit = _money_field(null=True, blank=True, help_text="Per UTC calendar month; blank: no limit.")
+    currency = models.CharField(
+        max_length=16, blank=True, default="",
+        help_text="Asset code (limits in that asset, overriding the default), or blank for the default of every asset "
+        "(limits in the reference currency, LIMITS_REFERENCE_CURRENCY).",
+    )
+    single_limit = _money_field(null=True, blank=True, help_text="In the rule's currency. Blank: no limit.")
+    daily_limit = _money_field(null=True, blank=True, help_text="Per UTC day, in the rule's currency; blank: no limit.")
+    monthly_limit = _money_field(null=True, blank=True, help_text="Per UTC calendar month, in the rule's currency; blank: no limit.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

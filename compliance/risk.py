@@ -67,7 +67,7 @@ from compliance.limits import (
     UNPOSTED_STATUSES,
     customer_movements,
     default_direction,
-    limit_rule_for,
+    single_limit_in_asset,
 )
 from compliance.audit import audit_record
 from compliance.models import Direction, MovementType, RiskRule, SanctionsEntry
@@ -229,11 +229,12 @@ def _velocity(rule: RiskRule, ctx: RiskContext) -> str | None:
     return None
 
 
-def _single_limit(ctx: RiskContext) -> Decimal | None:
-    rule = limit_rule_for(
-        kyc_level=ctx.customer.kyc_level, movement_type=ctx.movement_type, direction=ctx.direction, currency=ctx.asset.code
+def _single_limit(ctx: RiskContext, movement_type: str | None = None) -> Decimal | None:
+    """The customer's single limit for the movement's scope in the asset's units (a default
+    rule's reference amount converted at today's rate: `compliance.limits`)."""
+    return single_limit_in_asset(
+        customer=ctx.customer, asset=ctx.asset, movement_type=movement_type or ctx.movement_type, direction=ctx.direction
     )
-    return rule.single_limit if rule else None
 
 
 @register_risk_kind("structuring")
@@ -253,10 +254,7 @@ def _structuring(rule: RiskRule, ctx: RiskContext) -> str | None:
     since = ctx.now - dt.timedelta(hours=hours)
     count = 1
     for movement_type in MovementType.values:  # each earlier movement against its own type's limit
-        rule_for_type = limit_rule_for(
-            kyc_level=ctx.customer.kyc_level, movement_type=movement_type, direction=ctx.direction, currency=ctx.asset.code
-        )
-        limits = band_of(rule_for_type.single_limit if rule_for_type else None)
+        limits = band_of(_single_limit(ctx, movement_type))
         if limits is None:
             continue
         earlier = customer_movements(

@@ -52,6 +52,13 @@ class FeeQuoteInput(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class FeeReferenceOutput(serializers.Serializer):
+    fee_amount = serializers.CharField()
+    fixed = serializers.CharField(required=False)
+    minimum_fee = serializers.CharField(required=False, allow_null=True)
+    maximum_fee = serializers.CharField(required=False, allow_null=True)
+
+
 class FeeQuoteOutput(serializers.Serializer):
     fee_amount = serializers.CharField()
     fee_currency = serializers.CharField()
@@ -59,6 +66,15 @@ class FeeQuoteOutput(serializers.Serializer):
     fee_percentage = serializers.CharField()
     total_amount = serializers.CharField(help_text="amount + fee_amount")
     description = serializers.CharField()
+    minimum_fee = serializers.CharField(allow_null=True, help_text="The rule's minimum as applied, in the asked currency.")
+    maximum_fee = serializers.CharField(allow_null=True, help_text="The rule's maximum as applied, in the asked currency.")
+    rule_currency = serializers.CharField(
+        allow_null=True, help_text="What the rule's fixed part, minimum and maximum are in: the reference currency (a default "
+        "rule) or the asset (a per-asset rule); null without a rule.",
+    )
+    reference_currency = serializers.CharField(help_text="LIMITS_REFERENCE_CURRENCY, e.g. USD.")
+    rate = serializers.CharField(allow_null=True, help_text="One unit of the asked currency in the reference currency (mid rate); null when it cannot be priced.")
+    reference = FeeReferenceOutput(allow_null=True, help_text="The fee's worth and a default rule's own figures, in the reference currency.")
 
 
 class LimitScopeInput(serializers.Serializer):
@@ -78,6 +94,17 @@ class LimitCheckInput(LimitScopeInput):
     amount = ComplianceAmountField(help_text="Major units.")
 
 
+class LimitReferenceOutput(serializers.Serializer):
+    single_transaction_limit = serializers.CharField(allow_null=True)
+    daily_limit = serializers.CharField(allow_null=True)
+    daily_used = serializers.CharField()
+    daily_remaining = serializers.CharField(allow_null=True)
+    monthly_limit = serializers.CharField(allow_null=True)
+    monthly_used = serializers.CharField()
+    monthly_remaining = serializers.CharField(allow_null=True)
+    amount = serializers.CharField(allow_null=True, help_text="The checked amount's worth (POST /limits/check).")
+
+
 class LimitStatusOutput(serializers.Serializer):
     limit_check = serializers.ChoiceField(choices=["PASSED", "FAILED"])
     single_transaction_limit = serializers.CharField(allow_null=True)
@@ -92,3 +119,9 @@ class LimitStatusOutput(serializers.Serializer):
     direction = serializers.CharField()
     currency = serializers.CharField()
     kyc_level = serializers.CharField()
+    limit_currency = serializers.CharField(
+        help_text="What the applying rule is expressed in: the reference currency (the default rules) or the asset (a per-asset rule)."
+    )
+    reference_currency = serializers.CharField(help_text="LIMITS_REFERENCE_CURRENCY, e.g. USD.")
+    rate = serializers.CharField(allow_null=True, help_text="One unit of the asked currency in the reference currency (mid rate); null when it cannot be priced.")
+    reference = LimitReferenceOutput(allow_null=True, help_text="The same figures in the reference currency; null without a rate.")

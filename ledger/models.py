@@ -353,6 +353,10 @@ class Posting(models.Model):
     destination_purpose = models.CharField(max_length=16, choices=Wallet.Purpose.choices, blank=True, default="")
     amount = AMOUNT()
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+", db_index=False)
+    # One unit of `asset` in the reference currency when it was posted (core.reference), or NULL
+    # (an asset the price provider cannot price): what the usage counters' reference amounts were
+    # converted at, so they recount exactly whatever prices do later.
+    reference_rate = models.DecimalField(max_digits=38, decimal_places=18, null=True, blank=True)
 
     class Meta:
         ordering = ["transaction", "index"]
@@ -488,6 +492,8 @@ class UsageCounter(models.Model):
     direction = models.CharField(max_length=8)
     day = models.DateField()
     amount = AMOUNT(default=Decimal(0))
+    # The same usage in the reference currency, each leg at its posting's stored rate (ledger.usage).
+    reference_amount = AMOUNT(default=Decimal(0))
     count = models.IntegerField(default=0)
 
     class Meta:

@@ -76,7 +76,7 @@ MONEY_ERRORS = {
 
 TWO_FACTOR_PARAMETER = OpenApiParameter(
     name=TWO_FACTOR_HEADER, location=OpenApiParameter.HEADER, required=False, type=str,
-    description="Step-up code (TOTP or e-mail), required for an outgoing movement of 5,000 (TWO_FACTOR_THRESHOLD) or more of its asset.",
+    description="Step-up code (TOTP or e-mail), required for an outgoing movement worth 5,000 USD (TWO_FACTOR_THRESHOLD, in LIMITS_REFERENCE_CURRENCY, converted at the price provider's rate) or more; TWO_FACTOR_THRESHOLDS may set an asset's own threshold in its units.",
 )
 MONEY_PATH_ERRORS = {
     **MONEY_ERRORS,

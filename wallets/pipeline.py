@@ -15,6 +15,10 @@ Invariants:
   block closed, so what the path recorded on the way commits with the stored error response.
 * The movement's own rows (`after_post`) are inserted in one statement; its audit event goes
   with the request's idempotency record (`core.db.insert_later`).
+* Limits: default rules (blank currency) are in the reference currency: the movement's
+  `RateBook` (`core.reference`, no SQL) gives each asset's rate once; the limit check, the 2FA
+  step-up (TWO_FACTOR_THRESHOLD, reference currency) and the posting (which stores the rates on
+  its posting rows with the usage they charge) use the same rates.
 * Scheduled payments (`wallets.schedules`) run each occurrence through the transfer,
   withdrawal or organization-transaction service, with a per-attempt `reference`.
 """
@@ -33,7 +37,7 @@ from django.utils import timezone
 from accounts.identity.twofactor import twofactor_require
 from accounts.webhooks import webhook_publish
 from accounts.models import Customer, Organization, User
-from compliance.limits import customers_lock, limits_enforce, limits_needs_usage
+from compliance.limits import customers_lock, limits_enforce, limits_usage_needed
 from compliance.models import Direction
 from compliance.risk import (
     RiskDecision,
@@ -48,6 +52,7 @@ from core.db import Insert, insert_all, insert_later, query
 from core.errors import CofferError
 from core.metrics import count_posting
 from core.money import format_amount
+from core.reference import RateBook
 from ledger.errors import DuplicateReference
 from ledger.models import Asset, Transaction, Wallet
 from ledger.posting import Operation, PostingResult, ledger_hold_pending, ledger_post
@@ -97,6 +102,7 @@ class MoneyMovement:
     audit_action: str | None = None  # a template with {type} and {status}; default "{type}.{status}"
     audit_data: dict = field(default_factory=dict)
     reversal_of: Transaction | None = None  # a reversal (`wallets.movements.reversals`): the transaction it reverses, locked by the caller
+    rates: RateBook | None = None  # reference rates the entry point already used (a fee's minimum); else the path's own
 
     @property
     def customer(self) -> Customer | None:
@@ -128,7 +134,7 @@ def _controls(customer: Customer | None, known: Organization | None = None) -> t
     return organization.limits_enabled, organization.risk_rules_enabled
 
 
-def _read_ahead(movement: MoneyMovement, locked: dict[int, Customer], customer: Customer | None, risk_runs: bool, now):
+def _read_ahead(movement: MoneyMovement, locked: dict[int, Customer], customer: Customer | None, risk_runs: bool, now, rates: RateBook):
     """What the limits and the velocity rule need, read in ONE statement after the customers
     are locked (so it sees every earlier movement of theirs committed): each limited scope's
     usage today and this month, and the checked wallet's recent outgoing movements per velocity
@@ -140,10 +146,14 @@ def _read_ahead(movement: MoneyMovement, locked: dict[int, Customer], customer: 
         subject = locked.get(scope.customer_id) if scope.customer_id is not None else customer
         if subject is None or not _controls(subject, movement.organization)[0]:
             continue
-        if not limits_needs_usage(customer=subject, asset=scope.asset, movement_type=scope.movement_type, direction=scope.direction):
+        column = limits_usage_needed(
+            customer=subject, asset=scope.asset, movement_type=scope.movement_type, direction=scope.direction, rates=rates
+        )
+        if column is None:
             continue
         sql, values = usage_subqueries(
-            customer_id=subject.pk, asset_id=scope.asset.pk, movement_type=scope.movement_type, direction=scope.direction, now=now
+            customer_id=subject.pk, asset_id=scope.asset.pk, movement_type=scope.movement_type, direction=scope.direction, now=now,
+            reference=column == "reference",
         )
         usage_at[i] = len(parts)
         parts += sql
@@ -162,7 +172,7 @@ def _read_ahead(movement: MoneyMovement, locked: dict[int, Customer], customer: 
     return usage, {minutes: row[at] for minutes, at in windows_at.items()}
 
 
-def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
+def _checks(movement: MoneyMovement, rates: RateBook) -> tuple[RiskDecision, str | None]:
     """lock -> limits -> 2FA -> risk. Raises LIMIT_EXCEEDED / 2FA_*; returns the risk decision
     (a rejection already recorded in the audit chain) and the 2FA method used."""
     own = movement.customer
@@ -179,19 +189,20 @@ def _checks(movement: MoneyMovement) -> tuple[RiskDecision, str | None]:
     now = timezone.now()
     only_kinds = None if customer is not None and _controls(customer, movement.organization)[1] else SANCTIONS_ONLY
     risk_runs = movement.risk and movement.wallet is not None and (only_kinds is None or bool(movement.beneficiary_name))
-    usage, outgoing_counts = _read_ahead(movement, locked, customer, risk_runs and only_kinds is None, now)
+    usage, outgoing_counts = _read_ahead(movement, locked, customer, risk_runs and only_kinds is None, now, rates)
     for i, scope in enumerate(movement.limits):
         subject = locked.get(scope.customer_id) if scope.customer_id is not None else customer
         if subject is None or not _controls(subject, movement.organization)[0]:
             continue
         limits_enforce(
             customer=subject, asset=scope.asset, movement_type=scope.movement_type, direction=scope.direction,
-            amount=scope.amount, now=now, usage=usage.get(i, (Decimal(0), Decimal(0))),
+            amount=scope.amount, now=now, usage=usage.get(i, (Decimal(0), Decimal(0))), rates=rates,
         )
     method = None
     if movement.step_up and isinstance(movement.actor, User) and movement.wallet is not None:
         method = twofactor_require(
-            user=movement.actor, amount=movement.amount, currency=movement.wallet.asset.code, code=movement.two_factor_code
+            user=movement.actor, amount=movement.amount, currency=movement.wallet.asset.code, code=movement.two_factor_code,
+            exponent=movement.wallet.asset.exponent, rates=rates,
         )
     if not risk_runs:
         return RiskDecision(action="allow"), method
@@ -251,8 +262,9 @@ def money_path(movement: MoneyMovement) -> MovementResult:
 
 
 def _run(movement: MoneyMovement) -> MovementResult:
+    rates = movement.rates if movement.rates is not None else RateBook()  # its checks and its posting use the same rates
     try:
-        decision, method = _checks(movement)
+        decision, method = _checks(movement, rates)
     except CofferError as exc:  # limits, 2FA: keep what the checks recorded, answer the refusal
         return MovementResult(transaction=None, error=exc)
     if decision.rejected:
@@ -261,7 +273,7 @@ def _run(movement: MoneyMovement) -> MovementResult:
         type=movement.ledger_type, operations=movement.operations,
         customer=movement.customer if movement.organization is None else None,
         organization=movement.organization, reference=movement.reference,
-        description=movement.description, metadata=movement.metadata,
+        description=movement.description, metadata=movement.metadata, rates=rates,
     )
     if movement.reversal_of is not None:
         posting["reversal_of"] = movement.reversal_of

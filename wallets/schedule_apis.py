@@ -148,7 +148,7 @@ class ScheduleListCreateApi(APIView):
             "Each occurrence of `rule` (RFC 5545, from `start_at`, until `end_at` or the rule's own COUNT/UNTIL) pays `amount` "
             "through the money path exactly as POST /transfers (to `destination_wallet_id`) or POST /withdrawals (to "
             "`destination`, users only) would; organizations pay between their wallets as POST /transactions does. Limits, "
-            "risk rules and usage apply to every occurrence. A schedule of 5,000 (TWO_FACTOR_THRESHOLD) or more needs "
+            "risk rules and usage apply to every occurrence. A schedule worth USD 5,000 (TWO_FACTOR_THRESHOLD, reference currency) or more needs "
             "`X-2FA-Code` here, once: it then authorizes its occurrences (each exactly `amount`). A failed occurrence "
             "(insufficient funds, limit) is retried after 1 h and 24 h; the owner is told of each failure (webhook "
             "`schedule.occurrence_failed`, or an e-mail). Idempotency-Key required."

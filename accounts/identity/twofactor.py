@@ -6,7 +6,9 @@ Invariants:
 - A TOTP code verifies for its step +-1; a step is used once per device (`last_used_step` only
   grows, under SELECT ... FOR UPDATE). An e-mail code: until expiry, for
   TWO_FACTOR_EMAIL_MAX_ATTEMPTS wrong guesses, once; only a user's newest code counts.
-- `twofactor_require` (amount >= the asset's threshold, in its major units) spends the code in
+- `twofactor_require` (amount >= the asset's threshold: TWO_FACTOR_THRESHOLDS[asset] in its
+  major units, else TWO_FACTOR_THRESHOLD in the reference currency, the amount converted at the
+  movement's rate, `core.reference`) spends the code in
   the CALLER'S transaction; `twofactor_verify` spends nothing. Successes are not audited here;
   failures are, and are counted in the cache (surviving a rollback): TWO_FACTOR_MAX_FAILURES
   lock the user's checks for TWO_FACTOR_LOCKOUT_SECONDS, right codes included.
@@ -20,7 +22,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import pyotp
@@ -33,6 +35,8 @@ from accounts.crypto import decrypt_secret, lookup_hash, lookup_hashes
 from accounts.models import EmailOtp, TotpDevice, User
 from compliance.audit import audit_record
 from core.errors import CofferError
+from core.money import MONEY_CONTEXT
+from core.reference import RateBook, from_reference_up, reference_currency, to_reference
 
 HEADER = "X-2FA-Code"
 ISSUER = "Coffer"
@@ -103,13 +107,56 @@ def twofactor_code_from(request) -> str | None:
     return value or None
 
 
-def twofactor_threshold(currency: str) -> Decimal:
-    """The step-up threshold for an asset, in its major units (see the module docstring)."""
-    overrides = getattr(settings, "TWO_FACTOR_THRESHOLDS", None) or {}
-    value = overrides.get((currency or "").upper(), settings.TWO_FACTOR_THRESHOLD)
+@dataclass(frozen=True)
+class StepUpThreshold:
+    """Where step-up starts for an asset: `amount` in its major units; for the default
+    (TWO_FACTOR_THRESHOLD, in the reference currency) also `reference` and the `rate` it was
+    converted at. `reached` compares in the threshold's own currency."""
+
+    amount: Decimal
+    reference: Decimal | None = None
+    rate: Decimal | None = None
+
+    def reached(self, amount: Decimal) -> bool:
+        if self.reference is not None:
+            return to_reference(amount, self.rate) >= self.reference
+        return amount >= self.amount
+
+
+def _decimal_setting(value) -> Decimal:
     if isinstance(value, float):
         value = str(value)  # a JSON number from the environment: its shortest repr, never binary noise
     return Decimal(value)
+
+
+def twofactor_step_up_threshold(currency: str, *, exponent: int | None = None, rates: RateBook | None = None) -> StepUpThreshold:
+    """The step-up threshold for an asset (module docstring): a TWO_FACTOR_THRESHOLDS entry for
+    the asset, in its major units; else TWO_FACTOR_THRESHOLD in the reference currency, worth
+    `amount` of the asset at its rate (rounded up to `exponent` when given); an asset the price
+    provider cannot price falls back to TWO_FACTOR_THRESHOLD in its own units."""
+    code = (currency or "").upper()
+    overrides = getattr(settings, "TWO_FACTOR_THRESHOLDS", None) or {}
+    if code in overrides:
+        return StepUpThreshold(amount=_decimal_setting(overrides[code]))
+    default = _decimal_setting(settings.TWO_FACTOR_THRESHOLD)
+    rate = (rates or RateBook()).rate(code)
+    if rate is None:
+        return StepUpThreshold(amount=default)
+    with localcontext(MONEY_CONTEXT):
+        amount = default / rate
+    if exponent is not None:
+        amount = from_reference_up(default, rate, exponent)
+    return StepUpThreshold(amount=amount, reference=default, rate=rate)
+
+
+def _plain(value: Decimal) -> str:
+    """5000 -> "5000", 0.07692308 -> "0.07692308": no exponent, no trailing zeros."""
+    return format(value.normalize(), "f")
+
+
+def twofactor_threshold(currency: str) -> Decimal:
+    """The step-up threshold for an asset, in its major units (see `twofactor_step_up_threshold`)."""
+    return twofactor_step_up_threshold(currency).amount
 
 
 def normalize_code(code: str | None) -> str:
@@ -325,29 +372,41 @@ def second_factor_required(user: User, now: datetime, message: str, extra: dict[
 # --- Step-up --------------------------------------------------------------------------------------------
 
 
-def twofactor_required_for(*, amount: Decimal, currency: str) -> bool:
+def twofactor_required_for(*, amount: Decimal, currency: str, rates: RateBook | None = None) -> bool:
     if isinstance(amount, float) or not isinstance(amount, Decimal):
         raise TypeError("amount must be a Decimal")
-    return amount >= twofactor_threshold(currency)
+    return twofactor_step_up_threshold(currency, rates=rates).reached(amount)
 
 
-def twofactor_require(*, user: User, amount: Decimal, currency: str, code: str | None, now: datetime | None = None) -> str | None:
+def twofactor_require(
+    *, user: User, amount: Decimal, currency: str, code: str | None, now: datetime | None = None,
+    exponent: int | None = None, rates: RateBook | None = None,
+) -> str | None:
     """The step-up of the money path. Returns None below the threshold, else the method whose
     code was accepted and spent ("totp" or "email"); raises TwoFactorRequired /
     TwoFactorVerificationFailed. Call it inside the movement's transaction, after the locks and
     limits (SPEC 4 "The money path"); see the module docstring for what commits when."""
     if not isinstance(user, User):
         raise TypeError("2FA step-up applies to users; organization credentials are not subject to it")
-    if not twofactor_required_for(amount=amount, currency=currency):
+    if isinstance(amount, float) or not isinstance(amount, Decimal):
+        raise TypeError("amount must be a Decimal")
+    step_up = twofactor_step_up_threshold(currency, exponent=exponent, rates=rates)
+    if not step_up.reached(amount):
         return None
     now = now or timezone.now()
-    threshold = twofactor_threshold(currency)
+    threshold = step_up.amount
     if not normalize_code(code):
+        extra: dict[str, Any] = {"threshold": _plain(threshold), "currency": currency}
+        worth = ""
+        if step_up.reference is not None:
+            ref = reference_currency()
+            extra.update(reference_threshold=_plain(step_up.reference), reference_currency=ref, rate=_plain(step_up.rate))
+            worth = f" (worth {_plain(step_up.reference)} {ref})"
         raise second_factor_required(
             user,
             now,
-            f"A movement of {threshold} {currency} or more needs a second factor:",
-            {"threshold": str(threshold), "currency": currency},
+            f"A movement of {_plain(threshold)} {currency}{worth} or more needs a second factor:",
+            extra,
         )
     check = check_code(user=user, code=code, now=now, consume=True, purpose="step_up",
                         data={"amount": amount, "currency": currency})

@@ -86,7 +86,7 @@ NO_KEY_WRITE_ROUTES: frozenset[str] = frozenset({
     "deposit-create", "transfer-create", "withdrawal-list", "withdrawal-detail", "exchange-quote", "exchange-create",
     "audit-log-list", "audit-log-verify", "limit-list",
     "transaction-detail", "transaction-entries", "wallet-entries", "hold-detail", "schedule-detail", "schedule-occurrences",
-    "pay-order-detail", "customers", "webhook-deliveries", "webhook-delivery-detail",
+    "pay-order-detail", "customers", "webhook-deliveries", "webhook-delivery-detail", "webhook-event-types",
     "wallet-balance", "wallet-statement", "customer-statement", "reconciliation-detail",
 })
 _SAFE_METHODS = ("GET", "HEAD", "OPTIONS")

@@ -28,6 +28,7 @@ from django.utils.text import slugify
 from accounts.crypto import encrypt_secret, lookup_hash
 from accounts.models import ApiKey, Customer, Membership, Organization, User
 from accounts.orgs.scopes import DEFAULT_SCOPES, INTEGRATION_SCOPES, normalize_scopes
+from accounts.webhooks.publish import webhook_publish
 from compliance.audit import audit_count, audit_record
 from core.errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
 
@@ -201,12 +202,25 @@ def organization_create(*, name: str, owner_email: str) -> OrganizationCreated:
 CUSTOMER_FIELDS = ("name", "email", "kyc_level", "metadata")
 
 
+CUSTOMER_EVENT_FIELDS = ("external_id", "name", "email", "kyc_level", "metadata", "created_at", "updated_at")
+
+
+def _customer_payload(customer: Customer) -> dict[str, Any]:
+    """The `data` of customer.* webhooks: the fields the customer API shows (`CustomerOutput`,
+    without wallets; its schema in `accounts.webhooks.events`)."""
+    return {name: getattr(customer, name) for name in CUSTOMER_EVENT_FIELDS}
+
+
 def customer_upsert(*, organization: Organization, external_id: str, data: dict[str, Any], actor=None) -> tuple[Customer, bool]:
     """Insert or update the organization's customer `external_id`; returns (customer, created).
 
     Safe under races: the row is locked when it exists; when two requests insert at once the
     unique (organization, external_id) constraint lets one win, and the loser's savepoint rolls
-    back and it updates the winner's row instead."""
+    back and it updates the winner's row instead.
+
+    Announced to the organization's webhook endpoints in the same transaction (outbox-backed
+    deliveries, `accounts.webhooks`): `customer.created` with the customer, `customer.updated`
+    with the customer and `changed_fields`; an upsert that changes nothing sends nothing."""
     fields = {k: v for k, v in data.items() if k in CUSTOMER_FIELDS}
     with transaction.atomic():
         for _ in range(3):
@@ -223,6 +237,7 @@ def customer_upsert(*, organization: Organization, external_id: str, data: dict[
                     target=customer,
                     data={"external_id": external_id, "kyc_level": customer.kyc_level, **principal_audit_data(actor)},
                 )
+                webhook_publish(organization=organization, event_type="customer.created", payload=_customer_payload(customer))
                 return customer, True
             changed = [k for k, v in fields.items() if getattr(customer, k) != v]
             if changed:
@@ -235,6 +250,10 @@ def customer_upsert(*, organization: Organization, external_id: str, data: dict[
                     action="customer.updated",
                     target=customer,
                     data={"external_id": external_id, "changed": changed, "before": before, **principal_audit_data(actor)},
+                )
+                webhook_publish(
+                    organization=organization, event_type="customer.updated",
+                    payload={**_customer_payload(customer), "changed_fields": changed},
                 )
             return customer, False
     raise IntegrityError("customer upsert kept losing races")  # pragma: no cover - needs a delete racing an insert

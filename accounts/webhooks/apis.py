@@ -15,15 +15,18 @@ from rest_framework.response import Response
 from accounts.models import WebhookDelivery, WebhookEndpoint
 from accounts.orgs.openapi import CONFLICT, ERRORS, NOT_FOUND
 from core.openapi import ORG_HEADER, paginated
-from accounts.orgs.tenancy import OrganizationScopedMixin
+from accounts.orgs.tenancy import IsOrganization, OrganizationScopedMixin
 from accounts.webhooks import services as webhook_services
+from accounts.webhooks.events import EVENTS_BY_NAME, webhook_event_types
 from accounts.webhooks.serializers import (
     WebhookDeliveryDetailOutput,
     WebhookDeliveryOutput,
     WebhookEndpointCreatedOutput,
     WebhookEndpointCreateInput,
     WebhookEndpointOutput,
+    WebhookEventTypeOutput,
 )
+from core.pagination import LimitOffsetPagination
 
 ENDPOINT_EXAMPLE = {
     "id": 12,
@@ -207,3 +210,29 @@ class WebhookDeliveryRedeliverApi(OrganizationScopedMixin, generics.GenericAPIVi
     def post(self, request, pk):
         delivery = webhook_services.webhook_delivery_redeliver(organization=self.organization, delivery_id=self.get_object().pk, actor=request.user)
         return Response(WebhookDeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
+
+
+# --- Event types -------------------------------------------------------------------------------------
+
+
+class WebhookEventTypeListApi(generics.GenericAPIView):
+    """Reference data: the declared event types (`accounts.webhooks.events`), the same list the
+    endpoint subscription is validated against."""
+
+    permission_classes = [IsOrganization]
+    pagination_class = LimitOffsetPagination
+    serializer_class = WebhookEventTypeOutput
+    filter_backends: list = []
+
+    @extend_schema(
+        operation_id="webhook_event_types_list", tags=["organization: webhooks"], parameters=[ORG_HEADER],
+        responses={200: WebhookEventTypeOutput(many=True), **ERRORS},
+        examples=[OpenApiExample("Event types", value=paginated(EVENTS_BY_NAME["customer.created"].as_dict()), response_only=True)],
+        summary="Every webhook event type, with its description and the JSON Schema of its data",
+        description="Every event is delivered as {\"id\": \"evt_...\", \"type\", \"created_at\", \"data\"}, signed per Standard "
+                    "Webhooks; `schema` describes `data` (objects may gain properties). These are exactly the names a webhook "
+                    "endpoint may subscribe to (or `<namespace>.*`, or `*`).",
+    )
+    def get(self, request):
+        page = self.paginate_queryset(webhook_event_types())
+        return self.get_paginated_response(WebhookEventTypeOutput(page, many=True).data)

@@ -7,7 +7,9 @@ Invariants:
   outside the database.
 - The event body is plain JSON (Decimals as strings, datetimes ISO 8601) with a fresh `evt_` id
   shared by every endpoint's delivery.
-- Event names are `<namespace>.<name>`; endpoints subscribe by name, `<namespace>.*` or `*`.
+- Event names are `<namespace>.<name>`, declared once in `accounts.webhooks.events` (with their
+  description and payload schema); endpoints subscribe by a declared name, `<namespace>.*` of a
+  declared namespace, or `*`; publishing an undeclared type is a programming error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import Organization, WebhookDelivery, WebhookEndpoint
+from accounts.webhooks.events import EVENT_NAMESPACES, EVENT_TYPES, EVENTS_BY_NAME
 from core.db import model_columns, model_from_row, query
 from core.errors import ValidationFailed
 from core.models import OutboxMessage
@@ -32,31 +35,6 @@ from core.outbox import outbox_emit
 WEBHOOK_TOPIC = "webhook.deliver"
 SECRET_PREFIX = "whsec_"
 
-EVENT_TYPES = (
-    "transaction.completed",
-    "transaction.failed",
-    "transaction.reversed",
-    "hold.created",
-    "hold.captured",
-    "hold.voided",
-    "hold.expired",
-    "schedule.occurrence_failed",
-    "wallet.created",
-    "wallet.suspended",
-    "wallet.activated",
-    "wallet.closed",
-    "customer.created",
-    "customer.updated",
-    "payorder.created",
-    "payorder.awaiting_payment",
-    "payorder.awaiting_confirmation",
-    "payorder.executing_order",
-    "payorder.completed",
-    "payorder.failed",
-    "payorder.expired",
-    "payorder.refunded",
-    "payorder.deposit_addresses_constrained",
-)
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*$")
 _EVENT_PATTERN = re.compile(r"^(\*|[a-z][a-z0-9_]*\.\*|[a-z][a-z0-9_]*\.[a-z][a-z0-9_.]*)$")
 
@@ -72,6 +50,12 @@ def normalize_event_patterns(events: list[str]) -> list[str]:
     for event in events:
         if not isinstance(event, str) or not _EVENT_PATTERN.match(event) or len(event) > 100:
             raise ValidationFailed(f"Not an event name: {event!r}.", details={"events": [f"Not an event name: {event!r}."]})
+        known = event == "*" or (event.endswith(".*") and event[:-2] in EVENT_NAMESPACES) or event in EVENTS_BY_NAME
+        if not known:
+            raise ValidationFailed(
+                f"Unknown event type: {event!r} (GET /api/v1/webhook-event-types lists them).",
+                details={"events": [f"Unknown event type: {event!r}."], "known": list(EVENT_TYPES)},
+            )
         if event not in out:
             out.append(event)
     return ["*"] if "*" in out else out
@@ -95,8 +79,8 @@ def _live_endpoints(organization_id: int) -> list[WebhookEndpoint]:
 def webhook_publish(*, organization: Organization, event_type: str, payload: dict[str, Any]) -> list[WebhookDelivery]:
     """Announce `event_type` to the organization's subscribed endpoints. Call it inside the
     transaction that makes the change: the deliveries commit or roll back with it."""
-    if not _EVENT_NAME.match(event_type):
-        raise ValueError(f"not an event type: {event_type!r}")
+    if not _EVENT_NAME.match(event_type) or event_type not in EVENTS_BY_NAME:
+        raise ValueError(f"not a declared event type: {event_type!r} (accounts.webhooks.events)")
     endpoints = [e for e in _live_endpoints(organization.pk) if e.subscribes_to(event_type)]
     if not endpoints:  # most movements of most organizations: one indexed read, nothing to write
         return []

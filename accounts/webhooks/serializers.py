@@ -52,3 +52,10 @@ class WebhookDeliveryDetailOutput(WebhookDeliveryOutput):
 
     class Meta(WebhookDeliveryOutput.Meta):
         fields = [*WebhookDeliveryOutput.Meta.fields, "attempts"]
+
+
+class WebhookEventTypeOutput(serializers.Serializer):
+    type = serializers.CharField(help_text='The event name, e.g. "customer.created"; subscribe by it, "<namespace>.*" or "*".')
+    description = serializers.CharField()
+    schema = serializers.JSONField(help_text="JSON Schema (draft 2020-12) of the event's `data`.")
+    example = serializers.JSONField(help_text="An example `data`, valid against `schema`.")

@@ -12,6 +12,8 @@ from django.urls import path
 from compliance.models import FeeRule, LimitRule, RiskRule
 from compliance.risk import risk_kinds
 from compliance.rule_forms import params_form_for, risk_rule_preview
+from core.reference import reference_currency
+from ledger.models import Asset
 
 
 # --- Fees, limits, risk rules, sanctions, review queue ------------------------------------------
@@ -20,17 +22,50 @@ from compliance.rule_forms import params_form_for, risk_rule_preview
 # a reason on an intermediate page.
 
 
+# A rule's currency: blank is the default for every asset, its amounts in the reference currency
+# (LIMITS_REFERENCE_CURRENCY, converted at each movement's rate: core.reference); an asset code
+# makes it that asset's override, in its own units, winning over the default.
+
+
+class _RuleCurrencyForm(forms.ModelForm):
+    def clean_currency(self) -> str:
+        code = (self.cleaned_data.get("currency") or "").strip().upper()
+        if code and not Asset.objects.filter(code=code).exists():
+            raise forms.ValidationError(f"No asset {code}: name an existing asset, or leave blank for the reference-currency default.")
+        return code
+
+
+class FeeRuleForm(_RuleCurrencyForm):
+    class Meta:
+        model = FeeRule
+        fields = "__all__"
+
+
+class LimitRuleForm(_RuleCurrencyForm):
+    class Meta:
+        model = LimitRule
+        fields = "__all__"
+
+
+class _AmountsInMixin:
+    @admin.display(description="amounts in", ordering="currency")
+    def amounts_in(self, rule) -> str:
+        return rule.currency or f"{reference_currency()} (reference, every asset)"
+
+
 @admin.register(FeeRule)
-class FeeRuleAdmin(admin.ModelAdmin):
-    list_display = ["id", "movement_type", "destination_type", "currency", "percent", "fixed", "minimum", "maximum", "active", "description"]
+class FeeRuleAdmin(_AmountsInMixin, admin.ModelAdmin):
+    form = FeeRuleForm
+    list_display = ["id", "movement_type", "destination_type", "amounts_in", "percent", "fixed", "minimum", "maximum", "active", "description"]
     list_filter = ["movement_type", "destination_type", "active"]
     list_editable = ["active"]
     search_fields = ["description", "currency"]
 
 
 @admin.register(LimitRule)
-class LimitRuleAdmin(admin.ModelAdmin):
-    list_display = ["id", "kyc_level", "movement_type", "direction", "currency", "single_limit", "daily_limit", "monthly_limit"]
+class LimitRuleAdmin(_AmountsInMixin, admin.ModelAdmin):
+    form = LimitRuleForm
+    list_display = ["id", "kyc_level", "movement_type", "direction", "amounts_in", "single_limit", "daily_limit", "monthly_limit"]
     list_filter = ["kyc_level", "movement_type", "direction"]
     search_fields = ["currency"]
 

@@ -370,6 +370,12 @@ OUTBOX_BACKOFF_BASE_SECONDS = env.int("OUTBOX_BACKOFF_BASE_SECONDS", default=10)
 OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=3600)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=30)
 OUTBOX_MAX_AGE_SECONDS = env.int("OUTBOX_MAX_AGE_SECONDS", default=3 * 24 * 3600)
+# The currency the default limit and fee rules (blank currency) and TWO_FACTOR_THRESHOLD are in;
+# each movement converts at the price provider's mid rate (core.reference). Rates are kept per
+# process for LIMITS_RATE_CACHE_SECONDS (the HTTP feed is also cached for PRICE_CACHE_SECONDS).
+LIMITS_REFERENCE_CURRENCY = env("LIMITS_REFERENCE_CURRENCY", default="USD")
+LIMITS_RATE_CACHE_SECONDS = env.float("LIMITS_RATE_CACHE_SECONDS", default=10.0)
+# A single outgoing movement worth this much (reference currency) or more needs X-2FA-Code.
 TWO_FACTOR_THRESHOLD = Decimal(env("TWO_FACTOR_THRESHOLD", default="5000"))
 # Per-asset overrides of the step-up threshold, in that asset's major units, as strings: {"BTC": "0.1"}.
 TWO_FACTOR_THRESHOLDS = env.json("TWO_FACTOR_THRESHOLDS", default={})

@@ -32,3 +32,5 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
 
 # Rules changed in a test apply at once, whatever the process read before (compliance.rules).
 RULES_VERSION_TTL_SECONDS = 0
+# Rates are re-read from the price provider at once (a test may switch providers; core.reference).
+LIMITS_RATE_CACHE_SECONDS = 0

@@ -71,9 +71,9 @@ def backfill(apps, schema_editor):
             UsageLeg(item["type"], item["source_wallet_id"], item["destination_wallet_id"], wallets[item["source_wallet_id"]][0], Decimal(item["amount"]))
             for item in tx.operations or [] if item.get("source_wallet_id") is not None and item.get("destination_wallet_id") is not None
         ]
-        for key, amount in usage_charges(tx_type=tx.type, legs=legs, owners=owners).items():
+        for key, charge in usage_charges(tx_type=tx.type, legs=legs, owners=owners).items():
             total = totals[(key, usage_day(tx.created_at))]
-            total[0] += amount
+            total[0] += charge[0]  # the amount (ledger.usage.Charge; reference amounts came later, 0009)
             total[1] += 1
     UsageCounter.objects.bulk_create([
         UsageCounter(customer_id=c, asset_id=a, movement_type=m, direction=d, day=day, amount=amount, count=n)

@@ -12,6 +12,9 @@ Invariants:
   not raised; a reference the owner already used returns DUPLICATE_REFERENCE with that one.
 * Runs in the caller's transaction (no savepoint: nothing is written before validation passes),
   or opens its own when there is none. On PostgreSQL a posting is two statements.
+* Every posting row stores its asset's reference rate (`core.reference`), taken from the
+  movement's `RateBook` (the money path passes the one its limit check used; no SQL), and the
+  usage it charges carries the reference amounts at those rates (`ledger.usage`).
 Design notes: docs/ledger.md.
 """
 
@@ -27,6 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import InvalidState, ValidationFailed
+from core.reference import RateBook
 from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, embedded_precision_problem, parse_amount
 from ledger.errors import CurrencyMismatch, DuplicateReference, InsufficientFunds, LedgerPostingError, WalletInactive, WalletNotFound
 from ledger.locks import holds_for_update
@@ -238,9 +242,11 @@ def ledger_post(
     status_on_success: str = Transaction.Status.COMPLETED,
     hold_for_review: bool = False,
     reversal_of: Transaction | None = None,
+    rates: RateBook | None = None,
 ) -> PostingResult:
     """Post `operations` all or none. See the module docstring for the steps and failures.
-    `reversal_of`: the transaction this one reverses (`wallets.movements.reversals`), recorded on it."""
+    `reversal_of`: the transaction this one reverses (`wallets.movements.reversals`), recorded on it.
+    `rates`: the movement's reference rates (the money path's), else asked now."""
     if type not in TRANSACTION_TYPES:
         raise ValueError(f"unknown transaction type {type!r}")
     if status_on_success not in (Transaction.Status.COMPLETED, Transaction.Status.PENDING):
@@ -260,6 +266,7 @@ def ledger_post(
             ),
             complete=status_on_success == Transaction.Status.COMPLETED,
             hold_for_review=hold_for_review,
+            rates=rates,
         )
 
 
@@ -272,6 +279,7 @@ def post(
     hold_pending: bool = False,
     captured: Sequence[Hold] = (),
     existing: bool = False,
+    rates: RateBook | None = None,
 ) -> PostingResult:
     """Lock, validate, simulate, write. `tx` is a new pending transaction, or (existing=True)
     a locked transaction in review whose operations these legs are."""
@@ -292,7 +300,14 @@ def post(
         released[hold.wallet_id] = released.get(hold.wallet_id, ZERO) + hold.amount
     plan, error = _simulate(legs, rows, resolved, released)
     now = timezone.now()
-    postings = postings_of(legs, resolved)
+    asset_rates: dict[int, Decimal | None] = {}
+    if not existing:  # a held transaction's rows (and rates) were stored when it was held
+        book = rates if rates is not None else RateBook()
+        for leg in legs:
+            asset = resolved[leg.source]
+            if asset.asset_id not in asset_rates:
+                asset_rates[asset.asset_id] = book.stored(asset.asset.code)
+    postings = postings_of(legs, resolved, asset_rates)
     if not existing:
         tx.created_at = now
 
@@ -303,7 +318,7 @@ def post(
         _attach_postings(tx, postings)
         return PostingResult(transaction=tx, ok=False, error=error)
 
-    charges = {} if existing else _charges(tx, legs, resolved)  # an existing transaction was charged when held
+    charges = {} if existing else _charges(tx, legs, resolved, asset_rates)  # an existing transaction was charged when held
     if hold_for_review:
         tx.hold_for_review()
         return _place_review_holds(tx, postings, plan, rows, now, charges=charges)
@@ -349,12 +364,13 @@ def _attach_postings(tx: Transaction, postings: list[Posting]) -> None:
     tx.posted_postings = postings
 
 
-def _charges(tx: Transaction, legs: list[Leg], resolved: dict[Side, Row]) -> dict:
-    """What this posting counts toward its customers' usage (`ledger.usage`)."""
+def _charges(tx: Transaction, legs: list[Leg], resolved: dict[Side, Row], rates: dict[int, Decimal | None]) -> dict:
+    """What this posting counts toward its customers' usage (`ledger.usage`), at the rates its
+    posting rows store."""
     usage_legs, owners = [], {}
     for leg in legs:
         src, dst = resolved[leg.source], resolved[leg.destination]
-        usage_legs.append(UsageLeg(OPERATION_KINDS[type(leg.op)], src.pk, dst.pk, src.asset_id, leg.amount))
+        usage_legs.append(UsageLeg(OPERATION_KINDS[type(leg.op)], src.pk, dst.pk, src.asset_id, leg.amount, rates.get(src.asset_id)))
         for w in (src, dst):
             owners[w.pk] = WalletOwner(w.customer_id, w.is_platform and w.purpose == Wallet.Purpose.FEE)
     return usage_charges(tx_type=tx.type, legs=usage_legs, owners=owners)

@@ -180,9 +180,10 @@ def json_dumps(value: Any) -> str:
 
 
 
-def postings_of(legs: list[Leg], resolved: dict[Side, Any]) -> list[Posting]:
+def postings_of(legs: list[Leg], resolved: dict[Side, Any], rates: dict[int, Decimal | None] | None = None) -> list[Posting]:
     """The legs as the transaction's posting rows (unsaved; `transaction` set by the writer):
-    each side's resolved wallet row, and the platform purpose a side was named by."""
+    each side's resolved wallet row, the platform purpose a side was named by, and the reference
+    rate of the leg's asset (`rates`, by asset id; `core.reference`)."""
     out: list[Posting] = []
     for leg in legs:
         source, destination = resolved[leg.source], resolved[leg.destination]
@@ -195,6 +196,7 @@ def postings_of(legs: list[Leg], resolved: dict[Side, Any]) -> list[Posting]:
             destination_purpose=leg.destination[1] if leg.destination[0] == "p" else "",
             amount=leg.amount,
             asset_id=source.asset_id,
+            reference_rate=(rates or {}).get(source.asset_id),
         ))
     return out
 

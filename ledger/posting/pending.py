@@ -85,6 +85,7 @@ def ledger_hold_pending(
     reference: str = "",
     description: str = "",
     metadata: dict | None = None,
+    rates=None,
 ) -> PostingResult:
     """Validate `operations` like a posting, then leave the transaction `pending` with its
     operations stored and holds for each wallet's largest running outflow (a payout in flight:
@@ -102,6 +103,7 @@ def ledger_hold_pending(
                 description=description or "", metadata=json.loads(json_dumps(metadata or {})),
             ),
             hold_pending=True,
+            rates=rates,
         )
 
 

@@ -27,7 +27,7 @@ from core.db import query
 
 from ledger.models import Asset, Posting, Transaction, Wallet
 from ledger.posting.operations import Plan, Side, json_dumps
-from ledger.usage import usage_day, usage_rows_sql
+from ledger.usage import USAGE_ROW, usage_day, usage_rows_sql
 
 
 class LockedAsset:
@@ -107,7 +107,7 @@ _TX_INSERT_SQL = (
     " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::int, %s, %s, %s::bigint)"
     " ON CONFLICT DO NOTHING RETURNING id)"
 )
-_POSTING_ROW = "(%s::int, %s::varchar, %s::bigint, %s::varchar, %s::bigint, %s::varchar, %s::numeric, %s::bigint)"
+_POSTING_ROW = "(%s::int, %s::varchar, %s::bigint, %s::varchar, %s::bigint, %s::varchar, %s::numeric, %s::bigint, %s::numeric)"
 
 
 def _tx_params(tx: Transaction, postings: list[Posting]) -> list[Any]:
@@ -117,7 +117,10 @@ def _tx_params(tx: Transaction, postings: list[Posting]) -> list[Any]:
         tx.failure_code, tx.failure_message, tx.failure_operation_index, tx.created_at, tx.completed_at, tx.reversal_of_id,
     ]
     for p in postings:
-        params += [p.index, p.kind, p.source_wallet_id, p.source_purpose, p.destination_wallet_id, p.destination_purpose, p.amount, p.asset_id]
+        params += [
+            p.index, p.kind, p.source_wallet_id, p.source_purpose, p.destination_wallet_id, p.destination_purpose, p.amount, p.asset_id,
+            p.reference_rate,
+        ]
     return params
 
 
@@ -125,8 +128,8 @@ def _postings_cte(postings: list[Posting]) -> str:
     """The transaction's posting rows, inserted with it (only if `t` inserted)."""
     return (
         ', p AS (INSERT INTO ledger_posting (transaction_id, "index", kind, source_wallet_id, source_purpose,'
-        " destination_wallet_id, destination_purpose, amount, asset_id) SELECT t.id, v.* FROM t CROSS JOIN"
-        f" (VALUES {', '.join([_POSTING_ROW] * len(postings))}) AS v(i, kind, sw, sp, dw, dp, amount, asset_id))"
+        " destination_wallet_id, destination_purpose, amount, asset_id, reference_rate) SELECT t.id, v.* FROM t CROSS JOIN"
+        f" (VALUES {', '.join([_POSTING_ROW] * len(postings))}) AS v(i, kind, sw, sp, dw, dp, amount, asset_id, reference_rate))"
     )
 
 
@@ -136,12 +139,16 @@ def _usage_cte(charges: dict | None, now) -> tuple[str, list[Any]]:
         return "", []
     usage_rows, usage_params = usage_rows_sql(charges, usage_day(now))
     sql = (
-        ", c AS (INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, count)"
+        ", c AS (INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, reference_amount, count)"
         " SELECT v.* FROM t CROSS JOIN (VALUES "
-        + usage_rows.replace("(%s, %s, %s, %s, %s, %s, %s)", "(%s::bigint, %s::bigint, %s::varchar, %s::varchar, %s::date, %s::numeric, %s::int)")
-        + ") AS v(customer_id, asset_id, movement_type, direction, day, amount, count)"
+        + usage_rows.replace(
+            USAGE_ROW, "(%s::bigint, %s::bigint, %s::varchar, %s::varchar, %s::date, %s::numeric, %s::numeric, %s::int)"
+        )
+        + ") AS v(customer_id, asset_id, movement_type, direction, day, amount, reference_amount, count)"
         " ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE"
-        " SET amount = ledger_usagecounter.amount + excluded.amount, count = ledger_usagecounter.count + excluded.count)"
+        " SET amount = ledger_usagecounter.amount + excluded.amount,"
+        " reference_amount = ledger_usagecounter.reference_amount + excluded.reference_amount,"
+        " count = ledger_usagecounter.count + excluded.count)"
     )
     return sql, usage_params
 

@@ -88,6 +88,9 @@ def test_single_limit_per_level(level, movement_type, direction):
     assert exc.value.details == {
         "limit_type": "single", "limit": f"{single}.00", "used": "0.00", "remaining": f"{single}.00",
         "requested": f"{single + Decimal('0.01')}", "currency": "USD", "type": movement_type, "direction": direction, "kyc_level": level,
+        # the default rules are USD reference amounts; USD is the reference currency, at rate 1
+        "limit_currency": "USD", "reference_currency": "USD", "rate": "1",
+        "reference": {"limit": f"{single}.00", "used": "0.00", "remaining": f"{single}.00", "requested": f"{single + Decimal('0.01')}"},
     }
     shown = status(customer, movement_type, direction).as_dict()
     assert (shown["single_transaction_limit"], shown["daily_limit"], shown["monthly_limit"]) == (f"{single}.00", f"{daily}.00", f"{monthly}.00")
@@ -143,6 +146,11 @@ def test_enhanced_has_no_limits_but_shows_usage():
         "limit_check": "PASSED", "single_transaction_limit": None, "daily_limit": None, "daily_used": "5000000.00",
         "daily_remaining": None, "monthly_limit": None, "monthly_used": "5000000.00", "monthly_remaining": None,
         "failed_limit": None, "type": "deposit", "direction": "incoming", "currency": "USD", "kyc_level": "enhanced",
+        "limit_currency": "USD", "reference_currency": "USD", "rate": "1",
+        "reference": {
+            "single_transaction_limit": None, "daily_limit": None, "daily_used": "5000000.00", "daily_remaining": None,
+            "monthly_limit": None, "monthly_used": "5000000.00", "monthly_remaining": None, "amount": None,
+        },
     }
 
 
@@ -344,6 +352,11 @@ def test_limits_check_api():
         "limit_check": "PASSED", "single_transaction_limit": "1000.00", "daily_limit": "2000.00", "daily_used": "1500.00",
         "daily_remaining": "500.00", "monthly_limit": "5000.00", "monthly_used": "1500.00", "monthly_remaining": "3500.00",
         "failed_limit": None, "type": "deposit", "direction": "incoming", "currency": "USD", "kyc_level": "none",
+        "limit_currency": "USD", "reference_currency": "USD", "rate": "1",
+        "reference": {
+            "single_transaction_limit": "1000.00", "daily_limit": "2000.00", "daily_used": "1500.00", "daily_remaining": "500.00",
+            "monthly_limit": "5000.00", "monthly_used": "1500.00", "monthly_remaining": "3500.00", "amount": "500.00",
+        },
     }
     failed = client.post("/api/v1/limits/check", {"type": "deposit", "amount": "500.01", "currency": "USD"}, format="json")
     assert failed.status_code == 200

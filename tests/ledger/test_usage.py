@@ -106,7 +106,7 @@ def test_own_transfers_and_fees_do_not_count_but_an_exchange_fee_does(usd):
     ledger_post(type="transfer", operations=[Transfer(a, b, Decimal("10"))]).raise_for_error()
     ledger_post(type="transfer", operations=[Transfer(a, other, Decimal("5")), Transfer(a, PlatformAccount("fee"), Decimal("1"))]).raise_for_error()
     ledger_post(type="exchange", operations=[Transfer(a, PlatformAccount("fx"), Decimal("7")), Transfer(a, PlatformAccount("fee"), Decimal("2"))]).raise_for_error()
-    totals = {(key[2], key[3]): amount for (key, _), amount in usage_recount().items() if key[0] == customer.pk}
+    totals = {(key[2], key[3]): charge.amount for (key, _), charge in usage_recount().items() if key[0] == customer.pk}
     assert totals == {("deposit", "incoming"): Decimal("100"), ("transfer", "outgoing"): Decimal("5"), ("exchange", "outgoing"): Decimal("9")}
     assert usage_check() == []
 

@@ -86,8 +86,11 @@ def instant(settings):
 @pytest.fixture
 def seeded(transactional_db):
     """The dispatcher runs outside any transaction, so these tests commit for real; the flush
-    between them removes the migration seeds (assets, default fee rules): put them back."""
+    between them removes the migration seeds (assets, default fee rules): put them back. The
+    figures below are in EUR: a per-asset IBAN fee rule keeps the minimum at EUR 1.00 (the
+    default's minimum is USD 1.00, EUR 0.93 at the sandbox rate; tests/compliance/test_reference_currency.py)."""
     reseed()
+    _iban_fee_rule()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -378,7 +381,8 @@ class TestWithdrawalReview:
 
 # --- PostgreSQL: racing withdrawals, broker outage --------------------------------------------------------------
 def _iban_fee_rule():
-    FeeRule.objects.get_or_create(movement_type="withdrawal", destination_type="IBAN", currency="",
+    """1%, minimum EUR 1.00: a rule naming EUR, so its minimum is in EUR (not the reference currency)."""
+    FeeRule.objects.get_or_create(movement_type="withdrawal", destination_type="IBAN", currency="EUR",
                                   defaults={"percent": Decimal("1"), "minimum": Decimal("1.00")})
 
 

@@ -64,8 +64,8 @@ def limit_scopes(operations: list, wallets: dict[int, Wallet]) -> list[LimitScop
     owners = {pk: WalletOwner(w.customer_id, False) for pk, w in wallets.items()} | {_OUTSIDE: WalletOwner(None, False)}
     assets = {w.asset_id: w.asset for w in wallets.values()}
     return [
-        LimitScope(assets[asset_id], movement_type, direction, amount, customer_id=customer_id)
-        for (customer_id, asset_id, movement_type, direction), amount in usage_charges(tx_type=Transaction.Type.LEDGER, legs=legs, owners=owners).items()
+        LimitScope(assets[asset_id], movement_type, direction, charge.amount, customer_id=customer_id)
+        for (customer_id, asset_id, movement_type, direction), charge in usage_charges(tx_type=Transaction.Type.LEDGER, legs=legs, owners=owners).items()
     ]
 
 

@@ -19,6 +19,7 @@ from core.db import Insert
 from core.errors import field_error
 from core.money import format_amount, parse_amount
 from core.outbox import outbox_message
+from core.reference import RateBook
 from ledger.models import Transaction, Wallet
 from ledger.posting import Operation, PlatformAccount, Redeem, Transfer
 from wallets.errors import InvalidBeneficiary, InvalidIban
@@ -75,7 +76,7 @@ def withdrawal_create(
     step_up: bool = True, reference: str = "",
 ) -> Transaction:
     """Money leaves the user's wallet for a bank account (IBAN) or another rail. The fee
-    (`fee_compute`: 1%, minimum 1.00 for an IBAN) is charged on top; amount + fee are held
+    (`fee_compute`: 1%, minimum USD 1.00 worth for an IBAN) is charged on top; amount + fee are held
     (`ledger_hold_pending`: the transaction is `pending`), and a `Payout` plus its `payout.send`
     outbox row are written in the same database transaction: a broker outage delays the payout
     and loses nothing. The worker sends it (`payout_send`) and settles it (`payout_settle`):
@@ -87,7 +88,8 @@ def withdrawal_create(
     asset = wallet.asset
     value = parse_amount(amount, exponent=asset.exponent, field="amount")
     beneficiary = beneficiary_parse(destination)
-    fee = fee_compute(movement_type=MovementType.WITHDRAWAL, amount=value, asset=asset, destination_type=beneficiary.type)
+    rates = RateBook()  # the fee's minimum, the limits, the step-up and the posting: one rate
+    fee = fee_compute(movement_type=MovementType.WITHDRAWAL, amount=value, asset=asset, destination_type=beneficiary.type, rates=rates)
     operations: list[Operation] = [Redeem(wallet=wallet.pk, amount=value, currency=asset.code)]
     if fee.fee_amount > 0:
         operations.append(Transfer(source=wallet.pk, destination=PlatformAccount(Wallet.Purpose.FEE), amount=fee.fee_amount, currency=asset.code))
@@ -116,7 +118,7 @@ def withdrawal_create(
         two_factor_code=two_factor_code, step_up=step_up, beneficiary_name=beneficiary.name, pending=True, reference=reference,
         description=description or f"Withdrawal to {beneficiary.type} {masked[:4]}...{masked[-4:]}",
         metadata={"destination_type": beneficiary.type, "fee": str(fee.fee_amount)},
-        after_post=create_payout,
+        after_post=create_payout, rates=rates,
         audit_data={"fee": format_amount(fee.fee_amount, asset.exponent), "destination_type": beneficiary.type,
                     "beneficiary_name": beneficiary.name},
     )

@@ -387,7 +387,9 @@ def test_a_code_spent_in_a_movement_that_rolls_back_is_not_spent():
 
 def test_thresholds_are_per_asset_in_major_units_with_overrides():
     user = UserFactory()
-    assert twofactor_threshold("USD") == Decimal("5000") == twofactor_threshold("BTC")
+    # the default is USD 5,000 (the reference currency): worth 5000 / 65000 BTC at the sandbox rate
+    assert twofactor_threshold("USD") == Decimal("5000")
+    assert twofactor_threshold("BTC").quantize(Decimal("1e-8")) == Decimal("0.07692308")
     with override_settings(TWO_FACTOR_THRESHOLDS={"BTC": "0.1", "ETH": 2.5}):
         assert twofactor_threshold("btc") == Decimal("0.1") and twofactor_threshold("ETH") == Decimal("2.5")
         assert twofactor_require(user=user, amount=Decimal("0.09999999"), currency="BTC", code=None, now=T0) is None
