@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('ledger', '0009_reconciliations'),
+        ('ledger', '0010_partition_entries_by_month'),
     ]
 
     operations = [
