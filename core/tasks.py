@@ -3,14 +3,17 @@
 - `dispatch_outbox(message_id)`: enqueued after commit by `core.outbox.outbox_emit` (the low-latency
   path): claims that message with a lease and runs its handlers with no transaction open.
 - `sweep_outbox()`: THE sweeper, every OUTBOX_SWEEP_SECONDS (10 s): claims and runs every due
-  outbox message (retries, expired leases of dead workers, first attempts whose dispatch never
-  came). Webhooks, payouts, e-mails and settlement kicks have no sweeper of their own.
+  outbox message (retries whose own dispatch was lost, expired leases of dead workers, first
+  attempts whose dispatch never came): the safety net; a retry is dispatched on time by a
+  countdown (`dispatch_outbox` with `due_at`). Webhooks, payouts, e-mails and settlement kicks have no sweeper of their own.
 - `purge_idempotency_records()`: hourly, deletes idempotency records past their expiry
   (kept IDEMPOTENCY_KEY_TTL_HOURS, never less than 24 h).
 
 Every task is safe to run twice or concurrently: a claim takes a row with SKIP LOCKED and a
 lease; the purge only deletes expired rows.
 """
+
+from datetime import datetime
 
 from django.conf import settings
 
@@ -20,8 +23,9 @@ from core.outbox import outbox_dispatch, outbox_sweep
 
 
 @app.task(name="core.tasks.dispatch_outbox", ignore_result=True)
-def dispatch_outbox(message_id: int) -> str:
-    return outbox_dispatch(message_id=message_id)
+def dispatch_outbox(message_id: int, due_at: str | None = None) -> str:
+    """`due_at` (ISO 8601): a retry's hop, see core.outbox "Retry on time"."""
+    return outbox_dispatch(message_id=message_id, due_at=datetime.fromisoformat(due_at) if due_at else None)
 
 
 @app.task(name="core.tasks.sweep_outbox", ignore_result=True)
