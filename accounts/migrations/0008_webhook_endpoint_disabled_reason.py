@@ -11,7 +11,7 @@ def disabled_before_were_disabled_by_the_organization(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0006_apikey_scopes'),
+        ('accounts', '0007_organization_settlement_currency'),
     ]
 
     operations = [
