@@ -21,12 +21,16 @@ class AccountsConfig(AppConfig):
         from accounts.models import User
         from accounts.orgs.oauth import GRANT_TYPE, client_credentials_grant
         from accounts.webhooks import WEBHOOK_TOPIC
-        from accounts.webhooks.deliver import webhook_deliver
-        from core.outbox import register_handler
+        from accounts.webhooks.deliver import webhook_deliver, webhook_retry_schedule
+        from accounts.webhooks.services import ENDPOINT_DISABLED_TOPIC, webhook_endpoint_disabled_notify
+        from core.outbox import register_handler, register_retry_schedule
 
-        # Outbox handlers, in every process that dispatches: webhook attempts, and the mails of
-        # 2FA codes, account lockouts and signups with a taken address.
+        # Outbox handlers, in every process that dispatches: webhook attempts (on their own retry
+        # schedule), and the mails of 2FA codes, account lockouts, signups with a taken address
+        # and webhook endpoints disabled after 410 Gone.
         register_handler(WEBHOOK_TOPIC, webhook_deliver)
+        register_retry_schedule(WEBHOOK_TOPIC, webhook_retry_schedule)
+        register_handler(ENDPOINT_DISABLED_TOPIC, webhook_endpoint_disabled_notify)
         register_handler(EMAIL_CODE_TOPIC, email_otp_deliver)
         register_handler(LOGIN_LOCKED_TOPIC, login_locked_notify)
         register_handler(SIGNUP_EXISTING_TOPIC, signup_existing_notify)

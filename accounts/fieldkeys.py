@@ -7,7 +7,8 @@ recomputes the API keys' lookup hashes; then drop `old`. The command is safe to 
 while the platform serves requests: each row is rewritten under its row lock, in small batches.
 
 What is encrypted (accounts.crypto): API-key secrets (with their keyed lookup hash), webhook
-endpoint secrets, authenticator (TOTP) secrets confirmed or pending, and the e-mail codes still
+endpoint secrets, authenticator (TOTP) secrets confirmed or pending, payout beneficiaries (name
+and IBAN/account, with their keyed hashes: wallets.beneficiaries), and the e-mail codes still
 waiting in the outbox. An e-mail code's own hash is not rotated: it lives ten minutes, and it is
 checked under every configured key meanwhile.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 from django.apps import apps
 from django.db import transaction
+from django.utils.module_loading import import_string
 
 from accounts.crypto import SecretDecryptionError, decrypt_secret, lookup_hash, rotate_secret
 from accounts.identity.twofactor import EMAIL_CODE_TOPIC
@@ -31,12 +33,16 @@ class EncryptedColumns:
     model: str  # app_label.ModelName
     fields: tuple[str, ...]
     lookup_hash_of: dict[str, str] | None = None  # hash field -> the encrypted field it hashes
+    # dotted path of a function(plain values by encrypted field) -> {hash field: new hash}
+    rehash: str = ""
 
 
 ENCRYPTED = (
     EncryptedColumns("accounts.ApiKey", ("secret_encrypted",), {"secret_hash": "secret_encrypted"}),
     EncryptedColumns("accounts.WebhookEndpoint", ("secret_encrypted",)),
     EncryptedColumns("accounts.TotpDevice", ("secret_encrypted", "pending_secret_encrypted")),
+    EncryptedColumns("wallets.Payout", ("beneficiary_name_encrypted", "destination_encrypted"),
+                     rehash="wallets.beneficiaries.beneficiary_rehashed_fields"),
 )
 
 
@@ -48,6 +54,7 @@ class RotationReport:
 
 def _rotate_rows(columns: EncryptedColumns, report: RotationReport) -> None:
     model = apps.get_model(columns.model)
+    rehash = import_string(columns.rehash) if columns.rehash else None
     pks = list(model.objects.order_by("pk").values_list("pk", flat=True))
     for start in range(0, len(pks), BATCH):
         with transaction.atomic():
@@ -64,6 +71,8 @@ def _rotate_rows(columns: EncryptedColumns, report: RotationReport) -> None:
                 for hash_field, source in (columns.lookup_hash_of or {}).items():
                     if source in changes:
                         changes[hash_field] = lookup_hash(decrypt_secret(changes[source]))
+                if rehash is not None and changes:
+                    changes.update(rehash({field: decrypt_secret(value) for field, value in changes.items() if field in columns.fields}))
                 if changes:
                     model.objects.filter(pk=row.pk).update(**changes)
                     report.rotated[columns.model] = report.rotated.get(columns.model, 0) + 1

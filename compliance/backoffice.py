@@ -73,7 +73,7 @@ def transaction_summaries(transactions: Iterable[Any]) -> dict[int, MovementSumm
             "destination_wallet__customer", "destination_wallet__organization",
         )
     }
-    beneficiaries = dict(Payout.objects.filter(transaction_id__in=ids).values_list("transaction_id", "beneficiary_name"))
+    beneficiaries = dict(Payout.objects.filter(transaction_id__in=ids).values_list("transaction_id", "beneficiary_name_masked"))
     out: dict[int, MovementSummary] = {}
     for tx_id in ids:
         posting = postings.get(tx_id)

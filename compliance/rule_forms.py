@@ -156,11 +156,13 @@ def risk_rule_preview(*, rule: RiskRule, days: int = PREVIEW_DAYS, now: dt.datet
     made, at its own time. Reads only. Counts a rule reads from the ledger (velocity's outgoing
     movements, structuring's earlier movements) are of today's ledger, so a movement made later
     in the window can count toward an earlier one: the number is an estimate, on the high side."""
+    from accounts.crypto import decrypt_secret
     from accounts.models import Customer
     from compliance.backoffice import transaction_summaries
     from compliance.limits import default_direction
     from compliance.risk import RiskContext, _REGISTRY
     from ledger.models import Transaction
+    from wallets.models import Payout
 
     check = _REGISTRY.get(rule.kind)
     now = now or timezone.now()
@@ -177,6 +179,9 @@ def risk_rule_preview(*, rule: RiskRule, days: int = PREVIEW_DAYS, now: dt.datet
     batch = batch[:PREVIEW_MAX_MOVEMENTS]
     summaries = transaction_summaries(batch)
     customers = {c.pk: c for c in Customer.objects.filter(pk__in={tx.customer_id for tx in batch})}
+    # A payout's beneficiary is shown masked (summary.counterparty); the rules screen the real name.
+    sealed = Payout.objects.filter(transaction_id__in=[tx.pk for tx in batch]).values_list("transaction_id", "beneficiary_name_encrypted")
+    beneficiaries = {tx_id: decrypt_secret(name) for tx_id, name in sealed}
     for tx in batch:
         summary = summaries[tx.pk]
         wallet = summary.wallet
@@ -186,7 +191,7 @@ def risk_rule_preview(*, rule: RiskRule, days: int = PREVIEW_DAYS, now: dt.datet
         ctx = RiskContext(
             customer=customers[tx.customer_id], wallet=wallet, asset=wallet.asset, movement_type=tx.type,
             direction=default_direction(tx.type), amount=summary.amount,
-            beneficiary_name=summary.counterparty if tx.type in (MovementType.WITHDRAWAL, MovementType.TRANSFER) else None,
+            beneficiary_name=beneficiaries.get(tx.pk, summary.counterparty) if tx.type in (MovementType.WITHDRAWAL, MovementType.TRANSFER) else None,
             now=tx.created_at,
         )
         try:

@@ -44,6 +44,7 @@ from compliance.audit import audit_record
 from compliance.models import RiskRule, SanctionsClearance, SanctionsEntry, ScreeningHit, normalized_name
 from compliance.rules import rules, rules_changed
 from core.errors import InvalidState, ValidationFailed
+from wallets.beneficiaries import beneficiary_names_of
 from wallets.models import Payout
 
 logger = logging.getLogger("coffer.compliance.sanctions")
@@ -295,10 +296,11 @@ def sanctions_rescreen(*, actor=None) -> RescreenResult:
         (ScreeningHit.Subject.CUSTOMER, pk, name)
         for pk, name in Customer.objects.exclude(name="").values_list("pk", "name").iterator()
     ]
-    subjects += [
-        (ScreeningHit.Subject.BENEFICIARY, None, name)
-        for name in Payout.objects.exclude(beneficiary_name="").values_list("beneficiary_name", flat=True).distinct().iterator()
-    ]
+    # Beneficiaries are stored encrypted (wallets.beneficiaries): one per keyed hash, decrypted
+    # here to be screened, never shown.
+    encrypted_names = dict(Payout.objects.exclude(beneficiary_name_encrypted="").order_by("beneficiary_hash", "pk")
+                           .values_list("beneficiary_hash", "beneficiary_name_encrypted").iterator())
+    subjects += [(ScreeningHit.Subject.BENEFICIARY, None, name) for name in dict.fromkeys(beneficiary_names_of(encrypted_names.values()))]
     for subject, customer_id, name in subjects:
         result.names_checked += 1
         for entry_id, matched, score in sanctions_candidates(name, threshold=threshold):

@@ -5,9 +5,15 @@ Invariants:
 - `outbox_emit` writes an `OutboxMessage` in the caller's transaction: it commits or rolls back
   with the caller's money; after commit a dispatch is enqueued (a dead broker only delays it).
 - A dispatcher claims a due row (`FOR UPDATE SKIP LOCKED`, a lease, committed), runs its handler
-  with NO transaction open and no lock held, and records the outcome: `done`, a retry by the one
-  backoff policy (`backoff_seconds`), or `dead` after OUTBOX_MAX_ATTEMPTS / OUTBOX_MAX_AGE_SECONDS.
-- The sweeper (beat, OUTBOX_SWEEP_SECONDS) runs every due row whose dispatch never came.
+  with NO transaction open and no lock held, and records the outcome: `done`, a retry, or `dead`
+  after OUTBOX_MAX_ATTEMPTS / OUTBOX_MAX_AGE_SECONDS. A retry follows the topic's registered
+  schedule (`register_retry_schedule`: webhooks, 5 s, 30 s, 2 min, ..., exactly, then it gives
+  up) or else the one backoff policy (`backoff_seconds`).
+- Retry on time: a recorded failure enqueues its own dispatch for `next_attempt_at` (`_kick`, a
+  Celery countdown of at most KICK_MAX_COUNTDOWN_SECONDS; a longer wait is a chain of hops, each
+  early dispatch enqueuing the next while the message is still due at that time).
+- The sweeper (beat, OUTBOX_SWEEP_SECONDS) runs every due row whose dispatch never came or was
+  lost: the safety net, not the schedule.
 - Queues. A message is dispatched and swept on the Celery queue of its topic
   (`OUTBOX_TOPIC_QUEUES`, core.queues): webhooks on `webhooks`, payouts and settlements on
   `money`, so a webhook backlog never delays money. One sweep per queue, each claiming only its
@@ -39,9 +45,11 @@ logger = logging.getLogger("coffer.outbox")
 
 Handler = Callable[[OutboxMessage], Any]
 _handlers: list[tuple[str, Handler]] = []
+_retry_schedules: list[tuple[str, Callable[[], list[float]]]] = []
 
 SWEEP_GRACE_SECONDS = 15  # the after-commit dispatch gets the first chance before the sweeper
-KICK_MAX_COUNTDOWN_SECONDS = 60  # a message due later than this is left to the sweeper
+KICK_MAX_COUNTDOWN_SECONDS = 600  # the longest countdown of a retry's hop; a longer wait is a chain of hops
+EMIT_KICK_MAX_COUNTDOWN_SECONDS = 60  # a message emitted due later than this is left to the sweeper
 JITTER = 0.5  # a retry waits between (1 - JITTER) and 1 times the capped exponential delay
 PENDING, DONE, DEAD = OutboxMessage.Status.PENDING, OutboxMessage.Status.DONE, OutboxMessage.Status.DEAD
 
@@ -76,6 +84,22 @@ def handlers_for(topic: str) -> list[Handler]:
     return [func for prefix, func in _handlers if topic.startswith(prefix)]
 
 
+def register_retry_schedule(topic_prefix: str, delays: Callable[[], list[float]]) -> None:
+    """Retry messages of topics starting with `topic_prefix` after exactly `delays()[n - 1]`
+    seconds following failed attempt n (no jitter), giving up after the last delay (still within
+    OUTBOX_MAX_ATTEMPTS and OUTBOX_MAX_AGE_SECONDS). `delays` is called each time, so a setting
+    it reads can change. Registering a prefix again replaces its schedule."""
+    _retry_schedules[:] = [(prefix, func) for prefix, func in _retry_schedules if prefix != topic_prefix]
+    _retry_schedules.append((topic_prefix, delays))
+
+
+def retry_schedule_for(topic: str) -> list[float] | None:
+    for prefix, delays in _retry_schedules:
+        if topic.startswith(prefix):
+            return [float(d) for d in delays()]
+    return None
+
+
 # --- The one retry policy ------------------------------------------------------------------------
 
 
@@ -97,7 +121,14 @@ def outbox_retry_at(message: OutboxMessage, *, now: datetime | None = None) -> d
     now = now or timezone.now()
     if message.attempts >= _setting("OUTBOX_MAX_ATTEMPTS", 30):
         return None
-    retry_at = now + timedelta(seconds=backoff_seconds(message.attempts, seed=message.pk))
+    schedule = retry_schedule_for(message.topic)
+    if schedule is not None:
+        if message.attempts > len(schedule):
+            return None
+        delay = schedule[max(message.attempts, 1) - 1]
+    else:
+        delay = backoff_seconds(message.attempts, seed=message.pk)
+    retry_at = now + timedelta(seconds=delay)
     if retry_at > message.created_at + timedelta(seconds=_setting("OUTBOX_MAX_AGE_SECONDS", 3 * 24 * 3600)):
         return None
     return retry_at
@@ -106,15 +137,27 @@ def outbox_retry_at(message: OutboxMessage, *, now: datetime | None = None) -> d
 # --- Emit ------------------------------------------------------------------------------------------
 
 
-def _enqueue_dispatch(message_id: int, countdown: float = 0, topic: str = "") -> None:
+def _enqueue_dispatch(message_id: int, countdown: float = 0, topic: str = "", due_at: datetime | None = None) -> None:
     from core.tasks import dispatch_outbox
 
+    args = (message_id, due_at.isoformat()) if due_at is not None else (message_id,)
     try:
         # retry=False: with the broker down, fail now instead of blocking the request; the
         # sweeper dispatches the row later. The topic routes it to its queue (core.queues).
-        dispatch_outbox.apply_async((message_id,), {"topic": topic} if topic else None, countdown=countdown or None, retry=False)
+        dispatch_outbox.apply_async(args, {"topic": topic} if topic else None, countdown=countdown or None, retry=False)
     except Exception as exc:  # a broker outage only delays the message
         logger.warning("outbox: could not enqueue dispatch of message %s (%s); the sweeper will", message_id, exc)
+
+
+def _kick(message_id: int, due_at: datetime, *, topic: str, now: datetime | None = None) -> None:
+    """Enqueue a dispatch of the message for `due_at`: one hop of at most
+    KICK_MAX_COUNTDOWN_SECONDS (see "Retry on time" in the module docstring)."""
+    from config.celery import app
+
+    wait = (due_at - (now or timezone.now())).total_seconds()
+    if wait > 0 and app.conf.task_always_eager:
+        return  # eager tasks run at once, ignoring countdowns: no timer to wait on, the sweeper runs it
+    _enqueue_dispatch(message_id, min(max(wait, 0.0), KICK_MAX_COUNTDOWN_SECONDS), topic, due_at)
 
 
 def outbox_message(
@@ -132,7 +175,7 @@ def outbox_message(
     countdown = (due - now).total_seconds()
 
     def kick(saved: OutboxMessage) -> None:
-        if countdown <= KICK_MAX_COUNTDOWN_SECONDS:
+        if countdown <= EMIT_KICK_MAX_COUNTDOWN_SECONDS:
             message_id = saved.pk
             transaction.on_commit(lambda: _enqueue_dispatch(message_id, countdown, topic), robust=True)
 
@@ -227,7 +270,8 @@ def _record_failure(message: OutboxMessage, exc: BaseException) -> str:
         mine.update(status=DEAD, dead_at=now, **lease)
         logger.error("outbox: message %s (%s) is dead after %s attempts: %s", message.pk, message.topic, message.attempts, error)
         return "gave_up"
-    mine.update(next_attempt_at=retry_at, **lease)
+    if mine.update(next_attempt_at=retry_at, **lease):
+        _kick(message.pk, retry_at, topic=message.topic, now=now)  # the retry runs when it is due, not when a sweep passes
     logger.warning("outbox: message %s (%s) attempt %s failed: %s", message.pk, message.topic, message.attempts, error)
     return "failed"
 
@@ -243,13 +287,27 @@ def _run(message: OutboxMessage) -> str:
     return "dispatched"
 
 
-def outbox_dispatch(*, message_id: int, now: datetime | None = None) -> str:
+def outbox_dispatch(*, message_id: int, now: datetime | None = None, due_at: datetime | None = None) -> str:
     """Claim one message if it is due and not leased, run its handlers with no transaction
     open, record the outcome. Returns 'dispatched', 'failed' (will retry), 'gave_up' (dead) or
-    'skipped' (done, dead, not due, or leased by another dispatcher)."""
+    'skipped' (done, dead, not due, or leased by another dispatcher).
+
+    `due_at`: this dispatch is a hop of a retry's chain for that time. If it arrives before the
+    message is due, and the message is still due exactly then (not rescheduled, not leased), it
+    enqueues the next hop ('waiting')."""
     _require_no_transaction()
-    message = _claim(message_id=message_id, now=now or timezone.now())
-    return _run(message) if message is not None else "skipped"
+    now = now or timezone.now()
+    message = _claim(message_id=message_id, now=now)
+    if message is not None:
+        return _run(message)
+    if due_at is not None and due_at > now:
+        topic = OutboxMessage.objects.filter(
+            pk=message_id, status=PENDING, lease_owner="", next_attempt_at=due_at
+        ).values_list("topic", flat=True).first()
+        if topic is not None:
+            _kick(message_id, due_at, topic=topic, now=now)
+            return "waiting"
+    return "skipped"
 
 
 def outbox_due_ids(*, now: datetime | None = None, limit: int = 500) -> list[int]:

@@ -5,13 +5,16 @@
 - `sweep_outbox(queue)`: THE sweeper, every OUTBOX_SWEEP_SECONDS (10 s) once per Celery queue
   (core.queues), on that queue: claims and runs every due outbox message of the topics routed
   there (retries, expired leases of dead workers, first attempts whose dispatch never came).
-  Webhooks, payouts, e-mails and settlement kicks have no sweeper of their own.
+  The safety net: a retry is dispatched on time by a countdown (`dispatch_outbox` with
+  `due_at`). Webhooks, payouts, e-mails and settlement kicks have no sweeper of their own.
 - `purge_idempotency_records()`: hourly, deletes idempotency records past their expiry
   (kept IDEMPOTENCY_KEY_TTL_HOURS, never less than 24 h).
 
 Every task is safe to run twice or concurrently: a claim takes a row with SKIP LOCKED and a
 lease; the purge only deletes expired rows.
 """
+
+from datetime import datetime
 
 from django.conf import settings
 
@@ -22,9 +25,10 @@ from core.queues import QUEUES
 
 
 @app.task(name="core.tasks.dispatch_outbox", ignore_result=True)
-def dispatch_outbox(message_id: int, topic: str = "") -> str:
-    # `topic` only routes the task to its queue (core.queues.route_task); the row is the truth.
-    return outbox_dispatch(message_id=message_id)
+def dispatch_outbox(message_id: int, due_at: str | None = None, topic: str = "") -> str:
+    """`due_at` (ISO 8601): a retry's hop, see core.outbox "Retry on time". `topic` only routes
+    the task to its queue (core.queues.route_task); the row is the truth."""
+    return outbox_dispatch(message_id=message_id, due_at=datetime.fromisoformat(due_at) if due_at else None)
 
 
 @app.task(name="core.tasks.sweep_outbox", ignore_result=True)

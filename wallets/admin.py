@@ -5,18 +5,33 @@ sent payout now (`payout_settle`: the provider is called with no transaction ope
 from django.contrib import admin, messages
 
 from core.admin import ReadOnlyModelAdmin
+from wallets.beneficiaries import payouts_to_beneficiary
 from wallets.models import ExchangeQuote, Payout, Schedule, ScheduleOccurrence
 from wallets.movements.payouts import payout_settle
+
+_SEALED = ["beneficiary_name_encrypted", "destination_encrypted", "beneficiary_hash", "account_hash"]
 
 
 @admin.register(Payout)
 class PayoutAdmin(admin.ModelAdmin):
-    list_display = ["id", "status", "amount", "currency", "customer", "beneficiary_name", "destination_type", "fee", "transaction_id", "created_at", "settled_at"]
+    """The beneficiary is shown masked only; the search finds a payout by its exact IBAN/account or
+    beneficiary name through their keyed hashes (wallets.beneficiaries), never by decrypting."""
+
+    list_display = ["id", "status", "amount", "currency", "customer", "beneficiary_name_masked", "destination_type", "fee", "transaction_id", "created_at", "settled_at"]
     list_filter = ["status", "destination_type", "currency", "provider"]
-    search_fields = ["reference", "provider_reference", "beneficiary_name", "transaction__id"]
+    search_fields = ["reference", "provider_reference", "transaction__id"]
+    search_help_text = "Reference, provider reference, transaction id, or an exact IBAN / account / beneficiary name."
     list_select_related = ["customer", "transaction"]
-    readonly_fields = [f.name for f in Payout._meta.fields]
+    exclude = _SEALED
+    readonly_fields = [f.name for f in Payout._meta.fields if f.name not in _SEALED]
     actions = ["check_now"]
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            results = results | payouts_to_beneficiary(queryset, name=term) | payouts_to_beneficiary(queryset, iban_or_account=term)
+        return results, may_have_duplicates
 
     def has_add_permission(self, request):
         return False

@@ -238,8 +238,8 @@ WITHDRAWAL_EXAMPLE = {
     "reference": "", "description": "Monthly rent", "created_at": "2026-06-01T09:45:00Z", "completed_at": None,
     "balance_after": None,
     "payout": {
-        "id": 7, "status": "pending", "destination_type": "IBAN", "beneficiary_name": "Jane Smith",
-        "destination": {"name": "Jane Smith", "iban": "DE89**************3000", "country": "DE", "bank_name": "Deutsche Bank"},
+        "id": 7, "status": "pending", "destination_type": "IBAN", "beneficiary_name": "J*** S****",
+        "destination": {"name": "J*** S****", "iban": "DE89 **** **** **** 3000", "country": "DE", "bank_name": "Deutsche Bank"},
         "amount": "100.00", "fee": "1.00", "total_amount": "101.00", "currency": "EUR", "provider_reference": "",
         "failure_reason": "", "created_at": "2026-06-01T09:45:00Z", "sent_at": None, "settled_at": None,
     },

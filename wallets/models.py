@@ -13,6 +13,9 @@ Invariants:
   (`ledger_complete_pending`), `failed` releases the holds (`ledger_fail_pending`). `reference`
   is unique and is the idempotency key towards the payout provider, so a resent payout cannot
   pay twice.
+- The beneficiary (name, IBAN or account) is stored only encrypted under the field keys, beside
+  a masked form to show and keyed hashes to look it up (wallets.beneficiaries); the plain text
+  goes to the payout provider and to sanctions screening, nowhere else.
 - An `ExchangeQuote` is executed at most once: `open -> executed` under a row lock, with the
   one-to-one `transaction` as the database's last word. It is honoured only until `expires_at`.
   Amounts are stored exactly (NUMERIC(38, 18)); `destination_amount` is already rounded DOWN to
@@ -55,8 +58,13 @@ class Payout(ConcurrentTransitionMixin, models.Model):
     fee = _amount()
     currency = models.CharField(max_length=16)
     destination_type = models.CharField(max_length=16, choices=DestinationType.choices)
-    destination = models.JSONField(default=dict, help_text="The beneficiary as given (IBAN normalised).")
-    beneficiary_name = models.CharField(max_length=200)
+    # The beneficiary, encrypted at rest with masked and keyed-hash companions (wallets.beneficiaries).
+    beneficiary_name_encrypted = models.TextField(help_text="Fernet, field keys.")
+    beneficiary_name_masked = models.CharField(max_length=200, help_text='What is shown: "J*** S****".')
+    beneficiary_hash = models.CharField(max_length=64, db_index=True, help_text="Keyed HMAC of the normalised name, for lookups.")
+    destination_encrypted = models.TextField(help_text="Fernet, field keys: the beneficiary as given (IBAN normalised), JSON.")
+    destination_masked = models.JSONField(default=dict, help_text='What is shown: the IBAN as "DE89 **** **** **** 3000".')
+    account_hash = models.CharField(max_length=64, db_index=True, help_text="Keyed HMAC of the IBAN or account, for lookups.")
     reference = models.CharField(max_length=64, unique=True, help_text="Our idempotency key towards the provider.")
     provider = models.CharField(max_length=32, default="sandbox")
     provider_reference = models.CharField(max_length=128, blank=True, default="")

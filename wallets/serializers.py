@@ -65,8 +65,8 @@ class PayoutOutput(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.CharField(help_text="in_review, pending, sending, sent, completed, failed or cancelled.")
     destination_type = serializers.CharField()
-    beneficiary_name = serializers.CharField()
-    destination = serializers.SerializerMethodField(help_text="The beneficiary, IBAN masked to its country, check digits and last 4.")
+    beneficiary_name = serializers.CharField(source="beneficiary_name_masked", help_text='Masked: "J*** S****".')
+    destination = serializers.SerializerMethodField(help_text='The beneficiary, masked: the IBAN as "DE89 **** **** **** 3000" (country, check digits, last 4), the name as "J*** S****", an account as "****1234".')
     amount = serializers.SerializerMethodField()
     fee = serializers.SerializerMethodField()
     total_amount = serializers.SerializerMethodField()
@@ -81,11 +81,7 @@ class PayoutOutput(serializers.Serializer):
         return payout.wallet.asset.exponent
 
     def get_destination(self, payout) -> dict:
-        shown = dict(payout.destination)
-        iban = shown.get("iban")
-        if iban:
-            shown["iban"] = f"{iban[:4]}{'*' * max(len(iban) - 8, 0)}{iban[-4:]}"
-        return shown
+        return dict(payout.destination_masked)
 
     def get_amount(self, payout) -> str:
         return payout.wallet.asset.format(payout.amount)

@@ -3,7 +3,8 @@
 Invariants:
 - A code is 6 digits from `secrets`, stored only as a keyed HMAC-SHA256 bound to the user; a new
   code replaces the previous one. At most one send per TWO_FACTOR_EMAIL_RESEND_SECONDS per user
-  (429 RATE_LIMITED), decided under the user's row lock.
+  (429 RATE_LIMITED), decided under the user's row lock (the first lock of the 2FA lock order,
+  accounts.identity.twofactor).
 - The mail is an outbox row (topic `accounts.2fa.email_code`) written in the send's transaction,
   carrying the code Fernet-encrypted; `email_otp_deliver` sends it after commit, unless the code
   expired, was used or was replaced meanwhile. The code never appears in a log.
@@ -27,6 +28,7 @@ from accounts.identity.twofactor import (
     email_resend_seconds,
     email_ttl_seconds,
     latest_email_otp,
+    twofactor_lock_user,
 )
 from accounts.models import EmailOtp, User
 from compliance.audit import audit_record
@@ -40,7 +42,7 @@ def email_otp_send(*, user: User, now: datetime | None = None) -> EmailOtp:
     A second send within TWO_FACTOR_EMAIL_RESEND_SECONDS -> 429 RATE_LIMITED with Retry-After."""
     now = now or timezone.now()
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()  # one send decision at a time per user
+        twofactor_lock_user(user)  # the 2FA lock order's first lock: one send decision at a time per user
         latest = latest_email_otp(user, lock=False)
         if latest is not None:
             wait = email_resend_seconds() - int((now - latest.created_at).total_seconds())

@@ -6,7 +6,8 @@ Invariants:
 - Replacing a confirmed device needs a current code (TOTP or e-mail, exactly as a step-up); the
   old secret keeps working until the new one is confirmed.
 - Failures are recorded and committed before they are raised (accounts.identity.twofactor).
-- Lock order: the user row -> the TOTP device (the same as every 2FA writer).
+- Lock order: the user row -> the TOTP device, in enrolment AND confirmation (the one order of
+  all 2FA writers, accounts.identity.twofactor's docstring).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from accounts.identity.twofactor import (
     otpauth_uri,
     record_failure,
     second_factor_required,
+    twofactor_lock_user,
     verification_failed,
 )
 from accounts.models import TotpDevice, User
@@ -56,7 +58,7 @@ def totp_enrol(*, user: User, code: str | None = None, now: datetime | None = No
     now = now or timezone.now()
     failure: CodeCheck | None = None
     with transaction.atomic():
-        User.objects.select_for_update().filter(pk=user.pk).first()  # serialises enrolments of one user
+        twofactor_lock_user(user)  # first, as every 2FA writer: serialises enrolments of one user
         # Locked, so a confirmation racing this enrolment cannot slip in between the "is it
         # confirmed?" decision and the write (which would re-enrol a confirmed device codelessly).
         device, _ = TotpDevice.objects.select_for_update().get_or_create(user=user)
@@ -85,6 +87,9 @@ def totp_confirm(*, user: User, code: str, now: datetime | None = None) -> TotpD
     now = now or timezone.now()
     failure: CodeCheck | None = None
     with transaction.atomic():
+        # The user first, although only the device changes: the audit row below references the
+        # user, and a confirmation locking the device before the user deadlocked with an enrolment.
+        twofactor_lock_user(user)
         device = TotpDevice.objects.select_for_update().filter(user=user).first()
         if device is None or not device.pending_secret_encrypted:
             raise InvalidState("There is no authenticator enrolment to confirm: enrol first (POST /api/v1/auth/2fa/totp).")

@@ -12,8 +12,20 @@ Invariants:
   the CALLER'S transaction; `twofactor_verify` spends nothing. Successes are not audited here;
   failures are, and are counted in the cache (surviving a rollback): TWO_FACTOR_MAX_FAILURES
   lock the user's checks for TWO_FACTOR_LOCKOUT_SECONDS, right codes included.
-- Only users step up (anything else: TypeError). Lock order: user row -> TOTP device -> newest
-  e-mail code; nothing here locks a customer or wallet (the money path holds those first).
+- Only users step up (anything else: TypeError).
+
+Lock order, the one for all of 2FA (enrol, confirm, send-code, verify-code, step-up):
+  1. the user row, `SELECT ... FOR NO KEY UPDATE` (`twofactor_lock_user`), ALWAYS first;
+  2. the TOTP device;
+  3. the newest e-mail code.
+Every transaction that locks or writes a TOTP device or an e-mail code takes the user row first,
+even when it only wants the device: its audit row references the user, and PostgreSQL checks that
+foreign key with FOR KEY SHARE on the user row (at commit, the constraint being deferred), so a
+writer that locked the device first and the user last deadlocked against one that did the
+reverse (issue 12 item 12). NO KEY UPDATE serialises the 2FA writers of one user without blocking
+the foreign-key checks of that user's other requests (audit rows, movements). Nothing here locks
+a customer or a wallet: the money path holds those first and calls `twofactor_require` last, so
+its order is customer -> wallets -> user -> device -> e-mail code. docs/accounts/twofactor.md.
 """
 
 from __future__ import annotations
@@ -249,6 +261,12 @@ class CodeCheck:
     email_attempts_left: int | None = None
 
 
+def twofactor_lock_user(user: User) -> None:
+    """Take the first lock of the 2FA lock order (module docstring): the user's row, FOR NO KEY
+    UPDATE, held until the caller's transaction ends. Call it before locking a device or a code."""
+    User.objects.select_for_update(no_key=True).filter(pk=user.pk).values_list("pk", flat=True).first()
+
+
 def email_otp_live(otp: EmailOtp | None, now: datetime) -> bool:
     return otp is not None and otp.used_at is None and otp.expires_at > now and otp.attempts < email_max_attempts()
 
@@ -287,6 +305,7 @@ def check_code(*, user: User, code: str | None, now: datetime, consume: bool, pu
     Runs in the current transaction (its own when there is none); failures are recorded (audit,
     e-mail attempts, cache counter) and returned, never raised, so a caller can commit them."""
     with transaction.atomic(savepoint=False):
+        twofactor_lock_user(user)
         locked = locked_for(user.pk, now)
         if locked:
             return record_failure(user=user, purpose=purpose, reason="too_many_attempts", now=now, data=data)

@@ -3,6 +3,8 @@
 Invariants:
 - An endpoint's signing secret is kept Fernet-encrypted, never in plain text. A deleted endpoint
   keeps its row (`deleted_at`) so its deliveries and attempts stay as history.
+- A disabled endpoint says when (`disabled_at`) and why (`disabled_reason`: the organization did
+  it, or the receiver answered 410 Gone; `disabled_detail` in words); enabling clears all three.
 - A delivery is one event for one endpoint, written in the same database transaction as the
   change it announces and delivered after commit; its `id` is the `webhook-id` of every attempt.
 - Every attempt is a row (WebhookAttempt); attempts are history, never edited.
@@ -19,6 +21,10 @@ from accounts.models.users import User
 
 
 class WebhookEndpoint(models.Model):
+    class DisabledReason(models.TextChoices):
+        ORGANIZATION = "organization", "Disabled by the organization"
+        GONE = "gone", "The endpoint answered 410 Gone"
+
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_endpoints")
     url = models.URLField(max_length=2000)
     events = models.JSONField(default=list, help_text='Event names, "<namespace>.*", or "*" for all.')
@@ -29,6 +35,8 @@ class WebhookEndpoint(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=16, choices=DisabledReason.choices, blank=True, default="")
+    disabled_detail = models.CharField(max_length=500, blank=True, default="")
     # Deleting keeps the row (its deliveries and attempts stay as history) but hides it everywhere.
     deleted_at = models.DateTimeField(null=True, blank=True)
 

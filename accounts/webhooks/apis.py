@@ -37,6 +37,8 @@ ENDPOINT_EXAMPLE = {
     "created_at": "2026-01-15T10:00:00Z",
     "updated_at": "2026-01-15T10:00:00Z",
     "disabled_at": None,
+    "disabled_reason": "",
+    "disabled_detail": "",
 }
 DELIVERY_EXAMPLE = {
     "id": "5d8f7f0e-3a8c-4d2b-9b51-1f7a3e0c9d21",
@@ -127,8 +129,9 @@ class WebhookEndpointDisableApi(OrganizationScopedMixin, generics.GenericAPIView
     @extend_schema(
         operation_id="webhook_endpoints_disable", tags=["organization: webhooks"], parameters=[ORG_HEADER], request=None,
         responses={200: WebhookEndpointOutput, **ERRORS, **NOT_FOUND},
-        examples=[OpenApiExample("Disabled", value={**ENDPOINT_EXAMPLE, "is_enabled": False, "disabled_at": "2026-01-16T09:00:00Z"}, response_only=True)],
-        summary="Stop sending events to this endpoint",
+        examples=[OpenApiExample("Disabled", value={**ENDPOINT_EXAMPLE, "is_enabled": False, "disabled_at": "2026-01-16T09:00:00Z",
+                                                     "disabled_reason": "organization", "disabled_detail": "Disabled by the organization."}, response_only=True)],
+        summary="Stop sending events to this endpoint (its pending deliveries are cancelled)",
     )
     def post(self, request, pk: int):
         endpoint = webhook_services.webhook_endpoint_disable(organization=self.organization, endpoint_id=self.get_object().pk, actor=request.user)
@@ -144,6 +147,8 @@ class WebhookEndpointEnableApi(OrganizationScopedMixin, generics.GenericAPIView)
         responses={200: WebhookEndpointOutput, **ERRORS, **NOT_FOUND},
         examples=[OpenApiExample("Enabled", value=ENDPOINT_EXAMPLE, response_only=True)],
         summary="Send events to this endpoint again (its URL is checked again)",
+        description="Also after Coffer disabled it because it answered 410 Gone (`disabled_reason` \"gone\"). Deliveries "
+                    "cancelled by the disabling are not resent by this: redeliver them.",
     )
     def post(self, request, pk: int):
         endpoint = webhook_services.webhook_endpoint_enable(organization=self.organization, endpoint_id=self.get_object().pk, actor=request.user)

@@ -2,8 +2,12 @@
 
 Invariants:
 - One attempt per outbox message, made with no database transaction open; the outbox's lease
-  keeps two workers from sending the same attempt, and its backoff schedules the retries (then
-  the delivery is `failed`). REQUEST_TIMEOUT stays well inside the lease.
+  keeps two workers from sending the same attempt. Retries follow WEBHOOK_RETRY_SCHEDULE_SECONDS
+  (5 s, 30 s, 2 min, 10 min, 30 min, 1 h, ... about a day; registered with the outbox, which dispatches
+  each retry when it is due), then the delivery is `failed`. REQUEST_TIMEOUT stays well inside
+  the lease.
+- 410 Gone is final: the delivery fails at once (no retry) and the endpoint is disabled, with
+  its other pending deliveries, and its organization told (services.webhook_endpoint_disable_gone).
 - Every attempt is recorded (WebhookAttempt) with the delivery's new state in one short
   transaction that locks the delivery. 2xx -> delivered; anything else raises, so the outbox
   retries. Every attempt of a delivery carries its `webhook-id`.
@@ -23,12 +27,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
 from accounts.crypto import decrypt_secret
 from accounts.models import WebhookAttempt, WebhookDelivery
+from accounts.webhooks.services import webhook_endpoint_disable_gone
 from accounts.webhooks.url_guard import WebhookUrlRefused, webhook_url_check
 from core.models import OutboxMessage
 from core.outbox import outbox_retry_at
@@ -37,6 +43,12 @@ logger = logging.getLogger("coffer.webhooks")
 
 REQUEST_TIMEOUT = 10.0  # well inside the outbox lease (OUTBOX_LEASE_SECONDS, 60): a live attempt is never claimed twice
 RESPONSE_EXCERPT_BYTES = 1024
+GONE = 410
+
+
+def webhook_retry_schedule() -> list[float]:
+    """Seconds before each retry (the outbox's schedule of the webhook topic)."""
+    return list(settings.WEBHOOK_RETRY_SCHEDULE_SECONDS)
 
 
 class WebhookAttemptFailed(Exception):
@@ -135,7 +147,8 @@ def webhook_deliver(message: OutboxMessage) -> WebhookDelivery | None:
     """The `webhook.deliver` outbox handler: one attempt for the message's delivery if it is
     still pending, made with no database transaction open. A failed attempt raises
     WebhookAttemptFailed after it is recorded, so the outbox retries it (or gives up: the
-    delivery is then `failed`). Nothing to do (delivered, failed, gone) -> None."""
+    delivery is then `failed`); a 410 Gone fails it for good and disables the endpoint. Nothing
+    to do (delivered, failed, gone) -> None."""
     delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=message.payload["delivery_id"]).first()
     if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
         return None
@@ -143,12 +156,17 @@ def webhook_deliver(message: OutboxMessage) -> WebhookDelivery | None:
     if endpoint.deleted_at is not None or not endpoint.is_enabled:
         return _abandon(delivery, "endpoint disabled" if endpoint.deleted_at is None else "endpoint deleted")
     attempt = _attempt(delivery)
-    delivery = _record(delivery, attempt, retry_at=None if attempt.succeeded else outbox_retry_at(message))
+    gone = attempt.status_code == GONE
+    delivery = _record(delivery, attempt, retry_at=None if attempt.succeeded or gone else outbox_retry_at(message))
     logger.info(
         "webhook %s %s -> endpoint %s: attempt %s %s in %s ms",
         delivery.webhook_id, delivery.event_type, endpoint.pk, delivery.attempt_count,
         attempt.status_code or attempt.error, attempt.duration_ms,
     )
+    if gone:
+        if webhook_endpoint_disable_gone(endpoint_id=endpoint.pk, delivery_id=delivery.pk, status_code=GONE) is not None:
+            logger.warning("webhook endpoint %s answered 410 Gone: disabled, its pending deliveries cancelled", endpoint.pk)
+        return delivery
     if not attempt.succeeded:
         raise WebhookAttemptFailed(f"delivery {delivery.pk}: {attempt.error}")
     return delivery

@@ -18,7 +18,12 @@ class WebhookEndpointCreateInput(serializers.Serializer):
 class WebhookEndpointOutput(serializers.ModelSerializer):
     class Meta:
         model = WebhookEndpoint
-        fields = ["id", "url", "events", "description", "is_enabled", "created_at", "updated_at", "disabled_at"]
+        fields = ["id", "url", "events", "description", "is_enabled", "created_at", "updated_at", "disabled_at",
+                  "disabled_reason", "disabled_detail"]
+        extra_kwargs = {
+            "disabled_reason": {"help_text": '"" while enabled; "organization" (disabled by you) or "gone" (the endpoint answered 410 Gone).'},
+            "disabled_detail": {"help_text": "Why the endpoint was disabled, in words."},
+        }
 
 
 class WebhookEndpointCreatedOutput(WebhookEndpointOutput):

@@ -7,19 +7,30 @@ Invariants:
   `webhook_endpoint_create`, and otherwise kept encrypted.
 - Deleting an endpoint keeps its row and history and fails its pending deliveries.
 - A redelivery keeps the delivery's id (the `webhook-id`), so a receiver can deduplicate.
+- Disabling (by the organization, or by the engine when the receiver answers 410 Gone) records
+  when and why on the endpoint and fails its pending deliveries at once (they are not sent when
+  it is enabled again; redeliver them). A 410 also e-mails the organization's owners, through
+  the outbox (topic `accounts.webhook.endpoint_disabled`). Enabling clears when and why.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.crypto import encrypt_secret
-from accounts.models import Organization, WebhookDelivery, WebhookEndpoint
+from accounts.models import Membership, Organization, WebhookDelivery, WebhookEndpoint
 from accounts.orgs.services import actor_user, audit, principal_audit_data
 from accounts.webhooks.publish import new_webhook_secret, normalize_event_patterns, webhook_delivery_queue
 from accounts.webhooks.url_guard import webhook_url_check
 from core.errors import InvalidState, NotFound
+from core.models import OutboxMessage
+from core.outbox import outbox_emit
+
+ENDPOINT_DISABLED_TOPIC = "accounts.webhook.endpoint_disabled"
 
 
 @transaction.atomic
@@ -55,15 +66,78 @@ def _endpoint_for_update(organization: Organization, endpoint_id: int) -> Webhoo
     return endpoint
 
 
+def _fail_pending_deliveries(endpoint: WebhookEndpoint, reason: str, now: datetime) -> int:
+    return WebhookDelivery.objects.filter(endpoint=endpoint, status=WebhookDelivery.Status.PENDING).update(
+        status=WebhookDelivery.Status.FAILED, next_attempt_at=None, last_error=reason, updated_at=now
+    )
+
+
+def _disable(endpoint: WebhookEndpoint, *, reason: str, detail: str, now: datetime) -> int:
+    endpoint.is_enabled = False
+    endpoint.disabled_at = now
+    endpoint.disabled_reason = reason
+    endpoint.disabled_detail = detail[:500]
+    endpoint.save(update_fields=["is_enabled", "disabled_at", "disabled_reason", "disabled_detail", "updated_at"])
+    return _fail_pending_deliveries(endpoint, "endpoint disabled", now)
+
+
 @transaction.atomic
 def webhook_endpoint_disable(*, organization: Organization, endpoint_id: int, actor=None) -> WebhookEndpoint:
     endpoint = _endpoint_for_update(organization, endpoint_id)
     if endpoint.is_enabled:
-        endpoint.is_enabled = False
-        endpoint.disabled_at = timezone.now()
-        endpoint.save(update_fields=["is_enabled", "disabled_at", "updated_at"])
-        audit(actor=actor_user(actor), action="webhook_endpoint.disabled", target=endpoint, data=principal_audit_data(actor))
+        cancelled = _disable(endpoint, reason=WebhookEndpoint.DisabledReason.ORGANIZATION, detail="Disabled by the organization.", now=timezone.now())
+        audit(actor=actor_user(actor), action="webhook_endpoint.disabled", target=endpoint,
+              data={"reason": endpoint.disabled_reason, "cancelled_deliveries": cancelled, **principal_audit_data(actor)})
     return endpoint
+
+
+@transaction.atomic
+def webhook_endpoint_disable_gone(*, endpoint_id: int, delivery_id, status_code: int = 410) -> WebhookEndpoint | None:
+    """The engine's answer to a receiver that says 410 Gone: disable the endpoint (why and when),
+    fail its pending deliveries, audit, and e-mail the organization's owners (outbox). Nothing if
+    the endpoint is already disabled or deleted. Called by accounts.webhooks.deliver after the
+    attempt is recorded."""
+    endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id, deleted_at__isnull=True).first()
+    if endpoint is None or not endpoint.is_enabled:
+        return None
+    now = timezone.now()
+    detail = (f"The endpoint answered {status_code} Gone to delivery {delivery_id} at "
+              f"{now.isoformat(timespec='seconds').replace('+00:00', 'Z')}: Coffer stopped sending to it.")
+    cancelled = _disable(endpoint, reason=WebhookEndpoint.DisabledReason.GONE, detail=detail, now=now)
+    audit(actor=None, action="webhook_endpoint.disabled", target=endpoint,
+          data={"reason": endpoint.disabled_reason, "status_code": status_code, "delivery_id": str(delivery_id), "cancelled_deliveries": cancelled})
+    outbox_emit(topic=ENDPOINT_DISABLED_TOPIC, payload={"endpoint_id": endpoint.pk, "disabled_at": now.isoformat()},
+                organization=endpoint.organization_id, key=f"webhook-endpoint-disabled-{endpoint.pk}-{now.isoformat()}")
+    return endpoint
+
+
+def webhook_endpoint_disabled_notify(message: OutboxMessage) -> None:
+    """Outbox handler: e-mail the owners of the endpoint's organization that Coffer disabled it,
+    unless it was enabled again (or disabled again later, which has its own message) meanwhile."""
+    endpoint = WebhookEndpoint.objects.select_related("organization").filter(pk=message.payload.get("endpoint_id")).first()
+    if endpoint is None or endpoint.is_enabled or endpoint.deleted_at is not None or endpoint.disabled_at is None:
+        return
+    if endpoint.disabled_at.isoformat() != message.payload.get("disabled_at"):
+        return
+    owners = list(
+        Membership.objects.filter(organization=endpoint.organization, role=Membership.Role.OWNER, user__is_active=True)
+        .order_by("user_id").values_list("user__email", flat=True)
+    )
+    if not owners:
+        return
+    send_mail(
+        subject=f"Coffer disabled your webhook endpoint {endpoint.url}",
+        message=(
+            f"{endpoint.disabled_detail}\n\n"
+            f"Organization: {endpoint.organization.name}\nEndpoint: {endpoint.url} (id {endpoint.pk})\n\n"
+            "A 410 Gone answer means the receiver is gone for good, so Coffer stopped sending events to it and "
+            "cancelled its pending deliveries. When the receiver is back, enable the endpoint again in the "
+            f"dashboard (Webhooks) or with POST /api/v1/webhook-endpoints/{endpoint.pk}/enable; cancelled deliveries "
+            "can be sent again with POST /api/v1/webhook-deliveries/{delivery id}/redeliver."
+        ),
+        from_email=None,
+        recipient_list=owners,
+    )
 
 
 @transaction.atomic
@@ -71,10 +145,14 @@ def webhook_endpoint_enable(*, organization: Organization, endpoint_id: int, act
     endpoint = _endpoint_for_update(organization, endpoint_id)
     if not endpoint.is_enabled:
         webhook_url_check(endpoint.url)
+        previous_reason = endpoint.disabled_reason
         endpoint.is_enabled = True
         endpoint.disabled_at = None
-        endpoint.save(update_fields=["is_enabled", "disabled_at", "updated_at"])
-        audit(actor=actor_user(actor), action="webhook_endpoint.enabled", target=endpoint, data=principal_audit_data(actor))
+        endpoint.disabled_reason = ""
+        endpoint.disabled_detail = ""
+        endpoint.save(update_fields=["is_enabled", "disabled_at", "disabled_reason", "disabled_detail", "updated_at"])
+        audit(actor=actor_user(actor), action="webhook_endpoint.enabled", target=endpoint,
+              data={"previous_reason": previous_reason, **principal_audit_data(actor)})
     return endpoint
 
 
@@ -87,9 +165,7 @@ def webhook_endpoint_delete(*, organization: Organization, endpoint_id: int, act
     endpoint.deleted_at = now
     endpoint.disabled_at = endpoint.disabled_at or now
     endpoint.save(update_fields=["is_enabled", "deleted_at", "disabled_at", "updated_at"])
-    WebhookDelivery.objects.filter(endpoint=endpoint, status=WebhookDelivery.Status.PENDING).update(
-        status=WebhookDelivery.Status.FAILED, next_attempt_at=None, last_error="endpoint deleted", updated_at=now
-    )
+    _fail_pending_deliveries(endpoint, "endpoint deleted", now)
     audit(actor=actor_user(actor), action="webhook_endpoint.deleted", target=endpoint, data=principal_audit_data(actor))
 
 

@@ -419,6 +419,11 @@ LOGGING = {
     },
 }
 WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=False)
+# Seconds before each retry of a failed webhook delivery (accounts.webhooks.deliver): 5 s, 30 s,
+# 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h, 8 h (about 24 hours in all), then it has failed.
+WEBHOOK_RETRY_SCHEDULE_SECONDS = env.list(
+    "WEBHOOK_RETRY_SCHEDULE_SECONDS", cast=float, default=[5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800]
+)
 
 # --- Compliance back office (compliance.backoffice, compliance.sanctions) ---
 # Approving a review case at or above this amount (major units of its asset) needs a second

@@ -121,8 +121,9 @@ def publish(organization: Organization, event_type: str = "payorder.created", pa
 
 
 def failed_delivery(org: Org, url: str = "http://127.0.0.1:9/coffer-hook"):
-    """A delivery that really failed: its endpoint was disabled when the attempt came (the engine
-    abandons it), then the endpoint was enabled again, so a redeliver is allowed."""
+    """A delivery that really failed: its endpoint was disabled (which cancels its pending
+    deliveries; the engine then has nothing to send), then the endpoint was enabled again, so a
+    redeliver is allowed."""
     from accounts.webhooks.services import webhook_endpoint_create, webhook_endpoint_disable, webhook_endpoint_enable
     from accounts.webhooks import WEBHOOK_TOPIC
     from accounts.webhooks.deliver import webhook_deliver
@@ -133,8 +134,9 @@ def failed_delivery(org: Org, url: str = "http://127.0.0.1:9/coffer-hook"):
     [delivery] = [d for d in publish(org.organization, "wallet.closed", {"id": "w"}) if d.endpoint_id == endpoint.pk]
     webhook_endpoint_disable(organization=org.organization, endpoint_id=endpoint.pk, actor=org.owner)
     message = OutboxMessage.objects.filter(topic=WEBHOOK_TOPIC, payload__delivery_id=str(delivery.pk)).latest("id")
-    delivery = webhook_deliver(message)  # the outbox handler: the endpoint is disabled, it abandons the delivery
-    assert delivery.status == "failed"
+    assert webhook_deliver(message) is None  # the outbox handler: the delivery was cancelled, nothing to send
+    delivery.refresh_from_db()
+    assert delivery.status == "failed" and delivery.last_error == "endpoint disabled"
     webhook_endpoint_enable(organization=org.organization, endpoint_id=endpoint.pk, actor=org.owner)
     return delivery
 

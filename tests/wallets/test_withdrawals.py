@@ -105,7 +105,7 @@ class TestWithdrawals:
         assert (body["type"], body["status"], body["amount"], body["fee"], body["currency"]) == ("withdrawal", "pending", "50.00", "1.00", "EUR")
         payout = body["payout"]
         assert payout["status"] == "pending" and payout["total_amount"] == "51.00"
-        assert payout["destination"]["iban"] == "DE89**************3000" and IBAN not in response.content.decode()
+        assert payout["destination"]["iban"] == "DE89 **** **** **** 3000" and IBAN not in response.content.decode()
         held = _wallet(wallet)
         assert (held.balance, held.held) == (Decimal("200.00"), Decimal("51.00"))
         tx = Transaction.objects.get(pk=body["id"])

@@ -22,6 +22,7 @@ from core.outbox import outbox_message
 from core.reference import RateBook
 from ledger.models import Transaction, Wallet
 from ledger.posting import Operation, PlatformAccount, Redeem, Transfer
+from wallets.beneficiaries import beneficiary_name_hash, beneficiary_sealed_fields, mask_destination
 from wallets.errors import InvalidBeneficiary, InvalidIban
 from wallets.models import Payout
 from wallets.movements.payouts import PAYOUT_TOPIC, payout_payload
@@ -101,8 +102,9 @@ def withdrawal_create(
         in_review = tx.status == Transaction.Status.IN_REVIEW
         payout = Payout(
             transaction=tx, wallet=wallet, customer_id=wallet.customer_id, amount=value, fee=fee.fee_amount,
-            currency=asset.code, destination_type=beneficiary.type, destination={"name": beneficiary.name, **beneficiary.details},
-            beneficiary_name=beneficiary.name, reference=f"po_{uuid.uuid4().hex}", provider=getattr(settings, "PAYOUT_PROVIDER", "sandbox"),
+            currency=asset.code, destination_type=beneficiary.type,
+            **beneficiary_sealed_fields(name=beneficiary.name, destination={"name": beneficiary.name, **beneficiary.details}),
+            reference=f"po_{uuid.uuid4().hex}", provider=getattr(settings, "PAYOUT_PROVIDER", "sandbox"),
             status=Payout.Status.IN_REVIEW if in_review else Payout.Status.PENDING,  # the initial state (protected field)
         )
         tx.payout = payout  # the answer shows it
@@ -111,15 +113,15 @@ def withdrawal_create(
             rows.append(outbox_message(topic=PAYOUT_TOPIC, payload=payout_payload(tx), key=f"payout:tx:{tx.pk}"))
         return rows
 
-    masked = beneficiary.details.get("iban", beneficiary.details.get("account", ""))
+    shown = mask_destination({"name": beneficiary.name, **beneficiary.details})
     movement = MoneyMovement(
         actor=user, movement_type=MovementType.WITHDRAWAL, ledger_type=Transaction.Type.WITHDRAWAL, wallet=wallet, amount=value,
         operations=operations, limits=[LimitScope(asset, MovementType.WITHDRAWAL, Direction.OUTGOING, value)],
         two_factor_code=two_factor_code, step_up=step_up, beneficiary_name=beneficiary.name, pending=True, reference=reference,
-        description=description or f"Withdrawal to {beneficiary.type} {masked[:4]}...{masked[-4:]}",
+        description=description or f"Withdrawal to {beneficiary.type} {shown.get('iban') or shown.get('account', '')}",
         metadata={"destination_type": beneficiary.type, "fee": str(fee.fee_amount)},
         after_post=create_payout, rates=rates,
         audit_data={"fee": format_amount(fee.fee_amount, asset.exponent), "destination_type": beneficiary.type,
-                    "beneficiary_name": beneficiary.name},
+                    "beneficiary_name": shown["name"], "beneficiary_hash": beneficiary_name_hash(beneficiary.name)},
     )
     return money_path(movement).raise_for_error()

@@ -11,10 +11,10 @@ from django.utils import timezone
 
 from accounts.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from accounts.webhooks import WEBHOOK_TOPIC, webhook_publish
-from accounts.webhooks.deliver import webhook_deliver
+from accounts.webhooks.deliver import webhook_deliver, webhook_retry_schedule
 from config.celery import app as celery_app
 from core.models import OutboxMessage
-from core.outbox import backoff_seconds, handlers_for, outbox_sweep
+from core.outbox import handlers_for, outbox_sweep
 from core.tasks import dispatch_outbox, sweep_outbox
 
 # Delivery is a topic of the outbox, whose dispatcher runs only outside a transaction: real commits.
@@ -176,10 +176,10 @@ def test_retried_after_500_then_delivered(client_a, org, receiver, eager_celery,
     assert delivery.status == "pending" and delivery.attempt_count == 1 and delivery.last_status_code == 500
     message = message_of(delivery)
     assert message.status == "pending" and message.attempts == 1 and "HTTP 500" in message.last_error
-    # the delivery shows when the outbox tries again (its one backoff policy: 10 s, jittered)
+    # the delivery shows when the outbox tries again (the webhook schedule's first step: 5 s)
     assert abs((delivery.next_attempt_at - message.next_attempt_at).total_seconds()) < 1
     wait = (delivery.next_attempt_at - timezone.now()).total_seconds()
-    assert backoff_seconds(1, seed=message.pk) - 2 < wait <= backoff_seconds(1, seed=message.pk)
+    assert 5 - 2 < wait <= 5
     assert outbox_sweep() == {}  # not due yet
     OutboxMessage.objects.filter(pk=message.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))  # time passes
     assert sweep_outbox.apply().get() == {"dispatched": 1}
@@ -202,7 +202,7 @@ def test_gives_up_after_the_last_attempt(client_a, org, receiver, django_capture
     assert delivery.status == "failed" and delivery.next_attempt_at is None and delivery.last_status_code == 503
     assert message_of(delivery).status == "dead"  # visible in the admin
     settings.OUTBOX_MAX_ATTEMPTS = 30
-    assert sum(backoff_seconds(n) for n in range(1, 30)) > 10 * 3600  # the default: most of a day of retries
+    assert sum(webhook_retry_schedule()) > 20 * 3600  # the default: about a day of retries
     # redeliver queues it again with the same webhook-id
     receiver.statuses = []
     with django_capture_on_commit_callbacks(execute=True):
