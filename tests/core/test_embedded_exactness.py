@@ -51,6 +51,8 @@ def test_postgresql_keeps_all_eighteen_decimals_and_check_ledger_agrees():
 def test_check_ledger_reports_an_entry_that_differs_from_its_posting_in_the_eighteenth_decimal():
     # What a rounding store leaves behind: the posting (what was asked) and its entries disagree.
     user = person()
+    user.customer.kyc_level = "verified"  # 0.5 ETH is worth more than an unverified customer's USD 1,000
+    user.customer.save(update_fields=["kyc_level"])
     wallet = wallet_open(asset=platform_asset("ETH"), customer=user.customer)
     assert _deposit(user_client(user), wallet, "0.5", "eth-2").status_code == 201
     tx = Transaction.objects.get(entries__wallet=wallet)

@@ -142,16 +142,18 @@ def test_migration_converts_a_table_with_rows_and_back():
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL declarative partitioning")
     try:
-        _migrate([("ledger", "0009_reconciliations")])
-        assert not is_partitioned("ledger_entry")
+        # The rows are written by today's engine, then the schema goes back to before 0010 with them
+        # (later migrations, such as 0011's posting columns, go back too), then forward again.
         usd = platform_asset("USD")
         a, b = open_wallet(usd, "100"), open_wallet(usd)
         for _ in range(5):
             ledger_post(type="transfer", operations=[Transfer(a, b, "3")]).raise_for_error()
+        _migrate([("ledger", "0009_reconciliations")])
+        assert not is_partitioned("ledger_entry")
         before = list(Entry.objects.order_by("id").values_list("id", "wallet_id", "direction", "amount", "balance_after", "created_at"))
         assert len(before) >= 12
 
-        _migrate([("ledger", "0010_partition_entries_by_month")])
+        _migrate(_latest())
         assert is_partitioned("ledger_entry")
         after = list(Entry.objects.order_by("id").values_list("id", "wallet_id", "direction", "amount", "balance_after", "created_at"))
         assert after == before
@@ -166,7 +168,7 @@ def test_migration_converts_a_table_with_rows_and_back():
         _migrate([("ledger", "0009_reconciliations")])  # and back: one plain table with every row
         assert not is_partitioned("ledger_entry")
         assert Entry.objects.count() == len(before) + 2
-        assert ledger_check() == []
     finally:
         _migrate(_latest())
     assert is_partitioned("ledger_entry") and Decimal(a.__class__.objects.get(pk=b.pk).balance) == Decimal("16")
+    assert ledger_check() == []  # with today's schema (the checker reads today's posting columns)
