@@ -146,7 +146,7 @@ def payorder_process(*, organization, public_id, tx_hash, actor=None) -> PayOrde
     hash_check_unused(chain=order.chain, tx_hash=tx_hash, order=order)
     if PayOrderPayment.objects.filter(pay_order=order, chain=order.chain, tx_hash=tx_hash).exists():
         return order  # already taken (a retry, or the watcher saw it first)
-    transfers = get_chain_provider(order.chain).get_transaction(tx_hash)
+    transfers = get_chain_provider(order.chain, livemode=order.livemode).get_transaction(tx_hash)
     if transfers is None:
         raise TransactionUnknown(details={"tx_hash": tx_hash, "chain": order.chain})
     address = order.deposit_address.address
@@ -227,7 +227,7 @@ def payorder_scan(*, order_id: int) -> PayOrder | None:
     until = order.scan_until_block  # the address passed to a later order: its blocks are that order's
     if until is not None and order.scan_from_block >= until:
         return order
-    provider = get_chain_provider(order.chain)
+    provider = get_chain_provider(order.chain, livemode=order.livemode)
     head = provider.current_block()
     start = order.scan_from_block
     transfers = provider.transfers_to(order.deposit_address.address, order.source_currency, from_block=start)
@@ -264,7 +264,7 @@ def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
             if order.status == Status.EXECUTING_ORDER:
                 deposit_follow(Actor("system:poll_confirmations"), order)
         return order
-    provider = get_chain_provider(order.chain)
+    provider = get_chain_provider(order.chain, livemode=order.livemode)
     required = provider.confirmations_required()
     seen: dict[int, tuple[int, int | None, bool]] = {}  # payment id -> (confirmations, block, failed)
     for payment in order.payments.filter(status=PayOrderPayment.Status.PENDING):

@@ -31,7 +31,7 @@ from core.errors import field_error
 from payorders.errors import GapLimitReached, PayOrderInvalidState, QuoteExpired
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderQuote
-from payorders.selectors import currency_exponent, fmt_source, payment_details, payorder_get, payorder_get_public, quote_get
+from payorders.selectors import currency_exponent, fmt_source, payment_details, payorder_get, payorder_get_public, payorder_livemode, quote_get
 from payorders.services.addresses import deposit_address_assign, xpub_key_flag_refusal
 from payorders.services.history import Actor, payorder_transition
 
@@ -105,7 +105,7 @@ def _quote_order(order: PayOrder, *, wallet_address: str | None, source_currenci
                 continue  # an address of another chain: this option is not for this wallet
             address_valid_somewhere = True
             try:
-                balance = get_chain_provider(spec.chain).get_balance(payer_address, code)
+                balance = get_chain_provider(spec.chain, livemode=order.livemode).get_balance(payer_address, code)
             except ChainUnavailable:
                 continue  # no provider can tell: do not offer what we cannot check
             if balance < amount:
@@ -145,11 +145,11 @@ def payorder_public_quote(*, public_id, wallet_address: str | None = None, sourc
     return _quote_order(order, wallet_address=wallet_address, source_currencies=source_currencies)
 
 
-def _scan_start(chain: str) -> int | None:
+def _scan_start(chain: str, *, livemode: bool = True) -> int | None:
     """The chain head now: the watcher looks for payments from this block on (None when the chain
     cannot be read: the watcher then starts at 0 and no address is reused)."""
     try:
-        return get_chain_provider(chain).current_block()
+        return get_chain_provider(chain, livemode=livemode).current_block()
     except ChainUnavailable:
         return None
 
@@ -167,7 +167,7 @@ def _select_quote(order_pk: int, quote_id, *, actor, scan_from: int | None) -> P
     now = timezone.now()
     if now >= quote.expires_at or now >= order.expires_at:
         raise QuoteExpired(details={"quote_id": str(quote.public_id), "expires_at": quote.expires_at.isoformat()})
-    assignment = deposit_address_assign(organization=order.organization, chain=quote.chain, head_block=scan_from)
+    assignment = deposit_address_assign(organization=order.organization, chain=quote.chain, head_block=scan_from, livemode=payorder_livemode(order))
     address = assignment.address
     order.quote = quote
     order.deposit_address = address
@@ -198,10 +198,10 @@ def payorder_select_quote(*, organization, public_id, quote_id, actor=None) -> P
     """`payment-details`: fix the quote, derive a fresh deposit address -> AWAITING_PAYMENT."""
     order = payorder_get(organization=organization, public_id=public_id)
     quote = quote_get(order=order, quote_id=quote_id)
-    return _select_quote_flagging_refusal(order.pk, quote_id, actor=actor, scan_from=_scan_start(quote.chain))
+    return _select_quote_flagging_refusal(order.pk, quote_id, actor=actor, scan_from=_scan_start(quote.chain, livemode=order.livemode))
 
 
 def payorder_public_select_quote(*, public_id, quote_id) -> PayOrder:
     order = payorder_get_public(public_id=public_id)
     quote = quote_get(order=order, quote_id=quote_id)
-    return _select_quote_flagging_refusal(order.pk, quote_id, actor="payer", scan_from=_scan_start(quote.chain))
+    return _select_quote_flagging_refusal(order.pk, quote_id, actor="payer", scan_from=_scan_start(quote.chain, livemode=order.livemode))
