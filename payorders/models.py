@@ -234,6 +234,11 @@ class PayOrder(ConcurrentTransitionMixin, models.Model):
     def await_confirmation(self) -> None:
         pass
 
+    # The payer goes back to choosing a currency before anything was paid (the checkout page).
+    @transition(field=status, source=Status.AWAITING_PAYMENT, target=Status.PENDING)
+    def choose_again(self) -> None:
+        pass
+
     # A DEPOSIT for a customer, paid and confirmed, while its customer is credited (services.deposits).
     @transition(field=status, source=Status.AWAITING_CONFIRMATION, target=Status.EXECUTING_ORDER)
     def execute(self) -> None:

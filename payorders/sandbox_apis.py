@@ -110,7 +110,7 @@ class SandboxTransactionCreateApi(_SandboxApi):
             currency=asset.symbol,
             from_address=data.validated_data.get("from_address") or None,
         )
-        (transfer,) = get_chain_provider(asset.chain).get_transaction(tx_hash)
+        (transfer,) = get_chain_provider(asset.chain, livemode=False).get_transaction(tx_hash)  # always the sandbox chain
         body = {
             "tx_hash": transfer.tx_hash,
             "chain": transfer.chain,

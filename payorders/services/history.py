@@ -85,6 +85,7 @@ def event_payload(order: PayOrder) -> dict:
 _VERBS = {
     "await_payment": "await payment",
     "await_confirmation": "await confirmation",
+    "choose_again": "go back to choosing a currency",
     "execute": "be executed",
     "complete": "complete",
     "fail": "fail",

@@ -10,6 +10,10 @@ Invariants:
   be) and moves the order to AWAITING_PAYMENT. The same quote again returns the same details;
   any other request once details exist is 409 INVALID_STATE.
 - Chain and price providers are asked before the order lock is taken (network calls).
+- The payer may switch currency (`payorder_public_choose_again`, AWAITING_PAYMENT -> PENDING)
+  only while nothing has been seen at the issued address, mined or broadcast: the address is
+  scanned first, then checked again under the lock. The abandoned address is released (reusable
+  after the quiet period, never if it is ever funded) and named in the order's history.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ from payorders.errors import GapLimitReached, PayOrderInvalidState, QuoteExpired
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderQuote
 from payorders.selectors import currency_exponent, fmt_source, payment_details, payorder_get, payorder_get_public, payorder_livemode, quote_get
-from payorders.services.addresses import deposit_address_assign, xpub_key_flag_refusal
+from payorders.services.addresses import deposit_address_assign, deposit_address_release, xpub_key_flag_refusal
 from payorders.services.history import Actor, payorder_transition
+from payorders.services.payments import payorder_scan
 
 SOURCE_CURRENCIES = ("BTC", "ETH", "USDC")
 # Quoted amounts are rounded UP to this many decimals (never more than the asset has): a payer may
@@ -205,3 +210,39 @@ def payorder_public_select_quote(*, public_id, quote_id) -> PayOrder:
     order = payorder_get_public(public_id=public_id)
     quote = quote_get(order=order, quote_id=quote_id)
     return _select_quote_flagging_refusal(order.pk, quote_id, actor="payer", scan_from=_scan_start(quote.chain, livemode=order.livemode))
+
+
+def payorder_public_choose_again(*, public_id) -> PayOrder:
+    """The payer wants to pay in another currency: back to PENDING (quotes again), if no payment
+    has been seen at the issued address. 409 INVALID_STATE otherwise (the page then shows the
+    payment it saw)."""
+    order = payorder_get_public(public_id=public_id)
+    if order.status == PayOrder.Status.PENDING:
+        return order  # already choosing (a double click, a second tab)
+    if order.status == PayOrder.Status.AWAITING_PAYMENT:
+        payorder_scan(order_id=order.pk)  # mined and broadcast payments first: never abandon a paid address
+    with transaction.atomic():
+        order = payorders_for_update().select_related("organization", "deposit_address").get(pk=order.pk)
+        if order.status == PayOrder.Status.PENDING:
+            return order
+        if order.status != PayOrder.Status.AWAITING_PAYMENT or order.amount_received > 0 or order.payments.exists():
+            raise PayOrderInvalidState(
+                "A payment has been seen for this order: it can no longer switch currency.",
+                details={"id": str(order.public_id), "status": order.status},
+            )
+        if timezone.now() >= order.expires_at:
+            raise QuoteExpired("The order's payment window has passed.", details={"id": str(order.public_id), "expires_at": order.expires_at.isoformat()})
+        abandoned = order.deposit_address
+        data = {"abandoned_address": abandoned.address if abandoned else None, "source_currency": order.source_currency}
+        cause = f"payer chose to pay in another currency than {order.source_currency}"
+        if abandoned is not None:
+            deposit_address_release(order)
+        order.quote = None
+        order.deposit_address = None
+        order.chain = ""
+        order.source_currency = ""
+        order.source_amount = None
+        order.settlement_amount = None
+        order.scan_from_block = 0
+        payorder_transition(Actor("payer"), order, "choose_again", cause=cause, data=data)
+    return order
