@@ -142,6 +142,13 @@ def payorder_livemode(order: PayOrder) -> bool:
     return object_livemode(order)
 
 
+def ledger_settles(order: PayOrder) -> bool:
+    """Whether the order's worth reaches the ledger: always on a sandbox deployment (its ledger is
+    a test ledger), and on a live one only for live orders. A test key's order on a live
+    deployment is paid on the sandbox chain and must never credit real balances."""
+    return not deployment_livemode() or order.livemode
+
+
 def required_confirmations(chain: str, *, livemode: bool = True) -> int:
     """The threshold the chain provider in use applies (the sandbox, which also pays test-mode
     orders, has its own)."""

@@ -193,7 +193,7 @@ class ApiKeyCreateForm(forms.Form):
     )
     test_key = forms.BooleanField(
         required=False, label="Test key",
-        help_text="A test key (sk_test_...) creates and sees only test-mode pay orders: sandbox chain, testnet payment links.",
+        help_text="A test key creates and sees only test-mode pay orders: sandbox chain, testnet payment links.",
     )
 
     def chosen_scopes(self) -> list[str]:

@@ -28,7 +28,7 @@ from payorders.chains.base import ChainTransfer, TransferStatus, normalize_tx_ha
 from payorders.errors import PaymentMismatch, PayOrderInvalidState, QuoteExpired, TransactionAlreadyUsed, TransactionUnknown
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderPayment, Refund
-from payorders.selectors import fmt_source, payorder_get
+from payorders.selectors import fmt_source, ledger_settles, payorder_get
 from payorders.services.deposits import deposit_follow, routes_to_customer
 from payorders.services.history import Actor, payorder_flag, payorder_transition
 from payorders.services.settlement import settlement_enqueue
@@ -324,6 +324,9 @@ def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
             payorder_transition(actor, order, "fail", cause="a payment failed or vanished on chain; what is left does not cover the order")
         elif confirmed >= order.source_amount:
             cause, data = f"payment confirmed ({required} confirmations)", {"confirmations_required": required}
+            if not ledger_settles(order):  # a test key's order on a live deployment: nothing reaches the ledger
+                payorder_transition(actor, order, "complete", cause=cause + "; test mode: not settled", data=data)
+                return order
             if routes_to_customer(order):
                 payorder_transition(actor, order, "execute", cause=cause + "; crediting the customer's wallet", data=data)
             else:

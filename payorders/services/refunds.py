@@ -34,7 +34,7 @@ from payorders.errors import NothingToRefund, PaymentMismatch, PayOrderInvalidSt
 from payorders.locks import payorders_for_update, refunds_for_update
 from payorders.models import PayOrder, PayOrderPayment, Refund
 from ledger.selectors import platform_asset
-from payorders.selectors import fmt_source, payorder_get, refund_get
+from payorders.selectors import fmt_source, ledger_settles, payorder_get, refund_get
 from payorders.services.deposits import routes_to_customer
 from payorders.services.history import Actor, payorder_flag, payorder_transition
 from payorders.services.payments import hash_check_unused
@@ -111,7 +111,7 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
             raise PayOrderInvalidState(f"This order already has a {kind} refund.", details={"id": str(order.public_id), "kind": kind})
         ledger_tx = None
         ledger_amount = None
-        if kind == Refund.Kind.FULL and order.status == Status.COMPLETED:
+        if kind == Refund.Kind.FULL and order.status == Status.COMPLETED and ledger_settles(order):
             settle_locked(acting, order)
             ledger_amount = order.settlement_amount - (order.settlement_fee or 0)
             if ledger_amount > 0:

@@ -16,7 +16,9 @@ from bip_utils import Bip44Changes, Bip84, Bip84Coins, P2WPKHAddrEncoder
 from accounts.models import WebhookDelivery
 from accounts.orgs.services import api_key_create
 from payorders.models import PayOrder
-from payorders.services.payments import payorder_scan
+from ledger.models import Transaction
+from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
+from payorders.services.settlement import payorder_settle
 from tests.accounts.conftest import key_client
 from tests.payorders.support import API, merchant, mine, new_merchant, order_row, sandbox_pay  # noqa: F401
 
@@ -139,6 +141,21 @@ def test_test_key_on_a_live_deployment(merchant, live):
     mine(test_client, 1)
     payorder_scan(order_id=order_row(test_order["id"]).pk)  # the sandbox provider, though CHAIN_PROVIDER=evm
     assert order_row(test_order["id"]).status == PayOrder.Status.AWAITING_CONFIRMATION
+
+    # confirmed on the sandbox chain: complete, but a test order never credits the live ledger
+    mine(test_client, 3)
+    payorder_refresh_confirmations(order_id=order_row(test_order["id"]).pk)
+    payorder_settle(order_id=order_row(test_order["id"]).pk)
+    paid = order_row(test_order["id"])
+    assert paid.status == PayOrder.Status.COMPLETED and paid.settlement_transaction_id is None
+    assert not Transaction.objects.filter(reference__startswith=f"payorder:{test_order['id']}").exists()
+    refund = test_client.post(
+        f"{API}/{test_order['id']}/refund", {"destination_address": "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"},
+        format="json", HTTP_IDEMPOTENCY_KEY="refund-test-order",
+    )
+    assert refund.status_code == 201, refund.json()
+    assert refund.json()["ledger_transaction_id"] is None and refund.json()["tx_hash"]  # sent on the sandbox chain
+    assert not Transaction.objects.filter(reference__startswith=f"payorder:{test_order['id']}").exists()
 
 
 def test_api_keys_carry_livemode_and_a_test_key_cannot_mint_a_live_one(merchant):
