@@ -433,6 +433,7 @@ class TransactionPresenter:
             "created_at": tx.created_at,
             "completed_at": tx.completed_at,
             "balance_after": balance_after,
+            "livemode": deployment_livemode(),
         }
         if detail:
             data["metadata"] = tx.metadata or {}
