@@ -21,9 +21,9 @@ from typing import Any
 from django.db.models import Prefetch, prefetch_related_objects
 from rest_framework import serializers
 
-from core.livemode import deployment_livemode
 from core.errors import ValidationFailed
 from core.fields import RawAmountField
+from core.livemode import deployment_livemode
 from core.money import format_amount
 from ledger.models import Asset, Entry, Posting, Transaction, Wallet
 from ledger.selectors import Viewer, wallet_owner_name

@@ -10,7 +10,11 @@ Idempotency-Key, because nothing in our ledger moves; a retried send is simply a
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated, PermissionDenied
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    NotAuthenticated,
+    PermissionDenied,
+)
 from rest_framework.response import Response
 from rest_framework.views import APIView
 

@@ -27,14 +27,15 @@ and the two things a payer can do there (price the order, choose a currency).
 from __future__ import annotations
 
 import hashlib
-import math
 import logging
+import math
 from datetime import datetime
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 import segno
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from core import ratelimit
@@ -53,7 +54,12 @@ from payorders.selectors import (
     xpub_key_list,
 )
 from payorders.services.payments import payorder_scan
-from payorders.services.quotes import SOURCE_CURRENCIES, payorder_public_choose_again, payorder_public_quote, payorder_public_select_quote
+from payorders.services.quotes import (
+    SOURCE_CURRENCIES,
+    payorder_public_choose_again,
+    payorder_public_quote,
+    payorder_public_select_quote,
+)
 
 logger = logging.getLogger("coffer.payorders.checkout")
 
@@ -322,7 +328,7 @@ def checkout_look_for_payment(order: PayOrder) -> PayOrder:
     try:
         if not cache.add(f"checkout-pending-scan:{order.public_id}", 1, timeout=seconds):
             return order
-    except Exception:  # noqa: BLE001 - no cache, no quick look: the watcher still finds it
+    except Exception:  # no cache, no quick look: the watcher still finds it
         logger.warning("checkout pending scan: cache unavailable, skipped", exc_info=True)
         return order
     try:

@@ -4,6 +4,7 @@ only test-mode orders, and payment URIs that can never point at a main network i
 "Live deployment" here is CHAIN_PROVIDER=evm with a node that is not running: a live order then
 gets no chain head (the quote service tolerates that), which is all these tests need of it; a
 test-mode order never asks that node (it is on the sandbox chain)."""
+# ruff: noqa: F811 - `merchant` is a fixture imported from tests.payorders.support
 
 from __future__ import annotations
 
@@ -15,12 +16,19 @@ from bip_utils import Bip44Changes, Bip84, Bip84Coins, P2WPKHAddrEncoder
 
 from accounts.models import WebhookDelivery
 from accounts.orgs.services import api_key_create
-from payorders.models import PayOrder
 from ledger.models import Transaction
+from payorders.models import PayOrder
 from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
 from payorders.services.settlement import payorder_settle
 from tests.accounts.conftest import key_client
-from tests.payorders.support import API, merchant, mine, new_merchant, order_row, sandbox_pay  # noqa: F401
+from tests.payorders.support import (  # noqa: F401
+    API,
+    merchant,
+    mine,
+    new_merchant,
+    order_row,
+    sandbox_pay,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,12 @@ import pytest
 
 from accounts.models import ApiKey, Membership
 from tests.browser import needs_chromium, page_open
-from tests.factories import DEFAULT_PASSWORD, MembershipFactory, OrganizationFactory, UserFactory
+from tests.factories import (
+    DEFAULT_PASSWORD,
+    MembershipFactory,
+    OrganizationFactory,
+    UserFactory,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), needs_chromium]
 
