@@ -205,6 +205,7 @@
   }
 
   function render(next) {
+    var reopened = state.phase !== "choose" && next.phase === "choose"; // another tab went back to the choice
     state = next;
     root.setAttribute("data-phase", state.phase);
     $("status").className = "status status-" + state.phase;
@@ -234,6 +235,9 @@
 
     if (state.phase === "completed") {
       startRedirect();
+    }
+    if (reopened) {
+      loadQuotes();
     }
   }
 
@@ -369,8 +373,7 @@
     button.disabled = true;
     request(urls.chooseAgain, {})
       .then(function (data) {
-        render(data);
-        loadQuotes();
+        render(data); // back to the choice: render() asks for fresh quotes
       })
       .catch(function (error) {
         showError(error.message);
