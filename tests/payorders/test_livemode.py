@@ -20,7 +20,7 @@ from ledger.models import Transaction
 from payorders.models import PayOrder
 from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
 from payorders.services.settlement import payorder_settle
-from tests.accounts.conftest import key_client
+from tests.factories.orgs import key_client
 from tests.payorders.support import (  # noqa: F401
     API,
     merchant,

@@ -12,7 +12,7 @@ import pytest
 
 from accounts.models import ApiKey, Membership
 from tests.browser import needs_chromium, page_open
-from tests.factories import (
+from tests.factories.accounts import (
     DEFAULT_PASSWORD,
     MembershipFactory,
     OrganizationFactory,
