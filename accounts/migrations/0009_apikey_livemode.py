@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0006_apikey_scopes'),
+        ('accounts', '0008_webhook_endpoint_disabled_reason'),
     ]
 
     operations = [
