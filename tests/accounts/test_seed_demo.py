@@ -89,7 +89,7 @@ def test_the_demo_key_is_a_test_key(api_client, settings):
     from accounts.models import ApiKey
 
     out = _run()
-    match = re.search(r"API key:\s+(\S+)\s+secret: (sk_test_\S+)\s+\(a TEST key", out)
+    match = re.search(r"API key:\s+(\S+)\s+secret: (sk_test_\S+)\n\s+\(a TEST key", out)
     assert match, out
     key = ApiKey.objects.get(key_id=match.group(1))
     assert key.livemode is False and key.organization.name == "Demo Shop"

@@ -71,8 +71,9 @@ class Command(BaseCommand):
     def _api_key_line(self, base: str) -> str:
         if self._api_key is not None:
             key_id, secret = self._api_key
-            return (f"  API key:    {key_id}   secret: {secret}   (a TEST key: sandbox chain, testnet payment links)\n"
-                    f"              (shown this once: copy it now; make more keys at {base}/dashboard/api-keys/)")
+            return (f"  API key:    {key_id}   secret: {secret}\n"
+                    f"              (a TEST key: sandbox chain, testnet payment links; shown this once: copy it now;"
+                    f" make more keys at {base}/dashboard/api-keys/)")
         from accounts.models import ApiKey
 
         key = ApiKey.objects.filter(organization__name=ORGANIZATION_NAME, revoked_at__isnull=True).order_by("created_at", "id").first()
