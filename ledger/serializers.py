@@ -23,6 +23,7 @@ from rest_framework import serializers
 
 from core.errors import ValidationFailed
 from core.fields import RawAmountField
+from core.livemode import deployment_livemode
 from core.money import format_amount
 from ledger.models import Asset, Entry, Posting, Transaction, Wallet
 from ledger.selectors import Viewer, wallet_owner_name
@@ -152,10 +153,14 @@ class WalletOutput(serializers.ModelSerializer):
     available_balance = serializers.SerializerMethodField()
     held_balance = serializers.SerializerMethodField()
     owner_name = serializers.SerializerMethodField()
+    livemode = serializers.SerializerMethodField(help_text="False on a test-mode (sandbox) deployment.")
 
     class Meta:
         model = Wallet
-        fields = ["id", "currency", "label", "balance", "available_balance", "held_balance", "status", "owner_name", "created_at", "updated_at"]
+        fields = ["id", "currency", "label", "balance", "available_balance", "held_balance", "status", "owner_name", "livemode", "created_at", "updated_at"]
+
+    def get_livemode(self, wallet: Wallet) -> bool:
+        return deployment_livemode()
 
     def get_balance(self, wallet: Wallet) -> str:
         return wallet.asset.format(wallet.balance)
@@ -176,7 +181,7 @@ class OrgWalletOutput(WalletOutput):
 
     class Meta(WalletOutput.Meta):
         fields = ["id", "currency", "label", "system", "customer_external_id", "balance", "available_balance", "held_balance",
-                  "status", "owner_name", "created_at", "updated_at"]
+                  "status", "owner_name", "livemode", "created_at", "updated_at"]
 
     def get_customer_external_id(self, wallet: Wallet) -> str | None:
         return wallet.customer.external_id if wallet.customer_id else None
@@ -234,6 +239,10 @@ class LedgerTransactionOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
     balance_after = serializers.CharField(allow_null=True, help_text="Your wallet's balance right after this transaction.")
+    livemode = serializers.SerializerMethodField(help_text="False on a test-mode (sandbox) deployment.")
+
+    def get_livemode(self, obj) -> bool:
+        return deployment_livemode()
 
 
 class LedgerTransactionDetailOutput(LedgerTransactionOutput):
@@ -424,6 +433,7 @@ class TransactionPresenter:
             "created_at": tx.created_at,
             "completed_at": tx.completed_at,
             "balance_after": balance_after,
+            "livemode": deployment_livemode(),
         }
         if detail:
             data["metadata"] = tx.metadata or {}

@@ -95,11 +95,18 @@ def parse_xpub(*, chain: str, xpub: object) -> tuple[str, str]:
     return normalized, network
 
 
-def derive_address(*, chain: str, xpub: str, index: int) -> str:
-    """The receive address at external-chain index `index` (…/0/index) of an account key."""
+def derive_address(*, chain: str, xpub: str, index: int, testnet: bool = False) -> str:
+    """The receive address at external-chain index `index` (…/0/index) of an account key.
+
+    `testnet=True` (test mode) gives a Bitcoin key's testnet address (`tb1q...`) whatever the
+    key's own network: the same public key, encoded for testnet, so a test payment can never go to
+    a mainnet address. Ethereum addresses are the same on every network (the URI's chain id
+    tells networks apart)."""
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= MAX_INDEX:
         raise ValidationFailed(f"index must be an integer in 0..{MAX_INDEX}.", details={"fields": {"index": ["out of range"]}})
     normalized, network = parse_xpub(chain=chain, xpub=xpub)
+    if chain == "bitcoin" and testnet and network == "mainnet":
+        normalized, network = Base58Encoder.CheckEncode(_VPUB + bytes(Base58Decoder.CheckDecode(normalized)[4:])), "testnet"
     if chain == "bitcoin":
         coin = Bip84Coins.BITCOIN if network == "mainnet" else Bip84Coins.BITCOIN_TESTNET
         account = Bip84.FromExtendedKey(normalized, coin)
@@ -153,6 +160,18 @@ def normalize_address(*, chain: str, address: object, field: str = "to_address")
     if len(raw) == 21 and raw[0] in (0x00, 0x05, 0x6F, 0xC4):  # P2PKH / P2SH, mainnet / testnet
         return text
     raise bad
+
+
+def is_testnet_address(address: str) -> bool:
+    """A Bitcoin testnet (or signet/regtest-style) address: bech32 `tb1...`, Base58 `m`/`n`/`2`."""
+    text = address.strip()
+    if text.lower().startswith("tb1"):
+        return True
+    try:
+        raw = Base58Decoder.CheckDecode(text)
+    except Exception:
+        return False
+    return len(raw) == 21 and raw[0] in (0x6F, 0xC4)
 
 
 def key_material(normalized: str) -> bytes:

@@ -25,7 +25,9 @@ from accounts.identity.throttles import MoneyThrottle
 from core.filters import InstantFilter
 from core.openapi import ORG_HEADER, error_example, error_response, idempotency_header
 from core.idempotency import HEADER, LEGACY_HEADER, idempotent, idempotent_execute
+from core.livemode import request_livemode
 from payorders import selectors
+from payorders.selectors import in_test_mode_q
 from payorders.models import PayOrder, XpubKey
 from payorders.serializers import (
     CancelInput,
@@ -83,13 +85,14 @@ PAYMENT = {
     "payment_uri": f"ethereum:{ADDRESS}@1?value=31328330000000000",
     "expires_at": "2026-01-15T10:30:00Z",
     "quote_id": QUOTE_ID,
+    "livemode": True,
 }
 ORDER = {
     "id": ORDER_ID, "type": "SALE", "status": "PENDING", "amount": "100.00", "currency": "USD", "settlement_currency": "USD",
     "customer_external_id": "user-8812", "description": "Order #1001", "metadata": {"cart": "1001"},
     "redirect_url": "https://shop.example.com/thanks", "checkout_url": f"https://pay.example.com/pay/{ORDER_ID}",
     "expires_at": "2026-01-15T10:30:00Z", "payment": None, "amount_received": None, "underpaid": False, "overpaid": False,
-    "late_payment": False, "refund_due": None, "failure_reason": "", "settlement": None,
+    "late_payment": False, "refund_due": None, "failure_reason": "", "settlement": None, "livemode": True,
     "created_at": "2026-01-15T10:00:00Z", "updated_at": "2026-01-15T10:00:00Z", "completed_at": None,
 }
 PAID_ORDER = {
@@ -123,11 +126,24 @@ def _key_sent(request) -> bool:
     return any((request.headers.get(h) or "").strip() for h in (HEADER, LEGACY_HEADER))
 
 
+def _test_key_filter(view, queryset):
+    """A test key sees only test-mode orders (core.livemode); everyone else sees all of them."""
+    return queryset if request_livemode(view.request) else queryset.filter(in_test_mode_q())
+
+
 class _OrderApi(OrganizationScopedMixin, generics.GenericAPIView):
     queryset = PayOrder.objects.all()
     serializer_class = PayOrderOutput
     filter_backends: list = []
     pagination_class = None
+
+    def initial(self, request, *args, **kwargs):
+        """A test key only works against test-mode orders: a live order is a 404 to it (before any
+        service runs, so nothing a test key does can touch a live order)."""
+        super().initial(request, *args, **kwargs)
+        key = getattr(request.user, "api_key", None)
+        if "public_id" in kwargs and key is not None and not key.livemode:
+            selectors.payorder_get(organization=self.organization, public_id=kwargs["public_id"], livemode=False)
 
     def detail(self, order: PayOrder, status_code: int = 200) -> Response:
         order = (
@@ -156,6 +172,9 @@ class PayOrderListCreateApi(OrganizationScopedMixin, generics.ListAPIView):
     queryset = PayOrder.objects.select_related("customer", "deposit_address", "quote")
     serializer_class = PayOrderOutput
     filterset_class = PayOrderFilter
+
+    def filter_queryset(self, queryset):
+        return _test_key_filter(self, super().filter_queryset(queryset))
 
     @extend_schema(
         operation_id="pay_orders_list", tags=TAG, parameters=[ORG_HEADER],

@@ -67,6 +67,9 @@ class DepositAddress(models.Model):
     # When its last order closed without receiving anything (expired or cancelled unpaid); None
     # while an order holds it or once it has ever been funded. Reusable after the quiet period.
     released_at = models.DateTimeField(null=True, blank=True)
+    # Test-mode addresses (testnet encoding) are only ever reused by test-mode orders, and
+    # live ones by live orders.
+    livemode = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -165,6 +168,9 @@ class PayOrder(ConcurrentTransitionMixin, models.Model):
     redirect_url = models.URLField(max_length=2000, blank=True, default="")
     expires_at = models.DateTimeField()
     failure_reason = models.CharField(max_length=200, blank=True, default="")
+    # False for an order created on the sandbox chain or with a test API key: it is paid on the
+    # sandbox chain, its payment URIs carry testnet chain ids and addresses (core.livemode).
+    livemode = models.BooleanField(default=True)
 
     # Payment details, fixed by `payment-details` (the chosen quote).
     quote = models.OneToOneField(
@@ -226,6 +232,11 @@ class PayOrder(ConcurrentTransitionMixin, models.Model):
 
     @transition(field=status, source=Status.AWAITING_PAYMENT, target=Status.AWAITING_CONFIRMATION)
     def await_confirmation(self) -> None:
+        pass
+
+    # The payer goes back to choosing a currency before anything was paid (the checkout page).
+    @transition(field=status, source=Status.AWAITING_PAYMENT, target=Status.PENDING)
+    def choose_again(self) -> None:
         pass
 
     # A DEPOSIT for a customer, paid and confirmed, while its customer is credited (services.deposits).

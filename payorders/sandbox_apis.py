@@ -1,6 +1,7 @@
 """Sandbox chain endpoints: a developer tool for paying and confirming pay orders without a real
-chain. They exist only while settings.CHAIN_PROVIDER == "sandbox" (checked on every request, before
-authentication, so a production deployment answers 404 NOT_FOUND and reveals nothing).
+chain. They exist while settings.CHAIN_PROVIDER == "sandbox"; on a live deployment only for a test
+API key (whose test-mode orders are paid on the sandbox chain, core.livemode): anyone else gets
+404 NOT_FOUND, authenticated or not, and learns nothing.
 
 Any authenticated caller may use them (a user's JWT or an organization's key, whatever the
 platform's authenticators accept): the sandbox moves no real value. They take no
@@ -9,6 +10,11 @@ Idempotency-Key, because nothing in our ledger moves; a retried send is simply a
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    NotAuthenticated,
+    PermissionDenied,
+)
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -53,9 +59,17 @@ class SandboxMineOutput(serializers.Serializer):
 
 class _SandboxApi(APIView):
     def initial(self, request, *args, **kwargs):
-        if not sandbox_enabled():
+        if sandbox_enabled():
+            return super().initial(request, *args, **kwargs)
+        # A live deployment: only a test key may drive the sandbox chain (its test-mode orders are
+        # paid there, core.livemode); to anyone else it does not exist.
+        try:
+            super().initial(request, *args, **kwargs)
+        except (NotAuthenticated, AuthenticationFailed, PermissionDenied):
+            raise NotFound("The sandbox chain is not enabled on this deployment.") from None
+        key = getattr(request.user, "api_key", None)
+        if key is None or key.livemode:
             raise NotFound("The sandbox chain is not enabled on this deployment.")
-        super().initial(request, *args, **kwargs)
 
 
 _NOT_FOUND = OpenApiResponse(description="The sandbox is off (CHAIN_PROVIDER is not `sandbox`).")
@@ -100,7 +114,7 @@ class SandboxTransactionCreateApi(_SandboxApi):
             currency=asset.symbol,
             from_address=data.validated_data.get("from_address") or None,
         )
-        (transfer,) = get_chain_provider(asset.chain).get_transaction(tx_hash)
+        (transfer,) = get_chain_provider(asset.chain, livemode=False).get_transaction(tx_hash)  # always the sandbox chain
         body = {
             "tx_hash": transfer.tx_hash,
             "chain": transfer.chain,

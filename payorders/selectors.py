@@ -8,8 +8,9 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Exists, Max, OuterRef, QuerySet
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 
+from core.livemode import deployment_livemode, object_livemode
 from core.money import format_amount
 from ledger.models import Asset
 from ledger.selectors import platform_asset
@@ -29,13 +30,21 @@ def _uuid(value) -> uuid.UUID | None:
         return None
 
 
-def payorder_list(*, organization) -> QuerySet[PayOrder]:
-    return PayOrder.objects.filter(organization=organization).select_related("customer", "deposit_address")
+def payorder_list(*, organization, livemode: bool = True) -> QuerySet[PayOrder]:
+    """The organization's orders; a test-mode caller (`livemode=False`: a test key) sees only
+    test-mode orders."""
+    orders = PayOrder.objects.filter(organization=organization).select_related("customer", "deposit_address")
+    return orders if livemode else orders.filter(in_test_mode_q())
 
 
-def payorder_get(*, organization, public_id) -> PayOrder:
+def in_test_mode_q() -> Q:
+    """Test-mode orders: all of them on the sandbox, else those a test key created."""
+    return Q() if not deployment_livemode() else Q(livemode=False)
+
+
+def payorder_get(*, organization, public_id, livemode: bool = True) -> PayOrder:
     pid = _uuid(public_id)
-    order = None if pid is None else payorder_list(organization=organization).filter(public_id=pid).first()
+    order = None if pid is None else payorder_list(organization=organization, livemode=livemode).filter(public_id=pid).first()
     if order is None:
         raise PayOrderNotFound(details={"id": str(public_id)})
     return order
@@ -120,15 +129,30 @@ def payment_details(order: PayOrder) -> dict | None:
         "amount": fmt_source(order, order.source_amount),
         "source_currency": order.source_currency,
         "chain": order.chain,
-        "payment_uri": payment_uri(asset=order.source_currency, address=address, amount=order.source_amount),
+        "payment_uri": payment_uri(asset=order.source_currency, address=address, amount=order.source_amount, livemode=payorder_livemode(order)),
         "expires_at": order.expires_at,
         "quote_id": str(order.quote.public_id) if order.quote_id else None,
+        "livemode": payorder_livemode(order),
     }
 
 
-def required_confirmations(chain: str) -> int:
-    """The threshold the chain provider in use applies (the sandbox has its own)."""
-    if sandbox_enabled():
+def payorder_livemode(order: PayOrder) -> bool:
+    """The order's `livemode` as the API and pages show it (false on the sandbox or for a test
+    key's order)."""
+    return object_livemode(order)
+
+
+def ledger_settles(order: PayOrder) -> bool:
+    """Whether the order's worth reaches the ledger: always on a sandbox deployment (its ledger is
+    a test ledger), and on a live one only for live orders. A test key's order on a live
+    deployment is paid on the sandbox chain and must never credit real balances."""
+    return not deployment_livemode() or order.livemode
+
+
+def required_confirmations(chain: str, *, livemode: bool = True) -> int:
+    """The threshold the chain provider in use applies (the sandbox, which also pays test-mode
+    orders, has its own)."""
+    if sandbox_enabled() or not livemode:
         return confirmations_required("sandbox")
     return confirmations_required(chain)
 

@@ -9,7 +9,7 @@ from rest_framework import serializers
 from core.fields import RawAmountField
 from core.money import format_amount
 from payorders.models import PayOrder, PayOrderPayment, PayOrderQuote, PayOrderStatusChange, Refund, XpubKey
-from payorders.selectors import checkout_url, currency_exponent, fmt_source, payment_details, source_exponent, xpub_key_unused_run
+from payorders.selectors import checkout_url, currency_exponent, fmt_source, payment_details, payorder_livemode, source_exponent, xpub_key_unused_run
 from payorders.services.quotes import SOURCE_CURRENCIES
 
 # --- Inputs ----------------------------------------------------------------------------------------
@@ -99,6 +99,7 @@ class PaymentDetailsOutput(serializers.Serializer):
     payment_uri = serializers.CharField()
     expires_at = serializers.DateTimeField()
     quote_id = serializers.CharField(allow_null=True)
+    livemode = serializers.BooleanField(help_text="False in test mode: payment_uri is on a test network (EIP-681 @EVM_TEST_CHAIN_ID, BIP21 testnet address).")
 
 
 class StatusChangeOutput(serializers.ModelSerializer):
@@ -141,14 +142,20 @@ class PayOrderOutput(serializers.ModelSerializer):
     amount_received = serializers.SerializerMethodField()
     refund_due = serializers.SerializerMethodField()
     settlement = serializers.SerializerMethodField()
+    livemode = serializers.SerializerMethodField(
+        help_text="False for a test-mode order (sandbox chain or a test API key): paid on the sandbox chain, testnet payment URIs."
+    )
 
     class Meta:
         model = PayOrder
         fields = [
             "id", "type", "status", "amount", "currency", "settlement_currency", "customer_external_id", "description",
             "metadata", "redirect_url", "checkout_url", "expires_at", "payment", "amount_received", "underpaid", "overpaid",
-            "late_payment", "refund_due", "failure_reason", "settlement", "created_at", "updated_at", "completed_at",
+            "late_payment", "refund_due", "failure_reason", "settlement", "livemode", "created_at", "updated_at", "completed_at",
         ]
+
+    def get_livemode(self, o: PayOrder) -> bool:
+        return payorder_livemode(o)
 
     def get_amount(self, o: PayOrder) -> str:
         return format_amount(o.amount, currency_exponent(o.currency))

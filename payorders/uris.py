@@ -4,6 +4,11 @@
 - EIP-681 native: `ethereum:<address>@<chain id>?value=<wei as an integer>`.
 - EIP-681 ERC-20: `ethereum:<token contract>@<chain id>/transfer?address=<recipient>&uint256=<base units>`.
 Amounts must be positive and exact in the asset's smallest unit; nothing is rounded.
+
+Test mode (`livemode=False`: the sandbox chain or a test key, core.livemode) never points at a
+main network: EIP-681 URIs carry settings.EVM_TEST_CHAIN_ID (Sepolia, 11155111, by default) and a
+BIP21 URI is refused for anything but a testnet address (tb1..., m/n/2...). A test chain id set
+to mainnet's 1 is refused as a configuration error.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from decimal import Decimal
 from urllib.parse import quote
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from core.errors import ValidationFailed
-from payorders.addresses import normalize_address
+from payorders.addresses import is_testnet_address, normalize_address
 from payorders.chains.base import chain_asset, to_base_units
 
 
@@ -49,11 +55,31 @@ def eip681_token_uri(*, token: str, address: str, amount: Decimal, decimals: int
     return f"ethereum:{token}@{chain_id or settings.EVM_CHAIN_ID}/transfer?address={address}&uint256={units}"
 
 
-def payment_uri(*, asset: str, address: str, amount: Decimal, chain_id: int | None = None) -> str:
-    """The URI for paying `amount` of `asset` (BTC, ETH or an ERC-20 in settings.EVM_TOKENS) to `address`."""
+MAINNET_CHAIN_ID = 1
+
+
+def evm_chain_id(*, livemode: bool) -> int:
+    """The EIP-681 chain id for live or test mode."""
+    if livemode:
+        return int(settings.EVM_CHAIN_ID)
+    chain_id = int(settings.EVM_TEST_CHAIN_ID)
+    if chain_id == MAINNET_CHAIN_ID:
+        raise ImproperlyConfigured("EVM_TEST_CHAIN_ID must be a test network's chain id, not Ethereum mainnet's 1")
+    return chain_id
+
+
+def payment_uri(*, asset: str, address: str, amount: Decimal, chain_id: int | None = None, livemode: bool = True) -> str:
+    """The URI for paying `amount` of `asset` (BTC, ETH or an ERC-20 in settings.EVM_TOKENS) to
+    `address`; in test mode (`livemode=False`) on a test network only."""
     spec = chain_asset(asset)
     if spec.chain == "bitcoin":
+        if not livemode and not is_testnet_address(address):
+            raise ValidationFailed(
+                "A test-mode payment needs a testnet Bitcoin address.", details={"fields": {"address": ["not a testnet address"]}}
+            )
         return bip21_uri(address=address, amount=amount)
+    if chain_id is None:
+        chain_id = evm_chain_id(livemode=livemode)
     if spec.native:
         return eip681_native_uri(address=address, amount=amount, chain_id=chain_id)
     token = settings.EVM_TOKENS.get(spec.symbol)

@@ -191,6 +191,10 @@ class ApiKeyCreateForm(forms.Form):
         choices=[(scope, f"{scope}: {meaning}") for scope, meaning in SCOPES.items()],
         help_text="Least privilege: give the key only what its integration needs. None chosen: read only.",
     )
+    test_key = forms.BooleanField(
+        required=False, label="Test key",
+        help_text="A test key creates and sees only test-mode pay orders: sandbox chain, testnet payment links.",
+    )
 
     def chosen_scopes(self) -> list[str]:
         return list(self.cleaned_data.get("scopes") or DEFAULT_SCOPES)

@@ -67,6 +67,9 @@ class ApiKey(models.Model):
     secret_encrypted = models.TextField()
     secret_prefix = models.CharField(max_length=12, help_text="The first characters of the secret, to recognise it.")
     scopes = models.JSONField(default=default_api_key_scopes, help_text="What the key may do (accounts.orgs.scopes); least privilege by default.")
+    livemode = models.BooleanField(
+        default=True, help_text="False for a test key: it creates and sees only test-mode pay orders (sandbox chain, testnet URIs)."
+    )
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)

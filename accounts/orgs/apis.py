@@ -30,6 +30,7 @@ KEY_EXAMPLE = {
     "key_id": "key_4f9c2a7d1e3b5c6a8d0e2f41",
     "name": "production backend",
     "scopes": ["read", "payorders:write"],
+    "livemode": True,
     "secret_prefix": "sk_Qm3x",
     "created_at": "2026-01-15T10:00:00Z",
     "last_used_at": "2026-01-15T10:05:00Z",
@@ -81,7 +82,8 @@ class ApiKeyListCreateApi(OrganizationScopedMixin, generics.GenericAPIView):
         data = ApiKeyCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         api_key, secret = org_services.api_key_create(
-            organization=self.organization, name=data.validated_data["name"], scopes=data.validated_data["scopes"], actor=request.user
+            organization=self.organization, name=data.validated_data["name"], scopes=data.validated_data["scopes"],
+            livemode=data.validated_data["livemode"], actor=request.user,
         )
         return Response({**ApiKeyOutput(api_key).data, "secret": secret}, status=status.HTTP_201_CREATED)
 

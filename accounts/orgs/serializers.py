@@ -23,12 +23,16 @@ class ApiKeyCreateInput(serializers.Serializer):
         default=list(DEFAULT_SCOPES),
         help_text="What the key may do; default `[\"read\"]`. A key with `keys:manage` grants at most its own scopes.",
     )
+    livemode = serializers.BooleanField(
+        required=False, default=True,
+        help_text="false: a test key (secret `sk_test_...`): it creates and sees only test-mode pay orders (sandbox chain, testnet URIs).",
+    )
 
 
 class ApiKeyOutput(serializers.ModelSerializer):
     class Meta:
         model = ApiKey
-        fields = ["key_id", "name", "scopes", "secret_prefix", "created_at", "last_used_at", "revoked_at"]
+        fields = ["key_id", "name", "scopes", "livemode", "secret_prefix", "created_at", "last_used_at", "revoked_at"]
 
 
 class ApiKeyCreatedOutput(ApiKeyOutput):

@@ -59,8 +59,9 @@ def _new_key_id() -> str:
     return API_KEY_ID_PREFIX + secrets.token_hex(12)
 
 
-def _new_secret() -> str:
-    return API_KEY_SECRET_PREFIX + secrets.token_urlsafe(32)
+def _new_secret(*, livemode: bool = True) -> str:
+    """`sk_...`; a test key's secret reads `sk_test_...` so that it is recognised at a glance."""
+    return API_KEY_SECRET_PREFIX + ("" if livemode else "test_") + secrets.token_urlsafe(32)
 
 
 def _granted_scopes(scopes: Iterable[str], actor) -> list[str]:
@@ -86,11 +87,18 @@ def _check_within_actor_key(scopes: Iterable[str], actor, message: str) -> None:
 
 
 @transaction.atomic
-def api_key_create(*, organization: Organization, name: str, actor=None, scopes: Iterable[str] = DEFAULT_SCOPES) -> tuple[ApiKey, str]:
+def api_key_create(
+    *, organization: Organization, name: str, actor=None, scopes: Iterable[str] = DEFAULT_SCOPES, livemode: bool = True
+) -> tuple[ApiKey, str]:
     """A new key for the organization, with `scopes` (read-only unless chosen). Returns the key
-    and its secret: the only time the secret exists in plain text outside the caller's hands."""
+    and its secret: the only time the secret exists in plain text outside the caller's hands.
+    `livemode=False`: a test key (core.livemode): it creates and sees only test-mode pay orders.
+    A test key cannot create a live one."""
     granted = _granted_scopes(scopes, actor)
-    secret = _new_secret()
+    acting_key = getattr(actor, "api_key", None)
+    if livemode and acting_key is not None and not acting_key.livemode:
+        raise PermissionDenied("A test key can only create test keys.", details={"fields": {"livemode": ["a test key creates test keys"]}})
+    secret = _new_secret(livemode=livemode)
     api_key = ApiKey.objects.create(
         organization=organization,
         key_id=_new_key_id(),
@@ -99,13 +107,14 @@ def api_key_create(*, organization: Organization, name: str, actor=None, scopes:
         secret_encrypted=encrypt_secret(secret),
         secret_prefix=secret[:7],
         scopes=granted,
+        livemode=livemode,
         created_by=actor_user(actor),
     )
     audit(
         actor=actor_user(actor),
         action="api_key.created",
         target=api_key,
-        data={"organization_id": organization.pk, "key_id": api_key.key_id, "name": name, "scopes": granted, **principal_audit_data(actor)},
+        data={"organization_id": organization.pk, "key_id": api_key.key_id, "name": name, "scopes": granted, "livemode": livemode, **principal_audit_data(actor)},
     )
     return api_key, secret
 
@@ -181,7 +190,9 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def organization_create(*, name: str, owner_email: str) -> OrganizationCreated:
+def organization_create(*, name: str, owner_email: str, key_livemode: bool = True) -> OrganizationCreated:
+    """The organization, its owner (created without a password if new) and a first API key
+    (a test key with `key_livemode=False`, as the demo's)."""
     name = name.strip()
     if not name:
         raise ValidationFailed("An organization needs a name.", details={"name": ["This field may not be blank."]})
@@ -193,7 +204,10 @@ def organization_create(*, name: str, owner_email: str) -> OrganizationCreated:
     organization = Organization.objects.create(name=name, slug=_unique_slug(name))
     Membership.objects.create(organization=organization, user=owner, role=Membership.Role.OWNER)
     audit(actor=owner, action="organization.created", target=organization, data={"name": name, "owner_id": owner.pk})
-    api_key, secret = api_key_create(organization=organization, name="default", actor=owner, scopes=INTEGRATION_SCOPES)
+    api_key, secret = api_key_create(
+        organization=organization, name="default" if key_livemode else "default (test)", actor=owner, scopes=INTEGRATION_SCOPES,
+        livemode=key_livemode,
+    )
     return OrganizationCreated(organization, owner, owner_created, api_key, secret)
 
 

@@ -138,6 +138,7 @@ _PAYORDER = _object(
         "late_payment": {"type": "boolean"},
         "metadata": {"type": "object"},
         "failure_reason": _NULLABLE_STRING,
+        "livemode": {"type": "boolean", "description": "False for a test-mode order (sandbox chain or a test API key)."},
     },
     ["id", "type", "status", "amount", "currency"],
 )
@@ -148,7 +149,7 @@ def _payorder_example(status: str, **extra) -> dict[str, Any]:
         "id": "0b6c1d2e-3f4a-4b6c-8d8e-9f0a1b2c3d4e", "type": "SALE", "status": status, "amount": "120.00", "currency": "USD",
         "settlement_currency": "USD", "customer_external_id": None, "source_currency": "BTC", "source_amount": "0.00184615",
         "amount_received": "0.00000000", "underpaid": False, "overpaid": False, "late_payment": False, "metadata": {},
-        "failure_reason": None, **extra,
+        "failure_reason": None, "livemode": True, **extra,
     }
 
 
@@ -245,6 +246,10 @@ WEBHOOK_EVENT_TYPES: tuple[WebhookEventType, ...] = (
     ),
     _payorder("PENDING", "A pay order was created (`POST /pay-orders`); it is PENDING.", name="payorder.created"),
     _payorder("AWAITING_PAYMENT", "The payer chose a quote: a deposit address and exact amount were issued."),
+    _payorder(
+        "PENDING", "The payer went back to choose another coin before paying (the checkout page): the issued address is "
+        "abandoned and the order is PENDING again.", name="payorder.pending",
+    ),
     _payorder("AWAITING_CONFIRMATION", "A payment was seen on chain and waits for its confirmations.", amount_received="0.00184615"),
     _payorder("EXECUTING_ORDER", "The payment is confirmed and the order is being executed.", amount_received="0.00184615"),
     _payorder("COMPLETED", "The order completed; settlement into your wallet follows.", amount_received="0.00184615"),

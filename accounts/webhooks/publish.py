@@ -29,6 +29,7 @@ from accounts.models import Organization, WebhookDelivery, WebhookEndpoint
 from accounts.webhooks.events import EVENT_NAMESPACES, EVENT_TYPES, EVENTS_BY_NAME
 from core.db import model_columns, model_from_row, query
 from core.errors import ValidationFailed
+from core.livemode import deployment_livemode
 from core.models import OutboxMessage
 from core.outbox import outbox_emit
 
@@ -89,6 +90,8 @@ def webhook_publish(*, organization: Organization, event_type: str, payload: dic
         "id": f"evt_{uuid.uuid4().hex}",
         "type": event_type,
         "created_at": now.isoformat().replace("+00:00", "Z"),
+        # false on the sandbox and for a test-mode object (its payload's own `livemode`)
+        "livemode": deployment_livemode() and payload.get("livemode", True) is not False,
         "data": payload,
     }
     event = json.loads(json.dumps(event, cls=DjangoJSONEncoder))  # Decimals -> strings, dates -> ISO

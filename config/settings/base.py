@@ -70,6 +70,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "core.context_processors.livemode",
             ],
         },
     },
@@ -316,6 +317,23 @@ CHAIN_CONFIRMATIONS = {"bitcoin": 2, "ethereum": 12, "sandbox": 3, **env.json("C
 # How often beat asks the chain for confirmations of paid orders (the `chain` queue).
 PAYORDER_POLL_CONFIRMATIONS_SECONDS = env.float("PAYORDER_POLL_CONFIRMATIONS_SECONDS", default=15.0)
 EVM_CHAIN_ID = env.int("EVM_CHAIN_ID", default=1)
+# The chain id in test-mode EIP-681 URIs (sandbox chain, test keys): never a main network.
+EVM_TEST_CHAIN_ID = env.int("EVM_TEST_CHAIN_ID", default=11155111)  # Sepolia
+# Block explorers for the checkout receipt's transaction link, per chain ({tx_hash} is replaced);
+# test-mode orders use the TEST ones. A chain without one shows the hash without a link.
+CHAIN_EXPLORER_TX_URLS = {
+    "bitcoin": "https://mempool.space/tx/{tx_hash}",
+    "ethereum": "https://etherscan.io/tx/{tx_hash}",
+    **env.json("CHAIN_EXPLORER_TX_URLS", default={}),
+}
+CHAIN_EXPLORER_TEST_TX_URLS = {
+    "bitcoin": "https://mempool.space/testnet/tx/{tx_hash}",
+    "ethereum": "https://sepolia.etherscan.io/tx/{tx_hash}",
+    **env.json("CHAIN_EXPLORER_TEST_TX_URLS", default={}),
+}
+# How often (seconds, per order) the checkout's status poll asks the chain for a broadcast,
+# not yet mined payment (mempool / pending block).
+CHECKOUT_PENDING_SCAN_SECONDS = env.int("CHECKOUT_PENDING_SCAN_SECONDS", default=5)
 # ERC-20 tokens the EVM provider knows, by asset: {"USDC": {"address": "0x...", "decimals": 6}}.
 EVM_TOKENS = env.json(
     "EVM_TOKENS", default={"USDC": {"address": "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", "decimals": 6}}

@@ -5,6 +5,8 @@ settings.CHAIN_PROVIDER:
 - "sandbox" (default): the stored sandbox chain stands in for every chain (no network);
 - "evm": Ethereum over JSON-RPC at settings.EVM_RPC_URL. Bitcoin has no live provider yet, so
   asking for it is `ChainUnavailable` (503) rather than a silent sandbox.
+A test-mode order (`livemode=False`, core.livemode) is always on the sandbox chain, whatever
+CHAIN_PROVIDER says: test mode cannot reach a main network.
 """
 
 from django.conf import settings
@@ -41,10 +43,10 @@ def sandbox_enabled() -> bool:
     return settings.CHAIN_PROVIDER == "sandbox"
 
 
-def get_chain_provider(chain: str) -> ChainProvider:
+def get_chain_provider(chain: str, *, livemode: bool = True) -> ChainProvider:
     if chain not in CHAINS:
         raise UnsupportedAsset(f"Unknown chain {chain!r}.", details={"chain": chain, "supported": list(CHAINS)})
-    name = settings.CHAIN_PROVIDER
+    name = settings.CHAIN_PROVIDER if livemode else "sandbox"
     if name == "sandbox":
         from payorders.chains.sandbox import SandboxChainProvider
 

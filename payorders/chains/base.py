@@ -158,6 +158,12 @@ class ChainProvider(ABC):
     def transfers_to(self, address: str, asset: str, from_block: int = 0) -> list[ChainTransfer]:
         ...
 
+    def pending_transfers_to(self, address: str, asset: str) -> list[ChainTransfer]:
+        """Broadcast transfers to `address` in `asset` not yet in a block (mempool / pending block):
+        status PENDING, no block, 0 confirmations. A provider without a view of them returns []
+        (the payment is then seen once mined)."""
+        return []
+
     @abstractmethod
     def transfers_to_addresses(self, addresses: list[str], asset: str, from_block: int, to_block: int) -> list[ChainTransfer]:
         """Every successful transfer of `asset` to any of `addresses` in blocks `from_block` to

@@ -282,6 +282,35 @@ class EvmChainProvider(ChainProvider):
                     found.append(transfer)
         return found
 
+    def pending_transfers_to(self, address: str, asset: str) -> list[ChainTransfer]:
+        """Native ETH not yet mined: the node's pending block (`eth_getBlockByNumber("pending",
+        true)`, built by geth and erigon from their mempool) and its transaction pool
+        (`txpool_content`, geth's and ganache's; a node without it answers an error, which is
+        ignored). ERC-20 transfers are seen once mined: before a receipt their log index is
+        unknown, and a pending guess could not be matched to the mined log without counting it
+        twice."""
+        spec = self._asset(asset)
+        if not spec.native:
+            return []
+        address = normalize_address(chain="ethereum", address=address, field="address")
+        candidates: list[dict] = list((self.rpc.call("eth_getBlockByNumber", ["pending", True]) or {}).get("transactions") or [])
+        try:
+            pool = self.rpc.call("txpool_content") or {}
+        except ChainUnavailable:
+            pool = {}  # the node keeps its pool to itself: the pending block is all we can see
+        for by_nonce in ((pool.get("pending") or {}) if isinstance(pool, dict) else {}).values():
+            candidates.extend(by_nonce.values() if isinstance(by_nonce, dict) else [])
+        found: dict[str, ChainTransfer] = {}
+        for tx in candidates:
+            if not isinstance(tx, dict) or not tx.get("to") or str(tx["to"]).lower() != address.lower() or tx.get("hash") in found:
+                continue
+            if tx.get("blockHash") and self.rpc.call("eth_getTransactionReceipt", [tx["hash"]]) is not None:
+                continue  # a node whose "pending" block is its latest: mined, the block scan sees it
+            transfer = self._native_transfer(tx, None, 0)
+            if transfer is not None:
+                found[tx["hash"]] = transfer
+        return list(found.values())
+
     def get_balance(self, address: str, asset: str) -> Decimal:
         spec = self._asset(asset)
         address = normalize_address(chain="ethereum", address=address, field="address")

@@ -180,6 +180,14 @@ class SandboxChainProvider(ChainProvider):
         ).order_by("block_id", "id")
         return [self._transfer(tx, head) for tx in txs]
 
+    def pending_transfers_to(self, address: str, asset: str) -> list[ChainTransfer]:
+        """Sent on the sandbox chain and not mined yet."""
+        spec = self._asset(asset)
+        address = normalize_address(chain=self.chain, address=address, field="address")
+        txs = SandboxTransaction.objects.filter(chain=self.chain, to_address=address, asset=spec.symbol, block__isnull=True).order_by("id")
+        head = _head()
+        return [self._transfer(tx, head) for tx in txs]
+
     def get_balance(self, address: str, asset: str) -> Decimal:
         spec = self._asset(asset)
         address = normalize_address(chain=self.chain, address=address, field="address")

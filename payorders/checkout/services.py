@@ -13,29 +13,53 @@ and the two things a payer can do there (price the order, choose a currency).
 - Public endpoints are rate-limited per client address (`CHECKOUT_RATE_LIMITS`, DRF notation) by
   the one limiter, `core.ratelimit`;
   a cache outage lets requests through (a public page must not fail for a counter).
+- Test mode (core.livemode: the sandbox chain, or an order a test key created) is on the page
+  (`livemode: false`, a "Test mode" badge); its payment URIs are on a test network.
+- A broadcast payment is seen before it is mined: while the order awaits payment, the status
+  poll asks the chain for pending transfers to the address (at most once per
+  CHECKOUT_PENDING_SCAN_SECONDS per order, shared by every tab) and the page says "Payment
+  detected" with 0 confirmations. A chain that cannot be reached just leaves this to the watcher.
+- Until a payment is seen the payer can switch currency (`checkout_choose_again`); once paid the
+  page shows a receipt (amount, transaction linked to the chain's explorer, time) and then
+  returns to the merchant.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import logging
+import math
 from datetime import datetime
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 import segno
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 
 from core import ratelimit
 from core.errors import RateLimited, ValidationFailed
 from core.money import format_amount, format_exact
-from payorders.chains.base import CHAIN_ASSETS
+from payorders.chains.base import CHAIN_ASSETS, ChainUnavailable
 from payorders.errors import PayOrderInvalidState
 from payorders.models import PayOrder, PayOrderPayment, PayOrderQuote
-from payorders.selectors import currency_exponent, payment_details, payorder_get_public, quote_get, required_confirmations, xpub_key_list
-from payorders.services.quotes import SOURCE_CURRENCIES, payorder_public_quote, payorder_public_select_quote
+from payorders.selectors import (
+    currency_exponent,
+    payment_details,
+    payorder_get_public,
+    payorder_livemode,
+    quote_get,
+    required_confirmations,
+    xpub_key_list,
+)
+from payorders.services.payments import payorder_scan
+from payorders.services.quotes import (
+    SOURCE_CURRENCIES,
+    payorder_public_choose_again,
+    payorder_public_quote,
+    payorder_public_select_quote,
+)
 
 logger = logging.getLogger("coffer.payorders.checkout")
 
@@ -117,13 +141,50 @@ def safe_redirect_url(url: str) -> str | None:
     return url
 
 
+def rate_text(rate: Decimal, currency: str) -> str:
+    """A quote's rate in the order's currency, as a payer reads it: at the currency's exponent when
+    it is 1 or more ("3191.95"), else with its significant digits ("0.00003133")."""
+    if rate >= 1:
+        return format_amount(rate, currency_exponent(currency))
+    return format_exact(rate.quantize(Decimal(1).scaleb(-12)))
+
+
+def explorer_url(*, chain: str, tx_hash: str, livemode: bool) -> str | None:
+    """The transaction on the chain's block explorer (settings, per chain and mode), or None."""
+    urls = settings.CHAIN_EXPLORER_TX_URLS if livemode else settings.CHAIN_EXPLORER_TEST_TX_URLS
+    template = (urls or {}).get(chain)
+    if not template or "{tx_hash}" not in template or not template.startswith("https://"):
+        return None
+    return template.replace("{tx_hash}", tx_hash)
+
+
+def checkout_receipt(order: PayOrder, *, livemode: bool) -> list[dict]:
+    """The payments that count for the order, for the payer's receipt."""
+    rows = []
+    for p in sorted(order.payments.all(), key=lambda p: (p.detected_at, p.pk)):
+        if p.status == PayOrderPayment.Status.FAILED or p.late:
+            continue
+        rows.append({
+            "amount": format_exact(p.amount),
+            "currency": p.asset,
+            "tx_hash": p.tx_hash,
+            "explorer_url": explorer_url(chain=p.chain, tx_hash=p.tx_hash, livemode=livemode),
+            "detected_at": p.detected_at.isoformat(),
+            "confirmed_at": p.confirmed_at.isoformat() if p.confirmed_at else None,
+            "confirmations": p.confirmations,
+        })
+    return rows
+
+
 def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
     """Everything the page shows, as JSON (`/pay/<id>/status.json`, and the first render)."""
     now = now or timezone.now()
     phase = checkout_phase(order, now=now)
+    livemode = payorder_livemode(order)
     details = payment_details(order)
     payment = None
     if details is not None:
+        quote = order.quote
         payment = {
             "deposit_address": details["deposit_address"],
             "amount": format_exact(order.source_amount),
@@ -132,6 +193,9 @@ def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
             "chain": details["chain"],
             "chain_name": CHAIN_NAMES.get(details["chain"], details["chain"]),
             "payment_uri": details["payment_uri"],
+            # the price in the order's currency and the rate it was converted at
+            "price": f"{format_amount(order.amount, currency_exponent(order.currency))} {order.currency}",
+            "rate": f"1 {details['source_currency']} = {rate_text(quote.rate, order.currency)} {order.currency}" if quote else None,
         }
     on_time = [p for p in order.payments.all() if p.status != PayOrderPayment.Status.FAILED and not p.late]
     remaining = None
@@ -156,6 +220,11 @@ def checkout_state(order: PayOrder, *, now: datetime | None = None) -> dict:
         "overpaid": order.overpaid,
         "late_payment": order.late_payment,
         "redirect_url": safe_redirect_url(order.redirect_url) if phase == COMPLETED else None,
+        "livemode": livemode,
+        # the payer may go back and pick another coin until a payment is seen
+        "can_switch_currency": phase == AWAITING_PAYMENT and not order.amount_received and not on_time,
+        "receipt": checkout_receipt(order, livemode=livemode) if phase in (CONFIRMING, COMPLETED) else [],
+        "completed_at": order.completed_at.isoformat() if order.completed_at else None,
     }
     if payment is not None:
         payment["amount_due"] = remaining or payment["amount"]
@@ -180,6 +249,10 @@ def _status_text(state: dict) -> tuple[str, str]:
         chain = payment["chain_name"] if payment else "the"
         n, m = state["confirmations"], state["confirmations_required"]
         progress = f"{min(n, m)} of {m} confirmations" if m else f"{n} confirmations"
+        if n == 0:  # broadcast, not in a block yet
+            return "Payment detected, waiting for confirmations", (
+                f"Your payment has been broadcast and is waiting to be included in a block on the {chain} network ({progress})."
+            )
         return "Payment received", f"Confirming on the {chain} network: {progress}."
     if phase == COMPLETED:
         extra = " You sent more than was due; the merchant can refund the excess." if state["overpaid"] else ""
@@ -238,10 +311,38 @@ def checkout_quotes(*, public_id) -> list[dict]:
             "currency": q.source_currency,
             "chain": q.chain,
             "amount": format_exact(q.amount),
+            "rate": f"1 {q.source_currency} = {rate_text(q.rate, order.currency)} {order.currency}",
             "expires_at": q.expires_at.isoformat(),
         }
         for q in quotes
     ]
+
+
+def checkout_look_for_payment(order: PayOrder) -> PayOrder:
+    """While the order awaits payment: ask the chain for a broadcast, not yet mined payment to its
+    address (at most once per CHECKOUT_PENDING_SCAN_SECONDS per order, whoever polls) and return
+    the order as it stands afterwards."""
+    if order.status != Status.AWAITING_PAYMENT or order.deposit_address_id is None:
+        return order
+    seconds = max(int(settings.CHECKOUT_PENDING_SCAN_SECONDS), 1)
+    try:
+        if not cache.add(f"checkout-pending-scan:{order.public_id}", 1, timeout=seconds):
+            return order
+    except Exception:  # no cache, no quick look: the watcher still finds it
+        logger.warning("checkout pending scan: cache unavailable, skipped", exc_info=True)
+        return order
+    try:
+        payorder_scan(order_id=order.pk, pending_only=True)
+    except ChainUnavailable:
+        logger.info("checkout pending scan: chain unavailable for pay order %s", order.public_id)
+        return order
+    return checkout_order(public_id=order.public_id)
+
+
+def checkout_choose_again(*, public_id) -> PayOrder:
+    """The payer goes back to choosing a currency (nothing paid yet); 409 INVALID_STATE once a
+    payment has been seen."""
+    return payorder_public_choose_again(public_id=checkout_order(public_id=public_id).public_id)
 
 
 def _already_chosen(order: PayOrder, code: str) -> PayOrder | None:

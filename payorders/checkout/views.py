@@ -6,7 +6,12 @@ order's public id is the capability (see payorders.checkout.services).
 - POST /pay/<id>/quote            price the order in each offered currency (JSON)
 - POST /pay/<id>/payment-details  {currency, quote_id?} -> the deposit address, amount, QR (JSON);
                                   a plain form post (no JavaScript) redirects back to the page
+- POST /pay/<id>/choose-again     back to choosing a currency while nothing is paid (JSON, or a
+                                  form post redirected back to the page)
 - GET  /pay/<id>/qr.svg           the payment URI as a QR code image
+
+The page and its status poll look for a broadcast, unmined payment first (at most every few
+seconds per order; payorders.checkout.services.checkout_look_for_payment).
 
 POSTs are CSRF-protected: the page carries Django's token and the script sends it as
 X-CSRFToken; a failed check on a JSON endpoint is a JSON 403, not Django's HTML page. Every
@@ -115,7 +120,8 @@ def _render_checkout(request: HttpRequest, order, *, error: str = "", status: in
     context = {
         "state": state,
         "order_id": state["id"],
-        "currencies": checkout.checkout_currencies(order) if state["phase"] == checkout.CHOOSE else [],
+        # every option is rendered (hidden outside the choice) so the payer can switch coin in place
+        "currencies": checkout.checkout_currencies(order) if state["phase"] in (checkout.CHOOSE, checkout.AWAITING_PAYMENT) else [],
         "qr_svg": checkout.payment_qr_svg(payment["payment_uri"]) if payment else "",
         "error": error,
         "time_left": _time_left(state["seconds_left"]),
@@ -131,14 +137,14 @@ def checkout_page(request: HttpRequest, public_id: str) -> HttpResponse:
         order = checkout.checkout_order(public_id=public_id)
     except (PayOrderNotFound, RateLimited) as exc:
         return _message_page(request, exc)
-    return _render_checkout(request, order)
+    return _render_checkout(request, checkout.checkout_look_for_payment(order))
 
 
 @require_GET
 def checkout_status(request: HttpRequest, public_id: str) -> JsonResponse:
     try:
         _limited(request, "status")
-        order = checkout.checkout_order(public_id=public_id)
+        order = checkout.checkout_look_for_payment(checkout.checkout_order(public_id=public_id))
     except CofferError as exc:
         return _json_error(exc)
     return _private(JsonResponse(checkout.checkout_state(order)))
@@ -190,6 +196,28 @@ def checkout_payment_details(request: HttpRequest, public_id: str):
     if not as_json:
         response = HttpResponseRedirect(reverse("checkout", args=[order.public_id]))
         response.status_code = 303  # POST, then GET the page
+        return response
+    return _private(JsonResponse(_payment_json(order)))
+
+
+@require_POST
+@csrf_protect_json
+def checkout_choose_again(request: HttpRequest, public_id: str):
+    """Back to the currency choice (JSON from the script; a form post is redirected to the page)."""
+    as_json = request.content_type == "application/json"
+    try:
+        _limited(request, "post")
+        order = checkout.checkout_choose_again(public_id=public_id)
+    except CofferError as exc:
+        if as_json:
+            return _json_error(exc)
+        if isinstance(exc, (PayOrderNotFound, RateLimited)):
+            return _message_page(request, exc)
+        order = checkout.checkout_order(public_id=public_id)
+        return _render_checkout(request, order, error=exc.message, status=exc.status)
+    if not as_json:
+        response = HttpResponseRedirect(reverse("checkout", args=[order.public_id]))
+        response.status_code = 303
         return response
     return _private(JsonResponse(_payment_json(order)))
 

@@ -108,11 +108,11 @@ def _constrained(key: XpubKey, *, action: str, run: int) -> None:
     )
 
 
-def _reuse(key: XpubKey, *, head_block: int, now) -> AddressAssignment | None:
+def _reuse(key: XpubKey, *, head_block: int, now, livemode: bool) -> AddressAssignment | None:
     """The most recently released reusable address (its old order's watcher is the most likely
     still to be reading it), taken from its previous orders; None if there is none."""
     candidates = (
-        DepositAddress.objects.filter(xpub_key=key, released_at__lte=now - reuse_quiet_period())
+        DepositAddress.objects.filter(xpub_key=key, livemode=livemode, released_at__lte=now - reuse_quiet_period())
         .exclude(address_funded(OuterRef("pk")))
         .order_by("-released_at", "index")
     )
@@ -131,11 +131,13 @@ def _reuse(key: XpubKey, *, head_block: int, now) -> AddressAssignment | None:
 
 
 @transaction.atomic  # a savepoint when nested: a refusal does not poison the caller's transaction
-def deposit_address_assign(*, organization, chain: str, head_block: int | None = 0) -> AddressAssignment:
+def deposit_address_assign(*, organization, chain: str, head_block: int | None = 0, livemode: bool = True) -> AddressAssignment:
     """An address of the organization's active `chain` key for a new order: a fresh index
     within the gap limit, else a reused one (see the module docstring), else GapLimitReached.
     `head_block`: the chain head read before the caller's locks (None if the chain could not be
-    read: then nothing is reused, since the old orders' range could not be closed)."""
+    read: then nothing is reused, since the old orders' range could not be closed). `livemode`:
+    False for a test-mode order, whose Bitcoin address is the testnet one of the same index and
+    which only reuses test-mode addresses."""
     chain = check_chain(chain)
     key = xpub_keys_for_update().select_related("organization").filter(organization=organization, chain=chain, is_active=True).first()
     if key is None:
@@ -150,14 +152,14 @@ def deposit_address_assign(*, organization, chain: str, head_block: int | None =
             raise DepositKeyMissing(
                 f"The {chain} key has used all of its addresses; register a new account key.", details={"chain": chain}
             )
-        address = derive_address(chain=chain, xpub=key.xpub, index=index)
+        address = derive_address(chain=chain, xpub=key.xpub, index=index, testnet=not livemode)
         key.next_index = index + 1
         key.constrained_since = None
         key.save(update_fields=["next_index", "constrained_since", "updated_at"])
-        created = DepositAddress.objects.create(xpub_key=key, chain=chain, index=index, address=address)
+        created = DepositAddress.objects.create(xpub_key=key, chain=chain, index=index, address=address, livemode=livemode)
         return AddressAssignment(address=created, reused=False, scan_from_block=head_block or 0)
     now = timezone.now()
-    reused = None if head_block is None else _reuse(key, head_block=head_block, now=now)
+    reused = None if head_block is None else _reuse(key, head_block=head_block, now=now, livemode=livemode)
     if reused is not None:
         _constrained(key, action="reused", run=run)
         return reused
@@ -172,9 +174,9 @@ def deposit_address_assign(*, organization, chain: str, head_block: int | None =
     )
 
 
-def deposit_address_allocate(*, organization, chain: str, head_block: int | None = 0) -> DepositAddress:
+def deposit_address_allocate(*, organization, chain: str, head_block: int | None = 0, livemode: bool = True) -> DepositAddress:
     """`deposit_address_assign`'s address."""
-    return deposit_address_assign(organization=organization, chain=chain, head_block=head_block).address
+    return deposit_address_assign(organization=organization, chain=chain, head_block=head_block, livemode=livemode).address
 
 
 def xpub_key_flag_refusal(*, key_id: int) -> None:

@@ -26,7 +26,7 @@ from compliance.audit import audit_record
 from core.money import format_amount
 from payorders.errors import PayOrderInvalidState
 from payorders.models import PayOrder, PayOrderStatusChange
-from payorders.selectors import currency_exponent
+from payorders.selectors import currency_exponent, payorder_livemode
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,14 @@ def event_payload(order: PayOrder) -> dict:
         "late_payment": order.late_payment,
         "metadata": order.metadata,
         "failure_reason": order.failure_reason or None,
+        "livemode": payorder_livemode(order),
     }
 
 
 _VERBS = {
     "await_payment": "await payment",
     "await_confirmation": "await confirmation",
+    "choose_again": "go back to choosing a currency",
     "execute": "be executed",
     "complete": "complete",
     "fail": "fail",

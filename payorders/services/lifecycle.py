@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from accounts.webhooks import webhook_publish
+from core.livemode import principal_livemode
 from core.money import parse_amount
 from payorders.chains.base import ChainUnavailable
 from core.errors import field_error
@@ -99,10 +100,14 @@ def payorder_create(
         metadata=metadata,
         redirect_url=redirect_url or "",
         expires_at=timezone.now() + timedelta(seconds=expires_in),
+        livemode=principal_livemode(actor),  # a test key's order (or any on the sandbox) is test mode
     )
     status_change_record(acting, order, from_status="", to_status=order.status, cause="created")
     webhook_publish(organization=organization, event_type="payorder.created", payload=event_payload(order))
-    acting.audit("payorder.create", order, {"amount": parsed, "currency": asset.code, "type": type, "settlement_currency": settle_asset.code})
+    acting.audit(
+        "payorder.create", order,
+        {"amount": parsed, "currency": asset.code, "type": type, "settlement_currency": settle_asset.code, "livemode": order.livemode},
+    )
     return order
 
 

@@ -10,6 +10,10 @@ Invariants:
   be) and moves the order to AWAITING_PAYMENT. The same quote again returns the same details;
   any other request once details exist is 409 INVALID_STATE.
 - Chain and price providers are asked before the order lock is taken (network calls).
+- The payer may switch currency (`payorder_public_choose_again`, AWAITING_PAYMENT -> PENDING)
+  only while nothing has been seen at the issued address, mined or broadcast: the address is
+  scanned first, then checked again under the lock. The abandoned address is released (reusable
+  after the quiet period, never if it is ever funded) and named in the order's history.
 """
 
 from __future__ import annotations
@@ -31,9 +35,10 @@ from core.errors import field_error
 from payorders.errors import GapLimitReached, PayOrderInvalidState, QuoteExpired
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderQuote
-from payorders.selectors import currency_exponent, fmt_source, payment_details, payorder_get, payorder_get_public, quote_get
-from payorders.services.addresses import deposit_address_assign, xpub_key_flag_refusal
+from payorders.selectors import currency_exponent, fmt_source, payment_details, payorder_get, payorder_get_public, payorder_livemode, quote_get
+from payorders.services.addresses import deposit_address_assign, deposit_address_release, xpub_key_flag_refusal
 from payorders.services.history import Actor, payorder_transition
+from payorders.services.payments import payorder_scan
 
 SOURCE_CURRENCIES = ("BTC", "ETH", "USDC")
 # Quoted amounts are rounded UP to this many decimals (never more than the asset has): a payer may
@@ -105,7 +110,7 @@ def _quote_order(order: PayOrder, *, wallet_address: str | None, source_currenci
                 continue  # an address of another chain: this option is not for this wallet
             address_valid_somewhere = True
             try:
-                balance = get_chain_provider(spec.chain).get_balance(payer_address, code)
+                balance = get_chain_provider(spec.chain, livemode=order.livemode).get_balance(payer_address, code)
             except ChainUnavailable:
                 continue  # no provider can tell: do not offer what we cannot check
             if balance < amount:
@@ -145,11 +150,11 @@ def payorder_public_quote(*, public_id, wallet_address: str | None = None, sourc
     return _quote_order(order, wallet_address=wallet_address, source_currencies=source_currencies)
 
 
-def _scan_start(chain: str) -> int | None:
+def _scan_start(chain: str, *, livemode: bool = True) -> int | None:
     """The chain head now: the watcher looks for payments from this block on (None when the chain
     cannot be read: the watcher then starts at 0 and no address is reused)."""
     try:
-        return get_chain_provider(chain).current_block()
+        return get_chain_provider(chain, livemode=livemode).current_block()
     except ChainUnavailable:
         return None
 
@@ -167,7 +172,7 @@ def _select_quote(order_pk: int, quote_id, *, actor, scan_from: int | None) -> P
     now = timezone.now()
     if now >= quote.expires_at or now >= order.expires_at:
         raise QuoteExpired(details={"quote_id": str(quote.public_id), "expires_at": quote.expires_at.isoformat()})
-    assignment = deposit_address_assign(organization=order.organization, chain=quote.chain, head_block=scan_from)
+    assignment = deposit_address_assign(organization=order.organization, chain=quote.chain, head_block=scan_from, livemode=payorder_livemode(order))
     address = assignment.address
     order.quote = quote
     order.deposit_address = address
@@ -198,10 +203,46 @@ def payorder_select_quote(*, organization, public_id, quote_id, actor=None) -> P
     """`payment-details`: fix the quote, derive a fresh deposit address -> AWAITING_PAYMENT."""
     order = payorder_get(organization=organization, public_id=public_id)
     quote = quote_get(order=order, quote_id=quote_id)
-    return _select_quote_flagging_refusal(order.pk, quote_id, actor=actor, scan_from=_scan_start(quote.chain))
+    return _select_quote_flagging_refusal(order.pk, quote_id, actor=actor, scan_from=_scan_start(quote.chain, livemode=order.livemode))
 
 
 def payorder_public_select_quote(*, public_id, quote_id) -> PayOrder:
     order = payorder_get_public(public_id=public_id)
     quote = quote_get(order=order, quote_id=quote_id)
-    return _select_quote_flagging_refusal(order.pk, quote_id, actor="payer", scan_from=_scan_start(quote.chain))
+    return _select_quote_flagging_refusal(order.pk, quote_id, actor="payer", scan_from=_scan_start(quote.chain, livemode=order.livemode))
+
+
+def payorder_public_choose_again(*, public_id) -> PayOrder:
+    """The payer wants to pay in another currency: back to PENDING (quotes again), if no payment
+    has been seen at the issued address. 409 INVALID_STATE otherwise (the page then shows the
+    payment it saw)."""
+    order = payorder_get_public(public_id=public_id)
+    if order.status == PayOrder.Status.PENDING:
+        return order  # already choosing (a double click, a second tab)
+    if order.status == PayOrder.Status.AWAITING_PAYMENT:
+        payorder_scan(order_id=order.pk)  # mined and broadcast payments first: never abandon a paid address
+    with transaction.atomic():
+        order = payorders_for_update().select_related("organization", "deposit_address").get(pk=order.pk)
+        if order.status == PayOrder.Status.PENDING:
+            return order
+        if order.status != PayOrder.Status.AWAITING_PAYMENT or order.amount_received > 0 or order.payments.exists():
+            raise PayOrderInvalidState(
+                "A payment has been seen for this order: it can no longer switch currency.",
+                details={"id": str(order.public_id), "status": order.status},
+            )
+        if timezone.now() >= order.expires_at:
+            raise QuoteExpired("The order's payment window has passed.", details={"id": str(order.public_id), "expires_at": order.expires_at.isoformat()})
+        abandoned = order.deposit_address
+        data = {"abandoned_address": abandoned.address if abandoned else None, "source_currency": order.source_currency}
+        cause = f"payer chose to pay in another currency than {order.source_currency}"
+        if abandoned is not None:
+            deposit_address_release(order)
+        order.quote = None
+        order.deposit_address = None
+        order.chain = ""
+        order.source_currency = ""
+        order.source_amount = None
+        order.settlement_amount = None
+        order.scan_from_block = 0
+        payorder_transition(Actor("payer"), order, "choose_again", cause=cause, data=data)
+    return order

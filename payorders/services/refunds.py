@@ -34,7 +34,7 @@ from payorders.errors import NothingToRefund, PaymentMismatch, PayOrderInvalidSt
 from payorders.locks import payorders_for_update, refunds_for_update
 from payorders.models import PayOrder, PayOrderPayment, Refund
 from ledger.selectors import platform_asset
-from payorders.selectors import fmt_source, payorder_get, refund_get
+from payorders.selectors import fmt_source, ledger_settles, payorder_get, refund_get
 from payorders.services.deposits import routes_to_customer
 from payorders.services.history import Actor, payorder_flag, payorder_transition
 from payorders.services.payments import hash_check_unused
@@ -54,7 +54,7 @@ def _payments_now_in_a_block(order: PayOrder) -> set[int]:
     payments = list(_unmined_payments(order))
     if not payments:
         return set()
-    provider = get_chain_provider(order.chain)
+    provider = get_chain_provider(order.chain, livemode=order.livemode)
     mined = set()
     for payment in payments:
         transfers = provider.get_transaction(payment.tx_hash) or []
@@ -111,7 +111,7 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
             raise PayOrderInvalidState(f"This order already has a {kind} refund.", details={"id": str(order.public_id), "kind": kind})
         ledger_tx = None
         ledger_amount = None
-        if kind == Refund.Kind.FULL and order.status == Status.COMPLETED:
+        if kind == Refund.Kind.FULL and order.status == Status.COMPLETED and ledger_settles(order):
             settle_locked(acting, order)
             ledger_amount = order.settlement_amount - (order.settlement_fee or 0)
             if ledger_amount > 0:
@@ -137,7 +137,7 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
             ledger_amount=ledger_amount,
             reason=(reason or "")[:300],
         )
-        if sandbox_enabled():
+        if sandbox_enabled() or not order.livemode:  # a test-mode order is paid and refunded on the sandbox
             refund.tx_hash = sandbox_send(
                 to_address=destination, amount=amount, currency=order.source_currency, from_address=order.deposit_address.address
             )
@@ -166,7 +166,7 @@ def refund_attach_transaction(*, organization, public_id, refund_id, tx_hash, ac
     if refund.status != Refund.Status.AWAITING_TRANSACTION:
         raise PayOrderInvalidState("This refund has been sent already.", details={"refund_id": str(refund.public_id), "status": refund.status})
     hash_check_unused(chain=refund.chain, tx_hash=tx_hash)
-    transfers = get_chain_provider(refund.chain).get_transaction(tx_hash)
+    transfers = get_chain_provider(refund.chain, livemode=refund.pay_order.livemode).get_transaction(tx_hash)
     if transfers is None:
         raise TransactionUnknown(details={"tx_hash": tx_hash, "chain": refund.chain})
     paid = sum(

@@ -29,6 +29,7 @@ from wallets.pipeline import MoneyMovement, money_path
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder
 from ledger.selectors import platform_asset
+from payorders.selectors import ledger_settles
 from payorders.services.deposits import deposit_execute_locked, routes_to_customer
 from payorders.services.history import Actor
 
@@ -100,7 +101,7 @@ def payorder_settle(*, order_id: int) -> PayOrder | None:
     EXECUTING_ORDER deposit to its customer (services.deposits), exactly once."""
     with transaction.atomic():
         order = payorders_for_update().select_related("organization", "customer").filter(pk=order_id).first()
-        if order is None or order.settlement_transaction_id is not None:
+        if order is None or order.settlement_transaction_id is not None or not ledger_settles(order):
             return order
         if routes_to_customer(order):
             if order.status == PayOrder.Status.EXECUTING_ORDER:

@@ -79,3 +79,21 @@ def test_the_demo_api_key_secret_is_in_the_final_summary_once(client, settings):
     assert "http://demo.example:8000/dashboard/api-keys/" in summary and "http://demo.example:8000/dashboard/api-keys/" in second
     assert first.rstrip().endswith("/dashboard/api-keys/)")  # the summary is the last thing printed
     assert client.get("/api/v1/pay-orders", HTTP_X_API_KEY=secret).status_code == 200  # the printed secret works
+
+
+def test_the_demo_key_is_a_test_key(api_client, settings):
+    """Issue 14 item 1: the key `make run` prints is a test key (sk_test_...): its orders are test
+    mode, with Sepolia and testnet payment links, even on a live deployment."""
+    import re
+
+    from accounts.models import ApiKey
+
+    out = _run()
+    match = re.search(r"API key:\s+(\S+)\s+secret: (sk_test_\S+)\n\s+\(a TEST key", out)
+    assert match, out
+    key = ApiKey.objects.get(key_id=match.group(1))
+    assert key.livemode is False and key.organization.name == "Demo Shop"
+    api_client.credentials(HTTP_X_API_KEY=match.group(2))
+    response = api_client.post("/api/v1/pay-orders", {"type": "SALE", "amount": "10.00", "currency": "USD"}, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["livemode"] is False

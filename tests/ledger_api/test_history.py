@@ -67,7 +67,7 @@ def test_the_representation_and_the_callers_balance_after(world):
         "source_wallet_id": w["jane_usd"].pk, "source_wallet_name": "Jane Doe",
         "destination_wallet_id": w["john_usd"].pk, "destination_wallet_name": "John Smith",
         "reference": "", "description": "Dinner", "created_at": as_jane["created_at"], "completed_at": as_jane["completed_at"],
-        "balance_after": "70.00",
+        "balance_after": "70.00", "livemode": False,
     }
     assert as_jane["created_at"].endswith("Z") and as_jane["completed_at"]
     as_john = user_client(w["john"]).get(f"/api/v1/transactions/{w['transfer'].pk}").json()

@@ -45,6 +45,21 @@ def test_bitcoin_testnet_keys_give_tb1(vpub):
     assert parse_xpub(chain="bitcoin", xpub=vpub)[1] == "testnet"
 
 
+def test_test_mode_derives_the_testnet_address_of_a_mainnet_key(zpub, vpub):
+    """Test mode never hands out a mainnet address: a zpub's address at an index, encoded for
+    testnet (same public key); a vpub's own addresses are testnet already."""
+    from payorders.addresses import is_testnet_address
+
+    mainnet = derive_address(chain="bitcoin", xpub=zpub, index=0)
+    testnet = derive_address(chain="bitcoin", xpub=zpub, index=0, testnet=True)
+    assert mainnet.startswith("bc1q") and testnet.startswith("tb1q")
+    from bip_utils import SegwitBech32Decoder
+
+    assert SegwitBech32Decoder.Decode("tb", testnet) == SegwitBech32Decoder.Decode("bc", mainnet)
+    assert is_testnet_address(testnet) and not is_testnet_address(mainnet)
+    assert derive_address(chain="bitcoin", xpub=vpub, index=0, testnet=True) == derive_address(chain="bitcoin", xpub=vpub, index=0)
+
+
 def test_ethereum_vector_and_checksum(eth_xpub, eth_account):
     assert derive_address(chain="ethereum", xpub=eth_xpub, index=0) == ETH_INDEX0
     # Index 7 from the public key equals the address of the private key's child: no private key needed.

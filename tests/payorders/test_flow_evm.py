@@ -155,3 +155,34 @@ def test_chain_reconciliation_on_ganache(evm, merchant):  # noqa: F811
     (unexplained,) = report.receipts_without_settled_order
     assert (unexplained.tx_hash, unexplained.amount, unexplained.reason) == (stray, Decimal("0.002"), "No pay-order payment records this transfer.")
     assert ledger_check() == []
+
+
+def test_broadcast_eth_payment_is_seen_before_it_is_mined(evm, merchant):  # noqa: F811
+    """Issue 14 item 2: with ganache's miner stopped the payment sits in its pool; the checkout's
+    quick look (pending only) records it with 0 confirmations and the payer's page says so."""
+    from django.core.cache import cache
+
+    from payorders.checkout.services import checkout_look_for_payment, checkout_state
+
+    order = merchant.create()
+    details = merchant.pay_details(order["id"], "ETH")
+    assert "@1337?" in details["payment_uri"] and details["livemode"] is True
+    cache.delete(f"checkout-pending-scan:{order['id']}")
+    evm.rpc("miner_stop")
+    try:
+        tx_hash = _pay_eth(evm, details["deposit_address"], details["amount"])
+        row = checkout_look_for_payment(order_row(order["id"]))
+        assert row.status == S.AWAITING_CONFIRMATION
+        (payment,) = row.payments.all()
+        assert payment.tx_hash == tx_hash and payment.block_number is None and payment.confirmations == 0
+        state = checkout_state(row)
+        assert state["phase"] == "confirming" and state["headline"] == "Payment detected, waiting for confirmations"
+        assert state["receipt"][0]["tx_hash"] == tx_hash
+    finally:
+        evm.rpc("miner_start")
+    evm.mine(1)
+    tasks.watch_addresses()  # the mined block: the same transfer, not a second payment
+    assert order_row(order["id"]).payments.count() == 1
+    _complete(evm, order["id"])
+    (payment,) = order_row(order["id"]).payments.all()
+    assert payment.block_number is not None and payment.confirmations >= 3

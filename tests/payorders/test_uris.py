@@ -75,3 +75,31 @@ def test_payment_uri_by_asset(settings):
 def test_refusals(call):
     with pytest.raises(ValidationFailed):
         call()
+
+
+# --- Test mode (issue 14 item 1): never a main network -------------------------------------------------
+
+TESTNET_BTC = "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx"
+
+
+def test_test_mode_uses_the_test_chain_id(settings):
+    settings.EVM_CHAIN_ID = 1
+    settings.EVM_TEST_CHAIN_ID = 11155111
+    assert payment_uri(asset="ETH", address=ETH, amount=Decimal("1"), livemode=False) == f"ethereum:{ETH}@11155111?value={10**18}"
+    assert payment_uri(asset="ETH", address=ETH, amount=Decimal("1")) == f"ethereum:{ETH}@1?value={10**18}"
+    settings.EVM_TOKENS = {"USDC": {"address": MAINNET_USDC, "decimals": 6}}
+    assert "@11155111/transfer?" in payment_uri(asset="USDC", address=ETH, amount=Decimal("2"), livemode=False)
+
+
+def test_test_mode_refuses_mainnet_as_its_test_chain(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.EVM_TEST_CHAIN_ID = 1
+    with pytest.raises(ImproperlyConfigured):
+        payment_uri(asset="ETH", address=ETH, amount=Decimal("1"), livemode=False)
+
+
+def test_test_mode_bip21_needs_a_testnet_address():
+    assert payment_uri(asset="BTC", address=TESTNET_BTC, amount=Decimal("0.1"), livemode=False) == f"bitcoin:{TESTNET_BTC}?amount=0.1"
+    with pytest.raises(ValidationFailed):
+        payment_uri(asset="BTC", address=BTC, amount=Decimal("0.1"), livemode=False)

@@ -61,7 +61,7 @@ class TestDeposits:
             "source_wallet_id": None, "source_wallet_name": None,
             "destination_wallet_id": wallet.pk, "destination_wallet_name": jane.full_name,
             "reference": "", "description": "Deposit from card",
-            "created_at": body["created_at"], "completed_at": body["completed_at"], "balance_after": "200.50",
+            "created_at": body["created_at"], "completed_at": body["completed_at"], "balance_after": "200.50", "livemode": False,
         }
         assert body["completed_at"] is not None
         assert _balance(wallet) == Decimal("200.50")

@@ -28,7 +28,8 @@ def apikey_create(request):
     form = ApiKeyCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         api_key, secret = api_key_create(
-            organization=request.organization, name=form.cleaned_data["name"].strip(), scopes=form.chosen_scopes(), actor=request.user
+            organization=request.organization, name=form.cleaned_data["name"].strip(), scopes=form.chosen_scopes(), actor=request.user,
+            livemode=not form.cleaned_data["test_key"],
         )
         return no_store(render(request, "dashboard/apikey_created.html", {"api_key": api_key, "secret": secret, "nav": "apikeys"}))
     return render(request, "dashboard/apikey_form.html", {"form": form, "nav": "apikeys"}, status=400 if form.errors else 200)

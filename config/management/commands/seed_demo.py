@@ -62,15 +62,18 @@ class Command(BaseCommand):
     def _organization(self, *, owner: User) -> None:
         if Organization.objects.filter(name=ORGANIZATION_NAME, memberships__user=owner).exists():
             return
-        created = organization_create(name=ORGANIZATION_NAME, owner_email=owner.email)
+        # The demo's key is a TEST key (core.livemode): its orders are test mode even if this
+        # deployment is later switched to a live chain, so they can never point at mainnet.
+        created = organization_create(name=ORGANIZATION_NAME, owner_email=owner.email, key_livemode=False)
         self._api_key = (created.api_key.key_id, created.secret)
-        self.stdout.write(f"created organization {ORGANIZATION_NAME} with an API key (its secret is in the summary below)")
+        self.stdout.write(f"created organization {ORGANIZATION_NAME} with a TEST API key (its secret is in the summary below)")
 
     def _api_key_line(self, base: str) -> str:
         if self._api_key is not None:
             key_id, secret = self._api_key
             return (f"  API key:    {key_id}   secret: {secret}\n"
-                    f"              (shown this once: copy it now; make more keys at {base}/dashboard/api-keys/)")
+                    f"              (a TEST key: sandbox chain, testnet payment links; shown this once: copy it now;"
+                    f" make more keys at {base}/dashboard/api-keys/)")
         from accounts.models import ApiKey
 
         key = ApiKey.objects.filter(organization__name=ORGANIZATION_NAME, revoked_at__isnull=True).order_by("created_at", "id").first()

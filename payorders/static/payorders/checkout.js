@@ -3,7 +3,10 @@
  * status every 2 s until it is final. Plain JavaScript, no framework, no third-party code.
  * The server decides every word of the status line (state.headline / state.detail); this script
  * only shows what /pay/<id>/status.json says. Text goes in with textContent; the only markup
- * inserted is the QR code's <svg>, which the server renders from the payment URI. */
+ * inserted is the QR code's <svg>, which the server renders from the payment URI.
+ * Until a payment is seen the payer can go back to the currency choice ("Pay with another coin");
+ * once paid, the receipt (amount, transaction linked to the chain's explorer, time) is shown for
+ * REDIRECT_MS before the page returns to the merchant. */
 (function () {
   "use strict";
 
@@ -15,7 +18,7 @@
 
   var POLL_MS = 2000;
   var SLOW_POLL_MS = 10000;
-  var REDIRECT_MS = 3000;
+  var REDIRECT_MS = 10000; // long enough to read the receipt (the link returns at once)
   var FINAL_STATUSES = ["COMPLETED", "FAILED", "EXPIRED", "REFUNDED"];
   var OPEN_PHASES = ["choose", "awaiting_payment"];
 
@@ -23,6 +26,7 @@
     status: root.getAttribute("data-status-url"),
     quote: root.getAttribute("data-quote-url"),
     details: root.getAttribute("data-details-url"),
+    chooseAgain: root.getAttribute("data-choose-again-url"),
     qr: root.getAttribute("data-qr-url")
   };
   var state = JSON.parse(stateNode.textContent);
@@ -149,13 +153,59 @@
     setText("pay-address", payment.deposit_address);
     setText("pay-chain", payment.chain_name);
     setText("pay-chain-hint", payment.chain_name);
+    setText("pay-price", payment.price);
+    setText("pay-rate", payment.rate);
+    show($("pay-rate-row"), !!payment.rate);
     var link = $("wallet-link");
     if (/^(bitcoin|ethereum):/.test(payment.payment_uri)) {
       link.href = payment.payment_uri;
     }
   }
 
+  function renderReceipt() {
+    var rows = state.receipt || [];
+    show($("receipt"), rows.length > 0);
+    if (!rows.length) {
+      return;
+    }
+    setText("receipt-price", state.amount + " " + state.currency);
+    setText("receipt-paid", state.amount_received && state.payment ? state.amount_received + " " + state.payment.currency : "");
+    setText("receipt-rate", state.payment && state.payment.rate ? state.payment.rate : "");
+    var list = $("receipt-payments");
+    while (list.firstChild) {
+      list.removeChild(list.firstChild);
+    }
+    rows.forEach(function (row) {
+      var item = document.createElement("li");
+      item.className = "receipt-payment";
+      var amount = document.createElement("span");
+      amount.className = "receipt-amount";
+      amount.textContent = row.amount + " " + row.currency;
+      item.appendChild(amount);
+      var tx;
+      if (row.explorer_url && /^https:\/\//.test(row.explorer_url)) {
+        tx = document.createElement("a");
+        tx.href = row.explorer_url;
+        tx.target = "_blank";
+        tx.rel = "noopener noreferrer";
+      } else {
+        tx = document.createElement("code");
+      }
+      tx.className = "receipt-tx";
+      tx.textContent = row.tx_hash;
+      item.appendChild(tx);
+      var time = document.createElement("time");
+      time.className = "receipt-time";
+      time.setAttribute("datetime", row.detected_at);
+      var at = new Date(row.detected_at);
+      time.textContent = isNaN(at.getTime()) ? row.detected_at : at.toLocaleString();
+      item.appendChild(time);
+      list.appendChild(item);
+    });
+  }
+
   function render(next) {
+    var reopened = state.phase !== "choose" && next.phase === "choose"; // another tab went back to the choice
     state = next;
     root.setAttribute("data-phase", state.phase);
     $("status").className = "status status-" + state.phase;
@@ -176,6 +226,8 @@
       setQr(null);
     }
     show($("pay"), state.phase === "awaiting_payment" && !!state.payment);
+    show($("switch-form"), !!state.can_switch_currency);
+    renderReceipt();
 
     deadline = Date.now() + state.seconds_left * 1000;
     show($("countdown-row"), isOpen(state.phase));
@@ -183,6 +235,9 @@
 
     if (state.phase === "completed") {
       startRedirect();
+    }
+    if (reopened) {
+      loadQuotes();
     }
   }
 
@@ -259,6 +314,10 @@
           if (cell) {
             cell.textContent = quote.amount + " " + quote.currency;
           }
+          var rate = document.querySelector('[data-rate-for="' + quote.currency + '"]');
+          if (rate) {
+            rate.textContent = quote.rate;
+          }
           var expires = Date.parse(quote.expires_at);
           soonest = soonest === null ? expires : Math.min(soonest, expires);
         });
@@ -303,6 +362,35 @@
           b.disabled = false;
         });
       });
+  }
+
+  function chooseAgain(button) {
+    if (choosing) {
+      return;
+    }
+    choosing = true;
+    showError("");
+    button.disabled = true;
+    request(urls.chooseAgain, {})
+      .then(function (data) {
+        render(data); // back to the choice: render() asks for fresh quotes
+      })
+      .catch(function (error) {
+        showError(error.message);
+        schedulePoll(0); // a payment was seen meanwhile: show it
+      })
+      .then(function () {
+        choosing = false;
+        button.disabled = false;
+      });
+  }
+
+  var switchForm = $("switch-form");
+  if (switchForm) {
+    switchForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      chooseAgain($("switch-currency"));
+    });
   }
 
   var form = $("choose-form");

@@ -101,6 +101,26 @@ def test_pending_transaction_has_zero_confirmations(evm, ganache, eth_xpub):
     assert evm.get_transaction(tx_hash)[0].status == TransferStatus.SUCCEEDED
 
 
+def test_broadcast_payment_seen_in_the_pending_block_before_it_is_mined(evm, ganache, token, eth_xpub):
+    to = _fresh_address(eth_xpub)
+    other = _fresh_address(eth_xpub)
+    assert evm.pending_transfers_to(to, "ETH") == []
+    ganache.rpc("miner_stop")
+    try:
+        tx_hash = ganache.send(to=to, value=ETH // 4)
+        ganache.send(to=other, value=ETH)  # pending too, but not to this address
+        (seen,) = evm.pending_transfers_to(to, "ETH")
+        assert seen.tx_hash == tx_hash and seen.amount == Decimal("0.25") and seen.asset == "ETH"
+        assert seen.status == TransferStatus.PENDING and seen.block_number is None and seen.confirmations == 0
+        assert evm.transfers_to(to, "ETH", from_block=0) == []  # not mined: the block scan does not see it
+        assert evm.pending_transfers_to(to, "USDC") == []  # tokens are seen once mined
+    finally:
+        ganache.rpc("miner_start")
+    ganache.mine(1)
+    assert evm.pending_transfers_to(to, "ETH") == []
+    assert [t.tx_hash for t in evm.transfers_to(to, "ETH", from_block=0)] == [tx_hash]
+
+
 def test_erc20_transfer_log_decoded(evm, ganache, token, eth_xpub):
     to = _fresh_address(eth_xpub)
     start = evm.current_block()

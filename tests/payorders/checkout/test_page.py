@@ -105,6 +105,7 @@ def test_pay_with_eth_on_the_sandbox_and_watch_the_page_complete(phone, live_ser
     sandbox_send(to_address=address, amount=amount, currency="ETH")
     sandbox_mine(blocks=1)
     tasks.watch_addresses()
+    tasks.poll_confirmations()  # the page may have seen it broadcast first (0 confirmations): bring it up to date
     expect(page.locator("#status-title")).to_have_text("Payment received")
     expect(page.locator("#status-detail")).to_have_text("Confirming on the Ethereum network: 1 of 3 confirmations.")
     expect(page.locator("#confirmations")).to_be_visible()
@@ -123,7 +124,8 @@ def test_pay_with_eth_on_the_sandbox_and_watch_the_page_complete(phone, live_ser
     order.refresh_from_db()
     assert order.status == PayOrder.Status.COMPLETED
 
-    page.wait_for_url(redirect)  # after a short delay, back to the merchant
+    expect(page.locator("#receipt")).to_be_visible()  # the receipt first
+    page.wait_for_url(redirect, timeout=25_000)  # after a short delay, back to the merchant
 
 
 def test_countdown_running_out_shows_expired(phone, live_server, shop, tmp_path):
@@ -139,7 +141,7 @@ def test_countdown_running_out_shows_expired(phone, live_server, shop, tmp_path)
     PayOrder.objects.filter(pk=order.pk).update(expires_at=timezone.now() + timedelta(seconds=8))
     page.goto(f"{live_server.url}/pay/{order.public_id}")
     page.locator('button[data-currency="BTC"]').click()
-    expect(page.locator("#pay-address")).to_have_text(re.compile(r"^bc1q"))
+    expect(page.locator("#pay-address")).to_have_text(re.compile(r"^tb1q"))
     expect(page.locator("#countdown")).to_have_text(re.compile(r"^0:0[0-8]$"))
 
     expect(page.locator("#status-title")).to_have_text("This payment request has expired")
@@ -150,3 +152,79 @@ def test_countdown_running_out_shows_expired(phone, live_server, shop, tmp_path)
     assert shot.stat().st_size > 1000
     order.refresh_from_db()
     assert order.status == PayOrder.Status.AWAITING_PAYMENT  # the page knows; the expiry task closes it later
+
+
+def shown(locator) -> None:
+    """Visible with a non-zero box: what a person can see, not merely present in the DOM."""
+    from playwright.sync_api import expect
+
+    expect(locator).to_be_visible()
+    box = locator.bounding_box()
+    assert box is not None and box["width"] > 0 and box["height"] > 0, f"{locator} has no size: {box}"
+
+
+def test_test_mode_rates_switching_coin_broadcast_payment_and_receipt(phone, live_server, shop, settings, tmp_path):
+    """Issue 14 items 1-2 on a phone: the Test mode badge, a Sepolia payment link, the rate, going
+    back to pick another coin, "Payment detected" as soon as the payment is broadcast (no task
+    runs: the page's own poll looks at the pending transactions), then the receipt with the
+    transaction linked to the explorer from settings, and back to the merchant."""
+    from playwright.sync_api import expect
+
+    settings.CHECKOUT_PENDING_SCAN_SECONDS = 1
+    settings.CHAIN_EXPLORER_TEST_TX_URLS = {"bitcoin": "https://explorer.example/testnet/tx/{tx_hash}"}
+    redirect = f"{live_server.url}/health"
+    order = payorder_create(organization=shop.organization, type="SALE", amount="42.50", currency="USD", redirect_url=redirect)
+    page = phone
+    page.goto(f"{live_server.url}/pay/{order.public_id}")
+    shown(page.locator("#test-mode-badge"))
+    expect(page.locator("#test-mode-badge")).to_contain_text("Test mode")
+    shown(page.locator('[data-rate-for="ETH"]'))
+    expect(page.locator('[data-rate-for="ETH"]')).to_have_text(re.compile(r"^1 ETH = \d+\.\d{2} USD$"))
+
+    page.locator('button[data-currency="ETH"]').click()
+    shown(page.locator("#pay-rate-row"))
+    expect(page.locator("#pay-price")).to_have_text("42.50 USD")
+    expect(page.locator("#pay-rate")).to_have_text(re.compile(r"^1 ETH = \d+\.\d{2} USD$"))
+    assert "@11155111?value=" in page.locator("#wallet-link").get_attribute("href")
+    shown(page.locator("#test-mode-badge"))
+    page.screenshot(path=tmp_path / "test-mode-awaiting.png", full_page=True)
+
+    # back to the choice, and BTC instead: a testnet address
+    shown(page.locator("#switch-currency"))
+    page.locator("#switch-currency").click()
+    shown(page.locator("#choose"))
+    expect(page.locator("#pay")).to_be_hidden()
+    expect(page.locator("#status-title")).to_have_text("Choose how to pay")
+    expect(page.locator('[data-amount-for="BTC"]')).to_have_text(re.compile(r"^0\.\d+ BTC$"))
+    page.locator('button[data-currency="BTC"]').click()
+    shown(page.locator("#pay"))
+    expect(page.locator("#pay-currency")).to_have_text("BTC")
+    address = page.locator("#pay-address").inner_text().strip()
+    amount = page.locator("#pay-amount").inner_text().strip()
+    assert address.startswith("tb1q")
+    assert page.locator("#wallet-link").get_attribute("href").startswith(f"bitcoin:{address}?amount=")
+    order.refresh_from_db()
+    assert order.source_currency == "BTC" and order.deposit_address.address == address
+
+    # broadcast, not mined: the page notices by itself
+    tx_hash = sandbox_send(to_address=address, amount=amount, currency="BTC")
+    expect(page.locator("#status-title")).to_have_text("Payment detected, waiting for confirmations")
+    expect(page.locator("#switch-form")).to_be_hidden()
+    shown(page.locator("#receipt"))
+    expect(page.locator("#receipt-payments")).to_contain_text(tx_hash)
+    page.screenshot(path=tmp_path / "detected.png", full_page=True)
+
+    sandbox_mine(blocks=2)  # the sandbox's threshold: 3 (CHAIN_CONFIRMATIONS["sandbox"])
+    tasks.poll_confirmations()
+    sandbox_mine(blocks=1)
+    tasks.poll_confirmations()
+    expect(page.locator("#status-title")).to_have_text("Payment complete")
+    link = page.locator("#receipt-payments a.receipt-tx")
+    shown(link)
+    assert link.get_attribute("href") == f"https://explorer.example/testnet/tx/{tx_hash}"
+    expect(page.locator("#receipt-paid")).to_have_text(f"{amount} BTC")
+    shown(page.locator("#receipt-payments time"))
+    shown(page.locator("#redirect-row"))
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.screenshot(path=tmp_path / "receipt.png", full_page=True)
+    page.wait_for_url(redirect, timeout=25_000)

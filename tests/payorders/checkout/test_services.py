@@ -31,10 +31,10 @@ def test_public_checkout_services(merchant):  # noqa: F811
     quotes = payorder_public_quote(public_id=order["id"], source_currencies=["BTC"])
     assert [q.source_currency for q in quotes] == ["BTC"]
     selected = payorder_public_select_quote(public_id=order["id"], quote_id=quotes[0].public_id)
-    assert selected.status == S.AWAITING_PAYMENT and selected.deposit_address.address.startswith("bc1q")
+    assert selected.status == S.AWAITING_PAYMENT and selected.deposit_address.address.startswith("tb1q")  # test mode: the testnet address (issue 14)
     assert selected.status_changes.last().actor_label == "payer"
     status = _public_state(order["id"])
-    assert status["payment"]["payment_uri"].startswith("bitcoin:bc1q") and status["payment"]["chain"] == "bitcoin"
+    assert status["payment"]["payment_uri"].startswith("bitcoin:tb1q") and status["payment"]["chain"] == "bitcoin"
     tx = sandbox_pay(merchant.client, status["payment"]["deposit_address"], status["payment"]["amount"], currency="BTC")
     merchant.post(order["id"], "process", {"tx_hash": tx})
     mine(merchant.client, 1)

@@ -29,9 +29,9 @@ S = PayOrder.Status
 STATE_KEYS = {
     "id", "status", "phase", "merchant", "amount", "currency", "description", "expires_at", "seconds_left", "payment",
     "amount_received", "amount_remaining", "confirmations", "confirmations_required", "underpaid", "overpaid",
-    "late_payment", "redirect_url", "headline", "detail",
+    "late_payment", "redirect_url", "headline", "detail", "livemode", "can_switch_currency", "receipt", "completed_at",
 }
-PAYMENT_KEYS = {"deposit_address", "amount", "amount_due", "currency", "currency_name", "chain", "chain_name", "payment_uri"}
+PAYMENT_KEYS = {"deposit_address", "amount", "amount_due", "currency", "currency_name", "chain", "chain_name", "payment_uri", "price", "rate"}
 
 
 def make_order(merchant, **extra) -> PayOrder:  # noqa: F811
@@ -188,7 +188,7 @@ def test_quote_then_choose_eth_gives_address_amount_uri_and_qr(client, merchant)
     assert response.status_code == 200
     quotes = response.json()["quotes"]
     assert [q["currency"] for q in quotes] == ["BTC", "ETH", "USDC"]
-    assert set(quotes[0]) == {"quote_id", "currency", "chain", "amount", "expires_at"}
+    assert set(quotes[0]) == {"quote_id", "currency", "chain", "amount", "rate", "expires_at"}
     eth = quotes[1]
     stored = PayOrderQuote.objects.get(public_id=eth["quote_id"])
     assert eth["chain"] == "ethereum" and Decimal(eth["amount"]) == stored.amount
@@ -203,7 +203,7 @@ def test_quote_then_choose_eth_gives_address_amount_uri_and_qr(client, merchant)
     assert set(payment) == PAYMENT_KEYS
     assert payment["amount"] == payment["amount_due"] == eth["amount"] and payment["currency"] == "ETH"
     assert re.fullmatch(r"0x[0-9a-fA-F]{40}", payment["deposit_address"])
-    assert payment["payment_uri"].startswith(f"ethereum:{payment['deposit_address']}@1?value=")
+    assert payment["payment_uri"].startswith(f"ethereum:{payment['deposit_address']}@11155111?value=")
     assert body["qr_svg"].startswith("<svg") and "<path" in body["qr_svg"] and "<script" not in body["qr_svg"]
     order.refresh_from_db()
     assert order.status == S.AWAITING_PAYMENT and order.quote.public_id == uuid.UUID(eth["quote_id"])
@@ -234,7 +234,7 @@ def test_choose_btc_gives_a_bip21_uri(client, merchant):  # noqa: F811
     order = make_order(merchant)
     body = choose(client, order, "btc").json()  # no quote shown: priced on the spot; any case
     assert body["payment"]["currency"] == "BTC" and body["payment"]["chain"] == "bitcoin"
-    assert body["payment"]["deposit_address"].startswith("bc1q")
+    assert body["payment"]["deposit_address"].startswith("tb1q")
     assert body["payment"]["payment_uri"] == f"bitcoin:{body['payment']['deposit_address']}?amount={Decimal(body['payment']['amount']).normalize():f}"
 
 
@@ -471,3 +471,131 @@ def test_racing_choices_issue_one_address(seed):
     mixed.refresh_from_db()
     assert mixed.source_currency == winner["currency"] and mixed.deposit_address.address == winner["deposit_address"]
     assert DepositAddress.objects.count() == before + 1  # the loser derived no address
+
+
+# --- Issue 14: test mode, a broadcast payment, rates, switching coin, the receipt ---------------------
+
+
+def test_sandbox_page_says_test_mode_and_pays_on_a_testnet(client, merchant):  # noqa: F811
+    order = make_order(merchant)
+    html = page(client, order)
+    assert 'id="test-mode-badge"' in html and "Test mode" in html
+    assert status(client, order)["livemode"] is False
+    data = choose(client, order, "ETH", token=token_from(client, order)).json()
+    assert data["livemode"] is False
+    assert re.fullmatch(r"ethereum:0x[0-9a-fA-F]{40}@11155111\?value=\d+", data["payment"]["payment_uri"])
+    btc_order = make_order(merchant)
+    btc = choose(client, btc_order, "BTC", token=token_from(client, btc_order)).json()
+    assert btc["payment"]["deposit_address"].startswith("tb1q")
+    assert btc["payment"]["payment_uri"].startswith("bitcoin:tb1q")
+
+
+def test_live_page_has_no_test_badge(client, merchant, settings):  # noqa: F811
+    order = make_order(merchant)
+    settings.CHAIN_PROVIDER = "evm"  # as if this deployment were live (the page asks no chain before a choice)
+    settings.EVM_RPC_URL = "http://127.0.0.1:9"
+    PayOrder.objects.filter(pk=order.pk).update(livemode=True)
+    assert 'id="test-mode-badge"' not in page(client, order)
+
+
+def test_quotes_and_details_show_the_rate_and_the_price(client, merchant):  # noqa: F811
+    order = make_order(merchant, amount="42.50")
+    token = token_from(client, order)
+    quotes = post_json(client, f"/pay/{order.public_id}/quote", {}, token).json()["quotes"]
+    eth = next(q for q in quotes if q["currency"] == "ETH")
+    assert re.fullmatch(r"1 ETH = \d+\.\d{2} USD", eth["rate"]), eth["rate"]
+    data = choose(client, order, "ETH", quote_id=eth["quote_id"], token=token).json()
+    assert data["payment"]["price"] == "42.50 USD"
+    assert data["payment"]["rate"] == eth["rate"]
+    html = page(client, order)
+    assert 'id="pay-rate"' in html and eth["rate"] in html
+
+
+def test_a_broadcast_payment_is_detected_before_it_is_mined(client, merchant):  # noqa: F811
+    order = make_order(merchant)
+    data = choose(client, order, "ETH", token=token_from(client, order)).json()
+    assert data["headline"] == "Waiting for your payment" and data["can_switch_currency"] is True
+    tx_hash = sandbox_send(to_address=data["payment"]["deposit_address"], amount=data["payment"]["amount"], currency="ETH")
+    state = status(client, order)  # not mined: the status poll looks at pending transfers itself
+    assert state["phase"] == "confirming"
+    assert state["headline"] == "Payment detected, waiting for confirmations"
+    assert state["confirmations"] == 0 and state["can_switch_currency"] is False
+    assert [r["tx_hash"] for r in state["receipt"]] == [tx_hash]
+    order.refresh_from_db()
+    (payment,) = order.payments.all()
+    assert payment.block_number is None and payment.tx_hash == tx_hash
+
+    sandbox_mine(blocks=1)
+    payorder_scan(order_id=order.pk)  # the watcher sees the mined transfer: still one payment
+    payorder_refresh_confirmations(order_id=order.pk)
+    state = status(client, order)
+    assert state["headline"] == "Payment received" and state["confirmations"] == 1
+    assert order.payments.count() == 1
+
+
+def test_pending_look_is_throttled_per_order(client, merchant, settings):  # noqa: F811
+    settings.CHECKOUT_PENDING_SCAN_SECONDS = 60
+    order = make_order(merchant)
+    data = choose(client, order, "ETH", token=token_from(client, order)).json()
+    assert status(client, order)["phase"] == "awaiting_payment"  # the look happened: nothing there yet
+    sandbox_send(to_address=data["payment"]["deposit_address"], amount=data["payment"]["amount"], currency="ETH")
+    assert status(client, order)["phase"] == "awaiting_payment"  # within the minute: no second look
+    from django.core.cache import cache
+
+    cache.delete(f"checkout-pending-scan:{order.public_id}")
+    assert status(client, order)["phase"] == "confirming"
+
+
+def test_payer_switches_coin_before_paying(client, merchant):  # noqa: F811
+    order = make_order(merchant)
+    token = token_from(client, order)
+    eth = choose(client, order, "ETH", token=token).json()
+    first_address = eth["payment"]["deposit_address"]
+    back = post_json(client, f"/pay/{order.public_id}/choose-again", {}, token)
+    assert back.status_code == 200, back.content
+    assert back.json()["phase"] == "choose" and back.json()["payment"] is None
+    order.refresh_from_db()
+    assert order.status == S.PENDING and order.deposit_address_id is None
+    assert order.status_changes.filter(to_status=S.PENDING, data__abandoned_address=first_address).exists()
+    # again: idempotent
+    assert post_json(client, f"/pay/{order.public_id}/choose-again", {}, token).status_code == 200
+    btc = choose(client, order, "BTC", token=token).json()
+    assert btc["phase"] == "awaiting_payment" and btc["payment"]["currency"] == "BTC"
+
+    # once something was sent to the address, no switching
+    sandbox_send(to_address=btc["payment"]["deposit_address"], amount="0.00001", currency="BTC")
+    refused = post_json(client, f"/pay/{order.public_id}/choose-again", {}, token)
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "INVALID_STATE"
+    order.refresh_from_db()
+    assert order.source_currency == "BTC" and order.underpaid is True
+
+
+def test_choose_again_plain_form_and_csrf(client, merchant):  # noqa: F811
+    order = make_order(merchant)
+    token = token_from(client, order)
+    choose(client, order, "ETH", token=token)
+    strict = Client(enforce_csrf_checks=True)
+    assert post_json(strict, f"/pay/{order.public_id}/choose-again", {}).status_code == 403
+    response = client.post(f"/pay/{order.public_id}/choose-again", {"csrfmiddlewaretoken": token})
+    assert response.status_code == 303 and response["Location"] == f"/pay/{order.public_id}"
+    order.refresh_from_db()
+    assert order.status == S.PENDING
+
+
+def test_receipt_links_the_transaction_to_the_explorer_from_settings(client, merchant, settings):  # noqa: F811
+    settings.CHAIN_EXPLORER_TEST_TX_URLS = {"ethereum": "https://explorer.example/tx/{tx_hash}"}
+    order = make_order(merchant, redirect_url="https://shop.example.com/thanks")
+    data = choose(client, order, "ETH", token=token_from(client, order)).json()
+    tx_hash = sandbox_send(to_address=data["payment"]["deposit_address"], amount=data["payment"]["amount"], currency="ETH")
+    sandbox_mine(blocks=3)
+    payorder_scan(order_id=order.pk)
+    payorder_refresh_confirmations(order_id=order.pk)
+    state = status(client, order)
+    assert state["phase"] == "completed" and state["redirect_url"] == "https://shop.example.com/thanks"
+    (row,) = state["receipt"]
+    assert row["tx_hash"] == tx_hash and row["explorer_url"] == f"https://explorer.example/tx/{tx_hash}"
+    assert row["amount"] == data["payment"]["amount"] and row["currency"] == "ETH" and row["detected_at"]
+    html = page(client, order)
+    assert f'href="https://explorer.example/tx/{tx_hash}"' in html and 'id="receipt"' in html
+    settings.CHAIN_EXPLORER_TEST_TX_URLS = {"ethereum": "javascript:alert(1)//{tx_hash}"}
+    assert status(client, order)["receipt"][0]["explorer_url"] is None

@@ -34,14 +34,17 @@ def test_watcher_finds_a_payment_nobody_submitted(merchant):
     details = merchant.pay_details(order["id"])
     sandbox_pay(merchant.client, details["deposit_address"], details["amount"])
     tasks.watch_addresses()
-    assert order_row(order["id"]).status == S.AWAITING_PAYMENT  # pending transactions are not seen yet
-    mine(merchant.client, 1)
-    tasks.watch_addresses()
-    tasks.watch_addresses()  # twice: recorded once
+    # broadcast, not mined: seen already (issue 14), with no block and 0 confirmations
     row = order_row(order["id"])
     assert row.status == S.AWAITING_CONFIRMATION
     payment = row.payments.get()
-    assert payment.source == "watcher" and payment.confirmations == 1 and not payment.late
+    assert payment.source == "watcher" and payment.block_number is None and payment.confirmations == 0 and not payment.late
+    mine(merchant.client, 1)
+    tasks.watch_addresses()
+    tasks.watch_addresses()  # mined now, and twice: still recorded once
+    tasks.poll_confirmations()
+    payment = order_row(order["id"]).payments.get()
+    assert payment.confirmations == 1 and payment.block_number is not None
     mine(merchant.client, 2)
     tasks.poll_confirmations()
     assert order_row(order["id"]).status == S.COMPLETED
