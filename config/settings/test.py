@@ -1,10 +1,5 @@
 """Test settings: PostgreSQL and Redis when DATABASE_URL / REDIS_URL are set (CI), else SQLite."""
 
-import os
-import uuid
-
-from kombu import Queue as _Queue
-
 from config.env import env
 
 from .base import *  # noqa: F403
@@ -20,19 +15,6 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 WEBHOOK_ALLOW_PRIVATE_URLS = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
-# A real broker (RabbitMQ in CI) outlives test runs and is shared by parallel ones: each run, and
-# each pytest-xdist worker in it, gets its own queue names, so no worker consumes a message left
-# by another run or worker. Processes a test starts inherit COFFER_TEST_RUN and
-# PYTEST_XDIST_WORKER and so compute the same names; CELERY_QUEUE_PREFIX set explicitly wins.
-if not env("CELERY_QUEUE_PREFIX", default=""):
-    _run = os.environ.setdefault("COFFER_TEST_RUN", uuid.uuid4().hex[:8])
-    CELERY_QUEUE_PREFIX = f"t{_run}{os.environ.get('PYTEST_XDIST_WORKER', '')}-"
-    CELERY_TASK_QUEUES = [_Queue(CELERY_QUEUE_PREFIX + queue.name) for queue in CELERY_TASK_QUEUES]  # noqa: F405
-    CELERY_TASK_DEFAULT_QUEUE = CELERY_QUEUE_PREFIX + CELERY_TASK_DEFAULT_QUEUE  # noqa: F405
-    CELERY_TASK_ROUTES = (
-        CELERY_TASK_ROUTES[0],  # noqa: F405
-        {pattern: {"queue": CELERY_QUEUE_PREFIX + route["queue"]} for pattern, route in CELERY_TASK_ROUTES[1].items()},  # noqa: F405
-    )
 # Throttles are exercised by dedicated tests that lower the rates; everything else runs freely.
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"auth": "10000/min", "money": "10000/second"}}
 if "KEY_PREFIX" in CACHES["default"]:
