@@ -166,8 +166,9 @@ class TransactionAdmin(TransactionAmountMixin, ReadOnlyModelAdmin):
             **self.admin_site.each_context(request),
             "opts": self.model._meta,
             "title": "Reverse transactions",
-            "transactions": queryset.order_by("id"),
+            "objects": queryset.order_by("id"),
             "form": form,
+            "submit": "Reverse",
             "action": "reverse_transactions",
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
         }

@@ -277,8 +277,9 @@ class ReviewCaseAdmin(admin.ModelAdmin):
             "title": f"{verb.capitalize()} review cases",
             "verb": verb,
             "action": f"{verb}_cases",
-            "cases": queryset.select_related("transaction", "customer"),
+            "objects": queryset.select_related("transaction", "customer"),
             "form": form,
+            "submit": verb.capitalize(),
             "action_checkbox_name": ACTION_CHECKBOX_NAME,
         }
         return TemplateResponse(request, "admin/compliance/reviewcase/decide.html", context)
