@@ -37,6 +37,22 @@ def _clear_cache():
 
 
 @pytest.fixture(autouse=True)
+def _project_celery_app_stays_current():
+    """Celery's test worker (`celery.contrib.testing.worker.start_worker`) makes its app the current
+    and default one; shared tasks publish through the current app, so a test that ran a worker for
+    an app of its own (memory://) sent every later test's tasks to that app's broker in this
+    process. Put the project's app back after every test."""
+    yield
+    from celery import current_app
+
+    from config.celery import app
+
+    if current_app._get_current_object() is not app:
+        app.set_current()
+        app.set_default()
+
+
+@pytest.fixture(autouse=True)
 def _audit_checkpoint_file(settings, tmp_path):
     """Each test its own audit checkpoint file: the database is emptied between tests, and a
     checkpoint left by another test would read as a truncated chain."""

@@ -94,6 +94,8 @@ def test_celery_tasks_carry_the_request_id_through_a_real_worker(monkeypatch):
     Celery's Django fixup would close this process's database sockets."""
     from celery.contrib.testing.worker import start_worker
 
+    from config.celery import app as project_app
+
     monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     app = Celery("scaleout-request-id", broker="memory://", set_as_current=False, fixups=[])
     app.conf.update(task_always_eager=False, worker_hijack_root_logger=False, broker_connection_retry_on_startup=True)
@@ -120,6 +122,9 @@ def test_celery_tasks_carry_the_request_id_through_a_real_worker(monkeypatch):
             lg.setLevel(level)
             lg.handlers[:] = handlers
             lg.propagate, lg.disabled = propagate, disabled
+        # start_worker made this app the current one: shared tasks would publish to its memory://
+        project_app.set_current()
+        project_app.set_default()
     assert seen["carried"] == "req-for-celery-1"
     assert len(seen["fresh"]) == 32 and seen["fresh"] != "req-for-celery-1"
 
