@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--users", type=int, default=64)
     parser.add_argument("--statements", action="store_true", help="print one request's SQL with each statement's time")
+    parser.add_argument("--explain", metavar="TEXT",
+                        help="with --statements: EXPLAIN (ANALYZE, BUFFERS) the last statement whose SQL contains TEXT")
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--gunicorn", action="store_true",
@@ -104,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
 
             times: dict[int, list[float]] = defaultdict(list)
             sqls: dict[int, str] = {}
+            explained: list = []
 
             def timed(execute, sql, params, many, context):
+                if args.explain and args.explain in sql:
+                    explained[:] = [sql, params]
                 start = time.perf_counter()
                 try:
                     return execute(sql, params, many, context)
@@ -121,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                     request(i)
             for index in sorted(times):
                 print(f"{1000 * sum(times[index]) / len(times[index]):7.3f} ms  {sqls[index][:args.width]}")
+            if explained:
+                with connection.cursor() as cursor:
+                    cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + explained[0], explained[1])
+                    print("\n".join(row[0] for row in cursor.fetchall()))
         connection.ensure_connection()
         backend = connection.cursor().connection.info.backend_pid
         profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU time: waits on the backend do not count

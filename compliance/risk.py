@@ -171,20 +171,27 @@ def _int_param(rule: RiskRule, name: str, default: int) -> int:
 def _outgoing_count_sql(*, wallet_id: int, since: dt.datetime, cap: int) -> tuple[str, list]:
     """Distinct transactions taking money out of the wallet since `since`, at most `cap`: posted
     ones by their first debit entry on the wallet, in-review or pending ones by their open holds
-    (the two sets are disjoint: a hold is captured when its transaction posts). Both parts are
-    index range scans (recent debits of the wallet, its open holds) that stop at `cap` rows,
-    never the wallet's history."""
+    (the two sets are disjoint: a hold is captured when its transaction posts).
+
+    Written so that no plan can walk more than the wallet's recent rows, whatever the statistics
+    (a prepared statement keeps the plan it got on an empty table): the scan starts from the
+    wallet's recent debits (`entry_wallet_recent_debits`), each transaction's status is a scalar
+    subquery on its primary key (never a join the planner could start from ledger_transaction,
+    i.e. the whole platform's last minutes), and "first debit of its posting" is a scalar
+    subquery over the wallet's entries of that same instant (a posting writes its entries with
+    one created_at), never an anti-join the planner could build from the wallet's whole history."""
     counted = [str(s) for s in COUNTED_STATUSES]
     status_list = ", ".join(["%s"] * len(counted))
     sql = (
         "((SELECT count(*) FROM (SELECT 1 FROM ledger_entry e"
         " WHERE e.wallet_id = %s AND e.direction = 'debit' AND e.created_at >= %s"
-        " AND NOT EXISTS (SELECT 1 FROM ledger_entry p WHERE p.transaction_id = e.transaction_id AND p.wallet_id = e.wallet_id"
-        " AND p.direction = 'debit' AND p.id < e.id)"
-        f" AND EXISTS (SELECT 1 FROM ledger_transaction t WHERE t.id = e.transaction_id AND t.created_at >= %s AND t.status IN ({status_list}))"
+        " AND e.id = (SELECT min(p.id) FROM ledger_entry p WHERE p.wallet_id = e.wallet_id AND p.created_at = e.created_at"
+        " AND p.transaction_id = e.transaction_id AND p.direction = 'debit')"
+        f" AND (SELECT t.status FROM ledger_transaction t WHERE t.id = e.transaction_id AND t.created_at >= %s) IN ({status_list})"
         " LIMIT %s) AS posted)"
-        " + (SELECT count(*) FROM (SELECT 1 FROM ledger_hold h JOIN ledger_transaction t ON t.id = h.transaction_id"
-        " WHERE h.wallet_id = %s AND h.status = 'held' AND h.created_at >= %s AND t.created_at >= %s LIMIT %s) AS held))"
+        " + (SELECT count(*) FROM (SELECT 1 FROM ledger_hold h"
+        " WHERE h.wallet_id = %s AND h.status = 'held' AND h.created_at >= %s"
+        " AND (SELECT t.created_at FROM ledger_transaction t WHERE t.id = h.transaction_id) >= %s LIMIT %s) AS held))"
     )
     return sql, [wallet_id, since, since, *counted, cap, wallet_id, since, since, cap]
 
