@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--statements", action="store_true", help="print one request's SQL with each statement's time")
     parser.add_argument("--explain", metavar="TEXT",
                         help="with --statements: EXPLAIN (ANALYZE, BUFFERS) the last statement whose SQL contains TEXT")
+    parser.add_argument("--callers", metavar="REGEX", help="with --profile: also print the callers of the functions matching REGEX")
+    parser.add_argument("--plans", action="store_true",
+                        help="print the connection's prepared statements with their generic and custom plan counts")
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--gunicorn", action="store_true",
@@ -150,6 +153,17 @@ def main(argv: list[str] | None = None) -> int:
                 out = io.StringIO()
                 pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(args.top)
                 print(out.getvalue())
+            if args.callers:
+                out = io.StringIO()
+                pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_callers(args.callers)
+                print(out.getvalue())
+        if args.plans:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT generic_plans, custom_plans, left(regexp_replace(statement, '\\s+', ' ', 'g'), %s)"
+                               " FROM pg_prepared_statements ORDER BY custom_plans DESC", [args.width])
+                print("prepared statements of this connection: generic plans, custom plans (each custom plan is planned again)")
+                for generic, custom, sql in cursor.fetchall():
+                    print(f"{generic:8} {custom:8}  {sql}")
         if args.gunicorn:
             over_http(args, url, build)
     finally:

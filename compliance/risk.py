@@ -169,31 +169,34 @@ def _int_param(rule: RiskRule, name: str, default: int) -> int:
 
 
 def _outgoing_count_sql(*, wallet_id: int, since: dt.datetime, cap: int) -> tuple[str, list]:
-    """Distinct transactions taking money out of the wallet since `since`, at most `cap`: posted
-    ones by their first debit entry on the wallet, in-review or pending ones by their open holds
-    (the two sets are disjoint: a hold is captured when its transaction posts).
+    """Distinct transactions taking money out of the wallet since `since` that are completed,
+    pending or in review, at most `cap`.
 
-    Written so that no plan can walk more than the wallet's recent rows, whatever the statistics
-    (a prepared statement keeps the plan it got on an empty table): the scan starts from the
-    wallet's recent debits (`entry_wallet_recent_debits`), each transaction's status is a scalar
-    subquery on its primary key (never a join the planner could start from ledger_transaction,
-    i.e. the whole platform's last minutes), and "first debit of its posting" is a scalar
-    subquery over the wallet's entries of that same instant (a posting writes its entries with
-    one created_at), never an anti-join the planner could build from the wallet's whole history."""
+    A loose index scan of the wallet's posting rows (`posting_source_wallet`: source wallet,
+    transaction): each step is one descent to the next older transaction naming the wallet as a
+    source, and the walk stops at the first transaction created before `since` (transaction ids
+    follow creation time) or after `max_steps` transactions. Postings are written for every
+    status, so posted, held and in-flight movements are all seen, each once however many legs it
+    has. Cost: the wallet's transactions in the window, never its history; and no partitioned
+    table is read, so the statement locks a few relations, not every month of `ledger_entry` and
+    their indexes (a generic plan locks all partitions before it prunes them)."""
     counted = [str(s) for s in COUNTED_STATUSES]
     status_list = ", ".join(["%s"] * len(counted))
+    max_steps = max(10 * cap, 1000)  # failed attempts in the window are walked too; a hard bound all the same
     sql = (
-        "((SELECT count(*) FROM (SELECT 1 FROM ledger_entry e"
-        " WHERE e.wallet_id = %s AND e.direction = 'debit' AND e.created_at >= %s"
-        " AND e.id = (SELECT min(p.id) FROM ledger_entry p WHERE p.wallet_id = e.wallet_id AND p.created_at = e.created_at"
-        " AND p.transaction_id = e.transaction_id AND p.direction = 'debit')"
-        f" AND (SELECT t.status FROM ledger_transaction t WHERE t.id = e.transaction_id AND t.created_at >= %s) IN ({status_list})"
-        " LIMIT %s) AS posted)"
-        " + (SELECT count(*) FROM (SELECT 1 FROM ledger_hold h"
-        " WHERE h.wallet_id = %s AND h.status = 'held' AND h.created_at >= %s"
-        " AND (SELECT t.created_at FROM ledger_transaction t WHERE t.id = h.transaction_id) >= %s LIMIT %s) AS held))"
+        "(WITH RECURSIVE walk(tx, steps) AS ("
+        " SELECT (SELECT p.transaction_id FROM ledger_posting p WHERE p.source_wallet_id = %s"
+        " ORDER BY p.transaction_id DESC LIMIT 1), 1"
+        " UNION ALL"
+        " SELECT (SELECT p.transaction_id FROM ledger_posting p WHERE p.source_wallet_id = %s AND p.transaction_id < walk.tx"
+        " ORDER BY p.transaction_id DESC LIMIT 1), walk.steps + 1 FROM walk"
+        " WHERE walk.tx IS NOT NULL AND walk.steps < %s"
+        " AND (SELECT t.created_at FROM ledger_transaction t WHERE t.id = walk.tx) >= %s)"
+        " SELECT count(*) FROM (SELECT 1 FROM walk WHERE walk.tx IS NOT NULL"
+        f" AND (SELECT t.created_at >= %s AND t.status IN ({status_list}) FROM ledger_transaction t WHERE t.id = walk.tx)"
+        " LIMIT %s) AS counted)"
     )
-    return sql, [wallet_id, since, since, *counted, cap, wallet_id, since, since, cap]
+    return sql, [wallet_id, wallet_id, max_steps, since, since, *counted, cap]
 
 
 def wallet_outgoing_count(*, wallet: Wallet, since: dt.datetime, cap: int = 10_000) -> int:
