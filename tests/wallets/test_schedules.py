@@ -31,7 +31,7 @@ from tests.factories.accounts import StaffUserFactory
 from tests.concurrency import blocked_insert_pid, in_background, run_in_threads
 from tests.factories.ledger_api import customer_wallet, platform_asset
 from tests.factories.wallets import client_for, open_wallet, person
-from wallets.beneficiaries import payout_beneficiary
+from wallets.beneficiaries import beneficiary_open
 from wallets.models import Payout, Schedule, ScheduleOccurrence
 from wallets.review import review_approve
 from wallets.schedules import SCHEDULE_EMAIL_TOPIC, schedule_run_next_due, schedules_run_due
@@ -253,13 +253,13 @@ def test_an_iban_schedule_pays_a_withdrawal_with_its_payout():
     start = _start()
     created = _create(client, _body(source, amount="100.00", currency="EUR", rule="FREQ=MONTHLY", start=start, destination=IBAN))
     assert created.status_code == 201, created.content
-    assert created.json()["destination"]["iban"] == "DE89**************3000"
+    assert created.json()["destination"]["iban"] == "DE89 **** **** **** 3000"
     assert schedules_run_due(now=start + timedelta(seconds=1)) == 1
     occurrence = ScheduleOccurrence.objects.get()
     assert occurrence.status == "succeeded" and occurrence.transaction.type == "withdrawal"
     assert occurrence.transaction.status == "pending"  # the payout is in flight, as POST /withdrawals answers 202
     payout = Payout.objects.get(transaction=occurrence.transaction)
-    assert payout.amount == Decimal("100") and payout_beneficiary(payout).destination["iban"] == "DE89370400440532013000"
+    assert payout.amount == Decimal("100") and beneficiary_open(payout).destination["iban"] == "DE89370400440532013000"
     assert occurrence.transaction.reference == f"{occurrence.idempotency_key}:1"
     source.refresh_from_db()
     assert source.held == payout.amount + payout.fee and source.balance == Decimal("500")
