@@ -2,6 +2,7 @@
 built-in rule, sanctions matching and import, review decisions (services and admin), audit."""
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -24,6 +25,7 @@ from compliance.risk import (
 )
 from compliance.limits import default_direction
 from compliance.review import review_case_open
+from wallets.beneficiaries import beneficiary_name_hash
 from wallets.review import review_approve, review_reject
 from core.errors import InvalidState, ValidationFailed
 from core.exceptions import api_exception_handler
@@ -332,8 +334,10 @@ def test_a_sanctions_match_rejects_records_and_moves_nothing(drago):
     assert Transaction.objects.count() == transactions_before
     event = audit("risk.rejected")[-1]
     assert event.target_type == "accounts.customer" and event.target_id == str(customer.pk)
-    assert event.data["rule_kind"] == "sanctions" and event.data["beneficiary_name"] == "Drago, Ivan"
+    assert event.data["rule_kind"] == "sanctions" and event.data["beneficiary_name"] == "D***** I***"
+    assert event.data["beneficiary_hash"] == beneficiary_name_hash("drago, IVAN")
     assert event.data["amount"] == "100.00" and event.data["wallet_id"] == wallet.pk and "X-1" in event.data["reason"]
+    assert f"entry {drago.pk}" in event.data["reason"]
 
     response = api_exception_handler(exc.value, {})
     assert response.status_code == 422
@@ -344,6 +348,30 @@ def test_a_sanctions_match_rejects_records_and_moves_nothing(drago):
     drago.active = False
     drago.save()
     assert withdraw(wallet, "100.00", beneficiary_name="Ivan Drago")[1].status == "completed"
+
+
+def test_a_rejection_audit_event_holds_the_beneficiary_masked_and_hashed_never_in_clear(drago):
+    """The bug: `risk.rejected` kept the beneficiary's name as given in the append-only audit chain
+    (and the sanctions reason quoted the list name it matched). The event keeps the masked name and
+    the keyed hash a payout keeps (wallets.beneficiaries); the entry is named by id and list."""
+    wallet = funded_wallet(amount="1000")
+    with pytest.raises(TransactionRejected):
+        withdraw(wallet, "100.00", beneficiary_name="Ivan  Petrovich DRAGO")
+    event = audit("risk.rejected")[-1]
+    assert event.data["beneficiary_name"] == "I*** P******** D****"
+    assert event.data["beneficiary_hash"] == beneficiary_name_hash("ivan petrovich drago")
+    text = json.dumps(event.data).lower()
+    assert "drago" not in text and "ivan" not in text and "petrovich" not in text, event.data
+    assert event.data["hits"][0]["kind"] == "sanctions" and "X-1" in event.data["hits"][0]["reason"]
+
+
+def test_a_rejection_without_a_beneficiary_records_none(drago):
+    wallet = funded_wallet(amount="1000")
+    RiskRule.objects.create(name="big", kind="amount_threshold", action="reject", params={"threshold": "90"})
+    with pytest.raises(TransactionRejected):
+        withdraw(wallet, "95.00")
+    event = audit("risk.rejected")[-1]
+    assert event.data["beneficiary_name"] == "" and event.data["beneficiary_hash"] == ""
 
 
 def test_the_money_path_answers_a_rejection_and_keeps_its_audit_record(drago):

@@ -15,6 +15,7 @@ from accounts.models import WebhookDelivery, WebhookEndpoint
 from accounts.identity.totp import totp_confirm, totp_enrol
 from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
 from compliance.risk import register_risk_kind, unregister_risk_kind
+from wallets.beneficiaries import beneficiary_name_hash, mask_name
 from wallets.review import review_approve, review_reject
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
@@ -202,7 +203,9 @@ class TestRisk:
         assert _wallet(source).balance == Decimal("100") and _wallet(destination).balance == 0
         assert not Transaction.objects.filter(type="transfer").exists()
         rejected = AuditEvent.objects.get(action="risk.rejected")
-        assert rejected.data["rule_kind"] == "sanctions" and rejected.data["beneficiary_name"] == target.full_name
+        assert rejected.data["rule_kind"] == "sanctions" and rejected.data["beneficiary_name"] == mask_name(target.full_name)
+        assert rejected.data["beneficiary_hash"] == beneficiary_name_hash(target.full_name)
+        assert "petrov" not in json.dumps(rejected.data).lower()  # the counterparty's name is not kept in clear
         again = _transfer(client_for(jane), source, destination, "10.00", key=key)
         assert again["Idempotency-Replayed"] == "true" and again.status_code == 422
 
