@@ -57,5 +57,5 @@ class FeeRuleFactory(factory.django.DjangoModelFactory):
     movement_type = "withdrawal"
     destination_type = ""
     currency = ""
-    percent = Decimal("1")
+    percent = Decimal("0")
     fixed = Decimal("0")

@@ -8,6 +8,7 @@ funded by a real deposit through the posting engine, never by writing balances).
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import pytest
 from rest_framework.test import APIClient

@@ -13,7 +13,7 @@ import pytest
 
 from accounts.models import WebhookDelivery, WebhookEndpoint
 from accounts.identity.totp import totp_confirm, totp_enrol
-from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
+from compliance.models import AuditEvent, LimitRule, ReviewCase
 from compliance.risk import register_risk_kind, unregister_risk_kind
 from wallets.beneficiaries import beneficiary_name_hash, mask_name
 from wallets.review import review_approve, review_reject
@@ -21,6 +21,7 @@ from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from tests.audit_chain import audit_chain_verified
 from tests.concurrency import run_in_threads
+from tests.factories.compliance import RiskRuleFactory, SanctionsEntryFactory
 from tests.factories.accounts import CustomerFactory, OrganizationFactory, StaffUserFactory
 from tests.factories.wallets import asset, client_for, open_wallet, person
 
@@ -157,7 +158,7 @@ def review_everything_over_100():
     def over_100(rule, ctx):
         return "over 100" if ctx.amount > Decimal("100") else None
 
-    rule = RiskRule.objects.create(name="test", kind="test_over_100", action="review")
+    rule = RiskRuleFactory(name="test", kind="test_over_100", action="review", params={})
     yield rule
     unregister_risk_kind("test_over_100")
 
@@ -191,7 +192,7 @@ class TestRisk:
         assert Transaction.objects.get(pk=body["id"]).status == "rejected"
 
     def test_a_sanctioned_recipient_is_rejected_and_recorded(self, jane):
-        SanctionsEntry.objects.create(name="Ivan Sanctioned Petrov", source="TEST", list_id="1")
+        SanctionsEntryFactory(name="Ivan Sanctioned Petrov")
         target = person()
         target.first_name, target.last_name = "Ivan", "Petrov Sanctioned"
         target.save(update_fields=["first_name", "last_name"])

@@ -19,13 +19,14 @@ from django.utils import timezone
 
 from accounts.identity.totp import totp_confirm, totp_enrol
 from accounts.models import WebhookDelivery
-from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
+from compliance.models import AuditEvent, LimitRule, ReviewCase
 from compliance.risk import register_risk_kind, unregister_risk_kind
 from core.models import OutboxMessage
 from core.outbox import handlers_for
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from ledger.services import wallet_suspend
+from tests.factories.compliance import RiskRuleFactory, SanctionsEntryFactory
 from tests.factories.orgs import key_client, make_org_key
 from tests.factories.accounts import StaffUserFactory
 from tests.concurrency import blocked_insert_pid, in_background, run_in_threads
@@ -402,7 +403,7 @@ def review_everything_over_100():
     def over_100(rule, ctx):
         return "over 100" if ctx.amount > Decimal("100") else None
 
-    rule = RiskRule.objects.create(name="test", kind="test_schedule_over_100", action="review")
+    rule = RiskRuleFactory(name="test", kind="test_schedule_over_100", action="review", params={})
     yield rule
     unregister_risk_kind("test_schedule_over_100")
 
@@ -436,7 +437,7 @@ def seeded_defaults(db):
 
 @pytest.mark.django_db
 def test_a_sanctioned_beneficiary_fails_at_once(seeded_defaults):
-    SanctionsEntry.objects.create(name="Ivan Sanctioned Petrov", source="TEST", list_id="1")
+    SanctionsEntryFactory(name="Ivan Sanctioned Petrov")
     jane = person()
     source = open_wallet(jane, "EUR", funded="500")
     start = _start()
