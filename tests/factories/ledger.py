@@ -6,6 +6,7 @@
 * `WalletFactory`: a customer's wallet opened by `wallet_open`; `funded="10"` posts a real
   deposit through the posting engine (`deposit`), never a written balance. `OrgWalletFactory`
   for an organization's customer, `SystemWalletFactory` for an organization's system wallet.
+* `TransactionFactory`: a completed transaction posted by `ledger_post` (a deposit by default).
 * `hold_pending(wallet, amount)`: money reserved as a payout in flight reserves it
   (`ledger_hold_pending`); `ledger_fail_pending` / `ledger_complete_pending` end it.
 """
@@ -45,7 +46,7 @@ def platform_asset(code: str) -> Asset:
 def deposit(wallet: Wallet, amount: str | Decimal, **posting) -> Transaction:
     """A completed deposit into `wallet` through the posting engine (`posting`: the transaction's
     customer= or organization=, reference=, description=, as the entry point that posts it would set)."""
-    tx = ledger_post(type="deposit", operations=[Issue(wallet=wallet, amount=Decimal(amount))], **posting).raise_for_error()
+    tx = TransactionFactory(wallet=wallet, amount=amount, **posting)
     wallet.refresh_from_db()
     return tx
 
@@ -55,6 +56,25 @@ def hold_pending(wallet: Wallet, amount: str | Decimal, *, type: str = "withdraw
     tx = ledger_hold_pending(type=type, operations=[Redeem(wallet=wallet, amount=Decimal(amount))], **owner).raise_for_error()
     wallet.refresh_from_db()
     return tx
+
+
+class TransactionFactory(factory.django.DjangoModelFactory):
+    """A completed ledger transaction posted by the engine (`ledger_post`): by default a deposit
+    of `amount` into `wallet`; or the given `operations` with their `type`. Other keywords
+    (customer=, organization=, reference=, description=) go to `ledger_post`."""
+
+    class Meta:
+        model = Transaction
+
+    type = "deposit"
+    amount = "10.00"
+    operations = None
+
+    @classmethod
+    def _create(cls, model_class, *, type, amount, operations=None, wallet=None, **posting):  # noqa: A002
+        if operations is None:
+            operations = [Issue(wallet=wallet if wallet is not None else WalletFactory(), amount=Decimal(amount))]
+        return ledger_post(type=type, operations=operations, **posting).raise_for_error()
 
 
 class AssetFactory(factory.django.DjangoModelFactory):
