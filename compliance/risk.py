@@ -41,8 +41,9 @@ every payment); its kind cannot be chosen in the admin.
 
 Rejections. The money path (`wallets.pipeline`) records a rejected attempt as an audit event
 (`risk_reject_record`, `risk.rejected`: customer, wallet, amount, asset, rule, reason, the
-beneficiary masked and keyed-hashed, never in clear: `wallets.beneficiaries.beneficiary_audit_fields`) and answers `TransactionRejected` (422) in its result, raised by the caller once
-its transaction block closed, so the record commits with the answer. No ledger transaction is
+beneficiary masked and keyed-hashed, never in clear: `wallets.beneficiaries.beneficiary_audit_fields`)
+and answers `TransactionRejected` (422) in its result, raised by the caller once its
+transaction block closed, so the record commits with the answer. No ledger transaction is
 created for it: a rejected attempt moves no money; the audit chain is the tamper-evident record
 compliance staff read.
 
