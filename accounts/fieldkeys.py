@@ -7,8 +7,8 @@ recomputes the API keys' lookup hashes; then drop `old`. The command is safe to 
 while the platform serves requests: each row is rewritten under its row lock, in small batches.
 
 What is encrypted (accounts.crypto): API-key secrets (with their keyed lookup hash), webhook
-endpoint secrets, authenticator (TOTP) secrets confirmed or pending, payout beneficiaries (name
-and IBAN/account, with their keyed hashes: wallets.beneficiaries), and the e-mail codes still
+endpoint secrets, authenticator (TOTP) secrets confirmed or pending, payout and scheduled-withdrawal
+beneficiaries (name and IBAN/account, with their keyed hashes: wallets.beneficiaries), and the e-mail codes still
 waiting in the outbox. An e-mail code's own hash is not rotated: it lives ten minutes, and it is
 checked under every configured key meanwhile.
 """
@@ -42,6 +42,8 @@ ENCRYPTED = (
     EncryptedColumns("accounts.WebhookEndpoint", ("secret_encrypted",)),
     EncryptedColumns("accounts.TotpDevice", ("secret_encrypted", "pending_secret_encrypted")),
     EncryptedColumns("wallets.Payout", ("beneficiary_name_encrypted", "destination_encrypted"),
+                     rehash="wallets.beneficiaries.beneficiary_rehashed_fields"),
+    EncryptedColumns("wallets.Schedule", ("beneficiary_name_encrypted", "destination_encrypted"),
                      rehash="wallets.beneficiaries.beneficiary_rehashed_fields"),
 )
 

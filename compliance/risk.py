@@ -40,9 +40,10 @@ A rule whose kind is not registered is skipped and logged (a misconfiguration mu
 every payment); its kind cannot be chosen in the admin.
 
 Rejections. The money path (`wallets.pipeline`) records a rejected attempt as an audit event
-(`risk_reject_record`, `risk.rejected`: customer, wallet, amount, asset, rule, reason,
-beneficiary) and answers `TransactionRejected` (422) in its result, raised by the caller once
-its transaction block closed, so the record commits with the answer. No ledger transaction is
+(`risk_reject_record`, `risk.rejected`: customer, wallet, amount, asset, rule, reason, the
+beneficiary masked and keyed-hashed, never in clear: `wallets.beneficiaries.beneficiary_audit_fields`)
+and answers `TransactionRejected` (422) in its result, raised by the caller once its
+transaction block closed, so the record commits with the answer. No ledger transaction is
 created for it: a rejected attempt moves no money; the audit chain is the tamper-evident record
 compliance staff read.
 
@@ -75,6 +76,7 @@ from compliance.rules import rules
 from core.errors import CofferError
 from core.money import format_amount
 from ledger.models import Entry, Transaction, Wallet
+from wallets.beneficiaries import beneficiary_audit_fields
 
 logger = logging.getLogger("coffer.compliance.risk")
 
@@ -356,7 +358,9 @@ def _sanctions(rule: RiskRule, ctx: RiskContext) -> str | None:
         return None
     entry, matched, score = found
     where = f" ({entry.source} {entry.list_id})".rstrip() if (entry.source or entry.list_id) else ""
-    return f"Beneficiary matches sanctions entry {entry.pk} '{matched}'{where} with score {score:.0f}"
+    # The entry by id and list, never the name that matched: the reason goes into the audit chain,
+    # where a name close to the beneficiary's must not be written (the reviewer opens the entry).
+    return f"Beneficiary matches sanctions entry {entry.pk}{where} with score {score:.0f}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -420,7 +424,7 @@ def risk_reject_record(
         target=customer,
         data={
             "wallet_id": wallet.pk, "currency": asset.code, "amount": format_amount(amount, asset.exponent),
-            "type": movement_type, "direction": direction, "beneficiary_name": beneficiary_name or "",
+            "type": movement_type, "direction": direction, **beneficiary_audit_fields(beneficiary_name),
             "rule_id": decision.rule.pk if decision.rule else None, "rule_kind": decision.rule.kind if decision.rule else "",
             "reason": decision.reason, "hits": risk_hits_data(decision),
         },

@@ -40,6 +40,13 @@ class InvalidState(CofferError):
     default_message = "This transition is not allowed from the current state."
 
 
+class QuoteExpired(CofferError):
+    """An exchange quote (wallets) or a pay order's quote or payment window (payorders) has passed."""
+
+    code, status = "QUOTE_EXPIRED", 409
+    default_message = "This quote has expired: ask for a new one."
+
+
 class RateLimited(CofferError):
     code, status = "RATE_LIMITED", 429
     default_message = "Too many requests."

@@ -276,7 +276,7 @@ class PayOrderPaymentDetailsApi(_OrderApi):
             200: PaymentDetailsOutput, **AUTH_ERRORS, **NOT_FOUND,
             **error_response(409, "QUOTE_EXPIRED, INVALID_STATE, DEPOSIT_KEY_MISSING (register an xpub for the chain) or GAP_LIMIT_REACHED "
                     "(every address within the key's gap limit is unused and none can be reused yet; Retry-After when one will be)",
-                    ("Quote expired", error_example("QUOTE_EXPIRED", "The quote or payment window has passed; request a new quote.", {"quote_id": QUOTE_ID})),
+                    ("Quote expired", error_example("QUOTE_EXPIRED", "This quote has expired: ask for a new one.", {"quote_id": QUOTE_ID})),
                     ("No key", error_example("DEPOSIT_KEY_MISSING", "Register an extended public key for bitcoin before issuing deposit addresses.", {"chain": "bitcoin"})),
                     ("Gap limit", error_example("GAP_LIMIT_REACHED", "The ethereum key's 20 newest addresses are all unused (its gap limit is 20) and none can be reused yet.",
                                        {"chain": "ethereum", "gap_limit": 20, "unused_addresses": 20, "retry_after": 1800}))),

@@ -7,7 +7,6 @@ __all__ = [
     "GapLimitReached",
     "PayOrderNotFound",
     "PayOrderInvalidState",
-    "QuoteExpired",
     "QuoteNotFound",
     "PaymentMismatch",
     "TransactionAlreadyUsed",
@@ -43,11 +42,6 @@ class PayOrderInvalidState(InvalidState):
 
 class QuoteNotFound(NotFound):
     default_message = "No such quote for this pay order."
-
-
-class QuoteExpired(CofferError):
-    code, status = "QUOTE_EXPIRED", 409
-    default_message = "The quote or payment window has passed; request a new quote."
 
 
 class TransactionUnknown(CofferError):

@@ -1,11 +1,12 @@
-"""Read-mostly admin for payouts and exchange quotes: rows change only through the services
-(`payout_send` / `payout_settle`, `exchange_execute`); the one action asks the provider about a
-sent payout now (`payout_settle`: the provider is called with no transaction open)."""
+"""Read-mostly admin for payouts, exchange quotes and schedules: rows change only through the
+services (`payout_send` / `payout_settle`, `exchange_execute`, `wallets.schedules`); the one action
+asks the provider about a sent payout now (`payout_settle`: the provider is called with no
+transaction open). Beneficiaries are shown masked only (wallets.beneficiaries)."""
 
 from django.contrib import admin, messages
 
 from core.admin import ReadOnlyModelAdmin
-from wallets.beneficiaries import payouts_to_beneficiary
+from wallets.beneficiaries import beneficiaries_matching
 from wallets.models import ExchangeQuote, Payout, Schedule, ScheduleOccurrence
 from wallets.movements.payouts import payout_settle
 
@@ -30,7 +31,7 @@ class PayoutAdmin(admin.ModelAdmin):
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         term = search_term.strip()
         if term:
-            results = results | payouts_to_beneficiary(queryset, name=term) | payouts_to_beneficiary(queryset, iban_or_account=term)
+            results = results | beneficiaries_matching(queryset, name=term) | beneficiaries_matching(queryset, iban_or_account=term)
         return results, may_have_duplicates
 
     def has_add_permission(self, request):
@@ -58,10 +59,23 @@ class ExchangeQuoteAdmin(ReadOnlyModelAdmin):
 
 @admin.register(Schedule)
 class ScheduleAdmin(ReadOnlyModelAdmin):
-    list_display = ["id", "status", "user", "organization", "source_wallet", "destination_wallet", "amount", "asset", "rule", "next_run_at", "created_at"]
+    """A scheduled withdrawal's beneficiary is shown masked only, and found by its exact IBAN /
+    account or name through the keyed hashes, as a payout's (wallets.beneficiaries)."""
+
+    list_display = ["id", "status", "user", "organization", "source_wallet", "destination_wallet", "beneficiary_name_masked", "amount", "asset",
+                    "rule", "next_run_at", "created_at"]
     list_filter = ["status"]
     search_fields = ["=id", "=source_wallet__id", "user__email"]
+    search_help_text = "Schedule id, source wallet id, user e-mail, or an exact IBAN / account / beneficiary name."
     list_select_related = ["user", "organization", "source_wallet__asset", "destination_wallet__asset", "asset"]
+    exclude = _SEALED
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if term:
+            results = results | beneficiaries_matching(queryset, name=term) | beneficiaries_matching(queryset, iban_or_account=term)
+        return results, may_have_duplicates
 
 
 @admin.register(ScheduleOccurrence)

@@ -1,22 +1,24 @@
-"""Payout beneficiaries at rest: encrypted, masked to show, hashed to look up.
+"""Beneficiaries at rest (payouts and scheduled withdrawals): encrypted, masked to show, hashed to look up.
 
 Invariants:
-- A payout's beneficiary name and its destination (the IBAN with country and bank name, or the
-  external account with its network) are stored only Fernet-encrypted under the field keys
+- A payout's or a schedule's beneficiary name and its destination (the IBAN with country and bank
+  name, or the external account with its network) are stored only Fernet-encrypted under the field keys
   (`accounts.crypto`, FIELD_ENCRYPTION_KEYS: the first encrypts, all decrypt): columns
   `beneficiary_name_encrypted` and `destination_encrypted`.
 - Beside them: a masked form, the only one ever shown (API answers, admin, dashboard, audit
   events, logs): the IBAN as "DE89 **** **** **** 3000", the name as "J*** S****", an external
-  account as "****1234" (`beneficiary_name_masked`, `destination_masked`); and keyed hashes,
+  account as "****1234" (`beneficiary_name_masked`, `destination_masked`, `mask_destination`; an
+  audit event keeps `beneficiary_audit_fields`); and keyed hashes,
   HMAC-SHA256 under a key derived from the first field key (`accounts.crypto.lookup_hash`), of the
   normalised name (`beneficiary_hash`) and of the account (`account_hash`), so payouts to one
-  beneficiary or one account are found without decrypting anything (`payouts_to_beneficiary`,
+  beneficiary or one account are found without decrypting anything (`beneficiaries_matching`,
   the admin's search). A lookup tries the hash under every configured key, so rows not yet
   rotated are found too.
-- The plain text comes back only through `payout_beneficiary(payout)`: for the payout
-  provider's call, and for screening names against sanctions (compliance), never to render.
+- The plain text comes back only through `beneficiary_open(row)`: for the payout provider's
+  call, for the withdrawal a schedule's occurrence makes, and for screening names against
+  sanctions (compliance), never to render.
 - `manage.py rotate_field_keys` re-encrypts both columns and recomputes both hashes under the
-  first key (core.fieldkeys).
+  first key, for payouts and schedules (accounts.fieldkeys).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ _ACCOUNT_DOMAIN = "payout-beneficiary-account:v1:"
 
 
 @dataclass(frozen=True)
-class PayoutBeneficiary:
-    """A payout's beneficiary in plain text: only for the provider call and sanctions screening."""
+class PlainBeneficiary:
+    """A beneficiary in plain text: only for the provider call, a scheduled withdrawal and sanctions screening."""
 
     name: str
     destination: dict[str, Any]
@@ -101,8 +103,16 @@ def account_hash(destination: dict[str, Any]) -> str:
 # --- Sealing and opening ------------------------------------------------------------------------------
 
 
+def beneficiary_audit_fields(name: str | None) -> dict[str, str]:
+    """What an audit event keeps of a beneficiary's name: the masked form and the keyed hash (the
+    chain is append-only: a name written there in clear could never be taken back)."""
+    if not name:
+        return {"beneficiary_name": "", "beneficiary_hash": ""}
+    return {"beneficiary_name": mask_name(name)[:200], "beneficiary_hash": beneficiary_name_hash(name)}
+
+
 def beneficiary_sealed_fields(*, name: str, destination: dict[str, Any]) -> dict[str, Any]:
-    """The Payout column values for a beneficiary (`destination` includes the name, as given)."""
+    """The Payout (or Schedule) column values for a beneficiary (`destination` includes the name, as given)."""
     return {
         "beneficiary_name_encrypted": encrypt_secret(name),
         "beneficiary_name_masked": mask_name(name)[:200],
@@ -123,11 +133,12 @@ def beneficiary_rehashed_fields(plain: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def payout_beneficiary(payout) -> PayoutBeneficiary:
-    """The plain beneficiary of a payout: for the provider call and sanctions screening only."""
-    return PayoutBeneficiary(
-        name=decrypt_secret(payout.beneficiary_name_encrypted),
-        destination=json.loads(decrypt_secret(payout.destination_encrypted)),
+def beneficiary_open(sealed) -> PlainBeneficiary:
+    """The plain beneficiary of a payout or a schedule: for the provider call, the withdrawal a
+    schedule's occurrence makes, and sanctions screening only."""
+    return PlainBeneficiary(
+        name=decrypt_secret(sealed.beneficiary_name_encrypted),
+        destination=json.loads(decrypt_secret(sealed.destination_encrypted)),
     )
 
 
@@ -138,8 +149,8 @@ def beneficiary_names_of(encrypted_names: Iterable[str]) -> list[str]:
 # --- Lookups ----------------------------------------------------------------------------------------
 
 
-def payouts_to_beneficiary(queryset: QuerySet, *, name: str | None = None, iban_or_account: str | None = None) -> QuerySet:
-    """`queryset` narrowed to payouts to this beneficiary name and/or account, by keyed hash
+def beneficiaries_matching(queryset: QuerySet, *, name: str | None = None, iban_or_account: str | None = None) -> QuerySet:
+    """`queryset` (payouts or schedules) narrowed to this beneficiary name and/or account, by keyed hash
     (under every configured field key), never by decrypting."""
     condition = Q()
     if name:

@@ -11,8 +11,3 @@ class InvalidIban(CofferError):
 class InvalidBeneficiary(CofferError):
     code, status = "INVALID_BENEFICIARY", 400
     default_message = "The beneficiary is incomplete."
-
-
-class QuoteExpired(CofferError):
-    code, status = "QUOTE_EXPIRED", 409
-    default_message = "This quote has expired: ask for a new one."

@@ -13,9 +13,10 @@ Invariants:
   (`ledger_complete_pending`), `failed` releases the holds (`ledger_fail_pending`). `reference`
   is unique and is the idempotency key towards the payout provider, so a resent payout cannot
   pay twice.
-- The beneficiary (name, IBAN or account) is stored only encrypted under the field keys, beside
-  a masked form to show and keyed hashes to look it up (wallets.beneficiaries); the plain text
-  goes to the payout provider and to sanctions screening, nowhere else.
+- The beneficiary (name, IBAN or account) of a payout or a schedule is stored only encrypted under
+  the field keys, beside a masked form to show and keyed hashes to look it up
+  (wallets.beneficiaries); the plain text goes to the payout provider, to a scheduled withdrawal
+  and to sanctions screening, nowhere else.
 - An `ExchangeQuote` is executed at most once: `open -> executed` under a row lock, with the
   one-to-one `transaction` as the database's last word. It is honoured only until `expires_at`.
   Amounts are stored exactly (NUMERIC(38, 18)); `destination_amount` is already rounded DOWN to
@@ -154,7 +155,8 @@ class ExchangeQuote(ConcurrentTransitionMixin, models.Model):
 
 class Schedule(ConcurrentTransitionMixin, models.Model):
     """A recurring payment (`wallets.schedules`): `amount` from `source_wallet` on every instance
-    of the RFC 5545 `rule` from `start_at` (to `end_at`), to a wallet or an IBAN beneficiary.
+    of the RFC 5545 `rule` from `start_at` (to `end_at`), to a wallet or an IBAN beneficiary (stored
+    encrypted, masked and hashed as a payout's: wallets.beneficiaries).
 
         active <-> paused;  active | paused -> cancelled | completed (the rule is exhausted)
 
@@ -172,7 +174,17 @@ class Schedule(ConcurrentTransitionMixin, models.Model):
     organization = models.ForeignKey("accounts.Organization", null=True, blank=True, on_delete=models.PROTECT, related_name="schedules")
     source_wallet = models.ForeignKey("ledger.Wallet", on_delete=models.PROTECT, related_name="schedules")
     destination_wallet = models.ForeignKey("ledger.Wallet", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    destination = models.JSONField(null=True, blank=True, help_text="An IBAN or EXTERNAL beneficiary, as withdrawals take it.")
+    # An IBAN or EXTERNAL beneficiary (as withdrawals take it), sealed as a payout's is
+    # (wallets.beneficiaries): empty when the schedule pays a wallet.
+    beneficiary_name_encrypted = models.TextField(blank=True, default="", help_text="Fernet, field keys.")
+    beneficiary_name_masked = models.CharField(max_length=200, blank=True, default="", help_text='What is shown: "J*** S****".')
+    beneficiary_hash = models.CharField(max_length=64, blank=True, default="", db_index=True,
+                                        help_text="Keyed HMAC of the normalised name, for lookups.")
+    destination_encrypted = models.TextField(
+        blank=True, default="", help_text="Fernet, field keys: the beneficiary as given (type, name, IBAN normalised), JSON.")
+    destination_masked = models.JSONField(null=True, blank=True, help_text='What is shown: the IBAN as "DE89 **** **** **** 3000".')
+    account_hash = models.CharField(max_length=64, blank=True, default="", db_index=True,
+                                    help_text="Keyed HMAC of the IBAN or account, for lookups.")
     asset = models.ForeignKey("ledger.Asset", on_delete=models.PROTECT, related_name="+")
     amount = _amount()
     rule = models.CharField(max_length=500, help_text="RFC 5545 RRULE, evaluated in UTC from start_at.")
@@ -198,8 +210,8 @@ class Schedule(ConcurrentTransitionMixin, models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="schedule_amount_positive"),
             models.CheckConstraint(condition=Q(user__isnull=True, organization__isnull=False) | Q(user__isnull=False, organization__isnull=True),
                                    name="schedule_one_owner"),
-            models.CheckConstraint(condition=Q(destination_wallet__isnull=True, destination__isnull=False)
-                                   | Q(destination_wallet__isnull=False, destination__isnull=True), name="schedule_one_destination"),
+            models.CheckConstraint(condition=(Q(destination_wallet__isnull=True) & ~Q(destination_encrypted=""))
+                                   | Q(destination_wallet__isnull=False, destination_encrypted=""), name="schedule_one_destination"),
         ]
 
     def __str__(self) -> str:

@@ -7,7 +7,7 @@ Interface (`PayoutProvider`):
   `failed` (with a reason).
 - `status(payout) -> PayoutResult`: where an accepted payout stands now: `accepted` (still in
   flight, ask again at `check_at`), `completed` or `failed`.
-A provider reads the beneficiary in plain text with `wallets.beneficiaries.payout_beneficiary`
+A provider reads the beneficiary in plain text with `wallets.beneficiaries.beneficiary_open`
 (the one place besides sanctions screening: it is stored encrypted, shown masked).
 Neither is ever called inside a database transaction or under a row lock (STYLE 4):
 `wallets.movements.payouts.payout_send` claims the payout (pending -> sending, committed), calls `send`
@@ -33,7 +33,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from wallets.beneficiaries import payout_beneficiary
+from wallets.beneficiaries import beneficiary_open
 
 ACCEPTED, COMPLETED, FAILED = "accepted", "completed", "failed"
 
@@ -67,7 +67,7 @@ class SandboxPayoutProvider(PayoutProvider):
 
     def send(self, payout) -> PayoutResult:
         reference = f"sbx_{payout.reference}"  # deterministic: a resend is the same payout
-        if "REJECT" in payout_beneficiary(payout).name.upper():
+        if "REJECT" in beneficiary_open(payout).name.upper():
             return PayoutResult(FAILED, reference, reason="The sandbox bank refused the beneficiary.")
         sent_at = payout.sent_at or timezone.now()
         return PayoutResult(ACCEPTED, reference, check_at=sent_at + timedelta(seconds=settle_seconds()))
@@ -76,7 +76,7 @@ class SandboxPayoutProvider(PayoutProvider):
         due = (payout.sent_at or timezone.now()) + timedelta(seconds=settle_seconds())
         if timezone.now() < due:
             return PayoutResult(ACCEPTED, payout.provider_reference, check_at=due)
-        if getattr(settings, "PAYOUT_SANDBOX_FAIL", False) or "FAIL" in payout_beneficiary(payout).name.upper():
+        if getattr(settings, "PAYOUT_SANDBOX_FAIL", False) or "FAIL" in beneficiary_open(payout).name.upper():
             return PayoutResult(FAILED, payout.provider_reference, reason="The sandbox bank returned the payout.")
         return PayoutResult(COMPLETED, payout.provider_reference)
 

@@ -71,7 +71,9 @@ class ScheduleOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=Schedule.Status.choices)
     source_wallet_id = serializers.IntegerField()
     destination_wallet_id = serializers.IntegerField(allow_null=True)
-    destination = serializers.DictField(allow_null=True, help_text="The beneficiary, IBAN masked to its country, check digits and last 4.")
+    destination = serializers.DictField(allow_null=True, help_text=(
+        'The beneficiary, masked as a payout\'s: the IBAN as "DE89 **** **** **** 3000", the name as "J*** S****", '
+        'an account as "****1234". Stored encrypted; never shown in full.'))
     amount = serializers.CharField()
     currency = serializers.CharField()
     rule = serializers.CharField()
@@ -103,7 +105,7 @@ class ScheduleOccurrenceOutput(serializers.Serializer):
 
 SCHEDULE_EXAMPLE = {
     "id": 7, "status": "active", "source_wallet_id": 42, "destination_wallet_id": None,
-    "destination": {"type": "IBAN", "name": "Jane Smith", "iban": "DE89**************3000", "country": "DE", "bank_name": "Deutsche Bank"},
+    "destination": {"type": "IBAN", "name": "J*** S****", "iban": "DE89 **** **** **** 3000", "country": "DE", "bank_name": "Deutsche Bank"},
     "amount": "850.00", "currency": "EUR", "rule": "FREQ=MONTHLY;BYMONTHDAY=1", "start_at": "2026-07-01T08:00:00Z", "end_at": None,
     "description": "Monthly rent payment", "next_run_at": "2026-07-01T08:00:00Z", "step_up_authorized": False,
     "created_at": "2026-06-20T10:00:00Z", "updated_at": "2026-06-20T10:00:00Z", "closed_at": None,

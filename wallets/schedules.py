@@ -9,7 +9,8 @@ organizations), so limits, step-up, risk, fees, usage counters, webhooks and aud
 
 Invariants:
 * Owners. A user schedules from their own wallets (404 otherwise) to any customer wallet of the
-  same asset, or to an IBAN/EXTERNAL beneficiary exactly as `POST /withdrawals` takes it. An
+  same asset, or to an IBAN/EXTERNAL beneficiary exactly as `POST /withdrawals` takes it (kept
+  as a payout's beneficiary is: encrypted, masked, hashed; wallets.beneficiaries). An
   organization schedules between its wallets (its customers' and its system wallets, as
   `POST /transactions` allows); an IBAN destination is a 400 for organizations (Coffer has no
   organization payout endpoint to run it through).
@@ -83,6 +84,7 @@ from core.outbox import outbox_emit
 from ledger.errors import CurrencyMismatch, WalletInactive, WalletNotFound
 from ledger.models import Transaction, Wallet
 from ledger.selectors import organization_wallets_get
+from wallets.beneficiaries import beneficiary_open, beneficiary_sealed_fields
 from wallets.models import Schedule, ScheduleOccurrence
 from wallets.selectors import transfer_wallets_get, wallet_get_for_user
 
@@ -238,23 +240,13 @@ def occurrences_of(*, owner: Owner, schedule_id: int) -> QuerySet[ScheduleOccurr
     return schedule.occurrences.select_related("transaction").order_by("-scheduled_for")
 
 
-def _masked(destination: dict | None) -> dict | None:
-    if not destination:
-        return None
-    shown = dict(destination)
-    iban = shown.get("iban")
-    if iban:
-        shown["iban"] = f"{iban[:4]}{'*' * max(len(iban) - 8, 0)}{iban[-4:]}"
-    return shown
-
-
 def schedule_representation(schedule: Schedule) -> dict[str, Any]:
     return {
         "id": schedule.pk,
         "status": schedule.status,
         "source_wallet_id": schedule.source_wallet_id,
         "destination_wallet_id": schedule.destination_wallet_id,
-        "destination": _masked(schedule.destination),
+        "destination": schedule.destination_masked or None,
         "amount": schedule.asset.format(schedule.amount),
         "currency": schedule.asset.code,
         "rule": schedule.rule,
@@ -355,13 +347,14 @@ def schedule_create(
         from accounts.identity.twofactor import twofactor_require
 
         authorized = twofactor_require(user=owner.user, amount=value, currency=asset.code, code=two_factor_code) is not None
-    stored_destination = None
-    if beneficiary is not None:
-        stored_destination = {"type": beneficiary.type, "name": beneficiary.name, **beneficiary.details}
+    sealed = {}
+    if beneficiary is not None:  # stored as a payout's beneficiary is: encrypted, masked, hashed
+        sealed = beneficiary_sealed_fields(
+            name=beneficiary.name, destination={"type": beneficiary.type, "name": beneficiary.name, **beneficiary.details})
     with db_transaction.atomic(savepoint=False):
         schedule = Schedule.objects.create(
             user=owner.user if owner.organization is None else None, organization=owner.organization, source_wallet=source,
-            destination_wallet=target, destination=stored_destination, asset=asset, amount=value, rule=rule.strip(),
+            destination_wallet=target, asset=asset, amount=value, rule=rule.strip(), **sealed,
             start_at=start, end_at=end, description=(description or "")[:500], next_run_at=first, step_up_authorized=authorized,
         )
         _audit(owner, "schedule.created", schedule, amount=asset.format(value), currency=asset.code, rule=schedule.rule,
@@ -459,7 +452,7 @@ def _attempt(schedule: Schedule, occurrence: ScheduleOccurrence) -> tuple[Transa
             )
         else:
             tx = withdrawal_create(
-                user=schedule.user, wallet_id=schedule.source_wallet_id, amount=amount, destination=schedule.destination,
+                user=schedule.user, wallet_id=schedule.source_wallet_id, amount=amount, destination=beneficiary_open(schedule).destination,
                 description=description, step_up=not schedule.step_up_authorized, reference=reference,
             )
         return tx, None

@@ -6,15 +6,12 @@ Invariants (each module states its own):
   writes `Wallet.balance`, `Wallet.held`, `Entry`, `Hold` or `UsageCounter` rows.
 * Layout: `operations` (what is asked), `engine` (lock -> simulate -> write), `pg` / `orm`
   (the writers per database), `shards` (hot platform accounts), `pending` (review, payouts
-  in flight, reversal, holds). Import the public names from this package.
+  in flight, authorization holds, reversal). Import the public names from this package.
 """
 
 from ledger.posting.engine import ledger_post
 from ledger.posting.operations import MAX_OPERATIONS, Issue, Operation, PlatformAccount, PostingResult, Redeem, Transfer
 from ledger.posting.pending import (
-    hold_capture,
-    hold_place,
-    hold_release,
     ledger_capture_pending,
     ledger_complete_pending,
     ledger_complete_reviewed,
@@ -24,7 +21,7 @@ from ledger.posting.pending import (
     ledger_reverse,
     ledger_void_pending,
 )
-from ledger.posting.shards import platform_wallet, platform_wallet_covering, platform_wallets_ensure
+from ledger.posting.shards import platform_wallet_covering, platform_wallets_ensure
 
 __all__ = [
     "MAX_OPERATIONS",
@@ -34,9 +31,6 @@ __all__ = [
     "PostingResult",
     "Redeem",
     "Transfer",
-    "hold_capture",
-    "hold_place",
-    "hold_release",
     "ledger_capture_pending",
     "ledger_complete_pending",
     "ledger_complete_reviewed",
@@ -46,7 +40,6 @@ __all__ = [
     "ledger_reject_reviewed",
     "ledger_reverse",
     "ledger_void_pending",
-    "platform_wallet",
     "platform_wallet_covering",
     "platform_wallets_ensure",
 ]

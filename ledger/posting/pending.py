@@ -29,12 +29,10 @@ from django.utils import timezone
 from django_fsm import TransitionNotAllowed
 
 from core.errors import InvalidState
-from core.money import parse_amount
-from ledger.errors import InsufficientFunds, WalletInactive, WalletNotFound
-from ledger.locks import holds_for_update, transactions_for_update, wallets_for_update
+from ledger.locks import transactions_for_update, wallets_for_update
 from ledger.models import Hold, Transaction, Wallet
 from ledger.posting.engine import TRANSACTION_TYPES, in_transaction, post
-from ledger.posting.operations import Operation, PostingResult, inverse, json_dumps, legs_of, operations_of, wallet_id_of
+from ledger.posting.operations import Operation, PostingResult, inverse, json_dumps, legs_of, operations_of
 from ledger.usage import usage_release
 
 
@@ -53,6 +51,13 @@ def _capture_and_post(tx: Transaction) -> PostingResult:
             _release(hold)
         usage_release(tx)
     return result
+
+
+def _release(hold: Hold) -> None:
+    """Release a hold whose wallet is already locked by the caller."""
+    hold.release()
+    hold.save(update_fields=["status", "updated_at"])
+    Wallet.objects.filter(pk=hold.wallet_id).update(held=F("held") - hold.amount, updated_at=timezone.now())
 
 
 def _release_holds(tx: Transaction) -> None:
@@ -230,77 +235,3 @@ def ledger_reverse(transaction: Transaction | int, *, reference: str = "", descr
             original.save(update_fields=["status"])
             usage_release(original)
         return result
-
-
-# --------------------------------------------------------------------------------------------
-# Holds
-# --------------------------------------------------------------------------------------------
-
-
-def hold_place(*, wallet: Wallet | int, amount: Decimal | str | int, reason: str, transaction: Transaction | None = None) -> Hold:
-    """Reserve `amount` on `wallet` (raises WALLET_INACTIVE / INSUFFICIENT_FUNDS; nothing is
-    recorded for a refused hold)."""
-    wid = wallet_id_of(wallet, "wallet_id")
-    with in_transaction():
-        try:
-            locked = wallets_for_update().get(pk=wid)
-        except Wallet.DoesNotExist:
-            raise WalletNotFound(f"Wallet {wid} not found.", details={"wallet_id": wid}) from None
-        value = parse_amount(amount, exponent=locked.asset.exponent)
-        if locked.status != Wallet.Status.ACTIVE:
-            raise WalletInactive(f"Wallet {wid} is {locked.status}.", details={"wallet_id": wid, "wallet_status": locked.status})
-        if locked.kind != Wallet.Kind.ISSUANCE and locked.balance - locked.held < value:
-            raise InsufficientFunds(f"Wallet {wid} has insufficient available funds for this hold.", details={"wallet_id": wid})
-        Wallet.objects.filter(pk=wid).update(held=locked.held + value, updated_at=timezone.now())
-        return Hold.objects.create(wallet_id=wid, amount=value, reason=reason, transaction=transaction)
-
-
-def _release(hold: Hold) -> None:
-    """Release a hold whose wallet is already locked by the caller."""
-    hold.release()
-    hold.save(update_fields=["status", "updated_at"])
-    Wallet.objects.filter(pk=hold.wallet_id).update(held=F("held") - hold.amount, updated_at=timezone.now())
-
-
-def hold_release(*, hold: Hold | int) -> Hold:
-    """Give the held amount back to the available balance."""
-    hold_id = hold.pk if isinstance(hold, Hold) else hold
-    with in_transaction():
-        wallet_id = Hold.objects.values_list("wallet_id", flat=True).get(pk=hold_id)
-        wallets_for_update().get(pk=wallet_id)  # lock order: wallet, then hold
-        locked = holds_for_update().get(pk=hold_id)
-        try:
-            _release(locked)
-        except TransitionNotAllowed:
-            raise InvalidState(f"Hold {hold_id} is {locked.status}, not held.", details={"hold_id": hold_id, "status": locked.status}) from None
-        return locked
-
-
-def hold_capture(
-    *,
-    hold: Hold | int,
-    operations: Sequence[Operation],
-    type: str,  # noqa: A002
-    organization=None,
-    customer=None,
-    reference: str = "",
-    description: str = "",
-    metadata: dict | None = None,
-) -> PostingResult:
-    """Release the hold and post `operations` in one posting (same DB transaction). If the
-    posting is refused, the hold stays held and the failed attempt is recorded."""
-    hold_id = hold.pk if isinstance(hold, Hold) else hold
-    if type not in TRANSACTION_TYPES:
-        raise ValueError(f"unknown transaction type {type!r}")
-    legs = legs_of(operations)
-    with in_transaction():
-        current = Hold.objects.get(pk=hold_id)
-        return post(
-            legs,
-            tx=Transaction(
-                type=type, organization=organization, customer=customer,
-                reference=reference, description=description, metadata=json.loads(json_dumps(metadata or {})),
-            ),
-            captured=[current],
-        )
-

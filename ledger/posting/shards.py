@@ -47,17 +47,6 @@ def _platform_shards(asset_id: int, purpose: str):
     return Wallet.objects.filter(asset_id=asset_id, purpose=purpose, customer__isnull=True, organization__isnull=True)
 
 
-def platform_wallet(asset: Asset | int, purpose: str, *, for_wallet_id: int) -> Wallet:
-    """The shard of platform account (asset, purpose) that postings with `for_wallet_id` use."""
-    asset_id = asset.pk if isinstance(asset, Asset) else asset
-    shard = for_wallet_id % hot_account_shards()
-    found = _platform_shards(asset_id, purpose).filter(shard=shard).first()
-    if found is None:
-        platform_wallets_ensure(asset=asset_id, purpose=purpose)
-        found = _platform_shards(asset_id, purpose).get(shard=shard)
-    return found
-
-
 def platform_wallet_covering(asset: Asset | int, purpose: str, amount: Decimal) -> Wallet:
     """A shard of a sharded non-issuance platform account whose available balance covers
     `amount` (the richest one); if none does, the richest, so the posting reports

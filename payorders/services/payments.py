@@ -23,9 +23,10 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.errors import QuoteExpired
 from payorders.chains import get_chain_provider
 from payorders.chains.base import ChainTransfer, TransferStatus, normalize_tx_hash, same_address
-from payorders.errors import PaymentMismatch, PayOrderInvalidState, QuoteExpired, TransactionAlreadyUsed, TransactionUnknown
+from payorders.errors import PaymentMismatch, PayOrderInvalidState, TransactionAlreadyUsed, TransactionUnknown
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderPayment, Refund
 from payorders.selectors import fmt_source, ledger_settles, payorder_get

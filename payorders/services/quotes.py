@@ -25,14 +25,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from core.errors import ValidationFailed
+from core.errors import QuoteExpired, ValidationFailed
 from core.money import MONEY_CONTEXT, quantum
 from core.prices import get_price_provider
 from payorders.addresses import normalize_address
 from payorders.chains import get_chain_provider
 from payorders.chains.base import CHAIN_ASSETS, ChainUnavailable
 from core.errors import field_error
-from payorders.errors import GapLimitReached, PayOrderInvalidState, QuoteExpired
+from payorders.errors import GapLimitReached, PayOrderInvalidState
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderQuote
 from payorders.selectors import currency_exponent, fmt_source, payment_details, payorder_get, payorder_get_public, payorder_livemode, quote_get

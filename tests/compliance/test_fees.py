@@ -10,6 +10,7 @@ from compliance.models import FeeRule
 from core.errors import ValidationFailed
 from ledger.models import Asset
 from ledger.services import asset_create
+from tests.factories.compliance import FeeRuleFactory
 from tests.factories.accounts import UserFactory
 from tests.factories.orgs import key_client, make_org_key
 
@@ -115,8 +116,8 @@ def test_a_fee_that_is_exact_is_not_rounded_up():
 def test_most_specific_rule_wins():
     generic = FeeRule.objects.get(movement_type="withdrawal", destination_type="", currency="")
     by_destination = FeeRule.objects.get(movement_type="withdrawal", destination_type="IBAN", currency="")
-    by_currency = FeeRule.objects.create(movement_type="withdrawal", currency="EUR", percent=Decimal("2"))
-    both = FeeRule.objects.create(movement_type="withdrawal", currency="EUR", destination_type="IBAN", percent=Decimal("3"))
+    by_currency = FeeRuleFactory(movement_type="withdrawal", currency="EUR", percent=Decimal("2"))
+    both = FeeRuleFactory(movement_type="withdrawal", currency="EUR", destination_type="IBAN", percent=Decimal("3"))
 
     assert fee_rule_for(movement_type="withdrawal", currency="EUR", destination_type="IBAN") == both
     assert fee_rule_for(movement_type="withdrawal", currency="USD", destination_type="IBAN") == by_destination
@@ -133,8 +134,8 @@ def test_most_specific_rule_wins():
 
 
 def test_ties_go_to_the_lowest_id():
-    first = FeeRule.objects.create(movement_type="transfer", currency="GBP", percent=Decimal("1"))
-    FeeRule.objects.create(movement_type="transfer", currency="GBP", percent=Decimal("9"))
+    first = FeeRuleFactory(movement_type="transfer", currency="GBP", percent=Decimal("1"))
+    FeeRuleFactory(movement_type="transfer", currency="GBP", percent=Decimal("9"))
     assert fee_rule_for(movement_type="transfer", currency="GBP") == first
 
 
@@ -145,7 +146,7 @@ def test_no_rule_means_no_fee():
 
 
 def test_fixed_plus_percent_with_maximum_rounded_down():
-    FeeRule.objects.create(
+    FeeRuleFactory(
         movement_type="transfer", currency="USD", percent=Decimal("2"), fixed=Decimal("0.30"),
         maximum=Decimal("5.009"), description="card-like",
     )
@@ -155,7 +156,7 @@ def test_fixed_plus_percent_with_maximum_rounded_down():
 
 
 def test_fixed_only_and_minimum_with_extra_decimals_rounded_up():
-    FeeRule.objects.create(movement_type="deposit", currency="USD", fixed=Decimal("0.25"), minimum=Decimal("0.301"))
+    FeeRuleFactory(movement_type="deposit", currency="USD", fixed=Decimal("0.25"), minimum=Decimal("0.301"))
     quote = fee("deposit", "10.00")
     assert quote.fee_amount == Decimal("0.31") and quote.fee_type == "fixed"
 
@@ -175,7 +176,7 @@ def test_database_refuses_a_minimum_above_the_maximum():
     from django.db import IntegrityError, transaction
 
     with pytest.raises(IntegrityError), transaction.atomic():
-        FeeRule.objects.create(movement_type="transfer", minimum=Decimal("5"), maximum=Decimal("1"))
+        FeeRuleFactory(movement_type="transfer", minimum=Decimal("5"), maximum=Decimal("1"))
 
 
 # --- API ---------------------------------------------------------------------------------------------

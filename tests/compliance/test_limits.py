@@ -24,12 +24,14 @@ from ledger.posting import (
     ledger_reject_reviewed,
     ledger_reverse,
 )
-from ledger.services import wallet_open
 from tests.concurrency import run_in_threads
 from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
 from tests.factories.accounts import CustomerFactory, OrgCustomerFactory
+from tests.factories.ledger import WalletFactory, platform_asset
+from tests.factories.ledger import deposit as ledger_deposit
 from tests.factories.orgs import key_client, make_org_key
+from tests.factories.wallets import client_for
 
 SEED = importlib.import_module("compliance.migrations.0005_seed_defaults")
 NOW = dt.datetime(2030, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
@@ -41,17 +43,15 @@ LEVELS = {
 
 
 def asset(code: str = "USD") -> Asset:
-    exponents = {"USD": 2, "EUR": 2, "BTC": 8}
-    found, _ = Asset.objects.get_or_create(code=code, organization=None, defaults={"name": code, "exponent": exponents[code], "kind": "fiat"})
-    return found
+    return platform_asset(code)
 
 
 def wallet_for(customer, code: str = "USD", label: str = "") -> Wallet:
-    return wallet_open(asset=asset(code), customer=customer, label=label)
+    return WalletFactory(asset=asset(code), customer=customer, label=label)
 
 
 def deposit(wallet: Wallet, amount, **kwargs) -> Transaction:
-    return ledger_post(type="deposit", operations=[Issue(wallet=wallet, amount=Decimal(amount))], customer=wallet.customer, **kwargs).raise_for_error()
+    return ledger_deposit(wallet, amount, customer=wallet.customer, **kwargs)
 
 
 def backdate(tx: Transaction, when: dt.datetime) -> None:
@@ -332,12 +332,6 @@ def test_racing_deposits_cannot_pass_the_daily_limit_together():
 
 
 # --- API ---------------------------------------------------------------------------------------------
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
 
 
 @pytest.mark.django_db

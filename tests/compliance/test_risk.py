@@ -2,6 +2,7 @@
 built-in rule, sanctions matching and import, review decisions (services and admin), audit."""
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -24,15 +25,18 @@ from compliance.risk import (
 )
 from compliance.limits import default_direction
 from compliance.review import review_case_open
+from wallets.beneficiaries import beneficiary_name_hash
 from wallets.review import review_approve, review_reject
 from core.errors import InvalidState, ValidationFailed
 from core.exceptions import api_exception_handler
 from ledger.models import Asset, Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, ledger_post
-from ledger.services import wallet_open, wallet_suspend
+from ledger.services import wallet_suspend
 from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from tests.usage import backdate_transaction
 from tests.factories.accounts import CustomerFactory, StaffUserFactory, UserFactory
+from tests.factories.compliance import RiskRuleFactory, SanctionsEntryFactory
+from tests.factories.ledger import WalletFactory, platform_asset
 
 pytestmark = pytest.mark.django_db
 
@@ -43,11 +47,8 @@ def usd() -> Asset:
 
 def funded_wallet(customer=None, amount="5000", code="USD", label="") -> Wallet:
     customer = customer or CustomerFactory(kyc_level="verified")
-    wallet = wallet_open(asset=Asset.objects.get(code=code, organization__isnull=True), customer=customer, label=label)
-    if amount:
-        ledger_post(type="deposit", operations=[Issue(wallet=wallet, amount=Decimal(amount))], customer=customer).raise_for_error()
-        wallet.refresh_from_db()
-    return wallet
+    return WalletFactory(asset=platform_asset(code), customer=customer, label=label, funded=amount or None,
+                         deposit_owner={"customer": customer})
 
 
 def age(customer: Customer, hours: int) -> None:
@@ -110,7 +111,7 @@ def flag_kind():
         cents = rule.params.get("cents", "0.13")
         return f"unlucky amount {ctx.amount}" if str(ctx.amount).endswith(cents[-3:]) else None
 
-    yield RiskRule.objects.create(name="Unlucky", kind="test_unlucky_cents", params={"cents": ".13"}, action="review")
+    yield RiskRuleFactory(name="Unlucky", kind="test_unlucky_cents", params={"cents": ".13"}, action="review")
     unregister_risk_kind("test_unlucky_cents")
 
 
@@ -194,7 +195,7 @@ def test_a_case_needs_a_transaction_in_review(flag_kind):
 
 
 def test_unknown_and_inactive_rules_are_skipped(flag_kind):
-    RiskRule.objects.create(name="Ghost", kind="no_such_kind", action="reject")
+    RiskRuleFactory(name="Ghost", kind="no_such_kind", params={})
     flag_kind.active = False
     flag_kind.save()
     alice = funded_wallet(amount="500")
@@ -202,7 +203,7 @@ def test_unknown_and_inactive_rules_are_skipped(flag_kind):
 
 
 def test_the_strongest_action_wins_and_every_hit_is_kept(flag_kind):
-    SanctionsEntry.objects.create(name="Ivan Drago")
+    SanctionsEntryFactory(name="Ivan Drago", source="", list_id="")
     alice = funded_wallet(amount="500")
     decision = evaluate(alice, "withdrawal", "100.13", beneficiary_name="Ivan Drago")
     assert decision.rejected and decision.rule.kind == "sanctions"
@@ -306,7 +307,7 @@ def test_amount_threshold_is_configurable():
 
 @pytest.fixture
 def drago():
-    return SanctionsEntry.objects.create(name="Ivan Petrovich Drago", aliases=["Ivan Drago", "I. P. Drago"], source="TEST", list_id="X-1")
+    return SanctionsEntryFactory(name="Ivan Petrovich Drago", aliases=["Ivan Drago", "I. P. Drago"], list_id="X-1")
 
 
 @pytest.mark.parametrize("name", ["Ivan Petrovich Drago", "DRAGO, Ivan", "ivan drago", "Drago Ivan Petrovich", "Ivan Petrovitch Drago"])
@@ -332,8 +333,10 @@ def test_a_sanctions_match_rejects_records_and_moves_nothing(drago):
     assert Transaction.objects.count() == transactions_before
     event = audit("risk.rejected")[-1]
     assert event.target_type == "accounts.customer" and event.target_id == str(customer.pk)
-    assert event.data["rule_kind"] == "sanctions" and event.data["beneficiary_name"] == "Drago, Ivan"
+    assert event.data["rule_kind"] == "sanctions" and event.data["beneficiary_name"] == "D***** I***"
+    assert event.data["beneficiary_hash"] == beneficiary_name_hash("drago, IVAN")
     assert event.data["amount"] == "100.00" and event.data["wallet_id"] == wallet.pk and "X-1" in event.data["reason"]
+    assert f"entry {drago.pk}" in event.data["reason"]
 
     response = api_exception_handler(exc.value, {})
     assert response.status_code == 422
@@ -344,6 +347,30 @@ def test_a_sanctions_match_rejects_records_and_moves_nothing(drago):
     drago.active = False
     drago.save()
     assert withdraw(wallet, "100.00", beneficiary_name="Ivan Drago")[1].status == "completed"
+
+
+def test_a_rejection_audit_event_holds_the_beneficiary_masked_and_hashed_never_in_clear(drago):
+    """The bug: `risk.rejected` kept the beneficiary's name as given in the append-only audit chain
+    (and the sanctions reason quoted the list name it matched). The event keeps the masked name and
+    the keyed hash a payout keeps (wallets.beneficiaries); the entry is named by id and list."""
+    wallet = funded_wallet(amount="1000")
+    with pytest.raises(TransactionRejected):
+        withdraw(wallet, "100.00", beneficiary_name="Ivan  Petrovich DRAGO")
+    event = audit("risk.rejected")[-1]
+    assert event.data["beneficiary_name"] == "I*** P******** D****"
+    assert event.data["beneficiary_hash"] == beneficiary_name_hash("ivan petrovich drago")
+    text = json.dumps(event.data).lower()
+    assert "drago" not in text and "ivan" not in text and "petrovich" not in text, event.data
+    assert event.data["hits"][0]["kind"] == "sanctions" and "X-1" in event.data["hits"][0]["reason"]
+
+
+def test_a_rejection_without_a_beneficiary_records_none(drago):
+    wallet = funded_wallet(amount="1000")
+    RiskRuleFactory(params={"threshold": "90"})
+    with pytest.raises(TransactionRejected):
+        withdraw(wallet, "95.00")
+    event = audit("risk.rejected")[-1]
+    assert event.data["beneficiary_name"] == "" and event.data["beneficiary_hash"] == ""
 
 
 def test_the_money_path_answers_a_rejection_and_keeps_its_audit_record(drago):

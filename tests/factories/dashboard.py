@@ -5,7 +5,6 @@ data through the real services (pay orders, ledger postings, webhook deliveries)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 
 import pytest
 from django.db import transaction
@@ -13,24 +12,12 @@ from django.test import Client
 
 from accounts.models import Membership, Organization, User
 from ledger.models import Asset, Wallet
-from ledger.posting import Issue, ledger_post
-from ledger.services import wallet_open
 from tests.factories.accounts import MembershipFactory, OrganizationFactory
+from tests.factories.ledger import SEEDED, SystemWalletFactory, platform_asset
+from tests.factories.ledger import deposit as ledger_deposit
+from tests.factories.payorders import PayOrderFactory
 
-PLATFORM = {
-    "USD": ("US Dollar", 2, "fiat"),
-    "EUR": ("Euro", 2, "fiat"),
-    "ETH": ("Ether", 18, "crypto"),
-    "BTC": ("Bitcoin", 8, "crypto"),
-    "USDC": ("USD Coin", 6, "crypto"),
-}
-
-
-def platform_asset(code: str) -> Asset:
-    """Seeded by migration; get_or_create because a transactional test's flush removes seed rows."""
-    name, exponent, kind = PLATFORM[code]
-    asset, _ = Asset.objects.get_or_create(code=code, organization=None, defaults={"name": name, "exponent": exponent, "kind": kind})
-    return asset
+PLATFORM = {code: SEEDED[code] for code in ("USD", "EUR", "ETH", "BTC", "USDC")}
 
 
 @dataclass
@@ -60,26 +47,19 @@ def logged_in(user: User, **client_kwargs) -> Client:
 def system_wallet(organization: Organization, code: str, *, purpose: str = "", label: str = "") -> Wallet:
     for c in PLATFORM:
         platform_asset(c)
-    return wallet_open(asset=platform_asset(code), organization=organization, kind=Wallet.Kind.SYSTEM, purpose=purpose, label=label)
+    return SystemWalletFactory(asset=platform_asset(code), organization=organization, purpose=purpose, label=label)
 
 
 def deposit(wallet: Wallet, amount: str, *, organization: Organization, description: str = "", reference: str = ""):
     """An issue into `wallet` posted by the organization through the ledger service."""
     with transaction.atomic():
-        return ledger_post(
-            type="deposit", operations=[Issue(wallet=wallet, amount=Decimal(amount))], organization=organization,
-            description=description, reference=reference,
-        ).raise_for_error()
+        return ledger_deposit(wallet, amount, organization=organization, description=description, reference=reference)
 
 
 def create_payorder(org: Org, **overrides):
-    from payorders.services.lifecycle import payorder_create
-
     for c in PLATFORM:
         platform_asset(c)
-    kwargs = {"type": "SALE", "amount": "25.00", "currency": "USD", "description": "order"}
-    kwargs.update(overrides)
-    return payorder_create(organization=org.organization, actor=org.owner, **kwargs)
+    return PayOrderFactory(organization=org.organization, actor=org.owner, **overrides)
 
 
 @pytest.fixture

@@ -2,9 +2,8 @@
 their customers' and system wallets in a custom asset and in USD, people with their own wallets,
 and a helper that posts organization transactions with a fresh Idempotency-Key.
 
-Wallets are opened and funded through the ledger services (never by writing balances). Platform
-assets are fetched with get_or_create: a transactional test's flush removes the seed migration's
-rows for the tests that run after it."""
+Wallets are made by the ledger factories (`tests.factories.ledger`: opened by `wallet_open`,
+funded by a real deposit through the posting engine, never by writing balances)."""
 
 from __future__ import annotations
 
@@ -15,47 +14,31 @@ import pytest
 from rest_framework.test import APIClient
 
 from ledger.models import Asset, Wallet
-from ledger.posting import Issue, ledger_post
-from ledger.services import asset_create, wallet_open
-from tests.factories.accounts import CustomerFactory, OrgCustomerFactory, UserFactory
+from tests.factories.ledger import AssetFactory, OrgWalletFactory, SystemWalletFactory, deposit, platform_asset
 from tests.factories.orgs import OrgKey, key_client, make_org_key
-
-PLATFORM = {"USD": ("US Dollar", 2, "fiat"), "EUR": ("Euro", 2, "fiat"), "ETH": ("Ether", 18, "crypto")}
-
-
-def platform_asset(code: str) -> Asset:
-    name, exponent, kind = PLATFORM[code]
-    asset, _ = Asset.objects.get_or_create(code=code, organization=None, defaults={"name": name, "exponent": exponent, "kind": kind})
-    return asset
+from tests.factories.wallets import client_for, person  # noqa: F401  (person: imported from here by the ledger API tests)
 
 
 def fund(wallet: Wallet, amount: str, **owner) -> Wallet:
-    ledger_post(type="deposit", operations=[Issue(wallet=wallet, amount=Decimal(amount))], **owner).raise_for_error()
-    wallet.refresh_from_db()
+    deposit(wallet, amount, **owner)
     return wallet
 
 
 def customer_wallet(org_key: OrgKey, asset: Asset, funded: str | None = None, *, external_id: str | None = None, name: str = "") -> Wallet:
-    customer = OrgCustomerFactory(organization=org_key.organization, **({"external_id": external_id} if external_id else {}),
-                                  **({"name": name} if name else {}))
-    wallet = wallet_open(asset=asset, customer=customer)
-    return fund(wallet, funded) if funded else wallet
+    customer = {"customer__organization": org_key.organization}
+    if external_id:
+        customer["customer__external_id"] = external_id
+    if name:
+        customer["customer__name"] = name
+    return OrgWalletFactory(asset=asset, funded=funded or None, **customer)
 
 
 def system_wallet(org_key: OrgKey, asset: Asset, label: str = "") -> Wallet:
-    return wallet_open(asset=asset, organization=org_key.organization, label=label)
-
-
-def person(email: str | None = None):
-    user = UserFactory(**({"email": email} if email else {}))
-    CustomerFactory(user=user)
-    return user
+    return SystemWalletFactory(organization=org_key.organization, asset=asset, label=label)
 
 
 def user_client(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
+    return client_for(user)
 
 
 def post_tx(client: APIClient, body: dict, *, key: str | None = None, **headers):
@@ -102,7 +85,7 @@ def client_b(other_org) -> APIClient:
 @pytest.fixture
 def points(org) -> Asset:
     """Org A's custom asset, exponent 0."""
-    return asset_create(code="POINTS", name="Loyalty points", exponent=0, organization=org.organization)
+    return AssetFactory(code="POINTS", name="Loyalty points", exponent=0, organization=org.organization)
 
 
 @pytest.fixture

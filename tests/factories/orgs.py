@@ -1,4 +1,4 @@
-"""Fixtures for the accounts tests (organizations with keys, signed-request helpers, and a real
+"""Factories and fixtures for the accounts tests (`ApiKeyFactory`; organizations with keys, signed-request helpers, and a real
 local HTTP receiver for webhooks that verifies signatures with the receiver-side library)."""
 
 from __future__ import annotations
@@ -13,16 +13,37 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import factory
 import pytest
 from rest_framework.test import APIClient
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from accounts.models import ApiKey
 from accounts.orgs.authentication import hmac_string_to_sign
 from accounts.orgs.scopes import ALL_SCOPES
 from accounts.orgs.services import api_key_create
 from config.celery import app as celery_app
 from tests.factories.accounts import MembershipFactory, OrganizationFactory, UserFactory
+
+
+class ApiKeyFactory(factory.django.DjangoModelFactory):
+    """An organization's API key made by `api_key_create` (every scope unless given `scopes`);
+    its secret, shown once, is on `.secret`."""
+
+    class Meta:
+        model = ApiKey
+
+    organization = factory.SubFactory(OrganizationFactory)
+    name = "test"
+    actor = None
+    scopes = ALL_SCOPES
+
+    @classmethod
+    def _create(cls, model_class, **kwargs):
+        api_key, secret = api_key_create(**kwargs)
+        api_key.secret = secret
+        return api_key
 
 
 @dataclass
@@ -41,8 +62,8 @@ def make_org_key(name: str | None = None) -> OrgKey:
     organization = OrganizationFactory(**({"name": name, "slug": name.lower()} if name else {}))
     owner = UserFactory()
     MembershipFactory(organization=organization, user=owner, role="owner")
-    api_key, secret = api_key_create(organization=organization, name="test", actor=owner, scopes=ALL_SCOPES)  # owner-equivalent
-    return OrgKey(organization, api_key, secret, owner)
+    api_key = ApiKeyFactory(organization=organization, actor=owner)  # every scope: owner-equivalent
+    return OrgKey(organization, api_key, api_key.secret, owner)
 
 
 @pytest.fixture

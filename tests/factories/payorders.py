@@ -1,4 +1,7 @@
-"""Fixtures for the chain, address and URI tests.
+"""Pay-order factories, and fixtures for the chain, address and URI tests.
+
+`PayOrderFactory`: a pay order created by `payorder_create` (the API's service), a SALE of
+25.00 USD by default, for a new organization unless given one.
 
 Keys: the BIP39 test mnemonic "abandon ×11 about" gives well-known account keys; the tests derive
 the *public* account keys from it here (tests may hold private keys; the server never does).
@@ -17,15 +20,37 @@ import tempfile
 import time
 from pathlib import Path
 
+import factory
 import httpx
 import pytest
 from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins, Bip84, Bip84Coins
+
+from payorders.models import PayOrder
+from tests.factories.accounts import OrganizationFactory
 
 REPO = Path(__file__).resolve().parents[2]
 GANACHE = REPO / "node_modules" / ".bin" / "ganache"
 SOLC_SCRIPT = REPO / "tests" / "payorders" / "contracts" / "compile.js"
 TEST_MNEMONIC = " ".join(["abandon"] * 11 + ["about"])
 GANACHE_CHAIN_ID = 1337
+
+
+class PayOrderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PayOrder
+
+    organization = factory.SubFactory(OrganizationFactory)
+    actor = None
+    type = "SALE"
+    amount = "25.00"
+    currency = "USD"
+    description = "order"
+
+    @classmethod
+    def _create(cls, model_class, **kwargs):
+        from payorders.services.lifecycle import payorder_create
+
+        return payorder_create(**kwargs)
 
 
 @pytest.fixture(scope="session")

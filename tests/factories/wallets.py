@@ -1,6 +1,6 @@
-"""Fixtures for the customer wallets API: users with their own Customer, platform assets (get or
-create: a transactional test's TRUNCATE removes the seed migration's rows), wallets opened and
-funded through the services."""
+"""Fixtures for the customer wallets API: users with their own Customer, and their wallets made
+by the ledger factories (`tests.factories.ledger`: opened by `wallet_open`, funded by a real
+deposit through the posting engine)."""
 
 from decimal import Decimal
 
@@ -8,17 +8,12 @@ import pytest
 from rest_framework.test import APIClient
 
 from ledger.models import Asset, Wallet
-from ledger.posting import Issue, ledger_post
-from ledger.services import wallet_open
 from tests.factories.accounts import CustomerFactory, UserFactory
-
-ASSETS = {"USD": ("US Dollar", 2, "fiat"), "EUR": ("Euro", 2, "fiat"), "ETH": ("Ether", 18, "crypto"), "BTC": ("Bitcoin", 8, "crypto")}
+from tests.factories.ledger import WalletFactory, platform_asset
 
 
 def asset(code: str) -> Asset:
-    name, exponent, kind = ASSETS[code]
-    found, _ = Asset.objects.get_or_create(code=code, organization=None, defaults={"name": name, "exponent": exponent, "kind": kind})
-    return found
+    return platform_asset(code)
 
 
 def person(email: str | None = None):
@@ -33,12 +28,10 @@ def client_for(user) -> APIClient:
     return client
 
 
-def open_wallet(user, code="USD", funded: str | None = None, label: str = "") -> Wallet:
-    wallet = wallet_open(asset=asset(code), customer=user.customer, label=label)
-    if funded is not None:
-        ledger_post(type="deposit", operations=[Issue(wallet=wallet, amount=Decimal(funded))], customer=user.customer).raise_for_error()
-        wallet.refresh_from_db()
-    return wallet
+def open_wallet(user, code="USD", funded: str | Decimal | None = None, label: str = "") -> Wallet:
+    """`user`'s wallet in `code`; `funded`: a deposit to the user's customer, as POST /deposits posts it."""
+    return WalletFactory(asset=platform_asset(code), customer=user.customer, label=label, funded=funded,
+                         deposit_owner={"customer": user.customer})
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from django.db import close_old_connections, transaction
 
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
-from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, hold_place, hold_release, ledger_post
+from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, ledger_fail_pending, ledger_hold_pending, ledger_post
 from tests.concurrency import errors_of, run_in_threads
 from tests.factories.accounts import OrganizationFactory
 from tests.factories.ledger import open_wallet, platform_asset
@@ -127,13 +127,12 @@ def test_holds_and_postings_race_without_overdraft():
         rng = random.Random(n)
         for _ in range(15):
             if n % 2:
-                try:
-                    hold = hold_place(wallet=wallet, amount="3", reason="race")
-                except Exception as exc:  # noqa: BLE001
-                    assert getattr(exc, "code", "") == "INSUFFICIENT_FUNDS", exc
+                held = ledger_hold_pending(type="withdrawal", operations=[Redeem(wallet, "3")])
+                if not held.ok:
+                    assert held.error.code == "INSUFFICIENT_FUNDS", held.error
                     continue
                 if rng.random() < 0.5:
-                    hold_release(hold=hold)
+                    ledger_fail_pending(held.transaction, code="PAYOUT_FAILED")
             else:
                 ledger_post(type="withdrawal", operations=[Redeem(wallet, "2"), Transfer(wallet, sink, "1")])
 

@@ -9,8 +9,8 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from ledger.checks import ledger_check
 from ledger.models import Entry, Hold, Posting, Transaction, Wallet
-from ledger.posting import Issue, Transfer, hold_place, ledger_post
-from tests.factories.ledger import open_wallet, platform_asset
+from ledger.posting import Issue, Transfer, ledger_post
+from tests.factories.ledger import hold_pending, open_wallet, platform_asset
 
 
 def raw(sql: str, params=None) -> None:
@@ -58,7 +58,7 @@ def test_postings_refuse_update_and_delete_even_raw(posted):
 @pytest.mark.django_db(transaction=True)
 def test_transactions_and_holds_refuse_delete(posted):
     a, _, tx = posted
-    hold = hold_place(wallet=a, amount="1", reason="x")
+    hold = Hold.objects.get(transaction=hold_pending(a, "1"))
     with pytest.raises(DatabaseError, match="not allowed"), transaction.atomic():
         raw("DELETE FROM ledger_transaction WHERE id = %s", [tx.pk])
     with pytest.raises(DatabaseError, match="not allowed"), transaction.atomic():
@@ -148,7 +148,7 @@ def _entry(tx, wallet, direction, amount, after, index=0):
 def test_checker_clean_ledger(usd, make_wallet):
     a, b = make_wallet(usd, "10"), make_wallet(usd)
     ledger_post(type="transfer", operations=[Transfer(a, b, "3")]).raise_for_error()
-    hold_place(wallet=a, amount="2", reason="x")
+    hold_pending(a, "2")
     assert ledger_check() == []
 
 

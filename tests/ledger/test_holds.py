@@ -1,4 +1,5 @@
-"""Holds (place, release, capture) and review (hold_for_review, complete, reject)."""
+"""Holds through the engine's two-phase postings: pending (a payout in flight, an authorization:
+hold, complete, fail, capture in part, void) and review (hold_for_review, complete, reject)."""
 
 from decimal import Decimal
 
@@ -6,22 +7,24 @@ import pytest
 
 from core.errors import InvalidState, ValidationFailed
 from ledger.checks import ledger_check
-from ledger.errors import InsufficientFunds, WalletInactive, WalletNotFound
+from ledger.errors import WalletNotFound
 from ledger.models import Hold, Transaction, Wallet
 from ledger.posting import (
     Issue,
     PlatformAccount,
     Redeem,
     Transfer,
-    hold_capture,
-    hold_place,
-    hold_release,
+    ledger_capture_pending,
+    ledger_complete_pending,
     ledger_complete_reviewed,
+    ledger_fail_pending,
+    ledger_hold_pending,
     ledger_post,
     ledger_reject_reviewed,
+    ledger_void_pending,
 )
 from ledger.services import wallet_suspend
-from tests.factories.ledger import balance
+from tests.factories.ledger import balance, hold_pending
 
 pytestmark = pytest.mark.django_db
 
@@ -30,72 +33,91 @@ def held(wallet) -> Decimal:
     return Wallet.objects.get(pk=wallet.pk).held
 
 
-def test_place_reduces_available_and_release_restores_it(usd, make_wallet):
+def pending(wallet, *operations, **posting):
+    """A payout in flight's reservation (`ledger_hold_pending`, as withdrawals and POST /holds make it)."""
+    return ledger_hold_pending(type="withdrawal", operations=list(operations), customer=wallet.customer, **posting)
+
+
+def test_a_pending_transaction_reduces_available_and_failing_it_restores_it(usd, make_wallet):
     a = make_wallet(usd, "10")
-    hold = hold_place(wallet=a, amount="4", reason="payout")
+    tx = hold_pending(a, "4")
+    assert tx.status == "pending" and not tx.entries.exists()
+    [hold] = Hold.objects.filter(transaction=tx)
     assert hold.status == "held" and hold.amount == Decimal("4")
-    a.refresh_from_db()
     assert (a.balance, a.held, a.available_balance) == (Decimal("10"), Decimal("4"), Decimal("6"))
     assert ledger_check() == []
-    released = hold_release(hold=hold)
-    assert released.status == "released" and held(a) == 0
+    failed = ledger_fail_pending(tx, code="PAYOUT_FAILED", reason="returned by the bank")
+    assert failed.status == "failed" and failed.failure_code == "PAYOUT_FAILED" and not failed.entries.exists()
+    assert Hold.objects.get(pk=hold.pk).status == "released" and held(a) == 0 and balance(a) == Decimal("10")
     with pytest.raises(InvalidState):
-        hold_release(hold=hold.pk)
+        ledger_fail_pending(tx.pk, code="PAYOUT_FAILED")
     assert ledger_check() == []
 
 
-def test_place_refuses_more_than_available(usd, make_wallet):
+def test_a_hold_refuses_more_than_available(usd, make_wallet):
     a = make_wallet(usd, "10")
-    hold_place(wallet=a, amount="6", reason="one")
-    with pytest.raises(InsufficientFunds):
-        hold_place(wallet=a, amount="4.01", reason="two")
-    hold_place(wallet=a, amount="4", reason="two")
-    assert held(a) == Decimal("10")
+    hold_pending(a, "6")
+    refused = pending(a, Redeem(a, "4.01"))
+    assert refused.error.code == "INSUFFICIENT_FUNDS" and refused.transaction.status == "failed"
+    assert not Hold.objects.filter(transaction=refused.transaction).exists()
+    hold_pending(a, "4")
+    assert held(a) == Decimal("10") and ledger_check() == []
 
 
-def test_place_validates(usd, make_wallet):
+def test_a_hold_validates(usd, make_wallet):
     a = make_wallet(usd, "10")
     with pytest.raises(ValidationFailed):
-        hold_place(wallet=a, amount="0", reason="x")
+        pending(a, Redeem(a, "0"))
     with pytest.raises(ValidationFailed):
-        hold_place(wallet=a, amount="0.001", reason="x")
+        pending(a, Redeem(a, "0.001"))
     with pytest.raises(WalletNotFound):
-        hold_place(wallet=987654321, amount="1", reason="x")
+        pending(a, Redeem(987654321, "1"))
     wallet_suspend(wallet=a)
-    with pytest.raises(WalletInactive):
-        hold_place(wallet=a, amount="1", reason="x")
+    assert pending(a, Redeem(a, "1")).error.code == "WALLET_INACTIVE"
     assert not Hold.objects.exists()
 
 
-def test_capture_releases_and_posts_in_one_posting(usd, make_wallet):
+def test_completing_a_pending_transaction_captures_and_posts_in_one_posting(usd, make_wallet):
     a = make_wallet(usd, "10")
-    hold = hold_place(wallet=a, amount="10", reason="payout in flight")
+    tx = pending(a, Redeem(a, "9"), Transfer(a, PlatformAccount("fee"), "1"), reference="payout-1").raise_for_error()
     # with the whole balance held, nothing else can leave
     assert ledger_post(type="withdrawal", operations=[Redeem(a, "1")]).error.code == "INSUFFICIENT_FUNDS"
-    result = hold_capture(
-        hold=hold,
-        type="withdrawal",
-        operations=[Redeem(a, "9"), Transfer(a, PlatformAccount("fee"), "1")],
-        reference="payout-1",
-        customer=a.customer,
-    )
-    tx = result.raise_for_error()
-    hold.refresh_from_db()
-    assert hold.status == "captured" and hold.transaction_id == tx.pk
-    a.refresh_from_db()
-    assert (a.balance, a.held) == (0, 0)
+    done = ledger_complete_pending(tx).raise_for_error()
+    assert done.pk == tx.pk and done.status == "completed" and done.entries.count() == 4
+    hold = Hold.objects.get(transaction=tx)
+    assert hold.status == "captured" and hold.amount == Decimal("10")
+    assert (balance(a), held(a)) == (0, 0)
     assert ledger_check() == []
     with pytest.raises(InvalidState):
-        hold_capture(hold=hold, type="withdrawal", operations=[Redeem(a, "1")])
+        ledger_complete_pending(tx)
 
 
-def test_failed_capture_keeps_the_hold(usd, make_wallet):
-    a = make_wallet(usd, "10")
-    hold = hold_place(wallet=a, amount="5", reason="payout")
-    result = hold_capture(hold=hold, type="withdrawal", operations=[Redeem(a, "10.01")])
-    assert result.error.code == "INSUFFICIENT_FUNDS" and result.transaction.status == "failed"
-    hold.refresh_from_db()
-    assert hold.status == "held" and held(a) == Decimal("5") and balance(a) == Decimal("10")
+def test_a_completion_refused_now_fails_the_transaction_and_releases_the_hold(usd, make_wallet):
+    a, b = make_wallet(usd, "10"), make_wallet(usd)
+    tx = pending(a, Transfer(a, b, "5")).raise_for_error()
+    wallet_suspend(wallet=b)
+    result = ledger_complete_pending(tx)
+    assert result.error.code == "WALLET_INACTIVE"
+    tx.refresh_from_db()
+    assert tx.status == "failed" and Hold.objects.get(transaction=tx).status == "released"
+    assert held(a) == 0 and balance(a) == Decimal("10") and balance(b) == 0
+    assert ledger_check() == []
+
+
+def test_an_authorization_is_captured_in_part_or_voided(usd, make_wallet):
+    """The two ends POST /holds/{id}/capture and /void use (wallets.movements.holds)."""
+    a, b = make_wallet(usd, "10"), make_wallet(usd)
+    tx = ledger_hold_pending(type="ledger", operations=[Transfer(a, b, "6")]).raise_for_error()
+    part = ledger_capture_pending(tx, amount=Decimal("2.50")).raise_for_error()
+    assert part.pk != tx.pk and part.status == "completed"
+    assert Transaction.objects.get(pk=tx.pk).status == "voided" and not Hold.objects.filter(status="held").exists()
+    assert (balance(a), held(a), balance(b)) == (Decimal("7.50"), 0, Decimal("2.50"))
+    other = ledger_hold_pending(type="ledger", operations=[Transfer(a, b, "7.50")]).raise_for_error()
+    assert held(a) == Decimal("7.50")
+    voided = ledger_void_pending(other, code="HOLD_VOIDED")
+    assert voided.status == "voided" and held(a) == 0 and balance(a) == Decimal("7.50")
+    with pytest.raises(InvalidState):
+        ledger_capture_pending(other)
     assert ledger_check() == []
 
 

@@ -13,7 +13,7 @@ from ledger.models import Entry, Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, ledger_post, ledger_reverse
 from ledger.services import wallet_suspend
 from tests.factories.accounts import CustomerFactory
-from tests.factories.ledger import balance
+from tests.factories.ledger import balance, hold_pending
 
 pytestmark = pytest.mark.django_db
 
@@ -110,10 +110,8 @@ def test_failed_record_survives_when_the_caller_commits_after_raising_outside(us
 
 
 def test_available_balance_counts_holds(usd, make_wallet):
-    from ledger.posting import hold_place
-
     a, b = make_wallet(usd, "10"), make_wallet(usd)
-    hold_place(wallet=a, amount="7", reason="payout")
+    hold_pending(a, "7")
     result = ledger_post(type="transfer", operations=[Transfer(a, b, "3.01")])
     assert result.error.code == "INSUFFICIENT_FUNDS"
     ledger_post(type="transfer", operations=[Transfer(a, b, "3")]).raise_for_error()

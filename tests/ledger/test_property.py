@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from ledger.checks import ledger_check
 from ledger.models import Wallet
-from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, hold_place, ledger_post
+from ledger.posting import Issue, PlatformAccount, Redeem, Transfer, ledger_post
 from ledger.services import wallet_suspend
-from tests.factories.ledger import open_wallet, platform_asset
+from tests.factories.ledger import hold_pending, open_wallet, platform_asset
 
 pytestmark = pytest.mark.django_db
 
@@ -87,7 +87,7 @@ def test_engine_agrees_with_the_model(db, opening, hold_on, suspend, transaction
         index, percent = hold_on
         amount = (opening[index] * percent / 100).quantize(Decimal("0.01"))
         if amount > 0:
-            hold_place(wallet=wallets[index], amount=amount, reason="property")
+            hold_pending(wallets[index], amount)
             model.held[index] = amount
     if suspend is not None:
         wallet_suspend(wallet=wallets[suspend])

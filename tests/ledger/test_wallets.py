@@ -17,15 +17,13 @@ from ledger.posting import (
     PlatformAccount,
     Redeem,
     Transfer,
-    hold_place,
-    hold_release,
+    ledger_fail_pending,
     ledger_post,
-    platform_wallet,
     platform_wallet_covering,
 )
 from ledger.services import asset_create, wallet_activate, wallet_close, wallet_open, wallet_suspend
 from tests.factories.accounts import CustomerFactory, OrganizationFactory, StaffUserFactory
-from tests.factories.ledger import balance
+from tests.factories.ledger import balance, hold_pending
 
 pytestmark = pytest.mark.django_db
 
@@ -123,10 +121,10 @@ def test_close_refuses_a_wallet_with_funds_or_holds(usd, make_wallet):
     assert info.value.status == 409 and info.value.details["balance"] == "1.00"
     ledger_post(type="withdrawal", operations=[Redeem(wallet, "1")]).raise_for_error()
     ledger_post(type="deposit", operations=[Issue(wallet, "1")]).raise_for_error()
-    hold = hold_place(wallet=wallet, amount="1", reason="x")
+    payout = hold_pending(wallet, "1")
     with pytest.raises(WalletNotEmpty):
         wallet_close(wallet=wallet)
-    hold_release(hold=hold)
+    ledger_fail_pending(payout, code="PAYOUT_FAILED")
     ledger_post(type="withdrawal", operations=[Redeem(wallet, "1")]).raise_for_error()
     assert wallet_close(wallet=wallet).status == "closed"
     assert ledger_post(type="deposit", operations=[Issue(wallet, "1")]).error.code == "WALLET_INACTIVE"
@@ -159,13 +157,12 @@ def test_deposits_spread_over_issuance_shards(usd, make_wallet):
 
 
 @override_settings(LEDGER_HOT_ACCOUNT_SHARDS=4)
-def test_platform_wallet_picks_the_counterparty_shard(usd, make_wallet):
+def test_a_posting_to_a_platform_account_uses_the_counterparty_shard(usd, make_wallet):
     payer = make_wallet(usd, "10")
-    fee = platform_wallet(usd, "fee", for_wallet_id=payer.pk)
-    assert (fee.purpose, fee.kind, fee.shard, fee.customer_id, fee.organization_id) == ("fee", "system", payer.pk % 4, None, None)
-    assert Wallet.objects.filter(asset=usd, purpose="fee").count() == 4
     tx = ledger_post(type="fee", operations=[Transfer(payer, PlatformAccount("fee"), "2")]).raise_for_error()
-    assert set(tx.entries.values_list("wallet_id", flat=True)) == {payer.pk, fee.pk}
+    assert Wallet.objects.filter(asset=usd, purpose="fee").count() == 4  # the account's shards, made on first use
+    [fee] = Wallet.objects.filter(pk__in=tx.entries.exclude(wallet=payer).values("wallet_id"))
+    assert (fee.purpose, fee.kind, fee.shard, fee.customer_id, fee.organization_id) == ("fee", "system", payer.pk % 4, None, None)
     assert balance(fee) == Decimal("2") == platform_account_balance(usd, "fee")
 
 

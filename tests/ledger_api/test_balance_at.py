@@ -12,6 +12,7 @@ from django.utils import timezone
 from ledger.models import Entry
 from ledger.posting import Redeem, ledger_post
 from ledger.services import wallet_open
+from tests.factories.ledger import WalletFactory
 from tests.factories.ledger_api import customer_wallet, fund, person, system_wallet, user_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -89,7 +90,7 @@ def test_a_malformed_at_is_a_400_naming_it(jane, at):
 def test_someone_elses_wallet_is_a_404_for_users(jane, usd):
     user, _ = jane
     other = person()
-    theirs = fund(wallet_open(asset=usd, customer=other.customer), "1.00")
+    theirs = WalletFactory(asset=usd, customer=other.customer, funded="1.00")
     for path in (f"/api/v1/wallets/{theirs.pk}/balance", "/api/v1/wallets/999999/balance"):
         r = user_client(user).get(path)
         assert r.status_code == 404

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from ledger.models import Transaction
-from ledger.posting import Issue, Transfer, ledger_post
-from ledger.services import wallet_open
+from ledger.posting import Transfer, ledger_post
+from tests.factories.ledger import TransactionFactory, WalletFactory
 from tests.factories.accounts import MembershipFactory
 from tests.factories.ledger_api import customer_wallet, op_issue, op_transfer, person, platform_asset, post_tx, user_client
 
@@ -29,12 +29,12 @@ def world(db):
     jane.save()
     john.first_name, john.last_name = "John", "Smith"
     john.save()
-    jane_usd = wallet_open(asset=usd, customer=jane.customer)
-    john_usd = wallet_open(asset=usd, customer=john.customer)
-    jane_eur = wallet_open(asset=eur, customer=jane.customer)
-    john_deposit = ledger_post(type="deposit", operations=[Issue(wallet=john_usd, amount=Decimal("5"))], customer=john.customer, description="Deposit").raise_for_error()
-    deposit = ledger_post(type="deposit", operations=[Issue(wallet=jane_usd, amount=Decimal("100"))], customer=jane.customer, description="Deposit from card").raise_for_error()
-    eur_deposit = ledger_post(type="deposit", operations=[Issue(wallet=jane_eur, amount=Decimal("7.5"))], customer=jane.customer, description="Euro top-up").raise_for_error()
+    jane_usd = WalletFactory(asset=usd, customer=jane.customer)
+    john_usd = WalletFactory(asset=usd, customer=john.customer)
+    jane_eur = WalletFactory(asset=eur, customer=jane.customer)
+    john_deposit = TransactionFactory(wallet=john_usd, amount="5", customer=john.customer, description="Deposit")
+    deposit = TransactionFactory(wallet=jane_usd, amount="100", customer=jane.customer, description="Deposit from card")
+    eur_deposit = TransactionFactory(wallet=jane_eur, amount="7.5", customer=jane.customer, description="Euro top-up")
     transfer = ledger_post(type="transfer", operations=[Transfer(source=jane_usd, destination=john_usd, amount=Decimal("30"))], customer=jane.customer, description="Dinner").raise_for_error()
     failed = ledger_post(type="transfer", operations=[Transfer(source=jane_usd, destination=john_usd, amount=Decimal("1000"))], customer=jane.customer, description="Too much")
     assert not failed.ok

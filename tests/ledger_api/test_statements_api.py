@@ -18,6 +18,7 @@ from pypdf import PdfReader
 from ledger.models import Entry, Transaction
 from ledger.posting import Issue, Redeem, Transfer, ledger_post
 from ledger.services import wallet_open
+from tests.factories.ledger import WalletFactory
 from tests.factories.ledger_api import customer_wallet, fund, person, system_wallet, user_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -175,7 +176,7 @@ def test_eth_amounts_keep_eighteen_decimals(usd):
 
     eth = platform_asset("ETH")
     user = person()
-    wallet = fund(wallet_open(asset=eth, customer=user.customer), "0.000000000000000001")
+    wallet = WalletFactory(asset=eth, customer=user.customer, funded="0.000000000000000001")
     body = user_client(user).get(f"/api/v1/wallets/{wallet.pk}/statement").json()
     assert body["closing_balance"] == "0.000000000000000001"
 
@@ -195,7 +196,7 @@ def test_json_and_pdf_refuse_a_period_too_long_and_point_to_csv(story, settings)
 
 def test_organizations_get_their_customers_and_system_wallets(org, client_a, client_b, usd, points):
     customer = customer_wallet(org, usd, "10.00", external_id="ada", name="Ada Lovelace").customer
-    second = fund(wallet_open(asset=points, customer=customer), "7")
+    second = WalletFactory(asset=points, customer=customer, funded="7")
     system = system_wallet(org, usd, label="float")
     assert client_a.get(f"/api/v1/wallets/{system.pk}/statement").status_code == 200
     assert client_b.get(f"/api/v1/wallets/{second.pk}/statement").status_code == 404
@@ -228,7 +229,7 @@ def test_a_ledger_that_does_not_balance_is_refused_and_logged(usd, caplog):
     """A corrupted history (an entry whose balance_after does not continue the chain, inserted
     here past the posting engine; the zero-sum trigger still holds) must never print."""
     user = person()
-    wallet = fund(wallet_open(asset=usd, customer=user.customer), "10.00")
+    wallet = WalletFactory(asset=usd, customer=user.customer, funded="10.00")
     issuance = Entry.objects.exclude(wallet=wallet).filter(transaction__entries__wallet=wallet).first().wallet
     tx = Transaction.objects.create(type=Transaction.Type.ADJUSTMENT)
     Entry.objects.create(transaction=tx, wallet=wallet, direction="credit", amount=Decimal("1.00"), balance_after=Decimal("99.00"), operation_index=0)
@@ -248,7 +249,7 @@ def test_a_chain_break_inside_the_period_cuts_the_csv_short(usd, caplog):
     from ledger.statements import StatementImbalance
 
     user = person()
-    wallet = fund(wallet_open(asset=usd, customer=user.customer), "10.00")
+    wallet = WalletFactory(asset=usd, customer=user.customer, funded="10.00")
     issuance = Entry.objects.exclude(wallet=wallet).filter(transaction__entries__wallet=wallet).first().wallet
     for amount, wrong_after in (("1.00", "50.00"), ("1.00", "12.00")):  # 11.00 expected, then 12.00
         tx = Transaction.objects.create(type=Transaction.Type.ADJUSTMENT)

@@ -29,8 +29,8 @@ from wallets.beneficiaries import (
     beneficiary_name_hash,
     mask_iban,
     mask_name,
-    payout_beneficiary,
-    payouts_to_beneficiary,
+    beneficiary_open,
+    beneficiaries_matching,
 )
 from wallets.models import Payout
 
@@ -105,7 +105,7 @@ def test_a_withdrawal_stores_its_beneficiary_encrypted_and_shows_it_masked(setti
     assert not _plain_in(caplog.text), "in the log"
 
     # The plain text is there for the provider (and screening), and only through this door.
-    plain = payout_beneficiary(payout)
+    plain = beneficiary_open(payout)
     assert plain.name == NAME and plain.destination == {"name": NAME, "iban": IBAN, "country": "DE", "bank_name": "Deutsche Bank"}
     assert payout.destination_masked == {"name": "A**** W*****", "iban": MASKED_IBAN, "country": "DE", "bank_name": "Deutsche Bank"}
 
@@ -130,9 +130,9 @@ def test_payouts_are_found_by_keyed_hash_and_the_admin_shows_them_masked():
     user = person()
     first = Payout.objects.get(pk=_withdraw(user).json()["payout"]["id"])
     _withdraw(user, name="Bob Other", iban="GB82WEST12345698765432")
-    assert list(payouts_to_beneficiary(Payout.objects.all(), name="  alice   WALKER ")) == [first]
-    assert list(payouts_to_beneficiary(Payout.objects.all(), iban_or_account="de89 3704 0044 0532 0130 00")) == [first]
-    assert list(payouts_to_beneficiary(Payout.objects.all(), name=NAME, iban_or_account="GB82WEST12345698765432")) == []
+    assert list(beneficiaries_matching(Payout.objects.all(), name="  alice   WALKER ")) == [first]
+    assert list(beneficiaries_matching(Payout.objects.all(), iban_or_account="de89 3704 0044 0532 0130 00")) == [first]
+    assert list(beneficiaries_matching(Payout.objects.all(), name=NAME, iban_or_account="GB82WEST12345698765432")) == []
     assert first.beneficiary_hash == beneficiary_name_hash("alice walker") and len(first.account_hash) == 64
 
     staff = Client()
@@ -156,20 +156,20 @@ def test_rotate_field_keys_re_encrypts_and_re_hashes_payout_beneficiaries(settin
     old_hash = payout.beneficiary_hash
 
     settings.FIELD_ENCRYPTION_KEYS = [NEW, OLD]
-    assert list(payouts_to_beneficiary(Payout.objects.all(), name=NAME)) == [payout]  # found under the old key meanwhile
+    assert list(beneficiaries_matching(Payout.objects.all(), name=NAME)) == [payout]  # found under the old key meanwhile
     out = io.StringIO()
     call_command("rotate_field_keys", stdout=out)
     assert "wallets.Payout: 1 re-encrypted" in out.getvalue()
 
     settings.FIELD_ENCRYPTION_KEYS = [NEW]  # the old key dropped
     payout.refresh_from_db()
-    assert payout_beneficiary(payout).name == NAME and payout_beneficiary(payout).destination["iban"] == IBAN
+    assert beneficiary_open(payout).name == NAME and beneficiary_open(payout).destination["iban"] == IBAN
     assert payout.beneficiary_hash == beneficiary_name_hash(NAME) != old_hash
-    assert list(payouts_to_beneficiary(Payout.objects.all(), iban_or_account=IBAN)) == [payout]
+    assert list(beneficiaries_matching(Payout.objects.all(), iban_or_account=IBAN)) == [payout]
 
     settings.FIELD_ENCRYPTION_KEYS = [OLD]
     with pytest.raises(SecretDecryptionError):
-        payout_beneficiary(payout)
+        beneficiary_open(payout)
 
 
 # --- The data migration ---------------------------------------------------------------------------------
@@ -209,9 +209,9 @@ def test_the_migration_encrypts_payouts_written_before_it_and_migrating_back_res
         _migrate(AFTER)
         assert not _plain_in(_row_text("wallets_payout", old.pk))
         migrated = Payout.objects.get(pk=old.pk)
-        assert payout_beneficiary(migrated).name == NAME and payout_beneficiary(migrated).destination["iban"] == IBAN
+        assert beneficiary_open(migrated).name == NAME and beneficiary_open(migrated).destination["iban"] == IBAN
         assert migrated.beneficiary_name_masked == "A**** W*****" and migrated.destination_masked["iban"] == MASKED_IBAN
-        assert list(payouts_to_beneficiary(Payout.objects.all(), iban_or_account=IBAN)) == [migrated]
+        assert list(beneficiaries_matching(Payout.objects.all(), iban_or_account=IBAN)) == [migrated]
 
         back = _migrate(BEFORE).get_model("wallets", "Payout").objects.get(pk=old.pk)
         assert back.beneficiary_name == NAME and back.destination["iban"] == IBAN

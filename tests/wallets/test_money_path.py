@@ -13,13 +13,15 @@ import pytest
 
 from accounts.models import WebhookDelivery, WebhookEndpoint
 from accounts.identity.totp import totp_confirm, totp_enrol
-from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
+from compliance.models import AuditEvent, LimitRule, ReviewCase
 from compliance.risk import register_risk_kind, unregister_risk_kind
+from wallets.beneficiaries import beneficiary_name_hash, mask_name
 from wallets.review import review_approve, review_reject
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from tests.audit_chain import audit_chain_verified
 from tests.concurrency import run_in_threads
+from tests.factories.compliance import RiskRuleFactory, SanctionsEntryFactory
 from tests.factories.accounts import CustomerFactory, OrganizationFactory, StaffUserFactory
 from tests.factories.wallets import asset, client_for, open_wallet, person
 
@@ -156,7 +158,7 @@ def review_everything_over_100():
     def over_100(rule, ctx):
         return "over 100" if ctx.amount > Decimal("100") else None
 
-    rule = RiskRule.objects.create(name="test", kind="test_over_100", action="review")
+    rule = RiskRuleFactory(name="test", kind="test_over_100", action="review", params={})
     yield rule
     unregister_risk_kind("test_over_100")
 
@@ -190,7 +192,7 @@ class TestRisk:
         assert Transaction.objects.get(pk=body["id"]).status == "rejected"
 
     def test_a_sanctioned_recipient_is_rejected_and_recorded(self, jane):
-        SanctionsEntry.objects.create(name="Ivan Sanctioned Petrov", source="TEST", list_id="1")
+        SanctionsEntryFactory(name="Ivan Sanctioned Petrov")
         target = person()
         target.first_name, target.last_name = "Ivan", "Petrov Sanctioned"
         target.save(update_fields=["first_name", "last_name"])
@@ -202,7 +204,9 @@ class TestRisk:
         assert _wallet(source).balance == Decimal("100") and _wallet(destination).balance == 0
         assert not Transaction.objects.filter(type="transfer").exists()
         rejected = AuditEvent.objects.get(action="risk.rejected")
-        assert rejected.data["rule_kind"] == "sanctions" and rejected.data["beneficiary_name"] == target.full_name
+        assert rejected.data["rule_kind"] == "sanctions" and rejected.data["beneficiary_name"] == mask_name(target.full_name)
+        assert rejected.data["beneficiary_hash"] == beneficiary_name_hash(target.full_name)
+        assert "petrov" not in json.dumps(rejected.data).lower()  # the counterparty's name is not kept in clear
         again = _transfer(client_for(jane), source, destination, "10.00", key=key)
         assert again["Idempotency-Replayed"] == "true" and again.status_code == 422
 

@@ -19,19 +19,20 @@ from django.utils import timezone
 
 from accounts.identity.totp import totp_confirm, totp_enrol
 from accounts.models import WebhookDelivery
-from compliance.models import AuditEvent, LimitRule, ReviewCase, RiskRule, SanctionsEntry
+from compliance.models import AuditEvent, LimitRule, ReviewCase
 from compliance.risk import register_risk_kind, unregister_risk_kind
 from core.models import OutboxMessage
 from core.outbox import handlers_for
 from ledger.checks import ledger_check
 from ledger.models import Transaction, Wallet
 from ledger.services import wallet_suspend
+from tests.factories.compliance import RiskRuleFactory, SanctionsEntryFactory
 from tests.factories.orgs import key_client, make_org_key
 from tests.factories.accounts import StaffUserFactory
 from tests.concurrency import blocked_insert_pid, in_background, run_in_threads
 from tests.factories.ledger_api import customer_wallet, platform_asset
 from tests.factories.wallets import client_for, open_wallet, person
-from wallets.beneficiaries import payout_beneficiary
+from wallets.beneficiaries import beneficiary_open
 from wallets.models import Payout, Schedule, ScheduleOccurrence
 from wallets.review import review_approve
 from wallets.schedules import SCHEDULE_EMAIL_TOPIC, schedule_run_next_due, schedules_run_due
@@ -253,13 +254,13 @@ def test_an_iban_schedule_pays_a_withdrawal_with_its_payout():
     start = _start()
     created = _create(client, _body(source, amount="100.00", currency="EUR", rule="FREQ=MONTHLY", start=start, destination=IBAN))
     assert created.status_code == 201, created.content
-    assert created.json()["destination"]["iban"] == "DE89**************3000"
+    assert created.json()["destination"]["iban"] == "DE89 **** **** **** 3000"
     assert schedules_run_due(now=start + timedelta(seconds=1)) == 1
     occurrence = ScheduleOccurrence.objects.get()
     assert occurrence.status == "succeeded" and occurrence.transaction.type == "withdrawal"
     assert occurrence.transaction.status == "pending"  # the payout is in flight, as POST /withdrawals answers 202
     payout = Payout.objects.get(transaction=occurrence.transaction)
-    assert payout.amount == Decimal("100") and payout_beneficiary(payout).destination["iban"] == "DE89370400440532013000"
+    assert payout.amount == Decimal("100") and beneficiary_open(payout).destination["iban"] == "DE89370400440532013000"
     assert occurrence.transaction.reference == f"{occurrence.idempotency_key}:1"
     source.refresh_from_db()
     assert source.held == payout.amount + payout.fee and source.balance == Decimal("500")
@@ -402,7 +403,7 @@ def review_everything_over_100():
     def over_100(rule, ctx):
         return "over 100" if ctx.amount > Decimal("100") else None
 
-    rule = RiskRule.objects.create(name="test", kind="test_schedule_over_100", action="review")
+    rule = RiskRuleFactory(name="test", kind="test_schedule_over_100", action="review", params={})
     yield rule
     unregister_risk_kind("test_schedule_over_100")
 
@@ -436,7 +437,7 @@ def seeded_defaults(db):
 
 @pytest.mark.django_db
 def test_a_sanctioned_beneficiary_fails_at_once(seeded_defaults):
-    SanctionsEntry.objects.create(name="Ivan Sanctioned Petrov", source="TEST", list_id="1")
+    SanctionsEntryFactory(name="Ivan Sanctioned Petrov")
     jane = person()
     source = open_wallet(jane, "EUR", funded="500")
     start = _start()

@@ -65,10 +65,10 @@ class TestRead:
         assert [w["id"] for w in body["results"]] == [w.pk for w in mine]
 
     def test_detail_with_balances_and_holds(self, jane):
-        from ledger.posting import hold_place
-
         wallet = open_wallet(jane, "USD", funded="700.00")
-        hold_place(wallet=wallet, amount="50", reason="payout in flight")
+        withdrawal = client_for(jane).post("/api/v1/withdrawals", {"wallet_id": wallet.pk, "amount": "49.00", "destination": {
+            "type": "IBAN", "iban": "DE89370400440532013000", "name": "Jane Doe"}}, format="json", headers={"Idempotency-Key": "w-1"})
+        assert withdrawal.status_code == 202 and withdrawal.json()["fee"] == "1.00"  # the payout in flight holds 49.00 + 1.00
         body = client_for(jane).get(f"/api/v1/wallets/{wallet.pk}").json()
         assert body["balance"] == "700.00" and body["available_balance"] == "650.00" and body["held_balance"] == "50.00"
         assert set(body) >= {"id", "currency", "status", "owner_name", "created_at", "updated_at"}

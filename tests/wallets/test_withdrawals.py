@@ -18,7 +18,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from compliance.models import AuditEvent, FeeRule, ReviewCase, RiskRule, SanctionsEntry
+from compliance.models import AuditEvent, FeeRule, ReviewCase
 from compliance.risk import register_risk_kind, unregister_risk_kind
 from wallets.review import review_approve, review_reject
 from core.models import OutboxMessage
@@ -28,6 +28,7 @@ from ledger.models import Hold, Transaction, Wallet
 from ledger.selectors import platform_account_balance
 from ledger.services import wallet_suspend, wallet_activate
 from tests.concurrency import run_in_threads
+from tests.factories.compliance import RiskRuleFactory, SanctionsEntryFactory
 from tests.factories.accounts import StaffUserFactory
 from tests.payorders.support import reseed
 from tests.factories.wallets import asset, client_for, open_wallet, person
@@ -318,7 +319,7 @@ class TestWithdrawals:
         assert response.status_code == 400 and _code(response) == "IDEMPOTENCY_KEY_REQUIRED"
 
     def test_sanctioned_beneficiary_is_rejected(self, jane):
-        SanctionsEntry.objects.create(name="Ivan Petrov", aliases=["I. Petrov"], source="TEST", list_id="7")
+        SanctionsEntryFactory(name="Ivan Petrov", aliases=["I. Petrov"])
         wallet = open_wallet(jane, "EUR", funded="100")
         response = _withdraw(client_for(jane), wallet, "10.00", destination=_iban(name="Petrov Ivan"))
         assert response.status_code == 422 and _code(response) == "TRANSACTION_REJECTED"
@@ -338,7 +339,7 @@ def review_withdrawals():
     def check(rule, ctx):
         return "withdrawal" if ctx.movement_type == "withdrawal" else None
 
-    RiskRule.objects.create(name="test", kind="test_review_withdrawals", action="review")
+    RiskRuleFactory(name="test", kind="test_review_withdrawals", action="review", params={})
     yield
     unregister_risk_kind("test_review_withdrawals")
 

@@ -15,13 +15,12 @@ from accounts.models import User
 from compliance.fees import fee_compute
 from compliance.models import Direction, MovementType
 from compliance.audit import audit_record
-from core.errors import InvalidState, NotFound, ValidationFailed, field_error
+from core.errors import InvalidState, NotFound, QuoteExpired, ValidationFailed, field_error
 from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, format_amount, parse_amount, quantum
 from core.prices import get_price_provider
 from ledger.errors import InsufficientFunds
 from ledger.models import Asset, Transaction, Wallet
 from ledger.posting import Issue, Operation, PlatformAccount, Transfer, ledger_post, platform_wallet_covering, platform_wallets_ensure
-from wallets.errors import QuoteExpired
 from wallets.models import ExchangeQuote
 from wallets.pipeline import LimitScope, MoneyMovement, money_path
 from wallets.selectors import wallet_get_for_user

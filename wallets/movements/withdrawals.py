@@ -22,7 +22,7 @@ from core.outbox import outbox_message
 from core.reference import RateBook
 from ledger.models import Transaction, Wallet
 from ledger.posting import Operation, PlatformAccount, Redeem, Transfer
-from wallets.beneficiaries import beneficiary_name_hash, beneficiary_sealed_fields, mask_destination
+from wallets.beneficiaries import beneficiary_audit_fields, beneficiary_sealed_fields, mask_destination
 from wallets.errors import InvalidBeneficiary, InvalidIban
 from wallets.models import Payout
 from wallets.movements.payouts import PAYOUT_TOPIC, payout_payload
@@ -122,6 +122,6 @@ def withdrawal_create(
         metadata={"destination_type": beneficiary.type, "fee": str(fee.fee_amount)},
         after_post=create_payout, rates=rates,
         audit_data={"fee": format_amount(fee.fee_amount, asset.exponent), "destination_type": beneficiary.type,
-                    "beneficiary_name": shown["name"], "beneficiary_hash": beneficiary_name_hash(beneficiary.name)},
+                    **beneficiary_audit_fields(beneficiary.name)},
     )
     return money_path(movement).raise_for_error()

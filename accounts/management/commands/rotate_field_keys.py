@@ -8,7 +8,7 @@ from accounts.fieldkeys import field_keys_rotate
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt API-key, webhook, authenticator and payout-beneficiary secrets under the first FIELD_ENCRYPTION_KEY."
+    help = "Re-encrypt API-key, webhook, authenticator, payout- and schedule-beneficiary secrets under the first FIELD_ENCRYPTION_KEY."
 
     def handle(self, *args, **options):
         report = field_keys_rotate()

@@ -80,12 +80,11 @@ def test_list_filters_and_paginates(client_a, client_b):
 
 
 def test_detail_shows_wallets_and_kyc_level(client_a, org):
-    from ledger.models import Asset, Wallet
+    from tests.factories.ledger import WalletFactory
 
     client_a.put(f"{URL}/w1", {"kyc_level": "enhanced"}, format="json")
     customer = Customer.objects.get(organization=org.organization, external_id="w1")
-    asset, _ = Asset.objects.get_or_create(code="USD", organization=None, defaults={"name": "US dollar", "exponent": 2})
-    wallet = Wallet.objects.create(asset=asset, kind="customer", customer=customer)
+    wallet = WalletFactory(customer=customer)
     body = client_a.get(f"{URL}/w1").json()
     assert body["kyc_level"] == "enhanced"
     assert body["wallets"] == [

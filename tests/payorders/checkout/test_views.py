@@ -18,9 +18,10 @@ from payorders.chains.sandbox import sandbox_mine, sandbox_send
 from payorders.checkout.services import payment_qr_document
 from payorders.models import PayOrder, PayOrderQuote, XpubKey
 from payorders.services.addresses import xpub_key_register
-from payorders.services.lifecycle import payorder_create, payorder_expire
+from payorders.services.lifecycle import payorder_expire
 from payorders.services.payments import payorder_refresh_confirmations, payorder_scan
 from tests.factories.orgs import make_org_key
+from tests.factories.payorders import PayOrderFactory
 from tests.payorders.support import account_keys, merchant, new_merchant  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.django_db
@@ -35,8 +36,7 @@ PAYMENT_KEYS = {"deposit_address", "amount", "amount_due", "currency", "currency
 
 
 def make_order(merchant, **extra) -> PayOrder:  # noqa: F811
-    fields = {"type": "SALE", "amount": "100.00", "currency": "USD", "description": "Order #1001", **extra}
-    return payorder_create(organization=merchant.organization, **fields)
+    return PayOrderFactory(organization=merchant.organization, **{"amount": "100.00", "description": "Order #1001", **extra})
 
 
 def page(client: Client, order) -> str:
@@ -276,7 +276,7 @@ def test_only_currencies_the_merchant_can_receive_are_offered(client, seed):
     key = make_org_key("Ethonly")
     eth_xpub, _ = account_keys(seed, 40)
     xpub_key_register(organization=key.organization, chain="ethereum", xpub=eth_xpub)
-    order = payorder_create(organization=key.organization, type="SALE", amount="5", currency="EUR")
+    order = PayOrderFactory(organization=key.organization, amount="5", currency="EUR")
     html = page(client, order)
     assert re.findall(r'name="currency" value="(\w+)"', html) == ["ETH", "USDC"]
     assert [q["currency"] for q in post_json(client, f"/pay/{order.public_id}/quote", {}).json()["quotes"]] == ["ETH", "USDC"]

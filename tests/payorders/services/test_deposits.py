@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.models import Customer, WebhookDelivery
-from compliance.models import ReviewCase, RiskRule
+from compliance.models import ReviewCase
 from compliance.risk import register_risk_kind, unregister_risk_kind
 from wallets.review import review_approve, review_reject
 from ledger.checks import ledger_check
@@ -19,6 +19,7 @@ from ledger.models import Transaction, Wallet
 from payorders import tasks
 from payorders.models import PayOrder
 from payorders.services.settlement import payorder_settle
+from tests.factories.compliance import RiskRuleFactory
 from tests.factories.accounts import StaffUserFactory
 from tests.payorders.support import history, merchant, mine, order_row, sandbox_pay  # noqa: F401
 from wallets.movements.exchanges import fx_float_fund
@@ -137,7 +138,7 @@ def review_deposits():
     def check(rule, ctx):
         return "deposit" if ctx.movement_type == "deposit" else None
 
-    RiskRule.objects.create(name="test", kind="test_review_deposits", action="review")
+    RiskRuleFactory(name="test", kind="test_review_deposits", action="review", params={})
     yield
     unregister_risk_kind("test_review_deposits")
 

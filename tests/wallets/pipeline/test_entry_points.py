@@ -7,11 +7,12 @@ from decimal import Decimal
 
 import pytest
 
-from compliance.models import AuditEvent, ReviewCase, RiskRule
+from compliance.models import AuditEvent, ReviewCase
 from ledger.models import Transaction, UsageCounter, Wallet
 from ledger.posting import Issue, ledger_post
 from ledger.services import wallet_open
 from ledger.usage import usage_check
+from tests.factories.compliance import RiskRuleFactory
 from tests.factories.accounts import OrgCustomerFactory
 from tests.factories.orgs import key_client, make_org_key
 from tests.factories.wallets import asset, client_for, open_wallet, person
@@ -69,7 +70,7 @@ def test_an_organization_can_turn_its_customers_limits_off(org):
 
 
 def test_risk_rules_hold_an_organization_transaction_for_review_unless_turned_off(org):
-    RiskRule.objects.create(name="big", kind="amount_threshold", action="review", params={"threshold": "100"})
+    RiskRuleFactory(name="big", action="review", params={"threshold": "100"})
     a, b = _customer_wallet(org, "1000"), _customer_wallet(org)
     held = _transfer(org, a, b, "200")
     assert held.status_code == 201 and held.json()["status"] == "in_review", held.content
