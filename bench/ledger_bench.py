@@ -37,7 +37,6 @@ import pstats
 import random
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile

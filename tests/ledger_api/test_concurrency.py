@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import threading
-import uuid
 from decimal import Decimal
 
 import pytest

@@ -15,14 +15,14 @@ from django.test import Client
 from accounts.models import WebhookDelivery
 from compliance.models import AuditEvent
 from ledger.checks import ledger_check
-from ledger.models import Posting, Transaction, Wallet
+from ledger.models import Transaction, Wallet
 from ledger.posting import Issue, PlatformAccount, Transfer, ledger_post
 from wallets.movements.reversals import LegShare, pro_rata
 from ledger.services import asset_create, wallet_open
 from tests.factories.orgs import key_client, make_org_key
 from tests.concurrency import errors_of, run_in_threads
 from tests.factories.accounts import CustomerFactory, UserFactory
-from tests.factories.ledger_api import balance, customer_wallet, fund, op_issue, op_transfer, platform_asset, post_tx, system_wallet
+from tests.factories.ledger_api import balance, customer_wallet, op_issue, op_transfer, platform_asset, post_tx, system_wallet
 
 pytestmark = pytest.mark.postgres
 

@@ -4,7 +4,6 @@ concurrent upserts of one id ending as one row."""
 from decimal import Decimal
 
 import pytest
-from rest_framework.test import APIClient
 
 from accounts.models import Customer
 from tests.concurrency import errors_of, run_in_threads
