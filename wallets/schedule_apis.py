@@ -37,6 +37,7 @@ from wallets.schedules import (
     schedule_pause,
     schedule_representation,
     schedule_resume,
+    schedule_update,
     schedules_visible,
 )
 
@@ -64,6 +65,14 @@ class ScheduleCreateInput(serializers.Serializer):
     start_at = serializers.DateTimeField(help_text="ISO 8601; the rule's DTSTART. Not in the past.")
     end_at = serializers.DateTimeField(required=False, allow_null=True, help_text="No occurrence after this instant.")
     description = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class ScheduleUpdateInput(serializers.Serializer):
+    amount = RawAmountField(required=False, help_text="Paid on every later occurrence. A user's larger amount at or above the step-up threshold needs X-2FA-Code.")
+    rule = serializers.CharField(max_length=600, required=False, trim_whitespace=False,
+                                 help_text="A new RRULE, evaluated from the schedule's start_at; the next instance is found again from now.")
+    end_at = serializers.DateTimeField(required=False, allow_null=True, help_text="A new end (null: none). In the future.")
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
 
 
 class ScheduleOutput(serializers.Serializer):
@@ -199,6 +208,26 @@ class ScheduleDetailApi(APIView):
     )
     def get(self, request, schedule_id: int):
         return Response(schedule_representation(schedule_get(owner=_owner(request), schedule_id=schedule_id)))
+
+    @extend_schema(
+        operation_id="schedules_partial_update", tags=["money movement: schedules"], summary="Change an active or paused schedule",
+        description="Amount, rule, end and description of the occurrences still to come; the wallets and the beneficiary cannot "
+                    "change (cancel and create another). Occurrences already paid or being retried keep theirs.",
+        parameters=[ORG_HEADER, TWO_FACTOR_PARAMETER], request=ScheduleUpdateInput,
+        responses={200: ScheduleOutput, **NOT_FOUND,
+                   400: OpenApiResponse(description="VALIDATION_ERROR naming the field (nothing to change, a bad rule, no occurrence left)"),
+                   403: OpenApiResponse(description="2FA_REQUIRED: a user's larger amount at or above the step-up threshold"),
+                   409: OpenApiResponse(description="INVALID_STATE: a cancelled or completed schedule", examples=[
+                       OpenApiExample("Closed", status_codes=["409"], value=error_example(
+                           "INVALID_STATE", "A cancelled schedule cannot be changed.", {"schedule_id": 7, "status": "cancelled"}))])},
+        examples=[OpenApiExample("New amount and rule", request_only=True, value={"amount": "300.00", "rule": "FREQ=MONTHLY;BYMONTHDAY=15"}),
+                  OpenApiExample("Changed", response_only=True, status_codes=["200"],
+                                 value={**SCHEDULE_EXAMPLE, "amount": "300.00", "rule": "FREQ=MONTHLY;BYMONTHDAY=15"})],
+    )
+    def patch(self, request, schedule_id: int):
+        data = validated(ScheduleUpdateInput(data=request.data))
+        schedule = schedule_update(owner=_owner(request), schedule_id=schedule_id, two_factor_code=twofactor_code_from(request), **data)
+        return Response(schedule_representation(schedule))
 
 
 def _transition_api(name: str, service, source: str, target: str, example: dict):

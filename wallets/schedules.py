@@ -418,6 +418,76 @@ def schedule_cancel(*, owner: Owner, schedule_id: int) -> Schedule:
     return _change(owner, schedule_id, "cancel")
 
 
+_UNSET: Any = object()
+
+
+def schedule_update(
+    *, owner: Owner, schedule_id: int, amount: Any = _UNSET, rule: Any = _UNSET, end_at: Any = _UNSET,
+    description: Any = _UNSET, two_factor_code: str | None = None,
+) -> Schedule:
+    """Change what an active or paused schedule pays from now on: the amount, the rule, the end,
+    the description (the wallets and the beneficiary are the schedule's identity: cancel it and
+    create another to change them). Occurrences already paid or retrying keep what they were
+    created with; the next instance is found again from now. A user's larger amount needs the
+    step-up again when it reaches the threshold (as at creation). 409 for a closed schedule; 400
+    naming the field for bad values or a change that leaves no occurrence to pay."""
+    given = {name: value for name, value in (("amount", amount), ("rule", rule), ("end_at", end_at), ("description", description))
+             if value is not _UNSET}
+    if not given:
+        raise ValidationFailed("Nothing to change: give amount, rule, end_at or description.",
+                               details={"fields": {"non_field_errors": ["Give at least one of amount, rule, end_at, description."]}})
+    with db_transaction.atomic():
+        schedule = _locked(owner, schedule_id)  # waits for an occurrence being paid
+        if schedule.status not in (Schedule.Status.ACTIVE, Schedule.Status.PAUSED):
+            raise InvalidState(f"A {schedule.status} schedule cannot be changed.",
+                               details={"schedule_id": schedule.pk, "status": schedule.status})
+        asset = schedule.asset
+        before = {"amount": asset.format(schedule.amount), "rule": schedule.rule, "end_at": schedule.end_at,
+                  "description": schedule.description}
+        fields = ["updated_at"]
+        if "amount" in given:
+            value = parse_amount(amount, exponent=asset.exponent, field="amount")
+            if owner.organization is None and value > schedule.amount:
+                from accounts.identity.twofactor import twofactor_require
+
+                schedule.step_up_authorized = (
+                    twofactor_require(user=owner.user, amount=value, currency=asset.code, code=two_factor_code) is not None
+                    or schedule.step_up_authorized
+                )
+                fields.append("step_up_authorized")
+            schedule.amount = value
+            fields.append("amount")
+        if "end_at" in given:
+            schedule.end_at = _instant(end_at, "end_at") if end_at is not None else None
+            if schedule.end_at is not None and schedule.end_at <= max(schedule.start_at, timezone.now()):
+                raise _field_error("end_at", "Must be after start_at and in the future.")
+            fields.append("end_at")
+        if "rule" in given:
+            rule_check(rule, start_at=schedule.start_at, end_at=schedule.end_at)
+            schedule.rule = rule.strip()
+            fields.append("rule")
+        if "description" in given:
+            if not isinstance(description, str):
+                raise _field_error("description", "A string is required.")
+            schedule.description = description[:500]
+            fields.append("description")
+        if schedule.status == Schedule.Status.ACTIVE and ({"rule", "end_at"} & given.keys()):
+            now = timezone.now()
+            schedule.next_run_at = next_instance(schedule, max(now, schedule.start_at - dt.timedelta(seconds=1)))
+            if schedule.next_run_at is None:
+                field = "rule" if "rule" in given else "end_at"
+                raise _field_error(field, "The schedule would have no occurrence left to pay.")
+            fields.append("next_run_at")
+        schedule.save(update_fields=fields)
+        after = {"amount": asset.format(schedule.amount), "rule": schedule.rule, "end_at": schedule.end_at,
+                 "description": schedule.description}
+        _audit(owner, "schedule.updated", schedule, changed=sorted(k for k in after if after[k] != before[k]),
+               before={k: before[k] for k in after if after[k] != before[k]},
+               after={k: after[k] for k in after if after[k] != before[k]},
+               step_up_authorized=schedule.step_up_authorized, next_run_at=schedule.next_run_at)
+    return schedule
+
+
 # --- Running occurrences --------------------------------------------------------------------------------
 
 
