@@ -21,10 +21,9 @@ Invariants:
   `maintenance` queue) keeps LEDGER_PARTITION_MONTHS_AHEAD months ready, and migration 0010
   created them already.
 
-Archiving (docs/deploy.md, "Partitioned history"): an old month is detached with
-`ALTER TABLE ledger_entry DETACH PARTITION ledger_entry_p2026_01 CONCURRENTLY`, dumped and
-dropped. Detaching takes its entries out of `check_ledger`'s sums, so it is only for months
-whose balances are carried by later entries' `balance_after` (see the docs).
+Archiving (docs/deploy.md, "Partitioned history"): `ledger.archive` (`archive_entries`) dumps an
+old month to a checksummed CSV, records its per-wallet totals and detaches and drops its
+partition in one transaction; `ledger.checks` counts those totals in place of the entries.
 """
 
 from __future__ import annotations
