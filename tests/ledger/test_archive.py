@@ -239,3 +239,50 @@ def test_a_month_with_a_transaction_reaching_into_another_is_refused(history, tm
         entries_archive(month=month_a, to=tmp_path)
     assert not ArchivedMonth.objects.exists() and partition_name("ledger_entry", month_a) in _attached()
     assert not Path(tmp_path, f"{partition_name('ledger_entry', month_a)}.csv").exists()
+
+
+def test_the_back_office_lists_archived_months_read_only(history, tmp_path, client):
+    from django.urls import reverse
+
+    from tests.factories.accounts import StaffUserFactory
+
+    outcome = entries_archive(month=history["A"], to=tmp_path)
+    client.force_login(StaffUserFactory(is_superuser=True))
+    record = ArchivedMonth.objects.get()
+    r = client.get(reverse("admin:ledger_archivedmonth_changelist"))
+    assert r.status_code == 200 and outcome.partition in r.content.decode()
+    r = client.get(reverse("admin:ledger_archivedmonth_change", args=[record.pk]))
+    assert r.status_code == 200 and outcome.sha256 in r.content.decode() and "70.00" in r.content.decode()
+    assert client.post(reverse("admin:ledger_archivedmonth_delete", args=[record.pk])).status_code == 403
+
+
+def test_a_later_month_archives_before_an_earlier_one(history, tmp_path):
+    a, b, month_a, month_b = history["a"], history["b"], history["A"], history["B"]
+    entries_archive(month=month_b, to=tmp_path)  # B archived, A still attached: the chain steps over B
+    assert ledger_check() == []
+    assert wallet_balance_at(wallet=a, at=_mid(month_a, 25)).balance == Decimal(70)  # from A's remaining entries
+    after_b = add_months(month_b, 1)
+    assert wallet_balance_at(wallet=a, at=datetime(after_b.year, after_b.month, 1, tzinfo=tz.utc)).balance == Decimal(75)
+    with pytest.raises(HistoryArchived):
+        wallet_balance_at(wallet=b, at=_mid(month_b, 20))
+    entries_archive(month=month_a, to=tmp_path)
+    assert ledger_check() == []
+
+
+@pytest.mark.parametrize("flaw", ["broken chain", "pending transaction"])
+def test_a_month_that_is_not_clean_is_refused(history, tmp_path, flaw):
+    a, b, month_a = history["a"], history["b"], history["A"]
+    part = partition_name("ledger_entry", month_a)
+    tx = _sql(f"SELECT transaction_id FROM {part} ORDER BY id DESC LIMIT 1")[0][0]
+    if flaw == "broken chain":
+        with transaction.atomic():  # a balanced pair in the month whose balance_after follows nothing
+            _sql("INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at)"
+                 " VALUES (%s, %s, 'debit', 1, 1, 5, %s), (%s, %s, 'credit', 1, 1, 5, %s)",
+                 [tx, a.pk, _mid(month_a, 28), tx, b.pk, _mid(month_a, 28)])
+        expected = "break their wallet's balance_after chain"
+    else:
+        _sql("UPDATE ledger_transaction SET status = 'pending' WHERE id = %s", [tx])  # as a payout still in flight
+        expected = f"transactions {tx} are still pending"
+    with pytest.raises(ArchiveRefused, match=expected):
+        entries_archive(month=month_a, to=tmp_path)
+    assert not ArchivedMonth.objects.exists() and part in _attached()
