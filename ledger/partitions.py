@@ -34,7 +34,13 @@ from datetime import date, datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-PARTITIONED = {"ledger_entry": "created_at"}
+PARTITIONED = {"ledger_entry": "created_at", "compliance_auditevent": "created_at"}
+# PostgreSQL clones row-level triggers onto every partition, not statement-level ones: what each
+# new partition of a table needs besides (the audit chain's TRUNCATE refusal; see compliance 0011).
+PER_PARTITION_SQL = {
+    "compliance_auditevent": "CREATE OR REPLACE TRIGGER compliance_auditevent_no_truncate BEFORE TRUNCATE ON {name}"
+                             " FOR EACH STATEMENT EXECUTE FUNCTION compliance_audit_refuse_truncate()",
+}
 LEGACY_SUFFIX = "_p_legacy"
 _NAME = re.compile(r"^(?P<table>[a-z_]+)_p(?P<year>\d{4})_(?P<month>\d{2})$")
 
@@ -72,10 +78,13 @@ def partitions(table: str) -> list[tuple[str, str]]:
 
 
 def create_month_sql(table: str, month: date) -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS {partition_name(table, month)} PARTITION OF {table}"
+    name = partition_name(table, month)
+    sql = (
+        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table}"
         f" FOR VALUES FROM ('{month.isoformat()} 00:00:00+00') TO ('{add_months(month, 1).isoformat()} 00:00:00+00')"
     )
+    extra = PER_PARTITION_SQL.get(table)
+    return f"{sql}; {extra.format(name=name)}" if extra else sql
 
 
 def entry_partitions_ensure(*, months_ahead: int | None = None, now: datetime | None = None) -> list[str]:
