@@ -10,6 +10,9 @@ Invariants (SPEC 4.5, 8; how they are kept is in `compliance.audit`):
   `prev_hash`); sequence 1 links to `GENESIS_HASH`. Id order is allocation order, not chain order.
 - PostgreSQL only: a column `txid` (xid8, default `pg_current_xact_id()`) that the model does not
   declare records the inserting transaction, for the sequencer's watermark.
+- PostgreSQL: the events table is partitioned by month of `created_at` (migration 0011; primary
+  key (id, created_at); `sequence` and `hash` unique with `created_at`; the triggers on every
+  partition; months created ahead by `ledger.partitions`). `audit_verify` proves the numbering.
 - `AuditCheckpoint` rows are the sequencer's signed checkpoints (also written to the log and to
   AUDIT_CHECKPOINT_PATH, outside the database).
 """

@@ -1,4 +1,5 @@
-"""Monthly partitions of the ledger's history (issue 15 item 3), PostgreSQL declarative
+"""Monthly partitions of the append-only history tables (issue 15 item 3): `ledger_entry` and
+`compliance_auditevent` (compliance migration 0011, the same shape), PostgreSQL declarative
 partitioning; nothing on SQLite (the development fallback keeps one plain table).
 
 `ledger_entry` is partitioned by RANGE (created_at), one partition a month, named
