@@ -10,6 +10,9 @@ Invariants (SPEC 4.5, 8; how they are kept is in `compliance.audit`):
   `prev_hash`); sequence 1 links to `GENESIS_HASH`. Id order is allocation order, not chain order.
 - PostgreSQL only: a column `txid` (xid8, default `pg_current_xact_id()`) that the model does not
   declare records the inserting transaction, for the sequencer's watermark.
+- PostgreSQL: the events table is partitioned by month of `created_at` (migration 0011; primary
+  key (id, created_at); `sequence` and `hash` unique with `created_at`; the triggers on every
+  partition; months created ahead by `ledger.partitions`). `audit_verify` proves the numbering.
 - `AuditCheckpoint` rows are the sequencer's signed checkpoints (also written to the log and to
   AUDIT_CHECKPOINT_PATH, outside the database).
 """
@@ -42,9 +45,12 @@ class AuditEvent(models.Model):
     target_id = models.CharField(max_length=100, blank=True, default="")
     data = models.JSONField(default=dict, blank=True)
     # NULL until the sequencer links the event into the chain.
-    sequence = models.BigIntegerField(null=True, blank=True, unique=True)
+    # Unique with created_at, not alone (issue 15: the table is partitioned by month on
+    # PostgreSQL, and a partitioned unique index must hold the partition key): the chain's
+    # gapless numbering is kept by the one sequencer and proved by `audit_verify`.
+    sequence = models.BigIntegerField(null=True, blank=True)
     prev_hash = models.CharField(max_length=64, null=True, blank=True)
-    hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    hash = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -52,6 +58,10 @@ class AuditEvent(models.Model):
             models.Index(fields=["target_type", "target_id"], name="auditevent_target_idx"),
             # The sequencer's scan: the few events not chained yet.
             models.Index(fields=["id"], condition=Q(sequence__isnull=True), name="auditevent_unchained_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["sequence", "created_at"], name="auditevent_sequence_month"),
+            models.UniqueConstraint(fields=["hash", "created_at"], name="auditevent_hash_month"),
         ]
 
     def __str__(self) -> str:

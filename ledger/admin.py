@@ -24,7 +24,7 @@ from django.utils.html import format_html
 
 from compliance.admin_lists import PlatformShardFilter, TransactionAmountMixin
 from core.errors import CofferError
-from ledger.models import Asset, AuthorizationHold, Entry, Hold, Posting, Transaction, Wallet
+from ledger.models import ArchivedMonth, ArchivedTotal, Asset, AuthorizationHold, Entry, Hold, Posting, Transaction, Wallet
 from core.admin import ReadOnlyModelAdmin, ReadOnlyTabularInline
 from ledger.reconciliation import admin as reconciliation_admin  # noqa: F401  (registers its admin pages)
 from wallets.movements.reversals import staff_transaction_reverse
@@ -190,6 +190,22 @@ class EntryAdmin(ReadOnlyModelAdmin):
     list_filter = ("direction",)
     search_fields = ("=transaction__id", "=wallet__id")
     list_select_related = ("transaction", "wallet__asset")
+
+
+class ArchivedTotalInline(ReadOnlyTabularInline):
+    model = ArchivedTotal
+    fields = ("wallet", "asset", "entry_count", "debit_sum", "credit_sum", "first_entry_id", "last_entry_id", "last_balance_after")
+    related = ("wallet", "asset")
+
+
+@admin.register(ArchivedMonth)
+class ArchivedMonthAdmin(ReadOnlyModelAdmin):
+    """Months of entries archived by `archive_entries` (ledger.archive): where the file is, its
+    checksum, and the per-wallet totals check_ledger counts in their place."""
+
+    list_display = ("month", "partition", "status", "row_count", "sha256", "path", "dumped_at", "archived_at")
+    list_filter = ("status",)
+    inlines = [ArchivedTotalInline]
 
 
 @admin.register(Hold)

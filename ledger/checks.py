@@ -8,19 +8,25 @@
 * no customer or system wallet is negative or below its holds;
 * only completed, reversed or pending transactions carry entries, and they are its postings
   (a debit on the source, a credit on the destination, per posting; nothing else);
-* every usage counter equals its recount (`ledger.usage.usage_check`).
+* every usage counter equals its recount (`ledger.usage.usage_check`);
+* archived months (`ledger.archive`): a wallet's archived month counts as one step of its chain
+  and of its sum (`ArchivedTotal`: credits - debits, ending at `last_balance_after` after
+  `last_entry_id`), so balance = archived totals + remaining entries and the chain goes on from
+  the archived last balance; each archived month's totals net to zero per asset, in the asset
+  of their wallet. A changed total breaks at least one of these.
 Read-only, any transaction. One set-based query per check on PostgreSQL; on SQLite (NUMERIC is
 floating point there) the same checks in Python over Decimals. At most `limit` rows per check.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from decimal import Decimal
 
 from django.db import connection
 
-from ledger.models import Entry, Hold, Posting, Transaction, Wallet
+from ledger.models import ArchivedTotal, Entry, Hold, Posting, Transaction, Wallet
 
 _PG_CHECKS: list[tuple[str, str]] = [
     (
@@ -38,17 +44,34 @@ _PG_CHECKS: list[tuple[str, str]] = [
     (
         "wallet {0}: balance {1} but its entries sum to {2}",
         "SELECT w.id, w.balance, coalesce(s.total, 0) FROM ledger_wallet w LEFT JOIN ("
-        " SELECT wallet_id, sum(CASE WHEN direction = 'credit' THEN amount ELSE -amount END) AS total"
-        " FROM ledger_entry GROUP BY wallet_id) s ON s.wallet_id = w.id"
+        " SELECT wallet_id, sum(delta) AS total FROM ("
+        " SELECT wallet_id, CASE WHEN direction = 'credit' THEN amount ELSE -amount END AS delta FROM ledger_entry"
+        " UNION ALL SELECT wallet_id, credit_sum - debit_sum FROM ledger_archivedtotal) x GROUP BY wallet_id) s ON s.wallet_id = w.id"
         " WHERE w.balance <> coalesce(s.total, 0) ORDER BY 1 LIMIT %s",
     ),
     (
-        "entry {0} (wallet {1}): balance_after {2} but the previous balance {3} {4} {5}",
-        "SELECT id, wallet_id, balance_after, prev, CASE WHEN direction = 'credit' THEN '+' ELSE '-' END, amount FROM ("
-        " SELECT id, wallet_id, direction, amount, balance_after,"
-        " coalesce(lag(balance_after) OVER (PARTITION BY wallet_id ORDER BY id), 0) AS prev"
-        " FROM ledger_entry) c"
-        " WHERE balance_after <> prev + CASE WHEN direction = 'credit' THEN amount ELSE -amount END ORDER BY 1 LIMIT %s",
+        # An archived month of a wallet is one step of its chain: from the balance before the
+        # month to `last_balance_after`, by its credits - debits (`ledger.archive`).
+        "{0} (wallet {1}): balance_after {2} but the previous balance {3} {4} {5}",
+        "SELECT label, wallet_id, balance_after, prev, CASE WHEN delta >= 0 THEN '+' ELSE '-' END, abs(delta) FROM ("
+        " SELECT id, label, wallet_id, delta, balance_after,"
+        " coalesce(lag(balance_after) OVER (PARTITION BY wallet_id ORDER BY id), 0) AS prev FROM ("
+        " SELECT id, 'entry ' || id AS label, wallet_id, CASE WHEN direction = 'credit' THEN amount ELSE -amount END AS delta,"
+        " balance_after FROM ledger_entry"
+        " UNION ALL SELECT last_entry_id, 'archived month ' || to_char(month_start AT TIME ZONE 'UTC', 'YYYY-MM')"
+        " || ' (entries ' || first_entry_id || '..' || last_entry_id || ')', wallet_id, credit_sum - debit_sum, last_balance_after"
+        " FROM ledger_archivedtotal) i) c"
+        " WHERE balance_after <> prev + delta ORDER BY id LIMIT %s",
+    ),
+    (
+        "archived month {0}: the totals of asset {1} net to {2}, not 0",
+        "SELECT to_char(month_start AT TIME ZONE 'UTC', 'YYYY-MM'), asset_id, sum(credit_sum - debit_sum) FROM ledger_archivedtotal"
+        " GROUP BY month_start, asset_id HAVING sum(credit_sum - debit_sum) <> 0 ORDER BY 1, 2 LIMIT %s",
+    ),
+    (
+        "archived month {0}, wallet {1}: asset {2} but the wallet holds asset {3}",
+        "SELECT to_char(t.month_start AT TIME ZONE 'UTC', 'YYYY-MM'), t.wallet_id, t.asset_id, w.asset_id FROM ledger_archivedtotal t"
+        " JOIN ledger_wallet w ON w.id = t.wallet_id WHERE w.asset_id <> t.asset_id ORDER BY 1, 2 LIMIT %s",
     ),
     (
         "wallet {0} ({1}): balance {2}, held {3}: negative or below its holds",
@@ -116,16 +139,25 @@ def _check_python(limit: int) -> list[str]:
     per_tx: dict[tuple[int, int], Decimal] = defaultdict(Decimal)
     running: dict[int, Decimal] = defaultdict(Decimal)
     tx_with_entries: set[int] = set()
-    for e in Entry.objects.order_by("wallet_id", "id").values_list("id", "transaction_id", "wallet_id", "direction", "amount", "balance_after").iterator():
-        eid, tx_id, wid, direction, amount, after = e
-        signed = _signed(direction, amount)
-        per_tx[(tx_id, wallets[wid]["asset_id"])] += signed
-        expected = running[wid] + signed
-        if after != expected:
-            sign = "+" if direction == Entry.Direction.CREDIT else "-"
-            add("chain", f"entry {eid} (wallet {wid}): balance_after {after} but the previous balance {running[wid]} {sign} {amount}")
+    # An archived month of a wallet is one step of its chain (`ledger.archive`), at its last entry's id.
+    archived = [
+        (t.wallet_id, t.last_entry_id, None, f"archived month {t.month_start:%Y-%m} (entries {t.first_entry_id}..{t.last_entry_id})",
+         t.credit_sum - t.debit_sum, t.last_balance_after)
+        for t in ArchivedTotal.objects.all()
+    ]
+    entries = (
+        (wid, eid, tx_id, f"entry {eid}", _signed(direction, amount), after)
+        for eid, tx_id, wid, direction, amount, after in Entry.objects.order_by("wallet_id", "id").values_list(
+            "id", "transaction_id", "wallet_id", "direction", "amount", "balance_after").iterator()
+    )
+    for wid, _, tx_id, label, signed, after in heapq.merge(entries, sorted(archived), key=lambda item: item[:2]):
+        if tx_id is not None:
+            per_tx[(tx_id, wallets[wid]["asset_id"])] += signed
+            tx_with_entries.add(tx_id)
+        if after != running[wid] + signed:
+            sign = "+" if signed >= 0 else "-"
+            add("chain", f"{label} (wallet {wid}): balance_after {after} but the previous balance {running[wid]} {sign} {abs(signed)}")
         running[wid] = after
-        tx_with_entries.add(tx_id)
     for (tx_id, asset_id), total in sorted(per_tx.items()):
         if total != 0:
             add("tx", f"transaction {tx_id}: entries in asset {asset_id} net to {total}, not 0")
@@ -133,6 +165,13 @@ def _check_python(limit: int) -> list[str]:
     sums: dict[int, Decimal] = defaultdict(Decimal)
     for wid, direction, amount in Entry.objects.values_list("wallet_id", "direction", "amount").iterator():
         sums[wid] += _signed(direction, amount)
+    archived_net: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
+    for wid, _, _, label, signed, _ in archived:
+        sums[wid] += signed
+        archived_net[(label[15:22], wallets[wid]["asset_id"])] += signed
+    for (month, asset_id), total in sorted(archived_net.items()):
+        if total != 0:
+            add("archived", f"archived month {month}: the totals of asset {asset_id} net to {total}, not 0")
     held: dict[int, Decimal] = defaultdict(Decimal)
     for wid, amount in Hold.objects.filter(status=Hold.Status.HELD).values_list("wallet_id", "amount"):
         held[wid] += amount
@@ -157,7 +196,7 @@ def _check_python(limit: int) -> list[str]:
     written = set(Entry.objects.values_list("transaction_id", "operation_index", "wallet_id", "direction", "amount"))
     for tx_id, index in sorted({(t, i) for t, i, *_ in legs ^ written}):
         add("postings", f"transaction {tx_id}: operation {index} has entries that do not match its posting")
-    return [m for kind in ("asset", "tx", "sum", "chain", "neg", "held", "status", "postings") for m in found[kind]]
+    return [m for kind in ("asset", "tx", "sum", "chain", "archived", "neg", "held", "status", "postings") for m in found[kind]]
 
 
 def ledger_check(*, limit: int = 100) -> list[str]:

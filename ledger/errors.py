@@ -11,8 +11,10 @@ Invariants:
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 
 __all__ = [
+    "ArchiveRefused",
     "CurrencyMismatch",
     "DuplicateReference",
+    "HistoryArchived",
     "InsufficientFunds",
     "InvalidState",
     "LedgerPostingError",
@@ -64,3 +66,18 @@ class WalletAlreadyExists(CofferError):
 
 class WalletNotFound(NotFound):
     default_message = "Wallet not found."
+
+
+class HistoryArchived(CofferError):
+    """A balance or statement asked for a period whose entries were archived (`ledger.archive`):
+    refused rather than answered from the remaining entries, which would be wrong."""
+
+    code, status = "HISTORY_ARCHIVED", 410
+    default_message = "The entries of this period were archived; balances and statements start after the archived months."
+
+
+class ArchiveRefused(CofferError):
+    """`archive_entries` will not archive this month (too recent, not a monthly partition, not
+    clean, or its lock not taken in time); nothing was changed."""
+
+    code, status = "ARCHIVE_REFUSED", 409

@@ -504,4 +504,56 @@ class UsageCounter(models.Model):
 
     def __str__(self) -> str:
         return f"customer {self.customer_id} {self.movement_type} {self.direction} {self.day}: {self.amount}"
+class ArchivedMonth(models.Model):
+    """A month of `ledger_entry` taken out of the live database by `archive_entries`
+    (`ledger.archive`). `dumped`: its partition is written to `path` (CSV, `sha256`, `row_count`)
+    and still attached; `archived`: the partition is detached and dropped, and the month's
+    per-wallet totals (`ArchivedTotal`) carry its entries for `check_ledger` and balances. The
+    status moves forward only, in the transaction that does the step."""
+
+    class Status(models.TextChoices):
+        DUMPED = "dumped", "Dumped, still attached"
+        ARCHIVED = "archived", "Archived (partition dropped)"
+
+    month = models.DateField(unique=True)  # the first day of the month (UTC)
+    partition = models.CharField(max_length=63)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    path = models.CharField(max_length=1024)
+    sha256 = models.CharField(max_length=64)
+    row_count = models.BigIntegerField()
+    dumped_at = models.DateTimeField()
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["month"]
+
+    def __str__(self) -> str:
+        return f"{self.partition} ({self.status})"
+
+
+class ArchivedTotal(models.Model):
+    """One wallet's entries of one archived month, summed: what `check_ledger` adds to the
+    remaining entries (balance = archived credits - debits + remaining entries; the chain goes
+    on from `last_balance_after` at `last_entry_id`). Append-only (a PostgreSQL trigger)."""
+
+    archive = models.ForeignKey(ArchivedMonth, on_delete=models.PROTECT, related_name="totals")
+    wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="+", db_index=False)
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+", db_index=False)
+    entry_count = models.BigIntegerField()
+    debit_sum = AMOUNT()
+    credit_sum = AMOUNT()
+    first_entry_id = models.BigIntegerField()
+    last_entry_id = models.BigIntegerField()
+    last_balance_after = AMOUNT()
+    month_start = models.DateTimeField()  # the archived month's bounds, for balance and statement guards
+    month_end = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["wallet", "month_start"], name="archived_total_wallet")]
+        constraints = [models.UniqueConstraint(fields=["archive", "wallet"], name="archived_total_month_wallet")]
+
+    def __str__(self) -> str:
+        return f"wallet {self.wallet_id} {self.month_start:%Y-%m}: {self.entry_count} entries"
+
+
 from ledger.reconciliation.models import Reconciliation, ReconciliationLine  # noqa: E402,F401  (its own module: size)

@@ -1,4 +1,5 @@
-"""Monthly partitions of the ledger's history (issue 15 item 3), PostgreSQL declarative
+"""Monthly partitions of the append-only history tables (issue 15 item 3): `ledger_entry` and
+`compliance_auditevent` (compliance migration 0011, the same shape), PostgreSQL declarative
 partitioning; nothing on SQLite (the development fallback keeps one plain table).
 
 `ledger_entry` is partitioned by RANGE (created_at), one partition a month, named
@@ -21,10 +22,9 @@ Invariants:
   `maintenance` queue) keeps LEDGER_PARTITION_MONTHS_AHEAD months ready, and migration 0010
   created them already.
 
-Archiving (docs/deploy.md, "Partitioned history"): an old month is detached with
-`ALTER TABLE ledger_entry DETACH PARTITION ledger_entry_p2026_01 CONCURRENTLY`, dumped and
-dropped. Detaching takes its entries out of `check_ledger`'s sums, so it is only for months
-whose balances are carried by later entries' `balance_after` (see the docs).
+Archiving (docs/deploy.md, "Partitioned history"): `ledger.archive` (`archive_entries`) dumps an
+old month to a checksummed CSV, records its per-wallet totals and detaches and drops its
+partition in one transaction; `ledger.checks` counts those totals in place of the entries.
 """
 
 from __future__ import annotations
@@ -35,7 +35,13 @@ from datetime import date, datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-PARTITIONED = {"ledger_entry": "created_at"}
+PARTITIONED = {"ledger_entry": "created_at", "compliance_auditevent": "created_at"}
+# PostgreSQL clones row-level triggers onto every partition, not statement-level ones: what each
+# new partition of a table needs besides (the audit chain's TRUNCATE refusal; see compliance 0011).
+PER_PARTITION_SQL = {
+    "compliance_auditevent": "CREATE OR REPLACE TRIGGER compliance_auditevent_no_truncate BEFORE TRUNCATE ON {name}"
+                             " FOR EACH STATEMENT EXECUTE FUNCTION compliance_audit_refuse_truncate()",
+}
 LEGACY_SUFFIX = "_p_legacy"
 _NAME = re.compile(r"^(?P<table>[a-z_]+)_p(?P<year>\d{4})_(?P<month>\d{2})$")
 
@@ -73,10 +79,13 @@ def partitions(table: str) -> list[tuple[str, str]]:
 
 
 def create_month_sql(table: str, month: date) -> str:
-    return (
-        f"CREATE TABLE IF NOT EXISTS {partition_name(table, month)} PARTITION OF {table}"
+    name = partition_name(table, month)
+    sql = (
+        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table}"
         f" FOR VALUES FROM ('{month.isoformat()} 00:00:00+00') TO ('{add_months(month, 1).isoformat()} 00:00:00+00')"
     )
+    extra = PER_PARTITION_SQL.get(table)
+    return f"{sql}; {extra.format(name=name)}" if extra else sql
 
 
 def entry_partitions_ensure(*, months_ahead: int | None = None, now: datetime | None = None) -> list[str]:

@@ -12,6 +12,7 @@ Invariants:
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -21,8 +22,8 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from accounts.models import Customer, Organization, User
 from core.db import model_columns, model_from_row, query
 from core.errors import NotFound
-from ledger.errors import WalletNotFound
-from ledger.models import Asset, Entry, Transaction, Wallet
+from ledger.errors import HistoryArchived, WalletNotFound
+from ledger.models import ArchivedTotal, Asset, Entry, Transaction, Wallet
 
 WALLET_RELATED = ("asset", "customer__user", "organization")
 
@@ -268,10 +269,48 @@ def wallet_balance_at(*, wallet: Wallet | int, at) -> BalanceAt:
     """The `balance_after` of the wallet's last entry with `created_at <= at` (ties by id): one
     descent of the (wallet, created_at, id) index, never a scan of the wallet's history."""
     wid = wallet.pk if isinstance(wallet, Wallet) else wallet
+    wallet_archived_guard(wallet_id=wid, starts_by=at, ends_after=at)
+    block = _archived_before(wallet_id=wid, until=at)
     row = wallet_last_entry_query(wallet_id=wid, at=at).first()
+    return _latest(row, block)
+
+
+def _latest(row, block) -> BalanceAt:
+    """The later (by entry id) of the last remaining entry and the last archived month before
+    the instant asked: an archived month's last balance stands for its entries."""
+    if block is not None and (row is None or block[0] > row[0]):
+        return BalanceAt(balance=block[1], entry_id=block[0])
     if row is None:
         return BalanceAt(balance=Decimal(0), entry_id=None)
     return BalanceAt(balance=row[1], entry_id=row[0])
+
+
+def wallet_archived_guard(*, wallet_id: int, starts_by, ends_after) -> None:
+    """Refuse (HISTORY_ARCHIVED) a read that needs entries of an archived month of `wallet_id`
+    (`ledger.archive`): one with `month_start <= starts_by` and `month_end > ends_after`
+    (`ends_after` None: any month starting by then). A balance at an instant asks
+    (at, at); a balance strictly before an instant (before - 1 µs, before); a statement
+    (end, start). One descent of the (wallet, month_start) index."""
+    found = ArchivedTotal.objects.filter(wallet_id=wallet_id, month_start__lte=starts_by)
+    if ends_after is not None:
+        found = found.filter(month_end__gt=ends_after)
+    months = sorted(found.values_list("month_start", "month_end")[:24])
+    if months:
+        available = months[-1][1]
+        names = [f"{m:%Y-%m}" for m, _ in months]
+        raise HistoryArchived(
+            f"The entries of {', '.join(names)} of this wallet were archived; ask for balances at and periods from"
+            f" {available:%Y-%m-%dT%H:%M:%SZ} on.",
+            details={"wallet_id": wallet_id, "archived_months": names, "available_from": available.isoformat().replace("+00:00", "Z")},
+        )
+
+
+def _archived_before(*, wallet_id: int, until) -> tuple[int, Decimal] | None:
+    """(last_entry_id, last_balance_after) of the wallet's latest archived month ending by `until`."""
+    return (
+        ArchivedTotal.objects.filter(wallet_id=wallet_id, month_end__lte=until)
+        .order_by("-month_start").values_list("last_entry_id", "last_balance_after").first()
+    )
 
 
 def wallet_last_entry_query(*, wallet_id: int, at) -> QuerySet:
@@ -287,12 +326,12 @@ def wallet_last_entry_query(*, wallet_id: int, at) -> QuerySet:
 def wallet_balance_before(*, wallet: Wallet | int, before) -> BalanceAt:
     """As `wallet_balance_at`, for entries strictly before `before` (a statement's opening)."""
     wid = wallet.pk if isinstance(wallet, Wallet) else wallet
+    wallet_archived_guard(wallet_id=wid, starts_by=before - dt.timedelta(microseconds=1), ends_after=before)
+    block = _archived_before(wallet_id=wid, until=before)
     row = (
         Entry.objects.filter(wallet_id=wid, created_at__lt=before)
         .order_by("-created_at", "-id")
         .values_list("id", "balance_after")
         .first()
     )
-    if row is None:
-        return BalanceAt(balance=Decimal(0), entry_id=None)
-    return BalanceAt(balance=row[1], entry_id=row[0])
+    return _latest(row, block)

@@ -34,7 +34,7 @@ from core.errors import CofferError, ValidationFailed
 from core.filters import parse_instant
 from core.money import format_amount
 from ledger.models import Entry, Posting, Wallet
-from ledger.selectors import wallet_balance_at, wallet_balance_before, wallet_owner_name, wallets_with_owners
+from ledger.selectors import wallet_archived_guard, wallet_balance_at, wallet_balance_before, wallet_owner_name, wallets_with_owners
 
 logger = logging.getLogger("coffer.ledger.statements")
 
@@ -219,7 +219,10 @@ class Statement:
 
 def statement_build(*, wallet: Wallet, period: Period) -> Statement:
     """Opening, closing and totals of `wallet` over `period`, checked (module docstring). The
-    wallet must already be access-checked (`ledger.selectors.wallet_get_visible`)."""
+    wallet must already be access-checked (`ledger.selectors.wallet_get_visible`). A period that
+    reaches into an archived month of the wallet is refused (HISTORY_ARCHIVED), never printed
+    without its entries."""
+    wallet_archived_guard(wallet_id=wallet.pk, starts_by=period.end, ends_after=period.start)
     closing = wallet_balance_at(wallet=wallet, at=period.end)
     opening = wallet_balance_before(wallet=wallet, before=period.start) if period.start is not None else None
     opening_balance = opening.balance if opening is not None else ZERO

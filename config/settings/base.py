@@ -383,6 +383,11 @@ SCHEDULE_RETRY_DELAYS_SECONDS = [int(v) for v in env.list("SCHEDULE_RETRY_DELAYS
 # Monthly partitions of ledger_entry kept ready ahead of time (ledger.partitions; PostgreSQL),
 # by migration 0010 and then daily by beat on the maintenance queue.
 LEDGER_PARTITION_MONTHS_AHEAD = env.int("LEDGER_PARTITION_MONTHS_AHEAD", default=3)
+# `archive_entries` refuses the current month and this many before it (ledger.archive): late
+# reversals, reconciliations and statements of recent months keep their entries.
+LEDGER_ARCHIVE_MIN_AGE_MONTHS = env.int("LEDGER_ARCHIVE_MIN_AGE_MONTHS", default=2)
+# How long the archive's DETACH waits for ledger_entry's lock before giving up (resumable).
+LEDGER_ARCHIVE_LOCK_TIMEOUT_MS = env.int("LEDGER_ARCHIVE_LOCK_TIMEOUT_MS", default=5000)
 OUTBOX_LEASE_SECONDS = env.int("OUTBOX_LEASE_SECONDS", default=60)
 OUTBOX_BACKOFF_BASE_SECONDS = env.int("OUTBOX_BACKOFF_BASE_SECONDS", default=10)
 OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=3600)

@@ -81,6 +81,13 @@ UNKNOWN_PARAM = OpenApiExample(
     "Unknown parameter", status_codes=["400"], response_only=True,
     value=error_example("VALIDATION_ERROR", "Unknown query parameter(s): since.", {"unknown_parameters": ["since"], "allowed_parameters": ["at"]}),
 )
+HISTORY_ARCHIVED = {410: OpenApiResponse(ErrorOutput, description="HISTORY_ARCHIVED: the answer needs entries of a month that was archived "
+                                                                    "(`archive_entries`); ask from `details.available_from` on")}
+ARCHIVED_EXAMPLE = OpenApiExample(
+    "Archived month", status_codes=["410"], response_only=True,
+    value=error_example("HISTORY_ARCHIVED", "The entries of 2026-01 of this wallet were archived; ask for balances at and periods from 2026-02-01T00:00:00Z on.",
+                        {"wallet_id": 42, "archived_months": ["2026-01"], "available_from": "2026-02-01T00:00:00Z"}),
+)
 WALLET_NOT_FOUND = OpenApiExample(
     "Not yours", status_codes=["404"], response_only=True,
     value=error_example("NOT_FOUND", "Wallet 43 not found.", {"wallet_id": 43}),
@@ -102,11 +109,11 @@ class WalletBalanceApi(_ReadApi):
             ORG_HEADER,
         ],
         responses={200: WalletBalanceOutput, 400: OpenApiResponse(ErrorOutput, description="VALIDATION_ERROR: a malformed `at`, or an unknown query parameter"),
-                   **AUTH_ERRORS, **NOT_FOUND},
+                   **AUTH_ERRORS, **NOT_FOUND, **HISTORY_ARCHIVED},
         examples=[
             OpenApiExample("At the end of May", value=BALANCE_EXAMPLE, response_only=True),
             OpenApiExample("Now", value={**BALANCE_EXAMPLE, "at": "2026-06-02T09:00:00Z", "balance": "700.00", "available_balance": "650.00", "as_of_entry_id": 9}, response_only=True),
-            BAD_DATE, UNKNOWN_PARAM, WALLET_NOT_FOUND,
+            BAD_DATE, UNKNOWN_PARAM, WALLET_NOT_FOUND, ARCHIVED_EXAMPLE,
         ],
     )
     def get(self, request, wallet_id: int):
@@ -202,10 +209,11 @@ STATEMENT_PARAMETERS = [
 STATEMENT_ERRORS = {
     400: OpenApiResponse(ErrorOutput, description="VALIDATION_ERROR: a malformed date, `from` after `to`, an unknown format or query parameter, "
                                                   "or too many entries for json/pdf (use csv)"),
-    **AUTH_ERRORS, **NOT_FOUND,
+    **AUTH_ERRORS, **NOT_FOUND, **HISTORY_ARCHIVED,
     500: OpenApiResponse(ErrorOutput, description="SERVER_ERROR: the ledger does not balance for this wallet; the statement is refused and the incident logged"),
 }
 STATEMENT_ERROR_EXAMPLES = [
+    ARCHIVED_EXAMPLE,
     OpenApiExample("from after to", status_codes=["400"], response_only=True,
                    value=error_example("VALIDATION_ERROR", "'from' must not be after 'to'.",
                                     {"fields": {"from": ["'from' must not be after 'to'."]}, "from": "2026-06-01T00:00:00+00:00", "to": "2026-05-31T23:59:59.999999+00:00"})),

@@ -22,14 +22,19 @@ WRONG_KEY = b"not the chain key"
 
 
 def _tamper(*statements: tuple[str, list]) -> None:
-    """Run `statements` with the audit tables' triggers off, as a superuser could."""
+    """Run `statements` with the audit tables' triggers off, as a superuser could: on every
+    partition of the events table too (its TRUNCATE refusal is on each, not cloned)."""
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SET LOCAL coffer.allow_audit_truncate = 'off'")
-        for table in ("compliance_auditevent", "compliance_auditcheckpoint"):
+        tables = ["compliance_auditevent", "compliance_auditcheckpoint"]
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'compliance_auditevent'::regclass")
+            tables += [name for (name,) in cursor.fetchall()]
+        for table in tables:
             cursor.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
         for sql, params in statements:
             cursor.execute(sql, params)
-        for table in ("compliance_auditevent", "compliance_auditcheckpoint"):
+        for table in tables:
             cursor.execute(f"ALTER TABLE {table} ENABLE TRIGGER USER")
 
 

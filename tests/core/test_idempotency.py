@@ -333,6 +333,23 @@ class TestPurge:
         assert idempotency_records_purge(now=now + timedelta(minutes=2)) == 1
         assert IdempotencyRecord.objects.count() == 0
 
+    @override_settings(IDEMPOTENCY_KEY_TTL_HOURS=48)
+    def test_the_hourly_purge_keeps_the_table_bounded_by_retention_not_by_age(self):
+        """The table is not partitioned (docs/deploy.md, "Partitioned history"): its size is
+        the purge's job. Ten days of steady traffic, purged as beat does: the table never holds
+        more than the retention window's records, however long it runs."""
+        start = timezone.now() - timedelta(days=10)
+        per_hour, sizes = 3, []
+        for hour in range(10 * 24):
+            moment = start + timedelta(hours=hour)
+            for n in range(per_hour):
+                self._record(f"k{hour}-{n}", moment + timedelta(hours=48))
+            idempotency_records_purge(now=moment)
+            sizes.append(IdempotencyRecord.objects.count())
+        window = per_hour * 48  # the records of the last 48 hours
+        assert max(sizes) <= window and sizes[-1] == window
+        assert max(sizes[-24:]) == max(sizes[48:72]), "flat after the first retention window"
+
     @override_settings(IDEMPOTENCY_KEY_TTL_HOURS=1)
     def test_keys_are_kept_at_least_24_hours(self):
         _post(_client(_user()), key="k1")

@@ -13,10 +13,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import datetime
 from decimal import Decimal
 
 import factory
 import pytest
+from django.db import connection, transaction
+from django.utils import timezone
 
 from ledger.models import Asset, Transaction, Wallet
 from ledger.posting import Issue, Redeem, ledger_hold_pending, ledger_post
@@ -160,3 +164,49 @@ def organization(db):
 
 def balance(wallet: Wallet | int) -> Decimal:
     return Wallet.objects.get(pk=wallet.pk if isinstance(wallet, Wallet) else wallet).balance
+
+
+@contextlib.contextmanager
+def clock_at(moment: datetime):
+    """Django's clock reads `moment` inside the block (the posting engine dates entries with
+    `timezone.now()`): entries of a past month, written by the real engine."""
+    real = timezone.now
+    timezone.now = lambda: moment
+    try:
+        yield moment
+    finally:
+        timezone.now = real
+
+
+@contextlib.contextmanager
+def past_month_partitions(months: int = 6):
+    """PostgreSQL: monthly partitions of ledger_entry for the `months` months before this one, as
+    a database partitioned that long ago has them (a new test database's legacy partition covers
+    everything before this month). Committed DDL (for TransactionTestCase-style tests), undone on
+    exit: the months created are dropped and the legacy partition gets its bound back."""
+    from ledger.partitions import _legacy_end, add_months, create_month_sql, month_start, partition_name, partitions
+
+    current = month_start(timezone.now())
+    first = add_months(current, -months)
+    legacy_end = _legacy_end("ledger_entry")
+    moved = legacy_end is not None and legacy_end > first
+
+    def run(sql: str) -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql)
+
+    if moved:
+        run("ALTER TABLE ledger_entry DETACH PARTITION ledger_entry_p_legacy")
+        run(f"ALTER TABLE ledger_entry ATTACH PARTITION ledger_entry_p_legacy FOR VALUES FROM (MINVALUE) TO ('{first.isoformat()} 00:00:00+00')")
+    existing = {name for name, _ in partitions("ledger_entry")}
+    made = [add_months(first, n) for n in range(months) if partition_name("ledger_entry", add_months(first, n)) not in existing]
+    for month in made:
+        run(create_month_sql("ledger_entry", month))
+    try:
+        yield [add_months(first, n) for n in range(months)]
+    finally:
+        for month in made:
+            run(f"DROP TABLE IF EXISTS {partition_name('ledger_entry', month)}")
+        if moved:
+            run("ALTER TABLE ledger_entry DETACH PARTITION ledger_entry_p_legacy")
+            run(f"ALTER TABLE ledger_entry ATTACH PARTITION ledger_entry_p_legacy FOR VALUES FROM (MINVALUE) TO ('{legacy_end.isoformat()} 00:00:00+00')")

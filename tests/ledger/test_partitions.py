@@ -110,7 +110,7 @@ def test_the_beat_task_creates_missing_months_once(settings):
     later = timezone.now() + timedelta(days=400)  # months nobody created yet (rolled back with the test)
     created = entry_partitions_ensure(months_ahead=2, now=later)
     expected = [partition_name("ledger_entry", add_months(month_start(later), n)) for n in range(3)]
-    assert created == expected
+    assert [name for name in created if name.startswith("ledger_entry")] == expected  # audit events' months come too
     assert entry_partitions_ensure(months_ahead=2, now=later) == []
     from ledger.tasks import ensure_entry_partitions
 
