@@ -147,10 +147,10 @@ SELECT g AS k,
        (SELECT %(ids)s::bigint[] AS ids, %(n)s::int AS n) p;
 
 INSERT INTO ledger_transaction (id, type, status, organization_id, customer_id, reference, description,
-    metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at)
+    metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at, livemode)
 SELECT %(tbase)s + k, 'transfer', 'completed', %(org)s, NULL, '', 'bench history', '{}'::jsonb,
-       '', '', NULL, now() - interval '1 day', now() - interval '1 day'
-  FROM bench_history ORDER BY k;
+       '', '', NULL, now() - interval '1 day', now() - interval '1 day', w.livemode
+  FROM bench_history JOIN ledger_wallet w ON w.id = src ORDER BY k;
 
 INSERT INTO ledger_posting (transaction_id, "index", kind, source_wallet_id, source_purpose, destination_wallet_id,
     destination_purpose, amount, asset_id)

@@ -18,6 +18,7 @@ __all__ = [
     "InsufficientFunds",
     "InvalidState",
     "LedgerPostingError",
+    "LivemodeMismatch",
     "NotFound",
     "ValidationFailed",
     "WalletAlreadyExists",
@@ -81,3 +82,12 @@ class ArchiveRefused(CofferError):
     clean, or its lock not taken in time); nothing was changed."""
 
     code, status = "ARCHIVE_REFUSED", 409
+
+
+class LivemodeMismatch(CofferError):
+    """A transaction naming live-mode and test-mode wallets (core.livemode): raised before
+    anything is written. A caller of one mode never sees the other mode's wallets (404), so this
+    is what a wallet id reached some other way (a person paying into a test wallet) meets."""
+
+    code, status = "LIVEMODE_MISMATCH", 400
+    default_message = "A transaction cannot mix live-mode and test-mode wallets."

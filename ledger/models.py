@@ -11,6 +11,8 @@ Invariants (SPEC 4), kept by the database where it can and by `ledger.posting` o
 * Entries and postings are append-only; transactions and holds are never deleted (triggers).
 * `ledger.posting` is the only writer of balances, holds, postings, entries and usage counters.
 * Hot platform accounts are `LEDGER_HOT_ACCOUNT_SHARDS` rows each (`ledger.posting.shards`).
+* Test mode (core.livemode): wallets and transactions carry `livemode`; every wallet of a
+  transaction has the transaction's mode (the engine checks it under the lock).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from compliance.models import MovementType
+from core.livemode import deployment_livemode
 from core.money import format_amount
 
 
@@ -107,6 +110,9 @@ class Wallet(ConcurrentTransitionMixin, models.Model):
     purpose = models.CharField(max_length=16, choices=Purpose.choices, blank=True, default="")
     label = models.CharField(max_length=100, blank=True, default="")
     shard = models.PositiveSmallIntegerField(default=0)
+    # Test mode (core.livemode): a wallet is live or test for good; a transaction never mixes the
+    # two, and each platform account has its shard rows once per mode.
+    livemode = models.BooleanField(default=deployment_livemode, help_text="False for a test-mode wallet (a test key's, or any on the sandbox).")
     balance = AMOUNT(default=Decimal(0))
     held = AMOUNT(default=Decimal(0))
     status = FSMField(default=Status.ACTIVE, choices=Status.choices, protected=True)
@@ -140,13 +146,13 @@ class Wallet(ConcurrentTransitionMixin, models.Model):
                 name="wallet_one_open_per_customer_asset",
             ),
             models.UniqueConstraint(
-                fields=["organization", "asset", "purpose"],
+                fields=["organization", "livemode", "asset", "purpose"],
                 condition=Q(organization__isnull=False, label="") & ~Q(status="closed"),
                 name="wallet_one_open_per_org_asset_purpose",
             ),
-            # Platform accounts: one row per (asset, purpose, shard).
+            # Platform accounts: one row per (asset, purpose, shard) in each mode.
             models.UniqueConstraint(
-                fields=["asset", "purpose", "shard"],
+                fields=["asset", "purpose", "shard", "livemode"],
                 condition=Q(customer__isnull=True, organization__isnull=True),
                 name="wallet_platform_shard_unique",
             ),
@@ -229,6 +235,8 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
     reference = models.CharField(max_length=200, blank=True, default="")
     description = models.CharField(max_length=500, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
+    # Test mode (core.livemode): the mode of every wallet it names (the posting engine refuses a mix).
+    livemode = models.BooleanField(default=deployment_livemode, help_text="False for a test-mode transaction.")
     failure_code = models.CharField(max_length=64, blank=True, default="")
     failure_message = models.CharField(max_length=500, blank=True, default="")
     failure_operation_index = models.IntegerField(null=True, blank=True)
@@ -252,7 +260,7 @@ class Transaction(ConcurrentTransitionMixin, models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(reversed_amount__gte=0), name="transaction_reversed_amount_not_negative"),
             models.UniqueConstraint(
-                fields=["organization", "reference"],
+                fields=["organization", "livemode", "reference"],
                 condition=Q(organization__isnull=False) & ~Q(reference=""),
                 name="transaction_reference_unique_per_org",
             ),
@@ -438,6 +446,8 @@ class AuthorizationHold(ConcurrentTransitionMixin, models.Model):
     captured_amount = AMOUNT(null=True, blank=True)
     reference = models.CharField(max_length=200)
     description = models.CharField(max_length=500, blank=True, default="")
+    # Test mode (core.livemode): its wallets' and transaction's mode.
+    livemode = models.BooleanField(default=deployment_livemode, help_text="False for a test-mode hold.")
     status = FSMField(default=Status.HELD, choices=Status.choices, protected=True)
     transaction = models.OneToOneField(Transaction, on_delete=models.PROTECT, related_name="authorization_hold")
     capture_transaction = models.ForeignKey(Transaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+")

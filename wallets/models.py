@@ -33,6 +33,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
+from core.livemode import deployment_livemode
+
 
 def _amount(**kwargs) -> models.DecimalField:
     return models.DecimalField(max_digits=38, decimal_places=18, **kwargs)
@@ -186,6 +188,8 @@ class Schedule(ConcurrentTransitionMixin, models.Model):
     account_hash = models.CharField(max_length=64, blank=True, default="", db_index=True,
                                     help_text="Keyed HMAC of the IBAN or account, for lookups.")
     asset = models.ForeignKey("ledger.Asset", on_delete=models.PROTECT, related_name="+")
+    # Test mode (core.livemode): its wallets' mode (a test key's schedule moves test money only).
+    livemode = models.BooleanField(default=deployment_livemode, help_text="False for a test-mode schedule.")
     amount = _amount()
     rule = models.CharField(max_length=500, help_text="RFC 5545 RRULE, evaluated in UTC from start_at.")
     start_at = models.DateTimeField()

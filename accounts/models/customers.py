@@ -3,7 +3,9 @@
 Invariants:
 - Exactly one of `user` (a person's own profile, created with the user at signup) or
   `organization` + `external_id` (a record the organization upserts by its own id); the
-  database checks it, and `external_id` is unique per organization.
+  database checks it, and `external_id` is unique per organization and mode.
+- An organization's customers are per mode (core.livemode): `external_id` is unique per
+  (organization, livemode).
 - Customers are never deleted (ledger rows, reviews and pay orders point at them).
 """
 
@@ -12,6 +14,7 @@ from django.db.models import Q
 
 from accounts.models.orgs import Organization
 from accounts.models.users import User
+from core.livemode import deployment_livemode
 
 
 class Customer(models.Model):
@@ -37,6 +40,9 @@ class Customer(models.Model):
     kyc_level = models.CharField(max_length=16, choices=KycLevel.choices, default=KycLevel.NONE)
     risk_status = models.CharField(max_length=16, choices=RiskStatus.choices, default=RiskStatus.NORMAL)
     metadata = models.JSONField(default=dict, blank=True)
+    # Test mode (core.livemode): a test key's customers are their own rows, apart from the live
+    # ones (the same external id may name one of each), so their usage never counts toward live limits.
+    livemode = models.BooleanField(default=deployment_livemode, help_text="False for a test-mode customer (a test key's, or any on the sandbox).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -44,7 +50,7 @@ class Customer(models.Model):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organization", "external_id"],
+                fields=["organization", "livemode", "external_id"],
                 condition=Q(organization__isnull=False),
                 name="customer_external_id_unique_per_org",
             ),

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from accounts.models.orgs import Organization
 from accounts.models.users import User
+from core.livemode import deployment_livemode
 
 
 class WebhookEndpoint(models.Model):
@@ -31,6 +32,8 @@ class WebhookEndpoint(models.Model):
     description = models.CharField(max_length=500, blank=True)
     secret_encrypted = models.TextField()
     is_enabled = models.BooleanField(default=True)
+    # Test mode (core.livemode): a test key's endpoints get the test-mode events, a live key's the live ones.
+    livemode = models.BooleanField(default=deployment_livemode, help_text="False for a test-mode endpoint: it receives only test-mode events.")
     created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

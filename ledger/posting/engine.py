@@ -32,7 +32,7 @@ from django.utils import timezone
 from core.errors import InvalidState, ValidationFailed
 from core.reference import RateBook
 from core.money import MAX_INTEGER_DIGITS, MONEY_CONTEXT, embedded_precision_problem, parse_amount
-from ledger.errors import CurrencyMismatch, DuplicateReference, InsufficientFunds, LedgerPostingError, WalletInactive, WalletNotFound
+from ledger.errors import CurrencyMismatch, DuplicateReference, InsufficientFunds, LedgerPostingError, LivemodeMismatch, WalletInactive, WalletNotFound
 from ledger.locks import holds_for_update
 from ledger.models import Entry, Hold, Posting, Transaction, Wallet, hot_account_shards
 from ledger.posting import orm, pg
@@ -81,23 +81,24 @@ def lock(legs: list[Leg], extra_wallet_ids: Iterable[int] = (), db: Any = None) 
     if missing:
         raise WalletNotFound(f"Wallet {missing[0]} not found.", details={"wallet_id": missing[0]})
 
-    def resolve(rows: dict[int, Row]) -> tuple[dict[Side, Row], set[tuple[int, str]]]:
-        by_key = {(w.asset_id, w.purpose, w.shard): w for w in rows.values() if w.is_platform}
+    def resolve(rows: dict[int, Row]) -> tuple[dict[Side, Row], set[tuple[int, str, bool]]]:
+        # a platform side is its account's shard in the counterparty's mode (core.livemode)
+        by_key = {(w.asset_id, w.purpose, w.shard, w.livemode): w for w in rows.values() if w.is_platform}
         resolved: dict[Side, Row] = {}
-        absent: set[tuple[int, str]] = set()
+        absent: set[tuple[int, str, bool]] = set()
         for side in platform_sides:
             _, purpose, cid = side
-            key = (rows[cid].asset_id, purpose, cid % n)
+            key = (rows[cid].asset_id, purpose, cid % n, rows[cid].livemode)
             if key in by_key:
                 resolved[side] = by_key[key]
             else:
-                absent.add((rows[cid].asset_id, purpose))
+                absent.add((rows[cid].asset_id, purpose, rows[cid].livemode))
         return resolved, absent
 
     resolved, absent = resolve(rows)
     if absent:
-        for asset_id, purpose in sorted(absent):
-            platform_wallets_ensure(asset=asset_id, purpose=purpose)
+        for asset_id, purpose, livemode in sorted(absent):
+            platform_wallets_ensure(asset=asset_id, purpose=purpose, livemode=livemode)
         rows = query()  # rows already locked are re-locked (a no-op); new shard rows join them
         resolved, absent = resolve(rows)
         assert not absent, absent
@@ -106,6 +107,21 @@ def lock(legs: list[Leg], extra_wallet_ids: Iterable[int] = (), db: Any = None) 
             if side[0] == "w":
                 resolved[side] = rows[side[1]]
     return rows, resolved
+
+
+def _check_livemode(tx: Transaction, rows: dict[int, Row], *, existing: bool) -> None:
+    """Every wallet of a transaction is of one mode, and the transaction is of that mode
+    (core.livemode); a mix is refused before anything is written."""
+    modes = {bool(w.livemode) for w in rows.values()}
+    if len(modes) > 1 or (existing and modes and modes != {bool(tx.livemode)}):
+        live = sorted(w.pk for w in rows.values() if w.livemode and not w.is_platform)
+        test = sorted(w.pk for w in rows.values() if not w.livemode and not w.is_platform)
+        raise LivemodeMismatch(
+            "A transaction cannot mix live-mode and test-mode wallets: use the wallets of one mode (a test key's wallets are test mode).",
+            details={"live_wallet_ids": live, "test_wallet_ids": test},
+        )
+    if modes and not existing:
+        tx.livemode = modes.pop()
 
 
 def _parse_amounts(legs: list[Leg], resolved: dict[Side, Row]) -> None:
@@ -178,17 +194,18 @@ def _simulate(
     return plan, None
 
 
-def _existing_by_reference(*, organization, customer, reference: str) -> Transaction:
+def _existing_by_reference(*, organization, customer, reference: str, livemode: bool) -> Transaction:
     cond = Q()
     if organization is not None:
         cond |= Q(organization=organization)
     if customer is not None:
         cond |= Q(customer=customer)
-    return Transaction.objects.filter(cond, reference=reference).order_by("id").first()  # type: ignore[return-value]
+    # references are per mode: a test key's reference never finds (or reveals) a live transaction
+    return Transaction.objects.filter(cond, reference=reference, livemode=livemode).order_by("id").first()  # type: ignore[return-value]
 
 
-def _duplicate(*, organization, customer, reference: str) -> PostingResult:
-    existing = _existing_by_reference(organization=organization, customer=customer, reference=reference)
+def _duplicate(*, organization, customer, reference: str, livemode: bool) -> PostingResult:
+    existing = _existing_by_reference(organization=organization, customer=customer, reference=reference, livemode=livemode)
     details: dict[str, Any] = {"reference": reference}
     if existing is not None:
         details.update(transaction_id=existing.pk, status=existing.status, type=existing.type)
@@ -285,6 +302,7 @@ def post(
     a locked transaction in review whose operations these legs are."""
     db = connections[DEFAULT_DB_ALIAS]  # resolved once: each `connection.x` is a lookup through a thread-local proxy
     rows, resolved = lock(legs, extra_wallet_ids=[h.wallet_id for h in captured], db=db)
+    _check_livemode(tx, rows, existing=existing)
     for leg in legs:
         if resolved[leg.source].pk == resolved[leg.destination].pk:
             raise ValidationFailed(f"operations[{leg.index}]: source and destination are the same wallet.")
@@ -313,7 +331,7 @@ def post(
 
     if error is not None:
         if not _record_failure(tx, postings, error, existing=existing, db=db):
-            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference, livemode=tx.livemode)
         error.details["transaction_id"] = tx.pk
         _attach_postings(tx, postings)
         return PostingResult(transaction=tx, ok=False, error=error)
@@ -331,7 +349,7 @@ def post(
     if db.vendor == "postgresql" and not existing:
         written = pg.write_posted(tx, postings, plan, now, [h.pk for h in captured], charges)
         if written is None:
-            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference, livemode=tx.livemode)
         pk, entry_ids = written
         pg.mark_saved(tx, pk)
         for hold in captured:
@@ -340,7 +358,7 @@ def post(
     else:
         entry_ids = orm.write_posted(tx, postings, plan, now, list(captured), existing=existing)
         if entry_ids is None:
-            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference, livemode=tx.livemode)
         usage_apply(charges, day=usage_day(now))
     _attach_entries(tx, plan, now, entry_ids)
     _attach_postings(tx, postings)
@@ -388,11 +406,11 @@ def _place_review_holds(tx: Transaction, postings: list[Posting], plan: Plan, ro
     if db.vendor == "postgresql":
         tx_id = pg.write_held(tx, postings, holds, why, now, charges)
         if tx_id is None:
-            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference, livemode=tx.livemode)
         pg.mark_saved(tx, tx_id)
     else:
         if not orm.write_held(tx, postings, holds, why, now):
-            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference)
+            return _duplicate(organization=tx.organization, customer=tx.customer, reference=tx.reference, livemode=tx.livemode)
         usage_apply(charges or {}, day=usage_day(now))
     tx.posted_entries = []  # nothing posted yet: nothing to read back for the answer
     _attach_postings(tx, postings)

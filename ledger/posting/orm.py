@@ -31,6 +31,7 @@ def lock_rows(ids: set[int], platform_sides: list[Side], n: int) -> dict[int, Wa
             purpose=purpose,
             shard=cid % n,
             asset_id=Subquery(Wallet.objects.filter(pk=cid).values("asset_id")[:1]),
+            livemode=Subquery(Wallet.objects.filter(pk=cid).values("livemode")[:1]),  # the counterparty's mode (core.livemode)
         )
     return {w.pk: w for w in wallets_for_update().filter(cond)}
 

@@ -45,12 +45,13 @@ class LockedWallet:
     instance per locked row (and django-fsm's per-instance state tracking) was ~20% of a
     posting's Python CPU; the rows never leave the posting."""
 
-    __slots__ = ("pk", "asset_id", "kind", "status", "purpose", "shard", "is_platform", "balance", "held", "asset", "customer_id")
+    __slots__ = ("pk", "asset_id", "kind", "status", "purpose", "shard", "is_platform", "balance", "held", "asset", "customer_id", "livemode")
 
     def __init__(self, values: tuple, asset: LockedAsset) -> None:
         (self.pk, self.asset_id, self.kind, self.status, self.purpose, self.shard, self.is_platform,
          self.balance, self.held) = values[:9]
         self.customer_id = values[11]
+        self.livemode = values[12]
         self.asset = asset
 
 
@@ -71,11 +72,12 @@ def lock_sql(wallet_ids: int, platform_conditions: int) -> str:
         + [f"({wt}.{qn('customer_id')} IS NULL AND {wt}.{qn('organization_id')} IS NULL)"]
         + [f"{wt}.{qn(c)}" for c in ("balance", "held")]
         + [f"{at}.{qn(c)}" for c in ("code", "exponent")]
-        + [f"{wt}.{qn('customer_id')}"]
+        + [f"{wt}.{qn('customer_id')}", f"{wt}.{qn('livemode')}"]
     )
+    # a platform side is the shard of its counterparty's asset and mode (core.livemode)
     platform = (
         f" OR ({wt}.customer_id IS NULL AND {wt}.organization_id IS NULL AND {wt}.purpose = %s AND {wt}.shard = %s"
-        f" AND {wt}.asset_id = (SELECT c.asset_id FROM {wt} c WHERE c.id = %s))"
+        f" AND ({wt}.asset_id, {wt}.livemode) = (SELECT c.asset_id, c.livemode FROM {wt} c WHERE c.id = %s))"
     )
     return (
         f"SELECT {cols} FROM {wt} INNER JOIN {at} ON ({wt}.asset_id = {at}.id)"
@@ -103,8 +105,8 @@ def lock_rows(ids: set[int], platform_sides: list[Side], n: int) -> dict[int, Lo
 _TX_INSERT_SQL = (
     "WITH t AS ("
     " INSERT INTO ledger_transaction (type, status, organization_id, customer_id, reference, description,"
-    " metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at, reversal_of_id)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::int, %s, %s, %s::bigint)"
+    " metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at, reversal_of_id, livemode)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s::int, %s, %s, %s::bigint, %s::boolean)"
     " ON CONFLICT DO NOTHING RETURNING id)"
 )
 _POSTING_ROW = "(%s::int, %s::varchar, %s::bigint, %s::varchar, %s::bigint, %s::varchar, %s::numeric, %s::bigint, %s::numeric)"
@@ -114,7 +116,7 @@ def _tx_params(tx: Transaction, postings: list[Posting]) -> list[Any]:
     """The parameters of `_TX_INSERT_SQL` and of `_postings_cte`, which always follows it."""
     params = [
         tx.type, tx.status, tx.organization_id, tx.customer_id, tx.reference, tx.description, json_dumps(tx.metadata),
-        tx.failure_code, tx.failure_message, tx.failure_operation_index, tx.created_at, tx.completed_at, tx.reversal_of_id,
+        tx.failure_code, tx.failure_message, tx.failure_operation_index, tx.created_at, tx.completed_at, tx.reversal_of_id, tx.livemode,
     ]
     for p in postings:
         params += [
