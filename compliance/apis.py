@@ -22,6 +22,7 @@ from compliance.serializers import (
     LimitStatusOutput,
 )
 from compliance.audit import audit_verify
+from core.livemode import mode_q, request_livemode
 from core.errors import NotFound, ValidationFailed
 from core.money import parse_amount
 from core.openapi import error_example
@@ -109,7 +110,7 @@ def _customer_for(request, external_id: str) -> Customer:
                 "customer_external_id: required for organizations.",
                 details={"fields": {"customer_external_id": ["Required for organizations."]}},
             )
-        customer = Customer.objects.filter(organization=organization, external_id=external_id).first()
+        customer = Customer.objects.filter(mode_q(request_livemode(request)), organization=organization, external_id=external_id).first()
         if customer is None:
             raise NotFound(f"Customer {external_id!r} not found.")
         return customer

@@ -8,6 +8,8 @@ Invariants:
 * Both visibility conditions are index-backed: `(organization, -id)` / `(customer, -id)` on
   transactions and `(wallet, id)` on entries.
 * Selectors never write and never lock; they run in whatever transaction the caller has.
+* A viewer has a mode (core.livemode): on a live deployment it sees only its mode's wallets and
+  transactions (a test key's are test mode); the other mode's are NOT_FOUND too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from accounts.models import Customer, Organization, User
 from core.db import model_columns, model_from_row, query
 from core.errors import NotFound
+from core.livemode import mode_q, mode_sql
 from ledger.errors import HistoryArchived, WalletNotFound
 from ledger.models import ArchivedTotal, Asset, Entry, Transaction, Wallet
 
@@ -30,10 +33,12 @@ WALLET_RELATED = ("asset", "customer__user", "organization")
 
 @dataclass(frozen=True)
 class Viewer:
-    """The caller of a ledger read: exactly one of a user or an organization."""
+    """The caller of a ledger read: exactly one of a user or an organization, in a mode
+    (core.livemode: `request_livemode`; a person, and the dashboard, are live)."""
 
     user: object | None = None
     organization: object | None = None
+    livemode: bool = True
 
     def __post_init__(self):
         if (self.user is None) == (self.organization is None):
@@ -106,22 +111,23 @@ def wallets_with_owners(where: str, params: list, *, lock_customer_of_user: int 
     return found
 
 
-def organization_wallets_get(*, organization, ids) -> dict[int, Wallet]:
-    """Those of `ids` that are the organization's wallets (its system wallets and its customers'),
-    with asset and owner; the others are simply absent."""
+def organization_wallets_get(*, organization, ids, livemode: bool = True) -> dict[int, Wallet]:
+    """Those of `ids` that are the organization's wallets (its system wallets and its customers')
+    of mode `livemode`, with asset and owner; the others are simply absent."""
     ids = sorted({i for i in ids if isinstance(i, int) and not isinstance(i, bool)})
     if not ids:
         return {}
+    mode, mode_params = mode_sql(livemode, "w.livemode")
     return wallets_with_owners(
-        f"w.id IN ({', '.join(['%s'] * len(ids))}) AND (w.organization_id = %s OR c.organization_id = %s)",
-        [*ids, organization.pk, organization.pk],
+        f"w.id IN ({', '.join(['%s'] * len(ids))}) AND (w.organization_id = %s OR c.organization_id = %s){mode}",
+        [*ids, organization.pk, organization.pk, *mode_params],
     )
 
 
 def wallets_owned(*, viewer: Viewer) -> QuerySet[Wallet]:
     if viewer.organization is not None:
-        return Wallet.objects.filter(Q(organization=viewer.organization) | Q(customer__organization=viewer.organization))
-    return Wallet.objects.filter(customer__user=viewer.user)
+        return Wallet.objects.filter(Q(organization=viewer.organization) | Q(customer__organization=viewer.organization), mode_q(viewer.livemode))
+    return Wallet.objects.filter(mode_q(viewer.livemode), customer__user=viewer.user)
 
 
 def transactions_visible(*, viewer: Viewer) -> QuerySet[Transaction]:
@@ -133,7 +139,7 @@ def transactions_visible(*, viewer: Viewer) -> QuerySet[Transaction]:
         initiated = Q(organization=viewer.organization)
     else:
         initiated = Q(customer__user=viewer.user)
-    return Transaction.objects.filter(initiated | touches_own).order_by("-id")
+    return Transaction.objects.filter(initiated | touches_own, mode_q(viewer.livemode)).order_by("-id")
 
 
 def transaction_get(*, viewer: Viewer, transaction_id: int) -> Transaction:
@@ -187,13 +193,14 @@ def customer_wallets(*, customer) -> list[Wallet]:
     return list(Wallet.objects.select_related("asset").filter(customer=customer).order_by("id"))
 
 
-def wallet_list(*, customer=None, organization=None) -> QuerySet[Wallet]:
-    """A customer's wallets, or an organization's system wallets and its customers' wallets."""
+def wallet_list(*, customer=None, organization=None, livemode: bool = True) -> QuerySet[Wallet]:
+    """A customer's wallets, or an organization's system wallets and its customers' wallets of
+    mode `livemode` (a customer's wallets are of its mode)."""
     qs = Wallet.objects.select_related("asset", "customer")
     if customer is not None:
         return qs.filter(customer=customer)
     if organization is not None:
-        return qs.filter(Q(organization=organization) | Q(customer__organization=organization))
+        return qs.filter(Q(organization=organization) | Q(customer__organization=organization), mode_q(livemode))
     return qs.none()
 
 
@@ -220,22 +227,24 @@ def wallet_entries(*, wallet: Wallet | int) -> QuerySet[Entry]:
     return Entry.objects.filter(wallet_id=wid).select_related("wallet__asset").order_by("-id")
 
 
-def platform_account_balance(asset: Asset | int, purpose: str) -> Decimal:
-    """The logical balance of a sharded platform account: the sum of its shard rows."""
+def platform_account_balance(asset: Asset | int, purpose: str, *, livemode: bool | None = None) -> Decimal:
+    """The logical balance of a sharded platform account: the sum of its shard rows (in mode
+    `livemode`, core.livemode; both modes' rows when None)."""
     asset_id = asset.pk if isinstance(asset, Asset) else asset
-    total = Wallet.objects.filter(
-        asset_id=asset_id, purpose=purpose, customer__isnull=True, organization__isnull=True
-    ).aggregate(total=Sum("balance"))["total"]
+    rows = Wallet.objects.filter(asset_id=asset_id, purpose=purpose, customer__isnull=True, organization__isnull=True)
+    if livemode is not None:
+        rows = rows.filter(livemode=livemode)
+    total = rows.aggregate(total=Sum("balance"))["total"]
     return total or Decimal(0)
 
 
-def org_wallets_for(organization) -> QuerySet[Wallet]:
-    """An organization's system wallets and its customers' wallets, with assets and owners."""
-    return wallets_owned(viewer=Viewer(organization=organization)).select_related(*WALLET_RELATED).order_by("id")
+def org_wallets_for(organization, livemode: bool = True) -> QuerySet[Wallet]:
+    """An organization's system wallets and its customers' wallets of mode `livemode`, with assets and owners."""
+    return wallets_owned(viewer=Viewer(organization=organization, livemode=livemode)).select_related(*WALLET_RELATED).order_by("id")
 
 
-def org_wallet_get(organization, wallet_id: int) -> Wallet:
-    wallet = org_wallets_for(organization).filter(pk=wallet_id).first()
+def org_wallet_get(organization, wallet_id: int, livemode: bool = True) -> Wallet:
+    wallet = org_wallets_for(organization, livemode).filter(pk=wallet_id).first()
     if wallet is None:
         raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
     return wallet
@@ -248,9 +257,10 @@ def wallet_get_visible(*, viewer: Viewer, wallet_id: int) -> Wallet:
     pk = wallet_id if isinstance(wallet_id, int) and not isinstance(wallet_id, bool) else None
     found = None
     if pk is not None and viewer.organization is not None:
-        found = organization_wallets_get(organization=viewer.organization, ids=[pk]).get(pk)
+        found = organization_wallets_get(organization=viewer.organization, ids=[pk], livemode=viewer.livemode).get(pk)
     elif pk is not None:
-        found = wallets_with_owners("w.kind = %s AND w.id = %s AND u.id = %s", [Wallet.Kind.CUSTOMER, pk, viewer.user.pk]).get(pk)
+        mode, mode_params = mode_sql(viewer.livemode, "w.livemode")
+        found = wallets_with_owners(f"w.kind = %s AND w.id = %s AND u.id = %s{mode}", [Wallet.Kind.CUSTOMER, pk, viewer.user.pk, *mode_params]).get(pk)
     if found is None:
         raise WalletNotFound(f"Wallet {wallet_id} not found.", details={"wallet_id": wallet_id})
     return found

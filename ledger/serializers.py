@@ -23,7 +23,7 @@ from rest_framework import serializers
 
 from core.errors import ValidationFailed
 from core.fields import RawAmountField
-from core.livemode import deployment_livemode
+from core.livemode import object_livemode
 from core.money import format_amount
 from ledger.models import Asset, Entry, Posting, Transaction, Wallet
 from ledger.selectors import Viewer, wallet_owner_name
@@ -153,14 +153,14 @@ class WalletOutput(serializers.ModelSerializer):
     available_balance = serializers.SerializerMethodField()
     held_balance = serializers.SerializerMethodField()
     owner_name = serializers.SerializerMethodField()
-    livemode = serializers.SerializerMethodField(help_text="False on a test-mode (sandbox) deployment.")
+    livemode = serializers.SerializerMethodField(help_text="False for a test-mode wallet (a test key's, or any on the sandbox).")
 
     class Meta:
         model = Wallet
         fields = ["id", "currency", "label", "balance", "available_balance", "held_balance", "status", "owner_name", "livemode", "created_at", "updated_at"]
 
     def get_livemode(self, wallet: Wallet) -> bool:
-        return deployment_livemode()
+        return object_livemode(wallet)
 
     def get_balance(self, wallet: Wallet) -> str:
         return wallet.asset.format(wallet.balance)
@@ -239,10 +239,10 @@ class LedgerTransactionOutput(serializers.Serializer):
     created_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
     balance_after = serializers.CharField(allow_null=True, help_text="Your wallet's balance right after this transaction.")
-    livemode = serializers.SerializerMethodField(help_text="False on a test-mode (sandbox) deployment.")
+    livemode = serializers.SerializerMethodField(help_text="False for a test-mode transaction (a test key's, or any on the sandbox).")
 
     def get_livemode(self, obj) -> bool:
-        return deployment_livemode()
+        return bool(obj["livemode"]) if isinstance(obj, dict) else object_livemode(obj)
 
 
 class LedgerTransactionDetailOutput(LedgerTransactionOutput):
@@ -433,7 +433,7 @@ class TransactionPresenter:
             "created_at": tx.created_at,
             "completed_at": tx.completed_at,
             "balance_after": balance_after,
-            "livemode": deployment_livemode(),
+            "livemode": object_livemode(tx),
         }
         if detail:
             data["metadata"] = tx.metadata or {}

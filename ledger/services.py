@@ -25,7 +25,8 @@ from accounts.orgs.services import principal_audit_data
 from accounts.webhooks import webhook_publish
 from compliance.audit import audit_record
 from core.errors import InvalidState, NotFound, ValidationFailed
-from ledger.errors import WalletAlreadyExists, WalletNotEmpty, WalletNotFound
+from core.livemode import deployment_livemode, mode_q, principal_livemode
+from ledger.errors import LivemodeMismatch, WalletAlreadyExists, WalletNotEmpty, WalletNotFound
 from ledger.locks import wallets_for_update
 from ledger.models import Asset, Wallet
 from ledger.posting.engine import in_transaction
@@ -64,9 +65,12 @@ def asset_create(*, code: str, name: str, exponent: int, kind: str = Asset.Kind.
         return asset
 
 
-def wallet_open(*, asset: Asset, customer=None, organization=None, kind: str | None = None, label: str = "", purpose: str = "") -> Wallet:
+def wallet_open(*, asset: Asset, customer=None, organization=None, kind: str | None = None, label: str = "", purpose: str = "",
+                livemode: bool | None = None) -> Wallet:
     """Open a customer wallet (customer=...) or an organization's system wallet
-    (organization=..., kind="system"). One open unlabelled wallet per owner and asset."""
+    (organization=..., kind="system"). One open unlabelled wallet per owner, asset and mode.
+    Mode (core.livemode): a customer's wallet is of the customer's mode; a system wallet of
+    `livemode` (the deployment's by default)."""
     if (customer is None) == (organization is None):
         raise ValueError("a wallet belongs to exactly one of customer or organization")
     kind = kind or (Wallet.Kind.CUSTOMER if customer is not None else Wallet.Kind.SYSTEM)
@@ -75,14 +79,20 @@ def wallet_open(*, asset: Asset, customer=None, organization=None, kind: str | N
     owner_org_id = organization.pk if organization is not None else customer.organization_id
     if asset.organization_id is not None and asset.organization_id != owner_org_id:
         raise ValidationFailed("currency: unknown asset.", details={"fields": {"currency": ["Unknown asset."]}})
-    wallet = Wallet(asset=asset, kind=kind, customer=customer, organization=organization, label=label or "", purpose=purpose or "")
+    if customer is not None:
+        if livemode is not None and bool(livemode) != bool(customer.livemode):
+            raise LivemodeMismatch("A wallet is of its customer's mode.", details={"customer_livemode": customer.livemode})
+        livemode = customer.livemode
+    elif livemode is None:
+        livemode = deployment_livemode()
+    wallet = Wallet(asset=asset, kind=kind, customer=customer, organization=organization, label=label or "", purpose=purpose or "", livemode=livemode)
     with in_transaction():
         try:
             with db_transaction.atomic():
                 wallet.save(force_insert=True)
         except IntegrityError:
             open_wallets = Wallet.objects.filter(asset=asset, label="").exclude(status=Wallet.Status.CLOSED)
-            existing = (open_wallets.filter(customer=customer) if customer is not None else open_wallets.filter(organization=organization, purpose=purpose or "")).first()
+            existing = (open_wallets.filter(customer=customer) if customer is not None else open_wallets.filter(organization=organization, purpose=purpose or "", livemode=livemode)).first()
             raise WalletAlreadyExists(details={"wallet_id": existing.pk if existing else None}) from None
         return wallet
 
@@ -153,11 +163,12 @@ def organization_wallet_open(*, organization: Organization, principal, currency:
         asset = asset_get(code=currency, organization=organization)
     except Asset.DoesNotExist:
         raise ValidationFailed(f"currency: unknown asset {currency!r}.", details={"fields": {"currency": ["Unknown asset."]}}) from None
+    livemode = principal_livemode(principal)  # a test key opens test-mode wallets for test-mode customers (core.livemode)
     with db_transaction.atomic():
         if system:
-            wallet = wallet_open(asset=asset, organization=organization, label=label)
+            wallet = wallet_open(asset=asset, organization=organization, label=label, livemode=livemode)
         else:
-            customer = Customer.objects.filter(organization=organization, external_id=customer_external_id).first()
+            customer = Customer.objects.filter(mode_q(livemode), organization=organization, external_id=customer_external_id).first()
             if customer is None:
                 raise NotFound("Customer not found.", details={"customer_external_id": customer_external_id})
             wallet = wallet_open(asset=asset, customer=customer, label=label)
@@ -176,7 +187,8 @@ def organization_wallet_transition(*, organization: Organization | None, user: U
     """Suspend, activate or close a wallet the caller owns (404 otherwise) through the ledger's
     FSM services (INVALID_STATE, WALLET_NOT_EMPTY); an organization's wallet change is announced
     by a `wallet.<suspended|activated|closed>` webhook in the same transaction."""
-    viewer = Viewer(organization=organization) if organization is not None else Viewer(user=user)
+    livemode = principal_livemode(principal if principal is not None else user)
+    viewer = Viewer(organization=organization, livemode=livemode) if organization is not None else Viewer(user=user, livemode=livemode)
     owned = wallets_owned(viewer=viewer)
     if organization is None:
         owned = owned.filter(kind=Wallet.Kind.CUSTOMER)

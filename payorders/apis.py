@@ -25,9 +25,8 @@ from accounts.identity.throttles import MoneyThrottle
 from core.filters import InstantFilter
 from core.openapi import ORG_HEADER, error_example, error_response, idempotency_header
 from core.idempotency import HEADER, LEGACY_HEADER, idempotent, idempotent_execute
-from core.livemode import request_livemode
+from core.livemode import mode_q, request_livemode
 from payorders import selectors
-from payorders.selectors import in_test_mode_q
 from payorders.models import PayOrder, XpubKey
 from payorders.serializers import (
     CancelInput,
@@ -126,9 +125,9 @@ def _key_sent(request) -> bool:
     return any((request.headers.get(h) or "").strip() for h in (HEADER, LEGACY_HEADER))
 
 
-def _test_key_filter(view, queryset):
-    """A test key sees only test-mode orders (core.livemode); everyone else sees all of them."""
-    return queryset if request_livemode(view.request) else queryset.filter(in_test_mode_q())
+def _mode_filter(view, queryset):
+    """A test key sees only test-mode orders, a live key only live ones (core.livemode)."""
+    return queryset.filter(mode_q(request_livemode(view.request)))
 
 
 class _OrderApi(OrganizationScopedMixin, generics.GenericAPIView):
@@ -138,12 +137,12 @@ class _OrderApi(OrganizationScopedMixin, generics.GenericAPIView):
     pagination_class = None
 
     def initial(self, request, *args, **kwargs):
-        """A test key only works against test-mode orders: a live order is a 404 to it (before any
-        service runs, so nothing a test key does can touch a live order)."""
+        """A test key only works against test-mode orders and a live key against live ones: the
+        other mode's order is a 404 (before any service runs, so nothing a key does can touch an
+        order of the other mode; core.livemode)."""
         super().initial(request, *args, **kwargs)
-        key = getattr(request.user, "api_key", None)
-        if "public_id" in kwargs and key is not None and not key.livemode:
-            selectors.payorder_get(organization=self.organization, public_id=kwargs["public_id"], livemode=False)
+        if "public_id" in kwargs:
+            selectors.payorder_get(organization=self.organization, public_id=kwargs["public_id"], livemode=request_livemode(request))
 
     def detail(self, order: PayOrder, status_code: int = 200) -> Response:
         order = (
@@ -174,7 +173,7 @@ class PayOrderListCreateApi(OrganizationScopedMixin, generics.ListAPIView):
     filterset_class = PayOrderFilter
 
     def filter_queryset(self, queryset):
-        return _test_key_filter(self, super().filter_queryset(queryset))
+        return _mode_filter(self, super().filter_queryset(queryset))
 
     @extend_schema(
         operation_id="pay_orders_list", tags=TAG, parameters=[ORG_HEADER],

@@ -8,9 +8,9 @@ import uuid
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Exists, Max, OuterRef, QuerySet
 
-from core.livemode import deployment_livemode, object_livemode
+from core.livemode import deployment_livemode, mode_q, object_livemode
 from core.money import format_amount
 from ledger.models import Asset
 from ledger.selectors import platform_asset
@@ -30,19 +30,15 @@ def _uuid(value) -> uuid.UUID | None:
         return None
 
 
-def payorder_list(*, organization, livemode: bool = True) -> QuerySet[PayOrder]:
-    """The organization's orders; a test-mode caller (`livemode=False`: a test key) sees only
-    test-mode orders."""
+def payorder_list(*, organization, livemode: bool | None = None) -> QuerySet[PayOrder]:
+    """The organization's orders of mode `livemode` (core.livemode: a test key's caller sees only
+    test-mode orders, a live key's only live ones); all of them for None (the dashboard, services
+    behind an API that already checked the mode)."""
     orders = PayOrder.objects.filter(organization=organization).select_related("customer", "deposit_address")
-    return orders if livemode else orders.filter(in_test_mode_q())
+    return orders if livemode is None else orders.filter(mode_q(livemode))
 
 
-def in_test_mode_q() -> Q:
-    """Test-mode orders: all of them on the sandbox, else those a test key created."""
-    return Q() if not deployment_livemode() else Q(livemode=False)
-
-
-def payorder_get(*, organization, public_id, livemode: bool = True) -> PayOrder:
+def payorder_get(*, organization, public_id, livemode: bool | None = None) -> PayOrder:
     pid = _uuid(public_id)
     order = None if pid is None else payorder_list(organization=organization, livemode=livemode).filter(public_id=pid).first()
     if order is None:

@@ -48,6 +48,7 @@ from compliance.risk import (
 )
 from compliance.audit import audit_event
 from compliance.review import review_case_open
+from core.livemode import object_livemode
 from core.db import Insert, insert_all, insert_later, query
 from core.errors import CofferError
 from core.metrics import count_posting
@@ -244,7 +245,7 @@ def _publish_for_organizations(tx: Transaction, movement: MoneyMovement) -> None
     for organization in organizations.values():
         payload = _webhook_payload(tx, movement)
         payload["wallet_ids"] = sorted(w.pk for w in wallets if w.customer_id and w.customer.organization_id == organization.pk)
-        webhook_publish(organization=organization, event_type=f"transaction.{tx.status}", payload=payload)
+        webhook_publish(organization=organization, event_type=f"transaction.{tx.status}", payload=payload, livemode=object_livemode(tx))
 
 
 def money_path(movement: MoneyMovement) -> MovementResult:

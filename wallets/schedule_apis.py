@@ -93,6 +93,7 @@ class ScheduleOutput(serializers.Serializer):
     step_up_authorized = serializers.BooleanField(help_text="Created with a valid X-2FA-Code: its occurrences need no second factor.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    livemode = serializers.BooleanField(help_text="False for a test-mode schedule (a test key's, or any on the sandbox).")
     closed_at = serializers.DateTimeField(allow_null=True)
 
 

@@ -77,6 +77,7 @@ from accounts.models import Organization, User
 from accounts.orgs.services import principal_audit_data
 from accounts.webhooks import webhook_publish
 from compliance.audit import audit_record
+from core.livemode import mode_q, object_livemode, principal_livemode
 from core.errors import CofferError, InvalidState, NotFound, ValidationFailed
 from core.money import parse_amount
 from core.models import OutboxMessage
@@ -212,6 +213,11 @@ class Owner:
     principal: Any = None
 
     @property
+    def livemode(self) -> bool:
+        """The mode it works in (core.livemode): a test key's schedules are test mode."""
+        return principal_livemode(self.principal if self.organization is not None else self.user)
+
+    @property
     def actor(self) -> User | None:
         if self.user is not None:
             return self.user
@@ -222,7 +228,7 @@ class Owner:
 
 
 def schedules_visible(*, owner: Owner) -> QuerySet[Schedule]:
-    queryset = Schedule.objects.select_related("asset")
+    queryset = Schedule.objects.select_related("asset").filter(mode_q(owner.livemode))
     if owner.organization is not None:
         return queryset.filter(organization=owner.organization).order_by("-id")
     return queryset.filter(user=owner.user).order_by("-id")
@@ -257,6 +263,7 @@ def schedule_representation(schedule: Schedule) -> dict[str, Any]:
         "step_up_authorized": schedule.step_up_authorized,
         "created_at": schedule.created_at,
         "updated_at": schedule.updated_at,
+        "livemode": object_livemode(schedule),
         "closed_at": schedule.closed_at,
     }
 
@@ -312,7 +319,7 @@ def schedule_create(
     if owner.organization is not None:
         if destination is not None:
             raise _field_error("destination", "Organizations schedule transfers between their wallets: use destination_wallet_id.")
-        wallets = organization_wallets_get(organization=owner.organization, ids=[source_wallet_id, destination_wallet_id])
+        wallets = organization_wallets_get(organization=owner.organization, ids=[source_wallet_id, destination_wallet_id], livemode=owner.livemode)
         for name, wid in (("source_wallet_id", source_wallet_id), ("destination_wallet_id", destination_wallet_id)):
             if wid not in wallets:
                 raise WalletNotFound("Wallet not found.", details={"field": name, "wallet_id": wid})
@@ -356,6 +363,7 @@ def schedule_create(
             user=owner.user if owner.organization is None else None, organization=owner.organization, source_wallet=source,
             destination_wallet=target, asset=asset, amount=value, rule=rule.strip(), **sealed,
             start_at=start, end_at=end, description=(description or "")[:500], next_run_at=first, step_up_authorized=authorized,
+            livemode=source.livemode,
         )
         _audit(owner, "schedule.created", schedule, amount=asset.format(value), currency=asset.code, rule=schedule.rule,
                start_at=start, end_at=end, source_wallet_id=source.pk, destination_wallet_id=target.pk if target else None,
@@ -566,7 +574,7 @@ def _notify(schedule: Schedule, occurrence: ScheduleOccurrence) -> None:
         "transaction_id": occurrence.transaction_id})
     if schedule.organization_id is not None:
         payload = {**occurrence_representation(occurrence), "schedule": schedule_representation(schedule)}
-        webhook_publish(organization=schedule.organization, event_type=WEBHOOK_EVENT, payload=payload)
+        webhook_publish(organization=schedule.organization, event_type=WEBHOOK_EVENT, payload=payload, livemode=object_livemode(schedule))
         return
     outbox_emit(
         topic=SCHEDULE_EMAIL_TOPIC, key=f"schedule-occurrence:{occurrence.pk}:{occurrence.attempts}",

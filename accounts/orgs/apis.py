@@ -123,6 +123,7 @@ class CustomerFilter(django_filters.FilterSet):
 
 class CustomerListApi(OrganizationScopedMixin, generics.ListAPIView):
     queryset = Customer.objects.all()
+    livemode_field = "livemode"
     serializer_class = CustomerOutput
     filterset_class = CustomerFilter
 
@@ -144,6 +145,7 @@ def _check_external_id(external_id: str) -> str:
 
 class CustomerDetailApi(OrganizationScopedMixin, generics.GenericAPIView):
     queryset = Customer.objects.all()
+    livemode_field = "livemode"
     serializer_class = CustomerDetailOutput
     lookup_field = "external_id"
 

@@ -10,6 +10,7 @@ from rest_framework import serializers
 
 from accounts.models import ApiKey, Customer
 from accounts.orgs.scopes import DEFAULT_SCOPES, SCOPES
+from core.livemode import object_livemode
 from ledger.selectors import customer_wallets
 
 
@@ -74,9 +75,14 @@ class CustomerWalletOutput(serializers.Serializer):
 
 
 class CustomerOutput(serializers.ModelSerializer):
+    livemode = serializers.SerializerMethodField(help_text="False for a test-mode customer (a test key's, or any on the sandbox).")
+
     class Meta:
         model = Customer
-        fields = ["external_id", "name", "email", "kyc_level", "metadata", "created_at", "updated_at"]
+        fields = ["external_id", "name", "email", "kyc_level", "metadata", "livemode", "created_at", "updated_at"]
+
+    def get_livemode(self, customer) -> bool:
+        return object_livemode(customer)
 
 
 class CustomerDetailOutput(CustomerOutput):

@@ -31,6 +31,7 @@ from accounts.orgs.scopes import DEFAULT_SCOPES, INTEGRATION_SCOPES, normalize_s
 from accounts.webhooks.publish import webhook_publish
 from compliance.audit import audit_count, audit_record
 from core.errors import InvalidState, NotFound, PermissionDenied, ValidationFailed
+from core.livemode import mode_q, object_livemode, principal_livemode
 
 API_KEY_ID_PREFIX = "key_"
 API_KEY_SECRET_PREFIX = "sk_"
@@ -229,20 +230,24 @@ def customer_upsert(*, organization: Organization, external_id: str, data: dict[
     """Insert or update the organization's customer `external_id`; returns (customer, created).
 
     Safe under races: the row is locked when it exists; when two requests insert at once the
-    unique (organization, external_id) constraint lets one win, and the loser's savepoint rolls
+    unique (organization, livemode, external_id) constraint lets one win, and the loser's savepoint rolls
     back and it updates the winner's row instead.
 
     Announced to the organization's webhook endpoints in the same transaction (outbox-backed
     deliveries, `accounts.webhooks`): `customer.created` with the customer, `customer.updated`
     with the customer and `changed_fields`; an upsert that changes nothing sends nothing."""
     fields = {k: v for k, v in data.items() if k in CUSTOMER_FIELDS}
+    livemode = principal_livemode(actor)  # a test key's customers are test-mode rows of their own (core.livemode)
     with transaction.atomic():
         for _ in range(3):
-            customer = Customer.objects.select_for_update().filter(organization=organization, external_id=external_id).first()
+            customer = (
+                Customer.objects.select_for_update().filter(mode_q(livemode), organization=organization, external_id=external_id)
+                .order_by("-livemode" if livemode else "livemode").first()
+            )
             if customer is None:
                 try:
                     with transaction.atomic():
-                        customer = Customer.objects.create(organization=organization, external_id=external_id, **fields)
+                        customer = Customer.objects.create(organization=organization, external_id=external_id, livemode=livemode, **fields)
                 except IntegrityError:
                     continue  # someone inserted it first: lock and update theirs
                 audit(
@@ -251,7 +256,7 @@ def customer_upsert(*, organization: Organization, external_id: str, data: dict[
                     target=customer,
                     data={"external_id": external_id, "kyc_level": customer.kyc_level, **principal_audit_data(actor)},
                 )
-                webhook_publish(organization=organization, event_type="customer.created", payload=_customer_payload(customer))
+                webhook_publish(organization=organization, event_type="customer.created", payload=_customer_payload(customer), livemode=object_livemode(customer))
                 return customer, True
             changed = [k for k, v in fields.items() if getattr(customer, k) != v]
             if changed:
@@ -267,7 +272,7 @@ def customer_upsert(*, organization: Organization, external_id: str, data: dict[
                 )
                 webhook_publish(
                     organization=organization, event_type="customer.updated",
-                    payload={**_customer_payload(customer), "changed_fields": changed},
+                    payload={**_customer_payload(customer), "changed_fields": changed}, livemode=object_livemode(customer),
                 )
             return customer, False
     raise IntegrityError("customer upsert kept losing races")  # pragma: no cover - needs a delete racing an insert

@@ -13,6 +13,11 @@ Views reuse it as:
     class WalletListApi(OrganizationScopedMixin, ListAPIView):
         queryset = Wallet.objects.all()
         organization_field = "organization"   # or "customer__organization"
+        livemode_field = "livemode"           # moded objects (core.livemode): the caller's mode only
+
+The mode filter is here too: a view over moded objects names `livemode_field` (the lookup path to
+the row's `livemode`), and a test key then sees only test-mode rows, a live key only live ones
+(`core.livemode.mode_q`; the other mode's object is a 404 like another organization's).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from accounts.models import Membership, Organization, User
 from accounts.orgs.authentication import OrganizationPrincipal
+from core.livemode import mode_q, request_livemode
 
 ALL_ROLES = (Membership.Role.OWNER, Membership.Role.DEVELOPER, Membership.Role.VIEWER)
 WRITE_ROLES = (Membership.Role.OWNER, Membership.Role.DEVELOPER)
@@ -78,8 +84,12 @@ class IsUser(BasePermission):
         return isinstance(request.user, User) and request.user.is_active
 
 
-def scope_to_organization(queryset, organization: Organization, organization_field: str = "organization"):
-    return queryset.filter(**{organization_field: organization})
+def scope_to_organization(queryset, organization: Organization, organization_field: str = "organization",
+                          *, livemode: bool | None = None, livemode_field: str | None = None):
+    queryset = queryset.filter(**{organization_field: organization})
+    if livemode_field is not None and livemode is not None:
+        queryset = queryset.filter(mode_q(livemode, livemode_field))
+    return queryset
 
 
 class OrganizationScopedMixin:
@@ -89,6 +99,7 @@ class OrganizationScopedMixin:
 
     permission_classes = [IsOrganization]
     organization_field = "organization"
+    livemode_field: str | None = None  # the lookup path to a moded row's `livemode` (module docstring)
     organization_roles = ALL_ROLES
     organization_write_roles = WRITE_ROLES
 
@@ -101,7 +112,10 @@ class OrganizationScopedMixin:
         return super().get_queryset()
 
     def get_queryset(self):
-        return scope_to_organization(self.get_base_queryset(), self.organization, self.organization_field)
+        return scope_to_organization(
+            self.get_base_queryset(), self.organization, self.organization_field,
+            livemode=request_livemode(self.request), livemode_field=self.livemode_field,
+        )
 
     @property
     def organization(self) -> Organization:

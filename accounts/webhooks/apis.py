@@ -68,6 +68,7 @@ DELIVERY_EXAMPLE = {
 
 class WebhookEndpointListCreateApi(OrganizationScopedMixin, generics.GenericAPIView):
     queryset = WebhookEndpoint.objects.filter(deleted_at__isnull=True)
+    livemode_field = "livemode"
     serializer_class = WebhookEndpointOutput
     filter_backends: list = []
 
@@ -102,6 +103,7 @@ class WebhookEndpointListCreateApi(OrganizationScopedMixin, generics.GenericAPIV
 
 class WebhookEndpointDetailApi(OrganizationScopedMixin, generics.GenericAPIView):
     queryset = WebhookEndpoint.objects.filter(deleted_at__isnull=True)
+    livemode_field = "livemode"
     serializer_class = WebhookEndpointOutput
 
     @extend_schema(
@@ -124,6 +126,7 @@ class WebhookEndpointDetailApi(OrganizationScopedMixin, generics.GenericAPIView)
 
 class WebhookEndpointDisableApi(OrganizationScopedMixin, generics.GenericAPIView):
     queryset = WebhookEndpoint.objects.filter(deleted_at__isnull=True)
+    livemode_field = "livemode"
     serializer_class = WebhookEndpointOutput
 
     @extend_schema(
@@ -140,6 +143,7 @@ class WebhookEndpointDisableApi(OrganizationScopedMixin, generics.GenericAPIView
 
 class WebhookEndpointEnableApi(OrganizationScopedMixin, generics.GenericAPIView):
     queryset = WebhookEndpoint.objects.filter(deleted_at__isnull=True)
+    livemode_field = "livemode"
     serializer_class = WebhookEndpointOutput
 
     @extend_schema(
@@ -171,6 +175,7 @@ class WebhookDeliveryFilter(django_filters.FilterSet):
 
 class WebhookDeliveryListApi(OrganizationScopedMixin, generics.ListAPIView):
     queryset = WebhookDelivery.objects.all()
+    livemode_field = "endpoint__livemode"
     serializer_class = WebhookDeliveryOutput
     filterset_class = WebhookDeliveryFilter
 
@@ -186,6 +191,7 @@ class WebhookDeliveryListApi(OrganizationScopedMixin, generics.ListAPIView):
 
 class WebhookDeliveryDetailApi(OrganizationScopedMixin, generics.GenericAPIView):
     queryset = WebhookDelivery.objects.prefetch_related("attempts")
+    livemode_field = "endpoint__livemode"
     serializer_class = WebhookDeliveryDetailOutput
 
     @extend_schema(
@@ -204,6 +210,7 @@ class WebhookDeliveryDetailApi(OrganizationScopedMixin, generics.GenericAPIView)
 
 class WebhookDeliveryRedeliverApi(OrganizationScopedMixin, generics.GenericAPIView):
     queryset = WebhookDelivery.objects.all()
+    livemode_field = "endpoint__livemode"
     serializer_class = WebhookDeliveryOutput
 
     @extend_schema(

@@ -77,12 +77,19 @@ def _live_endpoints(organization_id: int) -> list[WebhookEndpoint]:
     return [model_from_row(WebhookEndpoint, row, 0)[0] for row in query(_ENDPOINTS_SQL[0], [organization_id])]
 
 
-def webhook_publish(*, organization: Organization, event_type: str, payload: dict[str, Any]) -> list[WebhookDelivery]:
-    """Announce `event_type` to the organization's subscribed endpoints. Call it inside the
-    transaction that makes the change: the deliveries commit or roll back with it."""
+def webhook_publish(*, organization: Organization, event_type: str, payload: dict[str, Any], livemode: bool | None = None) -> list[WebhookDelivery]:
+    """Announce `event_type` to the organization's subscribed endpoints of the event's mode
+    (core.livemode: a test-mode event goes to test-mode endpoints only, a live one to live ones;
+    with the sandbox on, everything is test mode and every endpoint gets it). The event's mode is
+    `livemode`, else its payload's own `livemode`. Call it inside the transaction that makes the
+    change: the deliveries commit or roll back with it."""
     if not _EVENT_NAME.match(event_type) or event_type not in EVENTS_BY_NAME:
         raise ValueError(f"not a declared event type: {event_type!r} (accounts.webhooks.events)")
-    endpoints = [e for e in _live_endpoints(organization.pk) if e.subscribes_to(event_type)]
+    live_event = deployment_livemode() and (payload.get("livemode", True) is not False if livemode is None else bool(livemode))
+    endpoints = [
+        e for e in _live_endpoints(organization.pk)
+        if e.subscribes_to(event_type) and (not deployment_livemode() or bool(e.livemode) == live_event)
+    ]
     if not endpoints:  # most movements of most organizations: one indexed read, nothing to write
         return []
     now = timezone.now()
@@ -90,8 +97,8 @@ def webhook_publish(*, organization: Organization, event_type: str, payload: dic
         "id": f"evt_{uuid.uuid4().hex}",
         "type": event_type,
         "created_at": now.isoformat().replace("+00:00", "Z"),
-        # false on the sandbox and for a test-mode object (its payload's own `livemode`)
-        "livemode": deployment_livemode() and payload.get("livemode", True) is not False,
+        # false on the sandbox and for a test-mode object
+        "livemode": live_event,
         "data": payload,
     }
     event = json.loads(json.dumps(event, cls=DjangoJSONEncoder))  # Decimals -> strings, dates -> ISO

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from accounts.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from core.livemode import object_livemode
 
 
 class WebhookEndpointCreateInput(serializers.Serializer):
@@ -16,14 +17,20 @@ class WebhookEndpointCreateInput(serializers.Serializer):
 
 
 class WebhookEndpointOutput(serializers.ModelSerializer):
+    livemode = serializers.SerializerMethodField(help_text="False for a test-mode endpoint (a test key's, or any on the sandbox): it gets test-mode events only.")
+
     class Meta:
         model = WebhookEndpoint
-        fields = ["id", "url", "events", "description", "is_enabled", "created_at", "updated_at", "disabled_at",
+        fields = ["id", "url", "events", "description", "is_enabled", "livemode", "created_at", "updated_at", "disabled_at",
                   "disabled_reason", "disabled_detail"]
         extra_kwargs = {
             "disabled_reason": {"help_text": '"" while enabled; "organization" (disabled by you) or "gone" (the endpoint answered 410 Gone).'},
             "disabled_detail": {"help_text": "Why the endpoint was disabled, in words."},
         }
+
+
+    def get_livemode(self, endpoint) -> bool:
+        return object_livemode(endpoint)
 
 
 class WebhookEndpointCreatedOutput(WebhookEndpointOutput):

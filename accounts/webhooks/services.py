@@ -26,6 +26,7 @@ from accounts.models import Membership, Organization, WebhookDelivery, WebhookEn
 from accounts.orgs.services import actor_user, audit, principal_audit_data
 from accounts.webhooks.publish import new_webhook_secret, normalize_event_patterns, webhook_delivery_queue
 from accounts.webhooks.url_guard import webhook_url_check
+from core.livemode import principal_livemode
 from core.errors import InvalidState, NotFound
 from core.models import OutboxMessage
 from core.outbox import outbox_emit
@@ -45,12 +46,13 @@ def webhook_endpoint_create(*, organization: Organization, url: str, events: lis
         description=description,
         secret_encrypted=encrypt_secret(secret),
         created_by=actor_user(actor),
+        livemode=principal_livemode(actor),  # a test key's endpoint gets the test-mode events (core.livemode)
     )
     audit(
         actor=actor_user(actor),
         action="webhook_endpoint.created",
         target=endpoint,
-        data={"url": url, "events": patterns, **principal_audit_data(actor)},
+        data={"url": url, "events": patterns, "livemode": endpoint.livemode, **principal_audit_data(actor)},
     )
     return endpoint, secret
 

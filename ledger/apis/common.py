@@ -15,6 +15,7 @@ from rest_framework.permissions import BasePermission
 from accounts.orgs.authentication import OrganizationPrincipal
 from accounts.models import User
 from accounts.orgs.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
+from core.livemode import request_livemode
 from core.openapi import ErrorOutput
 from ledger.selectors import Viewer
 
@@ -40,8 +41,8 @@ class IsOrganizationOrUser(BasePermission):
 def viewer_of(request) -> Viewer:
     organization = request_organization(request)
     if organization is not None:
-        return Viewer(organization=organization)
-    return Viewer(user=request.user)
+        return Viewer(organization=organization, livemode=request_livemode(request))
+    return Viewer(user=request.user, livemode=request_livemode(request))
 
 
 AUTH_ERRORS = {

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from accounts.identity.throttles import MoneyThrottle
 from accounts.orgs.tenancy import IsOrganization
+from core.livemode import request_livemode
 from core.fields import RawAmountField
 from core.idempotency import idempotent
 from core.openapi import ErrorOutput, ORG_HEADER, error_example, paginated
@@ -68,12 +69,13 @@ class HoldOutput(serializers.Serializer):
     closed_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    livemode = serializers.BooleanField(help_text="False for a test-mode hold (a test key's, or any on the sandbox).")
 
 
 HOLD_EXAMPLE = {
     "id": 12, "status": "held", "source_wallet_id": 31, "destination_wallet_id": 32, "amount": "25.00", "captured_amount": None,
     "currency": "USD", "reference": "booking-881", "description": "Hotel deposit", "transaction_id": 1201, "capture_transaction_id": None,
-    "expires_at": "2026-06-07T12:00:00Z", "closed_at": None, "created_at": "2026-05-31T12:00:00Z", "updated_at": "2026-05-31T12:00:00Z",
+    "expires_at": "2026-06-07T12:00:00Z", "closed_at": None, "created_at": "2026-05-31T12:00:00Z", "updated_at": "2026-05-31T12:00:00Z", "livemode": True,
 }
 CAPTURED_EXAMPLE = {**HOLD_EXAMPLE, "status": "captured", "captured_amount": "20.00", "capture_transaction_id": 1207,
                     "closed_at": "2026-06-01T09:00:00Z", "updated_at": "2026-06-01T09:00:00Z"}
@@ -101,7 +103,7 @@ class HoldListCreateApi(generics.GenericAPIView):
         examples=[OpenApiExample("Holds", value=paginated(HOLD_EXAMPLE), response_only=True)],
     )
     def get(self, request):
-        page = self.paginate_queryset(holds_visible(organization=request.organization))
+        page = self.paginate_queryset(holds_visible(organization=request.organization, livemode=request_livemode(request)))
         return self.get_paginated_response([hold_representation(h) for h in page])
 
     @extend_schema(
@@ -150,7 +152,7 @@ class HoldDetailApi(generics.GenericAPIView):
         examples=[OpenApiExample("Captured in part", value=CAPTURED_EXAMPLE, response_only=True)],
     )
     def get(self, request, hold_id: int):
-        return Response(hold_representation(hold_get(organization=request.organization, hold_id=hold_id)))
+        return Response(hold_representation(hold_get(organization=request.organization, hold_id=hold_id, livemode=request_livemode(request))))
 
 
 class HoldCaptureApi(generics.GenericAPIView):

@@ -29,6 +29,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.orgs.tenancy import ORGANIZATION_HEADER, IsOrganization
+from core.livemode import request_livemode
 from core.errors import ValidationFailed
 from core.idempotency import idempotent
 from core.openapi import (
@@ -230,7 +231,7 @@ class ReconciliationListCreateApi(generics.GenericAPIView):
         examples=[OpenApiExample("Reconciliations", value=paginated(RECON_EXAMPLE), response_only=True)],
     )
     def get(self, request):
-        qs = reconciliations_visible(organization=request.organization)
+        qs = reconciliations_visible(organization=request.organization, livemode=request_livemode(request))
         raw_wallet = request.query_params.get("wallet_id")
         if raw_wallet not in (None, ""):
             if not raw_wallet.isdigit() or len(raw_wallet) > 18:
@@ -279,7 +280,7 @@ class ReconciliationListCreateApi(generics.GenericAPIView):
             fmt=data.get("format"), date_window_days=data["date_window_days"], closing_balance=data.get("closing_balance"),
             period_from=data.get("period_from"), period_to=data.get("period_to"),
         )
-        body = _detail(request, reconciliation_get(organization=request.organization, reconciliation_id=rec.pk), view=self)
+        body = _detail(request, reconciliation_get(organization=request.organization, reconciliation_id=rec.pk, livemode=request_livemode(request)), view=self)
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
                         headers={"Location": f"/api/v1/reconciliations/{rec.pk}"})
 
@@ -317,5 +318,5 @@ class ReconciliationDetailApi(generics.GenericAPIView):
         ],
     )
     def get(self, request, reconciliation_id: int):
-        rec = reconciliation_get(organization=request.organization, reconciliation_id=reconciliation_id)
+        rec = reconciliation_get(organization=request.organization, reconciliation_id=reconciliation_id, livemode=request_livemode(request))
         return Response(_detail(request, rec, view=self))

@@ -23,6 +23,7 @@ from rest_framework.views import APIView
 
 from accounts.models import Customer
 from accounts.orgs.tenancy import IsOrganization
+from core.livemode import mode_q, request_livemode
 from core.errors import NotFound
 from core.openapi import ErrorOutput, ORG_HEADER, error_example
 from ledger.apis.common import AUTH_ERRORS, NOT_FOUND, IsOrganizationOrUser, viewer_of
@@ -279,9 +280,9 @@ class WalletStatementApi(_ReadApi):
         return statement_response([statement], fmt=fmt, stem=f"statement-wallet-{wallet.pk}", title="Statement")
 
 
-def customer_statements(*, organization, external_id: str, period) -> tuple[Customer, list]:
-    """One statement per wallet of the organization's customer `external_id` (404 otherwise)."""
-    customer = Customer.objects.filter(organization=organization, external_id=external_id).first()
+def customer_statements(*, organization, external_id: str, period, livemode: bool = True) -> tuple[Customer, list]:
+    """One statement per wallet of the organization's customer `external_id` of mode `livemode` (404 otherwise)."""
+    customer = Customer.objects.filter(mode_q(livemode), organization=organization, external_id=external_id).first()
     if customer is None:
         raise NotFound(f"Customer {external_id!r} not found.", details={"external_id": external_id})
     wallets = list(
@@ -313,7 +314,7 @@ class CustomerStatementApi(_ReadApi):
     def get(self, request, external_id: str):
         params = request.query_params
         period, fmt = period_parse(params), format_parse(params)
-        customer, statements = customer_statements(organization=request.organization, external_id=external_id, period=period)
+        customer, statements = customer_statements(organization=request.organization, external_id=external_id, period=period, livemode=request_livemode(request))
         return statement_response(
             statements, fmt=fmt, stem=f"statement-customer-{customer.pk}", title=f"Statement of {customer.name or customer.external_id}",
             json_body=lambda: {

@@ -18,6 +18,7 @@ from rest_framework.response import Response
 
 from accounts.models import User
 from accounts.orgs.tenancy import ORGANIZATION_HEADER, IsOrganization, request_organization
+from core.livemode import request_livemode
 from core.pagination import LimitOffsetPagination
 from core.errors import ValidationFailed
 from core.openapi import ErrorOutput, ORG_HEADER, error_example
@@ -33,7 +34,7 @@ __all__ = ["IsOrganizationOrUser", "ORG_HEADER"]  # used by wallets.apis, with t
 def org_wallets_list(request, view) -> Response:
     """GET /wallets for an organization: its system wallets and its customers' wallets;
     `?customer_external_id=`, `?currency=`, `?status=` narrow it."""
-    wallets = org_wallets_for(request.organization)
+    wallets = org_wallets_for(request.organization, request_livemode(request))
     params = request.query_params
     if params.get("customer_external_id"):
         wallets = wallets.filter(customer__external_id=params["customer_external_id"])
@@ -55,15 +56,15 @@ def org_wallet_create(request) -> Response:
 
 
 def org_wallet_retrieve(request, wallet_id: int) -> Response:
-    return Response(OrgWalletOutput(org_wallet_get(request.organization, wallet_id)).data)
+    return Response(OrgWalletOutput(org_wallet_get(request.organization, wallet_id, request_livemode(request))).data)
 
 
 def org_wallet_entries(request, view, wallet_id: int) -> Response:
-    wallet = org_wallet_get(request.organization, wallet_id)
+    wallet = org_wallet_get(request.organization, wallet_id, request_livemode(request))
     entries = entries_in_range(wallet_entries(wallet=wallet).select_related("wallet__customer"), request.query_params)
     paginator = LimitOffsetPagination()
     page = paginator.paginate_queryset(entries, request, view=view)
-    presenter = TransactionPresenter(viewer=Viewer(organization=request.organization))
+    presenter = TransactionPresenter(viewer=Viewer(organization=request.organization, livemode=request_livemode(request)))
     return paginator.get_paginated_response(LedgerEntryOutput([presenter.entry(e) for e in page], many=True).data)
 
 

@@ -13,19 +13,21 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 
 from core.errors import NotFound
+from core.livemode import mode_q
 from core.money import format_amount
 from ledger.reconciliation.models import Reconciliation, ReconciliationLine
 
 Line = ReconciliationLine
 
 
-def reconciliations_visible(*, organization) -> QuerySet[Reconciliation]:
+def reconciliations_visible(*, organization, livemode: bool = True) -> QuerySet[Reconciliation]:
+    """The organization's reconciliations of wallets of mode `livemode` (core.livemode); all of them for staff (None)."""
     qs = Reconciliation.objects.select_related("wallet__asset").order_by("-id")
-    return qs if organization is None else qs.filter(organization=organization)
+    return qs if organization is None else qs.filter(mode_q(livemode, "wallet__livemode"), organization=organization)
 
 
-def reconciliation_get(*, organization, reconciliation_id: int) -> Reconciliation:
-    found = reconciliations_with_counts(reconciliations_visible(organization=organization).filter(pk=reconciliation_id)).first()
+def reconciliation_get(*, organization, reconciliation_id: int, livemode: bool = True) -> Reconciliation:
+    found = reconciliations_with_counts(reconciliations_visible(organization=organization, livemode=livemode).filter(pk=reconciliation_id)).first()
     if found is None:
         raise NotFound(f"Reconciliation {reconciliation_id} not found.", details={"reconciliation_id": reconciliation_id})
     return found

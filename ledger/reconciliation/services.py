@@ -36,6 +36,7 @@ from django.utils import timezone
 from accounts.models import Organization, User
 from accounts.orgs.services import principal_audit_data
 from compliance.audit import audit_record
+from core.livemode import principal_livemode
 from core.errors import InvalidState, ValidationFailed
 from core.money import format_amount
 from ledger.errors import WalletNotFound
@@ -56,11 +57,11 @@ def _fail(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(f"{field}: {message}", details={"fields": {field: [message]}})
 
 
-def reconciliation_wallet(*, organization: Organization | None, wallet_id: int) -> Wallet:
-    """The wallet to reconcile: the organization's own (a system wallet or a customer's), or,
-    for staff (`organization` None), any wallet. Anything else is 404."""
+def reconciliation_wallet(*, organization: Organization | None, wallet_id: int, livemode: bool = True) -> Wallet:
+    """The wallet to reconcile: the organization's own (a system wallet or a customer's) of the
+    caller's mode (core.livemode), or, for staff (`organization` None), any wallet. Anything else is 404."""
     if organization is not None:
-        wallet = organization_wallets_get(organization=organization, ids=[wallet_id]).get(wallet_id)
+        wallet = organization_wallets_get(organization=organization, ids=[wallet_id], livemode=livemode).get(wallet_id)
     else:
         wallet = wallets_with_owners("w.id = %s", [wallet_id]).get(wallet_id)
     if wallet is None:
@@ -130,7 +131,7 @@ def reconciliation_import(
 ) -> tuple[Reconciliation, bool]:
     """Import `upload` against the wallet and match it (module docstring). Returns the
     reconciliation and whether this call created it."""
-    wallet = reconciliation_wallet(organization=organization, wallet_id=wallet_id)
+    wallet = reconciliation_wallet(organization=organization, wallet_id=wallet_id, livemode=principal_livemode(actor))
     data = _read(upload)
     digest = hashlib.sha256(data).hexdigest()
     existing = Reconciliation.objects.filter(wallet=wallet, source_digest=digest).first()

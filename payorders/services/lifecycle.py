@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from accounts.models import Customer
 from accounts.webhooks import webhook_publish
-from core.livemode import principal_livemode
+from core.livemode import mode_q, principal_livemode
 from core.money import parse_amount
 from payorders.chains.base import ChainUnavailable
 from core.errors import field_error
@@ -86,7 +86,7 @@ def payorder_create(
         raise field_error("metadata", f"At most {MAX_METADATA_BYTES} bytes of JSON.")
     customer = None
     if customer_external_id:
-        customer = Customer.objects.filter(organization=organization, external_id=customer_external_id).first()
+        customer = Customer.objects.filter(mode_q(principal_livemode(actor)), organization=organization, external_id=customer_external_id).first()
         if customer is None:
             raise field_error("customer_external_id", "No customer with this external id (create it with PUT /customers/{external_id}).")
     order = PayOrder.objects.create(

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.fees import fee_compute
+from core.livemode import deployment_livemode
 from core.outbox import outbox_emit
 from ledger.errors import DuplicateReference, WalletAlreadyExists
 from ledger.models import Transaction, Wallet
@@ -29,7 +30,7 @@ from wallets.pipeline import MoneyMovement, money_path
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder
 from ledger.selectors import platform_asset
-from payorders.selectors import ledger_settles
+from payorders.selectors import ledger_settles, payorder_livemode
 from payorders.services.deposits import deposit_execute_locked, routes_to_customer
 from payorders.services.history import Actor
 
@@ -43,12 +44,14 @@ def settlement_enqueue(order: PayOrder) -> None:
     outbox_emit(topic=PAYORDER_SETTLE_TOPIC, payload={"order_id": order.pk}, organization=order.organization_id, key=f"payorder:{order.pk}:settle")
 
 
-def settlement_wallet(*, organization, asset) -> Wallet:
-    """The organization's settlement system wallet in `asset`, opened on first use."""
+def settlement_wallet(*, organization, asset, livemode: bool | None = None) -> Wallet:
+    """The organization's settlement system wallet in `asset` of mode `livemode` (the
+    deployment's by default, core.livemode), opened on first use."""
+    livemode = deployment_livemode() if livemode is None else livemode
 
     def find():
         return (
-            Wallet.objects.filter(organization=organization, asset=asset, purpose=Wallet.Purpose.SETTLEMENT, label="")
+            Wallet.objects.filter(organization=organization, asset=asset, purpose=Wallet.Purpose.SETTLEMENT, label="", livemode=livemode)
             .exclude(status=Wallet.Status.CLOSED)
             .first()
         )
@@ -56,7 +59,7 @@ def settlement_wallet(*, organization, asset) -> Wallet:
     wallet = find()
     if wallet is None:
         try:
-            wallet = wallet_open(asset=asset, organization=organization, kind=Wallet.Kind.SYSTEM, purpose=Wallet.Purpose.SETTLEMENT)
+            wallet = wallet_open(asset=asset, organization=organization, kind=Wallet.Kind.SYSTEM, purpose=Wallet.Purpose.SETTLEMENT, livemode=livemode)
         except WalletAlreadyExists:
             wallet = find()
     return wallet
@@ -67,7 +70,7 @@ def settle_locked(actor: Actor, order: PayOrder) -> None:
     if order.settlement_transaction_id is not None:
         return
     asset = platform_asset(order.settlement_currency)
-    wallet = settlement_wallet(organization=order.organization, asset=asset)
+    wallet = settlement_wallet(organization=order.organization, asset=asset, livemode=payorder_livemode(order))
     gross = order.settlement_amount
     fee = min(fee_compute(movement_type="settlement", amount=gross, asset=asset).fee_amount, gross)
     operations = [Issue(wallet=wallet, amount=gross, currency=asset.code)]

@@ -37,6 +37,7 @@ from accounts.orgs.services import principal_audit_data
 from accounts.webhooks import webhook_publish
 from compliance.models import Direction, MovementType
 from compliance.audit import audit_record
+from core.livemode import mode_q, object_livemode, principal_livemode
 from core.errors import InvalidState, NotFound, ValidationFailed
 from core.money import format_amount, parse_amount
 from ledger.errors import CurrencyMismatch, DuplicateReference, WalletNotFound
@@ -73,6 +74,7 @@ def hold_representation(hold: AuthorizationHold) -> dict[str, Any]:
         "closed_at": hold.closed_at,
         "created_at": hold.created_at,
         "updated_at": hold.updated_at,
+        "livemode": object_livemode(hold),
     }
 
 
@@ -86,12 +88,13 @@ def _audit(principal, action: str, hold: AuthorizationHold, **data) -> None:
 # --- Reads ---------------------------------------------------------------------------------------
 
 
-def holds_visible(*, organization: Organization):
-    return AuthorizationHold.objects.filter(organization=organization).select_related("asset").order_by("-id")
+def holds_visible(*, organization: Organization, livemode: bool = True):
+    """The organization's holds of mode `livemode` (core.livemode)."""
+    return AuthorizationHold.objects.filter(mode_q(livemode), organization=organization).select_related("asset").order_by("-id")
 
 
-def hold_get(*, organization: Organization, hold_id: int) -> AuthorizationHold:
-    hold = holds_visible(organization=organization).filter(pk=hold_id).first()
+def hold_get(*, organization: Organization, hold_id: int, livemode: bool = True) -> AuthorizationHold:
+    hold = holds_visible(organization=organization, livemode=livemode).filter(pk=hold_id).first()
     if hold is None:
         raise NotFound("Hold not found.", details={"hold_id": hold_id})
     return hold
@@ -110,7 +113,8 @@ def organization_hold_create(
     if source_wallet_id == destination_wallet_id:
         raise ValidationFailed("destination_wallet_id: must differ from the source wallet.",
                                details={"fields": {"destination_wallet_id": ["Must differ from the source wallet."]}})
-    wallets = organization_wallets_get(organization=organization, ids=[source_wallet_id, destination_wallet_id])
+    livemode = principal_livemode(principal)
+    wallets = organization_wallets_get(organization=organization, ids=[source_wallet_id, destination_wallet_id], livemode=livemode)
     for name, wid in (("source_wallet_id", source_wallet_id), ("destination_wallet_id", destination_wallet_id)):
         if wid not in wallets:
             raise WalletNotFound("Wallet not found.", details={"field": name, "wallet_id": wid})
@@ -136,6 +140,7 @@ def organization_hold_create(
         hold = AuthorizationHold.objects.create(
             organization=organization, source_wallet=source, destination_wallet=destination, asset=asset, amount=value,
             reference=reference, description=description or "", transaction=tx, expires_at=now + dt.timedelta(seconds=seconds), created_at=now,
+            livemode=tx.livemode,
         )
         created["hold"] = hold
 
@@ -144,7 +149,7 @@ def organization_hold_create(
             webhook_publish(organization=organization, event_type="hold.created", payload=hold_representation(created["hold"]))
         elif tx.status == Transaction.Status.FAILED:
             tx.known_wallets = wallets
-            representation = TransactionPresenter(viewer=Viewer(organization=organization)).one(tx, detail=True)
+            representation = TransactionPresenter(viewer=Viewer(organization=organization, livemode=livemode)).one(tx, detail=True)
             webhook_publish(organization=organization, event_type="transaction.failed", payload=representation)
 
     result = money_path(MoneyMovement(
@@ -171,10 +176,10 @@ def organization_hold_create(
 # --- Capture, void, expire -------------------------------------------------------------------------
 
 
-def _locked(organization: Organization | None, hold_id: int) -> AuthorizationHold:
+def _locked(organization: Organization | None, hold_id: int, livemode: bool = True) -> AuthorizationHold:
     queryset = holds_for_update().filter(pk=hold_id)
     if organization is not None:
-        queryset = queryset.filter(organization=organization)
+        queryset = queryset.filter(mode_q(livemode), organization=organization)
     hold = queryset.first()
     if hold is None:
         raise NotFound("Hold not found.", details={"hold_id": hold_id})
@@ -202,7 +207,7 @@ def _expire_locked(hold: AuthorizationHold, *, principal=None) -> None:
 def organization_hold_capture(*, organization: Organization, principal, hold_id: int, amount: Any = None) -> AuthorizationHold:
     """Capture all of a held hold, or `amount` of it (the rest released). Runs in the caller's
     transaction; see the module docstring for expiry and refusals."""
-    hold = _locked(organization, hold_id)
+    hold = _locked(organization, hold_id, principal_livemode(principal))
     _require_held(hold)
     if timezone.now() >= hold.expires_at:
         _expire_locked(hold, principal=principal)
@@ -229,14 +234,14 @@ def organization_hold_capture(*, organization: Organization, principal, hold_id:
     hold.capture_transaction = result.transaction
     _close(hold, "capture", principal=principal, event="hold.captured", captured_amount=format_amount(value, exponent))
     tx = result.transaction
-    representation = TransactionPresenter(viewer=Viewer(organization=organization)).one(tx, detail=True)
+    representation = TransactionPresenter(viewer=Viewer(organization=organization, livemode=hold.livemode)).one(tx, detail=True)
     webhook_publish(organization=organization, event_type="transaction.completed", payload=representation)
     return hold
 
 
 def organization_hold_void(*, organization: Organization, principal, hold_id: int) -> AuthorizationHold:
     """Release a held hold in full (the pending transaction is voided)."""
-    hold = _locked(organization, hold_id)
+    hold = _locked(organization, hold_id, principal_livemode(principal))
     _require_held(hold)
     ledger_void_pending(hold.transaction_id, code="HOLD_VOIDED", reason=f"Hold {hold.pk} voided.")
     _close(hold, "void", principal=principal, event="hold.voided")

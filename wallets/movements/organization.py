@@ -13,6 +13,7 @@ from accounts.models import Organization
 from accounts.orgs.services import principal_audit_data
 from accounts.webhooks import webhook_publish
 from compliance.models import Direction, MovementType
+from core.livemode import principal_livemode
 from core.money import parse_amount
 from ledger.errors import DuplicateReference, WalletNotFound
 from ledger.models import Transaction, Wallet
@@ -23,12 +24,13 @@ from ledger.usage import UsageLeg, WalletOwner, usage_charges
 from wallets.pipeline import LimitScope, MoneyMovement, money_path
 
 
-def _ledger_operations(*, organization: Organization, operations: list[dict[str, Any]]) -> tuple[list, dict[int, Wallet]]:
+def _ledger_operations(*, organization: Organization, principal, operations: list[dict[str, Any]]) -> tuple[list, dict[int, Wallet]]:
     """The requested operations as ledger operations, every wallet checked to be the
     organization's (else a 404 that says nothing about the wallet) and every amount parsed for
-    its wallet's asset (400 naming `operations[i].amount`). Returns them with the wallets."""
+    its wallet's asset (400 naming `operations[i].amount`), and of the caller's mode (core.livemode:
+    a test key's wallets are test mode; the other mode's are 404 too). Returns them with the wallets."""
     ids = {op[key] for op in operations for key in ("wallet_id", "source_wallet_id", "destination_wallet_id") if key in op}
-    owned = organization_wallets_get(organization=organization, ids=ids)
+    owned = organization_wallets_get(organization=organization, ids=ids, livemode=principal_livemode(principal))
     out: list = []
     for index, op in enumerate(operations):
         names = ("source_wallet_id", "destination_wallet_id") if op["type"] == "transfer" else ("wallet_id",)
@@ -81,9 +83,9 @@ def checked_wallet(operations: list, wallets: dict[int, Wallet]) -> tuple[Wallet
     return None, Direction.OUTGOING, Decimal(0)
 
 
-def _present(organization: Organization, transaction_id: int) -> dict[str, Any]:
+def _present(organization: Organization, transaction_id: int, livemode: bool = True) -> dict[str, Any]:
     tx = transactions_with_entries(Transaction.objects.filter(pk=transaction_id)).get()
-    return TransactionPresenter(viewer=Viewer(organization=organization)).one(tx, detail=True)
+    return TransactionPresenter(viewer=Viewer(organization=organization, livemode=livemode)).one(tx, detail=True)
 
 
 def organization_transaction_post(
@@ -105,14 +107,14 @@ def organization_transaction_post(
     idempotent request) commits those together with the error response. A reference already used
     by the organization (completed or failed) raises DUPLICATE_REFERENCE carrying that
     transaction; nothing else is written then. Must run inside a database transaction."""
-    ledger_operations, wallets = _ledger_operations(organization=organization, operations=operations)
+    ledger_operations, wallets = _ledger_operations(organization=organization, principal=principal, operations=operations)
     scopes = limit_scopes(ledger_operations, wallets)
     checked, direction, amount = checked_wallet(ledger_operations, wallets)
     published: dict[str, Any] = {}
 
     def publish(tx: Transaction) -> None:
         tx.known_wallets = wallets
-        published["representation"] = representation = TransactionPresenter(viewer=Viewer(organization=organization)).one(tx, detail=True)
+        published["representation"] = representation = TransactionPresenter(viewer=Viewer(organization=organization, livemode=principal_livemode(principal))).one(tx, detail=True)
         if tx.status in (Transaction.Status.COMPLETED, Transaction.Status.FAILED):
             webhook_publish(organization=organization, event_type=f"transaction.{tx.status}", payload=representation)
 
@@ -126,7 +128,7 @@ def organization_transaction_post(
     ))
     if isinstance(result.error, DuplicateReference):
         existing = result.transaction
-        result.error.details["transaction"] = _present(organization, existing.pk) if existing is not None else None
+        result.error.details["transaction"] = _present(organization, existing.pk, principal_livemode(principal)) if existing is not None else None
         raise result.error
     tx = result.transaction
     if tx is None:  # refused before posting (limits, risk): nothing recorded in the ledger

@@ -43,6 +43,7 @@ from accounts.models import Organization, User
 from accounts.orgs.services import principal_audit_data
 from accounts.webhooks import webhook_publish
 from compliance.models import Direction, MovementType
+from core.livemode import mode_q, principal_livemode
 from core.errors import InvalidState, NotFound, ValidationFailed
 from core.money import format_amount, parse_amount, quantum
 from ledger.errors import DuplicateReference
@@ -255,7 +256,7 @@ def transaction_reverse(
     def publish(tx: Transaction) -> None:
         tx.known_wallets = wallets
         for org in concerned.values():
-            representation = TransactionPresenter(viewer=Viewer(organization=org)).one(tx, detail=True)
+            representation = TransactionPresenter(viewer=Viewer(organization=org, livemode=original.livemode)).one(tx, detail=True)
             if viewer_org is not None and org.pk == viewer_org.pk:
                 outcome.representation = representation
             if tx.status == Transaction.Status.COMPLETED:
@@ -264,7 +265,7 @@ def transaction_reverse(
             elif tx.status == Transaction.Status.FAILED:
                 webhook_publish(organization=org, event_type="transaction.failed", payload=representation)
         if outcome.representation is None and viewer_org is not None:
-            outcome.representation = TransactionPresenter(viewer=Viewer(organization=viewer_org)).one(tx, detail=True)
+            outcome.representation = TransactionPresenter(viewer=Viewer(organization=viewer_org, livemode=original.livemode)).one(tx, detail=True)
 
     actor_data = principal_audit_data(actor) if organization is not None else {"staff": True}
     outcome.result = money_path(MoneyMovement(
@@ -293,7 +294,7 @@ def organization_transaction_reverse(
     """`POST /transactions/{id}/reverse`: the organization's own transaction (anyone else's is
     404), reversed through `transaction_reverse`; returns the reversal's representation with the
     original's summary. Raises the refusal (a failed reversal is already recorded)."""
-    if not Transaction.objects.filter(pk=transaction_id, organization=organization).exists():
+    if not Transaction.objects.filter(mode_q(principal_livemode(principal)), pk=transaction_id, organization=organization).exists():
         raise NotFound("Transaction not found.", details={"transaction_id": transaction_id})
     outcome = transaction_reverse(
         transaction_id=transaction_id, reason=reason, actor=principal, amount=amount, include_fees=include_fees,
