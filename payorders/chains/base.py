@@ -83,12 +83,32 @@ class ChainTransfer:
     block_number: int | None
     confirmations: int
     status: str
-    log_index: int | None = None  # position of the ERC-20 log in its block; None for native value
+    log_index: int | None = None  # position of the ERC-20 log in its block; None for native value; PENDING_LOG_INDEX before mined
 
     @property
     def stored_log_index(self) -> int:
         """The log index as PayOrderPayment stores it: -1 for a native value transfer."""
         return -1 if self.log_index is None else self.log_index
+
+    @property
+    def is_mined_log(self) -> bool:
+        """A token transfer read from a mined log (its real position known)."""
+        return self.log_index is not None and self.log_index >= 0
+
+
+# A token transfer seen before it is mined (decoded from the broadcast transaction's input): its
+# log's position in the block is not known yet. A payment recorded with it takes the mined log's
+# index once the transaction is mined (payorders.services.payments), so it is never counted twice.
+PENDING_LOG_INDEX = -2
+
+
+def same_pending_transfer(stored_log_index: int, asset: str, to_address: str, amount: Decimal, mined: "ChainTransfer") -> bool:
+    """Whether `mined` (a mined token log) is the transfer a payment recorded while it was pending
+    (`stored_log_index` PENDING_LOG_INDEX, with that asset, recipient and amount)."""
+    return (
+        stored_log_index == PENDING_LOG_INDEX and mined.is_mined_log and mined.asset == asset
+        and mined.to_address.lower() == to_address.lower() and mined.amount == amount
+    )
 
 
 def same_address(chain: str, a: str, b: str) -> bool:

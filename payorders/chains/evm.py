@@ -7,7 +7,9 @@ the standard `eth_*` methods (geth, erigon, a hosted endpoint, ganache in tests)
   contract is ignored, so a look-alike token cannot pass for USDC.
 - Amounts: hex integers -> Python ints -> `Decimal` with `from_base_units`; no float anywhere.
 - A transaction without a receipt is pending (0 confirmations); a receipt with status 0 means it
-  reverted: its native transfer is reported as FAILED and it has no token logs.
+  reverted: its native transfer is reported as FAILED and it has no token logs. A pending
+  `transfer(to, amount)` call to a configured token is decoded from its input (log index
+  PENDING_LOG_INDEX until mined), so a broadcast token payment is seen before its block.
 - Transport errors, timeouts, HTTP 5xx and 429 are retried (settings.EVM_RPC_RETRIES, with a short
   backoff); whatever still fails, and any JSON-RPC error object, is `ChainUnavailable` (503).
 - Native transfers to an address have no index in JSON-RPC, so `transfers_to` scans blocks
@@ -34,6 +36,7 @@ from payorders.chains.base import (
     ChainProvider,
     ChainTransfer,
     ChainUnavailable,
+    PENDING_LOG_INDEX,
     TransactionNotFound,
     TransferStatus,
     from_base_units,
@@ -41,6 +44,7 @@ from payorders.chains.base import (
 )
 
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+TRANSFER_SELECTOR = "0xa9059cbb"  # transfer(address,uint256)
 BALANCE_OF_SELECTOR = "0x70a08231"
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
 _ids = itertools.count(1)
@@ -185,6 +189,38 @@ class EvmChainProvider(ChainProvider):
             log_index=_int(log["logIndex"], "logIndex"),
         )
 
+    def _pending_token_transfer(self, tx: dict) -> ChainTransfer | None:
+        """A broadcast ERC-20 `transfer(to, amount)` sent straight to a configured token contract,
+        decoded from the transaction's input (a pending transaction has no logs yet): status
+        PENDING, no block, log index PENDING_LOG_INDEX. Anything else (another method, another
+        contract, a malformed or zero-amount call) is None; a transfer made by some other
+        contract's code is seen once mined, from its log."""
+        token = self.token_by_contract.get(str(tx.get("to") or "").lower())
+        data = str(tx.get("input") or tx.get("data") or "").lower()
+        if token is None or not data.startswith(TRANSFER_SELECTOR) or len(data) < 10 + 128:
+            return None
+        recipient, value = data[10:74], data[74:138]
+        try:
+            amount = int(value, 16)
+            int(recipient, 16)
+        except ValueError:
+            return None
+        if recipient[:24] != "0" * 24 or amount == 0:  # dirty address bits: the token's ABI decoder reverts
+            return None
+        symbol, decimals = token
+        return ChainTransfer(
+            tx_hash=str(tx["hash"]).lower(),
+            chain=self.chain,
+            asset=symbol,
+            from_address=eip55_checksum(tx["from"]),
+            to_address=eip55_checksum("0x" + recipient[24:]),
+            amount=from_base_units(amount, decimals),
+            block_number=None,
+            confirmations=0,
+            status=TransferStatus.PENDING,
+            log_index=PENDING_LOG_INDEX,
+        )
+
     # --- interface -----------------------------------------------------------------------------
     def get_transaction(self, tx_hash: str) -> list[ChainTransfer] | None:
         tx_hash = normalize_tx_hash(tx_hash)
@@ -202,6 +238,8 @@ class EvmChainProvider(ChainProvider):
                 transfer = self._log_transfer(log, head)
                 if transfer is not None:
                     transfers.append(transfer)
+        elif (pending := self._pending_token_transfer(tx)) is not None:  # broadcast, not mined: no logs yet
+            transfers.append(pending)
         return transfers
 
     def get_confirmations(self, tx_hash: str) -> int:
@@ -283,16 +321,16 @@ class EvmChainProvider(ChainProvider):
         return found
 
     def pending_transfers_to(self, address: str, asset: str) -> list[ChainTransfer]:
-        """Native ETH not yet mined: the node's pending block (`eth_getBlockByNumber("pending",
+        """Transfers not yet mined, from the node's pending block (`eth_getBlockByNumber("pending",
         true)`, built by geth and erigon from their mempool) and its transaction pool
         (`txpool_content`, geth's and ganache's; a node without it answers an error, which is
-        ignored). ERC-20 transfers are seen once mined: before a receipt their log index is
-        unknown, and a pending guess could not be matched to the mined log without counting it
-        twice."""
+        ignored). Native ETH: a transaction's value to the address. ERC-20: a `transfer(address,
+        amount)` call to the token's contract naming the address, decoded from its input (no
+        logs before it is mined); its log index is PENDING_LOG_INDEX until the mined log gives
+        the real one (payorders.services.payments matches the two, so it is counted once)."""
         spec = self._asset(asset)
-        if not spec.native:
-            return []
         address = normalize_address(chain="ethereum", address=address, field="address")
+        contract = None if spec.native else self.tokens[spec.symbol][0].lower()
         candidates: list[dict] = list((self.rpc.call("eth_getBlockByNumber", ["pending", True]) or {}).get("transactions") or [])
         try:
             pool = self.rpc.call("txpool_content") or {}
@@ -302,13 +340,19 @@ class EvmChainProvider(ChainProvider):
             candidates.extend(by_nonce.values() if isinstance(by_nonce, dict) else [])
         found: dict[str, ChainTransfer] = {}
         for tx in candidates:
-            if not isinstance(tx, dict) or not tx.get("to") or str(tx["to"]).lower() != address.lower() or tx.get("hash") in found:
+            if not isinstance(tx, dict) or not tx.get("to") or tx.get("hash") in found:
+                continue
+            if contract is None:
+                transfer = self._native_transfer(tx, None, 0) if str(tx["to"]).lower() == address.lower() else None
+            else:
+                transfer = self._pending_token_transfer(tx) if str(tx["to"]).lower() == contract else None
+                if transfer is not None and transfer.to_address.lower() != address.lower():
+                    transfer = None
+            if transfer is None:
                 continue
             if tx.get("blockHash") and self.rpc.call("eth_getTransactionReceipt", [tx["hash"]]) is not None:
                 continue  # a node whose "pending" block is its latest: mined, the block scan sees it
-            transfer = self._native_transfer(tx, None, 0)
-            if transfer is not None:
-                found[tx["hash"]] = transfer
+            found[tx["hash"]] = transfer
         return list(found.values())
 
     def get_balance(self, address: str, asset: str) -> Decimal:

@@ -1,6 +1,8 @@
 """Payments: chain transfers to deposit addresses, submitted hashes, the watcher, confirmations.
 
-- A transfer is recorded once over all orders (unique chain + tx_hash + log_index); whatever the
+- A transfer is recorded once over all orders (unique chain + tx_hash + log_index; a token
+  transfer seen while pending has log index PENDING_LOG_INDEX until its mined log gives the real
+  one, and is never confirmed before that, so it is counted once); whatever the
   order's state, money that reached its address is recorded and flagged (underpaid, overpaid,
   late) with `refund_due` telling what the payer should get back. Nothing received is dropped.
 - Timing is by detection: a payment is on time while the order awaits it and its window plus
@@ -25,7 +27,7 @@ from django.utils import timezone
 
 from core.errors import QuoteExpired
 from payorders.chains import get_chain_provider
-from payorders.chains.base import ChainTransfer, TransferStatus, normalize_tx_hash, same_address
+from payorders.chains.base import PENDING_LOG_INDEX, ChainTransfer, TransferStatus, normalize_tx_hash, same_address, same_pending_transfer
 from payorders.errors import PaymentMismatch, PayOrderInvalidState, TransactionAlreadyUsed, TransactionUnknown
 from payorders.locks import payorders_for_update
 from payorders.models import PayOrder, PayOrderPayment, Refund
@@ -220,6 +222,14 @@ def _predates(order: PayOrder, t: ChainTransfer) -> bool:
     )
 
 
+def _take_mined_log(payment: PayOrderPayment, mined: ChainTransfer) -> None:
+    """A token payment seen while pending (log index PENDING_LOG_INDEX) is the mined log `mined`:
+    it takes the log's index and block (one row: the transfer is never counted twice)."""
+    payment.log_index = mined.stored_log_index
+    payment.block_number = mined.block_number
+    payment.save(update_fields=["log_index", "block_number"])
+
+
 def payorder_scan(*, order_id: int, pending_only: bool = False) -> PayOrder | None:
     """The watcher for one order: transfers to its address since the last scan are recorded, and
     so are broadcast ones not mined yet (mempool / pending block, where the chain provider sees
@@ -256,7 +266,13 @@ def payorder_scan(*, order_id: int, pending_only: bool = False) -> PayOrder | No
             if end is not None:
                 end = min(end, until - 1)
             transfers = [t for t in transfers if _before(t, until)]
-        known = set(PayOrderPayment.objects.filter(chain=order.chain, tx_hash__in=[t.tx_hash for t in transfers]).values_list("tx_hash", "log_index"))
+        recorded = list(PayOrderPayment.objects.filter(chain=order.chain, tx_hash__in=[t.tx_hash.lower() for t in transfers]))
+        known = {(p.tx_hash, p.log_index) for p in recorded}
+        for t in transfers:  # a token payment recorded while pending is this mined log: it takes the log's index, once
+            for p in recorded:
+                if p.tx_hash == t.tx_hash.lower() and same_pending_transfer(p.log_index, p.asset, p.to_address, p.amount, t):
+                    _take_mined_log(p, t)
+                    known.add((p.tx_hash, p.log_index))
         fresh = [t for t in transfers if (t.tx_hash.lower(), t.stored_log_index) not in known]
         if fresh:
             _record(Actor("system:watch_addresses"), order, fresh, source=PayOrderPayment.Source.WATCHER)
@@ -281,17 +297,19 @@ def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
         return order
     provider = get_chain_provider(order.chain, livemode=order.livemode)
     required = provider.confirmations_required()
-    seen: dict[int, tuple[int, int | None, bool]] = {}  # payment id -> (confirmations, block, failed)
+    seen: dict[int, tuple[int, int | None, bool, int]] = {}  # payment id -> (confirmations, block, failed, log index)
     for payment in order.payments.filter(status=PayOrderPayment.Status.PENDING):
         transfers = provider.get_transaction(payment.tx_hash)
         match = None
         for t in transfers or []:
-            if t.stored_log_index == payment.log_index and t.asset == payment.asset:
-                match = t
+            if (t.stored_log_index == payment.log_index and t.asset == payment.asset) or same_pending_transfer(
+                payment.log_index, payment.asset, payment.to_address, payment.amount, t
+            ):
+                match = t  # a token payment seen pending matches its mined log (same asset, recipient, amount)
         if match is None or match.status == TransferStatus.FAILED:
-            seen[payment.pk] = (0, None, True)
+            seen[payment.pk] = (0, None, True, payment.log_index)
         else:
-            seen[payment.pk] = (match.confirmations, match.block_number, False)
+            seen[payment.pk] = (match.confirmations, match.block_number, False, match.stored_log_index)
     actor = Actor("system:poll_confirmations")
     with transaction.atomic():
         order = payorders_for_update().select_related("organization").get(pk=order.pk)
@@ -300,17 +318,18 @@ def payorder_refresh_confirmations(*, order_id: int) -> PayOrder | None:
         now = timezone.now()
         failed_total = Decimal(0)
         for payment in order.payments.select_for_update().filter(pk__in=list(seen), status=PayOrderPayment.Status.PENDING):
-            confirmations, block, failed = seen[payment.pk]
+            confirmations, block, failed, log_index = seen[payment.pk]
             if failed:
                 payment.status = PayOrderPayment.Status.FAILED
                 failed_total += payment.amount
             else:
                 payment.confirmations = confirmations
                 payment.block_number = block
-                if confirmations >= required:
+                payment.log_index = log_index  # PENDING_LOG_INDEX -> the mined log's, once mined
+                if confirmations >= required and log_index != PENDING_LOG_INDEX:
                     payment.status = PayOrderPayment.Status.CONFIRMED
                     payment.confirmed_at = now
-            payment.save(update_fields=["status", "confirmations", "block_number", "confirmed_at"])
+            payment.save(update_fields=["status", "confirmations", "block_number", "confirmed_at", "log_index"])
         if failed_total:
             order.amount_received -= failed_total
             order.refund_due = max(order.amount_received - order.source_amount, Decimal(0))

@@ -27,14 +27,14 @@ from ledger.posting import Redeem
 from wallets.pipeline import MoneyMovement, money_path
 from payorders.addresses import normalize_address
 from payorders.chains import get_chain_provider, sandbox_enabled
-from payorders.chains.base import TransferStatus, normalize_tx_hash, same_address
+from payorders.chains.base import TransferStatus, normalize_tx_hash, same_address, same_pending_transfer
 from payorders.chains.sandbox import sandbox_send
 from core.errors import field_error
 from payorders.errors import NothingToRefund, PaymentMismatch, PayOrderInvalidState, TransactionAlreadyUsed, TransactionUnknown
 from payorders.locks import payorders_for_update, refunds_for_update
 from payorders.models import PayOrder, PayOrderPayment, Refund
 from ledger.selectors import platform_asset
-from payorders.selectors import fmt_source, ledger_settles, payorder_get, refund_get
+from payorders.selectors import fmt_source, ledger_settles, payorder_get, payorder_livemode, refund_get
 from payorders.services.deposits import routes_to_customer
 from payorders.services.history import Actor, payorder_flag, payorder_transition
 from payorders.services.payments import hash_check_unused
@@ -59,7 +59,8 @@ def _payments_now_in_a_block(order: PayOrder) -> set[int]:
     for payment in payments:
         transfers = provider.get_transaction(payment.tx_hash) or []
         if any(
-            t.stored_log_index == payment.log_index and t.asset == payment.asset
+            ((t.stored_log_index == payment.log_index and t.asset == payment.asset)
+             or same_pending_transfer(payment.log_index, payment.asset, payment.to_address, payment.amount, t))
             and t.status == TransferStatus.SUCCEEDED and t.confirmations >= 1
             for t in transfers
         ):
@@ -115,7 +116,7 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
             settle_locked(acting, order)
             ledger_amount = order.settlement_amount - (order.settlement_fee or 0)
             if ledger_amount > 0:
-                wallet = settlement_wallet(organization=order.organization, asset=platform_asset(order.settlement_currency))
+                wallet = settlement_wallet(organization=order.organization, asset=platform_asset(order.settlement_currency), livemode=payorder_livemode(order))
                 ledger_tx = money_path(MoneyMovement(  # sanctions screening of the destination always applies
                     actor=actor if isinstance(actor, User) else None, movement_type="withdrawal", ledger_type=Transaction.Type.REFUND,
                     wallet=wallet, amount=ledger_amount,

@@ -186,3 +186,80 @@ def test_broadcast_eth_payment_is_seen_before_it_is_mined(evm, merchant):  # noq
     _complete(evm, order["id"])
     (payment,) = order_row(order["id"]).payments.all()
     assert payment.block_number is not None and payment.confirmations >= 3
+
+
+def test_broadcast_erc20_payment_is_seen_before_it_is_mined_and_credited_once_confirmed(evm, merchant, token):  # noqa: F811
+    """Issue 14 item 2 for tokens: a USDC `transfer` waiting in ganache's pool (miner stopped) is
+    decoded from its input; the checkout's quick look records it (0 confirmations, log position
+    unknown) and says "Payment detected"; the watcher and the confirmation poll neither count it
+    twice nor credit anything before the block and its confirmations; once mined the payment
+    takes the log's index and, at 3 confirmations, the order completes and settles once."""
+    from django.core.cache import cache
+
+    from ledger.models import Transaction
+    from payorders.chains.base import PENDING_LOG_INDEX
+    from payorders.checkout.services import checkout_look_for_payment, checkout_state
+
+    order = merchant.create(amount="25.00")
+    details = merchant.pay_details(order["id"], "USDC")
+    cache.delete(f"checkout-pending-scan:{order['id']}")
+    evm.rpc("miner_stop")
+    try:
+        tx_hash = _pay_token(evm, token, details["deposit_address"], details["amount"])
+        assert evm.receipt(tx_hash) is None  # in the pool, not in a block
+        row = checkout_look_for_payment(order_row(order["id"]))
+        assert row.status == S.AWAITING_CONFIRMATION
+        (payment,) = row.payments.all()
+        assert (payment.tx_hash, payment.asset, payment.amount) == (tx_hash, "USDC", Decimal(details["amount"]))
+        assert payment.log_index == PENDING_LOG_INDEX and payment.block_number is None and payment.confirmations == 0
+        state = checkout_state(row)
+        assert state["phase"] == "confirming" and state["headline"] == "Payment detected, waiting for confirmations"
+        tasks.watch_addresses()  # the pending transfer again: the same payment
+        tasks.poll_confirmations()  # not mined: no confirmation, nothing credited
+        row = order_row(order["id"])
+        assert row.status == S.AWAITING_CONFIRMATION and row.payments.count() == 1
+        assert row.payments.get().status == "pending" and row.amount_received == Decimal(details["amount"])
+        assert not Transaction.objects.filter(organization=merchant.organization).exists()
+    finally:
+        evm.rpc("miner_start")
+    evm.mine(1)
+    tasks.poll_confirmations()  # mined, 1 of 3: the payment takes the mined log's index
+    (payment,) = order_row(order["id"]).payments.all()
+    assert payment.log_index >= 0 and payment.block_number is not None and payment.confirmations == 1
+    assert payment.status == "pending" and order_row(order["id"]).status == S.AWAITING_CONFIRMATION
+    tasks.watch_addresses()  # the block scan's log is that payment, not a second one
+    assert order_row(order["id"]).payments.count() == 1
+    assert not Wallet.objects.filter(organization=merchant.organization, purpose="settlement", balance__gt=0).exists()
+    evm.mine(2)
+    tasks.poll_confirmations()
+    assert order_row(order["id"]).status == S.COMPLETED
+    payorder_settle(order_id=order_row(order["id"]).pk)
+    assert Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset__code="USD").balance == Decimal("24.75")
+    assert order_row(order["id"]).amount_received == Decimal(details["amount"])
+    assert ledger_check() == []
+
+
+def test_pending_erc20_payment_the_watcher_meets_after_it_is_mined_is_not_counted_twice(evm, merchant, token):  # noqa: F811
+    """The other order of events: seen pending, then the watcher's block scan meets the mined log
+    before any confirmation poll: it takes the log's index on the recorded payment."""
+    from django.core.cache import cache
+
+    from payorders.chains.base import PENDING_LOG_INDEX
+    from payorders.checkout.services import checkout_look_for_payment
+
+    order = merchant.create(amount="25.00")
+    details = merchant.pay_details(order["id"], "USDC")
+    cache.delete(f"checkout-pending-scan:{order['id']}")
+    evm.rpc("miner_stop")
+    try:
+        tx_hash = _pay_token(evm, token, details["deposit_address"], details["amount"])
+        assert checkout_look_for_payment(order_row(order["id"])).payments.get().log_index == PENDING_LOG_INDEX
+    finally:
+        evm.rpc("miner_start")
+    evm.mine(1)
+    tasks.watch_addresses()
+    (payment,) = order_row(order["id"]).payments.all()
+    assert payment.tx_hash == tx_hash and payment.log_index == int(evm.receipt(tx_hash)["logs"][0]["logIndex"], 16) >= 0
+    _complete(evm, order["id"])
+    assert order_row(order["id"]).payments.count() == 1
+    assert Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset__code="USD").balance == Decimal("24.75")

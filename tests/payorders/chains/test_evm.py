@@ -13,7 +13,7 @@ import pytest
 from core.errors import ValidationFailed
 from payorders.addresses import derive_address
 from payorders.chains import get_chain_provider
-from payorders.chains.base import ChainUnavailable, TransactionNotFound, TransferStatus
+from payorders.chains.base import PENDING_LOG_INDEX, ChainUnavailable, TransactionNotFound, TransferStatus
 from payorders.chains.evm import EvmChainProvider
 
 ETH = 10**18
@@ -113,12 +113,61 @@ def test_broadcast_payment_seen_in_the_pending_block_before_it_is_mined(evm, gan
         assert seen.tx_hash == tx_hash and seen.amount == Decimal("0.25") and seen.asset == "ETH"
         assert seen.status == TransferStatus.PENDING and seen.block_number is None and seen.confirmations == 0
         assert evm.transfers_to(to, "ETH", from_block=0) == []  # not mined: the block scan does not see it
-        assert evm.pending_transfers_to(to, "USDC") == []  # tokens are seen once mined
+        assert evm.pending_transfers_to(to, "USDC") == []  # an ETH payment is not a token payment
     finally:
         ganache.rpc("miner_start")
     ganache.mine(1)
     assert evm.pending_transfers_to(to, "ETH") == []
     assert [t.tx_hash for t in evm.transfers_to(to, "ETH", from_block=0)] == [tx_hash]
+
+
+def test_broadcast_erc20_transfer_seen_before_it_is_mined(evm, ganache, token, eth_xpub):
+    """Issue 14 item 2: a `transfer(to, amount)` to the token contract waiting in the pool is
+    decoded from its input (no logs yet) and reported pending with PENDING_LOG_INDEX; once mined,
+    the pending view drops it and the log (with its real index) is what the block scan reports."""
+    to, other = _fresh_address(eth_xpub), _fresh_address(eth_xpub)
+    assert evm.pending_transfers_to(to, "USDC") == []
+    ganache.rpc("miner_stop")
+    try:
+        tx_hash = ganache.send(to=token, data="0x" + TRANSFER_SELECTOR + _word(to) + _word(7_250_000))  # 7.25 USDC
+        ganache.send(to=token, data="0x" + TRANSFER_SELECTOR + _word(other) + _word(1_000_000))  # pending, another address
+        ganache.send(to=token, data="0x" + _selector("approve(address,uint256)") + _word(to) + _word(9_000_000))  # not a transfer
+        ganache.send(to=to, value=ETH // 10)  # ETH to the address: not a USDC payment
+
+        (seen,) = evm.pending_transfers_to(to, "USDC")
+        assert (seen.tx_hash, seen.asset, seen.amount, seen.to_address) == (tx_hash, "USDC", Decimal("7.25"), to)
+        assert seen.from_address.lower() == ganache.accounts[0]
+        assert seen.status == TransferStatus.PENDING and seen.block_number is None and seen.confirmations == 0
+        assert seen.log_index == PENDING_LOG_INDEX and not seen.is_mined_log
+        assert [t.amount for t in evm.pending_transfers_to(other, "USDC")] == [Decimal("1")]
+        assert [t.asset for t in evm.pending_transfers_to(to, "ETH")] == ["ETH"]
+        assert evm.transfers_to(to, "USDC", from_block=0) == []  # no log before it is mined
+        (by_hash,) = evm.get_transaction(tx_hash)  # a submitted hash is seen pending too
+        assert by_hash == seen
+    finally:
+        ganache.rpc("miner_start")
+    ganache.mine(1)
+    assert evm.pending_transfers_to(to, "USDC") == []
+    (mined,) = evm.transfers_to(to, "USDC", from_block=0)
+    assert mined.tx_hash == tx_hash and mined.is_mined_log and mined.amount == Decimal("7.25")
+    (by_hash,) = evm.get_transaction(tx_hash)
+    assert by_hash.log_index == mined.log_index and by_hash.status == TransferStatus.SUCCEEDED
+
+
+def test_pending_token_call_that_is_not_a_plain_transfer_is_not_a_payment(evm, ganache, token, eth_xpub):
+    """Only a well-formed `transfer` to a configured token counts: a short input, dirty address
+    bits, a zero amount or another contract's identical call are not payments."""
+    to = _fresh_address(eth_xpub)
+    addr = _word(to)
+    candidates = [
+        {"to": token, "from": ganache.accounts[0], "hash": "0x" + "1" * 64, "input": "0x" + TRANSFER_SELECTOR + addr},  # truncated
+        {"to": token, "from": ganache.accounts[0], "hash": "0x" + "2" * 64, "input": "0x" + TRANSFER_SELECTOR + "ff" + addr[2:] + _word(5)},
+        {"to": token, "from": ganache.accounts[0], "hash": "0x" + "3" * 64, "input": "0x" + TRANSFER_SELECTOR + addr + _word(0)},
+        {"to": ganache.accounts[3], "from": ganache.accounts[0], "hash": "0x" + "4" * 64, "input": "0x" + TRANSFER_SELECTOR + addr + _word(5)},
+    ]
+    assert [evm._pending_token_transfer(tx) for tx in candidates] == [None] * 4
+    ok = {**candidates[0], "input": "0x" + TRANSFER_SELECTOR + addr + _word(5)}
+    assert evm._pending_token_transfer(ok).amount == Decimal("0.000005")
 
 
 def test_erc20_transfer_log_decoded(evm, ganache, token, eth_xpub):
