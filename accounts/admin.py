@@ -83,7 +83,7 @@ class OrganizationAdmin(admin.ModelAdmin):
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = ["id", "__str__", "user", "organization", "external_id", "kyc_level", "risk_status", "created_at"]
-    list_filter = ["kyc_level", "risk_status"]
+    list_filter = ["kyc_level", "risk_status", "livemode"]
     search_fields = ["name", "email", "external_id", "user__email", "organization__name"]
     list_select_related = ["user", "organization"]
     raw_id_fields = ["user", "organization"]

@@ -49,7 +49,7 @@ class AssetAdmin(admin.ModelAdmin):
 @admin.register(Wallet)
 class WalletAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "asset", "kind", "purpose", "shard", "customer", "organization", "label", "balance", "held", "status")
-    list_filter = (PlatformShardFilter, "status", "kind", "purpose", "asset")
+    list_filter = (PlatformShardFilter, "status", "kind", "purpose", "livemode", "asset")
     search_fields = ("id", "label", "customer__name", "customer__external_id", "customer__user__email", "organization__name")
     list_select_related = ("asset", "customer", "organization")
     actions = ("suspend_wallets", "activate_wallets")
@@ -135,7 +135,7 @@ class ReversalForm(forms.Form):
 class TransactionAdmin(TransactionAmountMixin, ReadOnlyModelAdmin):
     list_display = ("id", "type", "status", "amount_display", "customer", "organization", "counterparty_display", "reference",
                     "reversed_amount", "reversal_of", "failure_code", "created_at")
-    list_filter = ("status", "type")
+    list_filter = ("status", "type", "livemode")
     search_fields = ("id", "reference", "description")
     list_select_related = ("organization", "customer", "reversal_of")
     inlines = [PostingInline, EntryInline]
@@ -179,7 +179,7 @@ class TransactionAdmin(TransactionAmountMixin, ReadOnlyModelAdmin):
 class AuthorizationHoldAdmin(ReadOnlyModelAdmin):
     list_display = ("id", "organization", "status", "source_wallet", "destination_wallet", "amount", "captured_amount", "reference",
                     "expires_at", "closed_at")
-    list_filter = ("status",)
+    list_filter = ("status", "livemode")
     search_fields = ("=id", "reference")
     list_select_related = ("organization", "source_wallet__asset", "destination_wallet__asset")
 

@@ -117,7 +117,7 @@ SCHEDULE_EXAMPLE = {
     "id": 7, "status": "active", "source_wallet_id": 42, "destination_wallet_id": None,
     "destination": {"type": "IBAN", "name": "J*** S****", "iban": "DE89 **** **** **** 3000", "country": "DE", "bank_name": "Deutsche Bank"},
     "amount": "850.00", "currency": "EUR", "rule": "FREQ=MONTHLY;BYMONTHDAY=1", "start_at": "2026-07-01T08:00:00Z", "end_at": None,
-    "description": "Monthly rent payment", "next_run_at": "2026-07-01T08:00:00Z", "step_up_authorized": False,
+    "description": "Monthly rent payment", "next_run_at": "2026-07-01T08:00:00Z", "step_up_authorized": False, "livemode": True,
     "created_at": "2026-06-20T10:00:00Z", "updated_at": "2026-06-20T10:00:00Z", "closed_at": None,
 }
 OCCURRENCE_EXAMPLE = {

@@ -41,6 +41,7 @@ CUSTOMER_EXAMPLE = {
     "name": "Ada Lovelace",
     "email": "ada@example.com",
     "kyc_level": "basic",
+    "livemode": True,
     "metadata": {"tier": "gold"},
     "created_at": "2026-01-15T10:00:00Z",
     "updated_at": "2026-01-15T10:00:00Z",

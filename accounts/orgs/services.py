@@ -223,7 +223,7 @@ CUSTOMER_EVENT_FIELDS = ("external_id", "name", "email", "kyc_level", "metadata"
 def _customer_payload(customer: Customer) -> dict[str, Any]:
     """The `data` of customer.* webhooks: the fields the customer API shows (`CustomerOutput`,
     without wallets; its schema in `accounts.webhooks.events`)."""
-    return {name: getattr(customer, name) for name in CUSTOMER_EVENT_FIELDS}
+    return {**{name: getattr(customer, name) for name in CUSTOMER_EVENT_FIELDS}, "livemode": object_livemode(customer)}
 
 
 def customer_upsert(*, organization: Organization, external_id: str, data: dict[str, Any], actor=None) -> tuple[Customer, bool]:
@@ -256,7 +256,7 @@ def customer_upsert(*, organization: Organization, external_id: str, data: dict[
                     target=customer,
                     data={"external_id": external_id, "kyc_level": customer.kyc_level, **principal_audit_data(actor)},
                 )
-                webhook_publish(organization=organization, event_type="customer.created", payload=_customer_payload(customer), livemode=object_livemode(customer))
+                webhook_publish(organization=organization, event_type="customer.created", payload=_customer_payload(customer))
                 return customer, True
             changed = [k for k, v in fields.items() if getattr(customer, k) != v]
             if changed:
@@ -272,7 +272,7 @@ def customer_upsert(*, organization: Organization, external_id: str, data: dict[
                 )
                 webhook_publish(
                     organization=organization, event_type="customer.updated",
-                    payload={**_customer_payload(customer), "changed_fields": changed}, livemode=object_livemode(customer),
+                    payload={**_customer_payload(customer), "changed_fields": changed},
                 )
             return customer, False
     raise IntegrityError("customer upsert kept losing races")  # pragma: no cover - needs a delete racing an insert

@@ -33,6 +33,7 @@ ENDPOINT_EXAMPLE = {
     "url": "https://example.com/coffer/webhooks",
     "events": ["transaction.completed", "transaction.failed"],
     "description": "ledger events",
+    "livemode": True,
     "is_enabled": True,
     "created_at": "2026-01-15T10:00:00Z",
     "updated_at": "2026-01-15T10:00:00Z",

@@ -103,10 +103,11 @@ _CUSTOMER_PROPERTIES = {
     "email": {"type": "string"},
     "kyc_level": {"type": "string", "enum": ["none", "basic", "verified", "enhanced"]},
     "metadata": {"type": "object"},
+    "livemode": {"type": "boolean", "description": "False for a test-mode customer (a test key's, or any on the sandbox)."},
     "created_at": _TIME,
     "updated_at": _TIME,
 }
-_CUSTOMER = _object(_CUSTOMER_PROPERTIES, ["external_id", "name", "email", "kyc_level", "metadata", "created_at", "updated_at"])
+_CUSTOMER = _object(_CUSTOMER_PROPERTIES, ["external_id", "name", "email", "kyc_level", "metadata", "livemode", "created_at", "updated_at"])
 _CUSTOMER_UPDATED = _object(
     {
         **_CUSTOMER_PROPERTIES,
@@ -118,7 +119,7 @@ _CUSTOMER_UPDATED = _object(
     ["external_id", "name", "email", "kyc_level", "metadata", "created_at", "updated_at", "changed_fields"],
 )
 _CUSTOMER_EXAMPLE = {
-    "external_id": "cus-42", "name": "Ada Lovelace", "email": "ada@example.com", "kyc_level": "basic",
+    "external_id": "cus-42", "name": "Ada Lovelace", "email": "ada@example.com", "kyc_level": "basic", "livemode": True,
     "metadata": {"plan": "gold"}, "created_at": "2026-01-15T10:00:00Z", "updated_at": "2026-01-15T10:00:00Z",
 }
 _PAYORDER = _object(

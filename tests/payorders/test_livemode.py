@@ -125,14 +125,15 @@ def test_test_key_on_a_live_deployment(merchant, live):
     assert test_order["livemode"] is False and live_order["livemode"] is True
     assert order_row(test_order["id"]).livemode is False
 
-    # a test key sees only test-mode orders; a live key sees both
+    # a test key sees only test-mode orders; a live key only live ones (core.livemode)
     assert test_client.get(f"{API}/{live_order['id']}").status_code == 404
     assert test_client.post(f"{API}/{live_order['id']}/cancel", {}, format="json").status_code == 404
     assert order_row(live_order["id"]).status == PayOrder.Status.PENDING
     listed = test_client.get(API).json()
     ids = {o["id"] for o in (listed["results"] if isinstance(listed, dict) else listed)}
     assert ids == {test_order["id"]}
-    assert merchant.get(test_order["id"]).status_code == 200
+    assert merchant.get(test_order["id"]).status_code == 404
+    assert test_client.get(f"{API}/{test_order['id']}").status_code == 200
 
     # its payment details are on test networks, and it is paid on the sandbox chain
     quote = test_client.post(f"{API}/{test_order['id']}/quote", {"source_currencies": ["BTC"]}, format="json").json()["quotes"][0]

@@ -74,7 +74,7 @@ def test_the_list_endpoint_lists_every_declared_type(client_a):
     by_type = {e["type"]: e for e in body["results"]}
     created = by_type["customer.created"]
     assert created == EVENTS_BY_NAME["customer.created"].as_dict()
-    assert created["schema"]["required"] == ["external_id", "name", "email", "kyc_level", "metadata", "created_at", "updated_at"]
+    assert created["schema"]["required"] == ["external_id", "name", "email", "kyc_level", "metadata", "livemode", "created_at", "updated_at"]
     assert "changed_fields" in by_type["customer.updated"]["schema"]["properties"]
     page = client_a.get(EVENT_TYPES_URL, {"limit": 5, "offset": 5}).json()
     assert [e["type"] for e in page["results"]] == list(EVENT_TYPES[5:10]) and page["count"] == len(EVENT_TYPES)
