@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from core.errors import NotFound
 from core.fields import RawAmountField
 from core.money import format_amount
-from payorders.chains import get_chain_provider, sandbox_enabled
+from payorders.chains import chain_provider_name, get_chain_provider, sandbox_enabled
 from payorders.chains.base import CHAIN_ASSETS, chain_asset
 from payorders.chains.sandbox import MAX_BLOCKS_PER_MINE, sandbox_mine, sandbox_send
 
@@ -68,7 +68,7 @@ class _SandboxApi(APIView):
         except (NotAuthenticated, AuthenticationFailed, PermissionDenied):
             raise NotFound("The sandbox chain is not enabled on this deployment.") from None
         key = getattr(request.user, "api_key", None)
-        if key is None or key.livemode:
+        if key is None or key.livemode or chain_provider_name(livemode=False) != "sandbox":
             raise NotFound("The sandbox chain is not enabled on this deployment.")
 
 

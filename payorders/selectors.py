@@ -14,7 +14,7 @@ from core.livemode import deployment_livemode, mode_q, object_livemode
 from core.money import format_amount
 from ledger.models import Asset
 from ledger.selectors import platform_asset
-from payorders.chains import confirmations_required, sandbox_enabled
+from payorders.chains import chain_provider_name, confirmations_required
 from payorders.chains.base import CHAIN_ASSETS
 from payorders.errors import PayOrderNotFound, QuoteNotFound, RefundNotFound
 from payorders.models import DepositAddress, PayOrder, PayOrderPayment, PayOrderQuote, Refund, XpubKey
@@ -146,9 +146,9 @@ def ledger_settles(order: PayOrder) -> bool:
 
 
 def required_confirmations(chain: str, *, livemode: bool = True) -> int:
-    """The threshold the chain provider in use applies (the sandbox, which also pays test-mode
-    orders, has its own)."""
-    if sandbox_enabled() or not livemode:
+    """The threshold the chain provider in use applies (the sandbox, which pays test-mode orders
+    unless TEST_CHAIN_PROVIDER says otherwise, has its own)."""
+    if chain_provider_name(livemode=livemode) == "sandbox":
         return confirmations_required("sandbox")
     return confirmations_required(chain)
 

@@ -319,6 +319,14 @@ PAYORDER_POLL_CONFIRMATIONS_SECONDS = env.float("PAYORDER_POLL_CONFIRMATIONS_SEC
 EVM_CHAIN_ID = env.int("EVM_CHAIN_ID", default=1)
 # The chain id in test-mode EIP-681 URIs (sandbox chain, test keys): never a main network.
 EVM_TEST_CHAIN_ID = env.int("EVM_TEST_CHAIN_ID", default=11155111)  # Sepolia
+# Where a test key's orders are paid on a live deployment (core.livemode): "sandbox" (default: the
+# stored sandbox chain, no network, driven by /sandbox/chain/* with the test key) or "evm": a test
+# network's node at EVM_TEST_RPC_URL (e.g. Sepolia, whose id EVM_TEST_CHAIN_ID then names), with
+# its own token contracts in EVM_TEST_TOKENS. Never the main network's node. Ignored while the
+# sandbox chain is the deployment's (CHAIN_PROVIDER=sandbox: everything is on it).
+TEST_CHAIN_PROVIDER = env("TEST_CHAIN_PROVIDER", default="sandbox")
+EVM_TEST_RPC_URL = env("EVM_TEST_RPC_URL", default="")
+EVM_TEST_TOKENS = env.json("EVM_TEST_TOKENS", default={})
 # Block explorers for the checkout receipt's transaction link, per chain ({tx_hash} is replaced);
 # test-mode orders use the TEST ones. A chain without one shows the hash without a link.
 CHAIN_EXPLORER_TX_URLS = {

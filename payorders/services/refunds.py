@@ -26,7 +26,7 @@ from ledger.models import Transaction
 from ledger.posting import Redeem
 from wallets.pipeline import MoneyMovement, money_path
 from payorders.addresses import normalize_address
-from payorders.chains import get_chain_provider, sandbox_enabled
+from payorders.chains import chain_provider_name, get_chain_provider
 from payorders.chains.base import TransferStatus, normalize_tx_hash, same_address, same_pending_transfer
 from payorders.chains.sandbox import sandbox_send
 from core.errors import field_error
@@ -138,7 +138,7 @@ def payorder_refund(*, organization, public_id, destination_address: str, kind: 
             ledger_amount=ledger_amount,
             reason=(reason or "")[:300],
         )
-        if sandbox_enabled() or not order.livemode:  # a test-mode order is paid and refunded on the sandbox
+        if chain_provider_name(livemode=order.livemode) == "sandbox":  # paid and refunded on the sandbox (a test-mode order, by default)
             refund.tx_hash = sandbox_send(
                 to_address=destination, amount=amount, currency=order.source_currency, from_address=order.deposit_address.address
             )

@@ -263,3 +263,53 @@ def test_pending_erc20_payment_the_watcher_meets_after_it_is_mined_is_not_counte
     _complete(evm, order["id"])
     assert order_row(order["id"]).payments.count() == 1
     assert Wallet.objects.get(organization=merchant.organization, purpose="settlement", asset__code="USD").balance == Decimal("24.75")
+
+
+def test_test_key_orders_are_paid_on_the_configured_test_network(evm, merchant, settings, token):  # noqa: F811
+    """TEST_CHAIN_PROVIDER=evm: on a live deployment (its mainnet node down here), a test key's
+    order is quoted, addressed, watched and confirmed on the TEST network's node (ganache, with
+    its chain id in the URI), never the main network's; it completes without reaching the ledger,
+    and the sandbox chain is not offered to the test key."""
+    import copy
+    import socket
+
+    from accounts.orgs.services import api_key_create
+    from ledger.models import Transaction
+    from tests.factories.orgs import OrgKey, key_client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    settings.EVM_RPC_URL, settings.EVM_RPC_RETRIES, settings.EVM_CHAIN_ID = dead, 0, 1  # the "mainnet" node: unreachable
+    settings.TEST_CHAIN_PROVIDER = "evm"
+    settings.EVM_TEST_RPC_URL = evm.url
+    settings.EVM_TEST_CHAIN_ID = GANACHE_CHAIN_ID
+    settings.EVM_TEST_TOKENS = {"USDC": {"address": token, "decimals": 6}}
+    api_key, secret = api_key_create(organization=merchant.organization, name="test", actor=merchant.key.owner,
+                                     scopes=merchant.key.api_key.scopes, livemode=False)
+    tester = copy.copy(merchant)
+    tester.client = key_client(OrgKey(merchant.organization, api_key, secret, merchant.key.owner))
+
+    order = tester.create()
+    details = tester.pay_details(order["id"], "ETH")
+    assert details["livemode"] is False
+    assert details["payment_uri"].startswith(f"ethereum:{details['deposit_address']}@{GANACHE_CHAIN_ID}?value=")
+    assert tester.client.post("/api/v1/sandbox/chain/mine", {"blocks": 1}, format="json").status_code == 404
+    _pay_eth(evm, details["deposit_address"], details["amount"])
+    tasks.watch_addresses()
+    assert order_row(order["id"]).status == S.AWAITING_CONFIRMATION
+    evm.mine(2)
+    tasks.poll_confirmations()
+    row = order_row(order["id"])
+    assert row.status == S.COMPLETED and row.settlement_transaction_id is None
+    assert "test mode: not settled" in row.status_changes.order_by("-id").first().cause
+    assert not Transaction.objects.filter(organization=merchant.organization).exists()
+    assert not Wallet.objects.filter(organization=merchant.organization).exists()
+
+    settings.EVM_TEST_RPC_URL = ""  # misconfigured: refused loudly, never the main network's node instead
+    from django.core.exceptions import ImproperlyConfigured
+
+    from payorders.chains import get_chain_provider
+
+    with pytest.raises(ImproperlyConfigured, match="EVM_TEST_RPC_URL"):
+        get_chain_provider("ethereum", livemode=False)
