@@ -27,6 +27,9 @@ from .base import (
     CELERY_BROKER_URL,
     CHAIN_PROVIDER,
     DATABASES,
+    EVM_RPC_URL,
+    EVM_TEST_RPC_URL,
+    TEST_CHAIN_PROVIDER,
     DEBUG,
     EMAIL_BACKEND,
     FIELD_ENCRYPTION_KEYS,
@@ -49,6 +52,7 @@ NON_SENDING_EMAIL_BACKENDS = {
 def production_problems(
     *, debug: bool, secret_key: str, chain_provider: str, allow_private: bool, audit_chain_key: str,
     database_engine: str, cache_backend: str, broker_url: str, email_backend: str, field_keys: list[str],
+    test_chain_provider: str = "sandbox", evm_test_rpc_url: str = "", evm_rpc_url: str = "",
 ) -> list[str]:
     problems = []
     if debug:
@@ -57,6 +61,12 @@ def production_problems(
         problems.append("SECRET_KEY is missing, the default, or shorter than 32 characters")
     if chain_provider == "sandbox":
         problems.append("CHAIN_PROVIDER is the sandbox")
+    if test_chain_provider not in ("sandbox", "evm"):
+        problems.append("TEST_CHAIN_PROVIDER is neither 'sandbox' nor 'evm'")
+    elif test_chain_provider == "evm" and not evm_test_rpc_url:
+        problems.append("TEST_CHAIN_PROVIDER is evm without EVM_TEST_RPC_URL")
+    elif test_chain_provider == "evm" and evm_test_rpc_url.rstrip("/") == evm_rpc_url.rstrip("/"):
+        problems.append("EVM_TEST_RPC_URL is the main network's node (EVM_RPC_URL): test keys would pay on it")
     if allow_private:
         problems.append("WEBHOOK_ALLOW_PRIVATE_URLS is on")
     if len(audit_chain_key) < 32:
@@ -87,6 +97,9 @@ check_production_settings(
     debug=DEBUG,
     secret_key=env("SECRET_KEY", default="") and SECRET_KEY,
     chain_provider=CHAIN_PROVIDER,
+    test_chain_provider=TEST_CHAIN_PROVIDER,
+    evm_test_rpc_url=EVM_TEST_RPC_URL,
+    evm_rpc_url=EVM_RPC_URL,
     allow_private=WEBHOOK_ALLOW_PRIVATE_URLS,
     audit_chain_key=AUDIT_CHAIN_KEY,
     database_engine=DATABASES["default"]["ENGINE"] if env("DATABASE_URL", default="") else "",

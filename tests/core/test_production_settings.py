@@ -24,7 +24,7 @@ GOOD = {
 }
 # Every variable production reads for the checks above: a test starts from GOOD, not from the
 # environment the suite runs in (which carries the test database, Redis and broker).
-CONTROLLED = (*GOOD, "EMAIL_BACKEND", "DJANGO_SETTINGS_MODULE")
+CONTROLLED = (*GOOD, "EMAIL_BACKEND", "DJANGO_SETTINGS_MODULE", "TEST_CHAIN_PROVIDER", "EVM_TEST_RPC_URL")
 
 
 def _environment(overrides: dict[str, str | None], settings_module: str | None) -> dict[str, str]:
@@ -53,6 +53,11 @@ def test_a_safe_configuration_boots():
     assert "booted" in result.stdout
 
 
+def test_a_test_network_node_for_test_keys_boots():
+    result = _boot(TEST_CHAIN_PROVIDER="evm", EVM_TEST_RPC_URL="https://sepolia.node.example")
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
@@ -63,6 +68,9 @@ def test_a_safe_configuration_boots():
         ({"CHAIN_PROVIDER": None}, "CHAIN_PROVIDER is the sandbox"),
         ({"CHAIN_PROVIDER": "sandbox"}, "CHAIN_PROVIDER is the sandbox"),
         ({"WEBHOOK_ALLOW_PRIVATE_URLS": "1"}, "WEBHOOK_ALLOW_PRIVATE_URLS is on"),
+        ({"TEST_CHAIN_PROVIDER": "evm"}, "TEST_CHAIN_PROVIDER is evm without EVM_TEST_RPC_URL"),
+        ({"TEST_CHAIN_PROVIDER": "evm", "EVM_TEST_RPC_URL": "http://127.0.0.1:8545/"}, "EVM_TEST_RPC_URL is the main network's node"),
+        ({"TEST_CHAIN_PROVIDER": "mainnet"}, "TEST_CHAIN_PROVIDER is neither"),
         ({"AUDIT_CHAIN_KEY": None}, "AUDIT_CHAIN_KEY is missing"),
         ({"AUDIT_CHAIN_KEY": "short"}, "AUDIT_CHAIN_KEY is missing or shorter than 32"),
         ({"DATABASE_URL": None}, "DATABASE_URL is not a PostgreSQL database"),
