@@ -223,9 +223,9 @@ def test_broadcast_erc20_payment_is_seen_before_it_is_mined_and_credited_once_co
     finally:
         evm.rpc("miner_start")
     evm.mine(1)
-    tasks.poll_confirmations()  # mined, 1 of 3: the payment takes the mined log's index
+    tasks.poll_confirmations()  # mined (ganache may mine the pool as its miner restarts: 1 or 2 of 3): the payment takes the mined log's index
     (payment,) = order_row(order["id"]).payments.all()
-    assert payment.log_index >= 0 and payment.block_number is not None and payment.confirmations == 1
+    assert payment.log_index >= 0 and payment.block_number is not None and 1 <= payment.confirmations < 3
     assert payment.status == "pending" and order_row(order["id"]).status == S.AWAITING_CONFIRMATION
     tasks.watch_addresses()  # the block scan's log is that payment, not a second one
     assert order_row(order["id"]).payments.count() == 1
