@@ -1,4 +1,4 @@
-"""The livemode migrations (accounts 0010, ledger 0012, wallets 0005, payorders 0005) on a copy
+"""The livemode migrations (accounts 0010, ledger 0013, wallets 0006, payorders 0005) on a copy
 with history: existing rows take the deployment's mode when the migration runs (core.livemode:
 what a sandbox deployment stored is test mode for good; a live deployment's rows are live), and
 pay orders stored before 0004 on a sandbox deployment become test mode."""
@@ -14,9 +14,9 @@ from django.utils import timezone
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-BEFORE = [("accounts", "0009_apikey_livemode"), ("ledger", "0011_reference_rates"), ("wallets", "0004_payout_beneficiary_encrypted"),
+BEFORE = [("accounts", "0009_apikey_livemode"), ("ledger", "0012_archived_months"), ("wallets", "0005_schedule_beneficiary_encrypted"),
           ("payorders", "0004_payorder_livemode")]
-AFTER = [("accounts", "0010_customer_webhookendpoint_livemode"), ("ledger", "0012_livemode"), ("wallets", "0005_schedule_livemode"),
+AFTER = [("accounts", "0010_customer_webhookendpoint_livemode"), ("ledger", "0013_livemode"), ("wallets", "0006_schedule_livemode"),
          ("payorders", "0005_sandbox_orders_test_mode")]
 
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wallets', '0004_payout_beneficiary_encrypted'),
+        ('wallets', '0005_schedule_beneficiary_encrypted'),
     ]
 
     operations = [
