@@ -17,7 +17,7 @@ BEGIN;
 SELECT id, balance FROM ledger_wallet WHERE id IN (:src, :dst) ORDER BY id FOR UPDATE;
 UPDATE ledger_wallet SET balance = balance - 0.01, updated_at = now() WHERE id = :src RETURNING balance AS src_after \gset
 UPDATE ledger_wallet SET balance = balance + 0.01, updated_at = now() WHERE id = :dst RETURNING balance AS dst_after \gset
-INSERT INTO ledger_transaction (type, status, organization_id, customer_id, reference, description, metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at) VALUES ('transfer', 'completed', NULL, NULL, '', '', '{}', '', '', NULL, now(), now()) RETURNING id AS tx \gset
+INSERT INTO ledger_transaction (type, status, organization_id, customer_id, reference, description, metadata, failure_code, failure_message, failure_operation_index, created_at, completed_at, livemode) VALUES ('transfer', 'completed', NULL, NULL, '', '', '{}', '', '', NULL, now(), now(), true) RETURNING id AS tx \gset
 INSERT INTO ledger_posting (transaction_id, "index", kind, source_wallet_id, source_purpose, destination_wallet_id, destination_purpose, amount, asset_id, reference_rate) SELECT :tx, 0, 'transfer', :src, '', :dst, '', 0.01, asset_id, 1 FROM ledger_wallet WHERE id = :src;
 INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at) VALUES (:tx, :src, 'debit', 0.01, :src_after, 0, now());
 INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at) VALUES (:tx, :dst, 'credit', 0.01, :dst_after, 0, now());
