@@ -450,6 +450,19 @@ class CpuMeter:
         return False
 
 
+def analyze(url: str) -> None:
+    """ANALYZE the database before a row, as PostgreSQL's autovacuum does on a production server as
+    tables grow. A server with autovacuum off (this machine's: `autovacuum = off` in its
+    configuration file) never refreshes the statistics, so prepared statements keep plans made
+    when the tables were nearly empty (sequential scans of tables that have since grown), and each
+    row would measure the previous rows' growth instead of the code. ANALYZE also invalidates the
+    cached plans, so the next executions are planned on today's sizes, as after an autovacuum."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ANALYZE")
+
+
 def quiesce(url: str, limit: float = 120.0) -> float:
     """Wait until no gunicorn backend is running a statement or holding a transaction open
     (wrk stops with requests in flight; they finish in the background). Returns seconds waited."""
@@ -510,6 +523,7 @@ class Bench:
             )
             time.sleep(0.5)  # py-spy attaches
         spy_cpu0 = _proc_cpu(profile_pid) if profile_pid is not None else None
+        analyze(self.url)  # as autovacuum would have by now (it may be off on the bench's server)
         with CpuMeter(self.url, self.server) as cpu:
             w = run_wrk(self.server.base, SCENARIOS[kind][1], connections, seconds, self.data, share=share)
         waited = quiesce(self.url)
