@@ -176,7 +176,8 @@ def _outgoing_count_sql(*, wallet_id: int, since: dt.datetime, cap: int) -> tupl
 
     A loose index scan of the wallet's posting rows (`posting_source_wallet`: source wallet,
     transaction): each step is one descent to the next older transaction naming the wallet as a
-    source, and the walk stops at the first transaction created before `since` (transaction ids
+    source and one read of that transaction's time and status by its key; the walk stops at the
+    first transaction created before `since` (transaction ids
     follow creation time) or after `max_steps` transactions. Postings are written for every
     status, so posted, held and in-flight movements are all seen, each once however many legs it
     has. Cost: the wallet's transactions in the window, never its history; and no partitioned
@@ -186,19 +187,18 @@ def _outgoing_count_sql(*, wallet_id: int, since: dt.datetime, cap: int) -> tupl
     status_list = ", ".join(["%s"] * len(counted))
     max_steps = max(10 * cap, 1000)  # failed attempts in the window are walked too; a hard bound all the same
     sql = (
-        "(WITH RECURSIVE walk(tx, steps) AS ("
-        " SELECT (SELECT p.transaction_id FROM ledger_posting p WHERE p.source_wallet_id = %s"
-        " ORDER BY p.transaction_id DESC LIMIT 1), 1"
+        "(WITH RECURSIVE walk(tx, at, status, steps) AS ("
+        " SELECT t.id, t.created_at, t.status, 1 FROM ledger_transaction t"
+        " WHERE t.id = (SELECT p.transaction_id FROM ledger_posting p WHERE p.source_wallet_id = %s"
+        " ORDER BY p.transaction_id DESC LIMIT 1)"
         " UNION ALL"
-        " SELECT (SELECT p.transaction_id FROM ledger_posting p WHERE p.source_wallet_id = %s AND p.transaction_id < walk.tx"
-        " ORDER BY p.transaction_id DESC LIMIT 1), walk.steps + 1 FROM walk"
-        " WHERE walk.tx IS NOT NULL AND walk.steps < %s"
-        " AND (SELECT t.created_at FROM ledger_transaction t WHERE t.id = walk.tx) >= %s)"
-        " SELECT count(*) FROM (SELECT 1 FROM walk WHERE walk.tx IS NOT NULL"
-        f" AND (SELECT t.created_at >= %s AND t.status IN ({status_list}) FROM ledger_transaction t WHERE t.id = walk.tx)"
-        " LIMIT %s) AS counted)"
+        " SELECT t.id, t.created_at, t.status, walk.steps + 1 FROM walk JOIN ledger_transaction t"
+        " ON t.id = (SELECT p.transaction_id FROM ledger_posting p WHERE p.source_wallet_id = %s AND p.transaction_id < walk.tx"
+        " ORDER BY p.transaction_id DESC LIMIT 1)"
+        " WHERE walk.at >= %s AND walk.steps < %s)"
+        f" SELECT count(*) FROM (SELECT 1 FROM walk WHERE walk.at >= %s AND walk.status IN ({status_list}) LIMIT %s) AS counted)"
     )
-    return sql, [wallet_id, wallet_id, max_steps, since, since, *counted, cap]
+    return sql, [wallet_id, wallet_id, since, max_steps, since, *counted, cap]
 
 
 def wallet_outgoing_count(*, wallet: Wallet, since: dt.datetime, cap: int = 10_000) -> int:
