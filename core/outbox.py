@@ -347,6 +347,26 @@ def outbox_sweep(*, now: datetime | None = None, limit: int = 500, time_budget: 
     return counts
 
 
+def outbox_purge(*, now: datetime | None = None, batch_size: int = 5000) -> int:
+    """Delete `done` messages delivered more than OUTBOX_RETENTION_DAYS ago (default 30), in
+    batches; returns how many went. `dead` and unfinished messages stay (an operator acts on the
+    dead ones). What a purge gives up is the (topic, key) guard for those rows: a producer
+    emitting the same key again after the retention would get a new message. Every keyed producer
+    emits from a one-time state transition (a payout approved, an order completed, an e-mail code
+    created) and every handler checks its object's state first (a sent payout is not sent again,
+    a settled order not settled twice), so the guard is only needed for as long as a retry of the
+    emitting request can run: hours, never a month."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=max(_setting("OUTBOX_RETENTION_DAYS", 30), 1))
+    deleted = 0
+    done = Q(status=OutboxMessage.Status.DONE, done_at__lt=cutoff)
+    while True:
+        ids = list(OutboxMessage.objects.filter(done).order_by().values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            return deleted
+        deleted += OutboxMessage.objects.filter(done, pk__in=ids).delete()[0]
+
+
 def outbox_retry_now(*, message_ids: list[int]) -> int:
     """Make pending or dead messages due now; the next sweep runs them. A message leased right
     now is left to its dispatcher. The attempts and age are kept, so a dead message gets one more

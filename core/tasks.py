@@ -9,6 +9,8 @@
   `due_at`). Webhooks, payouts, e-mails and settlement kicks have no sweeper of their own.
 - `purge_idempotency_records()`: hourly, deletes idempotency records past their expiry
   (kept IDEMPOTENCY_KEY_TTL_HOURS, never less than 24 h).
+- `purge_outbox()`: hourly, deletes outbox messages done more than OUTBOX_RETENTION_DAYS ago
+  (core.outbox.outbox_purge); dead ones stay for an operator.
 
 Every task is safe to run twice or concurrently: a claim takes a row with SKIP LOCKED and a
 lease; the purge only deletes expired rows.
@@ -20,7 +22,7 @@ from django.conf import settings
 
 from config.celery import app
 from core.idempotency import idempotency_records_purge
-from core.outbox import outbox_dispatch, outbox_sweep
+from core.outbox import outbox_dispatch, outbox_purge, outbox_sweep
 from core.queues import QUEUES
 
 
@@ -41,6 +43,11 @@ def purge_idempotency_records() -> int:
     return idempotency_records_purge()
 
 
+@app.task(name="core.tasks.purge_outbox", ignore_result=True)
+def purge_outbox() -> int:
+    return outbox_purge()
+
+
 for _queue in QUEUES:  # each queue's pool sweeps its own topics
     app.conf.beat_schedule[f"core.sweep_outbox.{_queue}"] = {
         "task": "core.tasks.sweep_outbox",
@@ -50,6 +57,11 @@ for _queue in QUEUES:  # each queue's pool sweeps its own topics
     }
 app.conf.beat_schedule["core.purge_idempotency_records"] = {
     "task": "core.tasks.purge_idempotency_records",
+    "schedule": 3600.0,
+    "options": {"expires": 1800},
+}
+app.conf.beat_schedule["core.purge_outbox"] = {
+    "task": "core.tasks.purge_outbox",
     "schedule": 3600.0,
     "options": {"expires": 1800},
 }

@@ -164,6 +164,7 @@ CELERY_TASK_ROUTES = (
             "payorders.tasks.expire_orders": "chain",
             "compliance.tasks.*": "maintenance",
             "core.tasks.purge_idempotency_records": "maintenance",
+            "core.tasks.purge_outbox": "maintenance",
             "*.tasks.*partition*": "maintenance",
         }.items()
     },
@@ -401,6 +402,8 @@ OUTBOX_BACKOFF_BASE_SECONDS = env.int("OUTBOX_BACKOFF_BASE_SECONDS", default=10)
 OUTBOX_BACKOFF_MAX_SECONDS = env.int("OUTBOX_BACKOFF_MAX_SECONDS", default=3600)
 OUTBOX_MAX_ATTEMPTS = env.int("OUTBOX_MAX_ATTEMPTS", default=30)
 OUTBOX_MAX_AGE_SECONDS = env.int("OUTBOX_MAX_AGE_SECONDS", default=3 * 24 * 3600)
+# Done outbox messages are deleted this many days after delivery (core.outbox.outbox_purge, hourly).
+OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=30)
 # The currency the default limit and fee rules (blank currency) and TWO_FACTOR_THRESHOLD are in;
 # each movement converts at the price provider's mid rate (core.reference). Rates are kept per
 # process for LIMITS_RATE_CACHE_SECONDS (the HTTP feed is also cached for PRICE_CACHE_SECONDS).
