@@ -14,6 +14,7 @@ request, and with `--profile` the top functions of a cProfile (cumulative and ow
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -29,6 +30,35 @@ from api_bench import APP_NAME, Server, bench_url, drop_database, seed_users, se
 from ledger_bench import _proc_cpu, recreate_database, seed_wallets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def scratch_django(database_url: str, redis_url: str, prefix: str):
+    """Django set up in this process on a throwaway database (`<prefix>_<pid>`), migrated, with
+    the settings gunicorn runs with in bench/api_bench.py; the database is dropped on the way out.
+    Yields its URL."""
+    url = bench_url(database_url, f"{prefix}_{os.getpid()}")
+    recreate_database(url)
+    os.environ.update(server_env(url, redis_url))
+    os.environ["DATABASE_URL"] = url
+    sys.path.insert(0, str(ROOT))
+    import warnings
+
+    import django
+
+    warnings.filterwarnings("ignore", message="No directory at")
+    django.setup()
+    from django.core.cache import cache
+    from django.core.management import call_command
+    from django.db import connection
+
+    try:
+        call_command("migrate", verbosity=0)
+        cache.clear()
+        yield url
+    finally:
+        connection.close()
+        drop_database(url)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,25 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also send the requests over HTTP to one gunicorn sync worker, and print its CPU and its backend's")
     args = parser.parse_args(argv)
 
-    url = bench_url(args.database_url, f"coffer_reqcpu_{os.getpid()}")
-    recreate_database(url)
-    os.environ.update(server_env(url, args.redis_url))
-    os.environ["DATABASE_URL"] = url
-    sys.path.insert(0, str(ROOT))
-    import warnings
+    with scratch_django(args.database_url, args.redis_url, "coffer_reqcpu") as url:
+        from django.db import connection
+        from django.test import Client
 
-    import django
-
-    warnings.filterwarnings("ignore", message="No directory at")
-    django.setup()
-    from django.core.cache import cache
-    from django.core.management import call_command
-    from django.db import connection
-    from django.test import Client
-
-    try:
-        call_command("migrate", verbosity=0)
-        cache.clear()
         users = seed_users(args.users)
         org_wallets = seed_wallets(64)
         from accounts.models import Organization
@@ -166,9 +181,6 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{generic:8} {custom:8}  {sql}")
         if args.gunicorn:
             over_http(args, url, build)
-    finally:
-        connection.close()
-        drop_database(url)
     return 0
 
 

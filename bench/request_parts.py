@@ -14,14 +14,13 @@ them alike, and prints each part's median CPU per call beside the whole request:
 - JWT authentication with the cached user, the money throttle, the input serializer;
 - the request layer's floor (`GET /health`) and an unresolved `/api/` path.
 
-Seeds a throwaway database (`coffer_parts_<pid>`, dropped at the end) as request_cpu does.
+Seeds a throwaway database (`coffer_parts_<pid>`, dropped at the end) with request_cpu's `scratch_django`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -30,10 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from api_bench import bench_url, drop_database, seed_users, server_env
-from ledger_bench import recreate_database
-
-ROOT = Path(__file__).resolve().parent.parent
+from api_bench import seed_users
+from request_cpu import scratch_django
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,29 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200, help="calls of each part per round")
     args = parser.parse_args(argv)
 
-    url = bench_url(args.database_url, f"coffer_parts_{os.getpid()}")
-    recreate_database(url)
-    os.environ.update(server_env(url, args.redis_url))
-    os.environ["DATABASE_URL"] = url
-    sys.path.insert(0, str(ROOT))
-    import warnings
+    with scratch_django(args.database_url, args.redis_url, "coffer_parts"):
+        from django.db import transaction
+        from django.test import Client
+        from django.utils import timezone
+        from rest_framework.renderers import JSONRenderer
+        from rest_framework.request import Request
+        from rest_framework.test import APIRequestFactory
 
-    import django
-
-    warnings.filterwarnings("ignore", message="No directory at")
-    django.setup()
-    from django.core.cache import cache
-    from django.core.management import call_command
-    from django.db import connection, transaction
-    from django.test import Client
-    from django.utils import timezone
-    from rest_framework.renderers import JSONRenderer
-    from rest_framework.request import Request
-    from rest_framework.test import APIRequestFactory
-
-    try:
-        call_command("migrate", verbosity=0)
-        cache.clear()
         users = seed_users(64)
         from accounts.identity.authentication import UserJWTAuthentication
         from accounts.identity.throttles import MoneyThrottle
@@ -154,9 +136,6 @@ def main(argv: list[str] | None = None) -> int:
               "backend's CPU is not in these figures: bench/request_cpu.py)")
         for name, values in cpu.items():
             print(f"{statistics.median(values):8.0f} us  {name}")
-    finally:
-        connection.close()
-        drop_database(url)
     return 0
 
 
