@@ -182,7 +182,7 @@ def clock_at(moment: datetime):
 def past_month_partitions(months: int = 6):
     """PostgreSQL: monthly partitions of ledger_entry for the `months` months before this one, as
     a database partitioned that long ago has them (a new test database's legacy partition covers
-    everything before this month). Committed DDL (for TransactionTestCase-style tests), undone on
+    everything before this month, or before the next one after the conversion test re-ran it). Committed DDL (for TransactionTestCase-style tests), undone on
     exit: the months created are dropped and the legacy partition gets its bound back."""
     from ledger.partitions import _legacy_end, add_months, create_month_sql, month_start, partition_name, partitions
 
@@ -199,7 +199,9 @@ def past_month_partitions(months: int = 6):
         run("ALTER TABLE ledger_entry DETACH PARTITION ledger_entry_p_legacy")
         run(f"ALTER TABLE ledger_entry ATTACH PARTITION ledger_entry_p_legacy FOR VALUES FROM (MINVALUE) TO ('{first.isoformat()} 00:00:00+00')")
     existing = {name for name, _ in partitions("ledger_entry")}
-    made = [add_months(first, n) for n in range(months) if partition_name("ledger_entry", add_months(first, n)) not in existing]
+    # ... and this month's, which the moved legacy partition may have been holding (a database
+    # whose conversion ran with rows of this month: ledger 0010 then covers up to next month).
+    made = [add_months(first, n) for n in range(months + 1) if partition_name("ledger_entry", add_months(first, n)) not in existing]
     for month in made:
         run(create_month_sql("ledger_entry", month))
     try:
