@@ -38,16 +38,22 @@ Guarantees
   work has already rolled back to their savepoint when they raise.
 - 5xx responses and any other exception roll the whole block back and store nothing: the retry runs
   the request again.
-- Concurrency. The database is the guard: on PostgreSQL the block's first statement takes
-  `pg_try_advisory_xact_lock(<64 bits of SHA-256(scope, endpoint, key)>)` (64 bits rather than
-  `hashtext`'s 32 so unrelated keys practically never share a lock) and looks the key's record up;
-  not getting the lock means the key is running elsewhere -> 409. On SQLite every write
-  transaction is IMMEDIATE, so writers are serialised already, and a Redis lock (`cache.add`) in
-  front answers a concurrent duplicate 409 (IDEMPOTENCY_CACHE_LOCK: "auto" = only where there is
-  no advisory lock, "on", "off"). Last line: the UNIQUE constraint (scope, endpoint, key). The
-  lookup's snapshot is the statement's, taken before the lock was granted, so a request whose
-  twin committed in between runs once more and then loses the insert: everything it did is
-  rolled back and the winner's record is replayed. Flushing Redis never allows a double effect.
+- Concurrency. The database is the guard: on PostgreSQL the block's first statement calls
+  `core_idempotency_claim` (core 0003), which takes `pg_try_advisory_xact_lock(<64 bits of
+  SHA-256(scope, endpoint, key)>)` (64 bits rather than `hashtext`'s 32 so unrelated keys
+  practically never share a lock) and then looks the key's record up. Not getting the lock means
+  the key is running elsewhere -> 409. The lookup is a statement of its own inside a VOLATILE
+  function, so its snapshot is taken after the lock was granted: a twin that held the lock has
+  committed (a transaction's locks go after its commit is visible) and its record is seen and
+  replayed; no request runs twice, in any month. On SQLite every write transaction is IMMEDIATE,
+  so writers are serialised already, and a Redis lock (`cache.add`) in front answers a concurrent
+  duplicate 409 (IDEMPOTENCY_CACHE_LOCK: "auto" = only where there is no advisory lock, "on",
+  "off"). Behind them, UNIQUE (scope, endpoint, key, period): a request that inserts a second
+  record of a key in a month loses the insert, everything it did is rolled back and the winner's
+  record is replayed. Flushing Redis never allows a double effect.
+- Partitions. On PostgreSQL the records are partitioned by month (`period`, the UTC month of the
+  record): lookups read the months that can still hold a live record (at most two), and the
+  hourly purge drops a month whole once every record in it has expired.
 - Records live IDEMPOTENCY_KEY_TTL_HOURS (default 48, never less than 24) and are purged by the
   beat task `core.tasks.purge_idempotency_records`. An expired record no longer counts.
 """
@@ -59,7 +65,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -88,6 +94,7 @@ from core.errors import (
 )
 from core.exceptions import api_exception_handler
 from core.models import IdempotencyRecord
+from core.partitions import is_partitioned, month_start, partitions, upper_bound
 
 logger = logging.getLogger("coffer.idempotency")
 
@@ -205,15 +212,51 @@ def _lock_seconds() -> int:
     return int(getattr(settings, "IDEMPOTENCY_LOCK_SECONDS", 60))
 
 
+def _live_since(now: datetime) -> date:
+    """The oldest `period` that can hold an unexpired record: records of earlier months were
+    created more than the retention ago (partition pruning reads at most two months)."""
+    return month_start(now - timedelta(hours=ttl_hours()))
+
+
 def idempotency_record_get(*, scope: str, endpoint: str, key: str, now: datetime | None = None) -> IdempotencyRecord | None:
     """The live (unexpired) record for a key, if one is committed."""
     now = now or timezone.now()
-    return IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key, expires_at__gt=now).first()
+    return (
+        IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key, period__gte=_live_since(now), expires_at__gt=now)
+        .order_by("-period").first()
+    )
+
+
+def idempotency_partitions_drop(*, now: datetime | None = None) -> list[str]:
+    """Detach and drop the monthly partitions (PostgreSQL) whose records have all expired: the
+    month ended more than the retention ago and no record in it is still live (a record kept
+    longer under an earlier, longer IDEMPOTENCY_KEY_TTL_HOURS keeps its month). The names dropped."""
+    if not is_partitioned(IdempotencyRecord._meta.db_table):
+        return []
+    now = now or timezone.now()
+    table = IdempotencyRecord._meta.db_table
+    dropped = []
+    for name, bound in partitions(table):
+        end = upper_bound(bound)
+        if end is None or end > _live_since(now):
+            continue
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name} WHERE expires_at > %s)", [now])
+                if cursor.fetchone()[0]:
+                    continue
+                cursor.execute(f"ALTER TABLE {table} DETACH PARTITION {name}")
+                cursor.execute(f"DROP TABLE {name}")
+        logger.info("idempotency: dropped the expired partition %s", name)
+        dropped.append(name)
+    return dropped
 
 
 def idempotency_records_purge(*, now: datetime | None = None, batch_size: int = 5000) -> int:
-    """Delete expired records in batches; returns how many went."""
+    """Drop the months whose records have all expired (`idempotency_partitions_drop`), then delete
+    the remaining expired records in batches; returns how many records the batches deleted."""
     now = now or timezone.now()
+    idempotency_partitions_drop(now=now)
     deleted = 0
     while True:
         ids = list(IdempotencyRecord.objects.filter(expires_at__lte=now).values_list("pk", flat=True)[:batch_size])
@@ -366,16 +409,15 @@ def _claim(*, scope: str, endpoint: str, key: str) -> IdempotencyRecord | None:
     """In the request's transaction: take the key's advisory lock (PostgreSQL; not getting it
     means the key is running elsewhere -> 409) and return its committed record, if any, in ONE
     statement (the lock and the lookup are one round trip on the hot path)."""
+    since = _live_since(timezone.now())
     if connection.vendor == "postgresql":
-        table = IdempotencyRecord._meta.db_table
-        got, record_id = query(
-            f"SELECT pg_try_advisory_xact_lock(%s), (SELECT id FROM {table} WHERE scope = %s AND endpoint = %s AND key = %s)",
-            [_advisory_lock_id(scope, endpoint, key), scope, endpoint, key], one=True,
+        (record_id,) = query(
+            "SELECT core_idempotency_claim(%s, %s, %s, %s, %s)", [_advisory_lock_id(scope, endpoint, key), scope, endpoint, key, since], one=True,
         )
-        if not got:
+        if record_id == -1:
             raise IdempotencyKeyInProgress(details={"idempotency_key": key})
-        return None if record_id is None else IdempotencyRecord.objects.filter(pk=record_id).first()
-    return IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key).first()
+        return None if record_id is None else IdempotencyRecord.objects.filter(pk=record_id, period__gte=since).first()
+    return IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key, period__gte=since).order_by("-period").first()
 
 
 def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprint):
@@ -386,7 +428,7 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
             if existing is not None:
                 if existing.expires_at > now:
                     return _replay(existing, fingerprint)
-                existing.delete()  # expired: the key is free again
+                IdempotencyRecord.objects.filter(pk=existing.pk, period=existing.period).delete()  # expired: the key is free again
 
             response = _outcome(handler, view, request)
             if _error_code(response) in _NOT_STORED_CODES:
@@ -405,7 +447,8 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
                 response_headers=headers,
                 created_at=stored_at,
                 expires_at=stored_at + timedelta(hours=ttl_hours()),
-            ), conflict=("scope", "endpoint", "key"), with_rows=gathered.take())
+                period=month_start(stored_at),
+            ), conflict=("scope", "endpoint", "key", "period"), with_rows=gathered.take())
             # one statement with the request's gathered rows (its audit event); no savepoint: a
             # lost race is rolled back whole below, those rows with it
             if not stored:

@@ -2,10 +2,13 @@
 
 `IdempotencyRecord`
     The stored outcome of a money-moving request (SPEC 5, invariant 6). One row per
-    (caller scope, endpoint, key); the UNIQUE constraint on that triple is the final guard against
-    running a request twice, whatever Redis says. The row is written in the same database
-    transaction as the money the request moved, so either both exist or neither does. Only 2xx and
-    4xx outcomes are stored; a 5xx rolls everything back and the client may retry.
+    (caller scope, endpoint, key). The guard against running a request twice, whatever Redis
+    says, is the database: the key's advisory lock and a lookup made after it (core.idempotency),
+    with UNIQUE (scope, endpoint, key, period) behind them within a month. On PostgreSQL the table
+    is partitioned by month (`period`, core 0003) and a month is dropped whole once every record in
+    it has expired. The row is written in the same database transaction as the money the request
+    moved, so either both exist or neither does. Only 2xx and 4xx outcomes are stored; a 5xx rolls
+    everything back and the client may retry.
 
 `OutboxMessage`
     A side effect that leaves the database (webhook delivery, payout send or status check,
@@ -19,10 +22,18 @@
     every handler is idempotent.
 """
 
+from datetime import date
+
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+
+def this_month() -> date:
+    """The first day of the current UTC month (`IdempotencyRecord.period`)."""
+    now = timezone.now()
+    return date(now.year, now.month, 1)
 
 
 class IdempotencyRecord(models.Model):
@@ -37,11 +48,15 @@ class IdempotencyRecord(models.Model):
     response_headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(db_index=True)
+    # The month of created_at (UTC): the partition key on PostgreSQL (core 0003). Within a month
+    # the unique constraint below is the last guard; across months it is the claim's advisory
+    # lock and fresh-snapshot lookup (core.idempotency, "Concurrency").
+    period = models.DateField(default=this_month, editable=False)
 
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.UniqueConstraint(fields=["scope", "endpoint", "key"], name="idempotency_record_unique_key"),
+            models.UniqueConstraint(fields=["scope", "endpoint", "key", "period"], name="idempotency_record_unique_key_month"),
         ]
 
     def __str__(self) -> str:

@@ -29,63 +29,35 @@ partition in one transaction; `ledger.checks` counts those totals in place of th
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
+from datetime import datetime
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-PARTITIONED = {"ledger_entry": "created_at", "compliance_auditevent": "created_at"}
+from core.partitions import (  # noqa: F401  (re-exported: the ledger's callers and tests use them from here)
+    LEGACY_SUFFIX,
+    add_months,
+    is_partitioned,
+    month_partition_sql,
+    month_start,
+    partition_name,
+    partitions,
+)
+from core.partitions import legacy_end as _legacy_end
+
+PARTITIONED = {"ledger_entry": "created_at", "compliance_auditevent": "created_at", "core_idempotencyrecord": "period"}
 # PostgreSQL clones row-level triggers onto every partition, not statement-level ones: what each
 # new partition of a table needs besides (the audit chain's TRUNCATE refusal; see compliance 0011).
 PER_PARTITION_SQL = {
     "compliance_auditevent": "CREATE OR REPLACE TRIGGER compliance_auditevent_no_truncate BEFORE TRUNCATE ON {name}"
                              " FOR EACH STATEMENT EXECUTE FUNCTION compliance_audit_refuse_truncate()",
 }
-LEGACY_SUFFIX = "_p_legacy"
-_NAME = re.compile(r"^(?P<table>[a-z_]+)_p(?P<year>\d{4})_(?P<month>\d{2})$")
 
 
-def month_start(moment: datetime | date) -> date:
-    return date(moment.year, moment.month, 1)
-
-
-def add_months(month: date, months: int) -> date:
-    index = month.year * 12 + month.month - 1 + months
-    return date(index // 12, index % 12 + 1, 1)
-
-
-def partition_name(table: str, month: date) -> str:
-    return f"{table}_p{month.year:04d}_{month.month:02d}"
-
-
-def is_partitioned(table: str) -> bool:
-    if connection.vendor != "postgresql":
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass(%s))", [table])
-        return cursor.fetchone()[0]
-
-
-def partitions(table: str) -> list[tuple[str, str]]:
-    """(partition name, bound expression) of `table`, in name order."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = to_regclass(%s) ORDER BY c.relname",
-            [table],
-        )
-        return list(cursor.fetchall())
-
-
-def create_month_sql(table: str, month: date) -> str:
-    name = partition_name(table, month)
-    sql = (
-        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table}"
-        f" FOR VALUES FROM ('{month.isoformat()} 00:00:00+00') TO ('{add_months(month, 1).isoformat()} 00:00:00+00')"
-    )
+def create_month_sql(table: str, month) -> str:
+    sql = month_partition_sql(table, month)
     extra = PER_PARTITION_SQL.get(table)
-    return f"{sql}; {extra.format(name=name)}" if extra else sql
+    return f"{sql}; {extra.format(name=partition_name(table, month))}" if extra else sql
 
 
 def entry_partitions_ensure(*, months_ahead: int | None = None, now: datetime | None = None) -> list[str]:
@@ -115,15 +87,6 @@ def entry_partitions_ensure(*, months_ahead: int | None = None, now: datetime | 
                     cursor.execute(create_month_sql(table, month))
             created.append(name)
     return created
-
-
-def _legacy_end(table: str) -> date | None:
-    """The first month not covered by the legacy partition (its upper bound), if it has one."""
-    for name, bound in partitions(table):
-        if name == table + LEGACY_SUFFIX:
-            match = re.search(r"TO \('(\d{4})-(\d{2})-01", bound)
-            return date(int(match.group(1)), int(match.group(2)), 1) if match else None
-    return None
 
 
 def index_and_partitions(index: str) -> set[str]:

@@ -96,7 +96,7 @@ def test_the_daily_task_creates_audit_months_too(pg):
     later = timezone.now() + timedelta(days=500)
     created = entry_partitions_ensure(months_ahead=1, now=later)
     expected = [partition_name(t, add_months(month_start(later), n)) for t in ("ledger_entry", TABLE) for n in range(2)]
-    assert created == expected
+    assert set(expected) <= set(created)  # with the other partitioned tables' months
     assert entry_partitions_ensure(months_ahead=1, now=later) == []
     name = partition_name(TABLE, month_start(later))
     assert {t for (t,) in _sql("SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal", [name])} == {

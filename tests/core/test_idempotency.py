@@ -335,9 +335,9 @@ class TestPurge:
 
     @override_settings(IDEMPOTENCY_KEY_TTL_HOURS=48)
     def test_the_hourly_purge_keeps_the_table_bounded_by_retention_not_by_age(self):
-        """The table is not partitioned (docs/deploy.md, "Partitioned history"): its size is
-        the purge's job. Ten days of steady traffic, purged as beat does: the table never holds
-        more than the retention window's records, however long it runs."""
+        """Within a month the purge deletes expired rows (whole expired months are dropped:
+        tests/core/test_idempotency_partitions.py). Ten days of steady traffic, purged as beat
+        does: the table never holds more than the retention window's records, however long it runs."""
         start = timezone.now() - timedelta(days=10)
         per_hour, sizes = 3, []
         for hour in range(10 * 24):
