@@ -502,13 +502,21 @@ def round_trips(kind: str, ids: list[int]) -> tuple[int, int, list[str]]:
     return len(statements), trips, statements
 
 
-def _proc_cpu(pid: int) -> float | None:
-    """utime + stime of a local process, in seconds (None if it is not readable here)."""
+def _proc_cpu_split(pid: int) -> tuple[float, float] | None:
+    """(utime, stime) of a local process in seconds: its own code vs the kernel working for it
+    (system calls, loopback TCP, context switches); None if it is not readable here."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _proc_cpu(pid: int) -> float | None:
+    """utime + stime of a local process, in seconds (None if it is not readable here)."""
+    split = _proc_cpu_split(pid)
+    return None if split is None else split[0] + split[1]
 
 
 def cpu_costs(pgbench: str, url: str, ids: list[int], postings: int) -> dict:

@@ -24,7 +24,6 @@ import json
 import statistics
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,7 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     with scratch_django(args.database_url, args.redis_url, "coffer_parts"):
         from django.db import transaction
         from django.test import Client
-        from django.utils import timezone
         from rest_framework.renderers import JSONRenderer
         from rest_framework.request import Request
         from rest_framework.test import APIRequestFactory
@@ -53,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         from accounts.identity.authentication import UserJWTAuthentication
         from accounts.identity.throttles import MoneyThrottle
         from compliance.audit.record import audit_event
-        from core.db import Insert, gathered_inserts, insert_later, insert_or_skip
-        from core.idempotency import _claim
-        from core.models import IdempotencyRecord
+        from core.db import Insert, gathered_inserts, insert_later
+        from core.idempotency import _claim, idempotency_record_store
         from wallets.movements.transfers import transfer_create
         from wallets.serializers import TransferInput, transaction_representation
 
@@ -89,11 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             with transaction.atomic(durable=True), gathered_inserts() as gathered:
                 _claim(scope=scope, endpoint="transfers.create", key=key)
                 insert_later([Insert(audit_event(actor=a["user"], action="transfer.created", data={"transaction_id": 1}))])
-                now = timezone.now()
-                insert_or_skip(IdempotencyRecord(
+                idempotency_record_store(
                     scope=scope, endpoint="transfers.create", key=key, fingerprint="0" * 64, method="POST", path="/api/v1/transfers",
-                    response_status=201, response_body="{}", response_headers={}, created_at=now, expires_at=now + timedelta(hours=48),
-                ), conflict=("scope", "endpoint", "key"), with_rows=gathered.take())
+                    status=201, body="{}", headers={}, with_rows=gathered.take(),
+                )
 
         def authenticate():
             a, _ = pair()
