@@ -420,6 +420,21 @@ def _claim(*, scope: str, endpoint: str, key: str) -> IdempotencyRecord | None:
     return IdempotencyRecord.objects.filter(scope=scope, endpoint=endpoint, key=key, period__gte=since).order_by("-period").first()
 
 
+def idempotency_record_store(
+    *, scope: str, endpoint: str, key: str, fingerprint: str, method: str, path: str, status: int, body: str, headers: dict,
+    with_rows=(),
+) -> bool:
+    """INSERT the outcome of a request in this month's partition, in one statement with
+    `with_rows` (the request's gathered rows); False when the key already has a record this month
+    (a lost race: the caller rolls back)."""
+    stored_at = timezone.now()
+    return insert_or_skip(IdempotencyRecord(
+        scope=scope, endpoint=endpoint, key=key, fingerprint=fingerprint, method=method, path=path[:500],
+        response_status=status, response_body=body, response_headers=headers, created_at=stored_at,
+        expires_at=stored_at + timedelta(hours=ttl_hours()), period=month_start(stored_at),
+    ), conflict=("scope", "endpoint", "key", "period"), with_rows=with_rows)
+
+
 def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprint):
     try:
         with transaction.atomic(durable=True), gathered_inserts() as gathered:
@@ -434,21 +449,10 @@ def _execute_guarded(*, request, view, endpoint, handler, scope, key, fingerprin
             if _error_code(response) in _NOT_STORED_CODES:
                 return response
             headers = {name: response[name] for name in STORED_HEADERS if response.has_header(name)}
-            stored_at = timezone.now()
-            stored = insert_or_skip(IdempotencyRecord(
-                scope=scope,
-                endpoint=endpoint,
-                key=key,
-                fingerprint=fingerprint,
-                method=request.method,
-                path=request.path[:500],
-                response_status=response.status_code,
-                response_body=_response_body(response),
-                response_headers=headers,
-                created_at=stored_at,
-                expires_at=stored_at + timedelta(hours=ttl_hours()),
-                period=month_start(stored_at),
-            ), conflict=("scope", "endpoint", "key", "period"), with_rows=gathered.take())
+            stored = idempotency_record_store(
+                scope=scope, endpoint=endpoint, key=key, fingerprint=fingerprint, method=request.method, path=request.path,
+                status=response.status_code, body=_response_body(response), headers=headers, with_rows=gathered.take(),
+            )
             # one statement with the request's gathered rows (its audit event); no savepoint: a
             # lost race is rolled back whole below, those rows with it
             if not stored:

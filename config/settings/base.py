@@ -507,6 +507,12 @@ if DATABASE_REPLICA_URL:
     DATABASE_ROUTERS = ["core.routing.ReplicaRouter"]
     MIDDLEWARE = [*MIDDLEWARE, "core.routing.ReplicaRoutingMiddleware"]
 
+# Every PostgreSQL alias through core.postgresql: Django's backend whose per-request health check
+# (CONN_HEALTH_CHECKS) reads the socket's state instead of sending `SELECT 1`.
+for _database in DATABASES.values():
+    if _database["ENGINE"] == "django.db.backends.postgresql":
+        _database["ENGINE"] = "core.postgresql"
+
 # Request ids, the RateLimit and Idempotency-Retention headers, HTTP metrics (core.requestid): first.
 MIDDLEWARE = ["core.requestid.RequestMiddleware", *MIDDLEWARE]
 # GET /metrics with `Authorization: Bearer <METRICS_TOKEN>`; empty: the endpoint answers 404 (core.metrics).
