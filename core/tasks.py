@@ -27,10 +27,15 @@ from core.queues import QUEUES
 
 
 @app.task(name="core.tasks.dispatch_outbox", ignore_result=True)
-def dispatch_outbox(message_id: int, due_at: str | None = None, topic: str = "") -> str:
+def dispatch_outbox(message_id: int, due_at: str | None = None, topic: str = "", created_at: str | None = None) -> str:
     """`due_at` (ISO 8601): a retry's hop, see core.outbox "Retry on time". `topic` only routes
-    the task to its queue (core.queues.route_task); the row is the truth."""
-    return outbox_dispatch(message_id=message_id, due_at=datetime.fromisoformat(due_at) if due_at else None)
+    the task to its queue (core.queues.route_task); the row is the truth. `created_at` (ISO 8601)
+    names the message's monthly partition; a task enqueued without it still finds the message."""
+    return outbox_dispatch(
+        message_id=message_id,
+        due_at=datetime.fromisoformat(due_at) if due_at else None,
+        created_at=datetime.fromisoformat(created_at) if created_at else None,
+    )
 
 
 @app.task(name="core.tasks.sweep_outbox", ignore_result=True)
