@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q, Subquery
 from django.utils import timezone
 
@@ -440,9 +440,10 @@ def outbox_drop_months(
     an archive (pg_dump -t, then DROP TABLE); `dry_run` only names them. Returns (partition,
     rows) per month dropped (or that would be). PostgreSQL only ([] elsewhere).
 
-    Each month is scanned without a lock, then detached, re-checked for a pending row (a dead
-    message re-queued meanwhile: the month stays) and dropped in one short transaction (the
-    DETACH holds the outbox's table lock for that moment)."""
+    Each month is scanned without a lock; then, in one transaction, its keys are deleted, it is
+    detached (the outbox's ACCESS EXCLUSIVE lock, waited for at most OUTBOX_DROP_LOCK_TIMEOUT_MS,
+    5 s, else the month stays for the next run), re-checked for a pending row (a dead message
+    re-queued meanwhile: the month stays, its keys too) and dropped."""
     now = now or timezone.now()
     cutoff = _retention_cutoff(now)
     dropped = []
@@ -468,6 +469,7 @@ def outbox_drop_months(
                     f"DELETE FROM core_outboxkey k USING {name} m"
                     " WHERE m.key <> '' AND k.topic = m.topic AND k.key = m.key AND k.message_id = m.id"
                 )
+                cursor.execute(f"SET LOCAL lock_timeout = {_setting('OUTBOX_DROP_LOCK_TIMEOUT_MS', 5000)}")
                 cursor.execute(f"ALTER TABLE core_outboxmessage DETACH PARTITION {name}")
                 cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name} WHERE status = 'pending')")
                 if cursor.fetchone()[0]:
@@ -475,6 +477,9 @@ def outbox_drop_months(
                 if not detach_only:
                     cursor.execute(f"DROP TABLE {name}")
         except _Keep:
+            continue
+        except OperationalError as exc:  # the lock timeout: the outbox was busy; the next run tries again
+            logger.warning("outbox: month %s not detached (%s); kept", name, exc)
             continue
         logger.info("outbox: month %s %s (%s rows)", name, "detached" if detach_only else "dropped", rows)
         dropped.append((name, rows))
