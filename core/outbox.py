@@ -20,6 +20,18 @@ Invariants:
   queue's topics.
 - Handlers are idempotent (one can run twice) and registered at import time of their app's
   `tasks.py` (`register_handler(topic, func)`); a topic without a handler is a failure.
+- Partitions (PostgreSQL; docs/deploy.md "Partitioned history"). The table is partitioned by
+  month of `created_at` (core migration 0003; months made ahead by the daily
+  `ledger.tasks.ensure_entry_partitions`), its key (id, created_at). The (topic, key) guard is
+  global across months: the unpartitioned `OutboxKey`, claimed by a trigger in the message's own
+  INSERT (a taken key skips the message: no statement more than before) and released with it.
+  Every dispatch the outbox enqueues carries `created_at`, and the claim and the record of its
+  outcome read and write the message's month only; a lookup by id alone (admin, re-queue, an
+  older task) probes each partition once.
+- Size. `outbox_purge` (hourly) drops the old months whose rows are all done past
+  OUTBOX_RETENTION_DAYS whole, then deletes the other old done rows in batches;
+  `outbox_drop_months` (`manage.py outbox_drop_months --include-dead`) also drops months whose
+  dead messages are past it. Dead and unfinished messages stay until then.
 """
 
 from __future__ import annotations
@@ -489,7 +501,8 @@ def outbox_drop_months(
 def outbox_retry_now(*, message_ids: list[int]) -> int:
     """Make pending or dead messages due now; the next sweep runs them. A message leased right
     now is left to its dispatcher. The attempts and age are kept, so a dead message gets one more
-    attempt per re-queue. Returns how many were queued."""
+    attempt per re-queue. Returns how many were queued. (By id alone: an operator's action, each
+    partition's primary key probed.)"""
     return (
         OutboxMessage.objects.filter(pk__in=message_ids)
         .filter(Q(status=DEAD) | Q(status=PENDING, lease_owner=""))

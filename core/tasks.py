@@ -10,7 +10,8 @@
 - `purge_idempotency_records()`: hourly, deletes idempotency records past their expiry
   (kept IDEMPOTENCY_KEY_TTL_HOURS, never less than 24 h).
 - `purge_outbox()`: hourly, deletes outbox messages done more than OUTBOX_RETENTION_DAYS ago
-  (core.outbox.outbox_purge); dead ones stay for an operator.
+  (core.outbox.outbox_purge): whole monthly partitions first (PostgreSQL), then rows; dead ones
+  stay for an operator (`manage.py outbox_drop_months --include-dead`).
 
 Every task is safe to run twice or concurrently: a claim takes a row with SKIP LOCKED and a
 lease; the purge only deletes expired rows.
