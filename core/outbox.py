@@ -39,11 +39,11 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings
@@ -53,6 +53,7 @@ from django.utils import timezone
 
 from core.db import Insert, insert_all
 from core.models import OutboxKey, OutboxMessage
+from core.partitions import is_partitioned, partitions, upper_bound
 
 logger = logging.getLogger("coffer.outbox")
 
@@ -417,23 +418,15 @@ def _retention_cutoff(now: datetime) -> datetime:
     return now - timedelta(days=max(_setting("OUTBOX_RETENTION_DAYS", 30), 1))
 
 
-_UPPER_BOUND = re.compile(r"TO \('([^']+)'\)")
-
-
 def outbox_months() -> list[tuple[str, datetime | None]]:
     """The partitions of the outbox (PostgreSQL; [] elsewhere) and the end of each one's range
-    (exclusive; None for an unbounded one), oldest first."""
-    if connection.vendor != "postgresql":
+    (exclusive, UTC midnight of a first of the month; None for an unbounded one), oldest first."""
+    if not is_partitioned("core_outboxmessage"):
         return []
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = 'core_outboxmessage'::regclass"
-        )
-        found = []
-        for name, bound in cursor.fetchall():
-            match = _UPPER_BOUND.search(bound)
-            found.append((name, datetime.fromisoformat(match.group(1)) if match else None))
+    found = []
+    for name, bound in partitions("core_outboxmessage"):
+        end = upper_bound(bound)
+        found.append((name, datetime(end.year, end.month, 1, tzinfo=dt_timezone.utc) if end else None))
     return sorted(found, key=lambda month: (month[1] is None, month[1] or datetime.min))
 
 

@@ -1,4 +1,4 @@
-"""The outbox partitioned by month (issue 15 item 3; core migration 0003, core.outbox).
+"""The outbox partitioned by month (issue 15 item 3; core migration 0004, core.outbox).
 
 On PostgreSQL: core_outboxmessage is partitioned by month of created_at with (id, created_at) as
 primary key, months ready ahead (created by the daily partition task too), the claim's index on
@@ -216,7 +216,7 @@ def test_the_hourly_purge_drops_all_done_months_and_the_command_the_rest(old_mon
     assert not OutboxKey.objects.filter(key="B-0").exists()
 
 
-# --- Migration 0003 on a table with rows --------------------------------------------------------------
+# --- Migration 0004 on a table with rows --------------------------------------------------------------
 
 
 def _migrate(targets):
@@ -238,7 +238,7 @@ def test_migration_converts_a_table_with_rows_and_back(pg):
         outbox_emit(topic="test.mig", payload={"n": 2})
         old = timezone.now() - timedelta(days=70)
         OutboxMessage.objects.create(topic="test.mig", payload={}, key="k-old", created_at=old, next_attempt_at=old, status=DONE, done_at=old)
-        _migrate([("core", "0002_outbox_lease")])
+        _migrate([("core", "0003_partition_idempotency_records")])
         assert not is_partitioned("core_outboxmessage")
         assert _sql("SELECT count(*) FROM pg_indexes WHERE indexname = 'outbox_message_unique_key'")[0][0] == 1
         before = list(OutboxMessage.objects.order_by("id").values_list(*columns))
@@ -254,7 +254,7 @@ def test_migration_converts_a_table_with_rows_and_back(pg):
         assert fresh.pk > before[-1][0]  # ids continue the one sequence
         assert len(index_and_partitions("outbox_message_due")) == len(partitions("core_outboxmessage")) + 1
 
-        _migrate([("core", "0002_outbox_lease")])  # and back: one plain table with every row
+        _migrate([("core", "0003_partition_idempotency_records")])  # and back: one plain table with every row
         assert not is_partitioned("core_outboxmessage")
         assert OutboxMessage.objects.count() == 4
         assert _sql("SELECT to_regclass('core_outboxkey')")[0][0] is None
