@@ -8,20 +8,40 @@ dispatches name the message's month; an old month whose rows are all done (or de
 past the retention is detached and dropped with its keys, one with a pending or recent row stays;
 the migration converts a table with rows and back. On SQLite one plain table and its unique index."""
 
-from datetime import datetime, timedelta, timezone as tz
+import time
+from datetime import datetime, timedelta
+from datetime import timezone as tz
 from unittest import mock
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from core.db import insert_all
+from core.db import Insert, insert_all
 from core.models import OutboxKey, OutboxMessage
-from core.outbox import outbox_dispatch, outbox_drop_months, outbox_emit, outbox_message, outbox_months, outbox_purge, register_handler, unregister_handler
-from ledger.partitions import add_months, entry_partitions_ensure, index_and_partitions, is_partitioned, month_start, partition_name, partitions
+from core.outbox import (
+    outbox_dispatch,
+    outbox_drop_months,
+    outbox_emit,
+    outbox_message,
+    outbox_months,
+    outbox_purge,
+    register_handler,
+    unregister_handler,
+)
+from ledger.partitions import (
+    add_months,
+    entry_partitions_ensure,
+    index_and_partitions,
+    is_partitioned,
+    month_start,
+    partition_name,
+    partitions,
+)
+from tests.concurrency import run_in_threads
 
 DONE, DEAD, PENDING = OutboxMessage.Status.DONE, OutboxMessage.Status.DEAD, OutboxMessage.Status.PENDING
 
@@ -110,6 +130,31 @@ def test_the_key_guard_holds_across_months(pg):
         insert_all([row, fresh])
     assert len(queries) == 1 and row.instance._state.adding and not fresh.instance._state.adding
     assert OutboxMessage.objects.filter(topic="test.part").count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_transactions_racing_for_one_key_in_two_months_write_one_message(pg):
+    later = _mid(add_months(month_start(timezone.now()), 2))
+
+    def emit(i: int) -> int | None:
+        with transaction.atomic():
+            if i == 0:
+                message = outbox_emit(topic="test.race", payload={"i": i}, key="race-1")
+                pk = message.pk
+            else:  # the same key, written in a later month's partition
+                row = Insert(OutboxMessage(topic="test.race", payload={"i": i}, key="race-1", created_at=later, next_attempt_at=later))
+                insert_all([row])
+                pk = None if row.instance._state.adding else row.instance.pk
+            time.sleep(0.3)  # hold the key's claim while the other transaction tries it
+            return pk
+
+    results = run_in_threads(2, emit)
+    assert not any(isinstance(r, BaseException) for r in results), results
+    assert OutboxMessage.objects.filter(topic="test.race").count() == 1
+    winner = OutboxMessage.objects.get(topic="test.race")
+    assert winner.pk in results and OutboxKey.objects.get(topic="test.race", key="race-1").message_id == winner.pk
+    assert outbox_emit(topic="test.race", payload={}, key="race-1").pk == winner.pk
 
 
 @pytest.mark.postgres
