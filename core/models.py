@@ -30,7 +30,9 @@
     months (a partitioned unique index would have to contain `created_at`). PostgreSQL only: a
     BEFORE INSERT trigger on the messages writes it in the message's own INSERT and skips the
     message (no row, no error) when the key is taken; an AFTER DELETE trigger removes it with its
-    message (the purge), and dropping a month deletes its months' keys first (core.outbox). On
+    message (the purge), and dropping a month deletes that month's keys (core.outbox). Keyed
+    messages are written by `outbox_emit` / `outbox_message`, which read the skip as "exists": an
+    ORM `create()` of a taken key gets no row back and fails (TypeError), not IntegrityError. On
     SQLite the table stays empty and the plain unique index guards.
 """
 

@@ -21,7 +21,7 @@ Invariants:
 - Handlers are idempotent (one can run twice) and registered at import time of their app's
   `tasks.py` (`register_handler(topic, func)`); a topic without a handler is a failure.
 - Partitions (PostgreSQL; docs/deploy.md "Partitioned history"). The table is partitioned by
-  month of `created_at` (core migration 0003; months made ahead by the daily
+  month of `created_at` (core migration 0004; months made ahead by the daily
   `ledger.tasks.ensure_entry_partitions`), its key (id, created_at). The (topic, key) guard is
   global across months: the unpartitioned `OutboxKey`, claimed by a trigger in the message's own
   INSERT (a taken key skips the message: no statement more than before) and released with it.
