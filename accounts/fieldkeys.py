@@ -93,7 +93,7 @@ def _rotate_pending_email_codes(report: RotationReport) -> None:
             except SecretDecryptionError:
                 report.unreadable.append(f"{label} #{message.pk} code")
                 continue
-            OutboxMessage.objects.filter(pk=message.pk).update(payload=payload)
+            OutboxMessage.objects.filter(pk=message.pk, created_at=message.created_at).update(payload=payload)
             report.rotated[label] = report.rotated.get(label, 0) + 1
 
 

@@ -20,6 +20,20 @@
     `next_attempt_at` is the lease's expiry, so a killed worker's message simply falls due again.
     A handler can run more than once (a crash between its outside call and the record), so
     every handler is idempotent.
+    On PostgreSQL the table is partitioned by month of `created_at` (core migration 0004,
+    `ledger.partitions`): its primary key is (id, created_at), `id` still unique (one sequence),
+    and the (topic, key) guard lives in `OutboxKey`. Django keeps `id` as the model's primary key
+    and `outbox_message_unique_key` in the model's state: that index exists on SQLite only.
+
+`OutboxKey`
+    The claim of a keyed message's (topic, key), unpartitioned so the guard stays global across
+    months (a partitioned unique index would have to contain `created_at`). PostgreSQL only: a
+    BEFORE INSERT trigger on the messages writes it in the message's own INSERT and skips the
+    message (no row, no error) when the key is taken; an AFTER DELETE trigger removes it with its
+    message (the purge), and dropping a month deletes that month's keys (core.outbox). Keyed
+    messages are written by `outbox_emit` / `outbox_message`, which read the skip as "exists": an
+    ORM `create()` of a taken key gets no row back and fails (TypeError), not IntegrityError. On
+    SQLite the table stays empty and the plain unique index guards.
 """
 
 from datetime import date
@@ -89,6 +103,7 @@ class OutboxMessage(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
+            # On PostgreSQL this index does not exist (the table is partitioned): OutboxKey guards.
             models.UniqueConstraint(fields=["topic", "key"], condition=~Q(key=""), name="outbox_message_unique_key"),
         ]
         indexes = [
@@ -97,3 +112,14 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic} #{self.pk} ({self.status})"
+
+
+class OutboxKey(models.Model):
+    pk = models.CompositePrimaryKey("topic", "key")
+    topic = models.CharField(max_length=200)
+    key = models.CharField(max_length=200)
+    message_id = models.BigIntegerField(help_text="The OutboxMessage that holds the key.")
+    message_created_at = models.DateTimeField(help_text="Its created_at: its partition.")
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.key} -> #{self.message_id}"

@@ -20,6 +20,18 @@ Invariants:
   queue's topics.
 - Handlers are idempotent (one can run twice) and registered at import time of their app's
   `tasks.py` (`register_handler(topic, func)`); a topic without a handler is a failure.
+- Partitions (PostgreSQL; docs/deploy.md "Partitioned history"). The table is partitioned by
+  month of `created_at` (core migration 0004; months made ahead by the daily
+  `ledger.tasks.ensure_entry_partitions`), its key (id, created_at). The (topic, key) guard is
+  global across months: the unpartitioned `OutboxKey`, claimed by a trigger in the message's own
+  INSERT (a taken key skips the message: no statement more than before) and released with it.
+  Every dispatch the outbox enqueues carries `created_at`, and the claim and the record of its
+  outcome read and write the message's month only; a lookup by id alone (admin, re-queue, an
+  older task) probes each partition once.
+- Size. `outbox_purge` (hourly) drops the old months whose rows are all done past
+  OUTBOX_RETENTION_DAYS whole, then deletes the other old done rows in batches;
+  `outbox_drop_months` (`manage.py outbox_drop_months --include-dead`) also drops months whose
+  dead messages are past it. Dead and unfinished messages stay until then.
 """
 
 from __future__ import annotations
@@ -31,15 +43,17 @@ import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q
+from django.db import OperationalError, connection, transaction
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from core.db import Insert, insert_all
-from core.models import OutboxMessage
+from core.models import OutboxKey, OutboxMessage
+from core.partitions import is_partitioned, partitions, upper_bound
 
 logger = logging.getLogger("coffer.outbox")
 
@@ -137,19 +151,24 @@ def outbox_retry_at(message: OutboxMessage, *, now: datetime | None = None) -> d
 # --- Emit ------------------------------------------------------------------------------------------
 
 
-def _enqueue_dispatch(message_id: int, countdown: float = 0, topic: str = "", due_at: datetime | None = None) -> None:
+def _enqueue_dispatch(
+    message_id: int, countdown: float = 0, topic: str = "", due_at: datetime | None = None, created_at: datetime | None = None
+) -> None:
     from core.tasks import dispatch_outbox
 
     args = (message_id, due_at.isoformat()) if due_at is not None else (message_id,)
+    kwargs = {"topic": topic} if topic else {}
+    if created_at is not None:  # the message's partition: its claim reads one month, not every one
+        kwargs["created_at"] = created_at.isoformat()
     try:
         # retry=False: with the broker down, fail now instead of blocking the request; the
         # sweeper dispatches the row later. The topic routes it to its queue (core.queues).
-        dispatch_outbox.apply_async(args, {"topic": topic} if topic else None, countdown=countdown or None, retry=False)
+        dispatch_outbox.apply_async(args, kwargs or None, countdown=countdown or None, retry=False)
     except Exception as exc:  # a broker outage only delays the message
         logger.warning("outbox: could not enqueue dispatch of message %s (%s); the sweeper will", message_id, exc)
 
 
-def _kick(message_id: int, due_at: datetime, *, topic: str, now: datetime | None = None) -> None:
+def _kick(message_id: int, due_at: datetime, *, topic: str, now: datetime | None = None, created_at: datetime | None = None) -> None:
     """Enqueue a dispatch of the message for `due_at`: one hop of at most
     KICK_MAX_COUNTDOWN_SECONDS (see "Retry on time" in the module docstring)."""
     from config.celery import app
@@ -157,7 +176,7 @@ def _kick(message_id: int, due_at: datetime, *, topic: str, now: datetime | None
     wait = (due_at - (now or timezone.now())).total_seconds()
     if wait > 0 and app.conf.task_always_eager:
         return  # eager tasks run at once, ignoring countdowns: no timer to wait on, the sweeper runs it
-    _enqueue_dispatch(message_id, min(max(wait, 0.0), KICK_MAX_COUNTDOWN_SECONDS), topic, due_at)
+    _enqueue_dispatch(message_id, min(max(wait, 0.0), KICK_MAX_COUNTDOWN_SECONDS), topic, due_at, created_at)
 
 
 def outbox_message(
@@ -165,7 +184,9 @@ def outbox_message(
 ) -> Insert:
     """An outbox row to insert with other rows of the caller's transaction (`core.db.insert_all`:
     the money path writes its side rows in one statement); its dispatch is enqueued after commit
-    once it is inserted. A keyed row whose (topic, key) exists is skipped."""
+    once it is inserted. A keyed row whose (topic, key) exists is skipped: on PostgreSQL by the
+    key claim trigger (`OutboxKey`, global across the monthly partitions), elsewhere by the
+    unique index (ON CONFLICT)."""
     if not topic:
         raise ValueError("An outbox message needs a topic.")
     now = timezone.now()
@@ -177,9 +198,11 @@ def outbox_message(
     def kick(saved: OutboxMessage) -> None:
         if countdown <= EMIT_KICK_MAX_COUNTDOWN_SECONDS:
             message_id = saved.pk
-            transaction.on_commit(lambda: _enqueue_dispatch(message_id, countdown, topic), robust=True)
+            transaction.on_commit(lambda: _enqueue_dispatch(message_id, countdown, topic, created_at=now), robust=True)
 
-    return Insert(message, conflict=("topic", "key") if key else (), where="NOT (key = '')" if key else "", on_saved=kick)
+    if not key or connection.vendor == "postgresql":  # the trigger skips a taken key: no ON CONFLICT
+        return Insert(message, on_saved=kick)
+    return Insert(message, conflict=("topic", "key"), where="NOT (key = '')", on_saved=kick)
 
 
 def outbox_emit(
@@ -194,7 +217,10 @@ def outbox_emit(
     row = outbox_message(topic=topic, payload=payload, organization=organization, key=key, available_at=available_at)
     insert_all([row])
     if row.instance._state.adding:  # skipped: the key's row exists
-        return OutboxMessage.objects.get(topic=topic, key=key)
+        if connection.vendor != "postgresql":
+            return OutboxMessage.objects.get(topic=topic, key=key)
+        holder = OutboxKey.objects.filter(topic=topic, key=key)  # one statement, one partition read
+        return OutboxMessage.objects.get(pk=Subquery(holder.values("message_id")), created_at=Subquery(holder.values("message_created_at")))
     return row.instance
 
 
@@ -210,15 +236,18 @@ def _lease_owner() -> str:
     return f"{socket.gethostname()[:50]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-def _claim(*, message_id: int | None, now: datetime, exclude: set[int] = frozenset(), topics: Q | None = None) -> OutboxMessage | None:
+def _claim(
+    *, message_id: int | None, now: datetime, exclude: set[int] = frozenset(), topics: Q | None = None, created_at: datetime | None = None
+) -> OutboxMessage | None:
     """Claim one due message (the given one, or the most overdue, of `topics` if given) in a short
     transaction that commits before any handler runs. A message that already used up its attempts
-    or age (its workers kept dying) is marked dead here instead of being run again."""
+    or age (its workers kept dying) is marked dead here instead of being run again. `created_at`
+    (of the given message, when known) confines the read to its month's partition."""
     while True:
         with transaction.atomic():
             due = OutboxMessage.objects.select_for_update(skip_locked=True).filter(status=PENDING, next_attempt_at__lte=now)
             if message_id is not None:
-                due = due.filter(pk=message_id)
+                due = due.filter(pk=message_id, **({"created_at": created_at} if created_at is not None else {}))
             else:  # a fresh message first gets its own after-commit dispatch
                 due = due.filter(Q(attempts__gt=0) | Q(created_at__lte=now - timedelta(seconds=SWEEP_GRACE_SECONDS)))
                 if exclude:
@@ -233,7 +262,7 @@ def _claim(*, message_id: int | None, now: datetime, exclude: set[int] = frozens
                 message.status, message.dead_at = DEAD, now
                 message.last_error = (message.last_error or f"lease of {message.lease_owner} expired without a result")[:2000]
                 message.lease_owner, message.lease_expires_at = "", None
-                message.save(update_fields=["status", "dead_at", "last_error", "lease_owner", "lease_expires_at"])
+                _save(message, "status", "dead_at", "last_error", "lease_owner", "lease_expires_at")
                 logger.error("outbox: message %s (%s) is dead: its workers kept dying", message.pk, message.topic)
                 if message_id is not None:
                     return None
@@ -241,8 +270,17 @@ def _claim(*, message_id: int | None, now: datetime, exclude: set[int] = frozens
             message.attempts += 1
             message.lease_owner = _lease_owner()
             message.lease_expires_at = message.next_attempt_at = now + timedelta(seconds=lease_seconds())
-            message.save(update_fields=["attempts", "lease_owner", "lease_expires_at", "next_attempt_at"])
+            _save(message, "attempts", "lease_owner", "lease_expires_at", "next_attempt_at")
             return message
+
+
+def _mine(message: OutboxMessage):
+    """The message's row, found in its own month's partition (the key is (id, created_at))."""
+    return OutboxMessage.objects.filter(pk=message.pk, created_at=message.created_at)
+
+
+def _save(message: OutboxMessage, *fields: str) -> None:
+    _mine(message).update(**{name: getattr(message, name) for name in fields})
 
 
 def _handle(message: OutboxMessage) -> None:
@@ -255,7 +293,7 @@ def _handle(message: OutboxMessage) -> None:
 
 
 def _record_done(message: OutboxMessage) -> None:
-    OutboxMessage.objects.filter(pk=message.pk, status=PENDING).update(
+    _mine(message).filter(status=PENDING).update(
         status=DONE, done_at=timezone.now(), last_error="", lease_owner="", lease_expires_at=None
     )
 
@@ -264,14 +302,14 @@ def _record_failure(message: OutboxMessage, exc: BaseException) -> str:
     now = timezone.now()
     error = f"{type(exc).__name__}: {exc}"[:2000]
     retry_at = outbox_retry_at(message, now=now)
-    mine = OutboxMessage.objects.filter(pk=message.pk, status=PENDING, lease_owner=message.lease_owner)
+    mine = _mine(message).filter(status=PENDING, lease_owner=message.lease_owner)
     lease = {"lease_owner": "", "lease_expires_at": None, "last_error": error}
     if retry_at is None:
         mine.update(status=DEAD, dead_at=now, **lease)
         logger.error("outbox: message %s (%s) is dead after %s attempts: %s", message.pk, message.topic, message.attempts, error)
         return "gave_up"
     if mine.update(next_attempt_at=retry_at, **lease):
-        _kick(message.pk, retry_at, topic=message.topic, now=now)  # the retry runs when it is due, not when a sweep passes
+        _kick(message.pk, retry_at, topic=message.topic, now=now, created_at=message.created_at)  # the retry runs when it is due, not when a sweep passes
     logger.warning("outbox: message %s (%s) attempt %s failed: %s", message.pk, message.topic, message.attempts, error)
     return "failed"
 
@@ -287,25 +325,30 @@ def _run(message: OutboxMessage) -> str:
     return "dispatched"
 
 
-def outbox_dispatch(*, message_id: int, now: datetime | None = None, due_at: datetime | None = None) -> str:
+def outbox_dispatch(*, message_id: int, now: datetime | None = None, due_at: datetime | None = None, created_at: datetime | None = None) -> str:
     """Claim one message if it is due and not leased, run its handlers with no transaction
     open, record the outcome. Returns 'dispatched', 'failed' (will retry), 'gave_up' (dead) or
     'skipped' (done, dead, not due, or leased by another dispatcher).
 
     `due_at`: this dispatch is a hop of a retry's chain for that time. If it arrives before the
     message is due, and the message is still due exactly then (not rescheduled, not leased), it
-    enqueues the next hop ('waiting')."""
+    enqueues the next hop ('waiting').
+
+    `created_at`: the message's, passed along by every dispatch the outbox enqueues, so the reads
+    touch its month's partition only; without it (a dispatch enqueued before the table was
+    partitioned, a caller with only the id) each partition's primary key is probed once."""
     _require_no_transaction()
     now = now or timezone.now()
-    message = _claim(message_id=message_id, now=now)
+    message = _claim(message_id=message_id, now=now, created_at=created_at)
     if message is not None:
         return _run(message)
     if due_at is not None and due_at > now:
-        topic = OutboxMessage.objects.filter(
-            pk=message_id, status=PENDING, lease_owner="", next_attempt_at=due_at
-        ).values_list("topic", flat=True).first()
-        if topic is not None:
-            _kick(message_id, due_at, topic=topic, now=now)
+        same = {"created_at": created_at} if created_at is not None else {}
+        found = OutboxMessage.objects.filter(
+            pk=message_id, status=PENDING, lease_owner="", next_attempt_at=due_at, **same
+        ).values_list("topic", "created_at").first()
+        if found is not None:
+            _kick(message_id, due_at, topic=found[0], now=now, created_at=found[1])
             return "waiting"
     return "skipped"
 
@@ -355,10 +398,14 @@ def outbox_purge(*, now: datetime | None = None, batch_size: int = 5000) -> int:
     emits from a one-time state transition (a payout approved, an order completed, an e-mail code
     created) and every handler checks its object's state first (a sent payout is not sent again,
     a settled order not settled twice), so the guard is only needed for as long as a retry of the
-    emitting request can run: hours, never a month."""
+    emitting request can run: hours, never a month.
+
+    On PostgreSQL it first drops the monthly partitions whose rows are all done before the
+    retention (`outbox_drop_months`; an emptied old month goes at the next run), then deletes the
+    rest row by row; a keyed message's `OutboxKey` goes with it (the delete trigger)."""
     now = now or timezone.now()
-    cutoff = now - timedelta(days=max(_setting("OUTBOX_RETENTION_DAYS", 30), 1))
-    deleted = 0
+    cutoff = _retention_cutoff(now)
+    deleted = sum(rows for _, rows in outbox_drop_months(now=now))  # whole old months first: no row-by-row delete
     done = Q(status=OutboxMessage.Status.DONE, done_at__lt=cutoff)
     while True:
         ids = list(OutboxMessage.objects.filter(done).order_by().values_list("pk", flat=True)[:batch_size])
@@ -367,10 +414,88 @@ def outbox_purge(*, now: datetime | None = None, batch_size: int = 5000) -> int:
         deleted += OutboxMessage.objects.filter(done, pk__in=ids).delete()[0]
 
 
+def _retention_cutoff(now: datetime) -> datetime:
+    return now - timedelta(days=max(_setting("OUTBOX_RETENTION_DAYS", 30), 1))
+
+
+def outbox_months() -> list[tuple[str, datetime | None]]:
+    """The partitions of the outbox (PostgreSQL; [] elsewhere) and the end of each one's range
+    (exclusive, UTC midnight of a first of the month; None for an unbounded one), oldest first."""
+    if not is_partitioned("core_outboxmessage"):
+        return []
+    found = []
+    for name, bound in partitions("core_outboxmessage"):
+        end = upper_bound(bound)
+        found.append((name, datetime(end.year, end.month, 1, tzinfo=dt_timezone.utc) if end else None))
+    return sorted(found, key=lambda month: (month[1] is None, month[1] or datetime.min))
+
+
+class _Keep(Exception):
+    """A month changed between its scan and its detach: it stays attached (rolled back)."""
+
+
+def outbox_drop_months(
+    *, now: datetime | None = None, include_dead: bool = False, detach_only: bool = False, dry_run: bool = False
+) -> list[tuple[str, int]]:
+    """Detach and drop the monthly partitions of the outbox whose whole range ended before the
+    retention (OUTBOX_RETENTION_DAYS) and whose rows are all done before it, or also dead before
+    it with `include_dead` (an operator's decision: the hourly purge never drops a dead message).
+    Their keys (`OutboxKey`) are deleted with them: a dropped message's key is free again, as
+    after the row purge. `detach_only` leaves each month as a plain table of its own name for
+    an archive (pg_dump -t, then DROP TABLE); `dry_run` only names them. Returns (partition,
+    rows) per month dropped (or that would be). PostgreSQL only ([] elsewhere).
+
+    Each month is scanned without a lock; then, in one transaction, its keys are deleted, it is
+    detached (the outbox's ACCESS EXCLUSIVE lock, waited for at most OUTBOX_DROP_LOCK_TIMEOUT_MS,
+    5 s, else the month stays for the next run), re-checked for a pending row (a dead message
+    re-queued meanwhile: the month stays, its keys too) and dropped."""
+    now = now or timezone.now()
+    cutoff = _retention_cutoff(now)
+    dropped = []
+    for name, upper in outbox_months():
+        if upper is None or upper > cutoff:
+            continue
+        blocking = "status = 'pending' OR (status = 'done' AND done_at >= %s) OR (status = 'dead' AND dead_at >= %s)"
+        if not include_dead:
+            blocking += " OR status = 'dead'"
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name} WHERE {blocking})", [cutoff, cutoff])
+            if cursor.fetchone()[0]:
+                continue
+            cursor.execute(f"SELECT count(*) FROM {name}")
+            rows = cursor.fetchone()[0]
+        if dry_run:
+            dropped.append((name, rows))
+            continue
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                # the keys first, before the table lock (a month kept after all gets them back: rolled back)
+                cursor.execute(
+                    f"DELETE FROM core_outboxkey k USING {name} m"
+                    " WHERE m.key <> '' AND k.topic = m.topic AND k.key = m.key AND k.message_id = m.id"
+                )
+                cursor.execute(f"SET LOCAL lock_timeout = {_setting('OUTBOX_DROP_LOCK_TIMEOUT_MS', 5000)}")
+                cursor.execute(f"ALTER TABLE core_outboxmessage DETACH PARTITION {name}")
+                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {name} WHERE status = 'pending')")
+                if cursor.fetchone()[0]:
+                    raise _Keep(name)
+                if not detach_only:
+                    cursor.execute(f"DROP TABLE {name}")
+        except _Keep:
+            continue
+        except OperationalError as exc:  # the lock timeout: the outbox was busy; the next run tries again
+            logger.warning("outbox: month %s not detached (%s); kept", name, exc)
+            continue
+        logger.info("outbox: month %s %s (%s rows)", name, "detached" if detach_only else "dropped", rows)
+        dropped.append((name, rows))
+    return dropped
+
+
 def outbox_retry_now(*, message_ids: list[int]) -> int:
     """Make pending or dead messages due now; the next sweep runs them. A message leased right
     now is left to its dispatcher. The attempts and age are kept, so a dead message gets one more
-    attempt per re-queue. Returns how many were queued."""
+    attempt per re-queue. Returns how many were queued. (By id alone: an operator's action, each
+    partition's primary key probed.)"""
     return (
         OutboxMessage.objects.filter(pk__in=message_ids)
         .filter(Q(status=DEAD) | Q(status=PENDING, lease_owner=""))

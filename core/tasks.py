@@ -10,7 +10,8 @@
 - `purge_idempotency_records()`: hourly, deletes idempotency records past their expiry
   (kept IDEMPOTENCY_KEY_TTL_HOURS, never less than 24 h).
 - `purge_outbox()`: hourly, deletes outbox messages done more than OUTBOX_RETENTION_DAYS ago
-  (core.outbox.outbox_purge); dead ones stay for an operator.
+  (core.outbox.outbox_purge): whole monthly partitions first (PostgreSQL), then rows; dead ones
+  stay for an operator (`manage.py outbox_drop_months --include-dead`).
 
 Every task is safe to run twice or concurrently: a claim takes a row with SKIP LOCKED and a
 lease; the purge only deletes expired rows.
@@ -27,10 +28,15 @@ from core.queues import QUEUES
 
 
 @app.task(name="core.tasks.dispatch_outbox", ignore_result=True)
-def dispatch_outbox(message_id: int, due_at: str | None = None, topic: str = "") -> str:
+def dispatch_outbox(message_id: int, due_at: str | None = None, topic: str = "", created_at: str | None = None) -> str:
     """`due_at` (ISO 8601): a retry's hop, see core.outbox "Retry on time". `topic` only routes
-    the task to its queue (core.queues.route_task); the row is the truth."""
-    return outbox_dispatch(message_id=message_id, due_at=datetime.fromisoformat(due_at) if due_at else None)
+    the task to its queue (core.queues.route_task); the row is the truth. `created_at` (ISO 8601)
+    names the message's monthly partition; a task enqueued without it still finds the message."""
+    return outbox_dispatch(
+        message_id=message_id,
+        due_at=datetime.fromisoformat(due_at) if due_at else None,
+        created_at=datetime.fromisoformat(created_at) if created_at else None,
+    )
 
 
 @app.task(name="core.tasks.sweep_outbox", ignore_result=True)

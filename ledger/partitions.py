@@ -1,6 +1,7 @@
-"""Monthly partitions of the append-only history tables (issue 15 item 3): `ledger_entry` and
-`compliance_auditevent` (compliance migration 0011, the same shape), PostgreSQL declarative
-partitioning; nothing on SQLite (the development fallback keeps one plain table).
+"""Monthly partitions of the append-only history tables (issue 15 item 3): `ledger_entry`,
+`compliance_auditevent` (compliance migration 0011, the same shape) and the outbox,
+`core_outboxmessage` (core migration 0004; its old months are dropped by core.outbox), PostgreSQL
+declarative partitioning; nothing on SQLite (the development fallback keeps one plain table).
 
 `ledger_entry` is partitioned by RANGE (created_at), one partition a month, named
 `ledger_entry_pYYYY_MM` and covering [first of the month, first of the next) in UTC. Migration
@@ -45,7 +46,8 @@ from core.partitions import (  # noqa: F401  (re-exported: the ledger's callers 
 )
 from core.partitions import legacy_end as _legacy_end
 
-PARTITIONED = {"ledger_entry": "created_at", "compliance_auditevent": "created_at", "core_idempotencyrecord": "period"}
+PARTITIONED = {"ledger_entry": "created_at", "compliance_auditevent": "created_at", "core_idempotencyrecord": "period",
+               "core_outboxmessage": "created_at"}
 # PostgreSQL clones row-level triggers onto every partition, not statement-level ones: what each
 # new partition of a table needs besides (the audit chain's TRUNCATE refusal; see compliance 0011).
 PER_PARTITION_SQL = {
