@@ -1,6 +1,9 @@
-"""Monthly partitions of the append-only history tables (issue 15 item 3): `ledger_entry` and
-`compliance_auditevent` (compliance migration 0011, the same shape), PostgreSQL declarative
-partitioning; nothing on SQLite (the development fallback keeps one plain table).
+"""Monthly partitions of the append-only history tables (issue 15 item 3): `ledger_entry`,
+`compliance_auditevent` (compliance migration 0011, the same shape) and the webhook deliveries
+and attempts (`accounts_webhookdelivery` by `created_at`, `accounts_webhookattempt` by its
+delivery's `delivery_created_at`: accounts migration 0011, dropped past retention by
+accounts.webhooks.retention), PostgreSQL declarative partitioning; nothing on SQLite (the
+development fallback keeps one plain table).
 
 `ledger_entry` is partitioned by RANGE (created_at), one partition a month, named
 `ledger_entry_pYYYY_MM` and covering [first of the month, first of the next) in UTC. Migration
@@ -45,7 +48,13 @@ from core.partitions import (  # noqa: F401  (re-exported: the ledger's callers 
 )
 from core.partitions import legacy_end as _legacy_end
 
-PARTITIONED = {"ledger_entry": "created_at", "compliance_auditevent": "created_at", "core_idempotencyrecord": "period"}
+PARTITIONED = {
+    "ledger_entry": "created_at",
+    "compliance_auditevent": "created_at",
+    "core_idempotencyrecord": "period",
+    "accounts_webhookdelivery": "created_at",
+    "accounts_webhookattempt": "delivery_created_at",  # the month of its delivery, created with it
+}
 # PostgreSQL clones row-level triggers onto every partition, not statement-level ones: what each
 # new partition of a table needs besides (the audit chain's TRUNCATE refusal; see compliance 0011).
 PER_PARTITION_SQL = {

@@ -172,13 +172,15 @@ def webhook_endpoint_delete(*, organization: Organization, endpoint_id: int, act
 
 
 @transaction.atomic
-def webhook_delivery_redeliver(*, organization: Organization, delivery_id, actor=None) -> WebhookDelivery:
+def webhook_delivery_redeliver(*, organization: Organization, delivery_id, created_at: datetime | None = None, actor=None) -> WebhookDelivery:
     """Queue one more round of attempts for a delivered or failed event (same webhook-id, so the
-    receiver can deduplicate)."""
+    receiver can deduplicate). `created_at` (when the caller has the row) or the time the id
+    carries names the delivery's partition."""
     delivery = (
         WebhookDelivery.objects.select_for_update(of=("self",))
         .select_related("endpoint")
-        .filter(organization=organization, pk=delivery_id)
+        .filter(organization=organization)
+        .of_id(delivery_id, created_at)
         .first()
     )
     if delivery is None:
