@@ -30,8 +30,8 @@ Invariants:
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings
@@ -39,13 +39,13 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import WebhookAttempt, WebhookDelivery
+from core.partitions import is_partitioned, upper_bound
 
 logger = logging.getLogger("coffer.webhooks")
 
 DELIVERIES, ATTEMPTS = WebhookDelivery._meta.db_table, WebhookAttempt._meta.db_table
 FINISHED = (WebhookDelivery.Status.DELIVERED, WebhookDelivery.Status.FAILED)
 MARK = "coffer: detached by the webhook delivery retention, to be dropped"
-_TO = re.compile(r"TO \('([^']+)'\)")
 
 
 def retention_cutoff(now: datetime | None = None) -> datetime:
@@ -59,12 +59,6 @@ def _rows(sql: str, params=None) -> list[tuple]:
         return list(cursor.fetchall()) if cursor.description else []
 
 
-def _partitioned() -> bool:
-    if connection.vendor != "postgresql":
-        return False
-    return _rows("SELECT count(*) FROM pg_partitioned_table WHERE partrelid IN (to_regclass(%s), to_regclass(%s))", [DELIVERIES, ATTEMPTS])[0][0] == 2
-
-
 def _partitions(table: str) -> dict[str, str]:
     """{partition name: bound expression} of `table` (attached, not being detached)."""
     return dict(_rows(
@@ -72,12 +66,6 @@ def _partitions(table: str) -> dict[str, str]:
         " WHERE i.inhparent = to_regclass(%s) AND NOT i.inhdetachpending",
         [table],
     ))
-
-
-def _upper(bound: str) -> datetime | None:
-    """The exclusive upper bound of a range partition (Django's connections speak UTC)."""
-    match = _TO.search(bound)
-    return datetime.fromisoformat(match.group(1)) if match else None
 
 
 def _execute(sql: str) -> None:
@@ -157,14 +145,14 @@ def webhook_deliveries_purge(*, now: datetime | None = None, batch_size: int = 1
     """Apply the retention (module docstring): {"dropped": partitions dropped, "deleted":
     deliveries deleted row by row}. Safe to run twice or concurrently with the engine."""
     cutoff = retention_cutoff(now)
-    if not _partitioned():
+    if not (is_partitioned(DELIVERIES) and is_partitioned(ATTEMPTS)):
         return {"dropped": [], "deleted": _delete_finished(cutoff, batch_size)}
     dropped = _finish_interrupted()
     deleted = 0
     attempts = _partitions(ATTEMPTS)
     for name, bound in sorted(_partitions(DELIVERIES).items()):
-        upper = _upper(bound)
-        if upper is None or upper > cutoff:
+        end = upper_bound(bound)  # the first month it no longer covers (monthly bounds, UTC midnight)
+        if end is None or datetime(end.year, end.month, 1, tzinfo=dt_timezone.utc) > cutoff:
             continue
         if _rows(f"SELECT EXISTS (SELECT 1 FROM {connection.ops.quote_name(name)} WHERE status = %s)", [WebhookDelivery.Status.PENDING])[0][0]:
             deleted += _delete_finished_in(name, batch_size)
