@@ -10,8 +10,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import BaseUserCreationForm, UserChangeForm
+from django.forms.models import BaseInlineFormSet
 
 from accounts.models import ApiKey, Customer, Membership, Organization, User, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from accounts.models.webhooks import delivery_created_at
 from accounts.orgs import services as org_services
 from accounts.webhooks import services as webhook_services
 from ledger.models import Asset
@@ -117,8 +119,18 @@ class ApiKeyAdmin(admin.ModelAdmin):
         messages.success(request, "Revoked.")
 
 
+class _AttemptsOfOneMonth(BaseInlineFormSet):
+    """The delivery's attempts, read from its month's partition only (PostgreSQL)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.created_at is not None:
+            self.queryset = self.queryset.filter(delivery_created_at=self.instance.created_at)
+
+
 class WebhookAttemptInline(admin.TabularInline):
     model = WebhookAttempt
+    formset = _AttemptsOfOneMonth
     extra = 0
     can_delete = False
     readonly_fields = ["attempted_at", "url", "status_code", "duration_ms", "response_excerpt", "error", "succeeded"]
@@ -159,8 +171,18 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    def get_object(self, request, object_id, from_field=None):
+        # the page of one delivery: its month's partition when its id carries it (UUIDv7); an id
+        # of before the partitioning is looked up in every month (accepted on a staff page)
+        created_at = delivery_created_at(object_id) if from_field is None else None
+        if created_at is None:
+            return super().get_object(request, object_id, from_field)
+        return self.get_queryset(request).filter(pk=object_id, created_at=created_at).first()
+
     @admin.action(description="Redeliver the selected deliveries")
     def redeliver(self, request, queryset):
         for delivery in queryset.exclude(status=WebhookDelivery.Status.PENDING):
-            webhook_services.webhook_delivery_redeliver(organization=delivery.organization, delivery_id=delivery.pk, actor=request.user)
+            webhook_services.webhook_delivery_redeliver(
+                organization=delivery.organization, delivery_id=delivery.pk, created_at=delivery.created_at, actor=request.user
+            )
         messages.success(request, "Queued for redelivery.")

@@ -12,6 +12,7 @@ class AccountsConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from accounts import admin  # noqa: F401 - admin registrations
+        from accounts import tasks  # noqa: F401 - Celery tasks and the webhook retention's beat entry
         from accounts.identity.authentication import user_cache_forget
         from accounts.identity.email_codes import email_otp_deliver
         from accounts.identity.login import LOGIN_LOCKED_TOPIC, login_locked_notify

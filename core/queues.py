@@ -6,7 +6,7 @@
 | `chain` | confirmation polling, address watching, pay-order expiry | waits on chain nodes (slow, may hang on a bad node) |
 | `webhooks` | `webhook.deliver` | waits on merchants' servers (slow, bursty, retried for a day) |
 | `email` | 2FA codes, account notices (`accounts.*` topics), failed scheduled payment notices | a person waits for a 2FA code; SMTP may be slow |
-| `maintenance` | audit chain sequencer, idempotency purge, partitions, sanctions re-import and re-screen, anything not routed | housekeeping |
+| `maintenance` | audit chain sequencer, idempotency purge, partitions, webhook delivery retention, sanctions re-import and re-screen, anything not routed | housekeeping |
 
 Two kinds of work are routed:
 

@@ -1,7 +1,11 @@
 """Monthly partitions of the append-only history tables (issue 15 item 3): `ledger_entry`,
-`compliance_auditevent` (compliance migration 0011, the same shape) and the outbox,
-`core_outboxmessage` (core migration 0004; its old months are dropped by core.outbox), PostgreSQL
-declarative partitioning; nothing on SQLite (the development fallback keeps one plain table).
+`compliance_auditevent` (compliance migration 0011, the same shape), the idempotency records
+(`core_idempotencyrecord` by `period`: core migration 0003, expired months dropped by
+core.idempotency), the outbox (`core_outboxmessage`: core migration 0004, old months dropped by
+core.outbox) and the webhook deliveries and attempts (`accounts_webhookdelivery` by `created_at`,
+`accounts_webhookattempt` by its delivery's `delivery_created_at`: accounts migration 0011, dropped
+past retention by accounts.webhooks.retention), PostgreSQL declarative partitioning; nothing on
+SQLite (the development fallback keeps one plain table).
 
 `ledger_entry` is partitioned by RANGE (created_at), one partition a month, named
 `ledger_entry_pYYYY_MM` and covering [first of the month, first of the next) in UTC. Migration
@@ -46,8 +50,14 @@ from core.partitions import (  # noqa: F401  (re-exported: the ledger's callers 
 )
 from core.partitions import legacy_end as _legacy_end
 
-PARTITIONED = {"ledger_entry": "created_at", "compliance_auditevent": "created_at", "core_idempotencyrecord": "period",
-               "core_outboxmessage": "created_at"}
+PARTITIONED = {
+    "ledger_entry": "created_at",
+    "compliance_auditevent": "created_at",
+    "core_idempotencyrecord": "period",
+    "core_outboxmessage": "created_at",
+    "accounts_webhookdelivery": "created_at",
+    "accounts_webhookattempt": "delivery_created_at",  # the month of its delivery, created with it
+}
 # PostgreSQL clones row-level triggers onto every partition, not statement-level ones: what each
 # new partition of a table needs besides (the audit chain's TRUNCATE refusal; see compliance 0011).
 PER_PARTITION_SQL = {

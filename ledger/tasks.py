@@ -4,8 +4,8 @@
   their `expires_at` (`wallets.movements.holds.holds_expire_due`). Each hold is expired in its own short
   transaction under its row lock and only while still `held`, so two runs, or a run racing a
   capture or a void, act on a hold exactly once. This module is imported by `LedgerConfig.ready`.
-- `ensure_entry_partitions`: daily, creates the monthly partitions of `ledger_entry` and
-  `compliance_auditevent` (`ledger.partitions.PARTITIONED`) for
+- `ensure_entry_partitions`: daily, creates the monthly partitions of `ledger_entry`,
+  `compliance_auditevent` and the webhook deliveries and attempts (`ledger.partitions.PARTITIONED`) for
   LEDGER_PARTITION_MONTHS_AHEAD months ahead (`ledger.partitions`; PostgreSQL only, the
   `maintenance` queue). Idempotent: a partition that exists is left alone.
 """

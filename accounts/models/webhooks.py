@@ -8,9 +8,26 @@ Invariants:
 - A delivery is one event for one endpoint, written in the same database transaction as the
   change it announces and delivered after commit; its `id` is the `webhook-id` of every attempt.
 - Every attempt is a row (WebhookAttempt); attempts are history, never edited.
+
+Partitioned by month on PostgreSQL (issue 15 item 3; migration 0011, docs/deploy.md
+"Partitioned history"; on SQLite two plain tables):
+- `accounts_webhookdelivery` by RANGE (created_at), primary key (id, created_at); its id is a
+  UUIDv7 (`delivery_id_at`) carrying `created_at` to the microsecond, and `created_at` is set from
+  it on insert (`DeliveryCreatedAtField`), so the id alone names the delivery's month:
+  `WebhookDelivery.objects.of_id(id)` reads one partition. Ids of before the partitioning are
+  UUIDv4 (kept as they were): those are looked up in every partition.
+- `accounts_webhookattempt` by RANGE (delivery_created_at), the month of its delivery, not of the
+  attempt: a delivery and its attempts live and go in the same month. The reference is a
+  composite foreign key (delivery_id, delivery_created_at) -> (id, created_at) ON DELETE CASCADE
+  declared by the migration; Django's ForeignKey stays for the ORM (`db_constraint=False`).
+- Django's UPDATE of a saved delivery names its month (`_do_update`); a month past
+  WEBHOOK_DELIVERY_RETENTION_DAYS is dropped whole (accounts.webhooks.retention).
 """
 
+import os
 import uuid
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.db import models
 from django.db.models import Q
@@ -58,6 +75,65 @@ class WebhookEndpoint(models.Model):
         return False
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def delivery_id_at(moment: datetime) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562) for a delivery created at `moment`: 48 bits of Unix milliseconds, the
+    version, 12 bits holding the microseconds within the millisecond (0-999: RFC 9562 6.2 method
+    3, the finer clock), the variant and 62 random bits. Time-ordered like any UUIDv7, and exact
+    to the microsecond, as PostgreSQL's timestamps are: `delivery_created_at` gives `moment` back."""
+    micros = (moment - _EPOCH) // timedelta(microseconds=1)
+    millis, within = divmod(micros, 1000)
+    random_bits = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    return uuid.UUID(int=(millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | within << 64 | 0b10 << 62 | random_bits)
+
+
+def new_delivery_id() -> uuid.UUID:
+    return delivery_id_at(timezone.now())
+
+
+def delivery_created_at(delivery_id) -> datetime | None:
+    """The creation time a delivery's id carries (`delivery_id_at`); None for an id that carries
+    none (a UUIDv4 of before the partitioning, or not a UUID at all)."""
+    try:
+        value = delivery_id if isinstance(delivery_id, uuid.UUID) else uuid.UUID(str(delivery_id))
+    except ValueError:
+        return None
+    within = (value.int >> 64) & 0xFFF
+    if value.version != 7 or within >= 1000:
+        return None
+    return _EPOCH + timedelta(milliseconds=value.int >> 80, microseconds=within)
+
+
+class DeliveryCreatedAtField(models.DateTimeField):
+    """A delivery's `created_at`: on insert, the instant its id carries, so the id names the
+    delivery's partition (an explicit id without one, e.g. a UUIDv4: the given value, else now).
+    Never changed afterwards."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("editable", False)
+        kwargs.setdefault("blank", True)
+        super().__init__(*args, **kwargs)
+
+    def pre_save(self, model_instance, add):
+        if not add:
+            return super().pre_save(model_instance, add)
+        value = delivery_created_at(model_instance.pk) or getattr(model_instance, self.attname) or timezone.now()
+        setattr(model_instance, self.attname, value)
+        return value
+
+
+class WebhookDeliveryQuerySet(models.QuerySet):
+    def of_id(self, delivery_id, created_at: datetime | None = None) -> "WebhookDeliveryQuerySet":
+        """The delivery `delivery_id` in its month's partition only: by `created_at` when the
+        caller has it, else the time its id carries. An id of before the partitioning (UUIDv4)
+        is looked up in every partition (one index probe each)."""
+        created_at = created_at or delivery_created_at(delivery_id)
+        found = self.filter(pk=delivery_id)
+        return found if created_at is None else found.filter(created_at=created_at)
+
+
 class WebhookDelivery(models.Model):
     """One event for one endpoint. `id` is the stable `webhook-id` of every attempt."""
 
@@ -66,7 +142,7 @@ class WebhookDelivery(models.Model):
         DELIVERED = "delivered", "Delivered"
         FAILED = "failed", "Failed"
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=new_delivery_id, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_deliveries")
     endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
     event_id = models.CharField(max_length=64, db_index=True)
@@ -79,8 +155,10 @@ class WebhookDelivery(models.Model):
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.CharField(max_length=500, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = DeliveryCreatedAtField()  # the partition key (PostgreSQL): the instant the id carries
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = WebhookDeliveryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -97,9 +175,25 @@ class WebhookDelivery(models.Model):
     def webhook_id(self) -> str:
         return f"msg_{self.id.hex}"
 
+    def attempts_in_partition(self) -> models.QuerySet:
+        """Its attempts, read from its month's partition only (`self.attempts` filters by the
+        delivery's id alone: one probe per month on PostgreSQL)."""
+        return self.attempts.filter(delivery_created_at=self.created_at)
+
+    def _do_update(self, base_qs, using, pk_val, values, update_fields, forced_update):
+        # Django's save() updates WHERE id = ...; with the partition key too, PostgreSQL touches
+        # one month's partition instead of probing each (created_at never changes after insert).
+        if self.created_at is not None:
+            base_qs = base_qs.filter(created_at=self.created_at)
+        return super()._do_update(base_qs, using, pk_val, values, update_fields, forced_update)
+
 
 class WebhookAttempt(models.Model):
-    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts")
+    # The database's reference is (delivery_id, delivery_created_at) -> the delivery's (id,
+    # created_at), ON DELETE CASCADE (migration 0011, PostgreSQL): a single-column constraint
+    # cannot point at a table whose rows are unique only with their month.
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempts", db_constraint=False)
+    delivery_created_at = models.DateTimeField(editable=False, help_text="The delivery's created_at: the partition key (PostgreSQL).")
     attempted_at = models.DateTimeField(default=timezone.now)
     url = models.URLField(max_length=2000)
     status_code = models.PositiveIntegerField(null=True, blank=True)
@@ -113,3 +207,8 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.pk} of {self.delivery_id}"
+
+    def save(self, *args, **kwargs):
+        if self.delivery_created_at is None and self.delivery_id is not None:
+            self.delivery_created_at = self.delivery.created_at
+        super().save(*args, **kwargs)

@@ -3,7 +3,9 @@ deliveries (list, detail with attempts, redeliver).
 
 Thin views: validate, call one service of accounts.webhooks.services, serialize. Every queryset
 goes through `OrganizationScopedMixin`, so another organization's object is a 404; a signing
-secret appears only in the response that created it."""
+secret appears only in the response that created it. A delivery in a URL is read from its
+month's partition only (PostgreSQL): its id carries its `created_at` (accounts.models.webhooks);
+an id of before the partitioning is looked up in every month."""
 
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from accounts.models import WebhookDelivery, WebhookEndpoint
+from django.db.models import Prefetch
+
+from accounts.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from accounts.models.webhooks import delivery_created_at
 from accounts.orgs.openapi import CONFLICT, ERRORS, NOT_FOUND
 from core.openapi import ORG_HEADER, paginated
 from accounts.orgs.tenancy import IsOrganization, OrganizationScopedMixin
@@ -190,10 +195,22 @@ class WebhookDeliveryListApi(OrganizationScopedMixin, generics.ListAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class WebhookDeliveryDetailApi(OrganizationScopedMixin, generics.GenericAPIView):
-    queryset = WebhookDelivery.objects.prefetch_related("attempts")
+class _DeliveryInUrl:
+    """The delivery of the URL's `pk`, in its month's partition (`WebhookDelivery.objects.of_id`)."""
+
+    def get_base_queryset(self):
+        return WebhookDelivery.objects.of_id(self.kwargs["pk"])
+
+
+class WebhookDeliveryDetailApi(_DeliveryInUrl, OrganizationScopedMixin, generics.GenericAPIView):
+    queryset = WebhookDelivery.objects.all()
     livemode_field = "endpoint__livemode"
     serializer_class = WebhookDeliveryDetailOutput
+
+    def get_base_queryset(self):
+        created_at = delivery_created_at(self.kwargs["pk"])
+        attempts = WebhookAttempt.objects.all() if created_at is None else WebhookAttempt.objects.filter(delivery_created_at=created_at)
+        return super().get_base_queryset().prefetch_related(Prefetch("attempts", queryset=attempts))
 
     @extend_schema(
         operation_id="webhook_deliveries_retrieve", tags=["organization: webhooks"], parameters=[ORG_HEADER],
@@ -209,7 +226,7 @@ class WebhookDeliveryDetailApi(OrganizationScopedMixin, generics.GenericAPIView)
         return Response(WebhookDeliveryDetailOutput(self.get_object()).data)
 
 
-class WebhookDeliveryRedeliverApi(OrganizationScopedMixin, generics.GenericAPIView):
+class WebhookDeliveryRedeliverApi(_DeliveryInUrl, OrganizationScopedMixin, generics.GenericAPIView):
     queryset = WebhookDelivery.objects.all()
     livemode_field = "endpoint__livemode"
     serializer_class = WebhookDeliveryOutput
@@ -221,7 +238,10 @@ class WebhookDeliveryRedeliverApi(OrganizationScopedMixin, generics.GenericAPIVi
         summary="Send a delivered or failed event again (same webhook-id)",
     )
     def post(self, request, pk):
-        delivery = webhook_services.webhook_delivery_redeliver(organization=self.organization, delivery_id=self.get_object().pk, actor=request.user)
+        found = self.get_object()
+        delivery = webhook_services.webhook_delivery_redeliver(
+            organization=self.organization, delivery_id=found.pk, created_at=found.created_at, actor=request.user
+        )
         return Response(WebhookDeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 

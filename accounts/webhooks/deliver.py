@@ -11,6 +11,10 @@ Invariants:
 - Every attempt is recorded (WebhookAttempt) with the delivery's new state in one short
   transaction that locks the delivery. 2xx -> delivered; anything else raises, so the outbox
   retries. Every attempt of a delivery carries its `webhook-id`.
+- Every read and write of the delivery names its month (the outbox message's
+  `delivery_created_at`, or the time its id carries): on PostgreSQL one partition, not one probe
+  per month (accounts.models.webhooks). A message of before the partitioning has no
+  `delivery_created_at` and its delivery a UUIDv4 id: that one is looked up in every partition.
 - The target is checked by the SSRF guard before each attempt and the connection goes to the
   address that was checked, with the original Host header and TLS server name; no redirects,
   no proxies from the environment.
@@ -80,7 +84,7 @@ def sign_webhook(*, secret: str, webhook_id: str, body: str, at: datetime) -> di
 
 def _attempt(delivery: WebhookDelivery) -> WebhookAttempt:
     endpoint = delivery.endpoint
-    attempt = WebhookAttempt(delivery=delivery, url=endpoint.url, attempted_at=timezone.now())
+    attempt = WebhookAttempt(delivery=delivery, delivery_created_at=delivery.created_at, url=endpoint.url, attempted_at=timezone.now())
     started = time.monotonic()
     try:
         addresses = webhook_url_check(endpoint.url)
@@ -114,7 +118,7 @@ def _record(delivery: WebhookDelivery, attempt: WebhookAttempt, *, retry_at: dat
     `retry_at` is when the outbox tries again (None: it gives up, the delivery fails)."""
     now = timezone.now()
     with transaction.atomic():
-        locked = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
+        locked = WebhookDelivery.objects.select_for_update().of_id(delivery.pk, delivery.created_at).get()
         attempt.save()
         locked.attempt_count += 1
         locked.last_attempt_at = attempt.attempted_at
@@ -131,16 +135,26 @@ def _record(delivery: WebhookDelivery, attempt: WebhookAttempt, *, retry_at: dat
             locked.next_attempt_at = None
         else:
             locked.next_attempt_at = retry_at
-        locked.save()
+        locked.save()  # UPDATE ... WHERE id AND created_at (WebhookDelivery._do_update): one partition
     return locked
 
 
 def _abandon(delivery: WebhookDelivery, reason: str) -> WebhookDelivery:
-    WebhookDelivery.objects.filter(pk=delivery.pk, status=WebhookDelivery.Status.PENDING).update(
+    in_partition = WebhookDelivery.objects.of_id(delivery.pk, delivery.created_at)
+    in_partition.filter(status=WebhookDelivery.Status.PENDING).update(
         status=WebhookDelivery.Status.FAILED, next_attempt_at=None, last_error=reason, updated_at=timezone.now()
     )
-    delivery.refresh_from_db()
+    delivery.refresh_from_db(from_queryset=in_partition)
     return delivery
+
+
+def _message_delivery(message: OutboxMessage) -> WebhookDelivery | None:
+    created_at = message.payload.get("delivery_created_at")
+    return (
+        WebhookDelivery.objects.select_related("endpoint")
+        .of_id(message.payload["delivery_id"], datetime.fromisoformat(created_at) if created_at else None)
+        .first()
+    )
 
 
 def webhook_deliver(message: OutboxMessage) -> WebhookDelivery | None:
@@ -149,7 +163,7 @@ def webhook_deliver(message: OutboxMessage) -> WebhookDelivery | None:
     WebhookAttemptFailed after it is recorded, so the outbox retries it (or gives up: the
     delivery is then `failed`); a 410 Gone fails it for good and disables the endpoint. Nothing
     to do (delivered, failed, gone) -> None."""
-    delivery = WebhookDelivery.objects.select_related("endpoint").filter(pk=message.payload["delivery_id"]).first()
+    delivery = _message_delivery(message)
     if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
         return None
     endpoint = delivery.endpoint

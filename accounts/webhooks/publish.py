@@ -5,6 +5,8 @@ Invariants:
   and one `webhook.deliver` outbox message per delivery, inside the CALLER'S transaction: they
   commit or roll back with the change they announce. It opens no transaction and calls nothing
   outside the database.
+- A delivery's id is a UUIDv7 carrying its `created_at` (accounts.models.webhooks): the
+  PostgreSQL partition it lives in, named by the id alone.
 - The event body is plain JSON (Decimals as strings, datetimes ISO 8601) with a fresh `evt_` id
   shared by every endpoint's delivery.
 - Event names are `<namespace>.<name>`, declared once in `accounts.webhooks.events` (with their
@@ -122,5 +124,7 @@ def webhook_publish(*, organization: Organization, event_type: str, payload: dic
 
 def webhook_delivery_queue(delivery: WebhookDelivery) -> OutboxMessage:
     """Queue a round of attempts for a pending delivery: one outbox message, written in the
-    caller's transaction (publishing, or a redelivery)."""
-    return outbox_emit(topic=WEBHOOK_TOPIC, payload={"delivery_id": str(delivery.pk)}, organization=delivery.organization_id)
+    caller's transaction (publishing, or a redelivery). It carries the delivery's `created_at`,
+    so the handler reads and locks the delivery in its month's partition only."""
+    payload = {"delivery_id": str(delivery.pk), "delivery_created_at": delivery.created_at.isoformat()}
+    return outbox_emit(topic=WEBHOOK_TOPIC, payload=payload, organization=delivery.organization_id)

@@ -6,7 +6,8 @@ Invariants:
   (and before every attempt, in deliver.py); its signing secret is returned once, by
   `webhook_endpoint_create`, and otherwise kept encrypted.
 - Deleting an endpoint keeps its row and history and fails its pending deliveries.
-- A redelivery keeps the delivery's id (the `webhook-id`), so a receiver can deduplicate.
+- A redelivery keeps the delivery's id (the `webhook-id`), so a receiver can deduplicate; one
+  past retention (WEBHOOK_DELIVERY_RETENTION_DAYS) is refused, its month being on its way out.
 - Disabling (by the organization, or by the engine when the receiver answers 410 Gone) records
   when and why on the endpoint and fails its pending deliveries at once (they are not sent when
   it is enabled again; redeliver them). A 410 also e-mails the organization's owners, through
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
@@ -25,6 +27,7 @@ from accounts.crypto import encrypt_secret
 from accounts.models import Membership, Organization, WebhookDelivery, WebhookEndpoint
 from accounts.orgs.services import actor_user, audit, principal_audit_data
 from accounts.webhooks.publish import new_webhook_secret, normalize_event_patterns, webhook_delivery_queue
+from accounts.webhooks.retention import retention_cutoff
 from accounts.webhooks.url_guard import webhook_url_check
 from core.livemode import principal_livemode
 from core.errors import InvalidState, NotFound
@@ -172,13 +175,17 @@ def webhook_endpoint_delete(*, organization: Organization, endpoint_id: int, act
 
 
 @transaction.atomic
-def webhook_delivery_redeliver(*, organization: Organization, delivery_id, actor=None) -> WebhookDelivery:
+def webhook_delivery_redeliver(*, organization: Organization, delivery_id, created_at: datetime | None = None, actor=None) -> WebhookDelivery:
     """Queue one more round of attempts for a delivered or failed event (same webhook-id, so the
-    receiver can deduplicate)."""
+    receiver can deduplicate). `created_at` (when the caller has the row) or the time the id
+    carries names the delivery's partition. A delivery past WEBHOOK_DELIVERY_RETENTION_DAYS is
+    refused: its month is about to be dropped (accounts.webhooks.retention), and a pending
+    delivery would hold it back."""
     delivery = (
         WebhookDelivery.objects.select_for_update(of=("self",))
         .select_related("endpoint")
-        .filter(organization=organization, pk=delivery_id)
+        .filter(organization=organization)
+        .of_id(delivery_id, created_at)
         .first()
     )
     if delivery is None:
@@ -188,6 +195,8 @@ def webhook_delivery_redeliver(*, organization: Organization, delivery_id, actor
         raise InvalidState("The delivery's endpoint is disabled or deleted.")
     if delivery.status == WebhookDelivery.Status.PENDING:
         raise InvalidState("This delivery is already pending.")
+    if delivery.created_at < retention_cutoff():
+        raise InvalidState(f"This delivery is older than the {settings.WEBHOOK_DELIVERY_RETENTION_DAYS} days deliveries are kept.")
     delivery.status = WebhookDelivery.Status.PENDING
     delivery.attempt_count = 0
     delivery.next_attempt_at = timezone.now()

@@ -165,6 +165,7 @@ CELERY_TASK_ROUTES = (
             "compliance.tasks.*": "maintenance",
             "core.tasks.purge_idempotency_records": "maintenance",
             "core.tasks.purge_outbox": "maintenance",
+            "accounts.tasks.purge_webhook_deliveries": "maintenance",
             "*.tasks.*partition*": "maintenance",
         }.items()
     },
@@ -461,6 +462,13 @@ WEBHOOK_REQUIRE_HTTPS = env.bool("WEBHOOK_REQUIRE_HTTPS", default=False)
 WEBHOOK_RETRY_SCHEDULE_SECONDS = env.list(
     "WEBHOOK_RETRY_SCHEDULE_SECONDS", cast=float, default=[5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800]
 )
+# Finished webhook deliveries (delivered or failed) and their attempts are kept this many days
+# after the delivery was created (accounts.webhooks.retention, hourly on the maintenance queue):
+# on PostgreSQL a month's partitions are dropped once the whole month is past it, so a delivery
+# stays between this and this plus one month. Pending deliveries stay whatever their age.
+WEBHOOK_DELIVERY_RETENTION_DAYS = env.int("WEBHOOK_DELIVERY_RETENTION_DAYS", default=90)
+# How long the retention's DETACH and DROP of a month wait for a lock before giving up (next run).
+WEBHOOK_RETENTION_LOCK_TIMEOUT_MS = env.int("WEBHOOK_RETENTION_LOCK_TIMEOUT_MS", default=5000)
 
 # --- Compliance back office (compliance.backoffice, compliance.sanctions) ---
 # Approving a review case at or above this amount (major units of its asset) needs a second

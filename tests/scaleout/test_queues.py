@@ -48,6 +48,7 @@ def test_every_beat_task_and_outbox_topic_has_its_queue():
         "compliance.tasks.sanctions_reimport": "maintenance",
         "compliance.tasks.sanctions_rescreen": "maintenance",
         "core.tasks.purge_idempotency_records": "maintenance",
+        "accounts.tasks.purge_webhook_deliveries": "maintenance",
     }
     for task, queue in expected_tasks.items():
         assert _queue_of(task) == queue, task

@@ -1,6 +1,7 @@
 """Webhook pages: endpoints (list, create with the secret shown once, disable, enable) and
 deliveries (list, detail with attempts, redeliver). Writes need a developer or owner and go
-through accounts.webhooks.services."""
+through accounts.webhooks.services. A delivery and its attempts are read from its month's
+partition only (PostgreSQL; the id in the URL carries the month)."""
 
 from __future__ import annotations
 
@@ -90,12 +91,14 @@ def delivery_list(request):
 
 @dashboard_view()
 def delivery_detail(request, delivery_id):
-    delivery = WebhookDelivery.objects.select_related("endpoint").filter(organization=request.organization, pk=delivery_id).first()
+    # its month's partition only: the id carries the delivery's created_at (accounts.models.webhooks)
+    delivery = WebhookDelivery.objects.select_related("endpoint").filter(organization=request.organization).of_id(delivery_id).first()
     if delivery is None:
         raise Http404
+    attempts = list(delivery.attempts_in_partition().order_by("attempted_at", "id"))
     return render(
         request, "dashboard/delivery_detail.html",
-        {"delivery": delivery, "attempts": list(delivery.attempts.order_by("attempted_at", "id")), "can_write": can_write(request), "nav": "webhooks"},
+        {"delivery": delivery, "attempts": attempts, "can_write": can_write(request), "nav": "webhooks"},
     )
 
 
