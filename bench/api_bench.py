@@ -281,7 +281,7 @@ def write_lua_data(path: Path, users: list[dict], busy: dict | None, org: dict) 
 
 def _workers_label(args) -> str:
     if args.worker_class == "gthread":
-        return f"{args.workers} gthread workers x {args.threads} threads (keep-alive)"
+        return f"{args.workers} gthread workers x {args.threads} threads (keep-alive, {args.worker_connections} connections each)"
     return f"{args.workers} sync workers"
 
 
@@ -293,9 +293,9 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, url: str, workers: int, redis_url: str, log: Path, extra_env: dict | None = None,
-                 worker_class: str = "sync", threads: int = 1):
+                 worker_class: str = "sync", threads: int = 1, worker_connections: int = 1000):
         self.url, self.workers, self.redis_url, self.log = url, workers, redis_url, log
-        self.worker_class, self.threads = worker_class, threads
+        self.worker_class, self.threads, self.worker_connections = worker_class, threads, worker_connections
         self.extra_env = extra_env or {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -310,7 +310,8 @@ class Server:
     def start(self) -> None:
         cmd = [
             sys.executable, "-m", "gunicorn", "config.wsgi:application", "--workers", str(self.workers),
-            "--worker-class", self.worker_class, "--threads", str(self.threads), "--bind", f"127.0.0.1:{self.port}", "--timeout", "300",
+            "--worker-class", self.worker_class, "--threads", str(self.threads),
+            "--worker-connections", str(self.worker_connections), "--bind", f"127.0.0.1:{self.port}", "--timeout", "300",
             "--graceful-timeout", "5", "--log-level", "warning", "--error-logfile", "-",
         ]
         self.logfile = open(self.log, "ab")  # noqa: SIM115 - closed in stop()
@@ -365,7 +366,8 @@ def pgbouncer_rows(args, bench: Bench, server: Server, url: str, name: str, conn
     try:
         with PgBouncer(upstream_host=parts.hostname or "127.0.0.1", upstream_port=parts.port or 5432, pool_size=args.pgbouncer_pool) as bouncer:
             pooled = Server(bouncer.url(name), args.workers, args.redis_url, tmp / "gunicorn-pgbouncer.log",
-                            extra_env={"DATABASE_TRANSACTION_POOLING": "true"}, worker_class=args.worker_class, threads=args.threads)
+                            extra_env={"DATABASE_TRANSACTION_POOLING": "true"}, worker_class=args.worker_class, threads=args.threads,
+                    worker_connections=args.worker_connections)
             bench.server = pooled
             try:
                 pooled.start()
@@ -714,6 +716,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="gunicorn worker class (default sync: one request at a time, the connection closed after it; "
                              "gthread keeps wrk's connections alive)")
     parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker (default 1)")
+    parser.add_argument("--worker-connections", type=int, default=1000,
+                        help="gthread: connections a worker holds at most; it keeps at most this minus --threads alive "
+                             "between requests and closes the others after their response (default 1000, gunicorn's)")
     parser.add_argument("--users", type=int, default=1000, help="users with a funded wallet and a JWT (default 1000, at least 256)")
     parser.add_argument("--org-wallets", type=int, default=1000, help="the organization's customer wallets (default 1000)")
     parser.add_argument("--big", action=argparse.BooleanOptionalAction, default=True,
@@ -772,7 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     from accounts.orgs.services import api_key_create
 
     tmp = Path(tempfile.mkdtemp(prefix="apibench-"))
-    server = Server(url, args.workers, args.redis_url, tmp / "gunicorn.log", worker_class=args.worker_class, threads=args.threads)
+    server = Server(url, args.workers, args.redis_url, tmp / "gunicorn.log", worker_class=args.worker_class, threads=args.threads,
+                    worker_connections=args.worker_connections)
     code = 0
     try:
         cache.clear()  # our Redis db: throttle counters, idempotency locks of earlier runs
