@@ -9,7 +9,6 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
-from django_redis import get_redis_connection
 from rest_framework.test import APIClient
 
 from accounts.models import Organization, User
@@ -21,7 +20,7 @@ from core.idempotency import (
 )
 from core.models import IdempotencyRecord, OutboxMessage
 from core.tasks import purge_idempotency_records
-from tests.concurrency import blocked_insert_pid, in_background, redis_flushing, run_in_threads
+from tests.concurrency import blocked_insert_pid, in_background, redis_flushing, redis_forget, run_in_threads
 from tests.core.idempotency_urls import Controls
 
 pytestmark = pytest.mark.urls("tests.core.idempotency_urls")
@@ -419,7 +418,7 @@ class TestRacing:
         Controls.delay = 0.2
         first = _race(user, 32, "race-2", {"n": 2})
         assert len(_assert_one_effect(first)[0]) == 1
-        get_redis_connection("default").flushdb()
+        redis_forget()
         # Same key after the cache forgot everything: all replays, no new effect.
         second = _race(user, 32, "race-2", {"n": 2})
         originals, replays, _ = _assert_one_effect(second)
@@ -455,7 +454,7 @@ class TestRacing:
         # While it runs, the key is busy: through the cache and, with the cache flushed, through PostgreSQL.
         busy = _post(_client(user), key="k-kill", body={"n": 5})
         assert busy.status_code == 409 and _error_code(busy) == "IDEMPOTENCY_KEY_IN_PROGRESS"
-        get_redis_connection("default").flushdb()
+        redis_forget()
         busy = _post(_client(user), key="k-kill", body={"n": 5})
         assert busy.status_code == 409 and _error_code(busy) == "IDEMPOTENCY_KEY_IN_PROGRESS"
         with connection.cursor() as cursor:  # the worker dies: its backend is terminated mid-transaction

@@ -10,14 +10,13 @@ from decimal import Decimal
 import pytest
 from django.db import connection, transaction
 from django.utils import timezone
-from django_redis import get_redis_connection
 
 from core.idempotency import request_fingerprint
 from core.models import IdempotencyRecord
 from ledger.checks import ledger_check
 from ledger.models import Entry, Transaction, Wallet
 from ledger.services import wallet_suspend
-from tests.concurrency import blocked_insert_pid, in_background, redis_flushing, run_in_threads
+from tests.concurrency import blocked_insert_pid, in_background, redis_flushing, redis_forget, run_in_threads
 from tests.factories.wallets import client_for, open_wallet, person
 
 DEPOSITS = "/api/v1/deposits"
@@ -307,7 +306,7 @@ class TestConcurrentMoney:
         assert _balance(wallet) == Decimal("100.00")
         assert Transaction.objects.filter(type="deposit").count() == 1
         # The same key once more, after Redis forgot everything: still one deposit.
-        get_redis_connection("default").flushdb()
+        redis_forget()
         again = _race(32, lambda i: _deposit(client_for(jane), wallet, "100.00", key=key))
         originals2, replays2, _ = _classify(again)
         assert not originals2 and len(replays2) >= 1
