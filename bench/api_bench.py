@@ -205,7 +205,8 @@ def _busy_worker(customer_id: int, sources: list[int], destinations: list[int], 
         at = start + span * rng.random()
         Transaction.objects.filter(pk=tx.pk).update(created_at=at, completed_at=at)
         if usage_apply is not None:
-            charges = usage_charges(tx_type="transfer", legs=[UsageLeg("transfer", source, destination, asset_id, amount)],
+            rate = tx.posted_postings[0].reference_rate  # the rate the engine charged the counters at
+            charges = usage_charges(tx_type="transfer", legs=[UsageLeg("transfer", source, destination, asset_id, amount, rate)],
                                     owners=owners)
             usage_apply(charges, day=usage_day(tx.created_at), sign=-1)
             usage_apply(charges, day=usage_day(at))

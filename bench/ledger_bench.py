@@ -153,8 +153,8 @@ SELECT %(tbase)s + k, 'transfer', 'completed', %(org)s, NULL, '', 'bench history
   FROM bench_history JOIN ledger_wallet w ON w.id = src ORDER BY k;
 
 INSERT INTO ledger_posting (transaction_id, "index", kind, source_wallet_id, source_purpose, destination_wallet_id,
-    destination_purpose, amount, asset_id)
-SELECT %(tbase)s + k, 0, 'transfer', src, '', dst, '', amount, w.asset_id
+    destination_purpose, amount, asset_id, reference_rate)
+SELECT %(tbase)s + k, 0, 'transfer', src, '', dst, '', amount, w.asset_id, %(rate)s::numeric
   FROM bench_history JOIN ledger_wallet w ON w.id = src ORDER BY k;
 
 INSERT INTO ledger_entry (id, transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at)
@@ -180,16 +180,17 @@ UPDATE ledger_wallet w SET balance = w.balance + d.delta, updated_at = now()
 # outgoing for the source wallet's customer, incoming for the destination's, on the UTC day of
 # the rows (every bench wallet has its own customer, so no leg is between one customer's wallets).
 HISTORY_USAGE_SQL = """
-INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, count)
+INSERT INTO ledger_usagecounter (customer_id, asset_id, movement_type, direction, day, amount, reference_amount, count)
 SELECT w.customer_id, w.asset_id, 'transfer', u.direction, ((now() - interval '1 day') AT TIME ZONE 'UTC')::date,
-       sum(u.amount), count(*)
+       sum(u.amount), coalesce(sum(round(u.amount * %(rate)s::numeric, 18)), 0), count(*)
   FROM (SELECT src AS wallet_id, 'outgoing' AS direction, amount FROM bench_history
         UNION ALL SELECT dst, 'incoming', amount FROM bench_history) u
   JOIN ledger_wallet w ON w.id = u.wallet_id
  WHERE w.customer_id IS NOT NULL
  GROUP BY w.customer_id, w.asset_id, u.direction
 ON CONFLICT (customer_id, asset_id, movement_type, direction, day) DO UPDATE
-   SET amount = ledger_usagecounter.amount + excluded.amount, count = ledger_usagecounter.count + excluded.count
+   SET amount = ledger_usagecounter.amount + excluded.amount, count = ledger_usagecounter.count + excluded.count,
+       reference_amount = ledger_usagecounter.reference_amount + excluded.reference_amount
 """
 
 
@@ -209,6 +210,13 @@ def grow_history(ids: list[int], target_entries: int, org_id: int, *, dated: str
         sys.exit(f"ledger_bench: {target_entries:,} history entries could overdraw a wallet funded with {FUNDING}.")
     with connection.cursor() as cursor:
         cursor.execute("SELECT setseed(0.4242)")
+        cursor.execute("SELECT a.code FROM ledger_wallet w JOIN ledger_asset a ON a.id = w.asset_id WHERE w.id = %s", [ids[0]])
+        (code,) = cursor.fetchone()
+    from core.reference import RateBook
+
+    # each posting row stores its rate to the reference currency, and each usage counter the
+    # amount converted at it, as the engine does (ledger.usage; check_ledger recounts them)
+    rate = RateBook().stored(code)
     while True:
         missing = target_entries - entry_count()
         if missing < 2:
@@ -228,13 +236,13 @@ def grow_history(ids: list[int], target_entries: int, org_id: int, *, dated: str
             )
             params = {
                 "ids": ids, "n": len(ids), "count": count, "tbase": tbase, "ebase": ebase - 1,
-                "org": org_id, "max_cents": HISTORY_MAX_AMOUNT_CENTS,
+                "org": org_id, "max_cents": HISTORY_MAX_AMOUNT_CENTS, "rate": rate,
             }
             for statement in [s for s in HISTORY_SQL.replace(DAY_BACK, dated).split(";\n") if s.strip()]:
                 cursor.execute(statement, params)
             cursor.execute("SELECT to_regclass('ledger_usagecounter') IS NOT NULL")
             if cursor.fetchone()[0]:
-                cursor.execute(HISTORY_USAGE_SQL.replace(DAY_BACK, dated))
+                cursor.execute(HISTORY_USAGE_SQL.replace(DAY_BACK, dated), {"rate": rate})
     vacuum_analyze()
     return time.monotonic() - started
 
