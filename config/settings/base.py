@@ -408,6 +408,9 @@ OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=30)
 # How long dropping an old month of the outbox (core.outbox.outbox_drop_months) waits for the
 # outbox table's lock before leaving the month for the next run.
 OUTBOX_DROP_LOCK_TIMEOUT_MS = env.int("OUTBOX_DROP_LOCK_TIMEOUT_MS", default=5000)
+# How long dropping an expired month of idempotency records (core.idempotency, hourly) waits for
+# the table's lock, which every money request's insert holds, before leaving it for the next run.
+IDEMPOTENCY_DROP_LOCK_TIMEOUT_MS = env.int("IDEMPOTENCY_DROP_LOCK_TIMEOUT_MS", default=2000)
 # The currency the default limit and fee rules (blank currency) and TWO_FACTOR_THRESHOLD are in;
 # each movement converts at the price provider's mid rate (core.reference). Rates are kept per
 # process for LIMITS_RATE_CACHE_SECONDS (the HTTP feed is also cached for PRICE_CACHE_SECONDS).

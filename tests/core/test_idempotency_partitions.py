@@ -7,6 +7,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from django.db import connection, connections, transaction
 from django.db.migrations.executor import MigrationExecutor
@@ -224,7 +225,7 @@ class TestPurgeByMonth:
         before = {name for name, _ in partitions(TABLE)}
         idempotency_partitions_drop()  # now: nothing has expired in this month or the next ones
         after = {name for name, _ in partitions(TABLE)}
-        assert before == after and TABLE + "_p_legacy" in after  # the legacy partition holds this month
+        assert before == after
 
 
 def _migrate(targets):
@@ -268,3 +269,38 @@ def test_the_migration_converts_a_table_with_records_and_back():
     finally:
         _migrate(latest)
     assert is_partitioned(TABLE)
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(IDEMPOTENCY_KEY_TTL_HOURS=48, IDEMPOTENCY_DROP_LOCK_TIMEOUT_MS=200)
+def test_a_busy_table_keeps_its_expired_month_for_the_next_run():
+    """A request's transaction holds the table's lock (every money request inserts a record): the
+    drop waits IDEMPOTENCY_DROP_LOCK_TIMEOUT_MS, leaves the month and raises nothing; once the
+    table is free the next run drops it."""
+    IdempotencyRecord.objects.create(
+        scope="user:1", endpoint="tests.effect", key="jan-old", fingerprint="f" * 64, method="POST", path=URL, response_status=201,
+        response_body="{}", created_at=datetime(2027, 1, 10, tzinfo=UTC), expires_at=datetime(2027, 1, 12, tzinfo=UTC), period=JAN,
+    )
+    IdempotencyRecord.objects.create(  # a live record before January keeps the months before it
+        scope="user:1", endpoint="tests.effect", key="kept", fingerprint="f" * 64, method="POST", path=URL, response_status=201,
+        response_body="{}", created_at=datetime(2026, 12, 1, tzinfo=UTC), expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+        period=add_months(JAN, -1),
+    )
+    now = datetime(2027, 2, 10, tzinfo=UTC)
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as request:  # a money request, mid-transaction
+        request.execute(f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE")
+        started = time.monotonic()
+        assert partition_name(TABLE, JAN) not in idempotency_partitions_drop(now=now)
+        assert time.monotonic() - started < 5
+        request.rollback()
+    assert partition_name(TABLE, JAN) in {name for name, _ in partitions(TABLE)}
+    try:
+        assert idempotency_partitions_drop(now=now) == [partition_name(TABLE, JAN)]
+    finally:  # later tests (and clocks set in January) need the month back
+        from ledger.partitions import entry_partitions_ensure
+
+        entry_partitions_ensure()
+    assert partition_name(TABLE, JAN) in {name for name, _ in partitions(TABLE)}
