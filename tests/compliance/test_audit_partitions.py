@@ -12,13 +12,13 @@ from datetime import datetime, timedelta, timezone as tz
 
 import pytest
 from django.db import DatabaseError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from compliance.audit import audit_chain_advance, audit_record, audit_verify
 from compliance.models import AuditEvent
 from ledger.partitions import _legacy_end, add_months, entry_partitions_ensure, is_partitioned, month_start, partition_name, partitions
 from tests.factories.ledger import clock_at
+from tests.migrations import latest_migrations, migrate_to as _migrate
 
 TABLE = "compliance_auditevent"
 pytestmark = [pytest.mark.postgres]
@@ -106,15 +106,9 @@ def test_the_daily_task_creates_audit_months_too(pg):
     assert _partition_of(event.pk) == name
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_converts_a_table_with_events_and_back(pg):
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    latest = latest_migrations()
     try:
         for n in range(3):
             audit_record(action=f"before.{n}")

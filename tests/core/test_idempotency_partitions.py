@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from django.db import connection, connections, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 
 from core import idempotency
@@ -20,6 +19,7 @@ from core.partitions import add_months, is_partitioned, partition_name, partitio
 from tests.concurrency import in_background, run_in_threads
 from tests.core.test_idempotency import URL, _assert_one_effect, _client, _effects, _post, _user
 from tests.core.idempotency_urls import Controls
+from tests.migrations import latest_migrations, migrate_to as _migrate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.urls("tests.core.idempotency_urls")]
 
@@ -228,15 +228,9 @@ class TestPurgeByMonth:
         assert before == after
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_converts_a_table_with_records_and_back():
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    latest = latest_migrations()
     columns = ("id", "scope", "endpoint", "key", "fingerprint", "response_status", "response_body", "expires_at")
     try:
         _migrate([("core", "0002_outbox_lease")])

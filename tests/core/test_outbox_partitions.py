@@ -16,7 +16,6 @@ from unittest import mock
 import pytest
 from django.core.management import call_command
 from django.db import connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -42,6 +41,7 @@ from ledger.partitions import (
     partitions,
 )
 from tests.concurrency import run_in_threads
+from tests.migrations import latest_migrations as _latest, migrate_to as _migrate
 
 DONE, DEAD, PENDING = OutboxMessage.Status.DONE, OutboxMessage.Status.DEAD, OutboxMessage.Status.PENDING
 
@@ -262,16 +262,6 @@ def test_the_hourly_purge_drops_all_done_months_and_the_command_the_rest(old_mon
 
 
 # --- Migration 0004 on a table with rows --------------------------------------------------------------
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
-def _latest():
-    return MigrationExecutor(connection).loader.graph.leaf_nodes()
 
 
 @pytest.mark.postgres

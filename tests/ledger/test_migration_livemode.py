@@ -8,9 +8,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+from tests.migrations import latest_migrations as _latest, migrate_to as _migrate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -18,17 +17,6 @@ BEFORE = [("accounts", "0009_apikey_livemode"), ("ledger", "0012_archived_months
           ("payorders", "0004_payorder_livemode")]
 AFTER = [("accounts", "0010_customer_webhookendpoint_livemode"), ("ledger", "0013_livemode"), ("wallets", "0006_schedule_livemode"),
          ("payorders", "0005_sandbox_orders_test_mode")]
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-def _latest():
-    return MigrationExecutor(connection).loader.graph.leaf_nodes()
 
 
 def _history(apps) -> dict:

@@ -6,30 +6,16 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from ledger.models import Posting
 from tests.factories.accounts import CustomerFactory
+from tests.migrations import latest_migrations as _latest, migrate_to as _migrate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 BEFORE = [("ledger", "0004_usage_counters")]
 AFTER = [("ledger", "0006_drop_transaction_operations")]
 SHARDS = 16  # settings.LEDGER_HOT_ACCOUNT_SHARDS in tests
-
-
-def _latest():
-    """Every app at its newest migration: where the rest of the suite expects the schema (0006
-    is not the ledger's last migration any more)."""
-    executor = MigrationExecutor(connection)
-    return executor.loader.graph.leaf_nodes()
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 def _old_history(apps) -> dict:

@@ -12,7 +12,6 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from ledger.checks import ledger_check
@@ -20,6 +19,7 @@ from ledger.models import Entry
 from ledger.partitions import _legacy_end, add_months, entry_partitions_ensure, is_partitioned, month_start, partition_name, partitions
 from ledger.posting import Transfer, ledger_post
 from tests.factories.ledger import open_wallet, platform_asset
+from tests.migrations import latest_migrations as _latest, migrate_to as _migrate
 
 
 def _sql(sql: str, params=None):
@@ -124,16 +124,6 @@ def test_the_beat_task_creates_missing_months_once(settings):
 
 
 # --- Migration 0010 on a table with rows ----------------------------------------------------------
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
-def _latest():
-    return MigrationExecutor(connection).loader.graph.leaf_nodes()
 
 
 @pytest.mark.postgres

@@ -14,7 +14,6 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 
 from accounts.crypto import SecretDecryptionError
@@ -25,6 +24,7 @@ from ledger.models import Transaction
 from tests.factories.accounts import StaffUserFactory
 from tests.payorders.support import reseed
 from tests.factories.wallets import client_for, open_wallet, person
+from tests.migrations import latest_migrations as _latest, migrate_to as _migrate
 from wallets.beneficiaries import (
     beneficiary_name_hash,
     mask_iban,
@@ -176,17 +176,6 @@ def test_rotate_field_keys_re_encrypts_and_re_hashes_payout_beneficiaries(settin
 
 BEFORE = [("wallets", "0003_schedules")]
 AFTER = [("wallets", "0004_payout_beneficiary_encrypted")]
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
-def _latest():
-    return MigrationExecutor(connection).loader.graph.leaf_nodes()
 
 
 @pytest.mark.postgres

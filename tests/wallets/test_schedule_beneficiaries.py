@@ -14,7 +14,6 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
 from django.utils import timezone
 
@@ -23,6 +22,7 @@ from compliance.models import AuditEvent
 from core.models import OutboxMessage
 from tests.factories.accounts import StaffUserFactory
 from tests.factories.wallets import client_for, open_wallet, person
+from tests.migrations import latest_migrations, migrate_to as _migrate
 from wallets.beneficiaries import beneficiary_name_hash, beneficiary_open, beneficiaries_matching, mask_destination
 from wallets.models import Payout, Schedule, ScheduleOccurrence
 from wallets.schedules import schedules_run_due
@@ -144,13 +144,6 @@ BEFORE = [("wallets", "0004_payout_beneficiary_encrypted")]
 AFTER = [("wallets", "0005_schedule_beneficiary_encrypted")]
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_encrypts_schedules_written_before_it_and_migrating_back_restores_them():
@@ -170,7 +163,7 @@ def test_the_migration_encrypts_schedules_written_before_it_and_migrating_back_r
 
         _migrate(AFTER)
         assert not _plain_in(_row_text("wallets_schedule", old.pk))
-        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())  # the model as it is now: later migrations add columns
+        _migrate(latest_migrations())  # the model as it is now: later migrations add columns
         migrated = Schedule.objects.get(pk=old.pk)
         assert beneficiary_open(migrated).destination == DESTINATION and beneficiary_open(migrated).name == NAME
         assert migrated.destination_masked == SHOWN and migrated.beneficiary_name_masked == "A**** W*****"
@@ -182,4 +175,4 @@ def test_the_migration_encrypts_schedules_written_before_it_and_migrating_back_r
         assert back.objects.get(pk=old.pk).destination == DESTINATION
         assert back.objects.get(pk=to_wallet.pk).destination is None
     finally:
-        _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+        _migrate(latest_migrations())

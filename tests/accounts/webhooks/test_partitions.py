@@ -19,7 +19,6 @@ from datetime import datetime, timedelta, timezone as tz
 
 import pytest
 from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -31,6 +30,7 @@ from accounts.webhooks.services import webhook_endpoint_create
 from core.models import OutboxMessage
 from ledger.partitions import _legacy_end, add_months, entry_partitions_ensure, is_partitioned, month_start, partition_name, partitions
 from tests.factories.ledger import clock_at
+from tests.migrations import latest_migrations, migrate_to as _migrate
 
 DELIVERIES, ATTEMPTS = "accounts_webhookdelivery", "accounts_webhookattempt"
 API = "/api/v1/webhook-deliveries"
@@ -228,16 +228,10 @@ def test_the_handler_a_retry_the_detail_and_the_redeliver_api_name_the_month(org
 # --- Migration 0011 on tables with rows ------------------------------------------------------------------
 
 
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_converts_tables_with_rows_and_back(pg, org):
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    latest = latest_migrations()
     endpoint, _ = webhook_endpoint_create(organization=org.organization, url="http://127.0.0.1:9/hook", events=["*"])
     try:
         made = [_publish(org) for _ in range(3)]
