@@ -107,3 +107,17 @@ def blocked_insert_pid(table: str, *, timeout: float = 20) -> int | None:
                 return row[0]
             time.sleep(0.05)
     return None
+
+
+def side_connection(*, autocommit: bool = False):
+    """A psycopg connection of its own to the test database (not Django's): another client,
+    to hold a lock or a transaction open, or to look at (or end) the test's backend from outside.
+    Use it as a context manager."""
+    import psycopg
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)  # Django's own options for its connection
+    params.pop("context", None)
+    return psycopg.connect(**params, autocommit=autocommit)
+

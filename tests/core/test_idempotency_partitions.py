@@ -7,7 +7,6 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import pytest
 from django.db import connection, connections, transaction
 from django.test import override_settings
@@ -16,7 +15,7 @@ from core import idempotency
 from core.idempotency import _advisory_lock_id, idempotency_partitions_drop, idempotency_records_purge
 from core.models import IdempotencyRecord
 from core.partitions import add_months, is_partitioned, partition_name, partitions
-from tests.concurrency import in_background, run_in_threads
+from tests.concurrency import in_background, run_in_threads, side_connection
 from tests.core.test_idempotency import URL, _assert_one_effect, _client, _effects, _post, _user
 from tests.core.idempotency_urls import Controls
 from tests.migrations import latest_migrations, migrate_to as _migrate
@@ -281,10 +280,7 @@ def test_a_busy_table_keeps_its_expired_month_for_the_next_run():
         period=add_months(JAN, -1),
     )
     now = datetime(2027, 2, 10, tzinfo=UTC)
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params) as request:  # a money request, mid-transaction
+    with side_connection() as request:  # a money request, mid-transaction
         request.execute(f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE")
         started = time.monotonic()
         assert partition_name(TABLE, JAN) not in idempotency_partitions_drop(now=now)

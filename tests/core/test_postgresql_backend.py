@@ -5,9 +5,10 @@ a connection the server has ended."""
 import select
 import time
 
-import psycopg
 import pytest
 from django.db import connection
+
+from tests.concurrency import side_connection
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -15,10 +16,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def other():
     """A connection of its own, to look at (or end) the test's backend from outside."""
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as conn:
+    with side_connection(autocommit=True) as conn:
         yield conn
 
 

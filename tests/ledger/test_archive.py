@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone as tz
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
 import pytest
 from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
@@ -32,6 +31,7 @@ from ledger.posting import Issue, Transfer, ledger_post
 from ledger.selectors import wallet_balance_at, wallet_balance_before
 from ledger.services import wallet_open
 from ledger.statements import Period, statement_build
+from tests.concurrency import side_connection
 from tests.factories.ledger import clock_at, past_month_partitions, platform_asset
 from tests.factories.ledger_api import person, user_client
 
@@ -209,9 +209,7 @@ def test_a_run_stopped_after_its_dump_finishes_next_time_and_a_bad_dump_is_redon
 def test_a_lock_not_taken_in_time_changes_nothing_and_the_next_run_uses_the_dump(history, tmp_path):
     month = history["A"]
     part = partition_name("ledger_entry", month)
-    settings_dict = connection.settings_dict
-    other = psycopg.connect(host=settings_dict["HOST"] or None, port=settings_dict["PORT"] or None, user=settings_dict["USER"],
-                            password=settings_dict["PASSWORD"] or None, dbname=settings_dict["NAME"])
+    other = side_connection()
     try:
         other.execute("BEGIN")
         other.execute("SELECT count(*) FROM ledger_entry")  # a long read holds ledger_entry's ACCESS SHARE lock
