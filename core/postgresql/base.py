@@ -32,8 +32,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         pgconn = conn.pgconn
         if pgconn.status != ConnStatus.OK or pgconn.transaction_status != TransactionStatus.IDLE:
             return False
-        try:
-            readable, _, _ = select.select([pgconn.socket], [], [], 0)
+        try:  # poll, not select: select refuses descriptors past 1023 in a process with many open
+            poller = select.poll()
+            poller.register(pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+            return not poller.poll(0)
         except (OSError, ValueError):
             return False
-        return not readable

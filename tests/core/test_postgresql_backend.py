@@ -66,3 +66,30 @@ def test_a_connection_inside_a_transaction_is_not_usable_for_a_new_request():
         with connection.cursor() as cursor:
             cursor.execute("ROLLBACK")
     assert connection.is_usable() is True
+
+
+def test_a_socket_numbered_past_1023_is_checked_too():
+    """A worker with many open files (select() refuses descriptors past FD_SETSIZE, 1024): the
+    check still answers from the socket, instead of closing and reopening the connection on every
+    request."""
+    import os
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if max(soft, hard if hard != resource.RLIM_INFINITY else 4096) < 1200:
+        pytest.skip(f"this process may open only {soft} files")
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard) if hard != resource.RLIM_INFINITY else 4096, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        connection.close()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        assert connection.connection.pgconn.socket > 1023
+        pid = connection.connection.info.backend_pid
+        _health_check()
+        assert connection.connection is not None and connection.connection.info.backend_pid == pid
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
