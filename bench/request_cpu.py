@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api_bench import APP_NAME, Server, analyze, bench_url, drop_database, seed_users, server_env  # noqa: E402
-from ledger_bench import _proc_cpu, recreate_database, seed_wallets  # noqa: E402
+from ledger_bench import _proc_cpu, grow_history, recreate_database, seed_wallets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--users", type=int, default=64)
+    parser.add_argument("--history", type=int, default=100_000,
+                        help="entries of past transfers among the organization's wallets before the statistics are taken "
+                             "(plans made on a ledger of a few hundred rows scan what has since grown)")
     parser.add_argument("--statements", action="store_true", help="print one request's SQL with each statement's time")
     parser.add_argument("--explain", metavar="TEXT",
                         help="with --statements: EXPLAIN (ANALYZE, BUFFERS) the last statement whose SQL contains TEXT")
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
         for i in range(200):  # warm per-process caches
             request(i)
+        grow_history(org_wallets, args.history, org.pk)
         analyze(url)  # statistics, as api_bench takes before every row: plans made on empty tables measure nothing
         if args.statements:
 
