@@ -248,3 +248,34 @@ def test_checker_finds_negative_wallets(usd, make_wallet, is_postgres):
         if not is_postgres:
             raw("PRAGMA ignore_check_constraints = OFF")
     assert any(f"wallet {a.pk} (customer): balance -1" in x and "negative" in x for x in breaches), breaches
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_balance_check_migration_both_ways(posted):
+    """ledger 0014 rewrites the check's query, back and forth; in each state the trigger refuses
+    an unbalanced transaction at commit and accepts a balanced one."""
+    from tests.migrations import latest_migrations, migrate_to
+
+    a, b, tx = posted
+
+    def source() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = 'ledger_check_transaction_balanced'")
+            return cursor.fetchone()[0]
+
+    def guards() -> None:
+        with pytest.raises(IntegrityError, match="unbalanced"), transaction.atomic():
+            raw("INSERT INTO ledger_entry (transaction_id, wallet_id, direction, amount, balance_after, operation_index, created_at)"
+                " VALUES (%s, %s, 'credit', 5, 11, 0, now())", [tx.pk, b.pk])
+        ledger_post(type="transfer", operations=[Transfer(a, b, "1")]).raise_for_error()
+
+    try:
+        migrate_to([("ledger", "0013_livemode")])
+        assert "JOIN ledger_wallet w ON w.id = e.wallet_id" in source()
+        guards()
+        migrate_to([("ledger", "0014_balance_check_by_entry")])
+        assert "WHERE w.id = e.wallet_id" in source() and "JOIN ledger_wallet" not in source()
+        guards()
+    finally:
+        migrate_to(latest_migrations())
