@@ -77,7 +77,7 @@ def test_a_socket_numbered_past_1023_is_checked_too():
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if max(soft, hard if hard != resource.RLIM_INFINITY else 4096) < 1200:
-        pytest.skip(f"this process may open only {soft} files")
+        pytest.skip(f"this process may open at most {hard} files (the hard limit): the test needs 1,200")
     if soft < 1200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard) if hard != resource.RLIM_INFINITY else 4096, hard))
     held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]

@@ -13,6 +13,7 @@ from ledger.models import Entry, Hold, Posting, Transaction, Wallet
 from ledger.posting import Issue, Transfer, ledger_post
 from tests.factories.accounts import OrganizationFactory
 from tests.factories.ledger import hold_pending, open_wallet, platform_asset
+from tests.migrations import latest_migrations, migrate_to
 
 
 def raw(sql: str, params=None) -> None:
@@ -255,8 +256,6 @@ def test_checker_finds_negative_wallets(usd, make_wallet, is_postgres):
 def test_the_balance_check_migration_both_ways(posted):
     """ledger 0014 rewrites the check's query, back and forth; in each state the trigger refuses
     an unbalanced transaction at commit and accepts a balanced one."""
-    from tests.migrations import latest_migrations, migrate_to
-
     a, b, tx = posted
 
     def source() -> str:
